@@ -1,0 +1,19 @@
+import type { Config } from 'jest';
+
+const config: Config = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
+  },
+  // The examples import the package by name, as a user's code would; inside the
+  // repo that name must mean the sources, so tests never run a stale dist/.
+  moduleNameMapper: {
+    '^mitpo-webhooks$': '<rootDir>/src/index.ts',
+    '^mitpo-webhooks/(testing|redis)$': '<rootDir>/src/$1/index.ts',
+  },
+  testTimeout: 20_000,
+};
+
+export default config;

@@ -1,0 +1,36 @@
+// Builds dist/: the CommonJS code and its types with tsc, then a thin ESM wrapper
+// per entry point. The wrappers re-export the CommonJS build instead of being a
+// second copy of the code, so an app that mixes require() and import still has
+// one MitpoWebhooks class, one WebhookVerificationError (instanceof works) and
+// one set of handlers.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+// Every entry point package.json exports, by its CommonJS file: one list to keep.
+const entries = Object.values(pkg.exports)
+  .filter((target) => typeof target === 'object')
+  .map((target) => target.require.default.replace(/^\.\/dist\//, '').replace(/\.js$/, ''));
+
+rmSync(dist, { recursive: true, force: true });
+execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json')], {
+  stdio: 'inherit',
+});
+
+const require = createRequire(import.meta.url);
+for (const entry of entries) {
+  const cjsFile = join(dist, `${entry}.js`);
+  const names = Object.keys(require(cjsFile)).filter((name) => name !== '__esModule' && name !== 'default');
+  const base = `./${relative(dirname(cjsFile), cjsFile)}`;
+  writeFileSync(
+    join(dist, `${entry}.mjs`),
+    `import cjs from '${base}';\nexport const { ${names.join(', ')} } = cjs;\n`,
+  );
+  writeFileSync(join(dist, `${entry}.d.mts`), `export * from '${base}';\n`);
+}
+console.log(`built dist/ (${entries.length} entry points, CommonJS with ESM wrappers)`);

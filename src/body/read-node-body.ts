@@ -1,0 +1,73 @@
+import type { IncomingMessage } from 'node:http';
+import getRawBody from 'raw-body';
+import { WebhookVerificationError } from '../errors';
+import { asBuffer } from './as-buffer';
+
+/** A request as earlier middleware may have left it: with the bytes kept, or parsed. */
+export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown; _body?: unknown };
+
+const FIX_MOUNTING =
+  'The request body was already read by another body parser (e.g. express.json()) and its raw bytes were not kept, ' +
+  'so the signature cannot be checked. Mount the webhook middleware before express.json(), or exclude its path ' +
+  'from the JSON parser, or keep the bytes with express.raw({ type: "application/json" }).';
+
+/**
+ * The raw body of a Node request, wherever it is: kept by an earlier parser as
+ * bytes (`express.raw()`, `req.rawBody`, a text parser's string), or still in the
+ * stream. A stream someone else already consumed is reported at once, never
+ * waited on: judged by the stream, not by `req.body`, because body-parser sets
+ * `req.body = {}` on requests it skips and those must still work.
+ */
+export async function readNodeBody(
+  req: NodeRequest,
+  limit: number,
+  contentLength: number | undefined,
+): Promise<Buffer> {
+  const kept = keptBody(req);
+  if (kept !== undefined) {
+    const bytes = asBuffer(kept);
+    if (bytes.byteLength > limit) throw tooLarge(limit);
+    return bytes;
+  }
+  if (req.readableDidRead || req.readableEnded || req._body === true) {
+    throw new WebhookVerificationError('body_already_parsed', FIX_MOUNTING);
+  }
+  if (contentLength !== undefined && contentLength > limit) throw tooLarge(limit);
+  try {
+    return await getRawBody(req, { limit, length: contentLength });
+  } catch (error) {
+    throw bodyError(error, limit);
+  }
+}
+
+function keptBody(req: NodeRequest): Uint8Array | string | undefined {
+  for (const candidate of [req.rawBody, req.body]) {
+    if (typeof candidate === 'string' || candidate instanceof Uint8Array) return candidate;
+  }
+  return undefined;
+}
+
+function tooLarge(limit: number): WebhookVerificationError {
+  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
+}
+
+function bodyError(error: unknown, limit: number): WebhookVerificationError {
+  const type = (error as { type?: unknown } | null)?.type;
+  switch (type) {
+    case 'entity.too.large':
+      return tooLarge(limit);
+    case 'request.size.invalid':
+      return new WebhookVerificationError('body_read_failed', 'The body length did not match Content-Length', {
+        cause: error,
+      });
+    case 'request.aborted':
+      return new WebhookVerificationError('body_read_failed', 'The client aborted the request before the body ended', {
+        cause: error,
+      });
+    case 'stream.not.readable':
+    case 'stream.encoding.set':
+      return new WebhookVerificationError('body_already_parsed', FIX_MOUNTING, { cause: error });
+    default:
+      return new WebhookVerificationError('body_read_failed', 'The request body could not be read', { cause: error });
+  }
+}

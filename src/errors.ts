@@ -1,0 +1,82 @@
+/**
+ * Every way a delivery can be refused, with the HTTP status it is answered with.
+ * One table, so a code can never drift from its status between the middleware,
+ * the Fetch handler and `receive()`.
+ */
+const STATUS_BY_CODE = {
+  method_not_allowed: 405,
+  unsupported_media_type: 415,
+  missing_signature: 400,
+  malformed_signature: 400,
+  missing_timestamp: 400,
+  malformed_timestamp: 400,
+  timestamp_out_of_tolerance: 401,
+  payload_too_large: 413,
+  body_read_failed: 400,
+  body_timeout: 408,
+  body_already_parsed: 500,
+  secret_unavailable: 503,
+  invalid_signature: 401,
+  invalid_json: 400,
+  invalid_payload: 400,
+  event_mismatch: 400,
+  event_too_old: 401,
+  event_in_future: 401,
+  in_flight: 409,
+  replay_store_unavailable: 503,
+  handler_failed: 500,
+  handler_timeout: 503,
+  internal_error: 500,
+} as const;
+
+/** A stable, machine-readable reason for refusing a delivery. */
+export type WebhookErrorCode = keyof typeof STATUS_BY_CODE;
+
+/** The status a refusal with this code is answered with. */
+export function statusForCode(code: WebhookErrorCode): number {
+  return STATUS_BY_CODE[code];
+}
+
+/** Every code `WebhookVerificationError` can carry, for exhaustive tests and docs. */
+export const WEBHOOK_ERROR_CODES = Object.keys(STATUS_BY_CODE) as WebhookErrorCode[];
+
+/**
+ * Why a delivery was not accepted.
+ *
+ * `code` is stable and safe to branch on; `message` is for people and never
+ * contains a secret or an expected signature. `status` and `statusCode` are the
+ * HTTP status the delivery is answered with (`statusCode` is what Express's
+ * default error handler reads).
+ *
+ * @example
+ * try { await webhooks.verify({ rawBody, headers }); }
+ * catch (err) { if (err instanceof WebhookVerificationError) res.status(err.status).end(); }
+ */
+export class WebhookVerificationError extends Error {
+  override readonly name = 'WebhookVerificationError';
+  readonly code: WebhookErrorCode;
+  readonly status: number;
+  readonly statusCode: number;
+  /** Express's final handler shows `message` to the client only when this is true; our messages are safe to show. */
+  readonly expose: boolean;
+
+  constructor(code: WebhookErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.status = STATUS_BY_CODE[code];
+    this.statusCode = this.status;
+    this.expose = this.status < 500;
+  }
+}
+
+/** Lets callers treat anything thrown by a handler as an `Error` without losing the original value. */
+export function toError(value: unknown): Error {
+  if (value instanceof Error) return value;
+  let text: string;
+  try {
+    text = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  } catch {
+    text = Object.prototype.toString.call(value);
+  }
+  return new Error(`Non-Error value thrown: ${text}`, { cause: value });
+}

@@ -1,0 +1,66 @@
+import type { z } from 'zod';
+import { WebhookVerificationError } from '../errors';
+import {
+  isMitpoEventName,
+  MITPO_EVENT_NAMES,
+  mitpoEventSchemas,
+  unknownMitpoEventSchema,
+  type MitpoEvent,
+  type UnknownMitpoEvent,
+} from './schemas';
+
+/**
+ * Validates an already-parsed JSON value as one of the known MITPO events.
+ *
+ * @param value - the result of `JSON.parse` on the body
+ * @returns the event, typed by its `event` name
+ * @throws WebhookVerificationError with code `invalid_payload` when the value is not a known event
+ * @example
+ * const event = parseEvent(JSON.parse(body));
+ * if (event.event === 'dispatch.failed') retry(event.data.dispatch_id);
+ */
+export function parseEvent(value: unknown): MitpoEvent {
+  const name = eventNameOf(value);
+  if (!isMitpoEventName(name)) {
+    const got = typeof name === 'string' ? `"${truncate(name)}"` : 'no event name';
+    throw new WebhookVerificationError(
+      'invalid_payload',
+      `Event payload has ${got}; known event types are ${MITPO_EVENT_NAMES.join(', ')}`,
+    );
+  }
+  return parseWith(mitpoEventSchemas[name], value, name) as MitpoEvent;
+}
+
+/**
+ * Like {@link parseEvent}, but a well-formed event of a type this version does
+ * not know is returned as an {@link UnknownMitpoEvent} instead of refused, so
+ * MITPO adding an event type never breaks a receiver.
+ */
+export function parseAnyEvent(value: unknown): MitpoEvent | UnknownMitpoEvent {
+  const name = eventNameOf(value);
+  if (isMitpoEventName(name)) return parseWith(mitpoEventSchemas[name], value, name) as MitpoEvent;
+  return parseWith(unknownMitpoEventSchema, value, typeof name === 'string' ? name : undefined);
+}
+
+function eventNameOf(value: unknown): unknown {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as { event?: unknown }).event
+    : undefined;
+}
+
+function parseWith<S extends z.ZodType>(schema: S, value: unknown, name: string | undefined): z.output<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'the body';
+  const what = name === undefined ? 'the MITPO event envelope' : `the "${truncate(name)}" event schema`;
+  throw new WebhookVerificationError(
+    'invalid_payload',
+    `Event payload does not match ${what}: ${where}: ${issue?.message ?? 'invalid'}`,
+    { cause: result.error },
+  );
+}
+
+function truncate(text: string): string {
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+}

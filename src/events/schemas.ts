@@ -1,0 +1,70 @@
+import { z } from 'zod';
+
+/**
+ * MITPO may add fields to any object at any time, and a receiver must keep
+ * working (and keep those fields) when it does. At the type level only the
+ * documented fields are visible, so a typo like `event.data.provider_id` is a
+ * compile error rather than an `unknown`.
+ */
+function openObject<S extends z.ZodRawShape>(shape: S): z.ZodObject<S> {
+  return z.looseObject(shape) as unknown as z.ZodObject<S>;
+}
+
+/** The signed body `timestamp`: ISO 8601 with `Z` or an offset. */
+export const eventTimestampSchema = z.iso.datetime({ offset: true });
+
+/** `data` of the three `dispatch.*` events. */
+export const dispatchDataSchema = openObject({
+  dispatch_id: z.string(),
+  channel: z.string(),
+  status: z.string(),
+  provider_resource_id: z.string().optional(),
+});
+
+/** `data` of the `connection.*` events: the reference documents no fields yet, so all are optional. */
+export const connectionDataSchema = z.looseObject({});
+
+function eventSchema<const N extends string, D extends z.ZodType>(name: N, data: D) {
+  return openObject({ event: z.literal(name), timestamp: eventTimestampSchema, data });
+}
+
+/** One schema per known event type, keyed by its name. */
+export const mitpoEventSchemas = {
+  'dispatch.accepted': eventSchema('dispatch.accepted', dispatchDataSchema),
+  'dispatch.completed': eventSchema('dispatch.completed', dispatchDataSchema),
+  'dispatch.failed': eventSchema('dispatch.failed', dispatchDataSchema),
+  'connection.active': eventSchema('connection.active', connectionDataSchema),
+  'connection.reauth_required': eventSchema('connection.reauth_required', connectionDataSchema),
+};
+
+/** Any known MITPO event, discriminated on `event`. */
+export const mitpoEventSchema = z.discriminatedUnion('event', [
+  mitpoEventSchemas['dispatch.accepted'],
+  mitpoEventSchemas['dispatch.completed'],
+  mitpoEventSchemas['dispatch.failed'],
+  mitpoEventSchemas['connection.active'],
+  mitpoEventSchemas['connection.reauth_required'],
+]);
+
+/** The envelope every event shares; what an event of a type this version does not know must still satisfy. */
+export const unknownMitpoEventSchema = z.looseObject({
+  event: z.string().min(1),
+  timestamp: eventTimestampSchema,
+  data: z.looseObject({}),
+});
+
+/** A known MITPO event; `switch (event.event)` narrows it. */
+export type MitpoEvent = z.infer<typeof mitpoEventSchema>;
+/** The five event types MITPO documents. */
+export type MitpoEventName = MitpoEvent['event'];
+/** The event type with this name (or names). */
+export type MitpoEventOf<N extends MitpoEventName> = Extract<MitpoEvent, { event: N }>;
+/** A correctly signed event of a type this version does not know yet; only `onAny` receives it. */
+export type UnknownMitpoEvent = z.infer<typeof unknownMitpoEventSchema>;
+
+/** The known event names, in the order the reference lists them. */
+export const MITPO_EVENT_NAMES = Object.keys(mitpoEventSchemas) as MitpoEventName[];
+
+export function isMitpoEventName(name: unknown): name is MitpoEventName {
+  return typeof name === 'string' && Object.prototype.hasOwnProperty.call(mitpoEventSchemas, name);
+}

@@ -1,0 +1,26 @@
+export { MitpoWebhooks } from './mitpo-webhooks';
+export type { MitpoWebhooksOptions, WebhookLogger } from './options';
+export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
+export type { DeliveryInput, WebhookResponse, WebhookResponseBody, FailureContext, FailureHandler } from './receive';
+export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
+export type { SecretOption, Secrets } from './secrets/secret-source';
+export type { WebhookHeaders } from './headers/header-source';
+export { WebhookVerificationError, WEBHOOK_ERROR_CODES, statusForCode, type WebhookErrorCode } from './errors';
+export { sign } from './signature/sign';
+export { verifySignature } from './signature/verify-signature';
+export { parseEvent, parseAnyEvent } from './events/parse-event';
+export {
+  mitpoEventSchema,
+  mitpoEventSchemas,
+  unknownMitpoEventSchema,
+  dispatchDataSchema,
+  connectionDataSchema,
+  eventTimestampSchema,
+  MITPO_EVENT_NAMES,
+  type MitpoEvent,
+  type MitpoEventName,
+  type MitpoEventOf,
+  type UnknownMitpoEvent,
+} from './events/schemas';
+export { MemoryReplayStore, type MemoryReplayStoreOptions } from './replay/memory-replay-store';
+export type { ReplayStore, ClaimResult } from './replay/replay-store';

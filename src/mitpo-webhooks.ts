@@ -1,0 +1,109 @@
+import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
+import type { MitpoEvent, MitpoEventName } from './events/schemas';
+import { resolveOptions, type MitpoWebhooksOptions } from './options';
+import {
+  DeliveryPipeline,
+  type DeliveryInput,
+  type FailureHandler,
+  type WebhookResponse,
+} from './receive';
+import { EventRouter } from './router/event-router';
+import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
+
+/**
+ * Receives MITPO webhooks: verifies the signature and freshness, parses the
+ * event, stops replays, and runs the handlers registered for it.
+ *
+ * @example
+ * const webhooks = new MitpoWebhooks({ secret: process.env.MITPO_WEBHOOK_SECRET! });
+ * webhooks.on('dispatch.completed', async (event) => markDone(event.data.dispatch_id));
+ * app.post('/webhooks/mitpo', webhooks.middleware());
+ */
+export class MitpoWebhooks {
+  private readonly router = new EventRouter();
+  private readonly pipeline: DeliveryPipeline;
+
+  /**
+   * @param options - `secret` is required; see {@link MitpoWebhooksOptions} for the rest and their defaults
+   * @throws TypeError on a missing, empty or whitespace-padded secret, a non-positive
+   *   `tolerance`/`maxEventAge`/`inFlightTtl`, a bad `limit`, an unknown `replay` value or an unknown option
+   */
+  constructor(options: MitpoWebhooksOptions) {
+    this.pipeline = new DeliveryPipeline(resolveOptions(options), this.router);
+  }
+
+  /**
+   * Runs `handler` for every verified event of the given type(s), its `event`
+   * narrowed to that type. Sync or async; the answer waits for it, and a throw
+   * or rejection answers 500 `handler_failed` so MITPO retries.
+   *
+   * @throws TypeError on an event name this version does not know (use `onAny` for those)
+   */
+  on<N extends MitpoEventName>(name: N | readonly N[], handler: EventHandler<N>): this {
+    this.router.on(name, handler);
+    return this;
+  }
+
+  /** Runs `handler` for every verified event, including types this version does not know. */
+  onAny(handler: AnyEventHandler): this {
+    this.router.onAny(handler);
+    return this;
+  }
+
+  /** Told when a handler throws or rejects. It cannot change the answer (still 500). */
+  onError(handler: HandlerErrorHandler): this {
+    this.router.onError(handler);
+    return this;
+  }
+
+  /**
+   * Told once for every delivery answered with a non-2xx, with the error (its
+   * `code` and `status` those of the answer) and the request's headers: for logs
+   * and metrics. It cannot change the answer.
+   */
+  onFailure(handler: FailureHandler): this {
+    this.pipeline.onFailure(handler);
+    return this;
+  }
+
+  /** Removes a handler added with `on` (or with `onAny`, by passing `'*'`). */
+  removeListener<N extends MitpoEventName>(name: N | readonly N[] | '*', handler: EventHandler<N> | AnyEventHandler): this {
+    this.router.removeListener(name, handler);
+    return this;
+  }
+
+  /**
+   * The Connect/Express middleware. Mount it before any JSON body parser (it
+   * needs the raw bytes), on a route or with `{ path }`.
+   *
+   * @param options - `path`: handle only this path and pass others to `next()`
+   * @throws TypeError on an unknown option or a path not starting with `/`
+   * @example
+   * app.post('/webhooks/mitpo', webhooks.middleware());
+   * app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
+   */
+  middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
+    return createConnectMiddleware(this.pipeline, options);
+  }
+
+  /**
+   * Every check except replay; runs no handler and leaves the replay store untouched.
+   *
+   * @returns the verified event
+   * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)
+   */
+  verify(input: DeliveryInput): Promise<MitpoEvent> {
+    return this.pipeline.verify(input);
+  }
+
+  /**
+   * Verifies, checks for replay and runs the handlers: what the middleware does,
+   * for any framework. Never rejects for bad input.
+   *
+   * @returns the status and the JSON body to answer with
+   */
+  async receive(input: DeliveryInput): Promise<WebhookResponse> {
+    const { status, body } = await this.pipeline.receive(input);
+    return { status, body };
+  }
+}

@@ -1,0 +1,280 @@
+import { isUtf8 } from 'node:buffer';
+import { toError, WebhookVerificationError } from './errors';
+import { parseAnyEvent } from './events/parse-event';
+import { isMitpoEventName, type MitpoEvent, type UnknownMitpoEvent } from './events/schemas';
+import { checkHeaders, type CheckedHeaders } from './headers/check-headers';
+import type { WebhookHeaders } from './headers/header-source';
+import type { ResolvedOptions } from './options';
+import { deliveryKeyOf } from './replay/delivery-key';
+import type { EventRouter } from './router/event-router';
+import { digestMatchesAny } from './signature/hmac';
+import { asBuffer } from './body/as-buffer';
+
+/** MITPO's response envelope. */
+export type WebhookResponseBody =
+  | { success: true; duplicate?: true }
+  | { success: false; error: { code: string; message: string } };
+
+/** What a delivery is answered with. */
+export interface WebhookResponse {
+  status: number;
+  body: WebhookResponseBody;
+}
+
+/** A delivery as `verify()` and `receive()` take it. */
+export interface DeliveryInput {
+  /** The body exactly as received: bytes, or a string taken as UTF-8. */
+  rawBody: Buffer | Uint8Array | string;
+  /** The request headers; names are matched without regard to case. */
+  headers: WebhookHeaders;
+}
+
+/** What `onFailure` is told besides the error. */
+export interface FailureContext {
+  headers: WebhookHeaders;
+}
+
+export type FailureHandler = (error: WebhookVerificationError, context: FailureContext) => unknown;
+
+/** The answer plus, on a refusal, the error behind it (for `onFailure` and `passErrors`). */
+export interface Outcome extends WebhookResponse {
+  error?: WebhookVerificationError;
+}
+
+const SUCCESS: Outcome = Object.freeze({ status: 200, body: Object.freeze({ success: true as const }) });
+const DUPLICATE: Outcome = Object.freeze({
+  status: 200,
+  body: Object.freeze({ success: true as const, duplicate: true as const }),
+});
+
+/**
+ * The delivery pipeline shared by every adapter: each adapter only knows how to
+ * get headers and bytes out of its framework and how to write the answer.
+ */
+export class DeliveryPipeline {
+  private failureHandlers: FailureHandler[] = [];
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly router: EventRouter,
+  ) {}
+
+  get limit(): number {
+    return this.options.limit;
+  }
+
+  /** The arrival time, from the configured clock. */
+  receivedNow(): Date {
+    return new Date(this.options.now());
+  }
+
+  onFailure(handler: FailureHandler): void {
+    if (typeof handler !== 'function') {
+      throw new TypeError(`mitpo-webhooks: onFailure() needs a function as its handler (got ${typeof handler})`);
+    }
+    this.failureHandlers = [...this.failureHandlers, handler];
+  }
+
+  /** Every check that needs only the headers. @throws WebhookVerificationError */
+  checkHeaders(headers: WebhookHeaders): CheckedHeaders {
+    return checkHeaders(headers, this.options.now(), this.options.toleranceSeconds);
+  }
+
+  /** Every check that needs the body, replay aside. @throws WebhookVerificationError */
+  async checkBody(rawBody: Buffer, checked: CheckedHeaders): Promise<MitpoEvent | UnknownMitpoEvent> {
+    if (rawBody.byteLength > this.options.limit) {
+      throw new WebhookVerificationError(
+        'payload_too_large',
+        `The body is larger than the limit of ${this.options.limit} bytes`,
+      );
+    }
+    const secrets = await this.options.secrets();
+    if (!digestMatchesAny(rawBody, checked.digest, secrets)) {
+      throw new WebhookVerificationError(
+        'invalid_signature',
+        'X-MITPO-Signature does not match the body under the configured secret: check that the secret is this ' +
+          "endpoint's and that nothing re-encoded the body before verification",
+      );
+    }
+    const event = parseAnyEvent(parseJson(rawBody));
+    if (checked.eventHeader !== undefined && checked.eventHeader !== event.event) {
+      throw new WebhookVerificationError(
+        'event_mismatch',
+        `X-MITPO-Event does not match the body's event ("${checked.eventHeader.slice(0, 64)}" vs "${event.event.slice(0, 64)}")`,
+      );
+    }
+    this.checkEventAge(event.timestamp);
+    return event;
+  }
+
+  /** Replay check, then the handlers. Never throws: every failure becomes an outcome. */
+  async deliver(
+    event: MitpoEvent | UnknownMitpoEvent,
+    rawBody: Buffer,
+    headers: WebhookHeaders,
+    receivedAt: Date,
+  ): Promise<Outcome> {
+    const deliveryKey = deliveryKeyOf(rawBody);
+    const ctx = { headers, rawBody, deliveryKey, receivedAt };
+    const store = this.options.replay;
+    if (store === undefined) {
+      const failures = await this.router.dispatch(event, ctx);
+      return failures.length === 0 ? SUCCESS : this.fail(handlerFailed(failures), headers);
+    }
+
+    let claim: unknown;
+    try {
+      claim = await store.claim(deliveryKey, this.options.inFlightTtlMs);
+    } catch (error) {
+      return this.fail(storeUnavailable('could not claim the delivery', error), headers);
+    }
+    if (claim === 'done') return DUPLICATE;
+    if (claim === 'in_flight') {
+      return this.fail(
+        new WebhookVerificationError(
+          'in_flight',
+          'This delivery is being handled right now by another request; retry later',
+        ),
+        headers,
+      );
+    }
+    if (claim !== 'claimed') {
+      return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), headers);
+    }
+
+    const failures = await this.router.dispatch(event, ctx);
+    if (failures.length > 0) {
+      try {
+        await store.release(deliveryKey);
+      } catch (error) {
+        // The claim then lapses after its in-flight TTL, and the retry after that runs the handlers.
+        this.log('error', `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`);
+      }
+      return this.fail(handlerFailed(failures), headers);
+    }
+    try {
+      await store.complete(deliveryKey, this.options.retentionMs);
+    } catch (error) {
+      // The handlers did succeed: answering non-2xx would invite a retry that runs them again.
+      this.log('error', `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`);
+    }
+    return SUCCESS;
+  }
+
+  /** The whole pipeline for bytes already in hand. Never rejects for bad input. */
+  async receive(input: DeliveryInput): Promise<Outcome> {
+    const receivedAt = this.receivedNow();
+    const headers = input?.headers ?? {};
+    try {
+      const checked = this.checkHeaders(headers);
+      const rawBody = asBuffer(input?.rawBody);
+      const event = await this.checkBody(rawBody, checked);
+      return await this.deliver(event, rawBody, headers, receivedAt);
+    } catch (error) {
+      return this.fail(asVerificationError(error), headers);
+    }
+  }
+
+  /** Verification without replay or handlers. @throws WebhookVerificationError */
+  async verify(input: DeliveryInput): Promise<MitpoEvent> {
+    const headers = input?.headers ?? {};
+    const checked = this.checkHeaders(headers);
+    const event = await this.checkBody(asBuffer(input?.rawBody), checked);
+    if (!isMitpoEventName(event.event)) {
+      throw new WebhookVerificationError(
+        'invalid_payload',
+        `Event type "${event.event.slice(0, 64)}" is not one this version knows; receive() and the middleware pass such events to onAny()`,
+      );
+    }
+    return event as MitpoEvent;
+  }
+
+  /** Turns a refusal into its answer and tells onFailure and the logger, neither of which can change it. */
+  fail(error: WebhookVerificationError, headers: WebhookHeaders): Outcome {
+    for (const handler of this.failureHandlers) {
+      try {
+        const result = handler(error, { headers });
+        if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
+          Promise.resolve(result).catch(() => undefined);
+        }
+      } catch {
+        // A throwing onFailure never changes the answer.
+      }
+    }
+    const cause = error.cause === undefined ? '' : ` (cause: ${describe(error.cause)})`;
+    this.log(error.status >= 500 ? 'error' : 'warn', `refused delivery: ${error.status} ${error.code}: ${error.message}${cause}`);
+    return {
+      status: error.status,
+      body: { success: false, error: { code: error.code, message: error.message } },
+      error,
+    };
+  }
+
+  private checkEventAge(timestamp: string): void {
+    const ageMs = this.options.now() - Date.parse(timestamp);
+    if (ageMs > this.options.maxEventAgeSeconds * 1000) {
+      throw new WebhookVerificationError(
+        'event_too_old',
+        `The event's signed timestamp is ${Math.round(ageMs / 1000)} s old, more than maxEventAge (${this.options.maxEventAgeSeconds} s)`,
+      );
+    }
+    if (-ageMs > this.options.toleranceSeconds * 1000) {
+      throw new WebhookVerificationError(
+        'event_in_future',
+        `The event's signed timestamp is ${Math.round(-ageMs / 1000)} s in the future, more than the tolerance (${this.options.toleranceSeconds} s)`,
+      );
+    }
+  }
+
+  private log(level: 'warn' | 'error', message: string): void {
+    const logger = this.options.logger;
+    if (logger === undefined) return;
+    try {
+      logger[level](`mitpo-webhooks: ${message}`);
+    } catch {
+      // Logging must never change an answer.
+    }
+  }
+}
+
+function parseJson(rawBody: Buffer): unknown {
+  // JSON is UTF-8 on the wire; decoding invalid bytes to U+FFFD would silently
+  // change what MITPO signed, so such a body is refused instead.
+  if (!isUtf8(rawBody)) throw new WebhookVerificationError('invalid_json', 'The body is not valid UTF-8');
+  try {
+    return JSON.parse(rawBody.toString('utf8'));
+  } catch (error) {
+    throw new WebhookVerificationError('invalid_json', 'The body is not valid JSON', { cause: error });
+  }
+}
+
+function handlerFailed(failures: Error[]): WebhookVerificationError {
+  const cause = failures.length === 1 ? failures[0] : new AggregateError(failures, `${failures.length} handlers failed`);
+  return new WebhookVerificationError(
+    'handler_failed',
+    'A handler failed; the delivery was not marked as handled and can be retried',
+    { cause },
+  );
+}
+
+function storeUnavailable(detail: string, cause?: unknown): WebhookVerificationError {
+  return new WebhookVerificationError(
+    'replay_store_unavailable',
+    'The replay store could not be reached; the delivery was not handled and can be retried',
+    { cause: cause ?? new Error(detail) },
+  );
+}
+
+export function asVerificationError(error: unknown): WebhookVerificationError {
+  if (error instanceof WebhookVerificationError) return error;
+  // Anything else is our bug or the environment's, never the sender's: 500, and the
+  // delivery stays retryable.
+  return new WebhookVerificationError('internal_error', 'The delivery could not be processed; it can be retried', {
+    cause: toError(error),
+  });
+}
+
+function describe(error: unknown): string {
+  const err = toError(error);
+  return `${err.name}: ${err.message}`;
+}

@@ -1,0 +1,30 @@
+import type { MitpoEvent, MitpoEventName, MitpoEventOf, UnknownMitpoEvent } from '../events/schemas';
+import type { WebhookHeaders } from '../headers/header-source';
+
+/** What a handler learns about the delivery besides the event. */
+export interface DeliveryContext {
+  /** The request's headers, as the framework gave them. */
+  headers: WebhookHeaders;
+  /** The body exactly as received. */
+  rawBody: Buffer;
+  /** The replay key (SHA-256 of the raw body, hex): a ready-made idempotency key for the app's own records. */
+  deliveryKey: string;
+  /** When the delivery arrived at this process. */
+  receivedAt: Date;
+}
+
+/** A handler for the named event(s); may be sync or async. The answer waits for it. */
+export type EventHandler<N extends MitpoEventName = MitpoEventName> = (
+  event: MitpoEventOf<N>,
+  ctx: DeliveryContext,
+) => unknown;
+
+/** A handler for every verified event, including types this version does not know. */
+export type AnyEventHandler = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext) => unknown;
+
+/** Told when a handler throws or rejects; `error` is always an `Error` (a thrown non-Error is wrapped, kept as `cause`). */
+export type HandlerErrorHandler = (
+  error: Error,
+  event: MitpoEvent | UnknownMitpoEvent,
+  ctx: DeliveryContext,
+) => unknown;

@@ -1,0 +1,66 @@
+import { isMitpoEventName, type MitpoEventName, type MitpoEventOf } from '../events/schemas';
+import { sign } from '../signature/sign';
+import { SAMPLE_DATA } from './sample-data';
+
+/** A moment as a `Date` or unix seconds. */
+export type Moment = Date | number;
+
+/** What {@link signedDelivery} takes. */
+export interface SignedDeliveryOptions<N extends string = MitpoEventName> {
+  /** The event type; any string, so tests can send types MITPO may add later. */
+  event: N;
+  /** The event's `data`; defaults to a sample for known types, `{}` otherwise. */
+  data?: N extends MitpoEventName ? MitpoEventOf<N>['data'] | Record<string, unknown> : Record<string, unknown>;
+  /** The signing secret (`whsec_...`). */
+  secret: string;
+  /** The event's time, the signed body `timestamp`. Default now. */
+  timestamp?: Moment;
+  /** When it was sent, the `X-MITPO-Timestamp` header. Default now. */
+  sentAt?: Moment;
+}
+
+/** A delivery ready to send: the exact body, and the headers MITPO sends with it. */
+export interface SignedDelivery {
+  body: string;
+  headers: Record<string, string>;
+}
+
+/**
+ * Builds a delivery byte for byte like MITPO's: body keys in the order `event`,
+ * `timestamp`, `data`; headers `Content-Type`, `X-MITPO-Signature`,
+ * `X-MITPO-Timestamp`, `X-MITPO-Event`.
+ *
+ * @throws TypeError on an unusable secret or an invalid moment
+ * @example
+ * const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret });
+ * await request(app).post('/webhooks/mitpo').set(headers).send(body).expect(200);
+ */
+export function signedDelivery<N extends string>(options: SignedDeliveryOptions<N>): SignedDelivery {
+  const { event, secret } = options;
+  if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
+  const data = options.data ?? (isMitpoEventName(event) ? SAMPLE_DATA[event] : {});
+  const body = JSON.stringify({ event, timestamp: isoSeconds(toDate(options.timestamp, 'timestamp')), data });
+  const sentAt = Math.floor(toDate(options.sentAt, 'sentAt').getTime() / 1000);
+  return {
+    body,
+    headers: {
+      'Content-Type': 'application/json',
+      'X-MITPO-Signature': sign(body, secret),
+      'X-MITPO-Timestamp': String(sentAt),
+      'X-MITPO-Event': event,
+    },
+  };
+}
+
+function toDate(moment: Moment | undefined, name: string): Date {
+  const date = moment === undefined ? new Date() : typeof moment === 'number' ? new Date(moment * 1000) : moment;
+  if (!(date instanceof Date) || Number.isNaN(date.getTime())) {
+    throw new TypeError(`signedDelivery: ${name} must be a Date or unix seconds`);
+  }
+  return date;
+}
+
+/** MITPO writes times to the second: `2026-03-22T10:30:00Z`. */
+function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
