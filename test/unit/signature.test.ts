@@ -1,0 +1,114 @@
+import { execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { sign, verifySignature } from '../../src';
+import { readNodeBody, type NodeRequest } from '../../src/body/read-node-body';
+
+const SECRET = 'whsec_a1b2c3d4e5';
+const BODIES = [
+  '{"event":"dispatch.completed","timestamp":"2026-03-22T10:30:00Z","data":{"dispatch_id":"dsp_a1b2c3d4","channel":"meta_ads","status":"completed","provider_resource_id":"23851234567890"}}',
+  '{"event":"dispatch.failed","timestamp":"2026-03-22T10:30:00Z","data":{"dispatch_id":"dsp_ü€","channel":"メタ広告","status":"failed 😀"}}',
+  '',
+];
+
+function pythonHmac(body: string, secret: string): string {
+  return execFileSync(
+    'python3',
+    ['-c', 'import hmac,hashlib,sys; d=sys.stdin.buffer.read(); print(hmac.new(sys.argv[1].encode("utf-8"), d, hashlib.sha256).hexdigest())', secret],
+    { input: Buffer.from(body, 'utf8') },
+  )
+    .toString()
+    .trim();
+}
+
+function opensslHmac(body: string, secret: string): string {
+  const out = execFileSync('openssl', ['dgst', '-sha256', '-hmac', secret], { input: Buffer.from(body, 'utf8') }).toString();
+  return out.trim().split(/\s+/).pop()!;
+}
+
+/** The reference's own snippet, word for word in behaviour: a string comparison of the whole header. */
+function seedVerifyWebhook(body: string | Buffer, signature: string, secret: string): boolean {
+  const expected = createHmac('sha256', secret).update(body).digest('hex');
+  return `sha256=${expected}` === signature;
+}
+
+describe('sign and verifySignature', () => {
+  it.each(BODIES.map((b, i) => [i, b]))('agree with Python hmac and openssl dgst on body %i (multi-byte included)', (_i, body) => {
+    const header = sign(body as string, SECRET);
+    expect(header).toBe(`sha256=${pythonHmac(body as string, SECRET)}`);
+    expect(header).toBe(`sha256=${opensslHmac(body as string, SECRET)}`);
+    expect(verifySignature(Buffer.from(body as string, 'utf8'), header, SECRET)).toBe(true);
+  });
+
+  it.each(BODIES.map((b, i) => [i, b]))("agree with the MITPO reference's verifyWebhook snippet on body %i", (_i, body) => {
+    const header = sign(body as string, SECRET);
+    expect(seedVerifyWebhook(body as string, header, SECRET)).toBe(true);
+    const other = sign(`${body as string} `, SECRET);
+    expect(seedVerifyWebhook(body as string, other, SECRET)).toBe(false);
+    expect(verifySignature(body as string, other, SECRET)).toBe(false);
+  });
+
+  it('signs with the whole secret, whsec_ prefix included', () => {
+    const body = BODIES[0]!;
+    expect(sign(body, SECRET)).not.toBe(sign(body, SECRET.slice('whsec_'.length)));
+    expect(sign(body, SECRET)).toBe(`sha256=${createHmac('sha256', 'whsec_a1b2c3d4e5').update(body).digest('hex')}`);
+  });
+
+  it('accepts any of several secrets, for rotation without downtime', () => {
+    const header = sign(BODIES[0]!, 'whsec_old');
+    expect(verifySignature(BODIES[0]!, header, ['whsec_new', 'whsec_old'])).toBe(true);
+    expect(verifySignature(BODIES[0]!, header, ['whsec_new'])).toBe(false);
+  });
+
+  it('refuses every variant MITPO would not send, never throwing', () => {
+    const body = BODIES[0]!;
+    const good = sign(body, SECRET);
+    const junk: unknown[] = [
+      undefined,
+      null,
+      '',
+      'sha256=',
+      good.toUpperCase(),
+      `sha256=${good.slice(7).toUpperCase()}`,
+      good.slice(0, -1),
+      `${good}0`,
+      `sha1=${good.slice(7)}`,
+      good.slice(7),
+      [good, good],
+      [good],
+      `${good}, ${good}`,
+      ` ${good}`,
+      42,
+      { toString: () => good },
+    ];
+    for (const header of junk) {
+      expect(verifySignature(body, header as string, SECRET)).toBe(false);
+    }
+    for (const secrets of [[], '', ' whsec_x', null, undefined, 7, [7], ['']]) {
+      expect(() => verifySignature(body, good, secrets as string)).not.toThrow();
+      expect(verifySignature(body, good, secrets as string)).toBe(false);
+    }
+    expect(verifySignature(42 as unknown as string, good, SECRET)).toBe(false);
+  });
+
+  it('refuses to sign with a secret padded by whitespace, without echoing it', () => {
+    expect(() => sign('{}', ' whsec_padded ')).toThrow(TypeError);
+    expect(() => sign('{}', ' whsec_padded ')).toThrow(/whitespace/);
+    try {
+      sign('{}', ' whsec_padded ');
+    } catch (error) {
+      expect((error as Error).message).not.toContain('whsec_padded');
+    }
+  });
+
+  it('hashes the bytes as received when a multi-byte character is split across stream chunks', async () => {
+    const body = Buffer.from(BODIES[1]!, 'utf8');
+    const cut = body.indexOf(Buffer.from('€')) + 1;
+    const stream = Readable.from([body.subarray(0, cut), body.subarray(cut, cut + 1), body.subarray(cut + 1)], {
+      objectMode: false,
+    }) as unknown as NodeRequest;
+    const raw = await readNodeBody(stream, 1 << 20, body.length);
+    expect(raw.equals(body)).toBe(true);
+    expect(verifySignature(raw, sign(BODIES[1]!, SECRET), SECRET)).toBe(true);
+  });
+});
