@@ -1,0 +1,64 @@
+import { MemoryReplayStore } from '../../src';
+
+function storeWithClock(maxEntries?: number) {
+  const clock = { now: 1_000_000 };
+  const store = new MemoryReplayStore({ now: () => clock.now, ...(maxEntries === undefined ? {} : { maxEntries }) });
+  return { store, clock };
+}
+
+describe('MemoryReplayStore', () => {
+  it('goes claimed → in_flight → done through complete, and keeps done for the retention', async () => {
+    const { store, clock } = storeWithClock();
+    expect(await store.claim('k', 1000)).toBe('claimed');
+    expect(await store.claim('k', 1000)).toBe('in_flight');
+    await store.complete('k', 60_000);
+    expect(await store.claim('k', 1000)).toBe('done');
+    clock.now += 59_999;
+    expect(await store.claim('k', 1000)).toBe('done');
+    clock.now += 2;
+    expect(await store.claim('k', 1000)).toBe('claimed');
+  });
+
+  it('forgets a released claim so the retry can claim it again', async () => {
+    const { store } = storeWithClock();
+    expect(await store.claim('k', 1000)).toBe('claimed');
+    await store.release('k');
+    expect(await store.claim('k', 1000)).toBe('claimed');
+  });
+
+  it('never releases a completed key', async () => {
+    const { store } = storeWithClock();
+    await store.claim('k', 1000);
+    await store.complete('k', 60_000);
+    await store.release('k');
+    expect(await store.claim('k', 1000)).toBe('done');
+  });
+
+  it('lets an abandoned claim (a crashed process) expire after its in-flight TTL', async () => {
+    const { store, clock } = storeWithClock();
+    expect(await store.claim('k', 5000)).toBe('claimed');
+    clock.now += 4999;
+    expect(await store.claim('k', 5000)).toBe('in_flight');
+    clock.now += 2;
+    expect(await store.claim('k', 5000)).toBe('claimed');
+  });
+
+  it('holds at most maxEntries keys, dropping the oldest first', async () => {
+    const { store } = storeWithClock(3);
+    for (const key of ['a', 'b', 'c', 'd', 'e']) {
+      await store.claim(key, 1000);
+      await store.complete(key, 60_000);
+    }
+    expect(store.size).toBe(3);
+    expect(await store.claim('e', 1000)).toBe('done');
+    expect(await store.claim('c', 1000)).toBe('done');
+    expect(await store.claim('a', 1000)).toBe('claimed');
+    expect(store.size).toBe(3);
+  });
+
+  it('stays bounded under a flood of distinct keys', async () => {
+    const { store } = storeWithClock(1000);
+    for (let i = 0; i < 20_000; i++) await store.claim(`key-${i}`, 1000);
+    expect(store.size).toBe(1000);
+  });
+});

@@ -1,0 +1,343 @@
+import { createHash } from 'node:crypto';
+import {
+  MitpoWebhooks,
+  sign,
+  WebhookVerificationError,
+  type DeliveryContext,
+  type ReplayStore,
+  type WebhookHeaders,
+} from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { CHECK_CASES } from '../helpers/check-cases';
+import { recordingReceiver, SECRET } from '../helpers/recorder';
+
+const NOW = () => Math.floor(Date.now() / 1000);
+
+function spyStore(): ReplayStore & { calls: string[] } {
+  const calls: string[] = [];
+  return {
+    calls,
+    claim: async () => {
+      calls.push('claim');
+      return 'claimed';
+    },
+    complete: async () => {
+      calls.push('complete');
+    },
+    release: async () => {
+      calls.push('release');
+    },
+  };
+}
+
+describe('receive()', () => {
+  it('never rejects for junk input, answering 4xx with a code instead', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    for (const input of [undefined, null, {}, { headers: null }, { rawBody: 42, headers: {} }, { rawBody: '{}' }]) {
+      const reply = await webhooks.receive(input as never);
+      expect(reply.status).toBeGreaterThanOrEqual(400);
+      expect(reply.status).toBeLessThan(500);
+      expect(reply.body.success).toBe(false);
+    }
+    expect(runs).toHaveLength(0);
+  });
+
+  it('reports the first failing check in the documented order', async () => {
+    // A request that fails every check at once; repaired one check at a time, it
+    // must report each check in turn, in API.md's order.
+    const good = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const goodHeaders = good.headers;
+    const steps: Array<[string, (h: Record<string, string>) => void]> = [
+      ['unsupported_media_type', (h) => (h['Content-Type'] = goodHeaders['Content-Type']!)],
+      ['missing_signature', (h) => (h['X-MITPO-Signature'] = 'sha256=XYZ')],
+      ['malformed_signature', (h) => (h['X-MITPO-Signature'] = sign('not the body', SECRET))],
+      ['missing_timestamp', (h) => (h['X-MITPO-Timestamp'] = 'soon')],
+      ['malformed_timestamp', (h) => (h['X-MITPO-Timestamp'] = String(NOW() - 10_000))],
+      ['timestamp_out_of_tolerance', (h) => (h['X-MITPO-Timestamp'] = goodHeaders['X-MITPO-Timestamp']!)],
+    ];
+    const headers: Record<string, string> = { 'Content-Type': 'text/html' };
+    const { webhooks } = recordingReceiver({ limit: good.body.length });
+    for (const [expected, repair] of steps) {
+      const reply = await webhooks.receive({ rawBody: `${good.body}   `, headers });
+      expect(reply.body).toMatchObject({ error: { code: expected } });
+      repair(headers);
+    }
+    // Now only the body is wrong: too large comes before the signature.
+    expect((await webhooks.receive({ rawBody: `${good.body}   `, headers })).body).toMatchObject({
+      error: { code: 'payload_too_large' },
+    });
+    expect((await webhooks.receive({ rawBody: `${good.body.slice(0, -1)} `, headers })).body).toMatchObject({
+      error: { code: 'invalid_signature' },
+    });
+    // Signed but not JSON → invalid_json before anything about the event.
+    const notJson = 'x'.repeat(10);
+    expect(
+      (await webhooks.receive({ rawBody: notJson, headers: { ...headers, 'X-MITPO-Signature': sign(notJson, SECRET), 'X-MITPO-Event': 'nope' } })).body,
+    ).toMatchObject({ error: { code: 'invalid_json' } });
+    // Schema before the event header and the event age.
+    const stale = JSON.stringify({ event: 'dispatch.completed', timestamp: '2001-01-01T00:00:00Z', data: {} });
+    expect(
+      (await webhooks.receive({ rawBody: stale, headers: { ...headers, 'X-MITPO-Signature': sign(stale, SECRET), 'X-MITPO-Event': 'nope' } })).body,
+    ).toMatchObject({ error: { code: 'invalid_payload' } });
+    const staleValid = JSON.stringify({ event: 'connection.active', timestamp: '2001-01-01T00:00:00Z', data: {} });
+    const staleHeaders = { ...headers, 'X-MITPO-Signature': sign(staleValid, SECRET) };
+    expect((await webhooks.receive({ rawBody: staleValid, headers: { ...staleHeaders, 'X-MITPO-Event': 'nope' } })).body).toMatchObject({
+      error: { code: 'event_mismatch' },
+    });
+    expect((await webhooks.receive({ rawBody: staleValid, headers: staleHeaders })).body).toMatchObject({
+      error: { code: 'event_too_old' },
+    });
+  });
+
+  it('reads headers from Node objects, Fetch Headers and plain objects in any case', async () => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const shapes: WebhookHeaders[] = [
+      Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])),
+      new Headers(headers),
+      Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toUpperCase(), v])),
+      headers,
+    ];
+    for (const shape of shapes) {
+      const { webhooks, runs } = recordingReceiver();
+      expect((await webhooks.receive({ rawBody: body, headers: shape })).status).toBe(200);
+      expect(runs).toHaveLength(2);
+    }
+  });
+
+  it('accepts the body as a Buffer, a Uint8Array or a string', async () => {
+    for (const convert of [(s: string) => Buffer.from(s), (s: string) => new Uint8Array(Buffer.from(s)), (s: string) => s]) {
+      const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const { webhooks } = recordingReceiver();
+      expect((await webhooks.receive({ rawBody: convert(body), headers })).status).toBe(200);
+    }
+  });
+
+  it('hands handlers the event, the raw body, the headers, the delivery key and the arrival time', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, now: () => 1_774_175_400_000 });
+    const seen: DeliveryContext[] = [];
+    webhooks.on('dispatch.completed', (event, ctx) => {
+      expect(event.data.provider_resource_id).toBe('23851234567890');
+      seen.push(ctx);
+    });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: 1_774_175_400, sentAt: 1_774_175_400 });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.rawBody.equals(Buffer.from(body))).toBe(true);
+    expect(seen[0]!.headers).toBe(headers);
+    expect(seen[0]!.deliveryKey).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(seen[0]!.receivedAt).toEqual(new Date(1_774_175_400_000));
+  });
+
+  it('waits for async handlers before answering', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    let finished = false;
+    webhooks.on('dispatch.completed', async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      finished = true;
+    });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: body, headers });
+    expect(finished).toBe(true);
+  });
+
+  it('resolves secrets per delivery from a function, sync or async, rotation included', async () => {
+    let current: string | string[] = 'whsec_first';
+    const webhooks = new MitpoWebhooks({ secret: async () => current });
+    const first = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_first' });
+    expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).status).toBe(200);
+    current = ['whsec_second', 'whsec_first'];
+    const second = signedDelivery({ event: 'dispatch.failed', secret: 'whsec_second' });
+    expect((await webhooks.receive({ rawBody: second.body, headers: second.headers })).status).toBe(200);
+    current = 'whsec_second';
+    const late = signedDelivery({ event: 'connection.active', secret: 'whsec_first' });
+    expect((await webhooks.receive({ rawBody: late.body, headers: late.headers })).body).toMatchObject({
+      error: { code: 'invalid_signature' },
+    });
+  });
+
+  it('answers 503 secret_unavailable, retryable, when the secret function fails or returns something unusable', async () => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    for (const secret of [
+      () => {
+        throw new Error('vault sealed');
+      },
+      async () => Promise.reject(new Error('timeout')),
+      () => ` ${SECRET}`,
+      () => undefined as unknown as string,
+    ]) {
+      const webhooks = new MitpoWebhooks({ secret });
+      const ran = jest.fn();
+      webhooks.onAny(ran);
+      const reply = await webhooks.receive({ rawBody: body, headers });
+      expect(reply.status).toBe(503);
+      expect(reply.body).toMatchObject({ error: { code: 'secret_unavailable' } });
+      expect(ran).not.toHaveBeenCalled();
+    }
+  });
+
+  it('runs every handler for the event plus onAny, and removeListener takes one out', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+    const calls: string[] = [];
+    const a = () => void calls.push('a');
+    const b = () => void calls.push('b');
+    const any = () => void calls.push('any');
+    webhooks.on('dispatch.failed', a).on(['dispatch.failed', 'dispatch.completed'], b).onAny(any);
+    const { body, headers } = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: body, headers });
+    expect(calls.sort()).toEqual(['a', 'any', 'b']);
+    calls.length = 0;
+    webhooks.removeListener('dispatch.failed', a).removeListener('*', any);
+    await webhooks.receive({ rawBody: body, headers });
+    expect(calls).toEqual(['b']);
+  });
+
+  it('tells onError about each failed handler, sync throws, rejections and non-Error values alike, and answers 500 once', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const errors: Error[] = [];
+    webhooks.on('dispatch.completed', () => {
+      throw new Error('sync');
+    });
+    webhooks.on('dispatch.completed', async () => Promise.reject(new Error('async')));
+    webhooks.on('dispatch.completed', () => {
+      throw 'a bare string';
+    });
+    webhooks.onError((error) => void errors.push(error));
+    webhooks.onError(() => {
+      throw new Error('onError itself fails');
+    });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const reply = await webhooks.receive({ rawBody: body, headers });
+    expect(reply.status).toBe(500);
+    expect(reply.body).toMatchObject({ error: { code: 'handler_failed' } });
+    expect(errors.map((e) => e.message).sort()).toEqual(['Non-Error value thrown: a bare string', 'async', 'sync']);
+    expect(errors.every((e) => e instanceof Error)).toBe(true);
+    expect(errors.find((e) => e.message.includes('bare'))?.cause).toBe('a bare string');
+  });
+
+  it('calls onFailure once per non-2xx answer with the error and headers; a throwing onFailure changes nothing', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const failures: Array<[WebhookVerificationError, WebhookHeaders]> = [];
+    webhooks.onFailure((error, { headers }) => void failures.push([error, headers]));
+    webhooks.onFailure(() => {
+      throw new Error('metrics are down');
+    });
+    webhooks.onFailure(async () => Promise.reject(new Error('async metrics are down')));
+    const good = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const bad = { ...good.headers, 'X-MITPO-Signature': sign('other', SECRET) };
+    const reply = await webhooks.receive({ rawBody: good.body, headers: bad });
+    expect(reply.status).toBe(401);
+    expect(failures).toHaveLength(1);
+    expect(failures[0]![0]).toBeInstanceOf(WebhookVerificationError);
+    expect(failures[0]![0]).toMatchObject({ code: 'invalid_signature', status: 401, statusCode: 401 });
+    expect(failures[0]![1]).toBe(bad);
+    expect((await webhooks.receive({ rawBody: good.body, headers: good.headers })).status).toBe(200);
+    expect(failures).toHaveLength(1);
+  });
+
+  it('never puts the secret or the expected signature in an answer, an error or a log line', async () => {
+    const lines: string[] = [];
+    const logger = { warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m) };
+    const messages: string[] = [];
+    for (const check of CHECK_CASES) {
+      const { webhooks } = recordingReceiver({ ...check.options, logger });
+      webhooks.onFailure((error) => void messages.push(error.message, String(error.stack)));
+      check.setup?.(webhooks);
+      const spec = check.request();
+      const reply = await webhooks.receive({ rawBody: spec.body, headers: spec.headers });
+      messages.push(JSON.stringify(reply.body));
+      // The signature the receiver would have expected for this body.
+      const expected = sign(spec.body, SECRET).slice(7);
+      for (const text of [...messages, ...lines]) {
+        expect(text).not.toContain(SECRET);
+        expect(text).not.toContain(expected);
+      }
+    }
+    expect(lines.length).toBeGreaterThan(10);
+    expect(lines.some((l) => l.includes('invalid_signature'))).toBe(true);
+  });
+
+  it('logs 4xx as warn and 5xx as error, and a throwing logger changes nothing', async () => {
+    const warn = jest.fn();
+    const error = jest.fn();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { warn, error } });
+    webhooks.on('dispatch.failed', () => {
+      throw new Error('boom');
+    });
+    await webhooks.receive({ rawBody: '{}', headers: {} });
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining('400 missing_signature'));
+    const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: failing.body, headers: failing.headers });
+    expect(error).toHaveBeenCalledWith(expect.stringContaining('500 handler_failed'));
+    expect(error).toHaveBeenCalledWith(expect.stringContaining('boom'));
+
+    const throwing = new MitpoWebhooks({
+      secret: SECRET,
+      logger: {
+        warn: () => {
+          throw new Error('log sink down');
+        },
+        error: () => {},
+      },
+    });
+    expect((await throwing.receive({ rawBody: '{}', headers: {} })).status).toBe(400);
+  });
+
+  it('answers 200 when the handlers succeeded even if the store cannot record it, and says so in the log', async () => {
+    const error = jest.fn();
+    const store = spyStore();
+    store.complete = async () => {
+      throw new Error('READONLY');
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { warn: jest.fn(), error } });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
+    expect(error).toHaveBeenCalledWith(expect.stringContaining('could not mark a handled delivery as done'));
+  });
+
+  it('claims, then completes on success and releases on failure', async () => {
+    const store = spyStore();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    let fail = false;
+    webhooks.on('dispatch.completed', () => {
+      if (fail) throw new Error('no');
+    });
+    const ok = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: '1', channel: 'c', status: 's' } });
+    await webhooks.receive({ rawBody: ok.body, headers: ok.headers });
+    expect(store.calls).toEqual(['claim', 'complete']);
+    fail = true;
+    store.calls.length = 0;
+    const failing = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: '2', channel: 'c', status: 's' } });
+    await webhooks.receive({ rawBody: failing.body, headers: failing.headers });
+    expect(store.calls).toEqual(['claim', 'release']);
+  });
+});
+
+describe('verify()', () => {
+  it('returns the typed event, runs no handler and leaves the replay store untouched', async () => {
+    const store = spyStore();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const event = await webhooks.verify({ rawBody: body, headers });
+    expect(event.event).toBe('dispatch.completed');
+    expect(ran).not.toHaveBeenCalled();
+    expect(store.calls).toEqual([]);
+    // Twice is fine: verify() does not de-duplicate.
+    await expect(webhooks.verify({ rawBody: body, headers })).resolves.toMatchObject({ event: 'dispatch.completed' });
+  });
+
+  it('rejects with a WebhookVerificationError naming the failed check', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_other' });
+    await expect(webhooks.verify({ rawBody: body, headers })).rejects.toMatchObject({
+      name: 'WebhookVerificationError',
+      code: 'invalid_signature',
+      status: 401,
+    });
+    const unknown = signedDelivery({ event: 'dispatch.cancelled', secret: SECRET } as never);
+    await expect(webhooks.verify({ rawBody: unknown.body, headers: unknown.headers })).rejects.toMatchObject({
+      code: 'invalid_payload',
+    });
+  });
+});
