@@ -29,7 +29,9 @@ export function checkHeaders(headers: WebhookHeaders, nowMs: number, toleranceSe
   if (signature.kind === 'malformed') throw new WebhookVerificationError('malformed_signature', signature.reason);
 
   const sentAtSeconds = readTimestamp(getHeader(headers, 'x-mitpo-timestamp'));
-  const skew = Math.round(nowMs / 1000 - sentAtSeconds);
+  // The header has whole-second granularity, so the clock is read the same way;
+  // rounding instead would let a header 300.6 s off pass a 300 s tolerance.
+  const skew = Math.floor(nowMs / 1000) - sentAtSeconds;
   if (Math.abs(skew) > toleranceSeconds) {
     const direction = skew > 0 ? `${skew} s in the past` : `${-skew} s in the future`;
     throw new WebhookVerificationError(

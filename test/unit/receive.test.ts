@@ -341,3 +341,23 @@ describe('verify()', () => {
     });
   });
 });
+
+describe('the tolerance window, at its edges', () => {
+  // A fixed clock half a second into a second: the case where rounding the skew
+  // would wrongly let a header 300.5 s away through.
+  const nowMs = 1_774_175_400_500;
+  const webhooks = new MitpoWebhooks({ secret: SECRET, tolerance: 300, now: () => nowMs, replay: false });
+  const at = (sentAt: number) => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: 1_774_175_400, sentAt });
+    return webhooks.receive({ rawBody: body, headers });
+  };
+
+  it.each([
+    [1_774_175_400 - 300, 200],
+    [1_774_175_400 - 301, 401],
+    [1_774_175_400 + 300, 200],
+    [1_774_175_400 + 301, 401],
+  ])('X-MITPO-Timestamp %i → %i', async (sentAt, status) => {
+    expect((await at(sentAt)).status).toBe(status);
+  });
+});
