@@ -19,6 +19,8 @@ export interface CheckCase {
   runs: number;
   options?: Partial<MitpoWebhooksOptions>;
   setup?: (webhooks: MitpoWebhooks) => void;
+  /** A JSON body parser that keeps no bytes runs before the middleware. */
+  jsonParserFirst?: boolean;
   /** Sends the same request once before the one under test. */
   sendTwice?: boolean;
   request: () => RequestSpec;
@@ -138,6 +140,15 @@ export const CHECK_CASES: CheckCase[] = [
     runs: 0,
     options: { limit: 1024 },
     request: () => delivery({ data: { dispatch_id: 'dsp_1', channel: 'x'.repeat(2000), status: 'completed' } }),
+  },
+  {
+    name: 'a body another parser consumed without keeping the bytes',
+    status: 500,
+    outcome: 'body_already_parsed',
+    runs: 0,
+    jsonParserFirst: true,
+    skipFor: ['fetch', 'receive'],
+    request: () => delivery(),
   },
   {
     name: 'a signature made with another secret',

@@ -12,20 +12,38 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+export interface MountOptions {
+  /** Puts a JSON body parser that keeps no raw bytes in front, the classic mounting mistake. */
+  jsonParserFirst?: boolean;
+}
+
+type Middleware = (req: http.IncomingMessage, res: http.ServerResponse, next: (err?: unknown) => void) => void;
+
+function chain(first: Middleware | undefined, second: Middleware): Middleware {
+  if (first === undefined) return second;
+  return (req, res, next) => first(req, res, (err) => (err ? next(err) : second(req, res, next)));
+}
+
+const jsonParser = (options: MountOptions) => (options.jsonParserFirst ? (express5.json() as Middleware) : undefined);
+
 /** The ways an app mounts the middleware; every check must hold under each. */
 export const MOUNTINGS = {
-  'Express 5 route': (webhooks: MitpoWebhooks) => {
+  'Express 5 route': (webhooks: MitpoWebhooks, options: MountOptions = {}) => {
     const app = express5();
+    if (options.jsonParserFirst) app.use(express5.json());
     app.all(WEBHOOK_PATH, webhooks.middleware());
     return http.createServer(app);
   },
-  'Express 4 route': (webhooks: MitpoWebhooks) => {
+  'Express 4 route': (webhooks: MitpoWebhooks, options: MountOptions = {}) => {
     const app = express4();
+    if (options.jsonParserFirst) app.use(express4.json());
     app.all(WEBHOOK_PATH, webhooks.middleware());
     return http.createServer(app);
   },
-  'Connect app.use with { path }': (webhooks: MitpoWebhooks) => {
+  'Connect app.use with { path }': (webhooks: MitpoWebhooks, options: MountOptions = {}) => {
     const app = connect();
+    const parser = jsonParser(options);
+    if (parser) app.use(parser);
     app.use(webhooks.middleware({ path: WEBHOOK_PATH }));
     app.use((_req: http.IncomingMessage, res: http.ServerResponse) => {
       res.statusCode = 404;
@@ -33,8 +51,8 @@ export const MOUNTINGS = {
     });
     return http.createServer(app);
   },
-  'bare node:http': (webhooks: MitpoWebhooks) => {
-    const middleware = webhooks.middleware();
+  'bare node:http': (webhooks: MitpoWebhooks, options: MountOptions = {}) => {
+    const middleware = chain(jsonParser(options), webhooks.middleware());
     return http.createServer((req, res) =>
       middleware(req, res, (err) => {
         res.statusCode = err ? 500 : 404;
@@ -42,7 +60,7 @@ export const MOUNTINGS = {
       }),
     );
   },
-} satisfies Record<string, (webhooks: MitpoWebhooks) => http.Server>;
+} satisfies Record<string, (webhooks: MitpoWebhooks, options?: MountOptions) => http.Server>;
 
 export type MountingName = keyof typeof MOUNTINGS;
 
@@ -59,6 +77,6 @@ export async function listen(server: http.Server): Promise<RunningServer> {
   };
 }
 
-export function mount(name: MountingName, webhooks: MitpoWebhooks): Promise<RunningServer> {
-  return listen(MOUNTINGS[name](webhooks));
+export function mount(name: MountingName, webhooks: MitpoWebhooks, options: MountOptions = {}): Promise<RunningServer> {
+  return listen(MOUNTINGS[name](webhooks, options));
 }

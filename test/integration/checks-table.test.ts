@@ -10,7 +10,7 @@ describe.each(Object.keys(MOUNTINGS) as MountingName[])('the checks table, mount
   it.each(CHECK_CASES)('$name → $status $outcome', async (check) => {
     const { webhooks, runs } = recordingReceiver(check.options);
     check.setup?.(webhooks);
-    const server = await mount(mounting, webhooks);
+    const server = await mount(mounting, webhooks, { jsonParserFirst: check.jsonParserFirst });
     try {
       const spec = check.request();
       const request = { method: spec.method ?? 'POST', headers: spec.headers, body: spec.body };

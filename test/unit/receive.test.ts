@@ -238,7 +238,7 @@ describe('receive()', () => {
     const lines: string[] = [];
     const logger = { warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m) };
     const messages: string[] = [];
-    for (const check of CHECK_CASES) {
+    for (const check of CHECK_CASES.filter((c) => !c.skipFor?.includes('receive'))) {
       const { webhooks } = recordingReceiver({ ...check.options, logger });
       webhooks.onFailure((error) => void messages.push(error.message, String(error.stack)));
       check.setup?.(webhooks);
