@@ -1,0 +1,2 @@
+export { RedisReplayStore, type RedisReplayStoreOptions } from './redis-replay-store';
+export type { RedisClientLike, IoRedisLike, NodeRedisLike } from './redis-client';

@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process';
+import { MitpoWebhooks } from '../../src';
+import { RedisReplayStore } from '../../src/redis';
+import { signedDelivery } from '../../src/testing';
+
+const SECRET = 'whsec_unit';
+
+describe('RedisReplayStore without a server', () => {
+  it('refuses something that is neither an ioredis nor a node-redis client', () => {
+    for (const client of [undefined, null, {}, { get() {} }, 'redis://localhost']) {
+      expect(() => new RedisReplayStore(client as never)).toThrow(/ioredis client.*node-redis client/);
+    }
+    expect(() => new RedisReplayStore({ call: async () => 'OK' }, { commandTimeout: 0 })).toThrow(/commandTimeout/);
+  });
+
+  it('sends ioredis-style and node-redis-style commands under the prefix', async () => {
+    const io: unknown[][] = [];
+    const node: unknown[][] = [];
+    const ioStore = new RedisReplayStore({ call: async (...args: unknown[]) => (io.push(args), 'claimed') }, { prefix: 'p:' });
+    const nodeStore = new RedisReplayStore({ sendCommand: async (args: string[]) => (node.push(args), 'claimed') });
+    expect(await ioStore.claim('k', 1000)).toBe('claimed');
+    expect(await nodeStore.claim('k', 1000)).toBe('claimed');
+    expect(io[0]!.slice(0, 1)).toEqual(['EVAL']);
+    expect(io[0]!.slice(2, 5)).toEqual([1, 'p:k', 1000]);
+    expect(node[0]!.slice(2, 5)).toEqual(['1', 'mitpo-webhooks:k', '1000']);
+    expect(node[0]!.every((arg) => typeof arg === 'string')).toBe(true);
+  });
+
+  it('answers 503 replay_store_unavailable, running no handler, when Redis does not answer in time', async () => {
+    const hanging = { call: () => new Promise<never>(() => {}) };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore(hanging, { commandTimeout: 20 }) });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const reply = await webhooks.receive({ rawBody: body, headers });
+    expect(reply).toMatchObject({ status: 503, body: { error: { code: 'replay_store_unavailable' } } });
+    expect(ran).not.toHaveBeenCalled();
+  });
+
+  it('treats an answer it does not understand as the store being unavailable', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore({ call: async () => 'OK' }) });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(503);
+  });
+
+  it('is never loaded, nor any Redis client, by importing mitpo-webhooks', () => {
+    const loaded = execFileSync(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-e',
+        "require('./src/index.ts'); console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /ioredis|[\\\\/]@?redis[\\\\/]|src[\\\\/]redis/.test(f))))",
+      ],
+      { cwd: `${__dirname}/../..`, encoding: 'utf8' },
+    );
+    expect(JSON.parse(loaded)).toEqual([]);
+  });
+});
