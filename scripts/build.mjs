@@ -4,7 +4,7 @@
 // one MitpoWebhooks class, one WebhookVerificationError (instanceof works) and
 // one set of handlers.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,4 +33,6 @@ for (const entry of entries) {
   );
   writeFileSync(join(dist, `${entry}.d.mts`), `export * from '${base}';\n`);
 }
+// tsc does not keep the executable bit the bin needs when run from a checkout.
+for (const bin of Object.values(pkg.bin ?? {})) chmodSync(join(root, bin), 0o755);
 console.log(`built dist/ (${entries.length} entry points, CommonJS with ESM wrappers)`);

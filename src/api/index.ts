@@ -1,0 +1,9 @@
+export { WebhookEndpointsClient, type WebhookEndpointsClientOptions } from './webhook-endpoints-client';
+export { MitpoApiError } from './mitpo-api-error';
+export {
+  webhookEndpointSchema,
+  createdWebhookEndpointSchema,
+  type WebhookEndpoint,
+  type CreatedWebhookEndpoint,
+  type CreateWebhookEndpointInput,
+} from './schemas';

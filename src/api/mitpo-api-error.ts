@@ -1,0 +1,20 @@
+/**
+ * A call to MITPO's API that did not succeed. `code` is MITPO's own error code when
+ * it sent one, else `http_<status>`, `network_error`, `timeout` or `invalid_response`.
+ * Messages never contain the API key.
+ */
+export class MitpoApiError extends Error {
+  override readonly name = 'MitpoApiError';
+  readonly code: string;
+  /** The HTTP status, when MITPO answered at all. */
+  readonly status: number | undefined;
+  /** MITPO's `request_id`, for its support. */
+  readonly requestId: string | undefined;
+
+  constructor(code: string, message: string, details: { status?: number; requestId?: string; cause?: unknown } = {}) {
+    super(message, { cause: details.cause });
+    this.code = code;
+    this.status = details.status;
+    this.requestId = details.requestId;
+  }
+}

@@ -1,0 +1,145 @@
+import type { z } from 'zod';
+import { MitpoApiError } from './mitpo-api-error';
+import {
+  apiEnvelope,
+  apiErrorEnvelopeSchema,
+  createdWebhookEndpointSchema,
+  createWebhookEndpointInputSchema,
+  deletedWebhookEndpointSchema,
+  webhookEndpointSchema,
+  type CreatedWebhookEndpoint,
+  type CreateWebhookEndpointInput,
+  type WebhookEndpoint,
+} from './schemas';
+
+/** Options of {@link WebhookEndpointsClient}. */
+export interface WebhookEndpointsClientOptions {
+  /** A MITPO API key (`mk_live_...`), sent as the Bearer token. */
+  apiKey: string;
+  /** Default `https://api.mitpo.io`. */
+  baseUrl?: string;
+  /** Milliseconds before a call gives up. Default 15 000. */
+  timeout?: number;
+  /** The fetch to use. Default the global one. */
+  fetch?: typeof fetch;
+}
+
+const createdEnvelope = apiEnvelope(createdWebhookEndpointSchema);
+const listEnvelope = apiEnvelope(webhookEndpointSchema.array());
+const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
+
+/**
+ * MITPO's `/v1/webhooks` API: register, list and delete the endpoints MITPO
+ * delivers webhooks to. Every answer is validated against MITPO's
+ * `{ success, data, request_id }` envelope.
+ *
+ * @example
+ * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
+ * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
+ */
+export class WebhookEndpointsClient {
+  readonly baseUrl: string;
+  private readonly apiKey: string;
+  private readonly timeout: number;
+  private readonly fetch: typeof fetch;
+
+  /** @throws TypeError on a missing or padded API key, a base URL that is not http(s), or a bad timeout */
+  constructor(options: WebhookEndpointsClientOptions) {
+    const apiKey = (options as Partial<WebhookEndpointsClientOptions> | undefined)?.apiKey;
+    if (typeof apiKey !== 'string' || apiKey === '' || apiKey.trim() !== apiKey) {
+      throw new TypeError('mitpo-webhooks: apiKey must be a MITPO API key (a non-empty string without surrounding whitespace), e.g. process.env.MITPO_API_KEY');
+    }
+    const baseUrl = (options.baseUrl ?? 'https://api.mitpo.io').replace(/\/+$/, '');
+    if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`mitpo-webhooks: baseUrl must be an http(s) URL (got ${JSON.stringify(baseUrl)})`);
+    const timeout = options.timeout ?? 15_000;
+    if (!(timeout > 0)) throw new TypeError('mitpo-webhooks: timeout must be a positive number of milliseconds');
+    this.apiKey = apiKey;
+    this.baseUrl = baseUrl;
+    this.timeout = timeout;
+    this.fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /**
+   * Registers an endpoint. The answer is the only time MITPO shows its `signing_secret`.
+   * @throws TypeError on a URL that is not https or an unknown event type; MitpoApiError when the call fails
+   */
+  async create(input: CreateWebhookEndpointInput): Promise<CreatedWebhookEndpoint> {
+    const checked = createWebhookEndpointInputSchema.safeParse(input);
+    if (!checked.success) throw new TypeError(`mitpo-webhooks: ${checked.error.issues[0]?.message ?? 'invalid endpoint'}`);
+    return (await this.call('POST', '/v1/webhooks', createdEnvelope, checked.data)).data;
+  }
+
+  /** Every registered endpoint. @throws MitpoApiError */
+  async list(): Promise<WebhookEndpoint[]> {
+    return (await this.call('GET', '/v1/webhooks', listEnvelope)).data;
+  }
+
+  /** Deletes an endpoint. @throws MitpoApiError */
+  async delete(id: string): Promise<{ id: string; deleted: true }> {
+    if (typeof id !== 'string' || !/^[\w-]+$/.test(id)) throw new TypeError('mitpo-webhooks: the endpoint id must look like whk_...');
+    return (await this.call('DELETE', `/v1/webhooks/${id}`, deletedEnvelope)).data;
+  }
+
+  private async call<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<z.output<S>> {
+    const url = `${this.baseUrl}${path}`;
+    let response: Response;
+    try {
+      response = await this.fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.apiKey}`,
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(this.timeout),
+      });
+    } catch (error) {
+      const timedOut = (error as Error | null)?.name === 'TimeoutError';
+      throw new MitpoApiError(
+        timedOut ? 'timeout' : 'network_error',
+        timedOut
+          ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeout} ms`
+          : `Could not reach MITPO's API at ${this.baseUrl} (${describeNetworkError(error)})`,
+        { cause: error },
+      );
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = text === '' ? undefined : JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    if (!response.ok) {
+      const parsed = apiErrorEnvelopeSchema.safeParse(json);
+      const error = parsed.success ? parsed.data.error : undefined;
+      throw new MitpoApiError(
+        error?.code ?? `http_${response.status}`,
+        `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${error.message}` : ''}${hint(response.status)}`,
+        { status: response.status, requestId: parsed.success ? parsed.data.request_id : undefined },
+      );
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new MitpoApiError(
+        'invalid_response',
+        `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'not JSON'})`,
+        { status: response.status, cause: parsed.error },
+      );
+    }
+    return parsed.data;
+  }
+}
+
+function hint(status: number): string {
+  if (status === 401) return ' (check MITPO_API_KEY)';
+  if (status === 403) return ' (the API key lacks permission for webhooks)';
+  return '';
+}
+
+function describeNetworkError(error: unknown): string {
+  const cause = (error as { cause?: { code?: string; message?: string } } | null)?.cause;
+  return cause?.code ?? cause?.message ?? (error as Error | null)?.message ?? 'network error';
+}

@@ -1,0 +1,19 @@
+/** What a command may touch, passed in so each command reads as a function of it. */
+export interface CliIo {
+  env: NodeJS.ProcessEnv;
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** Bad arguments: the command prints the message and its usage, and exits 2. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+/** Something went wrong that is not the arguments' fault: exit 1 with the message. */
+export class CommandError extends Error {
+  override readonly name = 'CommandError';
+}
+
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;

@@ -1,0 +1,68 @@
+#!/usr/bin/env node
+import { endpoints, ENDPOINTS_USAGE } from './commands/endpoints';
+import { listen, LISTEN_USAGE } from './commands/listen';
+import { send, SEND_USAGE } from './commands/send';
+import { sign, SIGN_USAGE } from './commands/sign';
+import { CommandError, EXIT, UsageError, type CliIo } from './cli-io';
+
+const MAIN_USAGE = `Usage: mitpo-webhooks <command> [options]
+
+Commands:
+  send <url> --event <type>     sign one delivery like MITPO's and POST it
+  sign [--file <path>]          print the X-MITPO-* headers for a body
+  listen [--port 3000]          a local receiver that verifies and prints deliveries
+  endpoints create|list|delete  manage MITPO webhook endpoints (needs MITPO_API_KEY)
+
+The signing secret comes from --secret or MITPO_WEBHOOK_SECRET.
+Run mitpo-webhooks <command> --help for a command's options.`;
+
+const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<number>; usage: string }> = {
+  send: { run: send, usage: SEND_USAGE },
+  sign: { run: sign, usage: SIGN_USAGE },
+  listen: { run: listen, usage: LISTEN_USAGE },
+  endpoints: { run: endpoints, usage: ENDPOINTS_USAGE },
+};
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.out(MAIN_USAGE);
+    return name === undefined ? EXIT.usage : EXIT.ok;
+  }
+  const command = COMMANDS[name];
+  if (command === undefined) {
+    io.err(`mitpo-webhooks: unknown command ${JSON.stringify(name)}\n\n${MAIN_USAGE}`);
+    return EXIT.usage;
+  }
+  try {
+    return await command.run(rest, io);
+  } catch (error) {
+    if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.err(`mitpo-webhooks ${name}: ${(error as Error).message}\n\n${command.usage}`);
+      return EXIT.usage;
+    }
+    if (error instanceof CommandError) {
+      io.err(`mitpo-webhooks ${name}: ${error.message}`);
+      return EXIT.failed;
+    }
+    io.err(`mitpo-webhooks ${name}: unexpected error: ${(error as Error)?.stack ?? String(error)}`);
+    return EXIT.failed;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2), {
+    env: process.env,
+    stdin: process.stdin,
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: unknown) => {
+      process.stderr.write(`mitpo-webhooks: ${String(error)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

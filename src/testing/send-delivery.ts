@@ -1,0 +1,67 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { WebhookResponseBody } from '../receive';
+import { signedDelivery, type SignedDelivery, type SignedDeliveryOptions } from './signed-delivery';
+
+/** Where to send: a URL, an `http.Server` (listening or not), or a request listener such as an Express app. */
+export type DeliveryTarget = string | URL | http.Server | http.RequestListener;
+
+/** What the receiver answered. */
+export interface DeliveryResult {
+  status: number;
+  /** The parsed JSON answer (MITPO's envelope when the receiver is this library). */
+  body: WebhookResponseBody;
+  headers: Headers;
+  /** The delivery that was sent, to send again (a replay) or to inspect. */
+  delivery: SignedDelivery;
+}
+
+/** Options of {@link sendDelivery}. */
+export interface SendDeliveryOptions {
+  /** Path to POST to when the target is an app or server. Default `/webhooks/mitpo`. */
+  path?: string;
+}
+
+/**
+ * Signs a delivery (or takes one already built) and POSTs it to an app, server or
+ * URL over real HTTP on 127.0.0.1, returning the answer. An app or a server that
+ * is not listening is started on a free port for the call and stopped after it.
+ *
+ * @example
+ * const { status, body } = await sendDelivery(app, { event: 'dispatch.completed', secret });
+ * expect(status).toBe(200);
+ */
+export async function sendDelivery(
+  target: DeliveryTarget,
+  delivery: SignedDelivery | SignedDeliveryOptions<string>,
+  options: SendDeliveryOptions = {},
+): Promise<DeliveryResult> {
+  const built = 'body' in delivery && 'headers' in delivery ? delivery : signedDelivery(delivery);
+  const path = options.path ?? '/webhooks/mitpo';
+  if (typeof target === 'string' || target instanceof URL) return post(String(target), built);
+
+  const server = target instanceof http.Server ? target : http.createServer(target);
+  const startedHere = !server.listening;
+  if (startedHere) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const { port } = server.address() as AddressInfo;
+    return await post(`http://127.0.0.1:${port}${path}`, built);
+  } finally {
+    if (startedHere) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  }
+}
+
+async function post(url: string, delivery: SignedDelivery): Promise<DeliveryResult> {
+  const response = await fetch(url, { method: 'POST', headers: delivery.headers, body: delivery.body });
+  const text = await response.text();
+  let body: WebhookResponseBody;
+  try {
+    body = JSON.parse(text) as WebhookResponseBody;
+  } catch {
+    body = { success: false, error: { code: 'not_json', message: text.slice(0, 500) } };
+  }
+  return { status: response.status, body, headers: response.headers, delivery };
+}
