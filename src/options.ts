@@ -23,6 +23,20 @@ export interface MitpoWebhooksOptions {
   limit?: number | string;
   /** Seconds a claim lasts when its process dies mid-delivery; keep it above your slowest handler. Default 300. */
   inFlightTtl?: number;
+  /**
+   * Milliseconds a client may take to send the body once its headers arrived;
+   * past it the delivery is answered 408 `body_timeout` and the connection closed,
+   * so a client trickling bytes cannot hold a request open. Default 10 000.
+   */
+  bodyTimeout?: number;
+  /**
+   * Seconds to wait for the handlers before answering 503 `handler_timeout`. Off by
+   * default: the answer waits for the handlers. When it fires, the delivery stays
+   * claimed until the handlers do settle (then completed, or released if they
+   * failed), so MITPO's retry never runs a handler that is still running.
+   * Must be below `inFlightTtl`.
+   */
+  handlerTimeout?: number;
   /** Receives a line for every refused delivery: 4xx as `warn`, 5xx as `error`. Default: silent. */
   logger?: WebhookLogger;
   /** The clock in milliseconds since the epoch, for tests. Default `Date.now`. */
@@ -37,11 +51,24 @@ export interface ResolvedOptions {
   limit: number;
   inFlightTtlMs: number;
   retentionMs: number;
+  bodyTimeoutMs: number;
+  handlerTimeoutMs: number | undefined;
   logger: WebhookLogger | undefined;
   now: () => number;
 }
 
-const KNOWN_OPTIONS = new Set(['secret', 'tolerance', 'maxEventAge', 'replay', 'limit', 'inFlightTtl', 'logger', 'now']);
+const KNOWN_OPTIONS = new Set([
+  'secret',
+  'tolerance',
+  'maxEventAge',
+  'replay',
+  'limit',
+  'inFlightTtl',
+  'bodyTimeout',
+  'handlerTimeout',
+  'logger',
+  'now',
+]);
 
 /**
  * Every option is checked here, once, so misconfiguration is a `TypeError` at
@@ -59,13 +86,23 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const toleranceSeconds = positiveSeconds(given.tolerance, 'tolerance', 300);
   const maxEventAgeSeconds = positiveSeconds(given.maxEventAge, 'maxEventAge', 259_200);
+  const inFlightTtlSeconds = positiveSeconds(given.inFlightTtl, 'inFlightTtl', 300);
+  const handlerTimeoutSeconds = given.handlerTimeout === undefined ? undefined : positiveSeconds(given.handlerTimeout, 'handlerTimeout', 0);
+  if (handlerTimeoutSeconds !== undefined && handlerTimeoutSeconds >= inFlightTtlSeconds) {
+    throw new TypeError(
+      `mitpo-webhooks: handlerTimeout (${handlerTimeoutSeconds} s) must be below inFlightTtl (${inFlightTtlSeconds} s), ` +
+        'or a claim could lapse while its handler still runs',
+    );
+  }
   return {
     secrets: createSecretSource(given.secret),
     toleranceSeconds,
     maxEventAgeSeconds,
     replay: replayStore(given.replay),
     limit: parseSizeLimit(given.limit ?? '1mb'),
-    inFlightTtlMs: positiveSeconds(given.inFlightTtl, 'inFlightTtl', 300) * 1000,
+    inFlightTtlMs: inFlightTtlSeconds * 1000,
+    bodyTimeoutMs: positiveNumber(given.bodyTimeout, 'bodyTimeout', 10_000, 'milliseconds'),
+    handlerTimeoutMs: handlerTimeoutSeconds === undefined ? undefined : handlerTimeoutSeconds * 1000,
     // An event may arrive up to `tolerance` early and up to `maxEventAge` late, so
     // its key must outlive that whole window to stop every replay of it.
     retentionMs: (maxEventAgeSeconds + toleranceSeconds) * 1000,
@@ -75,9 +112,13 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 }
 
 function positiveSeconds(value: unknown, name: string, fallback: number): number {
+  return positiveNumber(value, name, fallback, 'seconds');
+}
+
+function positiveNumber(value: unknown, name: string, fallback: number, unit: string): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new TypeError(`mitpo-webhooks: ${name} must be a positive number of seconds (got ${String(value)})`);
+    throw new TypeError(`mitpo-webhooks: ${name} must be a positive number of ${unit} (got ${String(value)})`);
   }
   return value;
 }

@@ -63,6 +63,10 @@ export class DeliveryPipeline {
     return this.options.limit;
   }
 
+  get bodyTimeoutMs(): number {
+    return this.options.bodyTimeoutMs;
+  }
+
   /** The arrival time, from the configured clock. */
   receivedNow(): Date {
     return new Date(this.options.now());
@@ -118,7 +122,8 @@ export class DeliveryPipeline {
     const ctx = { headers, rawBody, deliveryKey, receivedAt };
     const store = this.options.replay;
     if (store === undefined) {
-      const failures = await this.router.dispatch(event, ctx);
+      const failures = await this.withinHandlerTimeout(this.router.dispatch(event, ctx));
+      if (failures === TIMED_OUT) return this.fail(handlerTimedOut(this.options.handlerTimeoutMs!), headers);
       return failures.length === 0 ? SUCCESS : this.fail(handlerFailed(failures), headers);
     }
 
@@ -142,23 +147,42 @@ export class DeliveryPipeline {
       return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), headers);
     }
 
-    const failures = await this.router.dispatch(event, ctx);
-    if (failures.length > 0) {
-      try {
-        await store.release(deliveryKey);
-      } catch (error) {
-        // The claim then lapses after its in-flight TTL, and the retry after that runs the handlers.
-        this.log('error', `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`);
+    const dispatched = this.router.dispatch(event, ctx);
+    const settle = async (failures: Error[]): Promise<void> => {
+      if (failures.length > 0) {
+        try {
+          await store.release(deliveryKey);
+        } catch (error) {
+          // The claim then lapses after its in-flight TTL, and the retry after that runs the handlers.
+          this.log('error', `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`);
+        }
+        return;
       }
-      return this.fail(handlerFailed(failures), headers);
+      try {
+        await store.complete(deliveryKey, this.options.retentionMs);
+      } catch (error) {
+        // The handlers did succeed: answering non-2xx would invite a retry that runs them again.
+        this.log('error', `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`);
+      }
+    };
+    const failures = await this.withinHandlerTimeout(dispatched);
+    if (failures === TIMED_OUT) {
+      // The claim stays until the handlers settle, so a retry meanwhile is 409, never a second run.
+      dispatched.then(settle, () => undefined);
+      return this.fail(handlerTimedOut(this.options.handlerTimeoutMs!), headers);
     }
-    try {
-      await store.complete(deliveryKey, this.options.retentionMs);
-    } catch (error) {
-      // The handlers did succeed: answering non-2xx would invite a retry that runs them again.
-      this.log('error', `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`);
-    }
-    return SUCCESS;
+    await settle(failures);
+    return failures.length > 0 ? this.fail(handlerFailed(failures), headers) : SUCCESS;
+  }
+
+  private withinHandlerTimeout(dispatched: Promise<Error[]>): Promise<Error[] | typeof TIMED_OUT> {
+    const ms = this.options.handlerTimeoutMs;
+    if (ms === undefined) return dispatched;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), ms);
+    });
+    return Promise.race([dispatched, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** The whole pipeline for bytes already in hand. Never rejects for bad input. */
@@ -246,6 +270,15 @@ function parseJson(rawBody: Buffer): unknown {
   } catch (error) {
     throw new WebhookVerificationError('invalid_json', 'The body is not valid JSON', { cause: error });
   }
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+function handlerTimedOut(ms: number): WebhookVerificationError {
+  return new WebhookVerificationError(
+    'handler_timeout',
+    `The handlers did not finish within handlerTimeout (${ms / 1000} s); the delivery stays claimed until they do, and can be retried`,
+  );
 }
 
 function handlerFailed(failures: Error[]): WebhookVerificationError {

@@ -47,7 +47,7 @@ async function handle(pipeline: DeliveryPipeline, req: NodeRequest): Promise<Out
   }
   try {
     const checked = pipeline.checkHeaders(req.headers);
-    const rawBody = await readNodeBody(req, pipeline.limit, checked.contentLength);
+    const rawBody = await readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs);
     const event = await pipeline.checkBody(rawBody, checked);
     return await pipeline.deliver(event, rawBody, req.headers, receivedAt);
   } catch (error) {

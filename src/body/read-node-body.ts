@@ -22,6 +22,7 @@ export async function readNodeBody(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
+  timeoutMs: number = Number.POSITIVE_INFINITY,
 ): Promise<Buffer> {
   const kept = keptBody(req);
   if (kept !== undefined) {
@@ -33,10 +34,24 @@ export async function readNodeBody(
     throw new WebhookVerificationError('body_already_parsed', FIX_MOUNTING);
   }
   if (contentLength !== undefined && contentLength > limit) throw tooLarge(limit);
+  const reading = getRawBody(req, { limit, length: contentLength });
+  if (!Number.isFinite(timeoutMs)) return reading.catch((error: unknown) => Promise.reject(bodyError(error, limit)));
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      // Stop taking bytes; the 408 goes out with Connection: close, and the socket's
+      // closing then ends raw-body's read, whose rejection is expected and dropped.
+      req.pause();
+      reading.catch(() => undefined);
+      reject(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
   try {
-    return await getRawBody(req, { limit, length: contentLength });
+    return await Promise.race([reading, timeout]);
   } catch (error) {
-    throw bodyError(error, limit);
+    throw error instanceof WebhookVerificationError ? error : bodyError(error, limit);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
