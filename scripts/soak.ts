@@ -1,0 +1,138 @@
+// `npm run soak [-- N]`: a reliability run, not part of `npm test`. A receiver
+// whose handlers fail at random 20% of the time; a sender that retries every
+// non-2xx like MITPO would; N distinct deliveries plus duplicates and forged ones
+// at high concurrency. Prints what was lost, run twice or wrongly accepted (all
+// must be 0) and the receiver's memory, which must stay flat once the replay
+// store is full.
+import { fork } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
+
+const TOTAL = Number(process.argv[2] ?? 40_000);
+const CONCURRENCY = 64;
+const MAX_ENTRIES = 5_000;
+const SECRET = 'whsec_soak_0123456789';
+const MAX_ATTEMPTS = 100;
+
+interface Report {
+  successes: number[];
+  attempts: number;
+  before: { rss: number; heapUsed: number };
+  atSaturation?: { rss: number; heapUsed: number };
+  after: { rss: number; heapUsed: number };
+  peakRss: number;
+  peakHeap: number;
+  storeSize: number;
+}
+
+async function main(): Promise<number> {
+  const child = fork(path.join(__dirname, 'soak-receiver.ts'), [], {
+    execArgv: ['-r', 'ts-node/register/transpile-only', '--expose-gc'],
+    env: { ...process.env, SOAK_TOTAL: String(TOTAL), SOAK_MAX_ENTRIES: String(MAX_ENTRIES), SOAK_SECRET: SECRET },
+  });
+  const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+  const post = (delivery: SignedDelivery) =>
+    new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/webhooks/mitpo', method: 'POST', headers: delivery.headers, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(delivery.body);
+    });
+
+  const counts = { requests: 0, retries: 0, duplicatesSent: 0, duplicatesAnswered: 0, forgedSent: 0, forgedAccepted: 0, gaveUp: 0 };
+  const statuses = new Map<number, number>();
+  const record = (status: number) => {
+    counts.requests += 1;
+    statuses.set(status, (statuses.get(status) ?? 0) + 1);
+  };
+  const deliveryFor = (seq: number) =>
+    signedDelivery({ event: seq % 2 ? 'dispatch.completed' : 'dispatch.failed', secret: SECRET, data: { dispatch_id: `dsp_${seq}`, channel: 'soak', status: 'done' } });
+
+  let next = 0;
+  const started = Date.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < TOTAL) {
+        const seq = next++;
+        const delivery = deliveryFor(seq);
+        let status = 0;
+        for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+          status = await post(delivery);
+          record(status);
+          if (status >= 200 && status < 300) break;
+          counts.retries += 1;
+          // MITPO backs off before retrying; a short pause keeps 409s from spinning.
+          await new Promise((resolve) => setTimeout(resolve, status === 409 ? 5 : 1));
+        }
+        if (status < 200 || status >= 300) counts.gaveUp += 1;
+        // A copy of one delivery in five arrives again, as MITPO's at-least-once delivery allows.
+        if (seq % 5 === 0) {
+          counts.duplicatesSent += 1;
+          const again = await post(delivery);
+          record(again);
+          if (again === 200) counts.duplicatesAnswered += 1;
+        }
+        // One forgery per ten deliveries: a tampered copy or another secret's signature.
+        if (seq % 10 === 3) {
+          counts.forgedSent += 1;
+          const forged =
+            seq % 20 === 3
+              ? { ...delivery, body: delivery.body.replace(`dsp_${seq}`, `dsp_${(seq + 1) % TOTAL}`) }
+              : signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker', data: { dispatch_id: `dsp_${seq}`, channel: 'x', status: 'x' } });
+          const answer = await post(forged);
+          record(answer);
+          if (answer >= 200 && answer < 300) counts.forgedAccepted += 1;
+        }
+      }
+    }),
+  );
+  const seconds = (Date.now() - started) / 1000;
+  child.send('report');
+  const report = await new Promise<Report>((resolve, reject) => {
+    child.once('message', (m: Report) => resolve(m));
+    child.once('exit', (code) => reject(new Error(`the receiver exited (${code}) before reporting`)));
+  });
+  agent.destroy();
+
+  const once = report.successes.filter((n) => n === 1).length;
+  const lost = report.successes.filter((n) => n === 0).length;
+  const twice = report.successes.filter((n) => n > 1).length;
+  const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  const lines = [
+    ['deliveries (distinct)', TOTAL],
+    ['requests sent', counts.requests],
+    ['  retries after a non-2xx', counts.retries],
+    ['  duplicates sent / answered 200', `${counts.duplicatesSent} / ${counts.duplicatesAnswered}`],
+    ['  forged sent', counts.forgedSent],
+    ['answers by status', [...statuses].sort().map(([s, n]) => `${s}×${n}`).join(' ')],
+    ['handler attempts (20% fail at random)', report.attempts],
+    ['handled exactly once', once],
+    ['lost (must be 0)', lost],
+    ['run twice (must be 0)', twice],
+    ['forged accepted (must be 0)', counts.forgedAccepted],
+    ['time', `${seconds.toFixed(1)} s (${Math.round(counts.requests / seconds)} requests/s, ${CONCURRENCY} in flight)`],
+    ['receiver peak RSS / heap', `${mb(report.peakRss)} / ${mb(report.peakHeap)}`],
+    ['receiver RSS / heap before (after GC)', `${mb(report.before.rss)} / ${mb(report.before.heapUsed)}`],
+    ['  when the store first held maxEntries', report.atSaturation ? `${mb(report.atSaturation.rss)} / ${mb(report.atSaturation.heapUsed)}` : 'not reached'],
+    ['  after the run (after GC)', `${mb(report.after.rss)} / ${mb(report.after.heapUsed)}`],
+    ['replay store keys (maxEntries)', `${report.storeSize} (${MAX_ENTRIES})`],
+  ] as const;
+  for (const [label, value] of lines) console.log(`${label.padEnd(40)} ${value}`);
+  const heapGrowth = report.atSaturation ? report.after.heapUsed - report.atSaturation.heapUsed : Number.NaN;
+  console.log(`${'heap growth after the store filled'.padEnd(40)} ${mb(heapGrowth)}`);
+  const ok = lost === 0 && twice === 0 && counts.forgedAccepted === 0 && counts.gaveUp === 0 && report.storeSize <= MAX_ENTRIES;
+  console.log(ok ? '\nOK: nothing lost, nothing run twice, no forgery accepted.' : '\nFAILED');
+  return ok ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
