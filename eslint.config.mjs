@@ -13,6 +13,15 @@ export default tseslint.config(
     },
   },
   {
+    // Plain JavaScript run by Node (the build script and the benchmark).
+    files: ['**/*.mjs'],
+    languageOptions: {
+      globals: Object.fromEntries(
+        ['URL', 'setTimeout', 'clearTimeout', 'setImmediate', 'setInterval', 'fetch', 'AbortSignal'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     // Programs that talk to a person print; the library never does.
     files: ['examples/**', 'scripts/**', 'bench/**', 'src/cli/**', 'test/**'],
     rules: { 'no-console': 'off' },

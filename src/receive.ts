@@ -7,7 +7,11 @@ import type { WebhookHeaders } from './headers/header-source';
 import type { ResolvedOptions } from './options';
 import { deliveryKeyOf } from './replay/delivery-key';
 import type { EventRouter } from './router/event-router';
-import { digestMatchesAny } from './signature/hmac';
+import { digestMatchesAny, type SigningKey } from './signature/hmac';
+import { andThen, isPromiseLike, type MaybePromise } from './maybe-promise';
+import type { ClaimResult } from './replay/replay-store';
+import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
+import type { DeliveryContext } from './router/types';
 import { asBuffer } from './body/as-buffer';
 
 /** MITPO's response envelope. */
@@ -39,13 +43,24 @@ export type FailureHandler = (error: WebhookVerificationError, context: FailureC
 /** The answer plus, on a refusal, the error behind it (for `onFailure` and `passErrors`). */
 export interface Outcome extends WebhookResponse {
   error?: WebhookVerificationError;
+  /** `body` already serialized, and its response headers, for the answers every delivery shares. */
+  json?: string;
+  headers?: Readonly<Record<string, string | number>>;
 }
 
-const SUCCESS: Outcome = Object.freeze({ status: 200, body: Object.freeze({ success: true as const }) });
-const DUPLICATE: Outcome = Object.freeze({
-  status: 200,
-  body: Object.freeze({ success: true as const, duplicate: true as const }),
-});
+const SUCCESS: Outcome = answered({ success: true });
+const DUPLICATE: Outcome = answered({ success: true, duplicate: true });
+
+/** A 200 every such delivery shares, serialized once. */
+function answered(body: WebhookResponseBody): Outcome {
+  const json = JSON.stringify(body);
+  return Object.freeze({
+    status: 200,
+    body: Object.freeze(body),
+    json,
+    headers: Object.freeze({ 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) }),
+  });
+}
 
 /**
  * The delivery pipeline shared by every adapter: each adapter only knows how to
@@ -54,10 +69,14 @@ const DUPLICATE: Outcome = Object.freeze({
 export class DeliveryPipeline {
   private failureHandlers: FailureHandler[] = [];
 
+  private readonly syncStore: SyncReplayStore | undefined;
+
   constructor(
     private readonly options: ResolvedOptions,
     private readonly router: EventRouter,
-  ) {}
+  ) {
+    this.syncStore = options.replay === undefined ? undefined : syncStoreOf(options.replay);
+  }
 
   get limit(): number {
     return this.options.limit;
@@ -79,20 +98,33 @@ export class DeliveryPipeline {
     this.failureHandlers = [...this.failureHandlers, handler];
   }
 
-  /** Every check that needs only the headers. @throws WebhookVerificationError */
-  checkHeaders(headers: WebhookHeaders): CheckedHeaders {
-    return checkHeaders(headers, this.options.now(), this.options.toleranceSeconds);
+  /**
+   * Every check that needs only the headers. `nodeHeaders`: the object is Node's
+   * `req.headers`, names already lower case. @throws WebhookVerificationError
+   */
+  checkHeaders(headers: WebhookHeaders, nodeHeaders = false): CheckedHeaders {
+    return checkHeaders(headers, this.options.now(), this.options.toleranceSeconds, nodeHeaders);
   }
 
-  /** Every check that needs the body, replay aside. @throws WebhookVerificationError */
-  async checkBody(rawBody: Buffer, checked: CheckedHeaders): Promise<MitpoEvent | UnknownMitpoEvent> {
+  /**
+   * Every check that needs the body, replay aside. Synchronous unless the secret
+   * comes from an async function. @throws WebhookVerificationError (or rejects with one)
+   */
+  checkBody(rawBody: Buffer, checked: CheckedHeaders): MaybePromise<MitpoEvent | UnknownMitpoEvent> {
     if (rawBody.byteLength > this.options.limit) {
       throw new WebhookVerificationError(
         'payload_too_large',
         `The body is larger than the limit of ${this.options.limit} bytes`,
       );
     }
-    const secrets = await this.options.secrets();
+    return andThen(this.options.secrets(), (secrets) => this.checkSignedBody(rawBody, checked, secrets));
+  }
+
+  private checkSignedBody(
+    rawBody: Buffer,
+    checked: CheckedHeaders,
+    secrets: readonly SigningKey[],
+  ): MitpoEvent | UnknownMitpoEvent {
     if (!digestMatchesAny(rawBody, checked.digest, secrets)) {
       throw new WebhookVerificationError(
         'invalid_signature',
@@ -111,78 +143,103 @@ export class DeliveryPipeline {
     return event;
   }
 
-  /** Replay check, then the handlers. Never throws: every failure becomes an outcome. */
-  async deliver(
+  /**
+   * Replay check, then the handlers. Never throws or rejects: every failure
+   * becomes an outcome. Synchronous when the store and the handlers are.
+   */
+  deliver(
     event: MitpoEvent | UnknownMitpoEvent,
     rawBody: Buffer,
     headers: WebhookHeaders,
     receivedAt: Date,
-  ): Promise<Outcome> {
+  ): MaybePromise<Outcome> {
     const deliveryKey = deliveryKeyOf(rawBody);
-    const ctx = { headers, rawBody, deliveryKey, receivedAt };
+    const ctx: DeliveryContext = { headers, rawBody, deliveryKey, receivedAt };
     const store = this.options.replay;
     if (store === undefined) {
-      const failures = await this.withinHandlerTimeout(this.router.dispatch(event, ctx));
-      if (failures === TIMED_OUT) return this.fail(handlerTimedOut(this.options.handlerTimeoutMs!), headers);
-      return failures.length === 0 ? SUCCESS : this.fail(handlerFailed(failures), headers);
+      return this.afterHandlers(this.router.dispatch(event, ctx), headers, () => undefined);
     }
-
-    let claim: unknown;
+    const onClaim = (claim: unknown): MaybePromise<Outcome> => {
+      if (claim === 'done') return DUPLICATE;
+      if (claim === 'in_flight') {
+        return this.fail(
+          new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later'),
+          headers,
+        );
+      }
+      if (claim !== 'claimed') return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), headers);
+      return this.afterHandlers(this.router.dispatch(event, ctx), headers, (failures) => this.settle(deliveryKey, failures));
+    };
+    const sync = this.syncStore;
+    if (sync !== undefined) {
+      let claim: ClaimResult;
+      try {
+        claim = sync.claim(deliveryKey, this.options.inFlightTtlMs);
+      } catch (error) {
+        return this.fail(storeUnavailable('could not claim the delivery', error), headers);
+      }
+      return onClaim(claim);
+    }
+    let claimed: Promise<ClaimResult>;
     try {
-      claim = await store.claim(deliveryKey, this.options.inFlightTtlMs);
+      claimed = Promise.resolve(store.claim(deliveryKey, this.options.inFlightTtlMs));
     } catch (error) {
       return this.fail(storeUnavailable('could not claim the delivery', error), headers);
     }
-    if (claim === 'done') return DUPLICATE;
-    if (claim === 'in_flight') {
-      return this.fail(
-        new WebhookVerificationError(
-          'in_flight',
-          'This delivery is being handled right now by another request; retry later',
-        ),
-        headers,
-      );
-    }
-    if (claim !== 'claimed') {
-      return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), headers);
-    }
-
-    const dispatched = this.router.dispatch(event, ctx);
-    const settle = async (failures: Error[]): Promise<void> => {
-      if (failures.length > 0) {
-        try {
-          await store.release(deliveryKey);
-        } catch (error) {
-          // The claim then lapses after its in-flight TTL, and the retry after that runs the handlers.
-          this.log('error', `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`);
-        }
-        return;
-      }
-      try {
-        await store.complete(deliveryKey, this.options.retentionMs);
-      } catch (error) {
-        // The handlers did succeed: answering non-2xx would invite a retry that runs them again.
-        this.log('error', `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`);
-      }
-    };
-    const failures = await this.withinHandlerTimeout(dispatched);
-    if (failures === TIMED_OUT) {
-      // The claim stays until the handlers settle, so a retry meanwhile is 409, never a second run.
-      dispatched.then(settle, () => undefined);
-      return this.fail(handlerTimedOut(this.options.handlerTimeoutMs!), headers);
-    }
-    await settle(failures);
-    return failures.length > 0 ? this.fail(handlerFailed(failures), headers) : SUCCESS;
+    return claimed.then(onClaim, (error: unknown) => this.fail(storeUnavailable('could not claim the delivery', error), headers));
   }
 
-  private withinHandlerTimeout(dispatched: Promise<Error[]>): Promise<Error[] | typeof TIMED_OUT> {
+  /** The handlers' result, settled in the store, as an answer; with `handlerTimeout` when they run asynchronously. */
+  private afterHandlers(
+    dispatched: MaybePromise<Error[]>,
+    headers: WebhookHeaders,
+    settle: (failures: Error[]) => MaybePromise<void>,
+  ): MaybePromise<Outcome> {
+    const answer = (failures: Error[]): MaybePromise<Outcome> =>
+      andThen(settle(failures), () => (failures.length > 0 ? this.fail(handlerFailed(failures), headers) : SUCCESS));
+    if (!isPromiseLike(dispatched)) return answer(dispatched);
     const ms = this.options.handlerTimeoutMs;
-    if (ms === undefined) return dispatched;
+    if (ms === undefined) return dispatched.then(answer);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(TIMED_OUT), ms);
     });
-    return Promise.race([dispatched, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([dispatched, timeout]).then((failures) => {
+      clearTimeout(timer);
+      if (failures !== TIMED_OUT) return answer(failures);
+      // The claim stays until the handlers settle, so a retry meanwhile is 409, never a second run.
+      dispatched.then(settle, () => undefined);
+      return this.fail(handlerTimedOut(ms), headers);
+    });
+  }
+
+  /** Completes the delivery after a success, releases it after a failure; a store error is logged, never thrown. */
+  private settle(deliveryKey: string, failures: Error[]): MaybePromise<void> {
+    const failed = failures.length > 0;
+    const report = (error: unknown) =>
+      this.log(
+        'error',
+        failed
+          ? `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`
+          : `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`,
+      );
+    const sync = this.syncStore;
+    try {
+      if (sync !== undefined) {
+        if (failed) sync.release(deliveryKey);
+        else sync.complete(deliveryKey, this.options.retentionMs);
+        return undefined;
+      }
+      const store = this.options.replay!;
+      // A failed complete() still answers 200: the handlers did succeed, and a non-2xx would invite a retry that runs them again.
+      return Promise.resolve(failed ? store.release(deliveryKey) : store.complete(deliveryKey, this.options.retentionMs)).then(
+        () => undefined,
+        report,
+      );
+    } catch (error) {
+      report(error);
+      return undefined;
+    }
   }
 
   /** The whole pipeline for bytes already in hand. Never rejects for bad input. */
@@ -262,11 +319,15 @@ export class DeliveryPipeline {
 }
 
 function parseJson(rawBody: Buffer): unknown {
+  const text = rawBody.toString('utf8');
   // JSON is UTF-8 on the wire; decoding invalid bytes to U+FFFD would silently
-  // change what MITPO signed, so such a body is refused instead.
-  if (!isUtf8(rawBody)) throw new WebhookVerificationError('invalid_json', 'The body is not valid UTF-8');
+  // change what MITPO signed, so such a body is refused instead. Only a decoded
+  // U+FFFD can mean that, so the full check runs just then.
+  if (text.includes('\uFFFD') && !isUtf8(rawBody)) {
+    throw new WebhookVerificationError('invalid_json', 'The body is not valid UTF-8');
+  }
   try {
-    return JSON.parse(rawBody.toString('utf8'));
+    return JSON.parse(text);
   } catch (error) {
     throw new WebhookVerificationError('invalid_json', 'The body is not valid JSON', { cause: error });
   }

@@ -1,6 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { WebhookVerificationError } from '../errors';
 import { readNodeBody, type NodeRequest } from '../body/read-node-body';
+import type { CheckedHeaders } from '../headers/check-headers';
+import { andThen, isPromiseLike, type MaybePromise } from '../maybe-promise';
 import { asVerificationError, type DeliveryPipeline, type Outcome } from '../receive';
 
 /** Options of `webhooks.middleware()`. */
@@ -27,36 +29,58 @@ export function createConnectMiddleware(pipeline: DeliveryPipeline, options: Mid
       next();
       return;
     }
-    handle(pipeline, req as NodeRequest).then(
-      (outcome) => writeOutcome(req, res, outcome),
-      (error: unknown) => next(error),
-    );
+    try {
+      handle(pipeline, req as NodeRequest, res);
+    } catch (error) {
+      next(error);
+    }
   };
 }
 
-async function handle(pipeline: DeliveryPipeline, req: NodeRequest): Promise<Outcome> {
+/** Answers one delivery. Promises appear only where something downstream is asynchronous. */
+function handle(pipeline: DeliveryPipeline, req: NodeRequest, res: ServerResponse): void {
   const receivedAt = pipeline.receivedNow();
+  const refuse = (error: unknown) => writeOutcome(req, res, pipeline.fail(asVerificationError(error), req.headers));
   if (req.method !== 'POST') {
-    return pipeline.fail(
+    refuse(
       new WebhookVerificationError(
         'method_not_allowed',
         `MITPO delivers webhooks with POST; ${String(req.method).slice(0, 16)} is not allowed here`,
       ),
-      req.headers,
     );
+    return;
   }
+  let checked: CheckedHeaders;
   try {
-    const checked = pipeline.checkHeaders(req.headers);
-    const rawBody = await readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs);
-    const event = await pipeline.checkBody(rawBody, checked);
-    return await pipeline.deliver(event, rawBody, req.headers, receivedAt);
+    checked = pipeline.checkHeaders(req.headers, true);
   } catch (error) {
-    return pipeline.fail(asVerificationError(error), req.headers);
+    refuse(error);
+    return;
   }
+  readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs, (error, rawBody) => {
+    if (error !== undefined) {
+      refuse(error);
+      return;
+    }
+    let outcome: MaybePromise<Outcome>;
+    try {
+      outcome = andThen(pipeline.checkBody(rawBody!, checked), (event) => pipeline.deliver(event, rawBody!, req.headers, receivedAt));
+    } catch (failure) {
+      refuse(failure);
+      return;
+    }
+    if (isPromiseLike(outcome)) outcome.then((result) => writeOutcome(req, res, result), refuse);
+    else writeOutcome(req, res, outcome);
+  });
 }
 
 function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
+  if (outcome.json !== undefined && outcome.headers !== undefined && req.readableEnded) {
+    res.writeHead(outcome.status, outcome.headers);
+    res.end(outcome.json);
+    return;
+  }
   const body = JSON.stringify(outcome.body);
   const headers: Record<string, string | number> = { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) };
   if (outcome.status === 405) headers.allow = 'POST';

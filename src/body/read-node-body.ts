@@ -18,41 +18,57 @@ const FIX_MOUNTING =
  * waited on: judged by the stream, not by `req.body`, because body-parser sets
  * `req.body = {}` on requests it skips and those must still work.
  */
-export async function readNodeBody(
+export type BodyCallback = (error: WebhookVerificationError | undefined, body?: Buffer) => void;
+
+/**
+ * Calls back once, with the body or the refusal. A callback rather than a promise:
+ * this runs for every delivery, and the pipeline after it stays synchronous when
+ * it can.
+ */
+export function readNodeBody(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
-  timeoutMs: number = Number.POSITIVE_INFINITY,
-): Promise<Buffer> {
+  timeoutMs: number,
+  callback: BodyCallback,
+): void {
   const kept = keptBody(req);
   if (kept !== undefined) {
-    const bytes = asBuffer(kept);
-    if (bytes.byteLength > limit) throw tooLarge(limit);
-    return bytes;
+    let bytes: Buffer;
+    try {
+      bytes = asBuffer(kept);
+    } catch (error) {
+      callback(error as WebhookVerificationError);
+      return;
+    }
+    callback(bytes.byteLength > limit ? tooLarge(limit) : undefined, bytes);
+    return;
   }
   if (req.readableDidRead || req.readableEnded || req._body === true) {
-    throw new WebhookVerificationError('body_already_parsed', FIX_MOUNTING);
+    callback(new WebhookVerificationError('body_already_parsed', FIX_MOUNTING));
+    return;
   }
-  if (contentLength !== undefined && contentLength > limit) throw tooLarge(limit);
-  const reading = getRawBody(req, { limit, length: contentLength });
-  if (!Number.isFinite(timeoutMs)) return reading.catch((error: unknown) => Promise.reject(bodyError(error, limit)));
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      // Stop taking bytes; the 408 goes out with Connection: close, and the socket's
-      // closing then ends raw-body's read, whose rejection is expected and dropped.
-      req.pause();
-      reading.catch(() => undefined);
-      reject(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`));
-    }, timeoutMs);
-  });
-  try {
-    return await Promise.race([reading, timeout]);
-  } catch (error) {
-    throw error instanceof WebhookVerificationError ? error : bodyError(error, limit);
-  } finally {
+  if (contentLength !== undefined && contentLength > limit) {
+    callback(tooLarge(limit));
+    return;
+  }
+  let settled = false;
+  const timer = Number.isFinite(timeoutMs)
+    ? setTimeout(() => {
+        // Stop taking bytes; the 408 goes out with Connection: close, and the
+        // socket's closing then ends raw-body's read, whose error is ignored.
+        settled = true;
+        req.pause();
+        callback(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`));
+      }, timeoutMs)
+    : undefined;
+  getRawBody(req, { limit, length: contentLength }, (error, body) => {
     clearTimeout(timer);
-  }
+    if (settled) return;
+    settled = true;
+    if (error) callback(bodyError(error, limit));
+    else callback(undefined, body);
+  });
 }
 
 function keptBody(req: NodeRequest): Uint8Array | string | undefined {

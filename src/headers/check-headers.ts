@@ -19,16 +19,22 @@ const UNIX_SECONDS = /^[0-9]{1,12}$/;
  *
  * @throws WebhookVerificationError for the first check that fails
  */
-export function checkHeaders(headers: WebhookHeaders, nowMs: number, toleranceSeconds: number): CheckedHeaders {
-  checkContentType(getHeader(headers, 'content-type'), getHeader(headers, 'content-encoding'));
+export function checkHeaders(
+  headers: WebhookHeaders,
+  nowMs: number,
+  toleranceSeconds: number,
+  lowerCaseKeys = false,
+): CheckedHeaders {
+  const header = (name: string) => getHeader(headers, name, lowerCaseKeys);
+  checkContentType(header('content-type'), header('content-encoding'));
 
-  const signature = readSignatureHeader(getHeader(headers, 'x-mitpo-signature'));
+  const signature = readSignatureHeader(header('x-mitpo-signature'));
   if (signature.kind === 'missing') {
     throw new WebhookVerificationError('missing_signature', 'The X-MITPO-Signature header is missing');
   }
   if (signature.kind === 'malformed') throw new WebhookVerificationError('malformed_signature', signature.reason);
 
-  const sentAtSeconds = readTimestamp(getHeader(headers, 'x-mitpo-timestamp'));
+  const sentAtSeconds = readTimestamp(header('x-mitpo-timestamp'));
   // The header has whole-second granularity, so the clock is read the same way;
   // rounding instead would let a header 300.6 s off pass a 300 s tolerance.
   const skew = Math.floor(nowMs / 1000) - sentAtSeconds;
@@ -40,12 +46,12 @@ export function checkHeaders(headers: WebhookHeaders, nowMs: number, toleranceSe
     );
   }
 
-  const event = getHeader(headers, 'x-mitpo-event');
+  const event = header('x-mitpo-event');
   return {
     digest: signature.digest,
     sentAtSeconds,
     eventHeader: typeof event === 'string' ? event : event === undefined ? undefined : event.join(', '),
-    contentLength: readContentLength(getHeader(headers, 'content-length')),
+    contentLength: readContentLength(header('content-length')),
   };
 }
 

@@ -1,4 +1,6 @@
+import { createSecretKey } from 'node:crypto';
 import { WebhookVerificationError } from '../errors';
+import type { SigningKey } from '../signature/hmac';
 import { secretProblem } from './secret-rules';
 
 /** One secret or several (during a rotation). */
@@ -11,8 +13,8 @@ export type Secrets = string | readonly string[];
  */
 export type SecretOption = Secrets | (() => Secrets | PromiseLike<Secrets>);
 
-/** The secrets for one delivery: a fixed list checked once at start-up, or fetched and checked each time. */
-export type SecretSource = () => readonly string[] | Promise<readonly string[]>;
+/** The keys for one delivery: a fixed list checked once at start-up, or fetched and checked each time. */
+export type SecretSource = () => readonly SigningKey[] | Promise<readonly SigningKey[]>;
 
 /** @throws TypeError for a missing, empty or whitespace-padded secret, or an empty list */
 export function createSecretSource(option: unknown): SecretSource {
@@ -20,7 +22,11 @@ export function createSecretSource(option: unknown): SecretSource {
     const fetchSecrets = option as () => unknown;
     return () => fetchAndCheck(fetchSecrets);
   }
-  const fixed = Object.freeze(checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)));
+  const fixed = Object.freeze(
+    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) =>
+      createSecretKey(Buffer.from(secret, 'utf8')),
+    ),
+  );
   return () => fixed;
 }
 

@@ -62,3 +62,29 @@ describe('MemoryReplayStore', () => {
     expect(store.size).toBe(1000);
   });
 });
+
+describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
+  it('never drops a re-claimed key because of the slot its released claim left behind', async () => {
+    const { store } = storeWithClock(3);
+    await store.claim('a', 1000);
+    await store.release('a');
+    await store.claim('b', 1000);
+    await store.claim('a', 1000); // a again, in a newer slot
+    await store.claim('c', 1000); // the ring is full: frees a's stale slot, nothing else
+    expect(await store.claim('a', 1000)).toBe('in_flight');
+    expect(await store.claim('b', 1000)).toBe('in_flight');
+    await store.claim('d', 1000); // now b, the oldest live key, goes
+    expect(store.size).toBe(3);
+    expect(await store.claim('a', 1000)).toBe('in_flight');
+    expect(await store.claim('b', 1000)).toBe('claimed');
+  });
+
+  it('keeps a completed key in its claim-time place, so completion does not extend its life in the ring', async () => {
+    const { store } = storeWithClock(2);
+    await store.claim('a', 1000);
+    await store.claim('b', 1000);
+    await store.complete('a', 60_000);
+    await store.claim('c', 1000);
+    expect(await store.claim('a', 1000)).toBe('claimed');
+  });
+});

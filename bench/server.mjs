@@ -1,0 +1,95 @@
+// One benchmark receiver, chosen by name (argv[2]), in a process of its own.
+// Reports its CPU time, handler runs and peak RSS over IPC, so the orchestrator
+// can measure exactly the timed window.
+import http from 'node:http';
+import { pathToFileURL } from 'node:url';
+import express from 'express';
+import { Webhooks as OctokitWebhooks, createNodeMiddleware as octokitMiddleware } from '@octokit/webhooks';
+import { MemoryReplayStore, MitpoWebhooks } from 'mitpo-webhooks';
+import { verifyByHand } from './hand-written.mjs';
+
+export const SECRET = 'whsec_bench_0123456789abcdef';
+const PATH = '/webhooks/mitpo';
+const OK = '{"success":true}';
+let runs = 0;
+
+function readBody(req, done) {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => done(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+}
+
+function answer(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+function mitpo() {
+  const replay = process.env.BENCH_NO_REPLAY ? false : process.env.BENCH_MAX_ENTRIES ? new MemoryReplayStore({ maxEntries: Number(process.env.BENCH_MAX_ENTRIES) }) : undefined;
+  const webhooks = new MitpoWebhooks({ secret: SECRET, limit: '1mb', ...(replay === undefined ? {} : { replay }) });
+  webhooks.onAny(() => {
+    runs += 1;
+  });
+  return webhooks;
+}
+
+const scenarios = {
+  'bare node:http': () =>
+    http.createServer((req, res) => readBody(req, () => answer(res, 200, OK))),
+
+  'hand-written on node:http': () =>
+    http.createServer((req, res) =>
+      readBody(req, (raw) => {
+        const event = verifyByHand(raw, req.headers, SECRET, 300);
+        if (event === undefined) return answer(res, 401, '{"success":false}');
+        runs += 1;
+        answer(res, 200, OK);
+      }),
+    ),
+
+  'mitpo-webhooks on node:http': () => {
+    const middleware = mitpo().middleware();
+    return http.createServer((req, res) => middleware(req, res, () => answer(res, 404, '{}')));
+  },
+
+  'Express 5 + express.raw() + hand-written': () => {
+    const app = express();
+    app.post(PATH, express.raw({ type: 'application/json', limit: '1mb' }), (req, res) => {
+      const event = verifyByHand(req.body, req.headers, SECRET, 300);
+      if (event === undefined) return answer(res, 401, '{"success":false}');
+      runs += 1;
+      answer(res, 200, OK);
+    });
+    return http.createServer(app);
+  },
+
+  'mitpo-webhooks on Express 5': () => {
+    const app = express();
+    app.post(PATH, mitpo().middleware());
+    return http.createServer(app);
+  },
+
+  '@octokit/webhooks on node:http': () => {
+    const webhooks = new OctokitWebhooks({ secret: SECRET });
+    webhooks.on('push', () => {
+      runs += 1;
+    });
+    return http.createServer(octokitMiddleware(webhooks, { path: PATH, log: { debug() {}, info() {}, warn() {}, error() {} } }));
+  },
+};
+
+export const SCENARIOS = Object.keys(scenarios);
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const server = scenarios[process.argv[2]]();
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
+  process.on('message', (message) => {
+    if (message === 'stats') {
+      const { user, system } = process.cpuUsage();
+      process.send({ cpuMicros: user + system, runs, maxRss: process.resourceUsage().maxRSS * 1024 });
+    } else if (message === 'exit') {
+      process.exit(0);
+    }
+  });
+}

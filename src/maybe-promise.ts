@@ -1,0 +1,16 @@
+/**
+ * A value now, or later. The delivery pipeline stays synchronous for as long as
+ * nothing it calls is asynchronous (static secrets, the memory store, sync
+ * handlers), because each `await` on the per-request path costs more than most
+ * of the checks themselves.
+ */
+export type MaybePromise<T> = T | Promise<T>;
+
+export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+/** `then` for a value that may or may not be a promise, staying synchronous for a plain value. */
+export function andThen<T, R>(value: MaybePromise<T>, next: (value: T) => MaybePromise<R>): MaybePromise<R> {
+  return isPromiseLike(value) ? Promise.resolve(value).then(next) : next(value);
+}
