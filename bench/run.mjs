@@ -13,10 +13,10 @@ const flag = (name) => {
   const index = process.argv.indexOf(name);
   return index < 0 ? undefined : process.argv[index + 1];
 };
-const ROUNDS = Number(flag('--rounds') ?? (quick ? 3 : 7));
+const ROUNDS = Number(flag('--rounds') ?? (quick ? 3 : 5));
 const SIZES = [
-  { label: '300 B', bytes: 300, amount: quick ? 8000 : 40_000 },
-  { label: '64 KB', bytes: 65_536, amount: quick ? 1000 : 5000 },
+  { label: '300 B', bytes: 300, amount: quick ? 8000 : 30_000 },
+  { label: '64 KB', bytes: 65_536, amount: quick ? 800 : 3000 },
 ].filter((size) => flag('--size') === undefined || size.label.startsWith(flag('--size')));
 const ONLY = flag('--only');
 const SKIP_MICRO = process.argv.includes('--no-micro');
@@ -74,6 +74,7 @@ async function main() {
 
   const samples = {};
   let failures = 0;
+  const started = Date.now();
   const runOnce = async (name, size, record) => {
     const server = servers[name];
     await load.ask({ cmd: 'prepare', size: size.bytes, amount: size.amount, github: name.startsWith('@octokit') }, (m) => m.ready);
@@ -101,7 +102,7 @@ async function main() {
     // Rotate the order each round, so no scenario always runs first or last.
     const order = scenarios.map((_, i) => scenarios[(i + round) % scenarios.length]);
     for (const size of SIZES) for (const name of order) await runOnce(name, size, true);
-    process.stdout.write(`round ${round + 1}/${ROUNDS} done\n`);
+    process.stdout.write(`round ${round + 1}/${ROUNDS} done (${Math.round((Date.now() - started) / 1000)} s)\n`);
   }
   for (const { child } of [...Object.values(servers), load]) child.send('exit');
 

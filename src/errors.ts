@@ -59,13 +59,16 @@ export class WebhookVerificationError extends Error {
   readonly statusCode: number;
   /** Express's final handler shows `message` to the client only when this is true; our messages are safe to show. */
   readonly expose: boolean;
+  /** Headers the answer must carry (`Allow: POST` on a 405); Express's final handler sets them too. */
+  readonly headers?: Readonly<Record<string, string>>;
 
-  constructor(code: WebhookErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: WebhookErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = STATUS_BY_CODE[code];
     this.statusCode = this.status;
     this.expose = this.status < 500;
+    if (options?.headers !== undefined) this.headers = Object.freeze({ ...options.headers });
   }
 }
 

@@ -1,6 +1,7 @@
 export { MitpoWebhooks } from './mitpo-webhooks';
 export type { MitpoWebhooksOptions, WebhookLogger } from './options';
 export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
+export type { FetchHandler } from './adapters/fetch-handler';
 export type { DeliveryInput, WebhookResponse, WebhookResponseBody, FailureContext, FailureHandler } from './receive';
 export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
 export type { SecretOption, Secrets } from './secrets/secret-source';

@@ -1,3 +1,4 @@
+import { createFetchHandler, type FetchHandler } from './adapters/fetch-handler';
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
 import type { MitpoEvent, MitpoEventName } from './events/schemas';
 import { resolveOptions, type MitpoWebhooksOptions } from './options';
@@ -76,7 +77,8 @@ export class MitpoWebhooks {
    * The Connect/Express middleware. Mount it before any JSON body parser (it
    * needs the raw bytes), on a route or with `{ path }`.
    *
-   * @param options - `path`: handle only this path and pass others to `next()`
+   * @param options - `path`: handle only this path and pass others to `next()`;
+   *   `passErrors`: hand refusals to `next(err)` instead of answering them
    * @throws TypeError on an unknown option or a path not starting with `/`
    * @example
    * app.post('/webhooks/mitpo', webhooks.middleware());
@@ -84,6 +86,18 @@ export class MitpoWebhooks {
    */
   middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
     return createConnectMiddleware(this.pipeline, options);
+  }
+
+  /**
+   * A handler for Fetch API runtimes (Next.js route handlers, Hono, Bun, Deno):
+   * the same checks, codes, statuses and envelope as the middleware. It does not
+   * filter by path; any method but POST answers 405 with `Allow: POST`.
+   *
+   * @example
+   * export const POST = webhooks.fetchHandler(); // app/api/webhooks/mitpo/route.ts
+   */
+  fetchHandler(): FetchHandler {
+    return createFetchHandler(this.pipeline);
   }
 
   /**

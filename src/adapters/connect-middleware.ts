@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { WebhookVerificationError } from '../errors';
+import { methodNotAllowed } from './method-not-allowed';
 import { readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { CheckedHeaders } from '../headers/check-headers';
 import { andThen, isPromiseLike, type MaybePromise } from '../maybe-promise';
@@ -13,24 +13,38 @@ export interface MiddlewareOptions {
    * given is a delivery, which is right when it is mounted on a route.
    */
   path?: string;
+  /**
+   * Hand every non-2xx outcome to `next(err)` as a `WebhookVerificationError`
+   * instead of answering, with nothing written yet: for apps with their own error
+   * handler (its `status`/`statusCode` make Express answer with the right status,
+   * and its `headers` carry `Allow: POST` on a 405). Successes and duplicates are
+   * still answered here. Default false.
+   */
+  passErrors?: boolean;
 }
 
 /** A Connect/Express middleware on plain `node:http` types. */
 export type ConnectMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
 const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
-const KNOWN_MIDDLEWARE_OPTIONS = new Set(['path']);
+const KNOWN_MIDDLEWARE_OPTIONS = new Set(['path', 'passErrors']);
 
 export function createConnectMiddleware(pipeline: DeliveryPipeline, options: MiddlewareOptions = {}): ConnectMiddleware {
   const path = middlewarePath(options);
+  const passErrors = options.passErrors ?? false;
+  if (typeof passErrors !== 'boolean') throw new TypeError('mitpo-webhooks: middleware passErrors must be true or false');
 
   return function mitpoWebhooksMiddleware(req, res, next) {
     if (path !== undefined && normalizePath(req.url) !== path) {
       next();
       return;
     }
+    const answer = (outcome: Outcome) => {
+      if (passErrors && outcome.error !== undefined) next(outcome.error);
+      else writeOutcome(req, res, outcome);
+    };
     try {
-      handle(pipeline, req as NodeRequest, res);
+      handle(pipeline, req as NodeRequest, answer);
     } catch (error) {
       next(error);
     }
@@ -38,16 +52,11 @@ export function createConnectMiddleware(pipeline: DeliveryPipeline, options: Mid
 }
 
 /** Answers one delivery. Promises appear only where something downstream is asynchronous. */
-function handle(pipeline: DeliveryPipeline, req: NodeRequest, res: ServerResponse): void {
+function handle(pipeline: DeliveryPipeline, req: NodeRequest, answer: (outcome: Outcome) => void): void {
   const receivedAt = pipeline.receivedNow();
-  const refuse = (error: unknown) => writeOutcome(req, res, pipeline.fail(asVerificationError(error), req.headers));
+  const refuse = (error: unknown) => answer(pipeline.fail(asVerificationError(error), req.headers));
   if (req.method !== 'POST') {
-    refuse(
-      new WebhookVerificationError(
-        'method_not_allowed',
-        `MITPO delivers webhooks with POST; ${String(req.method).slice(0, 16)} is not allowed here`,
-      ),
-    );
+    refuse(methodNotAllowed(req.method));
     return;
   }
   let checked: CheckedHeaders;
@@ -69,8 +78,8 @@ function handle(pipeline: DeliveryPipeline, req: NodeRequest, res: ServerRespons
       refuse(failure);
       return;
     }
-    if (isPromiseLike(outcome)) outcome.then((result) => writeOutcome(req, res, result), refuse);
-    else writeOutcome(req, res, outcome);
+    if (isPromiseLike(outcome)) outcome.then(answer, refuse);
+    else answer(outcome);
   });
 }
 
@@ -83,7 +92,7 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
   }
   const body = JSON.stringify(outcome.body);
   const headers: Record<string, string | number> = { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) };
-  if (outcome.status === 405) headers.allow = 'POST';
+  Object.assign(headers, outcome.error?.headers);
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   if (!req.readableEnded) headers.connection = 'close';

@@ -1,0 +1,118 @@
+import { MitpoWebhooks } from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { CHECK_CASES, type CheckCase } from '../helpers/check-cases';
+import { fetchBridge, toRequest } from '../helpers/fetch-bridge';
+import { send } from '../helpers/http-client';
+import { deferred, recordingReceiver, SECRET } from '../helpers/recorder';
+import { listen } from '../helpers/servers';
+
+const URL_ = 'http://127.0.0.1/webhooks/mitpo';
+const FETCH_CASES = CHECK_CASES.filter((check) => !check.skipFor?.includes('fetch'));
+
+interface Answer {
+  status: number;
+  headers: Headers | Record<string, string | string[] | undefined>;
+  json: { success: boolean; duplicate?: boolean; error?: { code: string; message: string } };
+}
+
+/** Both ways a Fetch handler meets a request: handed a Request, or behind node:http. */
+const TRANSPORTS: Record<string, (webhooks: MitpoWebhooks) => Promise<{ post: (check: CheckCase) => Promise<Answer>; close: () => Promise<void> }>> = {
+  'Request objects': async (webhooks) => {
+    const handler = webhooks.fetchHandler();
+    return {
+      post: async (check) => {
+        const response = await handler(toRequest(URL_, check.request()));
+        return { status: response.status, headers: response.headers, json: await response.json() };
+      },
+      close: async () => {},
+    };
+  },
+  'node:http via a Fetch bridge': async (webhooks) => {
+    const server = await listen(fetchBridge(webhooks.fetchHandler()));
+    return {
+      post: async (check) => {
+        const spec = check.request();
+        const reply = await send(server.url, { method: spec.method ?? 'POST', headers: spec.headers, body: spec.body });
+        return { status: reply.status, headers: reply.headers, json: reply.json };
+      },
+      close: () => server.close(),
+    };
+  },
+};
+
+const header = (headers: Answer['headers'], name: string) =>
+  headers instanceof Headers ? headers.get(name) : (headers[name] as string | undefined);
+
+describe.each(Object.keys(TRANSPORTS))('fetchHandler(), the checks table through %s', (transport) => {
+  it.each(FETCH_CASES)('$name → $status $outcome', async (check) => {
+    const { webhooks, runs } = recordingReceiver(check.options);
+    check.setup?.(webhooks);
+    const { post, close } = await TRANSPORTS[transport]!(webhooks);
+    try {
+      // A case's request is rebuilt for each send: a Request body can be read once.
+      if (check.sendTwice) expect((await post(check)).status).toBe(200);
+      const reply = await post(check);
+      expect(reply.status).toBe(check.status);
+      expect(header(reply.headers, 'content-type')).toBe('application/json; charset=utf-8');
+      if (check.outcome === 'success') expect(reply.json).toEqual({ success: true });
+      else if (check.outcome === 'duplicate') expect(reply.json).toEqual({ success: true, duplicate: true });
+      else expect(reply.json.error?.code).toBe(check.outcome);
+      if (check.status === 405) expect(header(reply.headers, 'allow')).toBe('POST');
+      expect(runs).toHaveLength(check.runs);
+    } finally {
+      await close();
+    }
+  });
+});
+
+describe('fetchHandler() specifics', () => {
+  it('answers 500 body_already_parsed at once for a Request whose body was read', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const request = new Request(URL_, { method: 'POST', headers, body });
+    await request.text();
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(500);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_already_parsed', message: expect.stringContaining('clone()') } });
+    expect(runs).toHaveLength(0);
+  });
+
+  it('enforces the limit while the body streams: 413 from a body that would never end', async () => {
+    const { webhooks, runs } = recordingReceiver({ limit: 4096 });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    let pulled = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulled += 1;
+        controller.enqueue(new Uint8Array(1024));
+      },
+    });
+    const request = new Request(URL_, { method: 'POST', headers, body: endless, duplex: 'half' } as RequestInit);
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(413);
+    expect(pulled).toBeLessThan(10);
+    expect(runs).toHaveLength(0);
+  });
+
+  it('answers 409 in_flight to a copy arriving while the first is handled', async () => {
+    const { webhooks } = recordingReceiver();
+    const gate = deferred();
+    const entered = deferred();
+    webhooks.on('dispatch.failed', async () => {
+      entered.resolve();
+      await gate.promise;
+    });
+    const handler = webhooks.fetchHandler();
+    const { body, headers } = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const first = handler(new Request(URL_, { method: 'POST', headers, body }));
+    await entered.promise;
+    expect((await handler(new Request(URL_, { method: 'POST', headers, body }))).status).toBe(409);
+    gate.resolve();
+    expect((await first).status).toBe(200);
+  });
+
+  it('rejects with a TypeError when handed something that is not a Request', async () => {
+    const { webhooks } = recordingReceiver();
+    await expect(webhooks.fetchHandler()({} as Request)).rejects.toThrow(TypeError);
+  });
+});

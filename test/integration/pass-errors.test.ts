@@ -1,0 +1,100 @@
+import http from 'node:http';
+import express5 from 'express';
+import express4 from 'express4';
+import { MitpoWebhooks, WebhookVerificationError, type ReplayStore } from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { deferred, SECRET } from '../helpers/recorder';
+import { listen, WEBHOOK_PATH } from '../helpers/servers';
+
+const EXPRESSES = { 'Express 5': express5, 'Express 4': express4 } as const;
+
+describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middleware({ passErrors: true }) under %s', (name) => {
+  const express = EXPRESSES[name];
+
+  async function withApp(webhooks: MitpoWebhooks, ownErrorHandler: boolean, run: (url: string, seen: unknown[]) => Promise<void>) {
+    const seen: unknown[] = [];
+    const app = express();
+    app.all(WEBHOOK_PATH, webhooks.middleware({ passErrors: true }));
+    if (ownErrorHandler) {
+      app.use((err: unknown, _req: unknown, res: express5.Response, _next: unknown) => {
+        seen.push({ err, headersSent: res.headersSent });
+        const error = err as WebhookVerificationError;
+        res.status(error.status).json({ handledBy: 'the app', code: error.code });
+      });
+    }
+    const server = await listen(http.createServer(app));
+    try {
+      await run(server.url, seen);
+    } finally {
+      await server.close();
+    }
+  }
+
+  it('hands refusals to the app’s error handler with nothing written, and still answers successes and duplicates', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    let runs = 0;
+    webhooks.onAny(() => void (runs += 1));
+    await withApp(webhooks, true, async (url, seen) => {
+      const forged = await send(url, signedDelivery({ event: 'dispatch.completed', secret: 'whsec_other' }));
+      expect(forged.status).toBe(401);
+      expect(forged.json).toEqual({ handledBy: 'the app', code: 'invalid_signature' });
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ headersSent: false });
+      expect((seen[0] as { err: unknown }).err).toBeInstanceOf(WebhookVerificationError);
+
+      const good = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await send(url, good)).json).toEqual({ success: true });
+      expect((await send(url, good)).json).toEqual({ success: true, duplicate: true });
+      expect(seen).toHaveLength(1);
+      expect(runs).toBe(1);
+    });
+  });
+
+  it('lets Express’s own error handler answer with the error’s status, Allow included on a 405', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    await withApp(webhooks, false, async (url) => {
+      const forged = await send(url, signedDelivery({ event: 'dispatch.completed', secret: 'whsec_other' }));
+      expect(forged.status).toBe(401);
+      const put = await send(url, { method: 'PUT', headers: {}, body: '' });
+      expect(put.status).toBe(405);
+      expect(put.headers.allow).toBe('POST');
+    });
+  });
+
+  it.each([
+    ['409 in_flight', 409, 'in_flight'],
+    ['500 handler_failed', 500, 'handler_failed'],
+    ['503 replay_store_unavailable', 503, 'replay_store_unavailable'],
+  ])('passes %s too', async (_label, status, code) => {
+    const downStore: ReplayStore = {
+      claim: async () => {
+        throw new Error('down');
+      },
+      complete: async () => {},
+      release: async () => {},
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, ...(code === 'replay_store_unavailable' ? { replay: downStore } : {}) });
+    const gate = deferred();
+    const entered = deferred();
+    webhooks.on('dispatch.completed', async () => {
+      if (code === 'handler_failed') throw new Error('boom');
+      entered.resolve();
+      await gate.promise;
+    });
+    await withApp(webhooks, true, async (url, seen) => {
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      let first: Promise<unknown> | undefined;
+      if (code === 'in_flight') {
+        first = send(url, delivery);
+        await entered.promise;
+      }
+      const reply = await send(url, delivery);
+      gate.resolve();
+      await first;
+      expect(reply.status).toBe(status);
+      expect(reply.json).toEqual({ handledBy: 'the app', code });
+      expect(seen).toHaveLength(1);
+    });
+  });
+});
