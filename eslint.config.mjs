@@ -13,6 +13,11 @@ export default tseslint.config(
     },
   },
   {
+    // CommonJS JavaScript (Jest's global setup).
+    files: ['**/*.js'],
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
+  },
+  {
     // Plain JavaScript run by Node (the build script and the benchmark).
     files: ['**/*.mjs'],
     languageOptions: {

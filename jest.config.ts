@@ -13,6 +13,7 @@ const config: Config = {
     '^mitpo-webhooks$': '<rootDir>/src/index.ts',
     '^mitpo-webhooks/(testing|redis)$': '<rootDir>/src/$1/index.ts',
   },
+  globalSetup: '<rootDir>/test/global-setup.js',
   testTimeout: 20_000,
 };
 

@@ -2,10 +2,14 @@
 //   MITPO_WEBHOOK_SECRET=whsec_... npm run example:connect
 import http from 'node:http';
 import connect from 'connect';
-import { MitpoWebhooks } from 'mitpo-webhooks';
+import { MitpoWebhooks, type WebhookLogger } from 'mitpo-webhooks';
 
-export function createConnectApp(secret: string, onEvent: (line: string) => void = console.log) {
-  const webhooks = new MitpoWebhooks({ secret, logger: console });
+export function createConnectApp(
+  secret: string,
+  onEvent: (line: string) => void = console.log,
+  logger: WebhookLogger = console,
+) {
+  const webhooks = new MitpoWebhooks({ secret, logger });
   webhooks.on('dispatch.completed', (event) => onEvent(`dispatch ${event.data.dispatch_id} completed`));
   webhooks.on('connection.reauth_required', (event) => onEvent(`connection ${String(event.data.connection_id)} needs re-authentication`));
 

@@ -1,10 +1,14 @@
 // MITPO webhooks on bare node:http, no framework.
 //   MITPO_WEBHOOK_SECRET=whsec_... npm run example:node-http
 import http from 'node:http';
-import { MitpoWebhooks } from 'mitpo-webhooks';
+import { MitpoWebhooks, type WebhookLogger } from 'mitpo-webhooks';
 
-export function createNodeHttpServer(secret: string, onEvent: (line: string) => void = console.log) {
-  const webhooks = new MitpoWebhooks({ secret, logger: console });
+export function createNodeHttpServer(
+  secret: string,
+  onEvent: (line: string) => void = console.log,
+  logger: WebhookLogger = console,
+) {
+  const webhooks = new MitpoWebhooks({ secret, logger });
   webhooks.onAny((event, ctx) => onEvent(`${event.event} (delivery ${ctx.deliveryKey.slice(0, 12)}…)`));
 
   const middleware = webhooks.middleware({ path: '/webhooks/mitpo' });

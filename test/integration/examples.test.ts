@@ -6,6 +6,7 @@ import { createNodeHttpServer } from '../../examples/node-http-receiver';
 import { sendDelivery, signedDelivery } from '../../src/testing';
 
 const SECRET = 'whsec_examples';
+const silent = { warn: () => {}, error: () => {} };
 
 describe('the examples', () => {
   it('express-receiver: routes each event type to its handler', async () => {
@@ -19,7 +20,7 @@ describe('the examples', () => {
 
   it('connect-receiver: handles its path and answers 404 elsewhere', async () => {
     const lines: string[] = [];
-    const app = createConnectApp(SECRET, (line) => lines.push(line));
+    const app = createConnectApp(SECRET, (line) => lines.push(line), silent);
     expect((await sendDelivery(app, { event: 'dispatch.completed', secret: SECRET })).status).toBe(200);
     expect((await sendDelivery(app, { event: 'connection.reauth_required', secret: SECRET })).status).toBe(200);
     expect((await sendDelivery(app, { event: 'dispatch.completed', secret: SECRET }, { path: '/other' })).status).toBe(404);
@@ -28,7 +29,7 @@ describe('the examples', () => {
 
   it('node-http-receiver: verifies and hands every event to onAny, refusing forgeries', async () => {
     const lines: string[] = [];
-    const server = createNodeHttpServer(SECRET, (line) => lines.push(line));
+    const server = createNodeHttpServer(SECRET, (line) => lines.push(line), silent);
     expect((await sendDelivery(server, { event: 'dispatch.failed', secret: SECRET })).status).toBe(200);
     expect((await sendDelivery(server, signedDelivery({ event: 'dispatch.failed', secret: 'whsec_forged' }))).status).toBe(401);
     expect(lines).toHaveLength(1);
