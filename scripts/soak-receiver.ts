@@ -33,7 +33,9 @@ setInterval(() => {
   const { rss, heapUsed } = process.memoryUsage();
   peakRss = Math.max(peakRss, rss);
   peakHeap = Math.max(peakHeap, heapUsed);
-  if (atSaturation === undefined && store.size >= maxEntries) atSaturation = memory();
+  // Every attempt claims a slot, so after maxEntries attempts the store's ring has
+  // wrapped: from then on it holds all it ever will.
+  if (atSaturation === undefined && attempts >= maxEntries) atSaturation = memory();
 }, 100).unref();
 
 const middleware = webhooks.middleware();
