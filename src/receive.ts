@@ -13,17 +13,7 @@ import type { ClaimResult } from './replay/replay-store';
 import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
 import type { DeliveryContext } from './router/types';
 import { asBuffer } from './body/as-buffer';
-
-/** MITPO's response envelope. */
-export type WebhookResponseBody =
-  | { success: true; duplicate?: true }
-  | { success: false; error: { code: string; message: string } };
-
-/** What a delivery is answered with. */
-export interface WebhookResponse {
-  status: number;
-  body: WebhookResponseBody;
-}
+import { DUPLICATE, refusal, SUCCESS, type Outcome } from './answers';
 
 /** A delivery as `verify()` and `receive()` take it. */
 export interface DeliveryInput {
@@ -38,29 +28,9 @@ export interface FailureContext {
   headers: WebhookHeaders;
 }
 
+export type { Outcome, WebhookResponse, WebhookResponseBody } from './answers';
+
 export type FailureHandler = (error: WebhookVerificationError, context: FailureContext) => unknown;
-
-/** The answer plus, on a refusal, the error behind it (for `onFailure` and `passErrors`). */
-export interface Outcome extends WebhookResponse {
-  error?: WebhookVerificationError;
-  /** `body` already serialized, and its response headers, for the answers every delivery shares. */
-  json?: string;
-  headers?: Readonly<Record<string, string | number>>;
-}
-
-const SUCCESS: Outcome = answered({ success: true });
-const DUPLICATE: Outcome = answered({ success: true, duplicate: true });
-
-/** A 200 every such delivery shares, serialized once. */
-function answered(body: WebhookResponseBody): Outcome {
-  const json = JSON.stringify(body);
-  return Object.freeze({
-    status: 200,
-    body: Object.freeze(body),
-    json,
-    headers: Object.freeze({ 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) }),
-  });
-}
 
 /**
  * The delivery pipeline shared by every adapter: each adapter only knows how to
@@ -284,11 +254,7 @@ export class DeliveryPipeline {
     }
     const cause = error.cause === undefined ? '' : ` (cause: ${describe(error.cause)})`;
     this.log(error.status >= 500 ? 'error' : 'warn', `refused delivery: ${error.status} ${error.code}: ${error.message}${cause}`);
-    return {
-      status: error.status,
-      body: { success: false, error: { code: error.code, message: error.message } },
-      error,
-    };
+    return refusal(error);
   }
 
   private checkEventAge(timestamp: string): void {

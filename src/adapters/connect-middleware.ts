@@ -3,7 +3,8 @@ import { methodNotAllowed } from './method-not-allowed';
 import { readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { CheckedHeaders } from '../headers/check-headers';
 import { andThen, isPromiseLike, type MaybePromise } from '../maybe-promise';
-import { asVerificationError, type DeliveryPipeline, type Outcome } from '../receive';
+import { JSON_CONTENT_TYPE, type Outcome } from '../answers';
+import { asVerificationError, type DeliveryPipeline } from '../receive';
 
 /** Options of `webhooks.middleware()`. */
 export interface MiddlewareOptions {
@@ -26,7 +27,6 @@ export interface MiddlewareOptions {
 /** A Connect/Express middleware on plain `node:http` types. */
 export type ConnectMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
-const JSON_HEADERS = { 'content-type': 'application/json; charset=utf-8' };
 const KNOWN_MIDDLEWARE_OPTIONS = new Set(['path', 'passErrors']);
 
 export function createConnectMiddleware(pipeline: DeliveryPipeline, options: MiddlewareOptions = {}): ConnectMiddleware {
@@ -91,7 +91,7 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
     return;
   }
   const body = JSON.stringify(outcome.body);
-  const headers: Record<string, string | number> = { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) };
+  const headers: Record<string, string | number> = { 'content-type': JSON_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) };
   Object.assign(headers, outcome.error?.headers);
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.

@@ -1,5 +1,6 @@
 import { readFetchBody } from '../body/read-fetch-body';
-import { asVerificationError, type DeliveryPipeline, type Outcome } from '../receive';
+import { JSON_CONTENT_TYPE, type Outcome } from '../answers';
+import { asVerificationError, type DeliveryPipeline } from '../receive';
 import { methodNotAllowed } from './method-not-allowed';
 
 /** A handler for Fetch API runtimes: Next.js route handlers, Hono, Bun, Deno. */
@@ -29,7 +30,7 @@ async function handle(pipeline: DeliveryPipeline, request: Request): Promise<Out
 }
 
 function toResponse(outcome: Outcome): Response {
-  const headers = new Headers({ 'content-type': 'application/json; charset=utf-8' });
+  const headers = new Headers({ 'content-type': JSON_CONTENT_TYPE });
   for (const [name, value] of Object.entries(outcome.error?.headers ?? {})) headers.set(name, value);
   return new Response(outcome.json ?? JSON.stringify(outcome.body), { status: outcome.status, headers });
 }
