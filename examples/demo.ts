@@ -90,8 +90,12 @@ async function main(): Promise<number> {
     const headerArgs = Object.entries(sample.headers).map(([k, v]) => `-H '${k}: ${v}'`).join(' ');
     console.log(`Receiving MITPO webhooks on ${url} (Ctrl-C to stop)`);
     console.log(`Signing secret: ${process.env.MITPO_WEBHOOK_SECRET ? 'from MITPO_WEBHOOK_SECRET' : secret}\n`);
-    console.log('Send it a signed delivery (valid for 5 minutes) with:\n');
-    console.log(`curl -sS -X POST ${url} ${headerArgs} --data '${sample.body}'\n`);
+    console.log('Send it signed deliveries from another terminal with the mitpo-webhooks command:\n');
+    const secretEnv = process.env.MITPO_WEBHOOK_SECRET ? '' : `MITPO_WEBHOOK_SECRET=${secret} `;
+    console.log(`  ${secretEnv}npx mitpo-webhooks send ${url} --event dispatch.completed`);
+    console.log(`  ${secretEnv}npx mitpo-webhooks send ${url} --event dispatch.failed --secret whsec_wrong\n`);
+    console.log('or with curl (this one is valid for 5 minutes):\n');
+    console.log(`  curl -sS -X POST ${url} ${headerArgs} --data '${sample.body}'\n`);
     return new Promise<number>(() => {});
   }
 
