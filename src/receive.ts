@@ -13,6 +13,7 @@ import type { ClaimResult } from './replay/replay-store';
 import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
 import type { DeliveryContext } from './router/types';
 import { asBuffer } from './body/as-buffer';
+import { payloadTooLarge } from './body/size-limit';
 import { DUPLICATE, refusal, SUCCESS, type Outcome } from './answers';
 
 /** A delivery as `verify()` and `receive()` take it. */
@@ -81,12 +82,7 @@ export class DeliveryPipeline {
    * comes from an async function. @throws WebhookVerificationError (or rejects with one)
    */
   checkBody(rawBody: Buffer, checked: CheckedHeaders): MaybePromise<MitpoEvent | UnknownMitpoEvent> {
-    if (rawBody.byteLength > this.options.limit) {
-      throw new WebhookVerificationError(
-        'payload_too_large',
-        `The body is larger than the limit of ${this.options.limit} bytes`,
-      );
-    }
+    if (rawBody.byteLength > this.options.limit) throw payloadTooLarge(this.options.limit);
     return andThen(this.options.secrets(), (secrets) => this.checkSignedBody(rawBody, checked, secrets));
   }
 
@@ -212,15 +208,28 @@ export class DeliveryPipeline {
     }
   }
 
+  /**
+   * Everything after the body was read: its checks, the replay check and the
+   * handlers, as one answer. What every adapter calls once it has the bytes.
+   * Never throws or rejects.
+   */
+  handleBody(rawBody: Buffer, checked: CheckedHeaders, headers: WebhookHeaders, receivedAt: Date): MaybePromise<Outcome> {
+    const refuse = (error: unknown) => this.fail(asVerificationError(error), headers);
+    let outcome: MaybePromise<Outcome>;
+    try {
+      outcome = andThen(this.checkBody(rawBody, checked), (event) => this.deliver(event, rawBody, headers, receivedAt));
+    } catch (error) {
+      return refuse(error);
+    }
+    return isPromiseLike(outcome) ? Promise.resolve(outcome).then(undefined, refuse) : outcome;
+  }
+
   /** The whole pipeline for bytes already in hand. Never rejects for bad input. */
   async receive(input: DeliveryInput): Promise<Outcome> {
     const receivedAt = this.receivedNow();
     const headers = input?.headers ?? {};
     try {
-      const checked = this.checkHeaders(headers);
-      const rawBody = asBuffer(input?.rawBody);
-      const event = await this.checkBody(rawBody, checked);
-      return await this.deliver(event, rawBody, headers, receivedAt);
+      return await this.handleBody(asBuffer(input?.rawBody), this.checkHeaders(headers), headers, receivedAt);
     } catch (error) {
       return this.fail(asVerificationError(error), headers);
     }
@@ -245,9 +254,7 @@ export class DeliveryPipeline {
     for (const handler of this.failureHandlers) {
       try {
         const result = handler(error, { headers });
-        if (typeof (result as PromiseLike<unknown> | null)?.then === 'function') {
-          Promise.resolve(result).catch(() => undefined);
-        }
+        if (isPromiseLike(result)) Promise.resolve(result).catch(() => undefined);
       } catch {
         // A throwing onFailure never changes the answer.
       }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { methodNotAllowed } from './method-not-allowed';
 import { readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { CheckedHeaders } from '../headers/check-headers';
-import { andThen, isPromiseLike, type MaybePromise } from '../maybe-promise';
+import { isPromiseLike } from '../maybe-promise';
 import { JSON_CONTENT_TYPE, type Outcome } from '../answers';
 import { asVerificationError, type DeliveryPipeline } from '../receive';
 
@@ -71,14 +71,8 @@ function handle(pipeline: DeliveryPipeline, req: NodeRequest, answer: (outcome: 
       refuse(error);
       return;
     }
-    let outcome: MaybePromise<Outcome>;
-    try {
-      outcome = andThen(pipeline.checkBody(rawBody!, checked), (event) => pipeline.deliver(event, rawBody!, req.headers, receivedAt));
-    } catch (failure) {
-      refuse(failure);
-      return;
-    }
-    if (isPromiseLike(outcome)) outcome.then(answer, refuse);
+    const outcome = pipeline.handleBody(rawBody!, checked, req.headers, receivedAt);
+    if (isPromiseLike(outcome)) outcome.then(answer);
     else answer(outcome);
   });
 }

@@ -22,8 +22,7 @@ async function handle(pipeline: DeliveryPipeline, request: Request): Promise<Out
     if (request.method !== 'POST') throw methodNotAllowed(request.method);
     const checked = pipeline.checkHeaders(headers);
     const rawBody = await readFetchBody(request, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs);
-    const event = await pipeline.checkBody(rawBody, checked);
-    return await pipeline.deliver(event, rawBody, headers, receivedAt);
+    return await pipeline.handleBody(rawBody, checked, headers, receivedAt);
   } catch (error) {
     return pipeline.fail(asVerificationError(error), headers);
   }

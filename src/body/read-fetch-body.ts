@@ -1,4 +1,5 @@
 import { WebhookVerificationError } from '../errors';
+import { payloadTooLarge } from './size-limit';
 
 /**
  * The raw bytes of a Fetch `Request`, read from its stream so the limit holds
@@ -18,7 +19,7 @@ export async function readFetchBody(
         'Pass the Request to the handler before anything reads it, or clone() it first.',
     );
   }
-  if (contentLength !== undefined && contentLength > limit) throw tooLarge(limit);
+  if (contentLength !== undefined && contentLength > limit) throw payloadTooLarge(limit);
   if (request.body === null) return Buffer.alloc(0);
 
   const reader = request.body.getReader();
@@ -36,7 +37,7 @@ export async function readFetchBody(
       const { done, value } = await Promise.race([reader.read(), timedOut]);
       if (done) break;
       size += value.byteLength;
-      if (size > limit) throw tooLarge(limit);
+      if (size > limit) throw payloadTooLarge(limit);
       chunks.push(value);
     }
   } catch (error) {
@@ -49,6 +50,3 @@ export async function readFetchBody(
   return Buffer.concat(chunks, size);
 }
 
-function tooLarge(limit: number): WebhookVerificationError {
-  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
-}

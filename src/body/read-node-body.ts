@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
 import { WebhookVerificationError } from '../errors';
+import { payloadTooLarge } from './size-limit';
 import { asBuffer } from './as-buffer';
 
 /** A request as earlier middleware may have left it: with the bytes kept, or parsed. */
@@ -11,16 +12,15 @@ const FIX_MOUNTING =
   'so the signature cannot be checked. Mount the webhook middleware before express.json(), or exclude its path ' +
   'from the JSON parser, or keep the bytes with express.raw({ type: "application/json" }).';
 
+export type BodyCallback = (error: WebhookVerificationError | undefined, body?: Buffer) => void;
+
 /**
  * The raw body of a Node request, wherever it is: kept by an earlier parser as
  * bytes (`express.raw()`, `req.rawBody`, a text parser's string), or still in the
  * stream. A stream someone else already consumed is reported at once, never
  * waited on: judged by the stream, not by `req.body`, because body-parser sets
  * `req.body = {}` on requests it skips and those must still work.
- */
-export type BodyCallback = (error: WebhookVerificationError | undefined, body?: Buffer) => void;
-
-/**
+ *
  * Calls back once, with the body or the refusal. A callback rather than a promise:
  * this runs for every delivery, and the pipeline after it stays synchronous when
  * it can.
@@ -41,7 +41,7 @@ export function readNodeBody(
       callback(error as WebhookVerificationError);
       return;
     }
-    callback(bytes.byteLength > limit ? tooLarge(limit) : undefined, bytes);
+    callback(bytes.byteLength > limit ? payloadTooLarge(limit) : undefined, bytes);
     return;
   }
   if (req.readableDidRead || req.readableEnded || req._body === true) {
@@ -49,7 +49,7 @@ export function readNodeBody(
     return;
   }
   if (contentLength !== undefined && contentLength > limit) {
-    callback(tooLarge(limit));
+    callback(payloadTooLarge(limit));
     return;
   }
   let settled = false;
@@ -78,15 +78,12 @@ function keptBody(req: NodeRequest): Uint8Array | string | undefined {
   return undefined;
 }
 
-function tooLarge(limit: number): WebhookVerificationError {
-  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
-}
 
 function bodyError(error: unknown, limit: number): WebhookVerificationError {
   const type = (error as { type?: unknown } | null)?.type;
   switch (type) {
     case 'entity.too.large':
-      return tooLarge(limit);
+      return payloadTooLarge(limit);
     case 'request.size.invalid':
       return new WebhookVerificationError('body_read_failed', 'The body length did not match Content-Length', {
         cause: error,

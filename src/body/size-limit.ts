@@ -1,3 +1,5 @@
+import { WebhookVerificationError } from '../errors';
+
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
 
@@ -20,4 +22,9 @@ export function parseSizeLimit(limit: unknown): number {
 
 function describe(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
+}
+
+/** The refusal of a body past the limit, the same wherever the limit was found out. */
+export function payloadTooLarge(limit: number): WebhookVerificationError {
+  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
 }
