@@ -34,6 +34,12 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     io.err(`mitpo-webhooks: unknown command ${JSON.stringify(name)}\n\n${MAIN_USAGE}`);
     return EXIT.usage;
   }
+  // Every command's --help, here once: the usage is known before its options are parsed.
+  const beforeSeparator = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (beforeSeparator.includes('--help') || beforeSeparator.includes('-h')) {
+    io.out(command.usage);
+    return EXIT.ok;
+  }
   try {
     return await command.run(rest, io);
   } catch (error) {

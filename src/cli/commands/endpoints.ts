@@ -29,13 +29,8 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
       url: { type: 'string' },
       events: { type: 'string' },
       'write-env': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    io.out(ENDPOINTS_USAGE);
-    return EXIT.ok;
-  }
   const [action, ...rest] = positionals;
   const apiClient = () => client(io.env);
   try {

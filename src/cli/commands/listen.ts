@@ -34,13 +34,8 @@ export async function listen(argv: string[], io: CliIo): Promise<number> {
       path: { type: 'string', default: '/webhooks/mitpo' },
       host: { type: 'string', default: '127.0.0.1' },
       secret: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    io.out(LISTEN_USAGE);
-    return EXIT.ok;
-  }
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const port = Number(values.port);
   if (!/^[0-9]+$/.test(values.port) || port > 65_535) throw new UsageError(`--port must be a port number (got ${JSON.stringify(values.port)})`);

@@ -27,13 +27,8 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
       data: { type: 'string' },
       file: { type: 'string' },
       secret: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    io.out(SEND_USAGE);
-    return EXIT.ok;
-  }
   const [url, ...extra] = positionals;
   if (url === undefined) throw new UsageError('send needs the receiver URL, e.g. http://127.0.0.1:3000/webhooks/mitpo');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);

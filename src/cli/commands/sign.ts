@@ -26,13 +26,8 @@ export async function sign(argv: string[], io: CliIo): Promise<number> {
       file: { type: 'string' },
       secret: { type: 'string' },
       'sent-at': { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
     },
   });
-  if (values.help) {
-    io.out(SIGN_USAGE);
-    return EXIT.ok;
-  }
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const secret = secretFrom(values.secret, io.env);
   const sentAt = values['sent-at'] ?? String(Math.floor(Date.now() / 1000));
