@@ -29,7 +29,7 @@ export class MemoryReplayStore implements ReplayStore {
   // keep the garbage collector walking a large, churning heap. Slots form a ring
   // in claim order (evicting the oldest is one step); an open-addressing index
   // maps a digest to its slot.
-  private readonly digests: Uint8Array;
+  private readonly digests: Buffer;
   private readonly expiresAt: Float64Array;
   private readonly done: Uint8Array;
   private readonly live: Uint8Array;
@@ -49,7 +49,7 @@ export class MemoryReplayStore implements ReplayStore {
       throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 67108864 (got ${String(maxEntries)})`);
     }
     this.maxEntries = maxEntries;
-    this.digests = new Uint8Array(maxEntries * DIGEST_BYTES);
+    this.digests = Buffer.alloc(maxEntries * DIGEST_BYTES);
     this.expiresAt = new Float64Array(maxEntries);
     this.done = new Uint8Array(maxEntries);
     this.live = new Uint8Array(maxEntries);
@@ -135,8 +135,7 @@ export class MemoryReplayStore implements ReplayStore {
 
   private sameDigest(slot: number, digest: Buffer): boolean {
     const offset = slot * DIGEST_BYTES;
-    for (let i = 0; i < DIGEST_BYTES; i++) if (this.digests[offset + i] !== digest[i]) return false;
-    return true;
+    return this.digests.compare(digest, 0, DIGEST_BYTES, offset, offset + DIGEST_BYTES) === 0;
   }
 
   private insert(digest: Buffer, done: 0 | 1, expiresAt: number): void {
@@ -168,8 +167,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.oldest += 1;
     // A slot whose key was released or expired is already out of the index.
     if (this.live[slot] === 0) return;
-    const digest = Buffer.from(this.digests.buffer, this.digests.byteOffset + slot * DIGEST_BYTES, DIGEST_BYTES);
-    const found = this.find(digest);
+    const found = this.find(this.digests.subarray(slot * DIGEST_BYTES, (slot + 1) * DIGEST_BYTES));
     if (found >= 0 && this.index[found] === slot) this.remove(found);
   }
 
@@ -179,7 +177,7 @@ export class MemoryReplayStore implements ReplayStore {
     for (let n = this.oldest; n < this.next; n++) {
       const slot = n % this.maxEntries;
       if (this.live[slot] === 0) continue;
-      let position = readUInt32LE(this.digests, slot * DIGEST_BYTES) & this.mask;
+      let position = this.digests.readUInt32LE(slot * DIGEST_BYTES) & this.mask;
       while (this.index[position] !== EMPTY) position = (position + 1) & this.mask;
       this.index[position] = slot;
     }
@@ -189,7 +187,3 @@ export class MemoryReplayStore implements ReplayStore {
 const DIGEST_BYTES = 32;
 const EMPTY = -1;
 const TOMBSTONE = -2;
-
-function readUInt32LE(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset]! | (bytes[offset + 1]! << 8) | (bytes[offset + 2]! << 16) | (bytes[offset + 3]! << 24)) >>> 0;
-}
