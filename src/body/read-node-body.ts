@@ -1,5 +1,4 @@
 import type { IncomingMessage } from 'node:http';
-import getRawBody from 'raw-body';
 import { WebhookVerificationError } from '../errors';
 import { payloadTooLarge } from './size-limit';
 import { asBuffer } from './as-buffer';
@@ -44,31 +43,75 @@ export function readNodeBody(
     callback(bytes.byteLength > limit ? payloadTooLarge(limit) : undefined, bytes);
     return;
   }
-  if (req.readableDidRead || req.readableEnded || req._body === true) {
+  // setEncoding() also counts: the stream then hands out decoded text, not the bytes MITPO signed.
+  if (req.readableDidRead || req.readableEnded || req._body === true || Boolean(req.readableEncoding)) {
     callback(new WebhookVerificationError('body_already_parsed', FIX_MOUNTING));
+    return;
+  }
+  if (req.destroyed) {
+    callback(new WebhookVerificationError('body_read_failed', 'The client aborted the request before the body ended'));
     return;
   }
   if (contentLength !== undefined && contentLength > limit) {
     callback(payloadTooLarge(limit));
     return;
   }
+  readStream(req, limit, contentLength, timeoutMs, callback);
+}
+
+/**
+ * Collects the stream's bytes up to `limit`, checking them against
+ * Content-Length. Written here rather than with raw-body: this runs for every
+ * delivery, and raw-body's five listeners and `close`/`aborted` bookkeeping
+ * measured about 1 µs of a 20 µs request. An abort surfaces as the request's
+ * `error` (ECONNRESET), so `data`, `end` and `error` are the only listeners.
+ */
+function readStream(
+  req: NodeRequest,
+  limit: number,
+  contentLength: number | undefined,
+  timeoutMs: number,
+  callback: BodyCallback,
+): void {
+  const chunks: Buffer[] = [];
+  let received = 0;
   let settled = false;
-  const timer = Number.isFinite(timeoutMs)
-    ? setTimeout(() => {
-        // Stop taking bytes; the 408 goes out with Connection: close, and the
-        // socket's closing then ends raw-body's read, whose error is ignored.
-        settled = true;
-        req.pause();
-        callback(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`));
-      }, timeoutMs)
-    : undefined;
-  getRawBody(req, { limit, length: contentLength }, (error, body) => {
-    clearTimeout(timer);
+  const finish = (error: WebhookVerificationError | undefined, body?: Buffer) => {
     if (settled) return;
     settled = true;
-    if (error) callback(bodyError(error, limit));
-    else callback(undefined, body);
+    clearTimeout(timer);
+    // Stop taking bytes for a refused body; the answer then closes the connection.
+    if (error !== undefined) req.pause();
+    chunks.length = 0;
+    callback(error, body);
+  };
+  const timer = Number.isFinite(timeoutMs)
+    ? setTimeout(() => finish(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`)), timeoutMs)
+    : undefined;
+  req.on('data', (chunk: Buffer) => {
+    if (settled) return;
+    received += chunk.length;
+    if (received > limit) finish(payloadTooLarge(limit));
+    else chunks.push(chunk);
   });
+  req.on('end', () => {
+    if (contentLength !== undefined && received !== contentLength) {
+      finish(new WebhookVerificationError('body_read_failed', 'The body length did not match Content-Length'));
+    } else {
+      // Always a copy: a chunk is a view into the socket's read buffer, which the
+      // app keeping ctx.rawBody would otherwise keep alive whole.
+      finish(undefined, Buffer.concat(chunks, received));
+    }
+  });
+  req.on('error', (error: Error & { code?: string }) =>
+    finish(
+      new WebhookVerificationError(
+        'body_read_failed',
+        error.code === 'ECONNRESET' ? 'The client aborted the request before the body ended' : 'The request body could not be read',
+        { cause: error },
+      ),
+    ),
+  );
 }
 
 function keptBody(req: NodeRequest): Uint8Array | string | undefined {
@@ -76,26 +119,4 @@ function keptBody(req: NodeRequest): Uint8Array | string | undefined {
     if (typeof candidate === 'string' || candidate instanceof Uint8Array) return candidate;
   }
   return undefined;
-}
-
-
-function bodyError(error: unknown, limit: number): WebhookVerificationError {
-  const type = (error as { type?: unknown } | null)?.type;
-  switch (type) {
-    case 'entity.too.large':
-      return payloadTooLarge(limit);
-    case 'request.size.invalid':
-      return new WebhookVerificationError('body_read_failed', 'The body length did not match Content-Length', {
-        cause: error,
-      });
-    case 'request.aborted':
-      return new WebhookVerificationError('body_read_failed', 'The client aborted the request before the body ended', {
-        cause: error,
-      });
-    case 'stream.not.readable':
-    case 'stream.encoding.set':
-      return new WebhookVerificationError('body_already_parsed', FIX_MOUNTING, { cause: error });
-    default:
-      return new WebhookVerificationError('body_read_failed', 'The request body could not be read', { cause: error });
-  }
 }

@@ -1,6 +1,6 @@
-import { createSecretKey } from 'node:crypto';
 import { WebhookVerificationError } from '../errors';
 import type { SigningKey } from '../signature/hmac';
+import { PreparedSecret } from '../signature/prepared-secret';
 import { secretProblem } from './secret-rules';
 
 /** One secret or several (during a rotation). */
@@ -23,9 +23,7 @@ export function createSecretSource(option: unknown): SecretSource {
     return () => fetchAndCheck(fetchSecrets);
   }
   const fixed = Object.freeze(
-    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) =>
-      createSecretKey(Buffer.from(secret, 'utf8')),
-    ),
+    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) => new PreparedSecret(secret)),
   );
   return () => fixed;
 }

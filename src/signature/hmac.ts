@@ -1,12 +1,13 @@
-import { createHmac, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { PreparedSecret } from './prepared-secret';
 
 /** Bytes as MITPO signs them: a string is taken as UTF-8, never re-encoded otherwise. */
 export type Payload = string | Uint8Array;
 
-/** A secret as a string, or already as a key (which spares re-encoding it on every delivery). */
-export type SigningKey = string | KeyObject;
+/** A secret as a string, or prepared once for the many deliveries it verifies. */
+export type SigningKey = string | PreparedSecret;
 
-export function hmacDigest(payload: Payload, secret: SigningKey): Buffer {
+export function hmacDigest(payload: Payload, secret: string): Buffer {
   return createHmac('sha256', secret).update(payload).digest();
 }
 
@@ -17,7 +18,11 @@ export function hmacDigest(payload: Payload, secret: SigningKey): Buffer {
  */
 export function digestMatchesAny(payload: Payload, digest: Buffer, secrets: readonly SigningKey[]): boolean {
   for (const secret of secrets) {
-    if (timingSafeEqual(hmacDigest(payload, secret), digest)) return true;
+    const matched =
+      typeof secret !== 'string' && typeof payload !== 'string'
+        ? secret.matches(payload, digest)
+        : timingSafeEqual(createHmac('sha256', typeof secret === 'string' ? secret : secret.key).update(payload).digest(), digest);
+    if (matched) return true;
   }
   return false;
 }
