@@ -4,7 +4,7 @@ import { SYNC_STORE, type SyncReplayStore } from './sync-replay-store';
 
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
-  /** Most keys kept at once; the oldest go first beyond it. Default 100 000 (about 5 MB, allocated up front). */
+  /** Most keys kept at once; the oldest go first beyond it. Default 100 000 (about 6 MB, allocated up front). */
   maxEntries?: number;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
   now?: () => number;
@@ -15,7 +15,7 @@ export interface MemoryReplayStoreOptions {
  * Several instances behind a load balancer need a shared store such as
  * `RedisReplayStore` from `mitpo-webhooks/redis`.
  *
- * Memory is bounded by `maxEntries` (about 50 bytes a key, allocated up front):
+ * Memory is bounded by `maxEntries` (about 60 bytes a key, allocated up front):
  * past it the oldest keys are forgotten, so size it above the deliveries you
  * receive within `maxEventAge`.
  *
@@ -29,13 +29,23 @@ export class MemoryReplayStore implements ReplayStore {
   // keep the garbage collector walking a large, churning heap. Slots form a ring
   // in claim order (evicting the oldest is one step); an open-addressing index
   // maps a digest to its slot.
-  private readonly digests: Buffer;
+  private readonly words: Int32Array;
   private readonly expiresAt: Float64Array;
   private readonly done: Uint8Array;
   private readonly live: Uint8Array;
   private readonly index: Int32Array;
   private readonly mask: number;
-  private readonly scratch = Buffer.alloc(DIGEST_BYTES);
+  // A key's digest is decoded into these two views of the same 32 bytes: the
+  // Buffer takes the hex, the words are what lookups compare, in plain JS
+  // (a native Buffer.compare per probe cost more than the lookup itself).
+  private readonly probe = new Int32Array(WORDS);
+  private readonly probeBytes = Buffer.from(this.probe.buffer);
+  // complete() almost always follows the claim() of the same key; remembering
+  // that claim's slot (and which occupant of the slot it was) spares a lookup.
+  private lastClaimKey: string | undefined;
+  private lastClaimSlot = 0;
+  private lastClaimSeq = -1;
+  private readonly seq: Float64Array;
   private oldest = 0;
   private next = 0;
   private count = 0;
@@ -49,7 +59,8 @@ export class MemoryReplayStore implements ReplayStore {
       throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 67108864 (got ${String(maxEntries)})`);
     }
     this.maxEntries = maxEntries;
-    this.digests = Buffer.alloc(maxEntries * DIGEST_BYTES);
+    this.words = new Int32Array(maxEntries * WORDS);
+    this.seq = new Float64Array(maxEntries).fill(-1);
     this.expiresAt = new Float64Array(maxEntries);
     this.done = new Uint8Array(maxEntries);
     this.live = new Uint8Array(maxEntries);
@@ -87,70 +98,97 @@ export class MemoryReplayStore implements ReplayStore {
 
   private claimNow(key: string, inFlightTtlMs: number): ClaimResult {
     const now = this.now();
-    const digest = this.digestOf(key);
-    const found = this.find(digest);
+    this.decode(key);
+    const found = this.find(this.probe, 0);
     if (found >= 0) {
       const slot = this.index[found]!;
       if (this.expiresAt[slot]! > now) return this.done[slot] === 1 ? 'done' : 'in_flight';
       this.remove(found);
     }
-    this.insert(digest, 0, now + inFlightTtlMs);
+    const slot = this.insert(0, now + inFlightTtlMs);
+    this.lastClaimKey = key;
+    this.lastClaimSlot = slot;
+    this.lastClaimSeq = this.seq[slot]!;
     return 'claimed';
   }
 
   private completeNow(key: string, retentionMs: number): void {
-    const digest = this.digestOf(key);
-    const found = this.find(digest);
-    if (found < 0) {
-      this.insert(digest, 1, this.now() + retentionMs);
+    const slot = this.liveSlotOf(key);
+    if (slot < 0) {
+      this.insert(1, this.now() + retentionMs);
       return;
     }
-    const slot = this.index[found]!;
     this.done[slot] = 1;
     this.expiresAt[slot] = this.now() + retentionMs;
   }
 
   private releaseNow(key: string): void {
-    const found = this.find(this.digestOf(key));
-    if (found >= 0 && this.done[this.index[found]!] === 0) this.remove(found);
+    const slot = this.liveSlotOf(key);
+    if (slot < 0 || this.done[slot] === 1) return;
+    // The slot's entry is in the index: find its position to remove it.
+    this.remove(this.find(this.words, slot * WORDS));
   }
 
-  /** The key's 32 bytes in a reused buffer: a delivery key's hex as is, any other string hashed. */
-  private digestOf(key: string): Buffer {
-    if (key.length === DIGEST_BYTES * 2 && this.scratch.write(key, 'hex') === DIGEST_BYTES) return this.scratch;
-    createHash('sha256').update(key).digest().copy(this.scratch);
-    return this.scratch;
+  /** The slot holding this key, or -1 (with the key then decoded into `probe`, for an insert). */
+  private liveSlotOf(key: string): number {
+    const slot = this.lastClaimSlot;
+    if (key === this.lastClaimKey && this.seq[slot] === this.lastClaimSeq && this.live[slot] === 1) {
+      this.lastClaimKey = undefined;
+      return slot;
+    }
+    this.decode(key);
+    const found = this.find(this.probe, 0);
+    return found < 0 ? -1 : this.index[found]!;
   }
 
-  /** The index position holding this digest, or -1. */
-  private find(digest: Buffer): number {
-    let position = digest.readUInt32LE(0) & this.mask;
+  /** The key's 32 bytes into `probe`: a delivery key's hex as is, any other string hashed. */
+  private decode(key: string): void {
+    if (key.length === DIGEST_BYTES * 2 && this.probeBytes.write(key, 'hex') === DIGEST_BYTES) return;
+    createHash('sha256').update(key).digest().copy(this.probeBytes);
+  }
+
+  /** The index position holding the digest at `source[offset..offset+8)`, or -1. */
+  private find(source: Int32Array, offset: number): number {
+    const words = this.words;
+    let position = source[offset]! & this.mask;
     for (;;) {
       const slot = this.index[position]!;
       if (slot === EMPTY) return -1;
-      if (slot >= 0 && this.sameDigest(slot, digest)) return position;
+      if (slot >= 0) {
+        const at = slot * WORDS;
+        if (
+          words[at] === source[offset] &&
+          words[at + 1] === source[offset + 1] &&
+          words[at + 2] === source[offset + 2] &&
+          words[at + 3] === source[offset + 3] &&
+          words[at + 4] === source[offset + 4] &&
+          words[at + 5] === source[offset + 5] &&
+          words[at + 6] === source[offset + 6] &&
+          words[at + 7] === source[offset + 7]
+        ) {
+          return position;
+        }
+      }
       position = (position + 1) & this.mask;
     }
   }
 
-  private sameDigest(slot: number, digest: Buffer): boolean {
-    const offset = slot * DIGEST_BYTES;
-    return this.digests.compare(digest, 0, DIGEST_BYTES, offset, offset + DIGEST_BYTES) === 0;
-  }
-
-  private insert(digest: Buffer, done: 0 | 1, expiresAt: number): void {
+  /** Stores the digest in `probe` in the next slot of the ring; returns the slot. */
+  private insert(done: 0 | 1, expiresAt: number): number {
     if (this.next - this.oldest === this.maxEntries) this.freeOldestSlot();
     const slot = this.next % this.maxEntries;
+    this.seq[slot] = this.next;
     this.next += 1;
-    this.digests.set(digest, slot * DIGEST_BYTES);
+    this.words.set(this.probe, slot * WORDS);
     this.done[slot] = done;
     this.expiresAt[slot] = expiresAt;
     this.live[slot] = 1;
-    let position = digest.readUInt32LE(0) & this.mask;
+    let position = this.probe[0]! & this.mask;
     while (this.index[position]! >= 0) position = (position + 1) & this.mask;
     if (this.index[position] === TOMBSTONE) this.tombstones -= 1;
     this.index[position] = slot;
     this.count += 1;
+    return slot;
   }
 
   private remove(position: number): void {
@@ -167,7 +205,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.oldest += 1;
     // A slot whose key was released or expired is already out of the index.
     if (this.live[slot] === 0) return;
-    const found = this.find(this.digests.subarray(slot * DIGEST_BYTES, (slot + 1) * DIGEST_BYTES));
+    const found = this.find(this.words, slot * WORDS);
     if (found >= 0 && this.index[found] === slot) this.remove(found);
   }
 
@@ -177,7 +215,7 @@ export class MemoryReplayStore implements ReplayStore {
     for (let n = this.oldest; n < this.next; n++) {
       const slot = n % this.maxEntries;
       if (this.live[slot] === 0) continue;
-      let position = this.digests.readUInt32LE(slot * DIGEST_BYTES) & this.mask;
+      let position = this.words[slot * WORDS]! & this.mask;
       while (this.index[position] !== EMPTY) position = (position + 1) & this.mask;
       this.index[position] = slot;
     }
@@ -185,5 +223,6 @@ export class MemoryReplayStore implements ReplayStore {
 }
 
 const DIGEST_BYTES = 32;
+const WORDS = DIGEST_BYTES / 4;
 const EMPTY = -1;
 const TOMBSTONE = -2;

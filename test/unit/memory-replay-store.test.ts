@@ -87,4 +87,22 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     await store.claim('c', 1000);
     expect(await store.claim('a', 1000)).toBe('claimed');
   });
+
+  it('completes the right key when the claimed one was evicted and its place reused before the handlers finished', async () => {
+    const { store } = storeWithClock(1);
+    expect(await store.claim('a', 1000)).toBe('claimed');
+    // One entry only: recording x evicts a and takes its place in the ring.
+    await store.complete('x', 60_000);
+    await store.complete('a', 60_000);
+    expect(await store.claim('a', 1000)).toBe('done');
+  });
+
+  it('keeps a key being handled as in flight when another key completes after taking over its place', async () => {
+    const { store } = storeWithClock(2);
+    await store.claim('a', 1000);
+    await store.claim('b', 1000);
+    await store.claim('c', 1000); // evicts a; c sits where a was
+    await store.complete('a', 60_000); // a is gone: recorded anew, evicting b
+    expect(await store.claim('c', 1000)).toBe('in_flight');
+  });
 });
