@@ -56,7 +56,8 @@ export function checkHeaders(
 }
 
 function checkContentType(contentType: unknown, contentEncoding: unknown): void {
-  if (contentType !== undefined) {
+  // What MITPO sends, accepted without parsing it.
+  if (contentType !== undefined && contentType !== 'application/json') {
     const text = Array.isArray(contentType) ? contentType.join(',') : String(contentType);
     const mediaType = text.split(';', 1)[0]!.trim().toLowerCase();
     if (!JSON_MEDIA_TYPE.test(mediaType)) {
