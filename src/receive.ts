@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import { toError, WebhookVerificationError } from './errors';
 import { parseAnyEvent } from './events/parse-event';
+import { eventTimeMs } from './events/event-time';
 import { isMitpoEventName, type MitpoEvent, type UnknownMitpoEvent } from './events/schemas';
 import { checkHeaders, type CheckedHeaders } from './headers/check-headers';
 import type { WebhookHeaders } from './headers/header-source';
@@ -265,7 +266,7 @@ export class DeliveryPipeline {
   }
 
   private checkEventAge(timestamp: string): void {
-    const ageMs = this.options.now() - Date.parse(timestamp);
+    const ageMs = this.options.now() - eventTimeMs(timestamp);
     if (ageMs > this.options.maxEventAgeSeconds * 1000) {
       throw new WebhookVerificationError(
         'event_too_old',

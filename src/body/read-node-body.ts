@@ -115,8 +115,8 @@ function readStream(
 }
 
 function keptBody(req: NodeRequest): Uint8Array | string | undefined {
-  for (const candidate of [req.rawBody, req.body]) {
-    if (typeof candidate === 'string' || candidate instanceof Uint8Array) return candidate;
-  }
+  const { rawBody, body } = req;
+  if (typeof rawBody === 'string' || rawBody instanceof Uint8Array) return rawBody;
+  if (typeof body === 'string' || body instanceof Uint8Array) return body;
   return undefined;
 }
