@@ -10,7 +10,3 @@ export function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
 
-/** `then` for a value that may or may not be a promise, staying synchronous for a plain value. */
-export function andThen<T, R>(value: MaybePromise<T>, next: (value: T) => MaybePromise<R>): MaybePromise<R> {
-  return isPromiseLike(value) ? Promise.resolve(value).then(next) : next(value);
-}

@@ -9,7 +9,7 @@ import type { ResolvedOptions } from './options';
 import { deliveryKeyOf } from './replay/delivery-key';
 import type { EventRouter } from './router/event-router';
 import { digestMatchesAny, type SigningKey } from './signature/hmac';
-import { andThen, isPromiseLike, type MaybePromise } from './maybe-promise';
+import { isPromiseLike, type MaybePromise } from './maybe-promise';
 import type { ClaimResult } from './replay/replay-store';
 import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
 import type { DeliveryContext } from './router/types';
@@ -84,7 +84,9 @@ export class DeliveryPipeline {
    */
   checkBody(rawBody: Buffer, checked: CheckedHeaders): MaybePromise<MitpoEvent | UnknownMitpoEvent> {
     if (rawBody.byteLength > this.options.limit) throw payloadTooLarge(this.options.limit);
-    return andThen(this.options.secrets(), (secrets) => this.checkSignedBody(rawBody, checked, secrets));
+    const secrets = this.options.secrets();
+    if (isPromiseLike(secrets)) return secrets.then((keys) => this.checkSignedBody(rawBody, checked, keys));
+    return this.checkSignedBody(rawBody, checked, secrets);
   }
 
   private checkSignedBody(
@@ -123,20 +125,8 @@ export class DeliveryPipeline {
     const deliveryKey = deliveryKeyOf(rawBody);
     const ctx: DeliveryContext = { headers, rawBody, deliveryKey, receivedAt };
     const store = this.options.replay;
-    if (store === undefined) {
-      return this.afterHandlers(this.router.dispatch(event, ctx), headers, () => undefined);
-    }
-    const onClaim = (claim: unknown): MaybePromise<Outcome> => {
-      if (claim === 'done') return DUPLICATE;
-      if (claim === 'in_flight') {
-        return this.fail(
-          new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later'),
-          headers,
-        );
-      }
-      if (claim !== 'claimed') return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), headers);
-      return this.afterHandlers(this.router.dispatch(event, ctx), headers, (failures) => this.settle(deliveryKey, failures));
-    };
+    if (store === undefined) return this.afterHandlers(this.router.dispatch(event, ctx), headers, undefined);
+    // Methods rather than closures on this path: it runs for every delivery, synchronously when it can.
     const sync = this.syncStore;
     if (sync !== undefined) {
       let claim: ClaimResult;
@@ -145,7 +135,7 @@ export class DeliveryPipeline {
       } catch (error) {
         return this.fail(storeUnavailable('could not claim the delivery', error), headers);
       }
-      return onClaim(claim);
+      return this.afterClaim(claim, event, ctx);
     }
     let claimed: Promise<ClaimResult>;
     try {
@@ -153,43 +143,62 @@ export class DeliveryPipeline {
     } catch (error) {
       return this.fail(storeUnavailable('could not claim the delivery', error), headers);
     }
-    return claimed.then(onClaim, (error: unknown) => this.fail(storeUnavailable('could not claim the delivery', error), headers));
+    return claimed.then(
+      (claim) => this.afterClaim(claim, event, ctx),
+      (error: unknown) => this.fail(storeUnavailable('could not claim the delivery', error), headers),
+    );
   }
 
-  /** The handlers' result, settled in the store, as an answer; with `handlerTimeout` when they run asynchronously. */
+  private afterClaim(claim: unknown, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): MaybePromise<Outcome> {
+    if (claim === 'done') return DUPLICATE;
+    if (claim === 'in_flight') {
+      return this.fail(
+        new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later'),
+        ctx.headers,
+      );
+    }
+    if (claim !== 'claimed') return this.fail(storeUnavailable(`claim() answered ${JSON.stringify(claim)}`), ctx.headers);
+    return this.afterHandlers(this.router.dispatch(event, ctx), ctx.headers, ctx.deliveryKey);
+  }
+
+  /**
+   * The handlers' result, settled in the store (when `deliveryKey` was claimed),
+   * as an answer; with `handlerTimeout` when they run asynchronously.
+   */
   private afterHandlers(
     dispatched: MaybePromise<Error[]>,
     headers: WebhookHeaders,
-    settle: (failures: Error[]) => MaybePromise<void>,
+    deliveryKey: string | undefined,
   ): MaybePromise<Outcome> {
-    const answer = (failures: Error[]): MaybePromise<Outcome> =>
-      andThen(settle(failures), () => (failures.length > 0 ? this.fail(handlerFailed(failures), headers) : SUCCESS));
-    if (!isPromiseLike(dispatched)) return answer(dispatched);
+    if (!isPromiseLike(dispatched)) return this.answer(dispatched, headers, deliveryKey);
     const ms = this.options.handlerTimeoutMs;
-    if (ms === undefined) return dispatched.then(answer);
+    if (ms === undefined) return dispatched.then((failures) => this.answer(failures, headers, deliveryKey));
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<typeof TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(TIMED_OUT), ms);
     });
     return Promise.race([dispatched, timeout]).then((failures) => {
       clearTimeout(timer);
-      if (failures !== TIMED_OUT) return answer(failures);
+      if (failures !== TIMED_OUT) return this.answer(failures, headers, deliveryKey);
       // The claim stays until the handlers settle, so a retry meanwhile is 409, never a second run.
-      dispatched.then(settle, () => undefined);
+      if (deliveryKey !== undefined) dispatched.then((late) => this.settle(deliveryKey, late), () => undefined);
       return this.fail(handlerTimedOut(ms), headers);
     });
+  }
+
+  private answer(failures: Error[], headers: WebhookHeaders, deliveryKey: string | undefined): MaybePromise<Outcome> {
+    const settled = deliveryKey === undefined ? undefined : this.settle(deliveryKey, failures);
+    if (isPromiseLike(settled)) return settled.then(() => this.outcomeOf(failures, headers));
+    return this.outcomeOf(failures, headers);
+  }
+
+  private outcomeOf(failures: Error[], headers: WebhookHeaders): Outcome {
+    return failures.length > 0 ? this.fail(handlerFailed(failures), headers) : SUCCESS;
   }
 
   /** Completes the delivery after a success, releases it after a failure; a store error is logged, never thrown. */
   private settle(deliveryKey: string, failures: Error[]): MaybePromise<void> {
     const failed = failures.length > 0;
-    const report = (error: unknown) =>
-      this.log(
-        'error',
-        failed
-          ? `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`
-          : `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`,
-      );
     const sync = this.syncStore;
     try {
       if (sync !== undefined) {
@@ -201,12 +210,21 @@ export class DeliveryPipeline {
       // A failed complete() still answers 200: the handlers did succeed, and a non-2xx would invite a retry that runs them again.
       return Promise.resolve(failed ? store.release(deliveryKey) : store.complete(deliveryKey, this.options.retentionMs)).then(
         () => undefined,
-        report,
+        (error: unknown) => this.reportSettleError(failed, error),
       );
     } catch (error) {
-      report(error);
+      this.reportSettleError(failed, error);
       return undefined;
     }
+  }
+
+  private reportSettleError(failed: boolean, error: unknown): void {
+    this.log(
+      'error',
+      failed
+        ? `replay store could not release a failed delivery; it is retryable after the in-flight TTL (${describe(error)})`
+        : `replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again (${describe(error)})`,
+    );
   }
 
   /**
@@ -215,14 +233,17 @@ export class DeliveryPipeline {
    * Never throws or rejects.
    */
   handleBody(rawBody: Buffer, checked: CheckedHeaders, headers: WebhookHeaders, receivedAt: Date): MaybePromise<Outcome> {
-    const refuse = (error: unknown) => this.fail(asVerificationError(error), headers);
     let outcome: MaybePromise<Outcome>;
     try {
-      outcome = andThen(this.checkBody(rawBody, checked), (event) => this.deliver(event, rawBody, headers, receivedAt));
+      const event = this.checkBody(rawBody, checked);
+      outcome = isPromiseLike(event)
+        ? event.then((verified) => this.deliver(verified, rawBody, headers, receivedAt))
+        : this.deliver(event, rawBody, headers, receivedAt);
     } catch (error) {
-      return refuse(error);
+      return this.fail(asVerificationError(error), headers);
     }
-    return isPromiseLike(outcome) ? Promise.resolve(outcome).then(undefined, refuse) : outcome;
+    if (!isPromiseLike(outcome)) return outcome;
+    return Promise.resolve(outcome).then(undefined, (error: unknown) => this.fail(asVerificationError(error), headers));
   }
 
   /** The whole pipeline for bytes already in hand. Never rejects for bad input. */
