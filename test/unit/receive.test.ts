@@ -361,3 +361,32 @@ describe('the tolerance window, at its edges', () => {
     expect((await at(sentAt)).status).toBe(status);
   });
 });
+
+describe('receive() decoding the body', () => {
+  const headersFor = (body: Buffer) => ({
+    'content-type': 'application/json',
+    'x-mitpo-signature': sign(body, SECRET),
+    'x-mitpo-timestamp': String(NOW()),
+  });
+  const eventWith = (notes: string) =>
+    `{"event":"dispatch.completed","timestamp":"${new Date().toISOString()}","data":{"dispatch_id":"d","channel":"c","status":"s","notes":"${notes}"}}`;
+
+  it('hands handlers multi-byte text exactly as sent, a literal U+FFFD included', async () => {
+    const seen: unknown[] = [];
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+    webhooks.onAny((event) => void seen.push((event.data as { notes?: unknown }).notes));
+    for (const notes of ['plain ascii', 'café ü €', 'メタ広告 😀', 'replacement \uFFFD char']) {
+      const body = Buffer.from(eventWith(notes), 'utf8');
+      expect((await webhooks.receive({ rawBody: body, headers: headersFor(body) })).status).toBe(200);
+    }
+    expect(seen).toEqual(['plain ascii', 'café ü €', 'メタ広告 😀', 'replacement \uFFFD char']);
+  });
+
+  it('refuses a correctly signed body that is not valid UTF-8 instead of decoding it to something else', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const body = Buffer.concat([Buffer.from(eventWith('bad ').slice(0, -3)), Buffer.from([0xff, 0xfe]), Buffer.from('"}}')]);
+    const reply = await webhooks.receive({ rawBody: body, headers: headersFor(body) });
+    expect(reply).toMatchObject({ status: 400, body: { error: { code: 'invalid_json', message: 'The body is not valid UTF-8' } } });
+    expect(runs).toHaveLength(0);
+  });
+});
