@@ -83,22 +83,17 @@ function checkContentType(contentType: unknown, contentEncoding: unknown): void 
 }
 
 function readTimestamp(value: string | readonly string[] | undefined): number {
+  if (typeof value === 'string' && UNIX_SECONDS.test(value)) return Number(value);
   if (value === undefined || (typeof value === 'string' && value.trim() === '')) {
     throw new WebhookVerificationError('missing_timestamp', 'The X-MITPO-Timestamp header is missing');
   }
-  if (typeof value !== 'string' || !UNIX_SECONDS.test(value)) {
-    const text = typeof value === 'string' ? value : '';
-    const hint = /^[0-9]{13}$/.test(text)
-      ? ' (this looks like milliseconds; MITPO sends seconds)'
-      : typeof value === 'string'
-        ? ''
-        : ' (the header was sent more than once)';
-    throw new WebhookVerificationError(
-      'malformed_timestamp',
-      `X-MITPO-Timestamp must be whole unix seconds, e.g. 1774175400${hint}`,
-    );
-  }
-  return Number(value);
+  const text = typeof value === 'string' ? value : '';
+  const hint = /^[0-9]{13}$/.test(text)
+    ? ' (this looks like milliseconds; MITPO sends seconds)'
+    : typeof value === 'string'
+      ? ''
+      : ' (the header was sent more than once)';
+  throw new WebhookVerificationError('malformed_timestamp', `X-MITPO-Timestamp must be whole unix seconds, e.g. 1774175400${hint}`);
 }
 
 function readContentLength(value: string | readonly string[] | undefined): number | undefined {

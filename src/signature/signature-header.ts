@@ -1,6 +1,7 @@
 /** MITPO sends `sha256=` followed by the 64 lowercase hex digits of an HMAC-SHA256. */
 const PREFIX = 'sha256=';
 const SIGNATURE_LENGTH = PREFIX.length + 64;
+const UPPERCASE_HEX = /[A-F]/;
 
 /** What a `X-MITPO-Signature` value turned out to be. */
 export type SignatureHeader =
@@ -21,14 +22,13 @@ export function readSignatureHeader(value: unknown): SignatureHeader {
     return { kind: 'malformed', reason: 'X-MITPO-Signature was sent more than once' };
   }
   if (typeof value !== 'string') return { kind: 'malformed', reason: 'X-MITPO-Signature is not text' };
-  if (value.trim() === '') return { kind: 'missing' };
   if (value.length === SIGNATURE_LENGTH && value.startsWith(PREFIX)) {
     // Decoding stops at the first non-hex character, so 32 bytes means 64 hex
-    // digits; lowercase is then one comparison. Half the cost of a regex test.
-    const hex = value.slice(PREFIX.length);
+    // digits, and no uppercase one makes them MITPO's. Half the cost of one regex.
     const digest = Buffer.allocUnsafe(32);
-    if (digest.write(hex, 'hex') === 32 && hex.toLowerCase() === hex) return { kind: 'valid', digest };
+    if (digest.write(value.slice(PREFIX.length), 'hex') === 32 && !UPPERCASE_HEX.test(value)) return { kind: 'valid', digest };
   }
+  if (value.trim() === '') return { kind: 'missing' };
   return { kind: 'malformed', reason: describeMalformedSignature(value) };
 }
 
