@@ -8,7 +8,8 @@ import type { WebhookHeaders } from './headers/header-source';
 import type { ResolvedOptions } from './options';
 import { deliveryKeyOf } from './replay/delivery-key';
 import type { EventRouter } from './router/event-router';
-import { digestMatchesAny, type SigningKey } from './signature/hmac';
+import { digestMatchesAny } from './signature/hmac';
+import type { PreparedSecret } from './signature/prepared-secret';
 import { isPromiseLike, type MaybePromise } from './maybe-promise';
 import type { ClaimResult } from './replay/replay-store';
 import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
@@ -92,7 +93,7 @@ export class DeliveryPipeline {
   private checkSignedBody(
     rawBody: Buffer,
     checked: CheckedHeaders,
-    secrets: readonly SigningKey[],
+    secrets: readonly PreparedSecret[],
   ): MitpoEvent | UnknownMitpoEvent {
     if (!digestMatchesAny(rawBody, checked.digest, secrets)) {
       throw new WebhookVerificationError(

@@ -1,5 +1,4 @@
 import { WebhookVerificationError } from '../errors';
-import type { SigningKey } from '../signature/hmac';
 import { PreparedSecret } from '../signature/prepared-secret';
 import { secretProblem } from './secret-rules';
 
@@ -14,7 +13,7 @@ export type Secrets = string | readonly string[];
 export type SecretOption = Secrets | (() => Secrets | PromiseLike<Secrets>);
 
 /** The keys for one delivery: a fixed list checked once at start-up, or fetched and checked each time. */
-export type SecretSource = () => readonly SigningKey[] | Promise<readonly SigningKey[]>;
+export type SecretSource = () => readonly PreparedSecret[] | Promise<readonly PreparedSecret[]>;
 
 /** @throws TypeError for a missing, empty or whitespace-padded secret, or an empty list */
 export function createSecretSource(option: unknown): SecretSource {
@@ -23,19 +22,19 @@ export function createSecretSource(option: unknown): SecretSource {
     return () => fetchAndCheck(fetchSecrets);
   }
   const fixed = Object.freeze(
-    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) => new PreparedSecret(secret)),
+    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) => new PreparedSecret(secret, true)),
   );
   return () => fixed;
 }
 
-async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly string[]> {
+async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly PreparedSecret[]> {
   let value: unknown;
   try {
     value = await fetchSecrets();
   } catch (error) {
     throw unavailable('the secret function threw or rejected', error);
   }
-  return checkedList(value, (message) => unavailable(message));
+  return checkedList(value, (message) => unavailable(message)).map((secret) => new PreparedSecret(secret));
 }
 
 function checkedList(value: unknown, fail: (message: string) => Error): string[] {

@@ -26,29 +26,38 @@ const framed = Buffer.alloc(BLOCK_BYTES + SMALL_BODY_BYTES);
 const outer = Buffer.alloc(BLOCK_BYTES + DIGEST_BYTES);
 const computed = Buffer.alloc(DIGEST_BYTES);
 
-/** A signing secret prepared once for every delivery it verifies. */
+/**
+ * A signing secret prepared for the deliveries it verifies: once at start-up
+ * for the middleware, or per call in `verifySignature`, where even preparing
+ * it costs less than an `Hmac` object.
+ */
 export class PreparedSecret {
-  /** For bodies too large for the one-shot path. */
-  readonly key: KeyObject;
   private readonly innerPad: Buffer;
   private readonly outerPad: Buffer;
+  private readonly secret: string;
+  /** For bodies above SMALL_BODY_BYTES, when the secret verifies many deliveries. */
+  private readonly keyObject: KeyObject | undefined;
 
-  constructor(secret: string) {
-    const bytes = Buffer.from(secret, 'utf8');
-    this.key = createSecretKey(bytes);
-    // RFC 2104: a key longer than the block is hashed first, then zero-padded.
+  /** @param longLived - verifies many deliveries: worth turning into a `KeyObject` once, too */
+  constructor(secret: string, longLived = false) {
+    this.secret = secret;
+    this.keyObject = longLived ? createSecretKey(Buffer.from(secret, 'utf8')) : undefined;
     const block = Buffer.alloc(BLOCK_BYTES);
+    const bytes = Buffer.from(secret, 'utf8');
+    // RFC 2104: a key longer than the block is hashed first, then zero-padded.
     (bytes.length > BLOCK_BYTES ? crypto.createHash('sha256').update(bytes).digest() : bytes).copy(block);
-    this.innerPad = Buffer.from(block.map((byte) => byte ^ 0x36));
-    this.outerPad = Buffer.from(block.map((byte) => byte ^ 0x5c));
-    block.fill(0);
-    bytes.fill(0);
+    this.innerPad = Buffer.allocUnsafe(BLOCK_BYTES);
+    this.outerPad = Buffer.allocUnsafe(BLOCK_BYTES);
+    for (let i = 0; i < BLOCK_BYTES; i++) {
+      this.innerPad[i] = block[i]! ^ 0x36;
+      this.outerPad[i] = block[i]! ^ 0x5c;
+    }
   }
 
   /** Whether `digest` (32 bytes) is this secret's HMAC of `payload`, compared in constant time. */
   matches(payload: Uint8Array, digest: Buffer): boolean {
     if (oneShotHash === undefined || payload.byteLength > SMALL_BODY_BYTES) {
-      return timingSafeEqual(crypto.createHmac('sha256', this.key).update(payload).digest(), digest);
+      return timingSafeEqual(crypto.createHmac('sha256', this.keyObject ?? this.secret).update(payload).digest(), digest);
     }
     this.innerPad.copy(framed, 0);
     framed.set(payload, BLOCK_BYTES);

@@ -1,4 +1,5 @@
 import { digestMatchesAny } from './hmac';
+import { PreparedSecret } from './prepared-secret';
 import { readSignatureHeader } from './signature-header';
 import { isUsableSecret } from '../secrets/secret-rules';
 
@@ -23,9 +24,11 @@ export function verifySignature(
   if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return false;
   const header = readSignatureHeader(signatureHeader);
   if (header.kind !== 'valid') return false;
-  const secrets = typeof secretOrSecrets === 'string' ? [secretOrSecrets] : secretOrSecrets;
-  if (!Array.isArray(secrets)) return false;
-  const usable = secrets.filter(isUsableSecret);
-  if (usable.length === 0) return false;
-  return digestMatchesAny(payload, header.digest, usable);
+  const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
+  if (typeof secretOrSecrets === 'string') {
+    return isUsableSecret(secretOrSecrets) && new PreparedSecret(secretOrSecrets).matches(bytes, header.digest);
+  }
+  if (!Array.isArray(secretOrSecrets)) return false;
+  const usable = secretOrSecrets.filter(isUsableSecret).map((secret) => new PreparedSecret(secret));
+  return usable.length > 0 && digestMatchesAny(bytes, header.digest, usable);
 }
