@@ -16,6 +16,7 @@ import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
 import type { DeliveryContext } from './router/types';
 import { asBuffer } from './body/as-buffer';
 import { payloadTooLarge } from './body/size-limit';
+import { BodyDeadlines } from './body/body-deadlines';
 import { DUPLICATE, refusal, SUCCESS, type Outcome } from './answers';
 
 /** A delivery as `verify()` and `receive()` take it. */
@@ -49,6 +50,7 @@ export class DeliveryPipeline {
     private readonly router: EventRouter,
   ) {
     this.syncStore = options.replay === undefined ? undefined : syncStoreOf(options.replay);
+    this.bodyDeadlines = Number.isFinite(options.bodyTimeoutMs) ? new BodyDeadlines(options.bodyTimeoutMs) : undefined;
   }
 
   get limit(): number {
@@ -58,6 +60,9 @@ export class DeliveryPipeline {
   get bodyTimeoutMs(): number {
     return this.options.bodyTimeoutMs;
   }
+
+  /** Watches every Node body read of this pipeline; undefined when bodyTimeout is infinite. */
+  readonly bodyDeadlines: BodyDeadlines | undefined;
 
   /** The arrival time, from the configured clock. */
   receivedNow(): Date {

@@ -66,7 +66,7 @@ function handle(pipeline: DeliveryPipeline, req: NodeRequest, answer: (outcome: 
     refuse(error);
     return;
   }
-  readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs, (error, rawBody) => {
+  readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyDeadlines, (error, rawBody) => {
     if (error !== undefined) {
       refuse(error);
       return;

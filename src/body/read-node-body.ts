@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { WebhookVerificationError } from '../errors';
 import { payloadTooLarge } from './size-limit';
 import { asBuffer } from './as-buffer';
+import type { BodyDeadlines } from './body-deadlines';
 
 /** A request as earlier middleware may have left it: with the bytes kept, or parsed. */
 export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown; _body?: unknown };
@@ -28,7 +29,7 @@ export function readNodeBody(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
-  timeoutMs: number,
+  deadlines: BodyDeadlines | undefined,
   callback: BodyCallback,
 ): void {
   const kept = keptBody(req);
@@ -56,7 +57,7 @@ export function readNodeBody(
     callback(payloadTooLarge(limit));
     return;
   }
-  readStream(req, limit, contentLength, timeoutMs, callback);
+  readStream(req, limit, contentLength, deadlines, callback);
 }
 
 /**
@@ -70,7 +71,7 @@ function readStream(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
-  timeoutMs: number,
+  deadlines: BodyDeadlines | undefined,
   callback: BodyCallback,
 ): void {
   const chunks: Buffer[] = [];
@@ -79,15 +80,15 @@ function readStream(
   const finish = (error: WebhookVerificationError | undefined, body?: Buffer) => {
     if (settled) return;
     settled = true;
-    clearTimeout(timer);
+    if (deadline !== undefined) deadlines?.clear(deadline);
     // Stop taking bytes for a refused body; the answer then closes the connection.
     if (error !== undefined) req.pause();
     chunks.length = 0;
     callback(error, body);
   };
-  const timer = Number.isFinite(timeoutMs)
-    ? setTimeout(() => finish(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`)), timeoutMs)
-    : undefined;
+  const deadline = deadlines?.watch(() =>
+    finish(new WebhookVerificationError('body_timeout', `The body did not arrive within ${deadlines.timeoutMs} ms`)),
+  );
   req.on('data', (chunk: Buffer) => {
     if (settled) return;
     received += chunk.length;

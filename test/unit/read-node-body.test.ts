@@ -6,7 +6,7 @@ type Read = { error?: WebhookVerificationError; body?: Buffer };
 
 function read(stream: Readable, limit = 1024, contentLength?: number): Promise<Read> {
   return new Promise((resolve) =>
-    readNodeBody(stream as unknown as NodeRequest, limit, contentLength, Number.POSITIVE_INFINITY, (error, body) =>
+    readNodeBody(stream as unknown as NodeRequest, limit, contentLength, undefined, (error, body) =>
       resolve({ error, body }),
     ),
   );
