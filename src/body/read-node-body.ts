@@ -99,8 +99,10 @@ function readStream(
     if (contentLength !== undefined && received !== contentLength) {
       finish(new WebhookVerificationError('body_read_failed', 'The body length did not match Content-Length'));
     } else {
-      // Always a copy: a chunk is a view into the socket's read buffer, which the
-      // app keeping ctx.rawBody would otherwise keep alive whole.
+      // Always a copy: Node's HTTP parser hands out chunks of their own, but other
+      // streams may hand out views into a larger buffer, which an app keeping
+      // ctx.rawBody would keep alive whole. Skipping it for a lone chunk measured
+      // no difference.
       finish(undefined, Buffer.concat(chunks, received));
     }
   });
