@@ -38,7 +38,7 @@ export const CLIENT_FACTORIES: Record<'ioredis' | 'node-redis', (url: string) =>
       retryStrategy: () => (connected ? 50 : null),
     });
     client.on('error', () => {});
-    await client.connect();
+    await connectOrGiveUp(client.connect(), () => client.disconnect());
     connected = true;
     return {
       client,
@@ -56,7 +56,7 @@ export const CLIENT_FACTORIES: Record<'ioredis' | 'node-redis', (url: string) =>
       socket: { reconnectStrategy: (_retries, cause) => (connected ? 50 : cause) },
     });
     client.on('error', () => {});
-    await client.connect();
+    await connectOrGiveUp(client.connect(), () => client.destroy());
     connected = true;
     return {
       client,
@@ -67,6 +67,26 @@ export const CLIENT_FACTORIES: Record<'ioredis' | 'node-redis', (url: string) =>
     };
   },
 };
+
+/**
+ * A first connection that fails, or has not succeeded within 5 s, fails the test
+ * and closes the client: a client left retrying would keep Jest from ever exiting,
+ * turning "REDIS_URL is set but Redis is unreachable" into a hang instead of a failure.
+ */
+async function connectOrGiveUp(connecting: Promise<unknown>, close: () => unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`could not connect to REDIS_URL (${REDIS_URL}) within 5 s`)), 5000);
+  });
+  try {
+    await Promise.race([connecting, deadline]);
+  } catch (error) {
+    close();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 export function redisServerInstalled(): boolean {
   return spawnSync('redis-server', ['--version']).status === 0;
