@@ -45,6 +45,9 @@ export class DeliveryPipeline {
 
   private readonly syncStore: SyncReplayStore | undefined;
 
+  /** Watches every Node body read of this pipeline; undefined when bodyTimeout is infinite. */
+  readonly bodyDeadlines: BodyDeadlines | undefined;
+
   constructor(
     private readonly options: ResolvedOptions,
     private readonly router: EventRouter,
@@ -60,9 +63,6 @@ export class DeliveryPipeline {
   get bodyTimeoutMs(): number {
     return this.options.bodyTimeoutMs;
   }
-
-  /** Watches every Node body read of this pipeline; undefined when bodyTimeout is infinite. */
-  readonly bodyDeadlines: BodyDeadlines | undefined;
 
   /** The arrival time, from the configured clock. */
   receivedNow(): Date {

@@ -4,9 +4,9 @@ import { createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 /**
  * HMAC-SHA256 (RFC 2104) is two SHA-256 passes: `H((K ^ opad) || H((K ^ ipad) || m))`.
  * For a body of a few hundred bytes, building and finalising an `Hmac` object
- * costs more than the hashing itself, so a secret known at start-up is prepared
- * once into its two padded blocks, and a small body is verified with two
- * one-shot `crypto.hash` calls over a reused buffer. Bodies above
+ * costs more than the hashing itself, so a secret is prepared into its two
+ * padded blocks, and a small body is verified with two one-shot `crypto.hash`
+ * calls over a reused buffer. Bodies above
  * SMALL_BODY_BYTES go through `createHmac`, where copying the body would cost
  * more than the object it saves. Both give the same digest (tested against
  * `createHmac` and RFC 4231's vectors); the comparison is `timingSafeEqual`
