@@ -12,7 +12,7 @@ import { digestMatchesAny } from './signature/hmac';
 import type { PreparedSecret } from './signature/prepared-secret';
 import { isPromiseLike, type MaybePromise } from './maybe-promise';
 import type { ClaimResult } from './replay/replay-store';
-import { syncStoreOf, type SyncReplayStore } from './replay/sync-replay-store';
+import { fastestFaceOf, type PipelineReplayStore } from './replay/sync-replay-store';
 import type { DeliveryContext } from './router/types';
 import { asBuffer } from './body/as-buffer';
 import { payloadTooLarge } from './body/size-limit';
@@ -43,7 +43,8 @@ export type FailureHandler = (error: WebhookVerificationError, context: FailureC
 export class DeliveryPipeline {
   private failureHandlers: FailureHandler[] = [];
 
-  private readonly syncStore: SyncReplayStore | undefined;
+  /** The replay store, through its synchronous face when it has one (the memory store), so it costs no promise. */
+  private readonly store: PipelineReplayStore | undefined;
 
   /** Watches every Node body read of this pipeline; undefined when bodyTimeout is infinite. */
   readonly bodyDeadlines: BodyDeadlines | undefined;
@@ -52,7 +53,7 @@ export class DeliveryPipeline {
     private readonly options: ResolvedOptions,
     private readonly router: EventRouter,
   ) {
-    this.syncStore = options.replay === undefined ? undefined : syncStoreOf(options.replay);
+    this.store = options.replay === undefined ? undefined : fastestFaceOf(options.replay);
     this.bodyDeadlines = Number.isFinite(options.bodyTimeoutMs) ? new BodyDeadlines(options.bodyTimeoutMs) : undefined;
   }
 
@@ -130,27 +131,18 @@ export class DeliveryPipeline {
   ): MaybePromise<Outcome> {
     const deliveryKey = deliveryKeyOf(rawBody);
     const ctx: DeliveryContext = { headers, rawBody, deliveryKey, receivedAt };
-    const store = this.options.replay;
+    const store = this.store;
     if (store === undefined) return this.afterHandlers(this.router.dispatch(event, ctx), headers, undefined);
-    // Methods rather than closures on this path: it runs for every delivery, synchronously when it can.
-    const sync = this.syncStore;
-    if (sync !== undefined) {
-      let claim: ClaimResult;
-      try {
-        claim = sync.claim(deliveryKey, this.options.inFlightTtlMs);
-      } catch (error) {
-        return this.fail(storeUnavailable('could not claim the delivery', error), headers);
-      }
-      return this.afterClaim(claim, event, ctx);
-    }
-    let claimed: Promise<ClaimResult>;
+    let claim: MaybePromise<ClaimResult>;
     try {
-      claimed = Promise.resolve(store.claim(deliveryKey, this.options.inFlightTtlMs));
+      claim = store.claim(deliveryKey, this.options.inFlightTtlMs);
     } catch (error) {
       return this.fail(storeUnavailable('could not claim the delivery', error), headers);
     }
-    return claimed.then(
-      (claim) => this.afterClaim(claim, event, ctx),
+    // Methods rather than closures on the synchronous path: it runs for every delivery.
+    if (!isPromiseLike(claim)) return this.afterClaim(claim, event, ctx);
+    return Promise.resolve(claim).then(
+      (claimed) => this.afterClaim(claimed, event, ctx),
       (error: unknown) => this.fail(storeUnavailable('could not claim the delivery', error), headers),
     );
   }
@@ -205,23 +197,20 @@ export class DeliveryPipeline {
   /** Completes the delivery after a success, releases it after a failure; a store error is logged, never thrown. */
   private settle(deliveryKey: string, failures: Error[]): MaybePromise<void> {
     const failed = failures.length > 0;
-    const sync = this.syncStore;
+    const store = this.store!;
+    let settled: MaybePromise<void>;
     try {
-      if (sync !== undefined) {
-        if (failed) sync.release(deliveryKey);
-        else sync.complete(deliveryKey, this.options.retentionMs);
-        return undefined;
-      }
-      const store = this.options.replay!;
-      // A failed complete() still answers 200: the handlers did succeed, and a non-2xx would invite a retry that runs them again.
-      return Promise.resolve(failed ? store.release(deliveryKey) : store.complete(deliveryKey, this.options.retentionMs)).then(
-        () => undefined,
-        (error: unknown) => this.reportSettleError(failed, error),
-      );
+      settled = failed ? store.release(deliveryKey) : store.complete(deliveryKey, this.options.retentionMs);
     } catch (error) {
       this.reportSettleError(failed, error);
       return undefined;
     }
+    if (!isPromiseLike(settled)) return undefined;
+    // A failed complete() still answers 200: the handlers did succeed, and a non-2xx would invite a retry that runs them again.
+    return Promise.resolve(settled).then(
+      () => undefined,
+      (error: unknown) => this.reportSettleError(failed, error),
+    );
   }
 
   private reportSettleError(failed: boolean, error: unknown): void {

@@ -1,4 +1,5 @@
-import type { ClaimResult } from './replay-store';
+import type { MaybePromise } from '../maybe-promise';
+import type { ClaimResult, ReplayStore } from './replay-store';
 
 /**
  * A store that can answer at once offers these beside its async methods, so the
@@ -13,6 +14,14 @@ export interface SyncReplayStore {
   release(key: string): void;
 }
 
-export function syncStoreOf(store: object): SyncReplayStore | undefined {
-  return (store as { [SYNC_STORE]?: SyncReplayStore })[SYNC_STORE];
+/** A replay store as the pipeline calls it: each answer now or later. */
+export interface PipelineReplayStore {
+  claim(key: string, inFlightTtlMs: number): MaybePromise<ClaimResult>;
+  complete(key: string, retentionMs: number): MaybePromise<void>;
+  release(key: string): MaybePromise<void>;
+}
+
+/** The store's synchronous face when it offers one, else the store itself. */
+export function fastestFaceOf(store: ReplayStore): PipelineReplayStore {
+  return (store as { [SYNC_STORE]?: SyncReplayStore })[SYNC_STORE] ?? store;
 }
