@@ -15,7 +15,7 @@ export interface MemoryReplayStoreOptions {
  * Several instances behind a load balancer need a shared store such as
  * `RedisReplayStore` from `mitpo-webhooks/redis`.
  *
- * Memory is bounded by `maxEntries` (about 64 bytes a key, allocated up front):
+ * Memory is bounded by `maxEntries` (about 56 bytes a key, allocated up front):
  * past it the oldest keys are forgotten, so size it above the deliveries you
  * receive within `maxEventAge`.
  *
@@ -46,11 +46,10 @@ export class MemoryReplayStore implements ReplayStore {
   private readonly probe = new Int32Array(WORDS);
   private readonly probeBytes = Buffer.from(this.probe.buffer);
   // complete() almost always follows the claim() of the same key; remembering
-  // that claim's slot (and which occupant of the slot it was) spares a lookup.
+  // that claim's place in the ring spares a lookup. The ring reuses its slot only
+  // maxEntries inserts later, so the place still holds the claim until then.
   private lastClaimKey: string | undefined;
-  private lastClaimSlot = 0;
-  private lastClaimSeq = -1;
-  private readonly seq: Float64Array;
+  private lastClaimNumber = 0;
   private oldest = 0;
   private next = 0;
   private count = 0;
@@ -66,7 +65,6 @@ export class MemoryReplayStore implements ReplayStore {
     this.maxEntries = maxEntries;
     this.words = new Int32Array(maxEntries * WORDS);
     this.positionOf = new Int32Array(maxEntries);
-    this.seq = new Float64Array(maxEntries).fill(-1);
     this.expiresAt = new Float64Array(maxEntries);
     this.done = new Uint8Array(maxEntries);
     this.live = new Uint8Array(maxEntries);
@@ -105,16 +103,15 @@ export class MemoryReplayStore implements ReplayStore {
   private claimNow(key: string, inFlightTtlMs: number): ClaimResult {
     const now = this.now();
     this.decode(key);
-    const found = this.find(this.probe, 0);
+    const found = this.find();
     if (found >= 0) {
       const slot = this.index[found]! & SLOT_BITS;
       if (this.expiresAt[slot]! > now) return this.done[slot] === 1 ? 'done' : 'in_flight';
       this.remove(found);
     }
-    const slot = this.insert(0, now + inFlightTtlMs);
     this.lastClaimKey = key;
-    this.lastClaimSlot = slot;
-    this.lastClaimSeq = this.seq[slot]!;
+    this.lastClaimNumber = this.next;
+    this.insert(0, now + inFlightTtlMs);
     return 'claimed';
   }
 
@@ -135,13 +132,13 @@ export class MemoryReplayStore implements ReplayStore {
 
   /** The live slot holding this key, or -1 (with the key then decoded into `probe`, for an insert). */
   private liveSlotOf(key: string): number {
-    const slot = this.lastClaimSlot;
-    if (key === this.lastClaimKey && this.seq[slot] === this.lastClaimSeq && this.live[slot] === 1) {
+    const slot = this.lastClaimNumber % this.maxEntries;
+    if (key === this.lastClaimKey && this.next - this.lastClaimNumber <= this.maxEntries && this.live[slot] === 1) {
       this.lastClaimKey = undefined;
       return slot;
     }
     this.decode(key);
-    const found = this.find(this.probe, 0);
+    const found = this.find();
     return found < 0 ? -1 : this.index[found]! & SLOT_BITS;
   }
 
@@ -152,24 +149,24 @@ export class MemoryReplayStore implements ReplayStore {
   }
 
   /** The index position holding the digest in `probe`, or -1. */
-  private find(source: Int32Array, offset: number): number {
-    const words = this.words;
-    const tag = tagOf(source[offset + 1]!);
-    let position = source[offset]! & this.mask;
+  private find(): number {
+    const { words, probe } = this;
+    const tag = tagOf(probe[1]!);
+    let position = probe[0]! & this.mask;
     for (;;) {
       const entry = this.index[position]!;
       if (entry === EMPTY) return -1;
       if (entry >= 0 && (entry & TAG_BITS) === tag) {
         const at = (entry & SLOT_BITS) * WORDS;
         if (
-          words[at] === source[offset] &&
-          words[at + 1] === source[offset + 1] &&
-          words[at + 2] === source[offset + 2] &&
-          words[at + 3] === source[offset + 3] &&
-          words[at + 4] === source[offset + 4] &&
-          words[at + 5] === source[offset + 5] &&
-          words[at + 6] === source[offset + 6] &&
-          words[at + 7] === source[offset + 7]
+          words[at] === probe[0] &&
+          words[at + 1] === probe[1] &&
+          words[at + 2] === probe[2] &&
+          words[at + 3] === probe[3] &&
+          words[at + 4] === probe[4] &&
+          words[at + 5] === probe[5] &&
+          words[at + 6] === probe[6] &&
+          words[at + 7] === probe[7]
         ) {
           return position;
         }
@@ -178,11 +175,10 @@ export class MemoryReplayStore implements ReplayStore {
     }
   }
 
-  /** Stores the digest in `probe` in the next slot of the ring; returns the slot. */
-  private insert(done: 0 | 1, expiresAt: number): number {
+  /** Stores the digest in `probe` in the next slot of the ring. */
+  private insert(done: 0 | 1, expiresAt: number): void {
     if (this.next - this.oldest === this.maxEntries) this.freeOldestSlot();
     const slot = this.next % this.maxEntries;
-    this.seq[slot] = this.next;
     this.next += 1;
     this.words.set(this.probe, slot * WORDS);
     this.done[slot] = done;
@@ -190,7 +186,6 @@ export class MemoryReplayStore implements ReplayStore {
     this.live[slot] = 1;
     this.place(slot, this.probe[0]!, this.probe[1]!);
     this.count += 1;
-    return slot;
   }
 
   /** Puts a slot in the first free index position for its digest (whose first two words are given). */
