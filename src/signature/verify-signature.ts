@@ -24,11 +24,9 @@ export function verifySignature(
   if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return false;
   const header = readSignatureHeader(signatureHeader);
   if (header.kind !== 'valid') return false;
+  const secrets = typeof secretOrSecrets === 'string' ? [secretOrSecrets] : secretOrSecrets;
+  if (!Array.isArray(secrets)) return false;
+  const usable = secrets.filter(isUsableSecret).map((secret) => new PreparedSecret(secret));
   const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-  if (typeof secretOrSecrets === 'string') {
-    return isUsableSecret(secretOrSecrets) && new PreparedSecret(secretOrSecrets).matches(bytes, header.digest);
-  }
-  if (!Array.isArray(secretOrSecrets)) return false;
-  const usable = secretOrSecrets.filter(isUsableSecret).map((secret) => new PreparedSecret(secret));
   return usable.length > 0 && digestMatchesAny(bytes, header.digest, usable);
 }
