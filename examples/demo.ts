@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { MITPO_EVENT_NAMES } from 'mitpo-webhooks';
-import { signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
+import { sendDelivery, signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
 import { createReceiverApp, WEBHOOK_PATH } from './express-receiver';
 
 const secret = process.env.MITPO_WEBHOOK_SECRET ?? `whsec_demo_${randomBytes(12).toString('hex')}`;
@@ -105,12 +105,10 @@ async function main(): Promise<number> {
   for (const scenario of scenarios) {
     const delivery = scenario.delivery();
     ran.length = 0;
-    const post = () => fetch(url, { method: 'POST', headers: delivery.headers, body: delivery.body });
-    if (scenario.sendTwice) await (await post()).arrayBuffer();
+    if (scenario.sendTwice) await sendDelivery(url, delivery);
     if (scenario.sendTwice) ran.length = 0;
-    const response = await post();
-    const answer = (await response.json()) as { duplicate?: boolean; error?: { code: string } };
-    const got = `${response.status} ${answer.error?.code ?? (answer.duplicate ? 'duplicate' : 'success')}`;
+    const { status, body } = await sendDelivery(url, delivery);
+    const got = `${status} ${body.success ? (body.duplicate ? 'duplicate' : 'success') : body.error.code}`;
     const handlers = ran.join(', ') || '(none)';
     const ok = got === scenario.expect && handlers === scenario.handler;
     if (!ok) failures += 1;

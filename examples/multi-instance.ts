@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import Redis from 'ioredis';
 import { MitpoWebhooks } from 'mitpo-webhooks';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
-import { signedDelivery } from 'mitpo-webhooks/testing';
+import { sendDelivery, signedDelivery } from 'mitpo-webhooks/testing';
 
 const secret = process.env.MITPO_WEBHOOK_SECRET ?? 'whsec_multi_instance_example';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -44,8 +44,8 @@ async function main() {
     });
     const answers = await Promise.all(
       instances.map(async ({ url }) => {
-        const response = await fetch(url, { method: 'POST', headers: delivery.headers, body: delivery.body });
-        return `${response.status} ${await response.text()}`;
+        const { status, body } = await sendDelivery(url, delivery);
+        return `${status} ${JSON.stringify(body)}`;
       }),
     );
     console.log(`delivery ${i} sent to both at once:\n  A: ${answers[0]}\n  B: ${answers[1]}`);

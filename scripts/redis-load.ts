@@ -2,7 +2,7 @@
 // instances at once, C pairs in flight; prints how often the handlers ran (must
 // equal N) and the time taken.
 //   REDIS_URL=redis://127.0.0.1:6379 npm run load:redis -- [N] [C]
-import { signedDelivery } from 'mitpo-webhooks/testing';
+import { sendDelivery, signedDelivery } from 'mitpo-webhooks/testing';
 import { startInstance } from '../examples/multi-instance';
 
 async function main(): Promise<number> {
@@ -26,9 +26,8 @@ async function main(): Promise<number> {
         const delivery = deliveries[next++]!;
         await Promise.all(
           instances.map(async ({ url }) => {
-            const response = await fetch(url, { method: 'POST', headers: delivery.headers, body: delivery.body });
-            await response.arrayBuffer();
-            statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+            const { status } = await sendDelivery(url, delivery);
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
           }),
         );
       }
