@@ -94,6 +94,26 @@ describe('fetchHandler() specifics', () => {
     expect(runs).toHaveLength(0);
   });
 
+  it('answers 408 body_timeout to a body that stops arriving, and runs no handler', async () => {
+    const { webhooks, runs } = recordingReceiver({ bodyTimeout: 100 });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    let cancelled = false;
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(body.slice(0, 10)));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const request = new Request(URL_, { method: 'POST', headers, body: stalled, duplex: 'half' } as RequestInit);
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(408);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_timeout' } });
+    expect(cancelled).toBe(true);
+    expect(runs).toHaveLength(0);
+  });
+
   it('answers 409 in_flight to a copy arriving while the first is handled', async () => {
     const { webhooks } = recordingReceiver();
     const gate = deferred();
