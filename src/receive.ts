@@ -46,23 +46,19 @@ export class DeliveryPipeline {
   /** The replay store, through its synchronous face when it has one (the memory store), so it costs no promise. */
   private readonly store: PipelineReplayStore | undefined;
 
-  /** Watches every Node body read of this pipeline; undefined when bodyTimeout is infinite. */
-  readonly bodyDeadlines: BodyDeadlines | undefined;
+  /** Watches every body read of this pipeline for bodyTimeout. */
+  readonly bodyDeadlines: BodyDeadlines;
 
   constructor(
     private readonly options: ResolvedOptions,
     private readonly router: EventRouter,
   ) {
     this.store = options.replay === undefined ? undefined : fastestFaceOf(options.replay);
-    this.bodyDeadlines = Number.isFinite(options.bodyTimeoutMs) ? new BodyDeadlines(options.bodyTimeoutMs) : undefined;
+    this.bodyDeadlines = new BodyDeadlines(options.bodyTimeoutMs);
   }
 
   get limit(): number {
     return this.options.limit;
-  }
-
-  get bodyTimeoutMs(): number {
-    return this.options.bodyTimeoutMs;
   }
 
   /** The arrival time, from the configured clock. */

@@ -21,7 +21,7 @@ async function handle(pipeline: DeliveryPipeline, request: Request): Promise<Out
   try {
     if (request.method !== 'POST') throw methodNotAllowed(request.method);
     const checked = pipeline.checkHeaders(headers);
-    const rawBody = await readFetchBody(request, pipeline.limit, checked.contentLength, pipeline.bodyTimeoutMs);
+    const rawBody = await readFetchBody(request, pipeline.limit, checked.contentLength, pipeline.bodyDeadlines);
     return await pipeline.handleBody(rawBody, checked, headers, receivedAt);
   } catch (error) {
     return pipeline.fail(asVerificationError(error), headers);

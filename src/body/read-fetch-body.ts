@@ -1,5 +1,6 @@
 import { WebhookVerificationError } from '../errors';
 import { payloadTooLarge } from './size-limit';
+import type { BodyDeadlines } from './body-deadlines';
 
 /**
  * The raw bytes of a Fetch `Request`, read from its stream so the limit holds
@@ -10,7 +11,7 @@ export async function readFetchBody(
   request: Request,
   limit: number,
   contentLength: number | undefined,
-  timeoutMs: number,
+  deadlines: BodyDeadlines,
 ): Promise<Buffer> {
   if (request.bodyUsed) {
     throw new WebhookVerificationError(
@@ -25,16 +26,16 @@ export async function readFetchBody(
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(
-      () => reject(new WebhookVerificationError('body_timeout', `The body did not arrive within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+  // On the same deadlines as Node reads: expiring cancels the stream, which ends the pending read.
+  let expired: WebhookVerificationError | undefined;
+  const deadline = deadlines.watch(() => {
+    expired = new WebhookVerificationError('body_timeout', `The body did not arrive within ${deadlines.timeoutMs} ms`);
+    reader.cancel(expired).catch(() => undefined);
   });
   try {
     for (;;) {
-      const { done, value } = await Promise.race([reader.read(), timedOut]);
+      const { done, value } = await reader.read();
+      if (expired !== undefined) throw expired;
       if (done) break;
       size += value.byteLength;
       if (size > limit) throw payloadTooLarge(limit);
@@ -42,10 +43,11 @@ export async function readFetchBody(
     }
   } catch (error) {
     reader.cancel().catch(() => undefined);
+    if (expired !== undefined) throw expired;
     if (error instanceof WebhookVerificationError) throw error;
     throw new WebhookVerificationError('body_read_failed', 'The request body could not be read', { cause: error });
   } finally {
-    clearTimeout(timer);
+    deadlines.clear(deadline);
   }
   return Buffer.concat(chunks, size);
 }

@@ -29,7 +29,7 @@ export function readNodeBody(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
-  deadlines: BodyDeadlines | undefined,
+  deadlines: BodyDeadlines,
   callback: BodyCallback,
 ): void {
   const kept = keptBody(req);
@@ -71,7 +71,7 @@ function readStream(
   req: NodeRequest,
   limit: number,
   contentLength: number | undefined,
-  deadlines: BodyDeadlines | undefined,
+  deadlines: BodyDeadlines,
   callback: BodyCallback,
 ): void {
   const chunks: Buffer[] = [];
@@ -80,13 +80,13 @@ function readStream(
   const finish = (error: WebhookVerificationError | undefined, body?: Buffer) => {
     if (settled) return;
     settled = true;
-    if (deadline !== undefined) deadlines?.clear(deadline);
+    deadlines.clear(deadline);
     // Stop taking bytes for a refused body; the answer then closes the connection.
     if (error !== undefined) req.pause();
     chunks.length = 0;
     callback(error, body);
   };
-  const deadline = deadlines?.watch(() =>
+  const deadline = deadlines.watch(() =>
     finish(new WebhookVerificationError('body_timeout', `The body did not arrive within ${deadlines.timeoutMs} ms`)),
   );
   req.on('data', (chunk: Buffer) => {

@@ -1,12 +1,15 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { WebhookVerificationError } from '../../src';
+import { BodyDeadlines } from '../../src/body/body-deadlines';
 import { readNodeBody, type NodeRequest } from '../../src/body/read-node-body';
 
 type Read = { error?: WebhookVerificationError; body?: Buffer };
 
+const DEADLINES = new BodyDeadlines(60_000);
+
 function read(stream: Readable, limit = 1024, contentLength?: number): Promise<Read> {
   return new Promise((resolve) =>
-    readNodeBody(stream as unknown as NodeRequest, limit, contentLength, undefined, (error, body) =>
+    readNodeBody(stream as unknown as NodeRequest, limit, contentLength, DEADLINES, (error, body) =>
       resolve({ error, body }),
     ),
   );
