@@ -5,7 +5,7 @@ export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 /** MITPO's response envelope. */
 export type WebhookResponseBody =
-  | { success: true; duplicate?: true }
+  | { success: true; duplicate?: true; queued?: true }
   | { success: false; error: { code: string; message: string } };
 
 /** What a delivery is answered with. */
@@ -14,29 +14,23 @@ export interface WebhookResponse {
   body: WebhookResponseBody;
 }
 
-/** The answer plus, on a refusal, the error behind it (for `onFailure` and `passErrors`). */
+/** The answer plus, on a refusal, the error behind it (for `passErrors` and its headers, such as `Allow`). */
 export interface Outcome extends WebhookResponse {
   error?: WebhookVerificationError;
-  /** `body` already serialized, and its response headers, for the answers every delivery shares. */
-  json?: string;
-  headers?: Readonly<Record<string, string | number>>;
 }
 
-export const SUCCESS: Outcome = shared({ success: true });
-export const DUPLICATE: Outcome = shared({ success: true, duplicate: true });
+export const SUCCESS: Outcome = Object.freeze({ status: 200, body: Object.freeze({ success: true as const }) });
+export const DUPLICATE: Outcome = Object.freeze({
+  status: 200,
+  body: Object.freeze({ success: true as const, duplicate: true as const }),
+});
 
-/** A 200 every such delivery shares, serialized once. */
-function shared(body: WebhookResponseBody): Outcome {
-  const json = JSON.stringify(body);
-  return Object.freeze({
-    status: 200,
-    body: Object.freeze(body),
-    json,
-    headers: Object.freeze({ 'content-type': JSON_CONTENT_TYPE, 'content-length': Buffer.byteLength(json) }),
-  });
-}
-
-/** The answer to a refused delivery, in MITPO's envelope, keeping the error for onFailure and passErrors. */
+/** The answer to a refused delivery, in MITPO's envelope. */
 export function refusal(error: WebhookVerificationError): Outcome {
   return { status: error.status, body: { success: false, error: { code: error.code, message: error.message } }, error };
+}
+
+/** The headers of an answer: its JSON type and length, and whatever its refusal carries (`Allow`, `Retry-After`). */
+export function answerHeaders(outcome: Outcome, json: string): Record<string, string> {
+  return { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(json)), ...outcome.error?.headers };
 }

@@ -4,6 +4,7 @@
  * the Fetch handler and `receive()`.
  */
 const STATUS_BY_CODE = {
+  shutting_down: 503,
   method_not_allowed: 405,
   unsupported_media_type: 415,
   missing_signature: 400,

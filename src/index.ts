@@ -1,11 +1,13 @@
 export { MitpoWebhooks } from './mitpo-webhooks';
-export type { MitpoWebhooksOptions, WebhookLogger } from './options';
+export type { MitpoWebhooksOptions, WebhookLogger, DeliveryKeyFunction } from './options';
 export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
 export type { FetchHandler } from './adapters/fetch-handler';
-export type { DeliveryInput, WebhookResponse, WebhookResponseBody, FailureContext, FailureHandler } from './receive';
+export type { DeliveryInput } from './pipeline/delivery-pipeline';
+export type { FailureContext, FailureHandler } from './pipeline/failure-report';
+export type { WebhookResponse, WebhookResponseBody } from './answers';
 export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
 export type { SecretOption, Secrets } from './secrets/secret-source';
-export type { WebhookHeaders } from './headers/header-source';
+export type { WebhookHeaders, DeliveryHeaders } from './headers/delivery-headers';
 export { WebhookVerificationError, WEBHOOK_ERROR_CODES, statusForCode, type WebhookErrorCode } from './errors';
 export { sign } from './signature/sign';
 export { verifySignature } from './signature/verify-signature';

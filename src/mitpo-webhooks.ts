@@ -2,12 +2,9 @@ import { createFetchHandler, type FetchHandler } from './adapters/fetch-handler'
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
 import type { MitpoEvent, MitpoEventName } from './events/schemas';
 import { resolveOptions, type MitpoWebhooksOptions } from './options';
-import {
-  DeliveryPipeline,
-  type DeliveryInput,
-  type FailureHandler,
-  type WebhookResponse,
-} from './receive';
+import type { WebhookResponse } from './answers';
+import { DeliveryPipeline, type DeliveryInput } from './pipeline/delivery-pipeline';
+import type { FailureHandler } from './pipeline/failure-report';
 import { EventRouter } from './router/event-router';
 import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
 
@@ -26,8 +23,9 @@ export class MitpoWebhooks {
 
   /**
    * @param options - `secret` is required; see {@link MitpoWebhooksOptions} for the rest and their defaults
-   * @throws TypeError on a missing, empty or whitespace-padded secret, a non-positive
-   *   `tolerance`/`maxEventAge`/`inFlightTtl`, a bad `limit`, an unknown `replay` value or an unknown option
+   * @throws TypeError on a missing, empty, padded or quoted secret (or only its `whsec_` prefix), a
+   *   duration that is not a positive number of seconds (or can only be milliseconds), a bad `limit`,
+   *   an unknown `replay` value or an unknown option
    */
   constructor(options: MitpoWebhooksOptions) {
     this.pipeline = new DeliveryPipeline(resolveOptions(options), this.router);
@@ -60,10 +58,12 @@ export class MitpoWebhooks {
   /**
    * Told once for every delivery answered with a non-2xx, with the error (its
    * `code` and `status` those of the answer) and the request's headers: for logs
-   * and metrics. It cannot change the answer.
+   * and metrics. For an authentic delivery (valid signature) the context also
+   * carries `authenticated: true`, the `rawBody`, and for `invalid_payload` the
+   * schema's `issues`. It cannot change the answer.
    */
   onFailure(handler: FailureHandler): this {
-    this.pipeline.onFailure(handler);
+    this.pipeline.failures.add(handler);
     return this;
   }
 
@@ -112,7 +112,8 @@ export class MitpoWebhooks {
 
   /**
    * Verifies, checks for replay and runs the handlers: what the middleware does,
-   * for any framework. Never rejects for bad input.
+   * for any framework. Never rejects for bad input. A `rawBody` that is missing or
+   * not bytes (the framework parsed the body) answers 500 `body_already_parsed`.
    *
    * @returns the status and the JSON body to answer with
    */

@@ -1,17 +1,24 @@
 import { parseSizeLimit } from './body/size-limit';
+import { readSeconds } from './duration-option';
+import type { MitpoEvent, UnknownMitpoEvent } from './events/schemas';
 import { MemoryReplayStore } from './replay/memory-replay-store';
 import { isReplayStore, type ReplayStore } from './replay/replay-store';
 import { createSecretSource, type SecretOption, type SecretSource } from './secrets/secret-source';
 
-/** Where the library reports rejected deliveries in words. Default: silent. */
+/** A structured logger in pino's shape (`logger.warn(obj, msg)`); `console` works too. */
 export interface WebhookLogger {
-  warn(message: string): void;
-  error(message: string): void;
+  debug(record: object, message: string): void;
+  info(record: object, message: string): void;
+  warn(record: object, message: string): void;
+  error(record: object, message: string): void;
 }
 
-/** Options of `new MitpoWebhooks()`. */
+/** Computes the replay key of a verified delivery; see {@link MitpoWebhooksOptions.deliveryKey}. */
+export type DeliveryKeyFunction = (event: MitpoEvent | UnknownMitpoEvent, rawBody: Buffer) => string;
+
+/** Options of `new MitpoWebhooks()`. Every duration is in seconds (fractions allowed). */
 export interface MitpoWebhooksOptions {
-  /** The signing secret as issued (`whsec_...`), several during a rotation, or a function returning them per delivery. */
+  /** The signing secret as issued (`whsec_...`), several during a rotation, or a function returning them (a secrets manager). */
   secret: SecretOption;
   /** Seconds `X-MITPO-Timestamp` may differ from this server's clock, past or future. Default 300. */
   tolerance?: number;
@@ -21,38 +28,47 @@ export interface MitpoWebhooksOptions {
   replay?: ReplayStore | false;
   /** Largest body accepted: bytes, or a size like `'512kb'`. Default `'1mb'`. */
   limit?: number | string;
-  /** Seconds a claim lasts when its process dies mid-delivery; keep it above your slowest handler. Default 300. */
-  inFlightTtl?: number;
-  /**
-   * Milliseconds a client may take to send the body once its headers arrived;
-   * past it the delivery is answered 408 `body_timeout` and the connection closed,
-   * so a client trickling bytes cannot hold a request open. Default 10 000.
-   */
+  /** Seconds for the whole body to arrive once the headers did; past it, 408 `body_timeout`. Default 10. */
   bodyTimeout?: number;
+  /**
+   * Seconds a claim outlives a process that died holding it. A claim whose
+   * handlers still run is renewed, so this need not cover the slowest handler.
+   * Default 300.
+   */
+  inFlightTtl?: number;
   /**
    * Seconds to wait for the handlers before answering 503 `handler_timeout`. Off by
    * default: the answer waits for the handlers. When it fires, the delivery stays
-   * claimed until the handlers do settle (then completed, or released if they
-   * failed), so MITPO's retry never runs a handler that is still running.
-   * Must be below `inFlightTtl`.
+   * claimed until the handlers settle, so MITPO's retry never runs them alongside.
    */
   handlerTimeout?: number;
-  /** Receives a line for every refused delivery: 4xx as `warn`, 5xx as `error`. Default: silent. */
+  /** Seconds a `secret` function's result is reused; 0 calls it for every delivery. Default 60. */
+  secretCacheTtl?: number;
+  /**
+   * The replay key of a verified delivery, where MITPO's retries are known to
+   * differ byte-wise (e.g. `(event) => event.data.dispatch_id + event.event`).
+   * Default: the hex SHA-256 of the raw body.
+   */
+  deliveryKey?: DeliveryKeyFunction;
+  /** Structured records for refused and failed deliveries (pino, or `console`). Default: silent. */
   logger?: WebhookLogger;
   /** The clock in milliseconds since the epoch, for tests. Default `Date.now`. */
   now?: () => number;
 }
 
+/** The options after validation, with every default applied. */
 export interface ResolvedOptions {
   secrets: SecretSource;
   toleranceSeconds: number;
   maxEventAgeSeconds: number;
   replay: ReplayStore | undefined;
   limit: number;
+  bodyTimeoutSeconds: number;
   inFlightTtlMs: number;
-  retentionMs: number;
-  bodyTimeoutMs: number;
   handlerTimeoutMs: number | undefined;
+  /** How long a handled delivery's key is kept: the whole window in which the event can still pass the age check. */
+  retentionMs: number;
+  deliveryKey: DeliveryKeyFunction | undefined;
   logger: WebhookLogger | undefined;
   now: () => number;
 }
@@ -63,12 +79,16 @@ const KNOWN_OPTIONS = new Set([
   'maxEventAge',
   'replay',
   'limit',
-  'inFlightTtl',
   'bodyTimeout',
+  'inFlightTtl',
   'handlerTimeout',
+  'secretCacheTtl',
+  'deliveryKey',
   'logger',
   'now',
 ]);
+
+const DAY = 86_400;
 
 /**
  * Every option is checked here, once, so misconfiguration is a `TypeError` at
@@ -84,43 +104,28 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       throw new TypeError(`mitpo-webhooks: unknown option "${key}"; known options are ${[...KNOWN_OPTIONS].join(', ')}`);
     }
   }
-  const toleranceSeconds = positiveSeconds(given.tolerance, 'tolerance', 300);
-  const maxEventAgeSeconds = positiveSeconds(given.maxEventAge, 'maxEventAge', 259_200);
-  const inFlightTtlSeconds = positiveSeconds(given.inFlightTtl, 'inFlightTtl', 300);
-  const handlerTimeoutSeconds = given.handlerTimeout === undefined ? undefined : positiveSeconds(given.handlerTimeout, 'handlerTimeout', 0);
-  if (handlerTimeoutSeconds !== undefined && handlerTimeoutSeconds >= inFlightTtlSeconds) {
-    throw new TypeError(
-      `mitpo-webhooks: handlerTimeout (${handlerTimeoutSeconds} s) must be below inFlightTtl (${inFlightTtlSeconds} s), ` +
-        'or a claim could lapse while its handler still runs',
-    );
-  }
+  const toleranceSeconds = readSeconds(given.tolerance, { name: 'tolerance', fallback: 300, max: DAY })!;
+  const maxEventAgeSeconds = readSeconds(given.maxEventAge, { name: 'maxEventAge', fallback: 3 * DAY, max: 365 * DAY })!;
+  const inFlightTtlSeconds = readSeconds(given.inFlightTtl, { name: 'inFlightTtl', fallback: 300, max: DAY })!;
+  const handlerTimeoutSeconds = readSeconds(given.handlerTimeout, { name: 'handlerTimeout', fallback: undefined, max: DAY });
+  const secretCacheTtlSeconds = readSeconds(given.secretCacheTtl, { name: 'secretCacheTtl', fallback: 60, max: DAY, allowZero: true })!;
+  const now = clock(given.now);
   return {
-    secrets: createSecretSource(given.secret),
+    secrets: createSecretSource(given.secret, secretCacheTtlSeconds * 1000, now),
     toleranceSeconds,
     maxEventAgeSeconds,
     replay: replayStore(given.replay),
     limit: parseSizeLimit(given.limit ?? '1mb'),
+    bodyTimeoutSeconds: readSeconds(given.bodyTimeout, { name: 'bodyTimeout', fallback: 10, max: 3600 })!,
     inFlightTtlMs: inFlightTtlSeconds * 1000,
-    bodyTimeoutMs: positiveNumber(given.bodyTimeout, 'bodyTimeout', 10_000, 'milliseconds'),
     handlerTimeoutMs: handlerTimeoutSeconds === undefined ? undefined : handlerTimeoutSeconds * 1000,
     // An event may arrive up to `tolerance` early and up to `maxEventAge` late, so
     // its key must outlive that whole window to stop every replay of it.
     retentionMs: (maxEventAgeSeconds + toleranceSeconds) * 1000,
+    deliveryKey: optionalFunction<DeliveryKeyFunction>(given.deliveryKey, 'deliveryKey', '(event, rawBody) => string'),
     logger: logger(given.logger),
-    now: clock(given.now),
+    now,
   };
-}
-
-function positiveSeconds(value: unknown, name: string, fallback: number): number {
-  return positiveNumber(value, name, fallback, 'seconds');
-}
-
-function positiveNumber(value: unknown, name: string, fallback: number, unit: string): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new TypeError(`mitpo-webhooks: ${name} must be a positive number of ${unit} (got ${String(value)})`);
-  }
-  return value;
 }
 
 function replayStore(value: unknown): ReplayStore | undefined {
@@ -136,14 +141,19 @@ function replayStore(value: unknown): ReplayStore | undefined {
 function logger(value: unknown): WebhookLogger | undefined {
   if (value === undefined) return undefined;
   const candidate = value as Partial<WebhookLogger> | null;
-  if (typeof candidate?.warn !== 'function' || typeof candidate.error !== 'function') {
-    throw new TypeError('mitpo-webhooks: logger must have warn() and error() methods (console works)');
+  const missing = (['debug', 'info', 'warn', 'error'] as const).filter((level) => typeof candidate?.[level] !== 'function');
+  if (missing.length > 0) {
+    throw new TypeError(`mitpo-webhooks: logger needs debug(), info(), warn() and error() methods (pino and console work); missing ${missing.join(', ')}`);
   }
   return candidate as WebhookLogger;
 }
 
 function clock(value: unknown): () => number {
-  if (value === undefined) return Date.now;
-  if (typeof value !== 'function') throw new TypeError('mitpo-webhooks: now must be a function returning milliseconds');
-  return value as () => number;
+  return optionalFunction<() => number>(value, 'now', '() => milliseconds since the epoch') ?? Date.now;
+}
+
+function optionalFunction<F>(value: unknown, name: string, shape: string): F | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new TypeError(`mitpo-webhooks: ${name} must be a function ${shape}`);
+  return value as F;
 }

@@ -1,25 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { methodNotAllowed } from './method-not-allowed';
+import { answerHeaders, type Outcome } from '../answers';
 import { readNodeBody, type NodeRequest } from '../body/read-node-body';
-import type { CheckedHeaders } from '../headers/check-headers';
-import { isPromiseLike } from '../maybe-promise';
-import { JSON_CONTENT_TYPE, type Outcome } from '../answers';
-import { asVerificationError, type DeliveryPipeline } from '../receive';
+import type { DeliveryHeaders } from '../headers/delivery-headers';
+import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 
 /** Options of `webhooks.middleware()`. */
 export interface MiddlewareOptions {
   /**
    * Only requests to this path are handled (query string and a trailing slash
-   * ignored); others go to `next()`. Without it, every request the middleware is
-   * given is a delivery, which is right when it is mounted on a route.
+   * ignored); others go to `next()`. Matched against the URL as the app received
+   * it (Express's `req.originalUrl`) and the mount-relative one, so
+   * `app.use('/webhooks', webhooks.middleware({ path: '/webhooks/mitpo' }))`
+   * owns `/webhooks/mitpo`. Without it, every request the middleware is given is
+   * a delivery, which is right when it is mounted on a route.
    */
   path?: string;
   /**
    * Hand every non-2xx outcome to `next(err)` as a `WebhookVerificationError`
    * instead of answering, with nothing written yet: for apps with their own error
-   * handler (its `status`/`statusCode` make Express answer with the right status,
-   * and its `headers` carry `Allow: POST` on a 405). Successes and duplicates are
-   * still answered here. Default false.
+   * handler. Successes and duplicates are still answered here. Default false.
    */
   passErrors?: boolean;
 }
@@ -29,69 +28,46 @@ export type ConnectMiddleware = (req: IncomingMessage, res: ServerResponse, next
 
 const KNOWN_MIDDLEWARE_OPTIONS = new Set(['path', 'passErrors']);
 
+/** The Connect adapter: how to read a Node request, and how to answer on its response. */
 export function createConnectMiddleware(pipeline: DeliveryPipeline, options: MiddlewareOptions = {}): ConnectMiddleware {
   const path = middlewarePath(options);
   const passErrors = options.passErrors ?? false;
   if (typeof passErrors !== 'boolean') throw new TypeError('mitpo-webhooks: middleware passErrors must be true or false');
 
   return function mitpoWebhooksMiddleware(req, res, next) {
-    if (path !== undefined && normalizePath(req.url) !== path) {
+    if (path !== undefined && !ownsPath(req, path)) {
       next();
       return;
     }
-    const answer = (outcome: Outcome) => {
-      if (passErrors && outcome.error !== undefined) next(outcome.error);
-      else writeOutcome(req, res, outcome);
-    };
-    try {
-      handle(pipeline, req as NodeRequest, answer);
-    } catch (error) {
-      next(error);
-    }
+    pipeline
+      .process({
+        method: req.method,
+        // Node's own headers already are a plain object with lower-case names.
+        headers: req.headers as DeliveryHeaders,
+        readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions),
+      })
+      .then((outcome) => {
+        if (passErrors && outcome.error !== undefined) next(outcome.error);
+        else writeOutcome(req, res, outcome);
+      })
+      .catch(next);
   };
-}
-
-/** Answers one delivery. Promises appear only where something downstream is asynchronous. */
-function handle(pipeline: DeliveryPipeline, req: NodeRequest, answer: (outcome: Outcome) => void): void {
-  const receivedAt = pipeline.receivedNow();
-  const refuse = (error: unknown) => answer(pipeline.fail(asVerificationError(error), req.headers));
-  if (req.method !== 'POST') {
-    refuse(methodNotAllowed(req.method));
-    return;
-  }
-  let checked: CheckedHeaders;
-  try {
-    checked = pipeline.checkHeaders(req.headers, true);
-  } catch (error) {
-    refuse(error);
-    return;
-  }
-  readNodeBody(req, pipeline.limit, checked.contentLength, pipeline.bodyDeadlines, (error, rawBody) => {
-    if (error !== undefined) {
-      refuse(error);
-      return;
-    }
-    const outcome = pipeline.handleBody(rawBody!, checked, req.headers, receivedAt);
-    if (isPromiseLike(outcome)) outcome.then(answer);
-    else answer(outcome);
-  });
 }
 
 function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
-  if (outcome.json !== undefined && outcome.headers !== undefined && req.readableEnded) {
-    res.writeHead(outcome.status, outcome.headers);
-    res.end(outcome.json);
-    return;
-  }
-  const body = JSON.stringify(outcome.body);
-  const headers: Record<string, string | number> = { 'content-type': JSON_CONTENT_TYPE, 'content-length': Buffer.byteLength(body) };
-  Object.assign(headers, outcome.error?.headers);
+  const json = JSON.stringify(outcome.body);
+  const headers = answerHeaders(outcome, json);
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   if (!req.readableEnded) headers.connection = 'close';
   res.writeHead(outcome.status, headers);
-  res.end(body);
+  res.end(json);
+}
+
+function ownsPath(req: IncomingMessage, path: string): boolean {
+  const { originalUrl } = req as IncomingMessage & { originalUrl?: unknown };
+  return normalizePath(req.url) === path || (typeof originalUrl === 'string' && normalizePath(originalUrl) === path);
 }
 
 function middlewarePath(options: unknown): string | undefined {

@@ -1,54 +1,45 @@
 import { WebhookVerificationError } from '../errors';
-import { payloadTooLarge } from './size-limit';
-import type { BodyDeadlines } from './body-deadlines';
+import { bodyAlreadyParsed, bodyReadFailed, payloadTooLarge, withBodyTimeout, type BodyReadOptions } from './body-errors';
 
 /**
  * The raw bytes of a Fetch `Request`, read from its stream so the limit holds
  * while the bytes arrive (`arrayBuffer()` would take a body of any size first).
- * A body already read is refused at once: it can never be read again.
+ * A body already read, or locked by another reader, is refused at once: it can
+ * never be read again. A stream that yields anything but bytes is refused at
+ * the first such chunk, so the limit cannot be sidestepped by counting
+ * characters instead of bytes.
+ *
+ * @throws WebhookVerificationError `payload_too_large`, `body_already_parsed`, `body_read_failed` or `body_timeout`
  */
-export async function readFetchBody(
-  request: Request,
-  limit: number,
-  contentLength: number | undefined,
-  deadlines: BodyDeadlines,
-): Promise<Buffer> {
-  if (request.bodyUsed) {
-    throw new WebhookVerificationError(
-      'body_already_parsed',
-      'The Request body was already read (e.g. by request.json()), so its raw bytes cannot be verified. ' +
-        'Pass the Request to the handler before anything reads it, or clone() it first.',
-    );
-  }
+export async function readFetchBody(request: Request, options: BodyReadOptions): Promise<Buffer> {
+  const { limit, contentLength } = options;
+  if (request.bodyUsed || request.body?.locked === true) throw bodyAlreadyParsed('fetch');
   if (contentLength !== undefined && contentLength > limit) throw payloadTooLarge(limit);
-  if (request.body === null) return Buffer.alloc(0);
-
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
+  const reader = request.body?.getReader();
+  const chunks: Buffer[] = [];
   let size = 0;
-  // On the same deadlines as Node reads: expiring cancels the stream, which ends the pending read.
-  let expired: WebhookVerificationError | undefined;
-  const deadline = deadlines.watch(() => {
-    expired = new WebhookVerificationError('body_timeout', `The body did not arrive within ${deadlines.timeoutMs} ms`);
-    reader.cancel(expired).catch(() => undefined);
-  });
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (expired !== undefined) throw expired;
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) throw payloadTooLarge(limit);
-      chunks.push(value);
+  if (reader !== undefined) {
+    try {
+      await withBodyTimeout(
+        (async () => {
+          for (let read = await reader.read(); !read.done; read = await reader.read()) {
+            const chunk: unknown = read.value;
+            if (!(chunk instanceof Uint8Array)) throw bodyReadFailed('The request body stream yielded something other than bytes');
+            size += chunk.byteLength;
+            if (size > limit) throw payloadTooLarge(limit);
+            chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+          }
+        })(),
+        options.timeoutSeconds,
+        () => undefined,
+      );
+    } catch (error) {
+      // Tell the source to stop sending: a refused body is never read to its end.
+      reader.cancel().catch(() => undefined);
+      if (error instanceof WebhookVerificationError) throw error;
+      throw bodyReadFailed('The request body could not be read', error);
     }
-  } catch (error) {
-    reader.cancel().catch(() => undefined);
-    if (expired !== undefined) throw expired;
-    if (error instanceof WebhookVerificationError) throw error;
-    throw new WebhookVerificationError('body_read_failed', 'The request body could not be read', { cause: error });
-  } finally {
-    deadlines.clear(deadline);
   }
+  if (contentLength !== undefined && size !== contentLength) throw bodyReadFailed('The body length did not match Content-Length');
   return Buffer.concat(chunks, size);
 }
-

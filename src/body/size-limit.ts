@@ -1,5 +1,3 @@
-import { WebhookVerificationError } from '../errors';
-
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
 
@@ -15,16 +13,6 @@ export function parseSizeLimit(limit: unknown): number {
     const match = SIZE.exec(limit);
     if (match) return Math.floor(Number(match[1]) * UNITS[(match[2] ?? 'b').toLowerCase()]!);
   }
-  throw new TypeError(
-    `mitpo-webhooks: limit must be a number of bytes or a size such as '512kb' or '1mb' (got ${describe(limit)})`,
-  );
-}
-
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
-}
-
-/** The refusal of a body past the limit, the same wherever the limit was found out. */
-export function payloadTooLarge(limit: number): WebhookVerificationError {
-  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
+  const shown = typeof limit === 'string' ? JSON.stringify(limit.slice(0, 40)) : String(limit);
+  throw new TypeError(`mitpo-webhooks: limit must be a number of bytes or a size such as '512kb' or '1mb' (got ${shown})`);
 }

@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import { WebhookVerificationError } from '../errors';
+import { sanitizeText } from '../text/sanitize-text';
 import {
   isMitpoEventName,
   MITPO_EVENT_NAMES,
@@ -22,7 +23,7 @@ import {
 export function parseEvent(value: unknown): MitpoEvent {
   const name = eventNameOf(value);
   if (!isMitpoEventName(name)) {
-    const got = typeof name === 'string' ? `"${truncate(name)}"` : 'no event name';
+    const got = typeof name === 'string' ? `"${sanitizeText(name, 64)}"` : 'no event name';
     throw new WebhookVerificationError(
       'invalid_payload',
       `Event payload has ${got}; known event types are ${MITPO_EVENT_NAMES.join(', ')}`,
@@ -52,15 +53,12 @@ function parseWith<S extends z.ZodType>(schema: S, value: unknown, name: string 
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
-  const where = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'the body';
-  const what = name === undefined ? 'the MITPO event envelope' : `the "${truncate(name)}" event schema`;
+  // A path names keys from the sender's JSON, so it is sanitised like any other echo.
+  const where = issue && issue.path.length > 0 ? sanitizeText(issue.path.map(String).join('.')) : 'the body';
+  const what = name === undefined ? 'the MITPO event envelope' : `the "${sanitizeText(name, 64)}" event schema`;
   throw new WebhookVerificationError(
     'invalid_payload',
-    `Event payload does not match ${what}: ${where}: ${issue?.message ?? 'invalid'}`,
+    `Event payload does not match ${what}: ${where}: ${sanitizeText(issue?.message ?? 'invalid', 200)}`,
     { cause: result.error },
   );
-}
-
-function truncate(text: string): string {
-  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }

@@ -10,6 +10,16 @@ function openObject<S extends z.ZodRawShape>(shape: S): z.ZodObject<S> {
   return z.looseObject(shape) as unknown as z.ZodObject<S>;
 }
 
+/**
+ * A field MITPO may leave out or send as `null`: both mean absent, and the
+ * parsed event has it `undefined`, so its type stays `T | undefined`. The
+ * schemas are built from one example payload, so an authentic event must never
+ * be refused for a field MITPO left empty.
+ */
+function optionalField<T extends z.ZodType>(schema: T) {
+  return schema.nullish().transform((value) => value ?? undefined);
+}
+
 /** The signed body `timestamp`: ISO 8601 with `Z` or an offset. */
 export const eventTimestampSchema = z.iso.datetime({ offset: true });
 
@@ -18,7 +28,7 @@ export const dispatchDataSchema = openObject({
   dispatch_id: z.string(),
   channel: z.string(),
   status: z.string(),
-  provider_resource_id: z.string().optional(),
+  provider_resource_id: optionalField(z.string()),
 });
 
 /** `data` of the `connection.*` events: the reference documents no fields yet, so all are optional. */

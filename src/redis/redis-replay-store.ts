@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readSeconds } from '../duration-option';
 import type { ClaimResult, ReplayStore } from '../replay/replay-store';
 import { commandRunner, type RedisClientLike, type RunCommand } from './redis-client';
 
@@ -7,18 +8,18 @@ export interface RedisReplayStoreOptions {
   /** Prepended to every key, so several endpoints can share one Redis. Default `'mitpo-webhooks:'`. */
   prefix?: string;
   /**
-   * Milliseconds a Redis command may take before the delivery is answered 503
+   * Seconds a Redis command may take before the delivery is answered 503
    * `replay_store_unavailable` (MITPO retries it). A client that queues commands
    * while disconnected would otherwise hold the request until it reconnects.
-   * Default 2000.
+   * Default 2.
    */
   commandTimeout?: number;
 }
 
 // One round trip, atomic in Redis: of two instances claiming the same key at
-// once, exactly one sets it. The claim's value carries a token so that a release
-// removes only the claim this store made, never one another instance took after
-// ours lapsed.
+// once, exactly one sets it. The claim's value carries the attempt's token, so
+// that renewing or releasing touches only that attempt's claim, never one
+// another attempt took after it lapsed.
 const CLAIM = `
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -35,6 +36,17 @@ if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[1] then
 end
 return 0
 `;
+
+const RENEW = `
+if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[2] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+`;
+
+/** How often, and how far apart at first, a timed-out claim's undo is tried. */
+const UNDO_ATTEMPTS = 5;
+const UNDO_FIRST_DELAY_MS = 1000;
 
 /**
  * A replay store in Redis, for several receiver instances behind one load
@@ -54,51 +66,72 @@ return 0
 export class RedisReplayStore implements ReplayStore {
   readonly prefix: string;
   private readonly run: RunCommand;
-  private readonly commandTimeout: number;
-  // Tokens of the claims this store holds; an entry lives only from claim to complete or release.
-  private readonly tokens = new Map<string, string>();
+  private readonly commandTimeoutMs: number;
 
   /** @throws TypeError when the client is neither ioredis nor node-redis, or an option is invalid */
   constructor(client: RedisClientLike, options: RedisReplayStoreOptions = {}) {
     this.run = commandRunner(client);
-    const { prefix = 'mitpo-webhooks:', commandTimeout = 2000 } = options;
+    const { prefix = 'mitpo-webhooks:' } = options;
     if (typeof prefix !== 'string') throw new TypeError('mitpo-webhooks/redis: prefix must be a string');
-    if (typeof commandTimeout !== 'number' || !(commandTimeout > 0)) {
-      throw new TypeError('mitpo-webhooks/redis: commandTimeout must be a positive number of milliseconds');
-    }
     this.prefix = prefix;
-    this.commandTimeout = commandTimeout;
+    this.commandTimeoutMs =
+      readSeconds(options.commandTimeout, { name: 'mitpo-webhooks/redis: commandTimeout', fallback: 2, max: 600 })! * 1000;
   }
 
-  async claim(key: string, inFlightTtlMs: number): Promise<ClaimResult> {
-    const token = randomBytes(9).toString('base64url');
-    const ttl = Math.max(1, Math.ceil(inFlightTtlMs));
-    const result = await this.command('EVAL', [CLAIM, 1, this.prefix + key, ttl, token]);
-    if (result === 'claimed') this.tokens.set(key, token);
+  async claim(key: string, inFlightTtlMs: number, token: string = newToken()): Promise<ClaimResult> {
+    const args = [CLAIM, 1, this.prefix + key, wholeMs(inFlightTtlMs), token];
+    let result: unknown;
+    try {
+      result = await this.command('EVAL', args);
+    } catch (error) {
+      // A claim that timed out may still run later (the client queued it). The
+      // release goes down the same connection after it, so whatever the claim
+      // did is undone, and no claim is left that nobody will ever complete.
+      this.undoClaim(key, token, UNDO_ATTEMPTS, UNDO_FIRST_DELAY_MS);
+      throw error;
+    }
     if (result === 'claimed' || result === 'in_flight' || result === 'done') return result;
     throw new Error(`unexpected answer from Redis to a claim: ${String(result)}`);
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
-    this.tokens.delete(key);
-    await this.command('SET', [this.prefix + key, 'done', 'PX', Math.max(1, Math.ceil(retentionMs))]);
+    await this.command('SET', [this.prefix + key, 'done', 'PX', wholeMs(retentionMs)]);
   }
 
-  async release(key: string): Promise<void> {
-    const token = this.tokens.get(key);
-    this.tokens.delete(key);
+  async release(key: string, token?: string): Promise<void> {
+    // Without a token there is no way to tell our claim from another attempt's: leave it to expire.
     if (token !== undefined) await this.command('EVAL', [RELEASE, 1, this.prefix + key, token]);
+  }
+
+  async renew(key: string, inFlightTtlMs: number, token: string): Promise<boolean> {
+    const renewed = await this.command('EVAL', [RENEW, 1, this.prefix + key, wholeMs(inFlightTtlMs), token]);
+    return Number(renewed) === 1;
+  }
+
+  private undoClaim(key: string, token: string, attemptsLeft: number, delayMs: number): void {
+    this.release(key, token).catch(() => {
+      if (attemptsLeft <= 1) return;
+      setTimeout(() => this.undoClaim(key, token, attemptsLeft - 1, delayMs * 2), delayMs).unref();
+    });
   }
 
   private command(name: string, args: Array<string | number>): Promise<unknown> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(
-        () => reject(new Error(`Redis did not answer ${name} within ${this.commandTimeout} ms`)),
-        this.commandTimeout,
+        () => reject(new Error(`Redis did not answer ${name} within ${this.commandTimeoutMs / 1000} s`)),
+        this.commandTimeoutMs,
       );
       timer.unref();
     });
     return Promise.race([this.run(name, args), timeout]).finally(() => clearTimeout(timer));
   }
+}
+
+function newToken(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+function wholeMs(ms: number): number {
+  return Math.max(1, Math.ceil(ms));
 }

@@ -1,5 +1,4 @@
 import { toError } from '../errors';
-import { isPromiseLike, type MaybePromise } from '../maybe-promise';
 import { isMitpoEventName, MITPO_EVENT_NAMES, type MitpoEvent, type UnknownMitpoEvent } from '../events/schemas';
 import type { AnyEventHandler, DeliveryContext, HandlerErrorHandler } from './types';
 
@@ -10,20 +9,17 @@ export class EventRouter {
   private readonly byName = new Map<string, Handler[]>();
   private anyHandlers: AnyEventHandler[] = [];
   private errorHandlers: HandlerErrorHandler[] = [];
-  private readonly combined = new Map<string, readonly Handler[]>();
 
   on(names: unknown, handler: unknown): void {
     assertHandler(handler, 'on');
     for (const name of namesOf(names, 'on')) {
       this.byName.set(name, [...(this.byName.get(name) ?? []), handler as Handler]);
     }
-    this.combined.clear();
   }
 
   onAny(handler: unknown): void {
     assertHandler(handler, 'onAny');
     this.anyHandlers = [...this.anyHandlers, handler as AnyEventHandler];
-    this.combined.clear();
   }
 
   onError(handler: unknown): void {
@@ -43,57 +39,32 @@ export class EventRouter {
       if (remaining.length > 0) this.byName.set(name as string, remaining);
       else this.byName.delete(name as string);
     }
-    this.combined.clear();
   }
 
   /**
    * Runs every handler for the event at once and waits for all of them. The
    * arrays are replaced, never mutated, on registration, so a handler added or
-   * removed while a delivery runs affects only later deliveries. When every
-   * handler returned synchronously the result is too: no promise is made.
+   * removed while a delivery runs affects only later deliveries.
    *
    * @returns the errors of the handlers that failed (empty on success)
    */
-  dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): MaybePromise<Error[]> {
-    const handlers = this.handlersFor(event.event);
-    const failures: Error[] = [];
-    let pending: Promise<unknown>[] | undefined;
-    for (const handler of handlers) {
-      try {
-        const result = handler(event as never, ctx);
-        if (isPromiseLike(result)) {
-          (pending ??= []).push(Promise.resolve(result).then(undefined, (error: unknown) => failures.push(toError(error))));
-        }
-      } catch (error) {
-        failures.push(toError(error));
-      }
-    }
-    if (pending === undefined) return this.reported(failures, event, ctx);
-    return Promise.all(pending).then(() => this.reported(failures, event, ctx));
-  }
-
-  /** The named handlers then the onAny ones, combined once per registration change rather than per delivery. */
-  private handlersFor(name: string): readonly Handler[] {
-    let combined = this.combined.get(name);
-    if (combined === undefined) {
-      combined = [...(this.byName.get(name) ?? []), ...this.anyHandlers];
-      // Unknown event names would grow this without bound: only known ones are kept.
-      if (this.byName.has(name) || isMitpoEventName(name)) this.combined.set(name, combined);
-    }
-    return combined;
-  }
-
-  private reported(failures: Error[], event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): Error[] {
+  async dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): Promise<Error[]> {
+    const results = await Promise.allSettled(this.handlersFor(event.event).map(async (handler) => handler(event as never, ctx)));
+    const failures = results.flatMap((result) => (result.status === 'rejected' ? [toError(result.reason)] : []));
     for (const failure of failures) this.reportHandlerError(failure, event, ctx);
     return failures;
+  }
+
+  /** The named handlers, then the onAny ones. */
+  private handlersFor(name: string): readonly Handler[] {
+    return [...(this.byName.get(name) ?? []), ...this.anyHandlers];
   }
 
   private reportHandlerError(error: Error, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): void {
     for (const handler of this.errorHandlers) {
       try {
-        const result = handler(error, event, ctx);
         // An onError that rejects must not become an unhandled rejection that kills the process.
-        if (isPromiseLike(result)) Promise.resolve(result).catch(() => undefined);
+        Promise.resolve(handler(error, event, ctx)).catch(() => undefined);
       } catch {
         // An onError that throws never changes the answer.
       }

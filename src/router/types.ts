@@ -1,13 +1,13 @@
 import type { MitpoEvent, MitpoEventName, MitpoEventOf, UnknownMitpoEvent } from '../events/schemas';
-import type { WebhookHeaders } from '../headers/header-source';
+import type { DeliveryHeaders } from '../headers/delivery-headers';
 
 /** What a handler learns about the delivery besides the event. */
 export interface DeliveryContext {
-  /** The request's headers, as the framework gave them. */
-  headers: WebhookHeaders;
+  /** The request's headers: a plain object, names in lower case, under every adapter. */
+  headers: DeliveryHeaders;
   /** The body exactly as received. */
   rawBody: Buffer;
-  /** The replay key (SHA-256 of the raw body, hex): a ready-made idempotency key for the app's own records. */
+  /** The replay key (by default the hex SHA-256 of the raw body): a ready-made idempotency key for the app's own records. */
   deliveryKey: string;
   /** When the delivery arrived at this process. */
   receivedAt: Date;

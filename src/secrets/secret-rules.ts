@@ -1,7 +1,8 @@
 /**
  * What makes a signing secret usable. Kept in one place so construction-time
- * checks, `sign()` and secrets resolved per delivery agree. Messages describe the
- * problem without ever echoing the value.
+ * checks, `sign()`, the CLI and secrets resolved per delivery agree. Each rule
+ * catches a copy-paste slip that would otherwise make every delivery fail with
+ * 401; messages describe the problem without ever echoing the value.
  */
 export function secretProblem(value: unknown): string | undefined {
   if (typeof value !== 'string') return `must be a string (got ${value === null ? 'null' : typeof value})`;
@@ -9,8 +10,15 @@ export function secretProblem(value: unknown): string | undefined {
   if (value.trim() !== value) {
     return 'has leading or trailing whitespace, almost always a copy-paste slip: remove it (MITPO signs with the secret exactly as issued)';
   }
+  if (/^(["'`]).*\1$/s.test(value) && value.length >= 2) {
+    return 'is wrapped in quotes, almost always a copy-paste slip (e.g. quotes kept from a .env file): remove them';
+  }
+  if (value === SECRET_PREFIX) return `is only the "${SECRET_PREFIX}" prefix: paste the whole secret MITPO issued`;
   return undefined;
 }
+
+/** The prefix every secret MITPO issues starts with. */
+export const SECRET_PREFIX = 'whsec_';
 
 export function isUsableSecret(value: unknown): value is string {
   return secretProblem(value) === undefined;

@@ -1,57 +1,80 @@
 import { WebhookVerificationError } from '../errors';
-import { PreparedSecret } from '../signature/prepared-secret';
+import { SigningKey } from '../signature/signing-key';
 import { secretProblem } from './secret-rules';
 
 /** One secret or several (during a rotation). */
 export type Secrets = string | readonly string[];
 
 /**
- * The signing secret: a string, several during a rotation, or a function returning
- * either (or a promise of either), called once per delivery, e.g. to read a
- * secrets manager. Caching a fetched secret is the function's own choice.
+ * The signing secret: a string, several during a rotation, or a function
+ * returning either (or a promise of either), e.g. to read a secrets manager.
  */
 export type SecretOption = Secrets | (() => Secrets | PromiseLike<Secrets>);
 
-/** The keys for one delivery: a fixed list checked once at start-up, or fetched and checked each time. */
-export type SecretSource = () => readonly PreparedSecret[] | Promise<readonly PreparedSecret[]>;
+/** The keys to verify one delivery with. */
+export type SecretSource = () => Promise<readonly SigningKey[]>;
 
-/** @throws TypeError for a missing, empty or whitespace-padded secret, or an empty list */
-export function createSecretSource(option: unknown): SecretSource {
-  if (typeof option === 'function') {
-    const fetchSecrets = option as () => unknown;
-    return () => fetchAndCheck(fetchSecrets);
+/**
+ * A fixed secret is checked and turned into keys once, here, so a bad one is a
+ * `TypeError` at start-up. A function's result is checked each time it is
+ * called, and reused for `cacheTtlMs`: the function runs only after a
+ * delivery's headers passed, but forged traffic with well-formed headers must
+ * still not become one secrets-manager call per request. Concurrent deliveries
+ * share one pending call, and a failure is not cached.
+ *
+ * @throws TypeError for a fixed secret that is missing, empty, padded, quoted or only the prefix, or an empty list
+ */
+export function createSecretSource(option: unknown, cacheTtlMs: number, now: () => number): SecretSource {
+  if (typeof option !== 'function') {
+    const fixed = Object.freeze(checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map(toKey));
+    const resolved = Promise.resolve(fixed);
+    return () => resolved;
   }
-  const fixed = Object.freeze(
-    checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map((secret) => new PreparedSecret(secret, true)),
-  );
-  return () => fixed;
+  const fetchSecrets = option as () => unknown;
+  let cached: { keys: readonly SigningKey[]; until: number } | undefined;
+  let pending: Promise<readonly SigningKey[]> | undefined;
+  return () => {
+    if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
+    pending ??= fetchAndCheck(fetchSecrets).then(
+      (keys) => {
+        pending = undefined;
+        cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;
+        return keys;
+      },
+      (error: unknown) => {
+        pending = undefined;
+        throw error;
+      },
+    );
+    return pending;
+  };
 }
 
-async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly PreparedSecret[]> {
+async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly SigningKey[]> {
   let value: unknown;
   try {
     value = await fetchSecrets();
   } catch (error) {
     throw unavailable('the secret function threw or rejected', error);
   }
-  return checkedList(value, (message) => unavailable(message)).map((secret) => new PreparedSecret(secret));
+  return checkedList(value, (message) => unavailable(message)).map(toKey);
+}
+
+function toKey(secret: string): SigningKey {
+  return new SigningKey(secret);
 }
 
 function checkedList(value: unknown, fail: (message: string) => Error): string[] {
   if (value === undefined || value === null) {
     throw fail('secret is missing: pass the signing secret MITPO issued (whsec_...), e.g. process.env.MITPO_WEBHOOK_SECRET');
   }
-  if (Array.isArray(value)) {
-    if (value.length === 0) throw fail('secret is an empty list: pass at least one signing secret');
-    value.forEach((item, index) => {
-      const problem = secretProblem(item);
-      if (problem !== undefined) throw fail(`secret[${index}] ${problem}`);
-    });
-    return [...value] as string[];
-  }
-  const problem = secretProblem(value);
-  if (problem !== undefined) throw fail(`secret ${problem}`);
-  return [value as string];
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw fail('secret is an empty list: pass at least one signing secret');
+  list.forEach((item, index) => {
+    const problem = secretProblem(item);
+    if (problem !== undefined) throw fail(`${Array.isArray(value) ? `secret[${index}]` : 'secret'} ${problem}`);
+  });
+  return list as string[];
 }
 
 function unavailable(detail: string, cause?: unknown): WebhookVerificationError {

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { WebhookResponseBody } from '../receive';
+import type { WebhookResponseBody } from '../answers';
 import { signedDelivery, type SignedDelivery, type SignedDeliveryOptions } from './signed-delivery';
 
 /** Where to send: a URL, an `http.Server` (listening or not), or a request listener such as an Express app. */

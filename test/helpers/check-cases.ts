@@ -1,6 +1,6 @@
 import type { MitpoWebhooks, MitpoWebhooksOptions, ReplayStore } from '../../src';
 import { sign } from '../../src';
-import { signedDelivery } from '../../src/testing';
+import { SAMPLE_DATA, signedDelivery } from '../../src/testing';
 import { SECRET } from './recorder';
 
 export interface RequestSpec {
@@ -29,6 +29,8 @@ export interface CheckCase {
 }
 
 const NOW = () => Math.floor(Date.now() / 1000);
+/** A minute ago, to the second: a body built twice from it is the same bytes. */
+const FIXED_EVENT_TIME = NOW() - 60;
 
 function delivery(overrides: Parameters<typeof signedDelivery>[0] extends infer O ? Partial<O> : never = {}): RequestSpec {
   const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, ...overrides } as never);
@@ -166,7 +168,7 @@ export const CHECK_CASES: CheckCase[] = [
     runs: 0,
     request: () => {
       const spec = delivery();
-      return { ...spec, body: (spec.body as string).replace('dsp_a1b2c3d4', 'dsp_a1b2c3d5') };
+      return { ...spec, body: (spec.body as string).replace('"channel":"meta_ads"', '"channel":"meta_adz"') };
     },
   },
   {
@@ -211,7 +213,8 @@ export const CHECK_CASES: CheckCase[] = [
     outcome: 'duplicate',
     runs: 2,
     sendTwice: true,
-    request: () => delivery(),
+    // Fixed data and event time: the request is rebuilt for each send, and must be byte-identical.
+    request: () => delivery({ data: SAMPLE_DATA['dispatch.completed'], timestamp: FIXED_EVENT_TIME }),
   },
   {
     name: 'a replay store that cannot be reached',

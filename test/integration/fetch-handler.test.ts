@@ -95,7 +95,7 @@ describe('fetchHandler() specifics', () => {
   });
 
   it('answers 408 body_timeout to a body that stops arriving, and runs no handler', async () => {
-    const { webhooks, runs } = recordingReceiver({ bodyTimeout: 100 });
+    const { webhooks, runs } = recordingReceiver({ bodyTimeout: 0.1 });
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     let cancelled = false;
     const stalled = new ReadableStream<Uint8Array>({

@@ -147,7 +147,7 @@ describeOutage.each(CLIENTS)('a Redis outage, with %s', (library) => {
     const client = await CLIENT_FACTORIES[library](redis.url);
     const failures: WebhookVerificationError[] = [];
     let runs = 0;
-    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore(client.client, { commandTimeout: 1000 }) });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore(client.client, { commandTimeout: 1 }) });
     webhooks.onAny(() => void (runs += 1));
     webhooks.onFailure((error) => void failures.push(error));
     const server = await mount('Express 5 route', webhooks);

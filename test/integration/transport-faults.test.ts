@@ -43,7 +43,7 @@ describe('transport faults over real sockets', () => {
   });
 
   it('a client trickling its body past bodyTimeout: 408 body_timeout and the connection closed', async () => {
-    await start({ bodyTimeout: 150 });
+    await start({ bodyTimeout: 0.15 });
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     const socket = rawSocket(server.url);
     await socket.connected;

@@ -1,17 +1,13 @@
 import { PassThrough, Readable } from 'node:stream';
 import type { WebhookVerificationError } from '../../src';
-import { BodyDeadlines } from '../../src/body/body-deadlines';
 import { readNodeBody, type NodeRequest } from '../../src/body/read-node-body';
 
 type Read = { error?: WebhookVerificationError; body?: Buffer };
 
-const DEADLINES = new BodyDeadlines(60_000);
-
 function read(stream: Readable, limit = 1024, contentLength?: number): Promise<Read> {
-  return new Promise((resolve) =>
-    readNodeBody(stream as unknown as NodeRequest, limit, contentLength, DEADLINES, (error, body) =>
-      resolve({ error, body }),
-    ),
+  return readNodeBody(stream as unknown as NodeRequest, { limit, timeoutSeconds: 60, contentLength }).then(
+    (body) => ({ body }),
+    (error: WebhookVerificationError) => ({ error }),
   );
 }
 

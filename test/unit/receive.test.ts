@@ -4,6 +4,7 @@ import {
   sign,
   WebhookVerificationError,
   type DeliveryContext,
+  type FailureContext,
   type ReplayStore,
   type WebhookHeaders,
 } from '../../src';
@@ -123,7 +124,7 @@ describe('receive()', () => {
     expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
     expect(seen).toHaveLength(1);
     expect(seen[0]!.rawBody.equals(Buffer.from(body))).toBe(true);
-    expect(seen[0]!.headers).toBe(headers);
+    expect(seen[0]!.headers).toEqual(Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])));
     expect(seen[0]!.deliveryKey).toBe(createHash('sha256').update(body).digest('hex'));
     expect(seen[0]!.receivedAt).toEqual(new Date(1_774_175_400_000));
   });
@@ -142,7 +143,7 @@ describe('receive()', () => {
 
   it('resolves secrets per delivery from a function, sync or async, rotation included', async () => {
     let current: string | string[] = 'whsec_first';
-    const webhooks = new MitpoWebhooks({ secret: async () => current });
+    const webhooks = new MitpoWebhooks({ secret: async () => current, secretCacheTtl: 0 });
     const first = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_first' });
     expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).status).toBe(200);
     current = ['whsec_second', 'whsec_first'];
@@ -216,8 +217,8 @@ describe('receive()', () => {
 
   it('calls onFailure once per non-2xx answer with the error and headers; a throwing onFailure changes nothing', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
-    const failures: Array<[WebhookVerificationError, WebhookHeaders]> = [];
-    webhooks.onFailure((error, { headers }) => void failures.push([error, headers]));
+    const failures: Array<[WebhookVerificationError, FailureContext]> = [];
+    webhooks.onFailure((error, context) => void failures.push([error, context]));
     webhooks.onFailure(() => {
       throw new Error('metrics are down');
     });
@@ -229,14 +230,18 @@ describe('receive()', () => {
     expect(failures).toHaveLength(1);
     expect(failures[0]![0]).toBeInstanceOf(WebhookVerificationError);
     expect(failures[0]![0]).toMatchObject({ code: 'invalid_signature', status: 401, statusCode: 401 });
-    expect(failures[0]![1]).toBe(bad);
+    // A forged delivery: the headers, lower-cased, and never its body.
+    expect(failures[0]![1]).toEqual({
+      headers: Object.fromEntries(Object.entries(bad).map(([name, value]) => [name.toLowerCase(), value])),
+    });
     expect((await webhooks.receive({ rawBody: good.body, headers: good.headers })).status).toBe(200);
     expect(failures).toHaveLength(1);
   });
 
   it('never puts the secret or the expected signature in an answer, an error or a log line', async () => {
     const lines: string[] = [];
-    const logger = { warn: (m: string) => void lines.push(m), error: (m: string) => void lines.push(m) };
+    const write = (record: object, message: string) => void lines.push(`${JSON.stringify(record)} ${message}`);
+    const logger = { debug: write, info: write, warn: write, error: write };
     const messages: string[] = [];
     for (const check of CHECK_CASES.filter((c) => !c.skipFor?.includes('receive'))) {
       const { webhooks } = recordingReceiver({ ...check.options, logger });
@@ -256,23 +261,36 @@ describe('receive()', () => {
     expect(lines.some((l) => l.includes('invalid_signature'))).toBe(true);
   });
 
-  it('logs 4xx as warn and 5xx as error, and a throwing logger changes nothing', async () => {
+  it('logs 4xx as warn and 5xx as error with the error under err, in pino\'s shape, and a throwing logger changes nothing', async () => {
     const warn = jest.fn();
     const error = jest.fn();
-    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { warn, error } });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { debug: jest.fn(), info: jest.fn(), warn, error } });
     webhooks.on('dispatch.failed', () => {
       throw new Error('boom');
     });
     await webhooks.receive({ rawBody: '{}', headers: {} });
-    expect(warn).toHaveBeenCalledWith(expect.stringContaining('400 missing_signature'));
+    expect(warn).toHaveBeenCalledWith(
+      expect.objectContaining({ code: 'missing_signature', status: 400, durationMs: expect.any(Number) }),
+      expect.stringContaining('X-MITPO-Signature header is missing'),
+    );
     const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
     await webhooks.receive({ rawBody: failing.body, headers: failing.headers });
-    expect(error).toHaveBeenCalledWith(expect.stringContaining('500 handler_failed'));
-    expect(error).toHaveBeenCalledWith(expect.stringContaining('boom'));
+    expect(error).toHaveBeenCalledWith(
+      expect.objectContaining({
+        code: 'handler_failed',
+        status: 500,
+        event: 'dispatch.failed',
+        deliveryKey: createHash('sha256').update(failing.body).digest('hex'),
+        err: expect.objectContaining({ message: 'boom' }),
+      }),
+      expect.stringContaining('A handler failed'),
+    );
 
     const throwing = new MitpoWebhooks({
       secret: SECRET,
       logger: {
+        debug: () => {},
+        info: () => {},
         warn: () => {
           throw new Error('log sink down');
         },
@@ -288,10 +306,13 @@ describe('receive()', () => {
     store.complete = async () => {
       throw new Error('READONLY');
     };
-    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { warn: jest.fn(), error } });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error } });
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
-    expect(error).toHaveBeenCalledWith(expect.stringContaining('could not mark a handled delivery as done'));
+    expect(error).toHaveBeenCalledWith(
+      expect.objectContaining({ err: expect.objectContaining({ message: 'READONLY' }) }),
+      expect.stringContaining('could not mark a handled delivery as done'),
+    );
   });
 
   it('claims, then completes on success and releases on failure', async () => {

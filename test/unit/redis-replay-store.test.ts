@@ -28,7 +28,7 @@ describe('RedisReplayStore without a server', () => {
 
   it('answers 503 replay_store_unavailable, running no handler, when Redis does not answer in time', async () => {
     const hanging = { call: () => new Promise<never>(() => {}) };
-    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore(hanging, { commandTimeout: 20 }) });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new RedisReplayStore(hanging, { commandTimeout: 0.02 }) });
     const ran = jest.fn();
     webhooks.onAny(ran);
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });

@@ -2,7 +2,6 @@ import { execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { sign, verifySignature } from '../../src';
-import { BodyDeadlines } from '../../src/body/body-deadlines';
 import { readNodeBody, type NodeRequest } from '../../src/body/read-node-body';
 
 const SECRET = 'whsec_a1b2c3d4e5';
@@ -108,9 +107,7 @@ describe('sign and verifySignature', () => {
     const stream = Readable.from([body.subarray(0, cut), body.subarray(cut, cut + 1), body.subarray(cut + 1)], {
       objectMode: false,
     }) as unknown as NodeRequest;
-    const raw = await new Promise<Buffer>((resolve, reject) =>
-      readNodeBody(stream, 1 << 20, body.length, new BodyDeadlines(60_000), (error, bytes) => (error ? reject(error) : resolve(bytes!))),
-    );
+    const raw = await readNodeBody(stream, { limit: 1 << 20, timeoutSeconds: 60, contentLength: body.length });
     expect(raw.equals(body)).toBe(true);
     expect(verifySignature(raw, sign(BODIES[1]!, SECRET), SECRET)).toBe(true);
   });

@@ -1,0 +1,66 @@
+import { WebhookVerificationError } from '../errors';
+
+/** Where the raw bytes went, and how to keep them, for each way apps mount us. */
+const KEEP_RAW_BODY = {
+  node:
+    'The request body was already read by another body parser (e.g. express.json()) and its raw bytes were not kept, ' +
+    'so the signature cannot be checked. Mount the webhook middleware before express.json(), exclude its path ' +
+    'from the JSON parser, or keep the bytes with express.raw({ type: "application/json" }).',
+  fetch:
+    'The Request body was already read or is locked by another reader (e.g. request.json()), so its raw bytes ' +
+    'cannot be verified. Pass the Request to the handler before anything reads it, or clone() it first.',
+  receive:
+    'receive() needs the raw body as bytes or a string, exactly as received, and got none: the framework parsed ' +
+    'the body and kept nothing. Express: express.raw({ type: "application/json" }) on the route, or ' +
+    'webhooks.middleware(). Fastify: mitpo-webhooks/fastify, or a content-type parser with { parseAs: "buffer" }. ' +
+    'NestJS: NestFactory.create(AppModule, { rawBody: true }) and req.rawBody.',
+} as const;
+
+/** The 500 for a body another parser consumed: the server's mistake, never the sender's. */
+export function bodyAlreadyParsed(where: keyof typeof KEEP_RAW_BODY): WebhookVerificationError {
+  return new WebhookVerificationError('body_already_parsed', KEEP_RAW_BODY[where]);
+}
+
+/** The refusal of a body past the limit, the same wherever the limit was found out. */
+export function payloadTooLarge(limit: number): WebhookVerificationError {
+  return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
+}
+
+export function bodyTimedOut(seconds: number): WebhookVerificationError {
+  return new WebhookVerificationError('body_timeout', `The body did not arrive within bodyTimeout (${seconds} s)`);
+}
+
+export function bodyReadFailed(reason: string, cause?: unknown): WebhookVerificationError {
+  return new WebhookVerificationError('body_read_failed', reason, cause === undefined ? undefined : { cause });
+}
+
+/** What every body reader is told besides the request. */
+export interface BodyReadOptions {
+  /** Most bytes accepted. */
+  limit: number;
+  /** Seconds for the whole body to arrive. */
+  timeoutSeconds: number;
+  /** The declared `Content-Length`, when one was sent. */
+  contentLength: number | undefined;
+}
+
+/**
+ * Races a body read against `bodyTimeout`, so a client trickling bytes cannot
+ * hold a request open. `onTimeout` stops the read; the adapter then answers
+ * 408 and closes the connection.
+ */
+export async function withBodyTimeout<T>(reading: Promise<T>, seconds: number, onTimeout: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(bodyTimedOut(seconds));
+    }, seconds * 1000);
+    timer.unref();
+  });
+  try {
+    return await Promise.race([reading, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,43 @@
+import { WebhookVerificationError } from '../errors';
+import { sanitizeText } from '../text/sanitize-text';
+import type { DeliveryHeaders } from './delivery-headers';
+
+const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/;
+
+/**
+ * A body that says it is not JSON is refused before it is read (415). A missing
+ * Content-Type is allowed: MITPO always sends one, and refusing its absence would
+ * only break hand-written tests. A compressed body is refused too: the HMAC is
+ * over the bytes MITPO sent, and inflating first is a decompression-bomb surface
+ * MITPO itself never uses.
+ *
+ * @throws WebhookVerificationError `unsupported_media_type`
+ */
+export function checkContentType(headers: DeliveryHeaders): void {
+  const contentType = headers['content-type'];
+  if (contentType !== undefined) {
+    const mediaType = String(contentType).split(';', 1)[0]!.trim().toLowerCase();
+    if (!JSON_MEDIA_TYPE.test(mediaType)) {
+      throw new WebhookVerificationError(
+        'unsupported_media_type',
+        `Content-Type must be application/json (got "${sanitizeText(mediaType)}")`,
+      );
+    }
+  }
+  const contentEncoding = headers['content-encoding'];
+  if (contentEncoding !== undefined) {
+    const encoding = String(contentEncoding).trim().toLowerCase();
+    if (encoding !== '' && encoding !== 'identity') {
+      throw new WebhookVerificationError(
+        'unsupported_media_type',
+        `Content-Encoding "${sanitizeText(encoding)}" is not supported; send the body uncompressed`,
+      );
+    }
+  }
+}
+
+/** The declared body length, when the header is one well-formed number. */
+export function declaredContentLength(headers: DeliveryHeaders): number | undefined {
+  const value = headers['content-length'];
+  return typeof value === 'string' && /^[0-9]{1,15}$/.test(value) ? Number(value) : undefined;
+}

@@ -1,0 +1,34 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/** Request headers in any shape an app may hold them: Node's, a Fetch `Headers`, or a plain object. */
+export type WebhookHeaders =
+  | IncomingHttpHeaders
+  | Headers
+  | Readonly<Record<string, string | readonly string[] | number | undefined>>;
+
+/** Headers as handlers and `onFailure` see them: a plain object, names in lower case. */
+export type DeliveryHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
+
+/**
+ * Any header shape as a plain object with lower-case names, so every check, and
+ * every handler's `ctx.headers`, reads them the same way under every adapter.
+ * Two names that differ only in case are one header sent twice, kept as an
+ * array so a repeated signature stays visible (and is refused as malformed).
+ */
+export function toDeliveryHeaders(headers: unknown): DeliveryHeaders {
+  const plain: Record<string, string | string[]> = {};
+  if (headers === null || typeof headers !== 'object') return plain;
+  const entries: Iterable<[string, unknown]> = isFetchHeaders(headers) ? headers.entries() : Object.entries(headers);
+  for (const [name, raw] of entries) {
+    const value = typeof raw === 'number' ? String(raw) : raw;
+    if (typeof value !== 'string' && !(Array.isArray(value) && value.every((item) => typeof item === 'string'))) continue;
+    const lower = name.toLowerCase();
+    const existing = plain[lower];
+    plain[lower] = existing === undefined ? (value as string | string[]) : [existing, value as string | string[]].flat();
+  }
+  return plain;
+}
+
+function isFetchHeaders(headers: object): headers is Headers {
+  return typeof (headers as Headers).get === 'function' && typeof (headers as Headers).entries === 'function';
+}

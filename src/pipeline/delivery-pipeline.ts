@@ -1,0 +1,264 @@
+import { DUPLICATE, refusal, SUCCESS, type Outcome } from '../answers';
+import { bodyAlreadyParsed, payloadTooLarge, type BodyReadOptions } from '../body/body-errors';
+import { rawBytesOf } from '../body/raw-bytes';
+import { toError, WebhookVerificationError } from '../errors';
+import { checkEventHeader } from '../events/event-header';
+import { parseAnyEvent } from '../events/parse-event';
+import { parseJson } from '../events/parse-json';
+import { isMitpoEventName, type MitpoEvent, type UnknownMitpoEvent } from '../events/schemas';
+import { checkEventAge } from '../freshness/event-age';
+import { checkSentAt } from '../freshness/sent-at';
+import { checkContentType, declaredContentLength } from '../headers/content-type';
+import { toDeliveryHeaders, type DeliveryHeaders, type WebhookHeaders } from '../headers/delivery-headers';
+import type { ResolvedOptions } from '../options';
+import { DeliveryClaim } from '../replay/delivery-claim';
+import { deliveryKeyOf } from '../replay/delivery-key';
+import type { EventRouter } from '../router/event-router';
+import type { DeliveryContext } from '../router/types';
+import { readSignatureHeader } from '../signature/signature-header';
+import { matchesAnyKey } from '../signature/signing-key';
+import { sanitizeText } from '../text/sanitize-text';
+import { FailureReport, type DeliveryTrace } from './failure-report';
+
+/** A delivery as `verify()` and `receive()` take it. */
+export interface DeliveryInput {
+  /** The body exactly as received: bytes, or a string taken as UTF-8. */
+  rawBody: Buffer | Uint8Array | string;
+  /** The request headers; names are matched without regard to case. */
+  headers: WebhookHeaders;
+}
+
+/**
+ * What an adapter hands the pipeline: how to read this request's headers and
+ * bytes. Everything else (the order of checks, the answer) is the pipeline's.
+ */
+export interface DeliveryRequest {
+  /** The HTTP method, when the adapter owns the route (anything but POST is 405); undefined to skip the check. */
+  method: string | undefined;
+  /** The headers, as a plain object with lower-case names. */
+  headers: DeliveryHeaders;
+  /**
+   * Reads the raw body within the limit and the timeout.
+   * @throws WebhookVerificationError when it cannot (413, 408, 400, or 500 `body_already_parsed`)
+   */
+  readBody(options: BodyReadOptions): Promise<Buffer>;
+}
+
+/**
+ * The one path every delivery takes, under every adapter. `process` holds the
+ * order of checks from the contract and nothing else; each check lives in its
+ * own module. No handler runs unless every check before it passed.
+ */
+export class DeliveryPipeline {
+  readonly failures: FailureReport;
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly router: EventRouter,
+  ) {
+    this.failures = new FailureReport(options.logger, options.now);
+  }
+
+  /** Verifies, checks for replay and runs the handlers. Never rejects: every failure is an answer. */
+  async process(request: DeliveryRequest): Promise<Outcome> {
+    const trace: DeliveryTrace = { headers: request.headers, startedAt: this.options.now() };
+    try {
+      const { event, rawBody } = await this.verified(request, trace);
+      return await this.deliver(event, rawBody, trace);
+    } catch (error) {
+      const refused = asVerificationError(error);
+      this.failures.report(refused, trace);
+      return refusal(refused);
+    }
+  }
+
+  /**
+   * Every check but replay, in the contract's order; the checks that need only
+   * headers run before a byte of the body is read.
+   * @throws WebhookVerificationError naming the first check that failed
+   */
+  private async verified(
+    request: DeliveryRequest,
+    trace: DeliveryTrace,
+  ): Promise<{ event: MitpoEvent | UnknownMitpoEvent; rawBody: Buffer }> {
+    const { headers } = request;
+    const { options } = this;
+    if (request.method !== undefined && request.method !== 'POST') throw methodNotAllowed(request.method);
+    checkContentType(headers);
+    const digest = readSignatureHeader(headers['x-mitpo-signature']);
+    checkSentAt(headers['x-mitpo-timestamp'], options.now(), options.toleranceSeconds);
+
+    const rawBody = await request.readBody({
+      limit: options.limit,
+      timeoutSeconds: options.bodyTimeoutSeconds,
+      contentLength: declaredContentLength(headers),
+    });
+
+    if (!matchesAnyKey(await options.secrets(), rawBody, digest)) {
+      throw new WebhookVerificationError(
+        'invalid_signature',
+        'X-MITPO-Signature does not match the body under the configured secret: check that the secret is this ' +
+          "endpoint's and that nothing re-encoded the body before verification",
+      );
+    }
+    trace.rawBody = rawBody;
+    const event = parseAnyEvent(parseJson(rawBody));
+    checkEventHeader(headers['x-mitpo-event'], event.event);
+    checkEventAge(event.timestamp, options.now(), options.maxEventAgeSeconds, options.toleranceSeconds);
+    trace.event = event.event;
+    return { event, rawBody };
+  }
+
+  /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
+  private async deliver(event: MitpoEvent | UnknownMitpoEvent, rawBody: Buffer, trace: DeliveryTrace): Promise<Outcome> {
+    const { options } = this;
+    const deliveryKey = this.deliveryKeyOf(event, rawBody);
+    trace.deliveryKey = deliveryKey;
+    const ctx: DeliveryContext = { headers: trace.headers, rawBody, deliveryKey, receivedAt: new Date(trace.startedAt) };
+    if (options.replay === undefined) return this.handle(event, ctx, undefined, trace);
+
+    let claim: Awaited<ReturnType<typeof DeliveryClaim.take>>;
+    try {
+      claim = await DeliveryClaim.take(options.replay, deliveryKey, options.inFlightTtlMs, (message, error) =>
+        this.failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
+      );
+    } catch (error) {
+      throw storeUnavailable(error);
+    }
+    if (claim === 'done') return DUPLICATE;
+    if (claim === 'in_flight') {
+      throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
+    }
+    return this.handle(event, ctx, claim, trace);
+  }
+
+  /** Runs the handlers and settles the claim: completed on success, released on failure so a retry runs them again. */
+  private async handle(
+    event: MitpoEvent | UnknownMitpoEvent,
+    ctx: DeliveryContext,
+    claim: DeliveryClaim | undefined,
+    trace: DeliveryTrace,
+  ): Promise<Outcome> {
+    const handling = this.router.dispatch(event, ctx);
+    const failures = await this.withinHandlerTimeout(handling);
+    if (failures === TIMED_OUT) {
+      // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
+      handling.then((late) => this.settle(claim, late, trace)).catch(() => undefined);
+      throw new WebhookVerificationError(
+        'handler_timeout',
+        `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +
+          'the delivery stays claimed until they do, and can be retried',
+      );
+    }
+    await this.settle(claim, failures, trace);
+    if (failures.length > 0) throw handlerFailed(failures);
+    return SUCCESS;
+  }
+
+  private async withinHandlerTimeout(handling: Promise<Error[]>): Promise<Error[] | typeof TIMED_OUT> {
+    const ms = this.options.handlerTimeoutMs;
+    if (ms === undefined) return handling;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), ms);
+    });
+    try {
+      return await Promise.race([handling, timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A store failure here is logged, never answered: a failed complete() still answers 200, since the handlers did succeed. */
+  private async settle(claim: DeliveryClaim | undefined, failures: Error[], trace: DeliveryTrace): Promise<void> {
+    if (claim === undefined) return;
+    try {
+      if (failures.length > 0) await claim.release();
+      else await claim.complete(this.options.retentionMs);
+    } catch (error) {
+      this.failures.storeTrouble(
+        failures.length > 0
+          ? 'mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses'
+          : 'mitpo-webhooks: the replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again',
+        error,
+        trace,
+      );
+    }
+  }
+
+  private deliveryKeyOf(event: MitpoEvent | UnknownMitpoEvent, rawBody: Buffer): string {
+    const custom = this.options.deliveryKey;
+    if (custom === undefined) return deliveryKeyOf(rawBody);
+    const key: unknown = custom(event, rawBody);
+    if (typeof key !== 'string' || key === '') {
+      throw new TypeError(`mitpo-webhooks: the deliveryKey option returned ${typeof key === 'string' ? 'an empty string' : typeof key}; it must return a non-empty string`);
+    }
+    return key;
+  }
+
+  /** Every check but replay, for bytes in hand. @throws WebhookVerificationError */
+  async verify(input: DeliveryInput): Promise<MitpoEvent> {
+    const trace: DeliveryTrace = { headers: toDeliveryHeaders(input?.headers), startedAt: this.options.now() };
+    const { event } = await this.verified(requestFromInput(input, trace.headers), trace);
+    if (!isMitpoEventName(event.event)) {
+      throw new WebhookVerificationError(
+        'invalid_payload',
+        `Event type "${sanitizeText(event.event, 64)}" is not one this version knows; receive() and the middleware pass such events to onAny()`,
+      );
+    }
+    return event as MitpoEvent;
+  }
+
+  /** The whole pipeline for bytes already in hand. Never rejects. */
+  receive(input: DeliveryInput): Promise<Outcome> {
+    return this.process(requestFromInput(input, toDeliveryHeaders(input?.headers)));
+  }
+}
+
+/** `receive()` and `verify()` have the bytes already; missing ones are the server's mistake (500), not the sender's. */
+function requestFromInput(input: DeliveryInput | undefined, headers: DeliveryHeaders): DeliveryRequest {
+  return {
+    method: undefined,
+    headers,
+    async readBody({ limit }) {
+      const bytes = rawBytesOf(input?.rawBody);
+      if (bytes === undefined) throw bodyAlreadyParsed('receive');
+      if (bytes.byteLength > limit) throw payloadTooLarge(limit);
+      return bytes;
+    },
+  };
+}
+
+const TIMED_OUT = Symbol('timed out');
+
+/** The 405 every adapter answers to a method other than POST, with the `Allow` header it must carry. */
+function methodNotAllowed(method: string): WebhookVerificationError {
+  return new WebhookVerificationError(
+    'method_not_allowed',
+    `MITPO delivers webhooks with POST; ${sanitizeText(method, 16)} is not allowed here`,
+    { headers: { allow: 'POST' } },
+  );
+}
+
+function handlerFailed(failures: Error[]): WebhookVerificationError {
+  const cause = failures.length === 1 ? failures[0] : new AggregateError(failures, `${failures.length} handlers failed`);
+  return new WebhookVerificationError('handler_failed', 'A handler failed; the delivery was not marked as handled and can be retried', {
+    cause,
+  });
+}
+
+function storeUnavailable(cause: unknown): WebhookVerificationError {
+  return new WebhookVerificationError(
+    'replay_store_unavailable',
+    'The replay store could not be reached; the delivery was not handled and can be retried',
+    { cause },
+  );
+}
+
+/** Anything but a refusal is our bug or the environment's, never the sender's: 500, and the delivery stays retryable. */
+function asVerificationError(error: unknown): WebhookVerificationError {
+  if (error instanceof WebhookVerificationError) return error;
+  return new WebhookVerificationError('internal_error', 'The delivery could not be processed; it can be retried', {
+    cause: toError(error),
+  });
+}

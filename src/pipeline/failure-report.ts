@@ -1,0 +1,107 @@
+import type { WebhookVerificationError } from '../errors';
+import { toError } from '../errors';
+import type { DeliveryHeaders } from '../headers/delivery-headers';
+import type { WebhookLogger } from '../options';
+import { sanitizeText } from '../text/sanitize-text';
+
+/** What `onFailure` is told besides the error. */
+export interface FailureContext {
+  /** The request's headers: a plain object, names in lower case. */
+  headers: DeliveryHeaders;
+  /** True when the signature was valid: the delivery really came from MITPO. */
+  authenticated?: true;
+  /** The body exactly as received; only for an authentic delivery, never a forged one. */
+  rawBody?: Buffer;
+  /** For an authentic `invalid_payload`: what the event schema refused, so a real MITPO event is never lost without a trace. */
+  issues?: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string; readonly code?: string }>;
+}
+
+/** Told once for every delivery answered with a non-2xx; it cannot change the answer. */
+export type FailureHandler = (error: WebhookVerificationError, context: FailureContext) => unknown;
+
+/** What the pipeline learns about a delivery as it passes each check, for `onFailure` and the logger. */
+export interface DeliveryTrace {
+  readonly headers: DeliveryHeaders;
+  /** When processing began, by the configured clock, for `durationMs`. */
+  readonly startedAt: number;
+  /** Set once the signature matched. */
+  rawBody?: Buffer;
+  /** Set once the event was verified. */
+  event?: string;
+  deliveryKey?: string;
+}
+
+/**
+ * Tells `onFailure` and the logger about a refused delivery. Neither can change
+ * the answer: a throwing or rejecting `onFailure` is ignored, and so is a
+ * throwing logger. A forged delivery's body is never handed on, and nothing in
+ * a record is a secret or an expected signature.
+ */
+export class FailureReport {
+  private handlers: readonly FailureHandler[] = [];
+
+  constructor(
+    private readonly logger: WebhookLogger | undefined,
+    private readonly now: () => number,
+  ) {}
+
+  add(handler: unknown): void {
+    if (typeof handler !== 'function') {
+      throw new TypeError(`mitpo-webhooks: onFailure() needs a function as its handler (got ${typeof handler})`);
+    }
+    this.handlers = [...this.handlers, handler as FailureHandler];
+  }
+
+  report(error: WebhookVerificationError, trace: DeliveryTrace): void {
+    const context = failureContext(error, trace);
+    for (const handler of this.handlers) {
+      try {
+        Promise.resolve(handler(error, context)).catch(() => undefined);
+      } catch {
+        // A throwing onFailure never changes the answer.
+      }
+    }
+    this.log(error, trace);
+  }
+
+  /** A store failure after the handlers ran, which cannot change the answer any more. */
+  storeTrouble(message: string, cause: unknown, trace: DeliveryTrace): void {
+    this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
+  }
+
+  private log(error: WebhookVerificationError, trace: DeliveryTrace): void {
+    const record: Record<string, unknown> = { code: error.code, status: error.status, ...fields(trace, this.now()) };
+    // Forged or malformed traffic is the sender's, at warn; a burst of MITPO retries
+    // of a delivery still being handled (409) is routine, at debug; our own failures
+    // (handlers, stores, misconfiguration) are errors, with the error itself.
+    if (error.status >= 500) {
+      this.write('error', { ...record, err: error.cause === undefined ? error : toError(error.cause) }, `mitpo-webhooks: ${error.message}`);
+    } else {
+      this.write(error.status === 409 ? 'debug' : 'warn', record, `mitpo-webhooks: refused delivery: ${error.message}`);
+    }
+  }
+
+  private write(level: keyof WebhookLogger, record: object, message: string): void {
+    try {
+      this.logger?.[level](record, message);
+    } catch {
+      // Logging must never change an answer.
+    }
+  }
+}
+
+function fields(trace: DeliveryTrace, now: number): Record<string, unknown> {
+  return {
+    ...(trace.event === undefined ? {} : { event: sanitizeText(trace.event) }),
+    ...(trace.deliveryKey === undefined ? {} : { deliveryKey: sanitizeText(trace.deliveryKey, 200) }),
+    durationMs: now - trace.startedAt,
+  };
+}
+
+function failureContext(error: WebhookVerificationError, trace: DeliveryTrace): FailureContext {
+  if (trace.rawBody === undefined) return { headers: trace.headers };
+  const context: FailureContext = { headers: trace.headers, authenticated: true, rawBody: trace.rawBody };
+  const issues = (error.cause as { issues?: FailureContext['issues'] } | undefined)?.issues;
+  if (error.code === 'invalid_payload' && Array.isArray(issues)) context.issues = issues;
+  return context;
+}
