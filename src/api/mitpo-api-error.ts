@@ -1,7 +1,9 @@
 /**
  * A call to MITPO's API that did not succeed. `code` is MITPO's own error code when
- * it sent one, else `http_<status>`, `network_error`, `timeout` or `invalid_response`.
- * Messages never contain the API key.
+ * it sent one, else `http_<status>`, `redirect` (a 3xx, never followed),
+ * `response_too_large` (an answer over 1 MiB), `network_error`, `timeout` or
+ * `invalid_response`. Messages never contain the API key, and what they quote from
+ * the server is stripped of control characters.
  */
 export class MitpoApiError extends Error {
   override readonly name = 'MitpoApiError';

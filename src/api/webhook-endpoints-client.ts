@@ -1,5 +1,7 @@
 import type { z } from 'zod';
+import { sanitizeText } from '../text/sanitize-text';
 import { MitpoApiError } from './mitpo-api-error';
+import { readLimitedBody, type LimitedBody } from './read-limited-body';
 import {
   apiEnvelope,
   apiErrorEnvelopeSchema,
@@ -24,6 +26,12 @@ export interface WebhookEndpointsClientOptions {
   fetch?: typeof fetch;
 }
 
+/**
+ * The most of any answer the client reads: MITPO's answers are a few hundred bytes,
+ * and a bigger one (a misconfigured base URL, a hostile server) must not fill memory.
+ */
+export const MAX_ANSWER_BYTES = 1024 * 1024;
+
 const createdEnvelope = apiEnvelope(createdWebhookEndpointSchema);
 const listEnvelope = apiEnvelope(webhookEndpointSchema.array());
 const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
@@ -31,7 +39,9 @@ const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
 /**
  * MITPO's `/v1/webhooks` API: register, list and delete the endpoints MITPO
  * delivers webhooks to. Every answer is validated against MITPO's
- * `{ success, data, request_id }` envelope.
+ * `{ success, data, request_id }` envelope. Redirects are never followed (they
+ * would carry the API key elsewhere), at most {@link MAX_ANSWER_BYTES} of an
+ * answer is read, and server text in error messages is stripped of control characters.
  *
  * @example
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
@@ -83,6 +93,8 @@ export class WebhookEndpointsClient {
   private async call<S extends z.ZodType>(method: string, path: string, schema: S, body?: unknown): Promise<z.output<S>> {
     const url = `${this.baseUrl}${path}`;
     let response: Response;
+    // One signal for the request and the body: a server that trickles its answer times out too.
+    const signal = AbortSignal.timeout(this.timeout);
     try {
       response = await this.fetch(url, {
         method,
@@ -92,44 +104,77 @@ export class WebhookEndpointsClient {
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeout),
+        // A redirect would carry the API key to wherever the server points, possibly
+        // another origin: never followed, reported instead.
+        redirect: 'manual',
+        signal,
       });
     } catch (error) {
-      const timedOut = (error as Error | null)?.name === 'TimeoutError';
+      throw this.transportError(error, method, path);
+    }
+    if (response.type === 'opaqueredirect' || (response.status >= 300 && response.status < 400)) {
+      await response.body?.cancel().catch(() => {});
+      const location = response.headers.get('location');
       throw new MitpoApiError(
-        timedOut ? 'timeout' : 'network_error',
-        timedOut
-          ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeout} ms`
-          : `Could not reach MITPO's API at ${this.baseUrl} (${describeNetworkError(error)})`,
-        { cause: error },
+        'redirect',
+        `MITPO's API answered ${method} ${path} with a redirect (${response.status})` +
+          `${location ? ` to ${sanitizeText(location, 200)}` : ''}; redirects are not followed: check MITPO_API_BASE_URL`,
+        { status: response.status },
       );
     }
-    const text = await response.text();
+    let answer: LimitedBody;
+    try {
+      answer = await readLimitedBody(response, MAX_ANSWER_BYTES);
+    } catch (error) {
+      throw this.transportError(error, method, path);
+    }
+    if (!answer.complete) {
+      throw new MitpoApiError(
+        'response_too_large',
+        `MITPO's API answered ${method} ${path} with ${response.status} and a body larger than ${MAX_ANSWER_BYTES} bytes; it was not read`,
+        { status: response.status },
+      );
+    }
     let json: unknown;
     try {
-      json = text === '' ? undefined : JSON.parse(text);
+      json = answer.text === '' ? undefined : JSON.parse(answer.text);
     } catch {
       json = undefined;
     }
     if (!response.ok) {
       const parsed = apiErrorEnvelopeSchema.safeParse(json);
       const error = parsed.success ? parsed.data.error : undefined;
+      // MITPO's code, message and request id are the server's text: stripped of control
+      // characters before they reach an error message, a log or a terminal.
+      const requestId = parsed.success && parsed.data.request_id !== undefined ? sanitizeText(parsed.data.request_id, 100) : undefined;
       throw new MitpoApiError(
-        error?.code ?? `http_${response.status}`,
-        `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${error.message}` : ''}${hint(response.status)}`,
-        { status: response.status, requestId: parsed.success ? parsed.data.request_id : undefined },
+        error?.code ? sanitizeText(error.code, 100) : `http_${response.status}`,
+        `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${sanitizeText(error.message, 500)}` : ''}${hint(response.status)}`,
+        { status: response.status, requestId },
       );
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
+      const where = issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'not JSON';
       throw new MitpoApiError(
         'invalid_response',
-        `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'not JSON'})`,
+        `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${sanitizeText(where, 300)})`,
         { status: response.status, cause: parsed.error },
       );
     }
     return parsed.data;
+  }
+
+  private transportError(error: unknown, method: string, path: string): MitpoApiError {
+    const timedOut = (error as Error | null)?.name === 'TimeoutError';
+    return new MitpoApiError(
+      timedOut ? 'timeout' : 'network_error',
+      timedOut
+        ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeout} ms`
+        : `Could not reach MITPO's API at ${this.baseUrl} (${sanitizeText(describeNetworkError(error), 200)})`,
+      { cause: error },
+    );
   }
 }
 

@@ -1,3 +1,5 @@
+import { sanitizeText } from '../text/sanitize-text';
+
 /** What a command may touch, passed in so each command reads as a function of it. */
 export interface CliIo {
   env: NodeJS.ProcessEnv;
@@ -17,3 +19,12 @@ export class CommandError extends Error {
 }
 
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+
+/**
+ * Whether text has a C0 control, DEL or a C1 control: the characters sanitizeText
+ * strips. Used where stripping would change a value's meaning (a secret, an event
+ * name), so the value is refused instead.
+ */
+export function hasControlCharacters(text: string): boolean {
+  return sanitizeText(text, Number.POSITIVE_INFINITY) !== text;
+}

@@ -9,7 +9,7 @@ const MAIN_USAGE = `Usage: mitpo-webhooks <command> [options]
 
 Commands:
   send <url> --event <type>     sign one delivery like MITPO's and POST it
-  sign [--file <path>]          print the X-MITPO-* headers for a body
+  sign [--file <path>]          print Content-Type and the X-MITPO-* headers for an event body
   listen [--port 3000]          a local receiver that verifies and prints deliveries
   endpoints create|list|delete  manage MITPO webhook endpoints (needs MITPO_API_KEY)
 

@@ -26,6 +26,8 @@ export interface SendDeliveryOptions {
  * Signs a delivery (or takes one already built) and POSTs it to an app, server or
  * URL over real HTTP on 127.0.0.1, returning the answer. An app or a server that
  * is not listening is started on a free port for the call and stopped after it.
+ * Options (rather than a built delivery) go through {@link signedDelivery}: without
+ * `data`, every call sends a fresh sample, never a duplicate of the previous one.
  *
  * @example
  * const { status, body } = await sendDelivery(app, { event: 'dispatch.completed', secret });

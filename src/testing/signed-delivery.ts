@@ -1,6 +1,6 @@
-import { isMitpoEventName, type MitpoEventName, type MitpoEventOf } from '../events/schemas';
+import type { MitpoEventName, MitpoEventOf } from '../events/schemas';
 import { sign } from '../signature/sign';
-import { SAMPLE_DATA } from './sample-data';
+import { sampleData } from './sample-data';
 
 /** A moment as a `Date` or unix seconds. */
 export type Moment = Date | number;
@@ -9,7 +9,11 @@ export type Moment = Date | number;
 export interface SignedDeliveryOptions<N extends string = MitpoEventName> {
   /** The event type; any string, so tests can send types MITPO may add later. */
   event: N;
-  /** The event's `data`; defaults to a sample for known types, `{}` otherwise. */
+  /**
+   * The event's `data`, signed exactly as given (the body is then byte-stable).
+   * Default: a fresh sample from {@link sampleData} on every call, so two default
+   * deliveries are never each other's duplicates.
+   */
   data?: N extends MitpoEventName ? MitpoEventOf<N>['data'] | Record<string, unknown> : Record<string, unknown>;
   /** The signing secret (`whsec_...`). */
   secret: string;
@@ -28,9 +32,11 @@ export interface SignedDelivery {
 /**
  * Builds a delivery byte for byte like MITPO's: body keys in the order `event`,
  * `timestamp`, `data`; headers `Content-Type`, `X-MITPO-Signature`,
- * `X-MITPO-Timestamp`, `X-MITPO-Event`.
+ * `X-MITPO-Timestamp`, `X-MITPO-Event`. Without `data`, each call makes a sample
+ * with fresh ids; with `data` (and fixed moments) the body is the same on every call.
  *
- * @throws TypeError on an unusable secret or an invalid moment
+ * @throws TypeError on an unusable secret (empty, padded, quoted, or only `whsec_`;
+ *   the message never contains it) or an invalid moment
  * @example
  * const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret });
  * await request(app).post('/webhooks/mitpo').set(headers).send(body).expect(200);
@@ -38,7 +44,7 @@ export interface SignedDelivery {
 export function signedDelivery<N extends string>(options: SignedDeliveryOptions<N>): SignedDelivery {
   const { event, secret } = options;
   if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
-  const data = options.data ?? (isMitpoEventName(event) ? SAMPLE_DATA[event] : {});
+  const data = options.data ?? sampleData(event);
   const body = JSON.stringify({ event, timestamp: isoSeconds(toDate(options.timestamp, 'timestamp')), data });
   const sentAt = Math.floor(toDate(options.sentAt, 'sentAt').getTime() / 1000);
   return {

@@ -3,7 +3,19 @@ import type { AddressInfo } from 'node:net';
 
 export const API_KEY = 'mk_test_4f5e6d7c8b9a';
 
-export type ApiMode = 'normal' | 'server_error' | 'malformed';
+/**
+ * - `redirect`: every call answers 302 to `redirectTo`;
+ * - `huge`: 200 with a chunked body of up to 400 MiB, written as the client reads it
+ *   (`hugeBytesSent` tells how much went out before the client hung up);
+ * - `huge_declared`: 200 with `Content-Length` 400 MiB, then the same stream;
+ * - `control_chars`: an error answer, and endpoint fields, full of terminal escapes.
+ */
+export type ApiMode = 'normal' | 'server_error' | 'malformed' | 'redirect' | 'huge' | 'huge_declared' | 'control_chars';
+
+/** C0, DEL and C1 controls a hostile server might put in its text: ESC sequences, CSI, a newline. */
+export const CONTROL_TEXT = '\u001b[2J\u001b[31mred\u0007\r\nX-Injected: yes\u007f\u009b1m';
+
+const HUGE_BYTES = 400 * 1024 * 1024;
 
 /**
  * MITPO's /v1/webhooks API as its reference documents it: Bearer auth, the
@@ -13,6 +25,8 @@ export async function startMitpoApiMock() {
   const endpoints = new Map<string, { id: string; url: string; events: string[]; created_at: string }>();
   const requests: Array<{ method: string; url: string; authorization: string | undefined; body: unknown }> = [];
   let mode: ApiMode = 'normal';
+  let redirectTo = 'http://127.0.0.1:1/v1/webhooks';
+  let hugeBytesSent = 0;
   let next = 1;
 
   const server = http.createServer(async (req, res) => {
@@ -32,6 +46,22 @@ export async function startMitpoApiMock() {
       return answer(500, { success: false, error: { code: 'internal_error', message: 'Something went wrong' }, request_id: requestId });
     }
     if (mode === 'malformed') return answer(200, { ok: true, items: [] });
+    if (mode === 'redirect') return void res.writeHead(302, { location: redirectTo, 'content-type': 'text/plain' }).end('moved');
+    if (mode === 'huge' || mode === 'huge_declared') {
+      res.writeHead(200, { 'content-type': 'application/json', ...(mode === 'huge_declared' ? { 'content-length': String(HUGE_BYTES) } : {}) });
+      return void streamHugeBody(res, (bytes) => void (hugeBytesSent = bytes));
+    }
+    if (mode === 'control_chars') {
+      if (req.method === 'GET') {
+        const endpoint = { id: `whk_${CONTROL_TEXT}`, url: `https://example.com/${CONTROL_TEXT}`, events: [CONTROL_TEXT], created_at: CONTROL_TEXT };
+        return answer(200, { success: true, data: [endpoint], request_id: requestId });
+      }
+      if (req.method === 'POST') {
+        const endpoint = { id: 'whk_ctl', url: body.url, events: body.events, created_at: '2026-03-22T10:00:00Z' };
+        return answer(200, { success: true, data: { ...endpoint, signing_secret: 'whsec_ctl\nEVIL=1' }, request_id: requestId });
+      }
+      return answer(500, { success: false, error: { code: `internal${CONTROL_TEXT}`, message: `Broken ${CONTROL_TEXT}` }, request_id: `req_${CONTROL_TEXT}` });
+    }
 
     if (req.method === 'POST' && req.url === '/v1/webhooks') {
       const id = `whk_${String(next++).padStart(8, 'r')}`;
@@ -57,10 +87,32 @@ export async function startMitpoApiMock() {
     endpoints,
     requests,
     setMode: (value: ApiMode) => void (mode = value),
+    setRedirectTo: (url: string) => void (redirectTo = url),
+    /** Bytes of the `huge` body written before the client stopped reading. */
+    hugeBytesSent: () => hugeBytesSent,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
         server.close(() => resolve());
       }),
   };
+}
+
+/** Writes up to HUGE_BYTES in 64 KiB chunks, only as fast as the client reads, until it hangs up. */
+function streamHugeBody(res: http.ServerResponse, report: (bytes: number) => void): void {
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  let sent = 0;
+  let closed = false;
+  res.on('close', () => {
+    closed = true;
+    report(sent);
+  });
+  const pump = () => {
+    while (!closed && sent < HUGE_BYTES) {
+      sent += chunk.length;
+      if (!res.write(chunk)) return void res.once('drain', pump);
+    }
+    if (!closed) res.end();
+  };
+  pump();
 }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,17 +9,37 @@ import { runCli, startCli } from '../helpers/run-cli';
 import { listen, type RunningServer } from '../helpers/servers';
 
 const SECRET = 'whsec_cli_tests_0123';
+// C0 controls, DEL and C1 controls: none may reach the terminal from a server.
+// eslint-disable-next-line no-control-regex -- these characters are what the tests look for
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
 
 async function liveReceiver() {
   const handled: string[] = [];
+  const ids: unknown[] = [];
   const webhooks = new MitpoWebhooks({ secret: SECRET });
-  webhooks.onAny((event) => void handled.push(event.event));
+  webhooks.onAny((event) => {
+    handled.push(event.event);
+    ids.push((event.data as { dispatch_id?: unknown }).dispatch_id);
+  });
   const server = await listen(http.createServer((req, res) => webhooks.middleware()(req, res, () => res.end())));
-  return { server, handled };
+  return { server, handled, ids };
+}
+
+/** A server that answers every request with `answer`, counting the requests. */
+async function fixedServer(answer: (res: http.ServerResponse) => void) {
+  let requests = 0;
+  const server = await listen(
+    http.createServer((req, res) => {
+      requests++;
+      req.resume();
+      req.on('end', () => answer(res));
+    }),
+  );
+  return { server, requests: () => requests };
 }
 
 describe('mitpo-webhooks send', () => {
-  let receiver: { server: RunningServer; handled: string[] };
+  let receiver: { server: RunningServer; handled: string[]; ids: unknown[] };
   beforeEach(async () => {
     receiver = await liveReceiver();
   });
@@ -28,9 +48,73 @@ describe('mitpo-webhooks send', () => {
   it.each(MITPO_EVENT_NAMES)('signs and delivers a sample %s that the receiver handles', async (event) => {
     const run = await runCli(['send', receiver.server.url, '--event', event, '--secret', SECRET]);
     expect(run.code).toBe(0);
-    expect(run.stdout).toContain(`→ POST ${receiver.server.url} (${event}`);
-    expect(run.stdout).toContain('← 200 accepted');
+    const lines = run.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(new RegExp(`^→ POST ${receiver.server.url} \\(${event.replace('.', '\\.')}, \\d+ bytes\\)$`));
+    expect(lines.slice(1)).toEqual(['← 200 OK', '{"success":true}']);
     expect(receiver.handled).toEqual([event]);
+  });
+
+  it('sends a fresh sample each run: two runs in a row are both handled, neither a duplicate', async () => {
+    const first = await runCli(['send', receiver.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+    const second = await runCli(['send', receiver.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    expect(first.stdout.trimEnd().split('\n').slice(1)).toEqual(['← 200 OK', '{"success":true}']);
+    expect(second.stdout.trimEnd().split('\n').slice(1)).toEqual(['← 200 OK', '{"success":true}']);
+    expect(receiver.handled).toEqual(['dispatch.completed', 'dispatch.completed']);
+    expect(receiver.ids).toEqual([expect.stringMatching(/^dsp_[0-9a-f]{16}$/), expect.stringMatching(/^dsp_[0-9a-f]{16}$/)]);
+    expect(receiver.ids[0]).not.toBe(receiver.ids[1]);
+  });
+
+  it('prints the status and the answer’s body without control characters, cutting a huge one, and exits 1 on non-2xx', async () => {
+    const hostile = await fixedServer((res) =>
+      res.writeHead(500, { 'content-type': 'application/json' }).end('{"success":false,"error":{"code":"x\u001b[2J","message":"a\nb\u009b1m"}}\n'),
+    );
+    const huge = await fixedServer((res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(64 * 1024, 'y');
+      let left = 48; // 3 MiB
+      const pump = () => {
+        while (left > 0) {
+          left--;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const empty = await fixedServer((res) => res.writeHead(202).end());
+    try {
+      const refused = await runCli(['send', hostile.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+      expect(refused.code).toBe(1);
+      expect(refused.stdout.split('\n').slice(1)).toEqual(['← 500 Internal Server Error', '{"success":false,"error":{"code":"x[2J","message":"ab1m"}}', '']);
+      expect(refused.stdout).not.toMatch(CONTROL);
+
+      const big = await runCli(['send', huge.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+      expect(big.code).toBe(0);
+      const lines = big.stdout.trimEnd().split('\n');
+      expect(lines[1]).toBe('← 200 OK');
+      expect(lines[2]).toBe(`${'y'.repeat(4096)}…`);
+      expect(lines).toHaveLength(3);
+
+      const nothing = await runCli(['send', empty.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+      expect(nothing.code).toBe(0);
+      expect(nothing.stdout.trimEnd().split('\n').slice(1)).toEqual(['← 202 Accepted', '(empty body)']);
+    } finally {
+      await Promise.all([hostile.server.close(), huge.server.close(), empty.server.close()]);
+    }
+  });
+
+  it('does not follow a redirect: the 3xx is the answer, exit 1, and the other server gets nothing', async () => {
+    const elsewhere = await fixedServer((res) => res.writeHead(200).end('{"success":true}'));
+    const redirecting = await fixedServer((res) => res.writeHead(307, { location: elsewhere.server.url }).end());
+    try {
+      const run = await runCli(['send', redirecting.server.url, '--event', 'dispatch.completed', '--secret', SECRET]);
+      expect(run.code).toBe(1);
+      expect(run.stdout.trimEnd().split('\n').slice(1)).toEqual(['← 307 Temporary Redirect', '(empty body)']);
+      expect(elsewhere.requests()).toBe(0);
+    } finally {
+      await Promise.all([elsewhere.server.close(), redirecting.server.close()]);
+    }
   });
 
   it('takes the secret from MITPO_WEBHOOK_SECRET and the data from --data or --file', async () => {
@@ -45,10 +129,12 @@ describe('mitpo-webhooks send', () => {
     expect(receiver.handled).toEqual(['dispatch.accepted', 'connection.active']);
   });
 
-  it('exits 1 and shows the error code when the receiver refuses (a wrong secret)', async () => {
+  it('exits 1 and prints the status and the JSON answer when the receiver refuses (a wrong secret)', async () => {
     const run = await runCli(['send', receiver.server.url, '--event', 'dispatch.completed', '--secret', 'whsec_wrong_one']);
     expect(run.code).toBe(1);
-    expect(run.stdout).toContain('← 401 invalid_signature:');
+    const lines = run.stdout.trimEnd().split('\n');
+    expect(lines[1]).toBe('← 401 Unauthorized');
+    expect(JSON.parse(lines[2]!)).toEqual({ success: false, error: { code: 'invalid_signature', message: expect.any(String) } });
     expect(receiver.handled).toEqual([]);
   });
 
@@ -67,6 +153,7 @@ describe('mitpo-webhooks send', () => {
     [['send', 'ftp://x', '--event', 'dispatch.completed'], /must start with http/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed'], /no signing secret/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', ' whsec_x'], /whitespace/],
+    [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch\ncompleted', '--secret', SECRET], /--event must not contain control characters/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '{nope'], /--data is not valid JSON/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '[]'], /must be a JSON object/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'x', '--secret', SECRET, '--data', '{}', '--file', 'f'], /not both/],
@@ -80,14 +167,40 @@ describe('mitpo-webhooks send', () => {
   });
 });
 
+describe('a quoted secret or the bare whsec_ prefix', () => {
+  const QUOTED = 'whsec_quoted_9f8e7d';
+  it.each([
+    ['send', '--secret', `"${QUOTED}"`, /the signing secret is wrapped in quotes/],
+    ['send', '--secret', `'${QUOTED}'`, /the signing secret is wrapped in quotes/],
+    ['send', 'env', `"${QUOTED}"`, /the signing secret is wrapped in quotes/],
+    ['send', '--secret', 'whsec_', /the signing secret is only the "whsec_" prefix/],
+    ['sign', '--secret', `"${QUOTED}"`, /the signing secret is wrapped in quotes/],
+    ['sign', 'env', 'whsec_', /the signing secret is only the "whsec_" prefix/],
+    ['listen', '--secret', `"${QUOTED}"`, /the signing secret is wrapped in quotes/],
+  ])('%s refuses it (%s %s) with exit 2, never echoing it', async (command, source, secret, message) => {
+    const args =
+      command === 'send' ? ['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed'] : command === 'sign' ? ['sign'] : ['listen', '--port', '0'];
+    const run = await runCli(source === 'env' ? args : [...args, '--secret', secret], {
+      env: source === 'env' ? { MITPO_WEBHOOK_SECRET: secret } : {},
+      input: '{"event":"connection.active","timestamp":"2026-03-22T10:30:00Z","data":{}}',
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(new RegExp(`^mitpo-webhooks ${command}: ${message.source}`));
+    expect(run.stderr).not.toContain(QUOTED);
+    expect(run.stdout).toBe('');
+  });
+});
+
 describe('mitpo-webhooks sign', () => {
   const body = '{"event":"dispatch.completed","timestamp":"2026-03-22T10:30:00Z","data":{"dispatch_id":"dsp_ü","channel":"c","status":"s"}}';
 
-  it('prints headers for a body on stdin that verifySignature accepts', async () => {
+  it('prints Content-Type and the X-MITPO-* headers for a body on stdin, as Name: value lines verifySignature accepts', async () => {
     const run = await runCli(['sign', '--secret', SECRET, '--sent-at', '1774175400'], { input: body });
     expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^Content-Type: application\/json\nX-MITPO-Signature: sha256=[0-9a-f]{64}\nX-MITPO-Timestamp: 1774175400\nX-MITPO-Event: dispatch\.completed\n$/);
     const headers = Object.fromEntries(run.stdout.trim().split('\n').map((line) => line.split(': ') as [string, string]));
-    expect(Object.keys(headers)).toEqual(['X-MITPO-Signature', 'X-MITPO-Timestamp', 'X-MITPO-Event']);
+    expect(Object.keys(headers)).toEqual(['Content-Type', 'X-MITPO-Signature', 'X-MITPO-Timestamp', 'X-MITPO-Event']);
+    expect(headers['Content-Type']).toBe('application/json');
     expect(verifySignature(Buffer.from(body), headers['X-MITPO-Signature'], SECRET)).toBe(true);
     expect(headers['X-MITPO-Timestamp']).toBe('1774175400');
     expect(headers['X-MITPO-Event']).toBe('dispatch.completed');
@@ -104,11 +217,39 @@ describe('mitpo-webhooks sign', () => {
     expect(verifySignature(body, signature, SECRET)).toBe(false);
   });
 
-  it('exits 1 on a body that is not a MITPO event, 2 on a missing file', async () => {
-    expect((await runCli(['sign', '--secret', SECRET], { input: 'not json' })).code).toBe(1);
-    const noEvent = await runCli(['sign', '--secret', SECRET], { input: '{"data":{}}' });
-    expect(noEvent.code).toBe(1);
-    expect(noEvent.stderr).toContain('no "event" field');
+  it('signs an event of a type it does not know when its envelope is valid', async () => {
+    const run = await runCli(['sign', '--secret', SECRET], { input: '{"event":"dispatch.cancelled","timestamp":"2026-03-22T10:30:00Z","data":{}}' });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('\nX-MITPO-Event: dispatch.cancelled\n');
+  });
+
+  const TS = '"timestamp":"2026-03-22T10:30:00Z"';
+  it.each([
+    ['not JSON', 'not json', /^mitpo-webhooks sign: the body is not a MITPO event: it is not valid JSON\n$/],
+    ['not UTF-8', Buffer.from(`{"event":"connection.active",${TS},"data":{"n":"\xff"}}`, 'latin1'), /^mitpo-webhooks sign: the body is not a MITPO event: it is not UTF-8\n$/],
+    ['a JSON array', '[]', /^mitpo-webhooks sign: the body is not a MITPO event: Event payload does not match the MITPO event envelope: /],
+    ['no event', `{${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: Event payload does not match the MITPO event envelope: event: /],
+    ['no data', `{"event":"dispatch.cancelled",${TS}}`, /^mitpo-webhooks sign: the body is not a MITPO event: Event payload does not match the "dispatch\.cancelled" event schema: data: /],
+    ['data that is not an object', `{"event":"connection.active",${TS},"data":[]}`, /event schema: data: /],
+    ['a bad timestamp', '{"event":"dispatch.cancelled","timestamp":"yesterday","data":{}}', /event schema: timestamp: /],
+    ['a numeric timestamp', '{"event":"connection.active","timestamp":1774175400,"data":{}}', /event schema: timestamp: /],
+    ['a known type missing a required field', `{"event":"dispatch.completed",${TS},"data":{"channel":"c","status":"s"}}`, /"dispatch\.completed" event schema: data\.dispatch_id: /],
+    ['an event name with a newline', `{"event":"dispatch.x\\nX-Evil: 1",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains control characters\n$/],
+  ])('exits 1 on a body that is not a MITPO event (%s), printing no headers', async (_name, input, message) => {
+    const run = await runCli(['sign', '--secret', SECRET], { input });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(message);
+    expect(run.stdout).toBe('');
+  });
+
+  it('strips control characters from the body’s event name when it quotes it', async () => {
+    const run = await runCli(['sign', '--secret', SECRET], { input: '{"event":"x\\u001b[2J\\u009b1m","timestamp":"now","data":{}}' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^mitpo-webhooks sign: the body is not a MITPO event: Event payload does not match the "x\[2J1m" event schema: timestamp: /);
+    expect(run.stderr.trimEnd()).not.toMatch(CONTROL);
+  });
+
+  it('exits 2 on a missing file', async () => {
     const missing = await runCli(['sign', '--secret', SECRET, '--file', '/nonexistent/body.json']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('ENOENT');
@@ -129,7 +270,7 @@ describe('mitpo-webhooks listen', () => {
       expect(await listener.stop()).toBe(0);
     }
     const lines = listener.output().trim().split('\n');
-    expect(lines[1]).toMatch(/200 accepted {2}dispatch\.completed at \S+ {2}dispatch_id=dsp_a1b2c3d4 channel=meta_ads status=completed/);
+    expect(lines[1]).toMatch(/200 accepted {2}dispatch\.completed at \S+ {2}dispatch_id=dsp_[0-9a-f]{16} channel=meta_ads status=completed/);
     expect(lines[2]).toMatch(/401 refused {3}invalid_signature: X-MITPO-Signature does not match/);
   });
 
@@ -196,6 +337,89 @@ describe('mitpo-webhooks endpoints', () => {
     const fresh = path.join(dir, 'new.env');
     await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', fresh], { env: env() });
     expect(statSync(fresh).mode & 0o777).toBe(0o600);
+  });
+
+  it('leaves an existing 0644 env file 0600, with no temporary file left behind', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const file = path.join(dir, '.env');
+    writeFileSync(file, 'PORT=3000\n');
+    chmodSync(file, 0o644);
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`Wrote MITPO_WEBHOOK_SECRET to ${file}\n`);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8')).toMatch(/^PORT=3000\nMITPO_WEBHOOK_SECRET=whsec_whk_\w+_secret\n$/);
+    expect(readdirSync(dir)).toEqual(['.env']);
+  });
+
+  it('refuses a symbolic link as --write-env with exit 2, before creating the endpoint, and leaves its target alone', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const target = path.join(dir, 'elsewhere.txt');
+    writeFileSync(target, 'precious\n');
+    chmodSync(target, 0o644);
+    const link = path.join(dir, '.env');
+    symlinkSync(target, link);
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', link], { env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(new RegExp(`^mitpo-webhooks endpoints: refusing --write-env ${link.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: it is a symbolic link, never written through; pass the path of the file itself\n`));
+    expect(api.requests).toHaveLength(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('precious\n');
+    expect(statSync(target).mode & 0o777).toBe(0o644);
+    // A dangling link too: following it would create a file wherever it points.
+    const dangling = path.join(dir, 'dangling.env');
+    symlinkSync(path.join(dir, 'created-through-link'), dangling);
+    const second = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', dangling], { env: env() });
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain('it is a symbolic link');
+    expect(readdirSync(dir).sort()).toEqual(['.env', 'dangling.env', 'elsewhere.txt']);
+  });
+
+  it('refuses to write a signing secret with control characters (a newline would add an env line), showing it escaped', async () => {
+    api.setMode('control_chars');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const file = path.join(dir, '.env');
+    writeFileSync(file, 'PORT=3000\n', { mode: 0o600 });
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('Signing secret (MITPO shows it only now): whsec_ctl\\u000aEVIL=1\n');
+    expect(run.stderr).toBe(`mitpo-webhooks endpoints: the signing secret MITPO returned contains control characters: not written to ${file}\n`);
+    expect(readFileSync(file, 'utf8')).toBe('PORT=3000\n');
+    expect(readdirSync(dir)).toEqual(['.env']);
+  });
+
+  it('strips control characters from what it prints of the server’s answers', async () => {
+    api.setMode('control_chars');
+    const listed = await runCli(['endpoints', 'list'], { env: env() });
+    expect(listed.code).toBe(0);
+    const clean = '[2J[31mredX-Injected: yes1m';
+    expect(listed.stdout).toBe(`whk_${clean}  https://example.com/${clean}  [${clean}]  created ${clean}\n`);
+    const failed = await runCli(['endpoints', 'delete', 'whk_1'], { env: env() });
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toBe(`mitpo-webhooks endpoints: MITPO's API answered DELETE /v1/webhooks/whk_1 with 500: Broken ${clean}\n`);
+  });
+
+  it('exits 1 on a redirect from the API, never following it', async () => {
+    const elsewhere = await startMitpoApiMock();
+    try {
+      api.setMode('redirect');
+      api.setRedirectTo(`${elsewhere.baseUrl}/v1/webhooks`);
+      const run = await runCli(['endpoints', 'list'], { env: env() });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toBe(
+        `mitpo-webhooks endpoints: MITPO's API answered GET /v1/webhooks with a redirect (302) to ${elsewhere.baseUrl}/v1/webhooks; redirects are not followed: check MITPO_API_BASE_URL\n`,
+      );
+      expect(elsewhere.requests).toHaveLength(0);
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  it('exits 1 on an answer over 1 MiB', async () => {
+    api.setMode('huge');
+    const run = await runCli(['endpoints', 'list'], { env: env() });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe("mitpo-webhooks endpoints: MITPO's API answered GET /v1/webhooks with 200 and a body larger than 1048576 bytes; it was not read\n");
   });
 
   it.each([

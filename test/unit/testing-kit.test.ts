@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { MitpoWebhooks, parseEvent, verifySignature, MITPO_EVENT_NAMES } from '../../src';
-import { SAMPLE_DATA, sendDelivery, signedDelivery } from '../../src/testing';
+import { SAMPLE_DATA, sampleData, sendDelivery, signedDelivery } from '../../src/testing';
 import { listen } from '../helpers/servers';
 
 const SECRET = 'whsec_kit';
@@ -24,9 +24,60 @@ describe('signedDelivery', () => {
     expect(verifySignature(body, headers['X-MITPO-Signature'], SECRET)).toBe(true);
   });
 
-  it.each(MITPO_EVENT_NAMES)('defaults data to a sample that the %s schema accepts', (event) => {
+  it.each(MITPO_EVENT_NAMES)('defaults data to a sample that the %s schema accepts, with a fresh id', (event) => {
     const { body } = signedDelivery({ event, secret: SECRET });
-    expect(parseEvent(JSON.parse(body)).data).toEqual(SAMPLE_DATA[event]);
+    const data = parseEvent(JSON.parse(body)).data as Record<string, unknown>;
+    const idKey = event.startsWith('dispatch.') ? 'dispatch_id' : 'connection_id';
+    expect(data[idKey]).toMatch(idKey === 'dispatch_id' ? /^dsp_[0-9a-f]{16}$/ : /^con_[0-9a-f]{16}$/);
+    expect(data).toEqual({ ...SAMPLE_DATA[event], [idKey]: data[idKey] });
+  });
+
+  it.each([...MITPO_EVENT_NAMES, 'dispatch.cancelled'])(
+    'makes two default %s deliveries in the same second different bodies (never each other’s duplicates)',
+    (event) => {
+      const moment = { timestamp: 1_774_175_400, sentAt: 1_774_175_401 };
+      const first = signedDelivery({ event, secret: SECRET, ...moment });
+      const second = signedDelivery({ event, secret: SECRET, ...moment });
+      expect(first.body).not.toBe(second.body);
+      expect(first.headers['X-MITPO-Signature']).not.toBe(second.headers['X-MITPO-Signature']);
+    },
+  );
+
+  it('gives a type it does not know a fresh sample_id as its only data', () => {
+    const { body } = signedDelivery({ event: 'dispatch.cancelled', secret: SECRET });
+    expect(JSON.parse(body).data).toEqual({ sample_id: expect.stringMatching(/^smp_[0-9a-f]{16}$/) });
+  });
+
+  it('keeps the body byte-stable when data is given', () => {
+    const options = { event: 'dispatch.completed' as const, secret: SECRET, data: SAMPLE_DATA['dispatch.completed'], timestamp: 1_774_175_400, sentAt: 1_774_175_401 };
+    const first = signedDelivery(options);
+    expect(signedDelivery(options)).toEqual(first);
+    expect(first.body).toBe(
+      '{"event":"dispatch.completed","timestamp":"2026-03-22T10:30:00Z","data":{"dispatch_id":"dsp_a1b2c3d4","channel":"meta_ads","status":"completed","provider_resource_id":"23851234567890"}}',
+    );
+  });
+
+  it('sampleData returns a fresh copy, leaving SAMPLE_DATA untouched', () => {
+    const sample = sampleData('connection.reauth_required');
+    sample.channel = 'changed';
+    expect(SAMPLE_DATA['connection.reauth_required']).toEqual({ connection_id: 'con_e5f6g7h8', channel: 'meta_ads', reason: 'token_expired' });
+    expect(sampleData('dispatch.failed')).not.toEqual(sampleData('dispatch.failed'));
+  });
+
+  it.each([
+    ['wrapped in double quotes', '"whsec_kit_quoted"', /wrapped in quotes/],
+    ['wrapped in single quotes', "'whsec_kit_quoted'", /wrapped in quotes/],
+    ['only the prefix', 'whsec_', /only the "whsec_" prefix/],
+  ])('refuses a secret %s, without echoing it', (_name, secret, message) => {
+    let error: unknown;
+    try {
+      signedDelivery({ event: 'dispatch.completed', secret });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(message);
+    if (secret !== 'whsec_') expect((error as Error).message).not.toContain('whsec_kit_quoted');
   });
 
   it('refuses a bad secret or moment', () => {
@@ -55,6 +106,21 @@ describe('sendDelivery', () => {
     expect(seen).toEqual(['connection.active']);
   });
 
+  it('sends two default deliveries in the same second, and both are handled (neither is a duplicate)', async () => {
+    const { listener, seen } = receiver();
+    const server = await listen(http.createServer(listener));
+    try {
+      const url = server.url.replace('/webhooks/mitpo', '/hooks');
+      const moment = { timestamp: Math.floor(Date.now() / 1000), sentAt: Math.floor(Date.now() / 1000) };
+      const first = await sendDelivery(url, { event: 'connection.active', secret: SECRET, ...moment });
+      const second = await sendDelivery(url, { event: 'connection.active', secret: SECRET, ...moment });
+      expect([first.body, second.body]).toEqual([{ success: true }, { success: true }]);
+      expect(seen).toEqual(['connection.active', 'connection.active']);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('sends to a listening server or a URL, and can resend the same delivery', async () => {
     const { listener, seen } = receiver();
     const server = await listen(http.createServer(listener));
@@ -64,6 +130,12 @@ describe('sendDelivery', () => {
       const again = await sendDelivery(url, first.delivery);
       expect(again.body).toEqual({ success: true, duplicate: true });
       expect(seen).toEqual(['dispatch.failed']);
+      // The same options again make a new delivery, not a replay of the first.
+      const fresh = await sendDelivery(url, { event: 'dispatch.failed', secret: SECRET });
+      expect(fresh.body).toEqual({ success: true });
+      expect(fresh.delivery.body).not.toBe(first.delivery.body);
+      expect(seen).toEqual(['dispatch.failed', 'dispatch.failed']);
+      seen.length = 1;
       const notFound = await sendDelivery(new URL(server.url), first.delivery);
       expect(notFound.status).toBe(404);
       expect(notFound.body).toMatchObject({ success: false, error: { code: 'not_json' } });

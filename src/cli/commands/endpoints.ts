@@ -1,9 +1,13 @@
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, type Stats, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MitpoApiError } from '../../api/mitpo-api-error';
 import { WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
 import { MITPO_EVENT_NAMES } from '../../events/schemas';
-import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+import { secretProblem } from '../../secrets/secret-rules';
+import { sanitizeText } from '../../text/sanitize-text';
+import { CommandError, EXIT, hasControlCharacters, UsageError, type CliIo } from '../cli-io';
 
 export const ENDPOINTS_USAGE = `Usage:
   mitpo-webhooks endpoints create --url <https-url> --events <a,b> [--write-env <file>]
@@ -17,10 +21,13 @@ printed); MITPO_API_BASE_URL overrides https://api.mitpo.io.
 create prints the endpoint's signing secret: MITPO shows it this once.
   --url <https-url>     where MITPO delivers
   --events <a,b>        event types, comma-separated: ${MITPO_EVENT_NAMES.join(', ')}
-  --write-env <file>    also write MITPO_WEBHOOK_SECRET=... to this env file (created 0600, other lines kept)
+  --write-env <file>    also set MITPO_WEBHOOK_SECRET=... in this env file, other lines kept;
+                        the file is left readable by its owner only (0600), also when it
+                        existed; a symbolic link is refused, never written through
 
 Exits 0 on success, 1 when the API call fails, 2 on bad arguments.`;
 
+/** `mitpo-webhooks endpoints create|list|delete`: MITPO's /v1/webhooks API from the terminal. */
 export async function endpoints(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -43,13 +50,20 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         const unknown = events.filter((e) => !(MITPO_EVENT_NAMES as string[]).includes(e));
         if (unknown.length > 0) throw new UsageError(`unknown event type ${JSON.stringify(unknown[0])}; known types are ${MITPO_EVENT_NAMES.join(', ')}`);
         if (!values.url.startsWith('https://')) throw new UsageError('--url must be an https:// URL: MITPO delivers webhooks over HTTPS only');
+        const envFile = values['write-env'];
+        // Before the endpoint exists: a path that will be refused must not cost a secret
+        // MITPO shows only once. writeEnvFile checks again, as the path may change meanwhile.
+        if (envFile !== undefined) {
+          const problem = envFileProblem(envFile);
+          if (problem !== undefined) throw new UsageError(problem);
+        }
         const created = await apiClient().create({ url: values.url, events: events as typeof MITPO_EVENT_NAMES });
-        io.out(`Created endpoint ${created.id} for ${created.url}`);
-        io.out(`Events: ${created.events.join(', ')}`);
-        io.out(`Signing secret (MITPO shows it only now): ${created.signing_secret}`);
-        if (values['write-env'] !== undefined) {
-          writeEnvFile(values['write-env'], 'MITPO_WEBHOOK_SECRET', created.signing_secret);
-          io.out(`Wrote MITPO_WEBHOOK_SECRET to ${values['write-env']}`);
+        io.out(`Created endpoint ${shown(created.id)} for ${shown(created.url)}`);
+        io.out(`Events: ${created.events.map(shown).join(', ')}`);
+        io.out(`Signing secret (MITPO shows it only now): ${escapeControlCharacters(created.signing_secret)}`);
+        if (envFile !== undefined) {
+          writeEnvFile(envFile, 'MITPO_WEBHOOK_SECRET', created.signing_secret);
+          io.out(`Wrote MITPO_WEBHOOK_SECRET to ${envFile}`);
         }
         return EXIT.ok;
       }
@@ -61,7 +75,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
           return EXIT.ok;
         }
         for (const endpoint of list) {
-          io.out(`${endpoint.id}  ${endpoint.url}  [${endpoint.events.join(', ')}]  created ${endpoint.created_at}`);
+          io.out(`${shown(endpoint.id)}  ${shown(endpoint.url)}  [${endpoint.events.map(shown).join(', ')}]  created ${shown(endpoint.created_at)}`);
         }
         return EXIT.ok;
       }
@@ -70,7 +84,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         if (id === undefined) throw new UsageError('delete needs the endpoint id, e.g. endpoints delete whk_r3s4t5u6');
         if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
         const deleted = await apiClient().delete(id);
-        io.out(`Deleted endpoint ${deleted.id}`);
+        io.out(`Deleted endpoint ${shown(deleted.id)}`);
         return EXIT.ok;
       }
       case undefined:
@@ -93,15 +107,108 @@ function client(env: NodeJS.ProcessEnv): WebhookEndpointsClient {
   return new WebhookEndpointsClient({ apiKey, ...(env.MITPO_API_BASE_URL ? { baseUrl: env.MITPO_API_BASE_URL } : {}) });
 }
 
-/** Sets NAME=value in an env file, keeping its other lines; a new file is readable by its owner only. */
-function writeEnvFile(path: string, name: string, value: string): void {
-  const existed = existsSync(path);
-  const text = existed ? readFileSync(path, 'utf8').replace(/\n+$/, '') : '';
+/** Text from MITPO's API, for the terminal: control characters (escape sequences) removed. */
+function shown(text: string): string {
+  return sanitizeText(text, 2000);
+}
+
+/**
+ * The signing secret, printed whole since MITPO shows it only once; a control
+ * character in it (which no real secret has) is shown as a `\uXXXX` escape
+ * rather than sent to the terminal, so the value can still be recovered.
+ */
+function escapeControlCharacters(text: string): string {
+  return Array.from(text, (c) => (hasControlCharacters(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
+}
+
+// Not in Node's constants on Windows, which has no symbolic-link following to turn off
+// at open; the lstat checks still apply there.
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
+
+/** Why an env file path must not be written, or undefined when it may (a missing file is fine). */
+function envFileProblem(file: string): string | undefined {
+  let stats: Stats;
+  try {
+    stats = lstatSync(file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    return `cannot use --write-env ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
+  }
+  if (stats.isSymbolicLink()) return `refusing --write-env ${file}: it is a symbolic link, never written through; pass the path of the file itself`;
+  if (!stats.isFile()) return `refusing --write-env ${file}: it is not a regular file`;
+  return undefined;
+}
+
+/**
+ * Sets NAME=value in an env file, keeping its other lines. The new content goes to a
+ * fresh 0600 file in the same directory that then replaces the path with one rename:
+ * the result is 0600 whatever the old file's mode was, a reader never sees half a
+ * file, and a symbolic link put at the path is replaced rather than written through.
+ */
+function writeEnvFile(file: string, name: string, value: string): void {
+  // A newline in the value would add a line of its own to the file (another variable).
+  if (hasControlCharacters(value)) {
+    throw new CommandError(`the signing secret MITPO returned contains control characters: not written to ${file}`);
+  }
+  const problem = secretProblem(value);
+  if (problem !== undefined) throw new CommandError(`the signing secret MITPO returned ${problem}: not written to ${file}`);
+
+  const text = (readEnvFile(file) ?? '').replace(/\n+$/, '');
   const lines = text === '' ? [] : text.split('\n');
   const line = `${name}=${value}`;
   const index = lines.findIndex((l) => l.startsWith(`${name}=`));
   if (index >= 0) lines[index] = line;
   else lines.push(line);
-  writeFileSync(path, `${lines.join('\n')}\n`, { mode: 0o600 });
-  if (!existed) chmodSync(path, 0o600);
+  replaceFile(file, `${lines.join('\n')}\n`);
+}
+
+/** The env file's text, or undefined when there is none; never read through a symbolic link. */
+function readEnvFile(file: string): string | undefined {
+  const problem = envFileProblem(file);
+  if (problem !== undefined) throw new CommandError(problem);
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | O_NOFOLLOW);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    // ELOOP: the path became a symbolic link after the check above.
+    if (code === 'ELOOP') throw new CommandError(`refusing --write-env ${file}: it is a symbolic link, never written through`);
+    throw new CommandError(`cannot read --write-env ${file}: ${code ?? (error as Error).message}`);
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new CommandError(`refusing --write-env ${file}: it is not a regular file`);
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function replaceFile(file: string, content: string): void {
+  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  let fd: number;
+  try {
+    // O_EXCL: a new file, never one (or a link) already at the temporary name.
+    fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o600);
+  } catch (error) {
+    throw new CommandError(`cannot write --write-env ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  try {
+    try {
+      // openSync's mode passes through the umask; fchmod makes it exactly 0600.
+      fchmodSync(fd, 0o600);
+      writeFileSync(fd, content);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, file);
+  } catch (error) {
+    try {
+      unlinkSync(temp);
+    } catch {
+      // already gone: nothing to clean up
+    }
+    throw new CommandError(`cannot write --write-env ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }

@@ -1,14 +1,20 @@
+import { isUtf8 } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { parseAnyEvent } from '../../events/parse-event';
 import { sign as signBody } from '../../signature/sign';
-import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+import { sanitizeText } from '../../text/sanitize-text';
+import { CommandError, EXIT, hasControlCharacters, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 export const SIGN_USAGE = `Usage: mitpo-webhooks sign [--file <path>] [--secret <s>] [--sent-at <unix seconds>]
 
-Prints the X-MITPO-Signature, X-MITPO-Timestamp and X-MITPO-Event headers MITPO
-would send with a whole delivery body, read from --file or standard input. The
-body is signed byte for byte as given; the event comes from its "event" field.
+Prints the headers MITPO would send with a whole delivery body, read from --file
+or standard input, as "Name: value" lines: Content-Type: application/json,
+X-MITPO-Signature, X-MITPO-Timestamp and X-MITPO-Event. The body is signed byte
+for byte as given; the event comes from its "event" field. The body must be a
+MITPO event: UTF-8 JSON with "event", an ISO 8601 "timestamp" and a "data"
+object (and the fields its type requires, for the types MITPO documents).
 
 Options:
   --file <path>         the body (default: standard input)
@@ -18,6 +24,7 @@ Options:
 
 Exits 0 on success, 1 when the body is not a MITPO event, 2 on bad arguments.`;
 
+/** `mitpo-webhooks sign`: the headers for a body, refused unless the body is a MITPO event. */
 export async function sign(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -34,18 +41,42 @@ export async function sign(argv: string[], io: CliIo): Promise<number> {
   if (!/^[0-9]{1,12}$/.test(sentAt)) throw new UsageError('--sent-at must be whole unix seconds');
 
   const body = values.file === undefined ? await readStdin(io) : readBodyFile(values.file);
-  let event: unknown;
-  try {
-    event = (JSON.parse(body.toString('utf8')) as { event?: unknown } | null)?.event;
-  } catch {
-    throw new CommandError('the body is not valid JSON');
-  }
-  if (typeof event !== 'string' || event === '') throw new CommandError('the body has no "event" field naming the event type');
+  const event = eventNameOf(body);
 
+  // Content-Type first, in the order MITPO (and signedDelivery) send them.
+  io.out('Content-Type: application/json');
   io.out(`X-MITPO-Signature: ${signBody(body, secret)}`);
   io.out(`X-MITPO-Timestamp: ${sentAt}`);
   io.out(`X-MITPO-Event: ${event}`);
   return EXIT.ok;
+}
+
+/**
+ * The body's event name, once the body is known to be what a receiver accepts as
+ * a MITPO event: headers for anything else would only sign a delivery every
+ * receiver refuses (invalid_json or invalid_payload), so it is refused here.
+ */
+function eventNameOf(body: Buffer): string {
+  // A receiver refuses a body that is not UTF-8; decoding it anyway would sign
+  // bytes other than the ones checked.
+  if (!isUtf8(body)) throw new CommandError('the body is not a MITPO event: it is not UTF-8');
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new CommandError('the body is not a MITPO event: it is not valid JSON');
+  }
+  let name: string;
+  try {
+    name = parseAnyEvent(value).event;
+  } catch (error) {
+    // The message quotes the body's event name: the sender's text, cleaned for the terminal.
+    throw new CommandError(`the body is not a MITPO event: ${sanitizeText((error as Error).message, 300)}`);
+  }
+  // The name becomes a header line: a control character (a newline above all) would
+  // break it, and no HTTP header could carry it to a receiver anyway.
+  if (hasControlCharacters(name)) throw new CommandError('the body is not a MITPO event: its "event" contains control characters');
+  return name;
 }
 
 function readBodyFile(path: string): Buffer {
