@@ -108,7 +108,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const maxEventAgeSeconds = readSeconds(given.maxEventAge, { name: 'maxEventAge', fallback: 3 * DAY, max: 365 * DAY })!;
   const inFlightTtlSeconds = readSeconds(given.inFlightTtl, { name: 'inFlightTtl', fallback: 300, max: DAY })!;
   const handlerTimeoutSeconds = readSeconds(given.handlerTimeout, { name: 'handlerTimeout', fallback: undefined, max: DAY });
-  const secretCacheTtlSeconds = readSeconds(given.secretCacheTtl, { name: 'secretCacheTtl', fallback: 60, max: DAY, allowZero: true })!;
+  const secretCacheTtlSeconds = readSeconds(given.secretCacheTtl, { name: 'secretCacheTtl', fallback: 60, max: 3600, allowZero: true })!;
   const now = clock(given.now);
   return {
     secrets: createSecretSource(given.secret, secretCacheTtlSeconds * 1000, now),
