@@ -67,6 +67,12 @@ export class RedisReplayStore implements ReplayStore {
   readonly prefix: string;
   private readonly run: RunCommand;
   private readonly commandTimeoutMs: number;
+  /**
+   * Tokens of claims made without one (a caller outside the pipeline, which
+   * always passes its own), so that this instance's release finds its claim and
+   * never another instance's. An entry lives from claim to complete or release.
+   */
+  private readonly ownTokens = new Map<string, string>();
 
   /** @throws TypeError when the client is neither ioredis nor node-redis, or an option is invalid */
   constructor(client: RedisClientLike, options: RedisReplayStoreOptions = {}) {
@@ -78,7 +84,8 @@ export class RedisReplayStore implements ReplayStore {
       readSeconds(options.commandTimeout, { name: 'mitpo-webhooks/redis: commandTimeout', fallback: 2, max: 600 })! * 1000;
   }
 
-  async claim(key: string, inFlightTtlMs: number, token: string = newToken()): Promise<ClaimResult> {
+  async claim(key: string, inFlightTtlMs: number, givenToken?: string): Promise<ClaimResult> {
+    const token = givenToken ?? newToken();
     const args = [CLAIM, 1, this.prefix + key, wholeMs(inFlightTtlMs), token];
     let result: unknown;
     try {
@@ -90,17 +97,21 @@ export class RedisReplayStore implements ReplayStore {
       this.undoClaim(key, token, UNDO_ATTEMPTS, UNDO_FIRST_DELAY_MS);
       throw error;
     }
+    if (result === 'claimed' && givenToken === undefined) this.ownTokens.set(key, token);
     if (result === 'claimed' || result === 'in_flight' || result === 'done') return result;
     throw new Error(`unexpected answer from Redis to a claim: ${String(result)}`);
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
+    this.ownTokens.delete(key);
     await this.command('SET', [this.prefix + key, 'done', 'PX', wholeMs(retentionMs)]);
   }
 
   async release(key: string, token?: string): Promise<void> {
-    // Without a token there is no way to tell our claim from another attempt's: leave it to expire.
-    if (token !== undefined) await this.command('EVAL', [RELEASE, 1, this.prefix + key, token]);
+    const owner = token ?? this.ownTokens.get(key);
+    this.ownTokens.delete(key);
+    // No token and no claim of ours: whatever holds the key is another attempt's.
+    if (owner !== undefined) await this.command('EVAL', [RELEASE, 1, this.prefix + key, owner]);
   }
 
   async renew(key: string, inFlightTtlMs: number, token: string): Promise<boolean> {

@@ -78,6 +78,44 @@ describeRedis.each(CLIENTS)('RedisReplayStore with %s', (library) => {
     expect(await survivor.claim('k', 60_000)).toBe('claimed');
   });
 
+  it("never lets a late release with one attempt's token remove another attempt's claim", async () => {
+    const store = new RedisReplayStore(a.client, { prefix });
+    expect(await store.claim('k', 60_000, 'first')).toBe('claimed');
+    // The first attempt's claim lapsed (its process stalled); a second attempt claims.
+    await a.raw('DEL', `${prefix}k`);
+    expect(await store.claim('k', 60_000, 'second')).toBe('claimed');
+    await store.release('k', 'first');
+    expect(await store.claim('k', 60_000, 'third')).toBe('in_flight');
+    await store.release('k', 'second');
+    expect(await store.claim('k', 60_000, 'third')).toBe('claimed');
+  });
+
+  it('renews only the claim its token took', async () => {
+    const store = new RedisReplayStore(a.client, { prefix });
+    expect(await store.claim('k', 1_000, 'mine')).toBe('claimed');
+    expect(await store.renew('k', 600_000, 'mine')).toBe(true);
+    expect(Number(await a.raw('PTTL', `${prefix}k`))).toBeGreaterThan(60_000);
+    expect(await store.renew('k', 600_000, 'not-mine')).toBe(false);
+    await store.complete('k', 3_600_000, 'mine');
+    expect(await store.renew('k', 1_000, 'mine')).toBe(false);
+    expect(await store.claim('k', 1_000)).toBe('done');
+  });
+
+  it('leaves no claim behind when its command timed out but Redis ran it later', async () => {
+    // A client whose commands reach Redis only after the store gave up on them.
+    const late = {
+      call: (...args: Array<string | number>) =>
+        new Promise((resolve, reject) => setTimeout(() => raw(args).then(resolve, reject), 150)),
+    };
+    const raw = (args: Array<string | number>) => a.raw(String(args[0]), ...args.slice(1).map(String));
+    const store = new RedisReplayStore(late, { prefix, commandTimeout: 0.05 });
+    await expect(store.claim('k', 60_000, 'timed-out')).rejects.toThrow(/did not answer/);
+    // The claim lands, then the release sent after it removes it.
+    await waitFor(async () => (await a.raw('EXISTS', `${prefix}k`)) === 1, 5000).catch(() => undefined);
+    await waitFor(async () => (await a.raw('EXISTS', `${prefix}k`)) === 0, 5000);
+    expect(await new RedisReplayStore(b.client, { prefix }).claim('k', 60_000)).toBe('claimed');
+  });
+
   it('grants exactly one of many simultaneous claims across instances', async () => {
     const stores = [new RedisReplayStore(a.client, { prefix }), new RedisReplayStore(b.client, { prefix })];
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stores[i % 2]!.claim('k', 60_000)));
