@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readSeconds } from '../duration-option';
 import type { ClaimResult, ReplayStore } from '../replay/replay-store';
 import { commandRunner, type RedisClientLike, type RunCommand } from './redis-client';
@@ -85,7 +85,7 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async claim(key: string, inFlightTtlMs: number, givenToken?: string): Promise<ClaimResult> {
-    const token = givenToken ?? newToken();
+    const token = givenToken ?? randomUUID();
     const args = [CLAIM, 1, this.prefix + key, wholeMs(inFlightTtlMs), token];
     let result: unknown;
     try {
@@ -137,10 +137,6 @@ export class RedisReplayStore implements ReplayStore {
     });
     return Promise.race([this.run(name, args), timeout]).finally(() => clearTimeout(timer));
   }
-}
-
-function newToken(): string {
-  return randomBytes(12).toString('base64url');
 }
 
 function wholeMs(ms: number): number {

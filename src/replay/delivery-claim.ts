@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { ClaimResult, ReplayStore } from './replay-store';
 
 /** Told when the store fails after the claim was taken; such a failure never changes the answer. */
@@ -47,7 +47,7 @@ export class DeliveryClaim {
     inFlightTtlMs: number,
     trouble: ClaimTrouble,
   ): Promise<DeliveryClaim | Exclude<ClaimResult, 'claimed'>> {
-    const token = randomBytes(12).toString('base64url');
+    const token = randomUUID();
     const result: unknown = await store.claim(key, inFlightTtlMs, token);
     if (result === 'claimed') return new DeliveryClaim(store, key, token, inFlightTtlMs, trouble);
     if (result === 'in_flight' || result === 'done') return result;

@@ -96,7 +96,7 @@ describeRedis.each(CLIENTS)('RedisReplayStore with %s', (library) => {
     expect(await store.renew('k', 600_000, 'mine')).toBe(true);
     expect(Number(await a.raw('PTTL', `${prefix}k`))).toBeGreaterThan(60_000);
     expect(await store.renew('k', 600_000, 'not-mine')).toBe(false);
-    await store.complete('k', 3_600_000, 'mine');
+    await store.complete('k', 3_600_000);
     expect(await store.renew('k', 1_000, 'mine')).toBe(false);
     expect(await store.claim('k', 1_000)).toBe('done');
   });
