@@ -1,3 +1,4 @@
+import { readSeconds } from '../duration-option';
 import type { z } from 'zod';
 import { sanitizeText } from '../text/sanitize-text';
 import { MitpoApiError } from './mitpo-api-error';
@@ -20,7 +21,7 @@ export interface WebhookEndpointsClientOptions {
   apiKey: string;
   /** Default `https://api.mitpo.io`. */
   baseUrl?: string;
-  /** Milliseconds before a call gives up. Default 15 000. */
+  /** Seconds before a call gives up (fractions allowed, at most 600), like every duration in this library. Default 15. */
   timeout?: number;
   /** The fetch to use. Default the global one. */
   fetch?: typeof fetch;
@@ -50,7 +51,7 @@ const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   private readonly apiKey: string;
-  private readonly timeout: number;
+  private readonly timeoutMs: number;
   private readonly fetch: typeof fetch;
 
   /** @throws TypeError on a missing or padded API key, a base URL that is not http(s), or a bad timeout */
@@ -61,11 +62,10 @@ export class WebhookEndpointsClient {
     }
     const baseUrl = (options.baseUrl ?? 'https://api.mitpo.io').replace(/\/+$/, '');
     if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`mitpo-webhooks: baseUrl must be an http(s) URL (got ${JSON.stringify(baseUrl)})`);
-    const timeout = options.timeout ?? 15_000;
-    if (!(timeout > 0)) throw new TypeError('mitpo-webhooks: timeout must be a positive number of milliseconds');
     this.apiKey = apiKey;
     this.baseUrl = baseUrl;
-    this.timeout = timeout;
+    // AbortSignal.timeout takes whole milliseconds; the seconds rule keeps it in range.
+    this.timeoutMs = Math.ceil(readSeconds(options.timeout, { name: 'timeout', fallback: 15, max: 600 })! * 1000);
     this.fetch = options.fetch ?? globalThis.fetch;
   }
 
@@ -94,7 +94,7 @@ export class WebhookEndpointsClient {
     const url = `${this.baseUrl}${path}`;
     let response: Response;
     // One signal for the request and the body: a server that trickles its answer times out too.
-    const signal = AbortSignal.timeout(this.timeout);
+    const signal = AbortSignal.timeout(this.timeoutMs);
     try {
       response = await this.fetch(url, {
         method,
@@ -171,7 +171,7 @@ export class WebhookEndpointsClient {
     return new MitpoApiError(
       timedOut ? 'timeout' : 'network_error',
       timedOut
-        ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeout} ms`
+        ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeoutMs / 1000} s`
         : `Could not reach MITPO's API at ${this.baseUrl} (${sanitizeText(describeNetworkError(error), 200)})`,
       { cause: error },
     );

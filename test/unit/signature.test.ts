@@ -111,4 +111,26 @@ describe('sign and verifySignature', () => {
     expect(raw.equals(body)).toBe(true);
     expect(verifySignature(raw, sign(BODIES[1]!, SECRET), SECRET)).toBe(true);
   });
+
+  it('signs bytes exactly as it signs the same text, from a Buffer or a plain Uint8Array', () => {
+    const body = BODIES[1]!;
+    const expected = sign(body, SECRET);
+    const bytes = Buffer.from(body, 'utf8');
+    expect(sign(bytes, SECRET)).toBe(expected);
+    expect(sign(new Uint8Array(bytes), SECRET)).toBe(expected);
+    expect(sign(bytes.subarray(0, -1), SECRET)).not.toBe(expected);
+  });
+
+  it.each([
+    ['a number', 42],
+    ['null', null],
+    ['undefined', undefined],
+    ['a parsed object', { event: 'dispatch.completed' }],
+    ['an array of strings', ['{}']],
+    ['an ArrayBuffer', new ArrayBuffer(2)],
+    ['a String object', new String('{}')],
+  ])('refuses to sign a payload that is %s, with a TypeError naming the payload', (_name, payload) => {
+    expect(() => sign(payload as unknown as string, SECRET)).toThrow(TypeError);
+    expect(() => sign(payload as unknown as string, SECRET)).toThrow('sign(payload, secret): payload must be a string, Buffer or Uint8Array');
+  });
 });

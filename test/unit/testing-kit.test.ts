@@ -143,4 +143,41 @@ describe('sendDelivery', () => {
       await server.close();
     }
   });
+
+  it('starts an http.Server that is not listening for the call, stops it after, and can start it again', async () => {
+    const { listener, seen } = receiver();
+    const server = http.createServer(listener);
+    const first = await sendDelivery(server, { event: 'dispatch.completed', secret: SECRET }, { path: '/hooks' });
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ success: true });
+    expect(server.listening).toBe(false);
+    const second = await sendDelivery(server, { event: 'dispatch.failed', secret: SECRET }, { path: '/hooks' });
+    expect(second.body).toEqual({ success: true });
+    expect(server.listening).toBe(false);
+    expect(seen).toEqual(['dispatch.completed', 'dispatch.failed']);
+  });
+
+  it('sends to an http.Server that is already listening on its own port, and leaves it listening', async () => {
+    const { listener, seen } = receiver();
+    const server = http.createServer(listener);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const before = server.address();
+      const result = await sendDelivery(server, { event: 'connection.active', secret: SECRET }, { path: '/hooks' });
+      expect(result.body).toEqual({ success: true });
+      expect(seen).toEqual(['connection.active']);
+      expect(server.listening).toBe(true);
+      expect(server.address()).toEqual(before);
+      // Still serving: the same delivery again is recognised as a duplicate.
+      expect((await sendDelivery(server, result.delivery, { path: '/hooks' })).body).toEqual({ success: true, duplicate: true });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('stops a server it started even when the call fails', async () => {
+    const server = http.createServer((req) => req.socket.destroy());
+    await expect(sendDelivery(server, { event: 'connection.active', secret: SECRET })).rejects.toThrow();
+    expect(server.listening).toBe(false);
+  });
 });

@@ -1,4 +1,5 @@
 import { MitpoApiError, WebhookEndpointsClient } from '../../src/api';
+import { readLimitedBody } from '../../src/api/read-limited-body';
 import { MAX_ANSWER_BYTES } from '../../src/api/webhook-endpoints-client';
 import { API_KEY, startMitpoApiMock } from '../helpers/mitpo-api-mock';
 
@@ -45,7 +46,7 @@ describe('WebhookEndpointsClient', () => {
   it('reports a timeout as such', async () => {
     const hang: typeof fetch = (_url, init) =>
       new Promise((_resolve, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason)));
-    const client = new WebhookEndpointsClient({ apiKey: API_KEY, timeout: 20, fetch: hang });
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, timeout: 0.02, fetch: hang });
     await expect(client.list()).rejects.toMatchObject({ code: 'timeout' });
   });
 
@@ -126,7 +127,185 @@ describe('WebhookEndpointsClient', () => {
         }),
         { status: 200 },
       );
-    const client = new WebhookEndpointsClient({ apiKey: API_KEY, timeout: 20, fetch: trickle });
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, timeout: 0.02, fetch: trickle });
     await expect(client.list()).rejects.toMatchObject({ code: 'timeout' });
+  });
+
+  it('refuses a base URL that is not http(s), or a timeout that is not positive, at construction', () => {
+    for (const baseUrl of ['ftp://api.mitpo.io', 'api.mitpo.io', 'https://', 'https:///v1', 'javascript:alert(1)']) {
+      expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl })).toThrow(/baseUrl must be an http\(s\) URL/);
+    }
+    for (const timeout of [0, -1, Number.NaN, Infinity]) {
+      expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeout })).toThrow(/timeout must be a positive number of seconds/);
+    }
+    // Milliseconds by mistake, or past what AbortSignal.timeout can take: refused, never a RangeError per call.
+    for (const timeout of [15_000, 2 ** 32, 3e9]) {
+      expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeout })).toThrow(/seconds, not milliseconds/);
+    }
+    expect(new WebhookEndpointsClient({ apiKey: API_KEY }).baseUrl).toBe('https://api.mitpo.io');
+    expect(new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: 'http://localhost:8080//' }).baseUrl).toBe('http://localhost:8080');
+  });
+
+  it('reports a refused connection as network_error naming the cause, without the API key', async () => {
+    const gone = await startMitpoApiMock();
+    await gone.close();
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: gone.baseUrl });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ code: 'network_error', status: undefined, requestId: undefined });
+    expect(error.message).toBe(`Could not reach MITPO's API at ${gone.baseUrl} (ECONNREFUSED)`);
+    expect(error.cause).toHaveProperty('cause.code', 'ECONNREFUSED');
+    expect(error.message).not.toContain(API_KEY);
+  });
+
+  it.each([
+    ['a cause with a message but no code', Object.assign(new TypeError('fetch failed'), { cause: new Error('socket hang up') }), 'socket hang up'],
+    ['an error without a cause', new Error('getaddrinfo ENOTFOUND api.mitpo.io'), 'getaddrinfo ENOTFOUND api.mitpo.io'],
+    ['a thrown value that is not an Error', 'boom', 'network error'],
+    ['a thrown null', null, 'network error'],
+    ['a cause full of control characters', Object.assign(new TypeError('fetch failed'), { cause: { code: 'E\u001b[2JRESET\r\n' } }), 'E[2JRESET'],
+  ])('names the network failure from %s', async (_name, thrown, described) => {
+    const failing: typeof fetch = async () => {
+      throw thrown;
+    };
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: 'https://api.example.test', fetch: failing });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error.code).toBe('network_error');
+    expect(error.message).toBe(`Could not reach MITPO's API at https://api.example.test (${described})`);
+    expect(error.cause).toBe(thrown);
+  });
+
+  it('names a redirect without a Location header, and survives a body that fails to cancel', async () => {
+    let cancelled = false;
+    const redirecting: typeof fetch = async () =>
+      new Response(
+        new ReadableStream({
+          cancel() {
+            cancelled = true;
+            throw new Error('connection reset while discarding');
+          },
+        }),
+        { status: 307 },
+      );
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, fetch: redirecting });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ code: 'redirect', status: 307 });
+    expect(error.message).toBe("MITPO's API answered GET /v1/webhooks with a redirect (307); redirects are not followed: check MITPO_API_BASE_URL");
+    expect(cancelled).toBe(true);
+  });
+
+  it('answers a wrong API key with MITPO’s code and a hint to check MITPO_API_KEY, never echoing the key', async () => {
+    const wrongKey = 'mk_test_wrong_0000';
+    const client = new WebhookEndpointsClient({ apiKey: wrongKey, baseUrl: api.baseUrl });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ code: 'unauthorized', status: 401, requestId: 'req_00000001' });
+    expect(error.message).toBe("MITPO's API answered GET /v1/webhooks with 401: Invalid API key (check MITPO_API_KEY)");
+    expect(error.message).not.toContain(wrongKey);
+    expect(api.requests[0]!.authorization).toBe(`Bearer ${wrongKey}`);
+  });
+
+  it.each([
+    [
+      'a 403 envelope without request_id',
+      403,
+      '{"success":false,"error":{"code":"forbidden","message":"Forbidden"}}',
+      { code: 'forbidden', requestId: undefined },
+      "MITPO's API answered GET /v1/webhooks with 403: Forbidden (the API key lacks permission for webhooks)",
+    ],
+    [
+      'an HTML page from a proxy',
+      502,
+      '<html><body>Bad Gateway</body></html>',
+      { code: 'http_502', requestId: undefined },
+      "MITPO's API answered GET /v1/webhooks with 502",
+    ],
+    ['no body at all', 500, null, { code: 'http_500', requestId: undefined }, "MITPO's API answered GET /v1/webhooks with 500"],
+    ['an empty body', 503, '', { code: 'http_503', requestId: undefined }, "MITPO's API answered GET /v1/webhooks with 503"],
+    [
+      'an envelope with only a request_id',
+      503,
+      '{"success":false,"request_id":"req_only"}',
+      { code: 'http_503', requestId: 'req_only' },
+      "MITPO's API answered GET /v1/webhooks with 503",
+    ],
+    [
+      'an error with a code but no message',
+      429,
+      '{"success":false,"error":{"code":"rate_limited"},"request_id":"req_429"}',
+      { code: 'rate_limited', requestId: 'req_429' },
+      "MITPO's API answered GET /v1/webhooks with 429",
+    ],
+    [
+      'JSON that is not an error envelope',
+      500,
+      '{"error":"boom"}',
+      { code: 'http_500', requestId: undefined },
+      "MITPO's API answered GET /v1/webhooks with 500",
+    ],
+  ])('reports an error answer with %s as a MitpoApiError with what it has', async (_name, status, body, fields, message) => {
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, fetch: async () => new Response(body, { status }) });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ ...fields, status });
+    expect(error.message).toBe(message);
+  });
+
+  it('reports a successful answer without a body as invalid_response, never as success', async () => {
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, fetch: async () => new Response(null, { status: 204 }) });
+    const error = (await client.delete('whk_1').catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ code: 'invalid_response', status: 204 });
+    expect(error.message).toMatch(/^MITPO's API answered DELETE \/v1\/webhooks\/whk_1 with 204 but an unexpected body \(body: /);
+    const notJson = new WebhookEndpointsClient({ apiKey: API_KEY, fetch: async () => new Response('OK', { status: 200 }) });
+    await expect(notJson.list()).rejects.toMatchObject({ code: 'invalid_response', message: expect.stringContaining('unexpected body (body: ') });
+  });
+});
+
+describe('MitpoApiError', () => {
+  it('can be built with a code and a message alone, as a user faking a failure would', () => {
+    const error = new MitpoApiError('not_found', 'No such webhook endpoint');
+    expect(error).toBeInstanceOf(Error);
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(error).toMatchObject({ name: 'MitpoApiError', code: 'not_found', message: 'No such webhook endpoint', status: undefined, requestId: undefined });
+    expect(error.cause).toBeUndefined();
+    const cause = new Error('socket hang up');
+    expect(new MitpoApiError('network_error', 'down', { status: 502, requestId: 'req_1', cause })).toMatchObject({ status: 502, requestId: 'req_1', cause });
+  });
+});
+
+describe('readLimitedBody', () => {
+  const streamOf = (chunks: string[], onCancel?: () => void) =>
+    new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk));
+        controller.close();
+      },
+      cancel() {
+        onCancel?.();
+        throw new Error('reset while cancelling');
+      },
+    });
+
+  it('reads an answer without a body as empty and complete', async () => {
+    expect(await readLimitedBody(new Response(null, { status: 204 }), 10)).toEqual({ text: '', complete: true });
+  });
+
+  it('keeps the first maxBytes of a longer answer and cancels the rest, even when cancelling fails', async () => {
+    let cancelled = false;
+    const response = new Response(
+      streamOf(['abc', 'defg', 'never read'], () => {
+        cancelled = true;
+      }),
+    );
+    expect(await readLimitedBody(response, 5)).toEqual({ text: 'abcde', complete: false });
+    expect(cancelled).toBe(true);
+  });
+
+  it('reads an answer of exactly maxBytes in several chunks as complete, and turns a character cut at the limit into U+FFFD', async () => {
+    expect(await readLimitedBody(new Response(streamOf(['ab', 'cd', 'e'])), 5)).toEqual({ text: 'abcde', complete: true });
+    expect(await readLimitedBody(new Response('a€'), 3)).toEqual({ text: 'a\uFFFD', complete: false });
   });
 });
