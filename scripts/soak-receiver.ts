@@ -33,9 +33,9 @@ setInterval(() => {
   const { rss, heapUsed } = process.memoryUsage();
   peakRss = Math.max(peakRss, rss);
   peakHeap = Math.max(peakHeap, heapUsed);
-  // Every attempt claims a slot, so after maxEntries attempts the store's ring has
-  // wrapped: from then on it holds all it ever will.
-  if (atSaturation === undefined && attempts >= maxEntries) atSaturation = memory();
+  // Once the store holds maxEntries live keys it holds all it ever will: from then on
+  // every new key evicts the oldest, and the heap must stay flat.
+  if (atSaturation === undefined && store.size >= maxEntries) atSaturation = memory();
 }, 100).unref();
 
 const middleware = webhooks.middleware();

@@ -117,7 +117,7 @@ async function main(): Promise<number> {
     ['time', `${seconds.toFixed(1)} s (${Math.round(counts.requests / seconds)} requests/s, ${CONCURRENCY} in flight)`],
     ['receiver peak RSS / heap', `${mb(report.peakRss)} / ${mb(report.peakHeap)}`],
     ['receiver RSS / heap before (after GC)', `${mb(report.before.rss)} / ${mb(report.before.heapUsed)}`],
-    ['  when the store had taken maxEntries claims', report.atSaturation ? `${mb(report.atSaturation.rss)} / ${mb(report.atSaturation.heapUsed)}` : 'not reached'],
+    ['  when the store first held maxEntries keys', report.atSaturation ? `${mb(report.atSaturation.rss)} / ${mb(report.atSaturation.heapUsed)}` : 'not reached'],
     ['  after the run (after GC)', `${mb(report.after.rss)} / ${mb(report.after.heapUsed)}`],
     ['replay store live keys (maxEntries)', `${report.storeSize} (${MAX_ENTRIES})`],
   ] as const;
