@@ -12,13 +12,15 @@ tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
 echo "packed $tarball ($(du -k "$work/$tarball" | cut -f1) KB)"
 cd "$work"
 npm init -y >/dev/null
-npm install --no-audit --no-fund --silent "./$tarball" typescript@~6.0 @types/node@^20 >/dev/null
+npm install --no-audit --no-fund --silent "./$tarball" bullmq@^6 typescript@~6.0 @types/node@^20 >/dev/null
 
 echo "-- require()"
 node -e "
 const m = require('mitpo-webhooks');
 const { signedDelivery } = require('mitpo-webhooks/testing');
 const { RedisReplayStore } = require('mitpo-webhooks/redis');
+const { BullMQDeliveryQueue } = require('mitpo-webhooks/bullmq');
+if (typeof BullMQDeliveryQueue !== 'function') throw new Error('require: mitpo-webhooks/bullmq');
 const w = new m.MitpoWebhooks({ secret: 'whsec_smoke' });
 let ran = 0;
 w.on('dispatch.completed', () => { ran += 1; });
@@ -35,6 +37,8 @@ import { createRequire } from 'node:module';
 import { MitpoWebhooks, WebhookVerificationError, verifySignature, sign } from 'mitpo-webhooks';
 import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
+import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
+if (typeof BullMQDeliveryQueue !== 'function') throw new Error('import: mitpo-webhooks/bullmq');
 const required = createRequire(import.meta.url)('mitpo-webhooks');
 if (required.WebhookVerificationError !== WebhookVerificationError) throw new Error('import and require see two different classes');
 const w = new MitpoWebhooks({ secret: 'whsec_smoke' });
@@ -54,8 +58,10 @@ cat > consumer.ts <<'TS'
 import { MitpoWebhooks, type MitpoEventOf } from 'mitpo-webhooks';
 import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
+import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
 
 const webhooks = new MitpoWebhooks({ secret: 'whsec_smoke' });
+export const queued = () => new MitpoWebhooks({ secret: 'whsec_smoke', queue: new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:6379' } }) });
 webhooks.on('dispatch.completed', (event: MitpoEventOf<'dispatch.completed'>) => {
   const id: string = event.data.dispatch_id;
   // @ts-expect-error: not a field of dispatch events

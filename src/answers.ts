@@ -20,6 +20,10 @@ export interface Outcome extends WebhookResponse {
 }
 
 export const SUCCESS: Outcome = Object.freeze({ status: 200, body: Object.freeze({ success: true as const }) });
+export const QUEUED: Outcome = Object.freeze({
+  status: 200,
+  body: Object.freeze({ success: true as const, queued: true as const }),
+});
 export const DUPLICATE: Outcome = Object.freeze({
   status: 200,
   body: Object.freeze({ success: true as const, duplicate: true as const }),

@@ -25,6 +25,7 @@ const STATUS_BY_CODE = {
   event_in_future: 401,
   in_flight: 409,
   replay_store_unavailable: 503,
+  queue_unavailable: 503,
   handler_failed: 500,
   handler_timeout: 503,
   internal_error: 500,
@@ -75,6 +76,15 @@ export class WebhookVerificationError extends Error {
 
 /** Lets callers treat anything thrown by a handler as an `Error` without losing the original value. */
 export function toError(value: unknown): Error {
+  try {
+    return describeAsError(value);
+  } catch {
+    // A value that throws when looked at (a revoked Proxy) still becomes an Error.
+    return new Error('Non-Error value thrown, which could not be described');
+  }
+}
+
+function describeAsError(value: unknown): Error {
   if (value instanceof Error) return value;
   let text: string;
   try {

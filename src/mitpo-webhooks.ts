@@ -1,9 +1,11 @@
 import { createFetchHandler, type FetchHandler } from './adapters/fetch-handler';
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
 import type { MitpoEvent, MitpoEventName } from './events/schemas';
-import { resolveOptions, type MitpoWebhooksOptions } from './options';
+import { readSeconds } from './duration-option';
+import { resolveOptions, type MitpoWebhooksOptions, type ResolvedOptions } from './options';
+import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import type { WebhookResponse } from './answers';
-import { DeliveryPipeline, type DeliveryInput } from './pipeline/delivery-pipeline';
+import { DeliveryPipeline, type DeadLetterHandler, type DeliveryInput } from './pipeline/delivery-pipeline';
 import type { FailureHandler } from './pipeline/failure-report';
 import { EventRouter } from './router/event-router';
 import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
@@ -19,7 +21,9 @@ import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './route
  */
 export class MitpoWebhooks {
   private readonly router = new EventRouter();
+  private readonly options: ResolvedOptions;
   private readonly pipeline: DeliveryPipeline;
+  private readonly workers = new Set<DeliveryWorker>();
 
   /**
    * @param options - `secret` is required; see {@link MitpoWebhooksOptions} for the rest and their defaults
@@ -28,7 +32,8 @@ export class MitpoWebhooks {
    *   an unknown `replay` value or an unknown option
    */
   constructor(options: MitpoWebhooksOptions) {
-    this.pipeline = new DeliveryPipeline(resolveOptions(options), this.router);
+    this.options = resolveOptions(options);
+    this.pipeline = new DeliveryPipeline(this.options, this.router);
   }
 
   /**
@@ -65,6 +70,62 @@ export class MitpoWebhooks {
   onFailure(handler: FailureHandler): this {
     this.pipeline.failures.add(handler);
     return this;
+  }
+
+  /**
+   * With `queue`: told when a delivery becomes a dead letter, after its last
+   * attempt or at once when it can never pass (a refused payload, a forged job).
+   * `event` is undefined when the delivery could not be read as an event. The
+   * delivery is kept, and can be retried with `mitpo-webhooks deliveries retry`.
+   */
+  onDeadLetter(handler: DeadLetterHandler): this {
+    this.pipeline.onDeadLetter(handler);
+    return this;
+  }
+
+  /**
+   * With `queue`: starts a worker that runs the registered handlers for queued
+   * deliveries, here or in another process built with the same options. A failed
+   * run is retried with backoff (`ctx.attempt` counts from 1); after the last
+   * attempt the delivery is kept as a dead letter.
+   *
+   * @param options - `concurrency`: deliveries handled at once (default 1)
+   * @throws TypeError without a `queue`, or once `close()` was called
+   * @example
+   * const worker = webhooks.startWorker({ concurrency: 10 });
+   */
+  startWorker(options: WorkerOptions = {}): DeliveryWorker {
+    const queue = this.options.queue;
+    if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
+    if (this.pipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
+    const worker = queue.startWorker((run) => this.pipeline.processQueued(run), options);
+    this.workers.add(worker);
+    return {
+      close: async (timeoutSeconds: number) => {
+        this.workers.delete(worker);
+        await worker.close(timeoutSeconds);
+      },
+    };
+  }
+
+  /**
+   * Graceful shutdown. New deliveries are answered 503 `shutting_down` (with
+   * `Retry-After`) before their body is read; handlers already running, inline
+   * or in a worker, are awaited up to `timeout` seconds (default 30). An inline
+   * delivery whose handlers did not finish by then is released and answered 503;
+   * a worker's unfinished job is left to the queue's recovery of stalled jobs.
+   * Then the connections the library opened are closed, also when Redis is
+   * unreachable. Resolves once all of that is done; calling it again waits for the same.
+   *
+   * @throws TypeError when `timeout` is not a positive number of seconds
+   */
+  close(options: { timeout?: number } = {}): Promise<void> {
+    const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
+    return this.pipeline.shutdown.close(timeout, async (secondsLeft) => {
+      await Promise.all([...this.workers].map((worker) => worker.close(secondsLeft)));
+      this.workers.clear();
+      await this.options.queue?.close();
+    });
   }
 
   /** Removes a handler added with `on` (or with `onAny`, by passing `'*'`). */

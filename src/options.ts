@@ -1,6 +1,7 @@
 import { parseSizeLimit } from './body/size-limit';
 import { readSeconds } from './duration-option';
 import type { MitpoEvent, UnknownMitpoEvent } from './events/schemas';
+import { isDeliveryQueue, type DeliveryQueue } from './queue/delivery-queue';
 import { MemoryReplayStore } from './replay/memory-replay-store';
 import { isReplayStore, type ReplayStore } from './replay/replay-store';
 import { createSecretSource, type SecretOption, type SecretSource } from './secrets/secret-source';
@@ -24,8 +25,17 @@ export interface MitpoWebhooksOptions {
   tolerance?: number;
   /** Seconds the signed body `timestamp` may be old; also how long delivery keys are kept. Default 259 200 (3 days). */
   maxEventAge?: number;
-  /** Where delivery keys are kept; `false` turns de-duplication off. Default a new `MemoryReplayStore`. */
+  /**
+   * Where delivery keys are kept; `false` turns de-duplication off. Default a new
+   * `MemoryReplayStore`, or none with `queue` (the queue de-duplicates by key).
+   */
   replay?: ReplayStore | false;
+  /**
+   * A durable queue (`BullMQDeliveryQueue` from `mitpo-webhooks/bullmq`): every
+   * check runs, the delivery is queued, and the answer is 200 `queued` at once;
+   * handlers run in workers (`startWorker()`), with retries and dead letters.
+   */
+  queue?: DeliveryQueue;
   /** Largest body accepted: bytes, or a size like `'512kb'`. Default `'1mb'`. */
   limit?: number | string;
   /** Seconds for the whole body to arrive once the headers did; past it, 408 `body_timeout`. Default 10. */
@@ -62,6 +72,7 @@ export interface ResolvedOptions {
   toleranceSeconds: number;
   maxEventAgeSeconds: number;
   replay: ReplayStore | undefined;
+  queue: DeliveryQueue | undefined;
   limit: number;
   bodyTimeoutSeconds: number;
   inFlightTtlMs: number;
@@ -78,6 +89,7 @@ const KNOWN_OPTIONS = new Set([
   'tolerance',
   'maxEventAge',
   'replay',
+  'queue',
   'limit',
   'bodyTimeout',
   'inFlightTtl',
@@ -114,7 +126,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     secrets: createSecretSource(given.secret, secretCacheTtlSeconds * 1000, now),
     toleranceSeconds,
     maxEventAgeSeconds,
-    replay: replayStore(given.replay),
+    replay: given.queue === undefined ? replayStore(given.replay) : noReplayWithQueue(given.replay),
+    queue: deliveryQueue(given.queue),
     limit: parseSizeLimit(given.limit ?? '1mb'),
     bodyTimeoutSeconds: readSeconds(given.bodyTimeout, { name: 'bodyTimeout', fallback: 10, max: 3600 })!,
     inFlightTtlMs: inFlightTtlSeconds * 1000,
@@ -135,6 +148,18 @@ function replayStore(value: unknown): ReplayStore | undefined {
   throw new TypeError(
     'mitpo-webhooks: replay must be a ReplayStore (an object with claim, complete and release), ' +
       'or false to turn de-duplication off',
+  );
+}
+
+function deliveryQueue(value: unknown): DeliveryQueue | undefined {
+  if (value === undefined || isDeliveryQueue(value)) return value;
+  throw new TypeError('mitpo-webhooks: queue must be a DeliveryQueue, e.g. new BullMQDeliveryQueue({ connection }) from mitpo-webhooks/bullmq');
+}
+
+function noReplayWithQueue(value: unknown): undefined {
+  if (value === undefined || value === false) return undefined;
+  throw new TypeError(
+    'mitpo-webhooks: replay and queue do not go together: the queue de-duplicates deliveries by their key itself; drop replay',
   );
 }
 

@@ -13,8 +13,9 @@ import { bodyAlreadyParsed, bodyReadFailed, payloadTooLarge, withBodyTimeout, ty
  */
 export async function readFetchBody(request: Request, options: BodyReadOptions): Promise<Buffer> {
   const { limit, contentLength } = options;
-  if (request.bodyUsed || request.body?.locked === true) throw bodyAlreadyParsed('fetch');
+  // The contract's order: a declared size past the limit (413) before a consumed body (500).
   if (contentLength !== undefined && contentLength > limit) throw payloadTooLarge(limit);
+  if (request.bodyUsed || request.body?.locked === true) throw bodyAlreadyParsed('fetch');
   const reader = request.body?.getReader();
   const chunks: Buffer[] = [];
   let size = 0;

@@ -23,6 +23,8 @@ export async function readNodeBody(req: NodeRequest, options: BodyReadOptions): 
     if (kept.byteLength > options.limit) throw payloadTooLarge(options.limit);
     return kept;
   }
+  // The contract's order: a declared size past the limit (413) before a consumed body (500).
+  if (options.contentLength !== undefined && options.contentLength > options.limit) throw payloadTooLarge(options.limit);
   if (req.readableDidRead || req.readableEnded || req._body === true) throw bodyAlreadyParsed('node');
   if (req.destroyed) throw bodyReadFailed('The client aborted the request before the body ended');
   const reading = getRawBody(req, { limit: options.limit, length: options.contentLength ?? null });

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { deliveries, DELIVERIES_USAGE } from './commands/deliveries';
 import { endpoints, ENDPOINTS_USAGE } from './commands/endpoints';
 import { listen, LISTEN_USAGE } from './commands/listen';
 import { send, SEND_USAGE } from './commands/send';
@@ -12,6 +13,7 @@ Commands:
   sign [--file <path>]          print Content-Type and the X-MITPO-* headers for an event body
   listen [--port 3000]          a local receiver that verifies and prints deliveries
   endpoints create|list|delete  manage MITPO webhook endpoints (needs MITPO_API_KEY)
+  deliveries list|show|retry    a queued receiver's dead letters and jobs (needs REDIS_URL and bullmq)
 
 The signing secret comes from --secret or MITPO_WEBHOOK_SECRET.
 Run mitpo-webhooks <command> --help for a command's options.`;
@@ -21,6 +23,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   sign: { run: sign, usage: SIGN_USAGE },
   listen: { run: listen, usage: LISTEN_USAGE },
   endpoints: { run: endpoints, usage: ENDPOINTS_USAGE },
+  deliveries: { run: deliveries, usage: DELIVERIES_USAGE },
 };
 
 export async function main(argv: string[], io: CliIo): Promise<number> {

@@ -1,4 +1,4 @@
-import { DUPLICATE, refusal, SUCCESS, type Outcome } from '../answers';
+import { DUPLICATE, QUEUED, refusal, SUCCESS, type Outcome } from '../answers';
 import { bodyAlreadyParsed, payloadTooLarge, type BodyReadOptions } from '../body/body-errors';
 import { rawBytesOf } from '../body/raw-bytes';
 import { toError, WebhookVerificationError } from '../errors';
@@ -18,7 +18,9 @@ import type { DeliveryContext } from '../router/types';
 import { readSignatureHeader } from '../signature/signature-header';
 import { matchesAnyKey } from '../signature/signing-key';
 import { sanitizeText } from '../text/sanitize-text';
+import type { QueuedDelivery, QueuedRun } from '../queue/delivery-queue';
 import { FailureReport, type DeliveryTrace } from './failure-report';
+import { Shutdown, shuttingDown } from './shutdown';
 
 /** A delivery as `verify()` and `receive()` take it. */
 export interface DeliveryInput {
@@ -51,6 +53,8 @@ export interface DeliveryRequest {
  */
 export class DeliveryPipeline {
   readonly failures: FailureReport;
+  readonly shutdown = new Shutdown();
+  private deadLetterHandlers: readonly DeadLetterHandler[] = [];
 
   constructor(
     private readonly options: ResolvedOptions,
@@ -59,16 +63,127 @@ export class DeliveryPipeline {
     this.failures = new FailureReport(options.logger, options.now);
   }
 
-  /** Verifies, checks for replay and runs the handlers. Never rejects: every failure is an answer. */
-  async process(request: DeliveryRequest): Promise<Outcome> {
+  /**
+   * Verifies, then checks for replay and runs the handlers, or (with a queue)
+   * queues the delivery for the workers. Never rejects: every failure is an answer.
+   */
+  process(request: DeliveryRequest): Promise<Outcome> {
     const trace: DeliveryTrace = { headers: request.headers, startedAt: this.options.now() };
+    // Refused before anything is read, so a shutdown is never held up by a new body.
+    if (this.shutdown.closing) return Promise.resolve(this.refuse(shuttingDown('it takes no new deliveries'), trace));
+    return this.shutdown.track(this.processUnderWay(request, trace));
+  }
+
+  private async processUnderWay(request: DeliveryRequest, trace: DeliveryTrace): Promise<Outcome> {
     try {
       const { event, rawBody } = await this.verified(request, trace);
+      if (this.options.queue !== undefined) return await this.enqueue(event, rawBody, trace);
       return await this.deliver(event, rawBody, trace);
     } catch (error) {
       const refused = asVerificationError(error);
-      this.failures.report(refused, trace);
-      return refusal(refused);
+      if (refused.code === 'invalid_payload' && trace.rawBody !== undefined) await this.keepRefused(refused, trace);
+      return this.refuse(refused, trace);
+    }
+  }
+
+  private refuse(error: WebhookVerificationError, trace: DeliveryTrace): Outcome {
+    this.failures.report(error, trace);
+    return refusal(error);
+  }
+
+  /** With a queue: every check passed, so the delivery is queued durably and answered at once. */
+  private async enqueue(event: MitpoEvent | UnknownMitpoEvent, rawBody: Buffer, trace: DeliveryTrace): Promise<Outcome> {
+    const deliveryKey = this.deliveryKeyOf(event, rawBody);
+    trace.deliveryKey = deliveryKey;
+    let queued: 'queued' | 'duplicate';
+    try {
+      queued = await this.options.queue!.enqueue(this.queuedDelivery(rawBody, deliveryKey, trace), this.options.retentionMs);
+    } catch (error) {
+      throw new WebhookVerificationError(
+        'queue_unavailable',
+        'The delivery queue could not take the delivery; it was not queued and can be retried',
+        { cause: error },
+      );
+    }
+    return queued === 'queued' ? QUEUED : DUPLICATE;
+  }
+
+  /**
+   * With a queue, an authentic delivery the schema refused is still answered 400,
+   * and kept among the dead letters with the schema's issues: a real MITPO event
+   * this version cannot read is never lost. Retrying it validates it again.
+   */
+  private async keepRefused(error: WebhookVerificationError, trace: DeliveryTrace): Promise<void> {
+    const queue = this.options.queue;
+    if (queue === undefined) return;
+    const rawBody = trace.rawBody!;
+    const issues = (error.cause as { issues?: unknown } | undefined)?.issues;
+    const delivery = this.queuedDelivery(rawBody, deliveryKeyOf(rawBody), trace);
+    delivery.refused = { code: error.code, message: error.message, ...(issues === undefined ? {} : { issues }) };
+    try {
+      await queue.enqueue(delivery, this.options.retentionMs);
+    } catch (cause) {
+      this.failures.storeTrouble('mitpo-webhooks: the queue could not keep a refused authentic delivery as a dead letter', cause, trace);
+    }
+  }
+
+  private queuedDelivery(rawBody: Buffer, deliveryKey: string, trace: DeliveryTrace): QueuedDelivery {
+    const headers: Record<string, string> = {};
+    for (const name of QUEUED_HEADERS) {
+      const value = trace.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    return { deliveryKey, rawBody, headers, receivedAt: trace.startedAt };
+  }
+
+  /**
+   * One run of a queued delivery, in a worker. Redis is not trusted, so the
+   * signature is checked again and the event parsed against this version's
+   * schema; freshness is not (it was checked on arrival, and a retry may come
+   * hours later). A delivery that can never pass is a dead letter at once.
+   */
+  async processQueued({ delivery, attempt, lastAttempt }: QueuedRun): Promise<void> {
+    const { rawBody, headers, deliveryKey } = delivery;
+    const ctx: DeliveryContext = { headers, rawBody, deliveryKey, receivedAt: new Date(delivery.receivedAt), attempt };
+    let event: MitpoEvent | UnknownMitpoEvent;
+    try {
+      const digest = readSignatureHeader(headers['x-mitpo-signature']);
+      if (!matchesAnyKey(await this.options.secrets(), rawBody, digest)) {
+        throw new WebhookVerificationError('invalid_signature', 'The queued delivery does not match its signature under the configured secret');
+      }
+      event = parseAnyEvent(parseJson(rawBody));
+    } catch (error) {
+      const refused = asVerificationError(error);
+      // A secret that could not be resolved is the only refusal that a later run can overcome.
+      if (refused.code === 'secret_unavailable' && !lastAttempt) throw refused;
+      this.reportDeadLetter(undefined, ctx, refused);
+      throw Object.assign(refused, { retryable: false });
+    }
+    const failures = await this.router.dispatch(event, ctx);
+    if (failures.length === 0) return;
+    // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
+    const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
+      cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
+    });
+    if (lastAttempt) this.reportDeadLetter(event, ctx, failed);
+    throw failed;
+  }
+
+  /** Registers a handler told of every delivery that became a dead letter. */
+  onDeadLetter(handler: unknown): void {
+    if (typeof handler !== 'function') {
+      throw new TypeError(`mitpo-webhooks: onDeadLetter() needs a function as its handler (got ${typeof handler})`);
+    }
+    this.deadLetterHandlers = [...this.deadLetterHandlers, handler as DeadLetterHandler];
+  }
+
+  private reportDeadLetter(event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error): void {
+    for (const handler of this.deadLetterHandlers) {
+      try {
+        Promise.resolve(handler(event, ctx, error)).catch(() => undefined);
+      } catch {
+        // A throwing onDeadLetter changes nothing: the delivery is kept all the same.
+      }
     }
   }
 
@@ -114,7 +229,8 @@ export class DeliveryPipeline {
     const { options } = this;
     const deliveryKey = this.deliveryKeyOf(event, rawBody);
     trace.deliveryKey = deliveryKey;
-    const ctx: DeliveryContext = { headers: trace.headers, rawBody, deliveryKey, receivedAt: new Date(trace.startedAt) };
+    if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
+    const ctx: DeliveryContext = { headers: trace.headers, rawBody, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
     if (options.replay === undefined) return this.handle(event, ctx, undefined, trace);
 
     let claim: Awaited<ReturnType<typeof DeliveryClaim.take>>;
@@ -140,10 +256,26 @@ export class DeliveryPipeline {
     trace: DeliveryTrace,
   ): Promise<Outcome> {
     const handling = this.router.dispatch(event, ctx);
-    const failures = await this.withinHandlerTimeout(handling);
+    let failures: Error[] | typeof TIMED_OUT | typeof SHUT_DOWN;
+    try {
+      failures = await this.withinHandlerTimeout(handling);
+    } catch (error) {
+      // The router reports every handler failure as a value; reaching here is our
+      // bug, and the delivery must stay retryable all the same.
+      await this.settle(claim, [toError(error)], trace);
+      throw error;
+    }
+    if (failures === SHUT_DOWN) {
+      // Released, never completed: MITPO's retry runs the handlers again elsewhere or later.
+      await this.settle(claim, [new Error('abandoned at shutdown')], trace);
+      throw shuttingDown('the handlers did not finish before it closed, and the delivery was released');
+    }
     if (failures === TIMED_OUT) {
       // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
-      handling.then((late) => this.settle(claim, late, trace)).catch(() => undefined);
+      handling.then(
+        (late) => this.settle(claim, late, trace),
+        (error: unknown) => this.settle(claim, [toError(error)], trace),
+      );
       throw new WebhookVerificationError(
         'handler_timeout',
         `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +
@@ -155,15 +287,16 @@ export class DeliveryPipeline {
     return SUCCESS;
   }
 
-  private async withinHandlerTimeout(handling: Promise<Error[]>): Promise<Error[] | typeof TIMED_OUT> {
+  /** The handlers' failures, or what came first: `handlerTimeout`, or the shutdown's deadline. */
+  private async withinHandlerTimeout(handling: Promise<Error[]>): Promise<Error[] | typeof TIMED_OUT | typeof SHUT_DOWN> {
     const ms = this.options.handlerTimeoutMs;
-    if (ms === undefined) return handling;
+    if (ms === undefined) return this.shutdown.race(handling, SHUT_DOWN);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
       timer = setTimeout(() => resolve(TIMED_OUT), ms);
     });
     try {
-      return await Promise.race([handling, timedOut]);
+      return await this.shutdown.race(Promise.race([handling, timedOut]), SHUT_DOWN);
     } finally {
       clearTimeout(timer);
     }
@@ -230,6 +363,13 @@ function requestFromInput(input: DeliveryInput | undefined, headers: DeliveryHea
 }
 
 const TIMED_OUT = Symbol('timed out');
+const SHUT_DOWN = Symbol('shut down');
+
+/** What a queue keeps of the request: the type and what is needed to verify the bytes again. */
+const QUEUED_HEADERS = ['content-type', 'x-mitpo-signature', 'x-mitpo-timestamp', 'x-mitpo-event'] as const;
+
+/** Told when a queued delivery becomes a dead letter; `event` is undefined when it could not be read. */
+export type DeadLetterHandler = (event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error) => unknown;
 
 /** The 405 every adapter answers to a method other than POST, with the `Allow` header it must carry. */
 function methodNotAllowed(method: string): WebhookVerificationError {

@@ -25,12 +25,15 @@ export class DeliveryClaim {
     const renew = store.renew?.bind(store);
     if (renew !== undefined) {
       this.renewal = setInterval(() => {
-        renew(key, inFlightTtlMs, token).then(
-          (held) => {
-            if (!held) trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined);
-          },
-          (error: unknown) => trouble('the replay store could not renew a claim while its handlers ran', error),
-        );
+        // Through a promise, so a store whose renew() throws at once is reported like one that rejects.
+        Promise.resolve()
+          .then(() => renew(key, inFlightTtlMs, token))
+          .then(
+            (held) => {
+              if (!held) trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined);
+            },
+            (error: unknown) => trouble('the replay store could not renew a claim while its handlers ran', error),
+          );
       }, inFlightTtlMs / 3);
       this.renewal.unref();
     }

@@ -9,8 +9,10 @@ export interface DeliveryContext {
   rawBody: Buffer;
   /** The replay key (by default the hex SHA-256 of the raw body): a ready-made idempotency key for the app's own records. */
   deliveryKey: string;
-  /** When the delivery arrived at this process. */
+  /** When the delivery arrived at the receiver. */
   receivedAt: Date;
+  /** Which run of the handlers this is, from 1: above 1 only for a queued delivery a worker retries. */
+  attempt: number;
 }
 
 /** A handler for the named event(s); may be sync or async. The answer waits for it. */

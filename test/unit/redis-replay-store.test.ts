@@ -43,14 +43,14 @@ describe('RedisReplayStore without a server', () => {
     expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(503);
   });
 
-  it('is never loaded, nor any Redis client, by importing mitpo-webhooks', () => {
+  it('is never loaded, nor bullmq or any Redis client, by importing mitpo-webhooks', () => {
     const loaded = execFileSync(
       process.execPath,
       [
         '-r',
         'ts-node/register/transpile-only',
         '-e',
-        "require('./src/index.ts'); console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /ioredis|[\\\\/]@?redis[\\\\/]|src[\\\\/]redis/.test(f))))",
+        "require('./src/index.ts'); console.log(JSON.stringify(Object.keys(require.cache).filter((f) => /ioredis|bullmq|[\\\\/]@?redis[\\\\/]|src[\\\\/](redis|bullmq)/.test(f))))",
       ],
       { cwd: `${__dirname}/../..`, encoding: 'utf8' },
     );

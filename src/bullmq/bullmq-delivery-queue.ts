@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { readSeconds } from '../duration-option';
+import type {
+  DeliveryQueue,
+  DeliveryWorker,
+  QueuedDelivery,
+  QueuedDeliveryProcessor,
+  WorkerOptions,
+} from '../queue/delivery-queue';
+import { jobIdOf } from '../queue/job-id';
+
+/** Options of {@link BullMQDeliveryQueue}. */
+export interface BullMQDeliveryQueueOptions {
+  /** Where Redis is: `{ url }`, an ioredis client or a node-redis client, as BullMQ takes it. */
+  connection: ConnectionOptions;
+  /** The queue's name; the receiver and its workers must agree on it. Default `'mitpo-webhooks'`. */
+  name?: string;
+  /** Runs of a delivery in all, the first included, before it is a dead letter. Default 5. */
+  attempts?: number;
+  /** Seconds before the first retry, doubling after each. Default 10. */
+  backoff?: number;
+  /** Seconds Redis has to acknowledge a delivery before the receiver answers 503 `queue_unavailable`. Default 2. */
+  enqueueTimeout?: number;
+  /**
+   * Seconds a worker holds a running delivery without renewing it; a worker that
+   * died is noticed this long after, and its delivery run by another. Default 30.
+   */
+  lockDuration?: number;
+}
+
+/** What a job holds: the delivery, the raw body as base64, and the token that tells our add from an earlier one. */
+interface JobData {
+  token: string;
+  deliveryKey: string;
+  body: string;
+  headers: Record<string, string>;
+  receivedAt: number;
+  refused?: QueuedDelivery['refused'];
+}
+
+const JOB_NAME = 'mitpo-delivery';
+
+/**
+ * Durable processing on BullMQ: the receiver verifies a delivery, queues it and
+ * answers at once; workers (in this process or others) run the handlers with
+ * retries, and a delivery that fails its last attempt is kept as a dead letter.
+ *
+ * @example
+ * const queue = new BullMQDeliveryQueue({ connection: { url: process.env.REDIS_URL! }, name: 'mitpo' });
+ * const webhooks = new MitpoWebhooks({ secret, queue });
+ * webhooks.startWorker({ concurrency: 10 });
+ */
+export class BullMQDeliveryQueue implements DeliveryQueue {
+  readonly name: string;
+  readonly attempts: number;
+  private readonly connection: ConnectionOptions;
+  private readonly backoffMs: number;
+  private readonly enqueueTimeoutMs: number;
+  private readonly lockDurationMs: number;
+  private readonly queue: Queue<JobData>;
+
+  /** @throws TypeError on a missing connection or an invalid option */
+  constructor(options: BullMQDeliveryQueueOptions) {
+    if (typeof options?.connection !== 'object' || options.connection === null) {
+      throw new TypeError('mitpo-webhooks/bullmq: connection is required, e.g. { url: process.env.REDIS_URL }');
+    }
+    const { name = 'mitpo-webhooks', attempts = 5 } = options;
+    if (typeof name !== 'string' || name === '' || name.includes(':')) {
+      throw new TypeError('mitpo-webhooks/bullmq: name must be a non-empty string without ":"');
+    }
+    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
+      throw new TypeError(`mitpo-webhooks/bullmq: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+    }
+    this.name = name;
+    this.attempts = attempts;
+    this.connection = options.connection;
+    this.backoffMs = seconds(options.backoff, 'backoff', 10, 86_400) * 1000;
+    this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
+    this.lockDurationMs = seconds(options.lockDuration, 'lockDuration', 30, 3600) * 1000;
+    this.queue = new Queue<JobData>(name, { connection: options.connection });
+    // Without a listener an unreachable Redis is an unhandled 'error' event; each
+    // enqueue reports its own failure as a 503.
+    this.queue.on('error', () => undefined);
+  }
+
+  async enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+    const jobId = jobIdOf(delivery.deliveryKey);
+    const token = randomUUID();
+    const data: JobData = {
+      token,
+      deliveryKey: delivery.deliveryKey,
+      body: delivery.rawBody.toString('base64'),
+      headers: { ...delivery.headers },
+      receivedAt: delivery.receivedAt,
+      ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),
+    };
+    const adding = (async () => {
+      await this.queue.add(JOB_NAME, data, {
+        jobId,
+        attempts: this.attempts,
+        backoff: { type: 'exponential', delay: this.backoffMs },
+        // A handled delivery stays (as the record that answers its replays as
+        // duplicates) for the whole window its event can pass the age check.
+        removeOnComplete: { age: Math.ceil(retentionMs / 1000) },
+        // A dead letter stays until it is retried or removed by hand.
+        removeOnFail: false,
+      });
+      // add() with an id already taken changes nothing and still resolves: what
+      // Redis holds tells whether this call queued it.
+      const stored = await this.queue.getJob(jobId);
+      return stored?.data.token === token ? 'queued' : 'duplicate';
+    })();
+    return withTimeout(adding, this.enqueueTimeoutMs, `Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`);
+  }
+
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
+    }
+    // Jobs this worker started and BullMQ has not yet recorded as completed or
+    // failed: closing waits for these, so a handled job is never left to look stalled.
+    const unfinished = new Set<string>();
+    let settled: () => void = () => undefined;
+    const worker = new Worker<JobData>(
+      this.name,
+      async (job) => {
+        unfinished.add(String(job.id));
+        const attempt = job.attemptsMade + 1;
+        try {
+          await processor({ delivery: deliveryOf(job), attempt, lastAttempt: attempt >= (job.opts.attempts ?? 1) });
+        } catch (error) {
+          // A delivery that can never succeed (a forged job, a refused payload) is
+          // a dead letter at once rather than after every backoff.
+          if ((error as { retryable?: unknown }).retryable === false) throw new UnrecoverableError((error as Error).message);
+          throw error;
+        }
+      },
+      {
+        connection: workerConnection(this.connection),
+        concurrency,
+        lockDuration: this.lockDurationMs,
+        stalledInterval: this.lockDurationMs,
+      },
+    );
+    const recorded = (job: Job | undefined) => {
+      if (job !== undefined && unfinished.delete(String(job.id)) && unfinished.size === 0) settled();
+    };
+    worker.on('completed', recorded);
+    worker.on('failed', recorded);
+    worker.on('error', () => undefined);
+    return {
+      close: async (timeoutSeconds: number) => {
+        // No new jobs; then the running ones get until the deadline. A plain
+        // worker.close() would wait for them too, but it never ends while Redis is
+        // unreachable and cannot be forced once begun; so the wait is ours, and the
+        // close is forced. A job still running is taken up by another worker once
+        // its lock lapses (BullMQ's recovery of stalled jobs).
+        await withTimeout(worker.pause(true), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+        if (unfinished.size > 0) {
+          const idle = new Promise<void>((resolve) => {
+            settled = resolve;
+          });
+          await withTimeout(idle, timeoutSeconds * 1000, 'timeout').catch(() => undefined);
+        }
+        await withTimeout(worker.close(true), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    // A connection that never came up is dropped at once; a live one is quit.
+    // (disconnect() would wait for a connection that may never come.)
+    await withTimeout(this.queue.close(), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+  }
+}
+
+function deliveryOf(job: Job<JobData>): QueuedDelivery {
+  const { deliveryKey, body, headers, receivedAt, refused } = job.data;
+  return { deliveryKey, rawBody: Buffer.from(body, 'base64'), headers, receivedAt, ...(refused === undefined ? {} : { refused }) };
+}
+
+/** Workers block on Redis, so BullMQ needs their commands never to give up. */
+function workerConnection(connection: ConnectionOptions): ConnectionOptions {
+  const plain = connection as Record<string, unknown>;
+  const isClient = typeof plain.duplicate === 'function' || typeof plain.connect === 'function';
+  return isClient ? connection : { ...plain, maxRetriesPerRequest: null };
+}
+
+function seconds(value: unknown, name: string, fallback: number, max: number): number {
+  return readSeconds(value, { name: `mitpo-webhooks/bullmq: ${name}`, fallback, max })!;
+}
+
+function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+    timer.unref();
+  });
+  work.catch(() => undefined);
+  return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
+}

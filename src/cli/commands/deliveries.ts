@@ -1,0 +1,174 @@
+import { parseArgs } from 'node:util';
+import type { Job, Queue } from 'bullmq';
+import { jobIdOf } from '../../queue/job-id';
+import { sanitizeText } from '../../text/sanitize-text';
+import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+
+export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
+
+The deliveries a queued receiver (BullMQDeliveryQueue) holds in Redis: dead letters
+to inspect and retry, and what is waiting or running. Needs the bullmq package.
+
+  deliveries list [--state failed|waiting|active|completed|delayed] [--limit 50]
+  deliveries show <delivery key>
+  deliveries retry <delivery key> | --all-failed
+
+Options:
+  --redis <url>    Redis (default: $REDIS_URL)
+  --queue <name>   the queue's name (default mitpo-webhooks)
+  --state <state>  with list: which deliveries (default failed: the dead letters)
+  --limit <n>      with list: at most this many (default 50)
+  --all-failed     with retry: every dead letter
+  -h, --help       this help
+
+Exits 0 on success, 1 when a delivery is not found or Redis cannot be reached, 2 on bad arguments.`;
+
+const STATES = ['failed', 'waiting', 'active', 'completed', 'delayed'] as const;
+type State = (typeof STATES)[number];
+
+/** What the receiver stored in a job (see BullMQDeliveryQueue). */
+interface StoredDelivery {
+  deliveryKey?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  receivedAt?: number;
+  refused?: { code?: string; message?: string; issues?: unknown };
+}
+
+/** Each Redis call gets this long: a CLI must say Redis is unreachable, not hang. */
+const REDIS_TIMEOUT_MS = 5000;
+
+export async function deliveries(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      redis: { type: 'string' },
+      queue: { type: 'string', default: 'mitpo-webhooks' },
+      state: { type: 'string', default: 'failed' },
+      limit: { type: 'string', default: '50' },
+      'all-failed': { type: 'boolean', default: false },
+    },
+  });
+  const [action, key, ...extra] = positionals;
+  if (action !== 'list' && action !== 'show' && action !== 'retry') {
+    throw new UsageError(action === undefined ? 'deliveries needs list, show or retry' : `unknown action ${JSON.stringify(action)}`);
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  const url = values.redis ?? io.env.REDIS_URL;
+  if (url === undefined || url === '') throw new UsageError('no Redis: pass --redis redis://host:6379 or set REDIS_URL');
+  const state = values.state as State;
+  if (!STATES.includes(state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
+  const limit = Number(values.limit);
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
+  if (action === 'show' && key === undefined) throw new UsageError('deliveries show needs a delivery key');
+  if (action === 'retry' && (key === undefined) === !values['all-failed']) {
+    throw new UsageError('deliveries retry needs a delivery key, or --all-failed (not both)');
+  }
+  if (action === 'list' && key !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(key)}`);
+
+  const queue = openQueue(values.queue, url);
+  try {
+    if (action === 'list') return await list(queue, state, limit, io);
+    if (action === 'show') return await show(queue, key!, io);
+    return await retry(queue, key, io);
+  } finally {
+    await queue.disconnect().catch(() => undefined);
+  }
+}
+
+function openQueue(name: string, url: string): Queue {
+  // bullmq is an optional peer dependency: loaded only when this command runs.
+  let bullmq: typeof import('bullmq');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, as an optional peer
+    bullmq = require('bullmq') as typeof import('bullmq');
+  } catch {
+    throw new CommandError('the deliveries command needs the bullmq package: npm install bullmq');
+  }
+  const queue = new bullmq.Queue(name, { connection: { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true } });
+  queue.on('error', () => undefined);
+  return queue;
+}
+
+async function list(queue: Queue, state: State, limit: number, io: CliIo): Promise<number> {
+  const jobs = await redis(queue.getJobs([state], 0, limit - 1));
+  if (jobs.length === 0) {
+    io.out(`no ${state} deliveries in queue ${queue.name}`);
+    return EXIT.ok;
+  }
+  for (const job of jobs.filter((found): found is Job => found !== undefined)) io.out(describeJob(job, state));
+  return EXIT.ok;
+}
+
+async function show(queue: Queue, key: string, io: CliIo): Promise<number> {
+  const job = await findJob(queue, key);
+  const data = job.data as StoredDelivery;
+  const state = await redis(job.getState());
+  io.out(describeJob(job, state));
+  io.out(`state:       ${state}`);
+  io.out(`attempts:    ${job.attemptsMade} of ${job.opts.attempts ?? 1}`);
+  if (data.receivedAt !== undefined) io.out(`received at: ${new Date(data.receivedAt).toISOString()}`);
+  if (job.failedReason) io.out(`last error:  ${sanitizeText(job.failedReason, 500)}`);
+  if (data.refused?.issues !== undefined) io.out(`schema issues: ${sanitizeText(JSON.stringify(data.refused.issues), 2000)}`);
+  io.out('event:');
+  io.out(sanitizeText(bodyText(data), 64 * 1024));
+  return EXIT.ok;
+}
+
+async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<number> {
+  if (key === undefined) {
+    const failed = await redis(queue.getJobCountByTypes('failed'));
+    await redis(queue.retryJobs({ state: 'failed', count: 1000 }));
+    io.out(`retried ${failed} dead letter${failed === 1 ? '' : 's'} in queue ${queue.name}`);
+    return EXIT.ok;
+  }
+  const job = await findJob(queue, key);
+  const state = await redis(job.getState());
+  if (state !== 'failed') throw new CommandError(`delivery ${sanitizeText(key, 80)} is ${state}, not a dead letter: nothing to retry`);
+  await redis(job.retry('failed'));
+  io.out(`retried ${sanitizeText(key, 80)}: waiting for a worker`);
+  return EXIT.ok;
+}
+
+/** A delivery by its key (as `list` prints it) or by its job id. */
+async function findJob(queue: Queue, key: string): Promise<Job> {
+  const job = (await redis(queue.getJob(jobIdOf(key)))) ?? (await redis(queue.getJob(key)));
+  if (job === undefined) throw new CommandError(`no delivery ${sanitizeText(key, 80)} in queue ${queue.name}`);
+  return job;
+}
+
+function describeJob(job: Job, state: string): string {
+  const data = job.data as StoredDelivery;
+  const event = data.headers?.['x-mitpo-event'] ?? eventOf(data) ?? '(unknown event)';
+  const error = state === 'failed' && job.failedReason ? `  ${sanitizeText(job.failedReason, 200)}` : '';
+  return `${sanitizeText(data.deliveryKey ?? String(job.id), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${job.attemptsMade}${error}`;
+}
+
+function eventOf(data: StoredDelivery): string | undefined {
+  try {
+    const event = (JSON.parse(bodyText(data)) as { event?: unknown }).event;
+    return typeof event === 'string' ? event : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function bodyText(data: StoredDelivery): string {
+  return Buffer.from(data.body ?? '', 'base64').toString('utf8');
+}
+
+async function redis<T>(work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new CommandError(`Redis did not answer within ${REDIS_TIMEOUT_MS / 1000} s`)), REDIS_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } catch (error) {
+    if (error instanceof CommandError) throw error;
+    throw new CommandError(`Redis could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
+  } finally {
+    clearTimeout(timer);
+  }
+}

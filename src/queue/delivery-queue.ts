@@ -1,0 +1,83 @@
+/**
+ * A delivery as it is queued: the bytes MITPO signed and the headers needed to
+ * verify them again, nothing else from the request. Redis is not trusted, so a
+ * worker checks the signature again before it runs a handler.
+ */
+export interface QueuedDelivery {
+  /** The replay key; the job's identity, so a delivery is queued once. */
+  deliveryKey: string;
+  /** The raw body exactly as received. */
+  rawBody: Buffer;
+  /** `content-type` and the `x-mitpo-*` headers, lower-case names. */
+  headers: Readonly<Record<string, string>>;
+  /** When the receiver got it, milliseconds since the epoch. */
+  receivedAt: number;
+  /**
+   * Set when the receiver refused an authentic delivery (valid signature) as
+   * `invalid_payload`: it is kept among the dead letters with the schema's issues,
+   * and a retry validates it again against the schema of the version then running.
+   */
+  refused?: { code: string; message: string; issues?: unknown };
+}
+
+/** What one run of a queued delivery is told by the queue. */
+export interface QueuedRun {
+  delivery: QueuedDelivery;
+  /** This run's number, from 1. */
+  attempt: number;
+  /** Whether a failure now makes the delivery a dead letter (no attempt left). */
+  lastAttempt: boolean;
+}
+
+/**
+ * Runs one queued delivery. Resolves when it was handled; rejects to have it
+ * retried (or dead-lettered after the last attempt). A rejection with
+ * `retryable: false` on the error makes it a dead letter at once.
+ */
+export type QueuedDeliveryProcessor = (run: QueuedRun) => Promise<void>;
+
+/** Options of a worker. */
+export interface WorkerOptions {
+  /** How many deliveries this worker handles at once. Default 1. */
+  concurrency?: number;
+}
+
+/** A running worker. */
+export interface DeliveryWorker {
+  /**
+   * Stops taking deliveries and waits up to `timeoutSeconds` for the running
+   * ones; a delivery still running then is left to the queue's recovery of
+   * stalled jobs (another worker runs it again).
+   */
+  close(timeoutSeconds: number): Promise<void>;
+}
+
+/**
+ * Where verified deliveries wait for a worker: `BullMQDeliveryQueue` from
+ * `mitpo-webhooks/bullmq`. The receiver answers once `enqueue` resolved.
+ */
+export interface DeliveryQueue {
+  /**
+   * Queues a verified delivery durably, unless one with its key is already
+   * queued, running, handled or kept as a dead letter.
+   * @param retentionMs - how long a handled delivery is kept, so its replays are answered as duplicates
+   * @returns `'queued'` once the queue acknowledged it, `'duplicate'` when it was already there
+   * @throws when the queue could not take it in time (the receiver answers 503 `queue_unavailable`)
+   */
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'>;
+  /** Starts a worker that runs `processor` for each delivery. */
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker;
+  /** Closes the connections the queue opened, also when Redis is unreachable. */
+  close(): Promise<void>;
+}
+
+export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
+  const queue = value as Partial<DeliveryQueue> | null;
+  return (
+    typeof queue === 'object' &&
+    queue !== null &&
+    typeof queue.enqueue === 'function' &&
+    typeof queue.startWorker === 'function' &&
+    typeof queue.close === 'function'
+  );
+}

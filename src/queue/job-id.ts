@@ -1,0 +1,10 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The queue job id of a delivery. BullMQ refuses ids with ":" or of digits only,
+ * and a custom `deliveryKey` may be anything; a hex SHA-256 of the key is neither,
+ * and the same key always gives the same job, which is what de-duplicates.
+ */
+export function jobIdOf(deliveryKey: string): string {
+  return createHash('sha256').update(deliveryKey).digest('hex');
+}

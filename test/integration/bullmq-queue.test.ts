@@ -1,0 +1,271 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { Queue } from 'bullmq';
+import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
+import { BullMQDeliveryQueue, jobIdOf, type BullMQDeliveryQueueOptions } from '../../src/bullmq';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { deferred, SECRET } from '../helpers/recorder';
+import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
+import { runCli } from '../helpers/run-cli';
+import { mount, type RunningServer } from '../helpers/servers';
+
+const describeRedis = describeWithRedis('the BullMQ queue tests');
+
+describeRedis('queued processing on BullMQ', () => {
+  let name: string;
+  let inspect: Queue;
+  const opened: MitpoWebhooks[] = [];
+  const servers: RunningServer[] = [];
+
+  function receiver(queueOptions: Partial<BullMQDeliveryQueueOptions> = {}, options: Partial<MitpoWebhooksOptions> = {}) {
+    const queue = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name, backoff: 0.05, lockDuration: 1, ...queueOptions });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ...options });
+    opened.push(webhooks);
+    return webhooks;
+  }
+
+  async function serve(webhooks: MitpoWebhooks) {
+    const server = await mount('Express 5 route', webhooks);
+    servers.push(server);
+    return server;
+  }
+
+  const stateOf = async (body: string) => (await inspect.getJob(jobIdOf(keyOf(body))))?.getState();
+  const keyOf = (body: string) => createHash('sha256').update(body).digest('hex');
+
+  beforeEach(() => {
+    name = `mitpo-test-${randomUUID()}`;
+    inspect = new Queue(name, { connection: { url: REDIS_URL! } });
+  });
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map((server) => server.close()));
+    await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+    await inspect.obliterate({ force: true }).catch(() => undefined);
+    await inspect.close();
+  });
+
+  it('answers 200 queued only once the job is in Redis, with the raw body and headers, and runs no handler there', async () => {
+    const webhooks = receiver();
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const server = await serve(webhooks);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const reply = await send(server.url, delivery);
+    expect(reply.status).toBe(200);
+    expect(reply.json).toEqual({ success: true, queued: true });
+    const job = await inspect.getJob(jobIdOf(keyOf(delivery.body)));
+    expect(await job?.getState()).toBe('waiting');
+    expect(Buffer.from(job!.data.body, 'base64').toString()).toBe(delivery.body);
+    expect(Object.keys(job!.data.headers).sort()).toEqual(['content-type', 'x-mitpo-event', 'x-mitpo-signature', 'x-mitpo-timestamp']);
+    expect(ran).not.toHaveBeenCalled();
+  });
+
+  it('refuses every failed check before queueing anything', async () => {
+    const server = await serve(receiver());
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+    expect((await send(server.url, forged)).status).toBe(401);
+    expect(await inspect.getJobCounts('waiting', 'active', 'completed', 'failed')).toEqual({ waiting: 0, active: 0, completed: 0, failed: 0 });
+  });
+
+  it('answers 503 queue_unavailable, quickly and with no handler run, when Redis cannot be reached', async () => {
+    const queue = new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1', maxRetriesPerRequest: 1 }, name, enqueueTimeout: 0.3 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+    opened.push(webhooks);
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const reply = await send((await serve(webhooks)).url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    expect(reply.status).toBe(503);
+    expect(reply.json.error?.code).toBe('queue_unavailable');
+    expect(ran).not.toHaveBeenCalled();
+  });
+
+  it('answers duplicate while queued, while running and after completion, and runs the handlers once', async () => {
+    const webhooks = receiver();
+    const release = deferred();
+    const started = deferred();
+    let runs = 0;
+    webhooks.onAny(async () => {
+      runs += 1;
+      started.resolve();
+      await release.promise;
+    });
+    const server = await serve(webhooks);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const again = () => send(server.url, { ...delivery, headers: { ...delivery.headers } });
+    expect((await again()).json).toEqual({ success: true, queued: true });
+    expect((await again()).json).toEqual({ success: true, duplicate: true }); // queued
+    webhooks.startWorker();
+    await started.promise;
+    expect(await stateOf(delivery.body)).toBe('active');
+    expect((await again()).json).toEqual({ success: true, duplicate: true }); // running
+    release.resolve();
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    expect((await again()).json).toEqual({ success: true, duplicate: true }); // handled
+    expect(runs).toBe(1);
+  });
+
+  it('retries a failing handler with backoff, ctx.attempt 1, 2, 3, then completes', async () => {
+    const webhooks = receiver({ attempts: 5 });
+    const attempts: number[] = [];
+    const done = deferred();
+    webhooks.onAny((_event, ctx: DeliveryContext) => {
+      attempts.push(ctx.attempt);
+      if (ctx.attempt < 3) throw new Error(`attempt ${ctx.attempt} fails`);
+      done.resolve();
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    expect((await send((await serve(webhooks)).url, delivery)).status).toBe(200);
+    await done.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    expect(attempts).toEqual([1, 2, 3]);
+  });
+
+  it('keeps a delivery that failed its last attempt as a dead letter, tells onDeadLetter, and retries it through the bin', async () => {
+    const webhooks = receiver({ attempts: 2 });
+    let fail = true;
+    const handled = deferred();
+    webhooks.onAny(() => {
+      if (fail) throw new Error('the database is down');
+      handled.resolve();
+    });
+    const deadLetters: Array<{ event: string | undefined; attempt: number; message: string }> = [];
+    const told = deferred();
+    webhooks.onDeadLetter((event, ctx, error) => {
+      deadLetters.push({ event: event?.event, attempt: ctx.attempt, message: error.message });
+      told.resolve();
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    expect((await send((await serve(webhooks)).url, delivery)).status).toBe(200);
+    await told.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'failed');
+    expect(deadLetters).toEqual([{ event: 'dispatch.failed', attempt: 2, message: expect.stringContaining('A handler failed') }]);
+
+    const cli = (...args: string[]) => runCli(['deliveries', ...args, '--queue', name], { env: { REDIS_URL } });
+    const listed = await cli('list');
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain(keyOf(delivery.body));
+    expect(listed.stdout).toContain('dispatch.failed');
+    const shown = await cli('show', keyOf(delivery.body));
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('the database is down');
+    expect(shown.stdout).toContain(delivery.body);
+
+    fail = false;
+    const retried = await cli('retry', keyOf(delivery.body));
+    expect(retried.code).toBe(0);
+    await handled.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    expect((await cli('list')).stdout).toContain('no failed deliveries');
+    expect((await cli('show', 'no-such-key')).code).toBe(1);
+  });
+
+  it('answers 400 to an authentic delivery its schema refuses, and keeps it as a dead letter with the issues', async () => {
+    const webhooks = receiver();
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const told = deferred<string | undefined>();
+    webhooks.onDeadLetter((event, _ctx, error) => told.resolve(`${String(event)} ${(error as { code?: string }).code}`));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 42 } as never });
+    const reply = await send((await serve(webhooks)).url, delivery);
+    expect(reply.status).toBe(400);
+    expect(reply.json.error?.code).toBe('invalid_payload');
+    expect(await told.promise).toBe('undefined invalid_payload');
+    await waitFor(async () => (await stateOf(delivery.body)) === 'failed');
+    const job = await inspect.getJob(jobIdOf(keyOf(delivery.body)));
+    expect(job!.data.refused.issues.map((issue: { path: string[] }) => issue.path.join('.'))).toContain('data.dispatch_id');
+    expect(ran).not.toHaveBeenCalled();
+  });
+
+  it('hands the job of a worker SIGKILLed mid-job to another worker', async () => {
+    const child = startWorkerProcess(name);
+    try {
+      await message(child, (m) => m.ready === true);
+      const server = await serve(receiver());
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await send(server.url, delivery)).status).toBe(200);
+      await message(child, (m) => m.started === keyOf(delivery.body));
+      child.kill('SIGKILL');
+      const survivor = receiver();
+      const handled = deferred<DeliveryContext>();
+      survivor.onAny((_event, ctx) => handled.resolve(ctx));
+      survivor.startWorker();
+      const ctx = await handled.promise;
+      expect(ctx.deliveryKey).toBe(keyOf(delivery.body));
+      await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('close(): refuses new deliveries with 503 shutting_down and Retry-After, lets a running job finish, then closes', async () => {
+    const webhooks = receiver();
+    const release = deferred();
+    const started = deferred();
+    let finished = false;
+    webhooks.onAny(async () => {
+      started.resolve();
+      await release.promise;
+      finished = true;
+    });
+    webhooks.startWorker();
+    const server = await serve(webhooks);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await send(server.url, delivery)).status).toBe(200);
+    await started.promise;
+    const closing = webhooks.close({ timeout: 10 });
+    const refused = await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    expect(refused.status).toBe(503);
+    expect(refused.json.error?.code).toBe('shutting_down');
+    expect(refused.headers['retry-after']).toBe('10');
+    release.resolve();
+    await closing;
+    expect(finished).toBe(true);
+    expect(await stateOf(delivery.body)).toBe('completed');
+  });
+
+  it('close(): leaves a job still running at the timeout to the recovery of stalled jobs', async () => {
+    const webhooks = receiver();
+    const started = deferred();
+    webhooks.onAny(async () => {
+      started.resolve();
+      await new Promise(() => {});
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await send((await serve(webhooks)).url, delivery)).status).toBe(200);
+    await started.promise;
+    await webhooks.close({ timeout: 0.2 });
+    expect(await stateOf(delivery.body)).toBe('active');
+    const next = receiver();
+    const handled = deferred();
+    next.onAny(() => handled.resolve());
+    next.startWorker();
+    await handled.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+  });
+});
+
+function startWorkerProcess(queueName: string): ChildProcess {
+  return fork(path.join(__dirname, '../helpers/queue-worker-process.ts'), [], {
+    execArgv: ['-r', 'ts-node/register/transpile-only'],
+    env: { ...process.env, QUEUE_NAME: queueName, SECRET, WORKER_HANG: '1', LOCK_DURATION: '1' },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+function message(child: ChildProcess, matches: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Record<string, unknown>) => {
+      if (!matches(m)) return;
+      child.off('message', onMessage);
+      resolve(m);
+    };
+    child.on('message', onMessage);
+    child.once('exit', (code) => reject(new Error(`worker process exited (${code})`)));
+  });
+}

@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import { MemoryReplayStore, MitpoWebhooks } from '../../src';
+import { BullMQDeliveryQueue } from '../../src/bullmq';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { deferred, SECRET } from '../helpers/recorder';
+import { listen } from '../helpers/servers';
+
+async function serve(webhooks: MitpoWebhooks) {
+  const middleware = webhooks.middleware();
+  return listen(http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end())));
+}
+
+describe('close() without a queue', () => {
+  it('answers new deliveries 503 shutting_down with Retry-After, before reading their body, and runs no handler', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const server = await serve(webhooks);
+    try {
+      await webhooks.close({ timeout: 1 });
+      const reply = await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      expect(reply.status).toBe(503);
+      expect(reply.json.error?.code).toBe('shutting_down');
+      expect(reply.headers['retry-after']).toBe('10');
+      // The body was never read, so the connection is closed rather than drained.
+      expect(reply.headers.connection).toBe('close');
+      expect(ran).not.toHaveBeenCalled();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('waits for handlers that finish within the timeout, and answers them 200', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const started = deferred();
+    const release = deferred();
+    webhooks.onAny(async () => {
+      started.resolve();
+      await release.promise;
+    });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answer = webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    await started.promise;
+    let closed = false;
+    const closing = webhooks.close({ timeout: 30 }).then(() => (closed = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    release.resolve();
+    expect(await answer).toEqual({ status: 200, body: { success: true } });
+    await closing;
+    expect(closed).toBe(true);
+  });
+
+  it('releases, never completes, a delivery whose handlers outlive the timeout, and answers it 503', async () => {
+    const store = new MemoryReplayStore();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    const started = deferred();
+    webhooks.onAny(async () => {
+      started.resolve();
+      await new Promise(() => {});
+    });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answer = webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    await started.promise;
+    await webhooks.close({ timeout: 0.05 });
+    expect(await answer).toMatchObject({ status: 503, body: { error: { code: 'shutting_down' } } });
+    // Released: MITPO's retry (to another instance, or this one restarted) runs the handlers again.
+    expect(await store.claim(createHash('sha256').update(delivery.body).digest('hex'), 1000)).toBe('claimed');
+  });
+
+  it('resolves at once with nothing under way, and the same way when called twice', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const first = webhooks.close();
+    expect(webhooks.close()).toBe(first);
+    await first;
+  });
+
+  it('takes its timeout in seconds', () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    expect(() => webhooks.close({ timeout: 30_000 })).toThrow(/seconds, not milliseconds/);
+    expect(() => webhooks.close({ timeout: -1 })).toThrow(/positive number of seconds/);
+  });
+});
+
+describe('queue options', () => {
+  const queue = () => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, enqueueTimeout: 0.1 });
+
+  it('refuses replay beside queue, and a queue that is not one', async () => {
+    const q = queue();
+    expect(() => new MitpoWebhooks({ secret: SECRET, queue: q, replay: new MemoryReplayStore() })).toThrow(/replay and queue/);
+    expect(() => new MitpoWebhooks({ secret: SECRET, queue: {} as never })).toThrow(/queue must be a DeliveryQueue/);
+    await q.close();
+  });
+
+  it('needs a queue for startWorker(), and no close() before it', async () => {
+    expect(() => new MitpoWebhooks({ secret: SECRET }).startWorker()).toThrow(/needs the queue option/);
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue: queue() });
+    await webhooks.close({ timeout: 0.1 });
+    expect(() => webhooks.startWorker()).toThrow(/after close/);
+  });
+
+  it.each([
+    [{ connection: undefined }, /connection is required/],
+    [{ name: 'a:b' }, /name must be/],
+    [{ attempts: 0 }, /attempts must be/],
+    [{ backoff: 100_000 }, /backoff is 100000 seconds/],
+    [{ enqueueTimeout: 0 }, /enqueueTimeout must be a positive number of seconds/],
+  ])('refuses bad queue options: %j', (options, message) => {
+    expect(() => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, ...options } as never)).toThrow(message);
+  });
+});

@@ -1,0 +1,136 @@
+import { MitpoWebhooks, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { SECRET } from '../helpers/recorder';
+
+/** A queue in memory: enough to drive the receiver's and the worker's side of queued processing without Redis. */
+class MemoryQueue implements DeliveryQueue {
+  readonly jobs = new Map<string, QueuedDelivery>();
+  processor: QueuedDeliveryProcessor | undefined;
+  failNext = false;
+  async enqueue(delivery: QueuedDelivery): Promise<'queued' | 'duplicate'> {
+    if (this.failNext) throw new Error('ECONNREFUSED');
+    if (this.jobs.has(delivery.deliveryKey)) return 'duplicate';
+    this.jobs.set(delivery.deliveryKey, delivery);
+    return 'queued';
+  }
+  startWorker(processor: QueuedDeliveryProcessor) {
+    this.processor = processor;
+    return { close: async () => undefined };
+  }
+  async close() {}
+  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false) {
+    return this.processor!({ delivery, attempt, lastAttempt });
+  }
+}
+
+function setUp() {
+  const queue = new MemoryQueue();
+  const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+  const runs: number[] = [];
+  const deadLetters: Array<{ event?: string; code?: string; message: string }> = [];
+  webhooks.onDeadLetter((event, _ctx, error) => deadLetters.push({ event: event?.event, code: (error as { code?: string }).code, message: error.message }));
+  webhooks.startWorker({ concurrency: 2 });
+  return { queue, webhooks, runs, deadLetters };
+}
+
+async function queued(webhooks: MitpoWebhooks, queue: MemoryQueue, delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET })) {
+  const reply = await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+  return { reply, job: [...queue.jobs.values()].at(-1)! };
+}
+
+describe('queued processing, the pipeline side', () => {
+  it('queues only verified deliveries, answering queued, then duplicate', async () => {
+    const { queue, webhooks } = setUp();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, queued: true });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, duplicate: true });
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+    expect((await webhooks.receive({ rawBody: forged.body, headers: forged.headers })).status).toBe(401);
+    expect(queue.jobs.size).toBe(1);
+  });
+
+  it('answers 503 queue_unavailable when the queue throws', async () => {
+    const { queue, webhooks } = setUp();
+    queue.failNext = true;
+    const { reply } = await queued(webhooks, queue);
+    expect(reply).toMatchObject({ status: 503, body: { error: { code: 'queue_unavailable' } } });
+  });
+
+  it('runs the handlers in the worker with ctx.attempt, and fails the run (to be retried) when one fails', async () => {
+    const { queue, webhooks } = setUp();
+    const attempts: number[] = [];
+    webhooks.onAny((_event, ctx) => {
+      attempts.push(ctx.attempt);
+      if (ctx.attempt === 1) throw new Error('db down');
+    });
+    const { job } = await queued(webhooks, queue);
+    await expect(queue.run(job, 1)).rejects.toThrow(/A handler failed.*db down/);
+    await queue.run(job, 2);
+    expect(attempts).toEqual([1, 2]);
+  });
+
+  it('reports a dead letter after the last attempt, with the event', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    webhooks.onAny(() => {
+      throw new Error('still down');
+    });
+    const { job } = await queued(webhooks, queue);
+    await expect(queue.run(job, 1, false)).rejects.toThrow();
+    expect(deadLetters).toEqual([]);
+    await expect(queue.run(job, 3, true)).rejects.toThrow();
+    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: undefined, message: expect.stringContaining('still down') }]);
+  });
+
+  it('checks the signature again in the worker: a job tampered with in Redis is a dead letter at once, no handler run', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const { job } = await queued(webhooks, queue);
+    const tampered = { ...job, rawBody: Buffer.from(job.rawBody.toString().replace('completed', 'failed')) };
+    await expect(queue.run(tampered)).rejects.toMatchObject({ code: 'invalid_signature', retryable: false });
+    expect(ran).not.toHaveBeenCalled();
+    expect(deadLetters).toEqual([{ event: undefined, code: 'invalid_signature', message: expect.any(String) }]);
+  });
+
+  it('keeps an authentic delivery refused as invalid_payload, and validates it again when it is run', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 7 } as never });
+    const { reply, job } = await queued(webhooks, queue, delivery);
+    expect(reply.status).toBe(400);
+    expect(job.refused).toMatchObject({ code: 'invalid_payload', issues: expect.arrayContaining([expect.objectContaining({ path: ['data', 'dispatch_id'] })]) });
+    await expect(queue.run(job)).rejects.toMatchObject({ code: 'invalid_payload', retryable: false });
+    expect(deadLetters.map((d) => d.code)).toEqual(['invalid_payload']);
+  });
+
+  it('does not freshness-check a queued delivery again: a retry hours later still runs', async () => {
+    let now = Date.now();
+    const queue = new MemoryQueue();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, now: () => now });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    webhooks.startWorker();
+    const { job } = await queued(webhooks, queue);
+    now += 6 * 3600 * 1000;
+    await queue.run(job, 4);
+    expect(ran).toHaveBeenCalledTimes(1);
+  });
+
+  it('retries a run whose secret could not be resolved, until the last attempt', async () => {
+    let vaultUp = true;
+    const queue = new MemoryQueue();
+    const webhooks = new MitpoWebhooks({
+      secret: async () => {
+        if (!vaultUp) throw new Error('vault sealed');
+        return SECRET;
+      },
+      secretCacheTtl: 0,
+      queue,
+    });
+    webhooks.startWorker();
+    const { job } = await queued(webhooks, queue);
+    vaultUp = false;
+    await expect(queue.run(job, 1, false)).rejects.toMatchObject({ code: 'secret_unavailable' });
+    await expect(queue.run(job, 1, false)).rejects.not.toMatchObject({ retryable: false });
+    await expect(queue.run(job, 5, true)).rejects.toMatchObject({ retryable: false });
+  });
+});
