@@ -173,7 +173,7 @@ async function main() {
   process.exit(0);
 }
 
-main().catch((error) => {
+(process.argv.includes('--queue') ? import('./queue.mjs').then((m) => m.runQueueBench()) : main()).catch((error) => {
   console.error(error);
   process.exit(1);
 });

@@ -9,7 +9,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
 
-const TOTAL = Number(process.argv[2] ?? 40_000);
+import { soakQueue } from './soak-queue';
+
+const QUEUED = process.argv.includes('--queue');
+const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : 40_000));
 const CONCURRENCY = 64;
 const MAX_ENTRIES = 5_000;
 const SECRET = 'whsec_soak_0123456789';
@@ -129,7 +132,7 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-main().then(
+(QUEUED ? soakQueue(TOTAL) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);

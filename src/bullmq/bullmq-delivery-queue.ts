@@ -16,15 +16,19 @@ export interface BullMQDeliveryQueueOptions {
   connection: ConnectionOptions;
   /** The queue's name; the receiver and its workers must agree on it. Default `'mitpo-webhooks'`. */
   name?: string;
-  /** Runs of a delivery in all, the first included, before it is a dead letter. Default 5. */
+  /**
+   * Runs of a delivery in all, the first included, before it is a dead letter.
+   * Set by the receiver: it travels with each job. Default 5.
+   */
   attempts?: number;
-  /** Seconds before the first retry, doubling after each. Default 10. */
+  /** Seconds before the first retry, doubling after each; set by the receiver, like `attempts`. Default 10. */
   backoff?: number;
   /** Seconds Redis has to acknowledge a delivery before the receiver answers 503 `queue_unavailable`. Default 2. */
   enqueueTimeout?: number;
   /**
    * Seconds a worker holds a running delivery without renewing it; a worker that
-   * died is noticed this long after, and its delivery run by another. Default 30.
+   * died is noticed this long after, and its delivery run by another. Set by the
+   * workers. Default 30.
    */
   lockDuration?: number;
 }
