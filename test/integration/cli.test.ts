@@ -466,3 +466,23 @@ describe('--help', () => {
     },
   );
 });
+
+describe('mitpo-webhooks deliveries', () => {
+  it('exits 1 with a clear message, promptly, when Redis cannot be reached', async () => {
+    const run = await runCli(['deliveries', 'list', '--redis', 'redis://127.0.0.1:1']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('Redis could not be reached');
+  });
+
+  it.each([
+    [['deliveries'], /needs list, show or retry/],
+    [['deliveries', 'list'], /no Redis: pass --redis/],
+    [['deliveries', 'show', '--redis', 'redis://127.0.0.1:1'], /needs a delivery key/],
+    [['deliveries', 'retry', 'k', '--all-failed', '--redis', 'redis://127.0.0.1:1'], /a delivery key, or --all-failed \(not both\)/],
+    [['deliveries', 'list', '--state', 'lost', '--redis', 'redis://127.0.0.1:1'], /--state must be one of/],
+  ])('exits 2 on bad arguments: %j', async (args, message) => {
+    const run = await runCli(args, { env: { REDIS_URL: undefined } });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(message);
+  });
+});

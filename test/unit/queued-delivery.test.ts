@@ -134,3 +134,23 @@ describe('queued processing, the pipeline side', () => {
     await expect(queue.run(job, 5, true)).rejects.toMatchObject({ retryable: false });
   });
 });
+
+describe('queued processing with a deliveryKey of your own', () => {
+  it('queues under that key, so a byte-different copy of the same event is a duplicate, and hands it to the handlers', async () => {
+    const queue = new MemoryQueue();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, deliveryKey: (event) => `${event.event}:${event.timestamp}` });
+    const keys: string[] = [];
+    webhooks.onAny((_event, ctx) => void keys.push(ctx.deliveryKey));
+    webhooks.startWorker();
+    const timestamp = Math.floor(Date.now() / 1000) - 10;
+    const data = { dispatch_id: 'dsp_same', channel: 'meta_ads', status: 'completed' };
+    const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp, data });
+    const reordered = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp, data: { ...data, extra: 1 } });
+    expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).body).toEqual({ success: true, queued: true });
+    expect((await webhooks.receive({ rawBody: reordered.body, headers: reordered.headers })).body).toEqual({ success: true, duplicate: true });
+    const [job] = [...queue.jobs.values()];
+    expect(job!.deliveryKey).toMatch(/^dispatch\.completed:/);
+    await queue.run(job!);
+    expect(keys).toEqual([job!.deliveryKey]);
+  });
+});

@@ -73,7 +73,8 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
     if (action === 'show') return await show(queue, key!, io);
     return await retry(queue, key, io);
   } finally {
-    await queue.disconnect().catch(() => undefined);
+    // close(), not disconnect(): disconnect() waits for a connection that may never come.
+    await redis(queue.close()).catch(() => undefined);
   }
 }
 
