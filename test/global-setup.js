@@ -3,8 +3,9 @@
 module.exports = async function announceSkippedSuites() {
   if (!process.env.REDIS_URL) {
     process.stdout.write(
-      '\nSKIPPED: the RedisReplayStore tests against a real Redis (test/integration/redis-replay-store.test.ts, ' +
-        'multi-instance-example.test.ts) need REDIS_URL, e.g. REDIS_URL=redis://127.0.0.1:6379 npm test. .ci/run starts a Redis and sets it.\n\n',
+      '\nSKIPPED: the tests against a real Redis (the RedisReplayStore in test/integration/redis-replay-store.test.ts and ' +
+        'multi-instance-example.test.ts; the BullMQ queue in bullmq-queue.test.ts and queued-example.test.ts) need REDIS_URL, ' +
+        'e.g. REDIS_URL=redis://127.0.0.1:6379 npm test. .ci/run starts a Redis and sets it.\n\n',
     );
   }
 };
