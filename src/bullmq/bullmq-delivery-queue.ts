@@ -41,6 +41,7 @@ interface JobData {
   headers: Record<string, string>;
   receivedAt: number;
   refused?: QueuedDelivery['refused'];
+  traceparent?: string;
 }
 
 const JOB_NAME = 'mitpo-delivery';
@@ -98,6 +99,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       headers: { ...delivery.headers },
       receivedAt: delivery.receivedAt,
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),
+      ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
     };
     const adding = (async () => {
       await this.queue.add(JOB_NAME, data, {
@@ -181,8 +183,15 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 }
 
 function deliveryOf(job: Job<JobData>): QueuedDelivery {
-  const { deliveryKey, body, headers, receivedAt, refused } = job.data;
-  return { deliveryKey, rawBody: Buffer.from(body, 'base64'), headers, receivedAt, ...(refused === undefined ? {} : { refused }) };
+  const { deliveryKey, body, headers, receivedAt, refused, traceparent } = job.data;
+  return {
+    deliveryKey,
+    rawBody: Buffer.from(body, 'base64'),
+    headers,
+    receivedAt,
+    ...(refused === undefined ? {} : { refused }),
+    ...(traceparent === undefined ? {} : { traceparent }),
+  };
 }
 
 /** Workers block on Redis, so BullMQ needs their commands never to give up. */

@@ -21,6 +21,7 @@ import { sanitizeText } from '../text/sanitize-text';
 import type { QueuedDelivery, QueuedRun } from '../queue/delivery-queue';
 import { FailureReport, type DeliveryTrace } from './failure-report';
 import { Shutdown, shuttingDown } from './shutdown';
+import { Telemetry, type DeliveryTelemetry } from '../telemetry/telemetry';
 
 /** A delivery as `verify()` and `receive()` take it. */
 export interface DeliveryInput {
@@ -54,6 +55,7 @@ export interface DeliveryRequest {
 export class DeliveryPipeline {
   readonly failures: FailureReport;
   readonly shutdown = new Shutdown();
+  private readonly telemetry = new Telemetry();
   private deadLetterHandlers: readonly DeadLetterHandler[] = [];
 
   constructor(
@@ -68,10 +70,23 @@ export class DeliveryPipeline {
    * queues the delivery for the workers. Never rejects: every failure is an answer.
    */
   process(request: DeliveryRequest): Promise<Outcome> {
-    const trace: DeliveryTrace = { headers: request.headers, startedAt: this.options.now() };
+    const telemetry = this.telemetry.startDelivery('mitpo.webhook.receive');
+    const trace: DeliveryTrace = { headers: request.headers, startedAt: this.options.now(), ...(telemetry && { telemetry }) };
     // Refused before anything is read, so a shutdown is never held up by a new body.
-    if (this.shutdown.closing) return Promise.resolve(this.refuse(shuttingDown('it takes no new deliveries'), trace));
-    return this.shutdown.track(this.processUnderWay(request, trace));
+    if (this.shutdown.closing) return Promise.resolve(this.answered(this.refuse(shuttingDown('it takes no new deliveries'), trace), trace));
+    const underWay = telemetry === undefined ? this.processUnderWay(request, trace) : telemetry.within(() => this.processUnderWay(request, trace));
+    return this.shutdown.track(underWay.then((outcome) => this.answered(outcome, trace)));
+  }
+
+  /** Tells telemetry how the delivery was answered. */
+  private answered(outcome: Outcome, trace: DeliveryTrace): Outcome {
+    trace.telemetry?.end({
+      outcome: outcome.error?.code ?? (outcome === DUPLICATE ? 'duplicate' : outcome === QUEUED ? 'queued' : 'success'),
+      status: outcome.status,
+      event: trace.event,
+      deliveryKey: trace.deliveryKey,
+    });
+    return outcome;
   }
 
   private async processUnderWay(request: DeliveryRequest, trace: DeliveryTrace): Promise<Outcome> {
@@ -133,7 +148,8 @@ export class DeliveryPipeline {
       const value = trace.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
-    return { deliveryKey, rawBody, headers, receivedAt: trace.startedAt };
+    const traceparent = trace.telemetry?.traceparent();
+    return { deliveryKey, rawBody, headers, receivedAt: trace.startedAt, ...(traceparent && { traceparent }) };
   }
 
   /**
@@ -142,7 +158,26 @@ export class DeliveryPipeline {
    * schema; freshness is not (it was checked on arrival, and a retry may come
    * hours later). A delivery that can never pass is a dead letter at once.
    */
-  async processQueued({ delivery, attempt, lastAttempt }: QueuedRun): Promise<void> {
+  async processQueued(run: QueuedRun): Promise<void> {
+    const telemetry = this.telemetry.startDelivery('mitpo.webhook.process', run.delivery.traceparent);
+    if (telemetry === undefined) return this.runQueued(run, undefined);
+    let outcome = 'success';
+    let event: string | undefined;
+    try {
+      await telemetry.within(() => this.runQueued(run, telemetry, (name) => (event = name)));
+    } catch (error) {
+      outcome = (error as { code?: string }).code ?? 'handler_failed';
+      throw error;
+    } finally {
+      telemetry.end({ outcome, status: outcome === 'success' ? 200 : 500, event, deliveryKey: run.delivery.deliveryKey });
+    }
+  }
+
+  private async runQueued(
+    { delivery, attempt, lastAttempt }: QueuedRun,
+    telemetry: DeliveryTelemetry | undefined,
+    verified: (event: string) => void = () => undefined,
+  ): Promise<void> {
     const { rawBody, headers, deliveryKey } = delivery;
     const ctx: DeliveryContext = { headers, rawBody, deliveryKey, receivedAt: new Date(delivery.receivedAt), attempt };
     let event: MitpoEvent | UnknownMitpoEvent;
@@ -159,7 +194,8 @@ export class DeliveryPipeline {
       this.reportDeadLetter(undefined, ctx, refused);
       throw Object.assign(refused, { retryable: false });
     }
-    const failures = await this.router.dispatch(event, ctx);
+    verified(event.event);
+    const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
     if (failures.length === 0) return;
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
     const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
@@ -255,7 +291,7 @@ export class DeliveryPipeline {
     claim: DeliveryClaim | undefined,
     trace: DeliveryTrace,
   ): Promise<Outcome> {
-    const handling = this.router.dispatch(event, ctx);
+    const handling = this.router.dispatch(event, ctx, aroundHandlers(trace.telemetry, event.event));
     let failures: Error[] | typeof TIMED_OUT | typeof SHUT_DOWN;
     try {
       failures = await this.withinHandlerTimeout(handling);
@@ -360,6 +396,11 @@ function requestFromInput(input: DeliveryInput | undefined, headers: DeliveryHea
       return bytes;
     },
   };
+}
+
+/** Each handler run in its own span, when telemetry records. */
+function aroundHandlers(telemetry: DeliveryTelemetry | undefined, event: string) {
+  return telemetry === undefined ? undefined : (run: () => unknown) => telemetry.handle(event, run);
 }
 
 const TIMED_OUT = Symbol('timed out');

@@ -2,6 +2,7 @@ import type { WebhookVerificationError } from '../errors';
 import { toError } from '../errors';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { WebhookLogger } from '../options';
+import type { DeliveryTelemetry } from '../telemetry/telemetry';
 import { sanitizeText } from '../text/sanitize-text';
 
 /** What `onFailure` is told besides the error. */
@@ -29,6 +30,8 @@ export interface DeliveryTrace {
   /** Set once the event was verified. */
   event?: string;
   deliveryKey?: string;
+  /** The delivery's span and metrics, when an OpenTelemetry SDK is registered. */
+  telemetry?: DeliveryTelemetry;
 }
 
 /**

@@ -18,6 +18,8 @@ export interface QueuedDelivery {
    * and a retry validates it again against the schema of the version then running.
    */
   refused?: { code: string; message: string; issues?: unknown };
+  /** The receive span's W3C trace context, so the worker's span links to it. */
+  traceparent?: string;
 }
 
 /** What one run of a queued delivery is told by the queue. */

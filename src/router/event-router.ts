@@ -4,6 +4,9 @@ import type { AnyEventHandler, DeliveryContext, HandlerErrorHandler } from './ty
 
 type Handler = (event: never, ctx: DeliveryContext) => unknown;
 
+/** Wraps each handler run (telemetry's span and timing); must settle as the run does. */
+export type HandlerRun = (run: () => unknown) => Promise<unknown>;
+
 /** Which handlers run for which event, and running them. */
 export class EventRouter {
   private readonly byName = new Map<string, Handler[]>();
@@ -46,10 +49,15 @@ export class EventRouter {
    * arrays are replaced, never mutated, on registration, so a handler added or
    * removed while a delivery runs affects only later deliveries.
    *
+   * @param around - wraps each run, e.g. in a span
    * @returns the errors of the handlers that failed (empty on success)
    */
-  async dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): Promise<Error[]> {
-    const results = await Promise.allSettled(this.handlersFor(event.event).map(async (handler) => handler(event as never, ctx)));
+  async dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, around?: HandlerRun): Promise<Error[]> {
+    const runs = this.handlersFor(event.event).map(async (handler) => {
+      const run = () => handler(event as never, ctx);
+      return around === undefined ? run() : around(run);
+    });
+    const results = await Promise.allSettled(runs);
     const failures = results.flatMap((result) => (result.status === 'rejected' ? [toError(result.reason)] : []));
     for (const failure of failures) this.reportHandlerError(failure, event, ctx);
     return failures;

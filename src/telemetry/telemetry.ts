@@ -1,0 +1,170 @@
+import type { Context, Counter, Histogram, Meter, Span, TracerProvider, UpDownCounter } from '@opentelemetry/api';
+import { sanitizeText } from '../text/sanitize-text';
+
+type OtelApi = typeof import('@opentelemetry/api');
+
+const NAME = 'mitpo-webhooks';
+
+/** Attribute names, as API.md's Telemetry section fixes them. */
+const EVENT = 'mitpo.webhook.event';
+const DELIVERY_KEY = 'mitpo.webhook.delivery_key';
+const OUTCOME = 'mitpo.webhook.outcome';
+const STATUS_CODE = 'http.response.status_code';
+
+interface Instruments {
+  deliveries: Counter;
+  handlerDuration: Histogram;
+  inFlight: UpDownCounter;
+}
+
+/** What a delivery's telemetry is told when it is answered. */
+export interface DeliveryResult {
+  outcome: string;
+  status: number;
+  /** Only a verified event's name: the header is the sender's, and must not multiply metric series. */
+  event: string | undefined;
+  deliveryKey: string | undefined;
+}
+
+/**
+ * OpenTelemetry, through `@opentelemetry/api`'s global providers, when the
+ * package is installed: loaded here (not when `mitpo-webhooks` is imported),
+ * and a no-op when it is absent. Whether an SDK is registered is checked per
+ * delivery with two identity comparisons, so nothing is recorded (and nothing
+ * measurable spent) without one, and an SDK registered after the receiver was
+ * built is still picked up: the metrics API does not proxy like the tracing API
+ * does, so instruments are made again when the meter provider changes.
+ */
+export class Telemetry {
+  private readonly api: OtelApi | undefined;
+  private readonly noopTracerProvider: TracerProvider | undefined;
+  private meterProvider: unknown;
+  private instruments: Instruments | undefined;
+
+  constructor() {
+    this.api = loadOtelApi();
+    // The proxy's delegate before any SDK is registered: the API's own no-op.
+    this.noopTracerProvider = this.api === undefined ? undefined : new this.api.ProxyTracerProvider().getDelegate();
+  }
+
+  /** Starts a delivery's telemetry in the active context (a child of the HTTP span), or undefined when nothing records. */
+  startDelivery(name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', traceparent?: string): DeliveryTelemetry | undefined {
+    const api = this.api;
+    if (api === undefined) return undefined;
+    const tracing = (api.trace.getTracerProvider() as InstanceType<OtelApi['ProxyTracerProvider']>).getDelegate() !== this.noopTracerProvider;
+    const instruments = this.currentInstruments(api);
+    if (!tracing && instruments === undefined) return undefined;
+    let span: Span | undefined;
+    if (tracing) {
+      const linked = traceparent === undefined ? undefined : spanContextOf(api, traceparent);
+      span = api.trace.getTracer(NAME).startSpan(name, {
+        kind: name === 'mitpo.webhook.process' ? api.SpanKind.CONSUMER : api.SpanKind.INTERNAL,
+        ...(linked === undefined ? {} : { links: [{ context: linked }] }),
+      });
+    }
+    instruments?.inFlight.add(1);
+    return new DeliveryTelemetry(api, span, instruments);
+  }
+
+  private currentInstruments(api: OtelApi): Instruments | undefined {
+    const provider = api.metrics.getMeterProvider();
+    if (provider !== this.meterProvider) {
+      this.meterProvider = provider;
+      const meter = provider.getMeter(NAME);
+      this.instruments = meter === api.createNoopMeter() ? undefined : instrumentsOf(meter);
+    }
+    return this.instruments;
+  }
+}
+
+/** One delivery's span and metrics, from its start until it is answered. */
+export class DeliveryTelemetry {
+  /** The context handlers run in: the delivery's span active, when there is one. */
+  readonly context: Context;
+
+  constructor(
+    private readonly api: OtelApi,
+    private readonly span: Span | undefined,
+    private readonly instruments: Instruments | undefined,
+  ) {
+    const active = api.context.active();
+    this.context = span === undefined ? active : api.trace.setSpan(active, span);
+  }
+
+  /** Runs `work` with the delivery's span active, so the handlers' spans are its children. */
+  within<T>(work: () => T): T {
+    return this.api.context.with(this.context, work);
+  }
+
+  /** The W3C `traceparent` of the delivery's span, to link a worker's span to it. */
+  traceparent(): string | undefined {
+    const context = this.span?.spanContext();
+    if (context === undefined || !this.api.isSpanContextValid(context)) return undefined;
+    return `00-${context.traceId}-${context.spanId}-0${(context.traceFlags & 1).toString(16)}`;
+  }
+
+  /** One handler run, as a child span `mitpo.webhook.handle`, timed in the handler duration histogram. */
+  async handle(event: string, run: () => unknown): Promise<void> {
+    const started = performance.now();
+    const span = this.span === undefined ? undefined : this.api.trace.getTracer(NAME).startSpan('mitpo.webhook.handle', { attributes: { [EVENT]: safe(event) } }, this.context);
+    let outcome = 'success';
+    try {
+      await (span === undefined ? run() : this.api.context.with(this.api.trace.setSpan(this.context, span), run));
+    } catch (error) {
+      outcome = 'handler_failed';
+      span?.recordException(error as Error);
+      span?.setStatus({ code: this.api.SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span?.setAttribute(OUTCOME, outcome);
+      span?.end();
+      this.instruments?.handlerDuration.record((performance.now() - started) / 1000, { [EVENT]: safe(event), [OUTCOME]: outcome });
+    }
+  }
+
+  /** Records the answer and ends the span. */
+  end(result: DeliveryResult): void {
+    const attributes = {
+      ...(result.event === undefined ? {} : { [EVENT]: safe(result.event) }),
+      [OUTCOME]: result.outcome,
+      [STATUS_CODE]: result.status,
+    };
+    if (this.span !== undefined) {
+      this.span.setAttributes(attributes);
+      if (result.deliveryKey !== undefined) this.span.setAttribute(DELIVERY_KEY, sanitizeText(result.deliveryKey, 200));
+      if (result.status >= 500) this.span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
+      this.span.end();
+    }
+    this.instruments?.deliveries.add(1, attributes);
+    this.instruments?.inFlight.add(-1);
+  }
+}
+
+function instrumentsOf(meter: Meter): Instruments {
+  return {
+    deliveries: meter.createCounter('mitpo.webhook.deliveries', { description: 'Deliveries answered, by event, outcome and status' }),
+    handlerDuration: meter.createHistogram('mitpo.webhook.handler.duration', { description: 'Handler runs', unit: 's' }),
+    inFlight: meter.createUpDownCounter('mitpo.webhook.in_flight', { description: 'Deliveries being processed now' }),
+  };
+}
+
+function spanContextOf(api: OtelApi, traceparent: string) {
+  const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(traceparent);
+  if (match === null) return undefined;
+  const context = { traceId: match[1]!, spanId: match[2]!, traceFlags: Number.parseInt(match[3]!, 16), isRemote: true };
+  return api.isSpanContextValid(context) ? context : undefined;
+}
+
+function safe(event: string): string {
+  return sanitizeText(event, 64);
+}
+
+function loadOtelApi(): OtelApi | undefined {
+  try {
+    // An optional peer dependency: picked up when installed, never required.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, as an optional peer
+    return require('@opentelemetry/api') as OtelApi;
+  } catch {
+    return undefined;
+  }
+}

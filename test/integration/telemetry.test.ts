@@ -1,0 +1,222 @@
+import http from 'node:http';
+import { context, metrics, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { DataPointType, MeterProvider, MetricReader, type HistogramMetricData, type SumMetricData } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { Queue } from 'bullmq';
+import { MitpoWebhooks } from '../../src';
+import { BullMQDeliveryQueue } from '../../src/bullmq';
+import { signedDelivery } from '../../src/testing';
+import { toRequest } from '../helpers/fetch-bridge';
+import { send } from '../helpers/http-client';
+import { SECRET } from '../helpers/recorder';
+import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
+import { listen, MOUNTINGS, type MountingName } from '../helpers/servers';
+
+/** Collects on demand, so a test reads the metrics after a known sequence of deliveries. */
+class TestReader extends MetricReader {
+  protected async onForceFlush() {}
+  protected async onShutdown() {}
+}
+
+const spans = new InMemorySpanExporter();
+const reader = new TestReader();
+const contextManager = new AsyncLocalStorageContextManager().enable();
+
+beforeAll(() => {
+  context.setGlobalContextManager(contextManager);
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+  metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+});
+afterAll(() => {
+  trace.disable();
+  metrics.disable();
+  context.disable();
+});
+beforeEach(() => spans.reset());
+
+const http_ = trace.getTracer('test-http-server');
+
+/** The HTTP server span an instrumentation would open: active while the app handles the request. */
+function withServerSpan(listener: http.RequestListener): http.RequestListener {
+  return (req, res) =>
+    http_.startActiveSpan('POST /webhooks/mitpo', { kind: SpanKind.SERVER }, (span) => {
+      res.on('finish', () => span.end());
+      listener(req, res);
+    });
+}
+
+function receiver() {
+  const webhooks = new MitpoWebhooks({ secret: SECRET });
+  webhooks.on('dispatch.completed', async () => {
+    trace.getTracer('app').startSpan('app work').end();
+  });
+  webhooks.on('dispatch.failed', () => {
+    throw new Error('the CRM is down');
+  });
+  return webhooks;
+}
+
+const named = (name: string) => spans.getFinishedSpans().filter((span) => span.name === name);
+const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
+
+describe.each(Object.keys(MOUNTINGS) as MountingName[])('telemetry under %s', (mounting) => {
+  it('makes the receive span a child of the HTTP span, and each handler run a child of it', async () => {
+    const app = MOUNTINGS[mounting](receiver()).listeners('request')[0] as http.RequestListener;
+    const server = await listen(http.createServer(withServerSpan(app)));
+    try {
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await send(server.url, delivery)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+    const [httpSpan] = named('POST /webhooks/mitpo');
+    const [receive] = named('mitpo.webhook.receive');
+    const [handle] = named('mitpo.webhook.handle');
+    expect(parentOf(receive!)).toBe(httpSpan!.spanContext().spanId);
+    expect(parentOf(handle!)).toBe(receive!.spanContext().spanId);
+    expect(parentOf(named('app work')[0]!)).toBe(handle!.spanContext().spanId);
+    expect(receive!.attributes).toMatchObject({
+      'mitpo.webhook.event': 'dispatch.completed',
+      'mitpo.webhook.outcome': 'success',
+      'http.response.status_code': 200,
+      'mitpo.webhook.delivery_key': expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
+  });
+});
+
+describe('telemetry under the Fetch handler', () => {
+  it('makes the receive span a child of the active span', async () => {
+    const handler = receiver().fetchHandler();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const response = await http_.startActiveSpan('POST /api/webhooks', { kind: SpanKind.SERVER }, async (span) => {
+      try {
+        return await handler(toRequest('http://127.0.0.1/api/webhooks', { headers: delivery.headers, body: delivery.body }));
+      } finally {
+        span.end();
+      }
+    });
+    expect(response.status).toBe(200);
+    expect(parentOf(named('mitpo.webhook.receive')[0]!)).toBe(named('POST /api/webhooks')[0]!.spanContext().spanId);
+  });
+});
+
+describe('telemetry outcomes and metrics', () => {
+  it('records each outcome on the span, ERROR for a 5xx, and no event for a refused delivery', async () => {
+    const webhooks = receiver();
+    const ok = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: ok.body, headers: ok.headers });
+    await webhooks.receive({ rawBody: ok.body, headers: ok.headers });
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+    await webhooks.receive({ rawBody: forged.body, headers: forged.headers });
+    const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: failing.body, headers: failing.headers });
+
+    const receives = named('mitpo.webhook.receive');
+    expect(receives.map((span) => [span.attributes['mitpo.webhook.outcome'], span.attributes['http.response.status_code']])).toEqual([
+      ['success', 200],
+      ['duplicate', 200],
+      ['invalid_signature', 401],
+      ['handler_failed', 500],
+    ]);
+    expect(receives[2]!.attributes['mitpo.webhook.event']).toBeUndefined();
+    expect(receives[2]!.status.code).toBe(SpanStatusCode.UNSET);
+    expect(receives[3]!.status.code).toBe(SpanStatusCode.ERROR);
+    const failedHandle = named('mitpo.webhook.handle').find((span) => span.attributes['mitpo.webhook.outcome'] === 'handler_failed');
+    expect(failedHandle?.status.code).toBe(SpanStatusCode.ERROR);
+    expect(failedHandle?.events.map((event) => event.name)).toContain('exception');
+  });
+
+  it('counts deliveries by event, outcome and status, times handler runs in seconds, and ends with nothing in flight', async () => {
+    // Metrics accumulate for the process; a fresh event name keeps this test's series its own.
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    webhooks.on('connection.active', () => undefined);
+    webhooks.on('connection.reauth_required', () => {
+      throw new Error('no');
+    });
+    const active = signedDelivery({ event: 'connection.active', secret: SECRET });
+    const again = signedDelivery({ event: 'connection.active', secret: SECRET });
+    const reauth = signedDelivery({ event: 'connection.reauth_required', secret: SECRET });
+    for (const delivery of [active, active, again, reauth]) await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+
+    const { resourceMetrics } = await reader.collect();
+    const all = resourceMetrics.scopeMetrics.filter((scope) => scope.scope.name === 'mitpo-webhooks').flatMap((scope) => scope.metrics);
+    const deliveries = all.find((metric) => metric.descriptor.name === 'mitpo.webhook.deliveries') as SumMetricData;
+    const count = (event: string, outcome: string) =>
+      deliveries.dataPoints.find((point) => point.attributes['mitpo.webhook.event'] === event && point.attributes['mitpo.webhook.outcome'] === outcome)?.value;
+    expect(count('connection.active', 'success')).toBe(2);
+    expect(count('connection.active', 'duplicate')).toBe(1);
+    expect(count('connection.reauth_required', 'handler_failed')).toBe(1);
+    expect(deliveries.dataPoints.find((p) => p.attributes['mitpo.webhook.outcome'] === 'handler_failed' && p.attributes['mitpo.webhook.event'] === 'connection.reauth_required')?.attributes['http.response.status_code']).toBe(500);
+
+    const duration = all.find((metric) => metric.descriptor.name === 'mitpo.webhook.handler.duration') as HistogramMetricData;
+    expect(duration.descriptor.unit).toBe('s');
+    expect(duration.dataPointType).toBe(DataPointType.HISTOGRAM);
+    const runs = (event: string) =>
+      duration.dataPoints.filter((point) => point.attributes['mitpo.webhook.event'] === event).reduce((sum, point) => sum + point.value.count, 0);
+    expect(runs('connection.active')).toBe(2); // the duplicate ran no handler
+    expect(runs('connection.reauth_required')).toBe(1);
+
+    const inFlight = all.find((metric) => metric.descriptor.name === 'mitpo.webhook.in_flight') as SumMetricData;
+    expect(inFlight.dataPoints.reduce((sum, point) => sum + point.value, 0)).toBe(0);
+  });
+});
+
+describe('the logger', () => {
+  it('logs a 409 at debug, forged traffic at warn, a handler failure at error with the error under err, never the secret', async () => {
+    const records: Array<{ level: string; record: Record<string, unknown>; message: string }> = [];
+    const at = (level: string) => (record: object, message: string) => void records.push({ level, record: record as Record<string, unknown>, message });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } });
+    let release: () => void = () => undefined;
+    webhooks.on('dispatch.completed', () => new Promise<void>((resolve) => (release = resolve)));
+    webhooks.on('dispatch.failed', () => {
+      throw new Error('the CRM is down');
+    });
+    const slow = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const first = webhooks.receive({ rawBody: slow.body, headers: slow.headers });
+    await new Promise((resolve) => setImmediate(resolve));
+    await webhooks.receive({ rawBody: slow.body, headers: slow.headers }); // 409 while the first runs
+    release();
+    await first;
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+    await webhooks.receive({ rawBody: forged.body, headers: forged.headers });
+    const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: failing.body, headers: failing.headers });
+
+    expect(records.map(({ level, record }) => [level, record.code, record.status])).toEqual([
+      ['debug', 'in_flight', 409],
+      ['warn', 'invalid_signature', 401],
+      ['error', 'handler_failed', 500],
+    ]);
+    expect(records[0]!.record).toMatchObject({ event: 'dispatch.completed', deliveryKey: expect.stringMatching(/^[0-9a-f]{64}$/), durationMs: expect.any(Number) });
+    expect(records[1]!.record.event).toBeUndefined();
+    expect((records[2]!.record.err as Error).message).toBe('the CRM is down');
+    expect(JSON.stringify(records)).not.toContain(SECRET);
+  });
+});
+
+describeWithRedis('the queued telemetry tests')('telemetry with the queue', () => {
+  it("links the worker's mitpo.webhook.process span to the receive span, the trace context carried in the job", async () => {
+    const name = `mitpo-otel-${Date.now()}`;
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name }) });
+    const handled = new Promise<void>((resolve) => webhooks.onAny(() => resolve()));
+    webhooks.startWorker();
+    try {
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, queued: true });
+      await handled;
+      await waitFor(() => named('mitpo.webhook.process').length === 1);
+      const [receive] = named('mitpo.webhook.receive');
+      const [processed] = named('mitpo.webhook.process');
+      expect(receive!.attributes['mitpo.webhook.outcome']).toBe('queued');
+      expect(processed!.kind).toBe(SpanKind.CONSUMER);
+      expect(processed!.links.map((link) => link.context.spanId)).toEqual([receive!.spanContext().spanId]);
+      expect(parentOf(named('mitpo.webhook.handle')[0]!)).toBe(processed!.spanContext().spanId);
+    } finally {
+      await webhooks.close({ timeout: 1 });
+      const inspect = new Queue(name, { connection: { url: REDIS_URL! } });
+      await inspect.obliterate({ force: true }).catch(() => undefined);
+      await inspect.close();
+    }
+  });
+});
