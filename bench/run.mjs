@@ -5,7 +5,7 @@ import { fork, spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { SCENARIOS } from './server.mjs';
+import { OTEL_SCENARIOS, SCENARIOS } from './server.mjs';
 import { runMicro } from './micro.mjs';
 
 const quick = process.argv.includes('--quick');
@@ -19,6 +19,7 @@ const SIZES = [
   { label: '64 KB', bytes: 65_536, amount: quick ? 1200 : 3000 },
 ].filter((size) => flag('--size') === undefined || size.label.startsWith(flag('--size')));
 const ONLY = flag('--only');
+const OTEL = process.argv.includes('--otel');
 const SKIP_MICRO = process.argv.includes('--no-micro');
 const CONNECTIONS = 16;
 const hasTaskset = (() => {
@@ -64,7 +65,11 @@ async function main() {
   console.log(`${ROUNDS} rounds, scenarios interleaved; ${CONNECTIONS} connections; every request a unique, correctly signed body\n`);
 
   const servers = {};
-  const scenarios = ONLY === undefined ? SCENARIOS : SCENARIOS.filter((name, i) => ONLY.split(',').includes(String(i + 1)));
+  const scenarios = OTEL
+    ? OTEL_SCENARIOS
+    : ONLY === undefined
+      ? SCENARIOS
+      : SCENARIOS.filter((name, i) => ONLY.split(',').includes(String(i + 1)));
   for (const name of scenarios) {
     const server = start('./server.mjs', [name], 0);
     servers[name] = { ...server, port: (await server.ask(undefined, (m) => m.port)).port };
@@ -116,7 +121,7 @@ async function main() {
   for (const size of SIZES) {
     console.log(`${size.label} body (medians of ${ROUNDS} rounds × ${size.amount} requests)`);
     const header = ['scenario', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS', 'CPU µs/req', '÷ (2)', '÷ (4)', '÷ (6)'];
-    const rows = SCENARIOS.flatMap((name, i) => {
+    const rows = (OTEL ? OTEL_SCENARIOS : SCENARIOS).flatMap((name, i) => {
       const s = samples[`${name}|${size.label}`];
       if (s === undefined) return [];
       const c = cpu(name, size.label);
@@ -139,6 +144,15 @@ async function main() {
     console.log('');
   }
 
+  if (OTEL) {
+    const [absent, apiOnly, sdk] = OTEL_SCENARIOS;
+    console.log('OpenTelemetry (ratios of medians in this run; the ÷ columns above compare with scenarios not run here)');
+    for (const size of SIZES) {
+      console.log(`  ${size.label}: API without SDK ÷ package absent ${(cpu(apiOnly, size.label) / cpu(absent, size.label)).toFixed(2)}; ` +
+        `SDK with in-memory exporter ÷ package absent ${(cpu(sdk, size.label) / cpu(absent, size.label)).toFixed(2)}`);
+    }
+    process.exit(failures > 0 ? 1 : 0);
+  }
   const micro = SKIP_MICRO ? [] : await runMicro({ quick });
   console.log('in-process micro-benchmark (ops/s, best of interleaved medians)');
   for (const row of micro) {

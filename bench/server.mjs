@@ -2,6 +2,7 @@
 // Reports its CPU time, handler runs and peak RSS over IPC, so the orchestrator
 // can measure exactly the timed window.
 import http from 'node:http';
+import Module, { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import express from 'express';
 import { Webhooks as OctokitWebhooks, createNodeMiddleware as octokitMiddleware } from '@octokit/webhooks';
@@ -79,7 +80,41 @@ const scenarios = {
   },
 };
 
+/**
+ * `npm run bench -- --otel`: the same receiver with OpenTelemetry absent (its
+ * package hidden from require), with the API but no SDK, and with an SDK that
+ * records into memory.
+ */
+const otelScenarios = {
+  'otel: package absent': () => {
+    const resolve = Module._resolveFilename;
+    Module._resolveFilename = function hideOtel(request, ...rest) {
+      if (request === '@opentelemetry/api') throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
+      return resolve.call(this, request, ...rest);
+    };
+    return scenarios['mitpo-webhooks on node:http']();
+  },
+  'otel: API, no SDK': () => scenarios['mitpo-webhooks on node:http'](),
+  'otel: SDK, in-memory exporter': () => {
+    const require = createRequire(import.meta.url);
+    const { context, metrics, trace } = require('@opentelemetry/api');
+    const { AsyncLocalStorageContextManager } = require('@opentelemetry/context-async-hooks');
+    const { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } = require('@opentelemetry/sdk-trace-base');
+    const { MeterProvider, InMemoryMetricExporter, PeriodicExportingMetricReader, AggregationTemporality } = require('@opentelemetry/sdk-metrics');
+    const spans = new InMemorySpanExporter();
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    metrics.setGlobalMeterProvider(new MeterProvider({ readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 1000 })] }));
+    // The exporter keeps what it is given: empty it now and then, so memory stays flat.
+    setInterval(() => spans.reset(), 1000).unref();
+    return scenarios['mitpo-webhooks on node:http']();
+  },
+};
+
 export const SCENARIOS = Object.keys(scenarios);
+export const OTEL_SCENARIOS = Object.keys(otelScenarios);
+Object.assign(scenarios, otelScenarios);
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const server = scenarios[process.argv[2]]();

@@ -143,7 +143,12 @@ export class DeliveryTelemetry {
 function instrumentsOf(meter: Meter): Instruments {
   return {
     deliveries: meter.createCounter('mitpo.webhook.deliveries', { description: 'Deliveries answered, by event, outcome and status' }),
-    handlerDuration: meter.createHistogram('mitpo.webhook.handler.duration', { description: 'Handler runs', unit: 's' }),
+    handlerDuration: meter.createHistogram('mitpo.webhook.handler.duration', {
+      description: 'Handler runs',
+      unit: 's',
+      // In seconds: the SDK's default boundaries (0, 5, 10, 25...) suit milliseconds.
+      advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] },
+    }),
     inFlight: meter.createUpDownCounter('mitpo.webhook.in_flight', { description: 'Deliveries being processed now' }),
   };
 }
