@@ -7,9 +7,10 @@ import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { signedDelivery } from '../../src/testing';
+import { CHECK_CASES } from '../helpers/check-cases';
 import { toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
-import { SECRET } from '../helpers/recorder';
+import { recordingReceiver, SECRET } from '../helpers/recorder';
 import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { listen, MOUNTINGS, type MountingName } from '../helpers/servers';
 
@@ -159,6 +160,29 @@ describe('telemetry outcomes and metrics', () => {
 
     const inFlight = all.find((metric) => metric.descriptor.name === 'mitpo.webhook.in_flight') as SumMetricData;
     expect(inFlight.dataPoints.reduce((sum, point) => sum + point.value, 0)).toBe(0);
+  });
+});
+
+describe('telemetry for every row of the checks table', () => {
+  // receive() has no method, so the 405 row is the adapters' (its span is checked under them above).
+  const rows = CHECK_CASES.filter((check) => !check.skipFor?.includes('receive') && check.request().method === undefined);
+  it.each(rows)('$name → span outcome $outcome, status $status', async (check) => {
+    const { webhooks } = recordingReceiver(check.options);
+    check.setup?.(webhooks);
+    const spec = check.request();
+    if (check.sendTwice) await webhooks.receive({ rawBody: spec.body, headers: spec.headers });
+    spans.reset();
+    const reply = await webhooks.receive({ rawBody: spec.body, headers: spec.headers });
+    const [receive] = named('mitpo.webhook.receive');
+    expect(reply.status).toBe(check.status);
+    expect(receive!.attributes['mitpo.webhook.outcome']).toBe(check.outcome);
+    expect(receive!.attributes['http.response.status_code']).toBe(check.status);
+    expect(receive!.status.code).toBe(check.status >= 500 ? SpanStatusCode.ERROR : SpanStatusCode.UNSET);
+    // Only a verified event names the event: a refusal before the event was checked has none.
+    if (check.status === 200) expect(receive!.attributes['mitpo.webhook.event']).toMatch(/^dispatch\./);
+    if (['missing_signature', 'invalid_signature', 'malformed_signature', 'unsupported_media_type'].includes(check.outcome)) {
+      expect(receive!.attributes['mitpo.webhook.event']).toBeUndefined();
+    }
   });
 });
 
