@@ -121,9 +121,13 @@ export class MitpoWebhooks {
    */
   close(options: { timeout?: number } = {}): Promise<void> {
     const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
-    return this.pipeline.shutdown.close(timeout, async (secondsLeft) => {
-      await Promise.all([...this.workers].map((worker) => worker.close(secondsLeft)));
-      this.workers.clear();
+    // Workers stop taking jobs at once, not after the deliveries being received:
+    // only handlers already running are awaited.
+    const workersClosed = this.pipeline.shutdown.closing
+      ? Promise.resolve()
+      : Promise.all([...this.workers].map((worker) => worker.close(timeout))).then(() => this.workers.clear());
+    return this.pipeline.shutdown.close(timeout, async () => {
+      await workersClosed;
       await this.options.queue?.close();
     });
   }

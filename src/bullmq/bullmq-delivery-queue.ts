@@ -27,7 +27,8 @@ export interface BullMQDeliveryQueueOptions {
   enqueueTimeout?: number;
   /**
    * Seconds a worker holds a running delivery without renewing it; a worker that
-   * died is noticed this long after, and its delivery run by another. Set by the
+   * died is noticed this long after, and its delivery run by another (up to
+   * `attempts` times; past that the job is kept among the failed ones). Set by the
    * workers. Default 30.
    */
   lockDuration?: number;
@@ -148,6 +149,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         concurrency,
         lockDuration: this.lockDurationMs,
         stalledInterval: this.lockDurationMs,
+        // BullMQ fails a job whose worker died more than once by default; a death
+        // is not the handlers' failure, so each one gets the same allowance as a run.
+        maxStalledCount: this.attempts,
       },
     );
     const recorded = (job: Job | undefined) => {
