@@ -9,7 +9,7 @@ import { BullMQDeliveryQueue, jobIdOf } from '../../src/bullmq';
 import type { DeliveryQueue } from '../../src/queue/delivery-queue';
 import { signedDelivery } from '../../src/testing';
 import { deferred, SECRET } from '../helpers/recorder';
-import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
+import { describeWithRedis, REDIS_URL } from '../helpers/redis';
 
 const describeRedis = describeWithRedis('the review tests of queued processing');
 const keyOf = (body: string) => createHash('sha256').update(body).digest('hex');
