@@ -139,3 +139,24 @@ export async function waitFor(condition: () => Promise<boolean> | boolean, deadl
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
+
+/**
+ * For suites whose code under test (BullMQ) would wait for an unreachable Redis
+ * rather than fail: with REDIS_URL set but nothing answering there, fail the
+ * suite at once instead of test by test, at each test's timeout.
+ */
+export async function assertRedisReachable(url = REDIS_URL): Promise<void> {
+  const { hostname, port } = new URL(url!);
+  const reachable = await new Promise<boolean>((resolve) => {
+    const socket = net.connect(Number(port || 6379), hostname);
+    const timer = setTimeout(() => done(false), 3000);
+    const done = (result: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+  if (!reachable) throw new Error(`REDIS_URL is set (${url}) but no Redis answers there`);
+}

@@ -7,7 +7,7 @@ import { BullMQDeliveryQueue, jobIdOf, type BullMQDeliveryQueueOptions } from '.
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
-import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
+import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
 import { mount, type RunningServer } from '../helpers/servers';
 
@@ -35,6 +35,7 @@ describeRedis('queued processing on BullMQ', () => {
   const stateOf = async (body: string) => (await inspect.getJob(jobIdOf(keyOf(body))))?.getState();
   const keyOf = (body: string) => createHash('sha256').update(body).digest('hex');
 
+  beforeAll(() => assertRedisReachable());
   beforeEach(() => {
     name = `mitpo-test-${randomUUID()}`;
     inspect = new Queue(name, { connection: { url: REDIS_URL! } });

@@ -2,9 +2,10 @@ import { startReceiver, startWorker } from '../../examples/queued-receiver';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { deferred } from '../helpers/recorder';
-import { describeWithRedis } from '../helpers/redis';
+import { assertRedisReachable, describeWithRedis } from '../helpers/redis';
 
 describeWithRedis('examples/queued-receiver.ts')('examples/queued-receiver.ts', () => {
+  beforeAll(() => assertRedisReachable());
   it('answers queued at once, and its worker handles the delivery, retrying the failing one', async () => {
     const lines: string[] = [];
     const bothHandled = deferred();

@@ -9,12 +9,13 @@ import { BullMQDeliveryQueue, jobIdOf } from '../../src/bullmq';
 import type { DeliveryQueue } from '../../src/queue/delivery-queue';
 import { signedDelivery } from '../../src/testing';
 import { deferred, SECRET } from '../helpers/recorder';
-import { describeWithRedis, REDIS_URL } from '../helpers/redis';
+import { assertRedisReachable, describeWithRedis, REDIS_URL } from '../helpers/redis';
 
 const describeRedis = describeWithRedis('the review tests of queued processing');
 const keyOf = (body: string) => createHash('sha256').update(body).digest('hex');
 
 describeRedis('review: queued processing and shutdown', () => {
+  beforeAll(() => assertRedisReachable());
   let name: string;
   let inspect: Queue;
   const opened: MitpoWebhooks[] = [];

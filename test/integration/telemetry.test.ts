@@ -11,7 +11,7 @@ import { CHECK_CASES } from '../helpers/check-cases';
 import { toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
-import { describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
+import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { listen, MOUNTINGS, type MountingName } from '../helpers/servers';
 
 /** Collects on demand, so a test reads the metrics after a known sequence of deliveries. */
@@ -220,6 +220,7 @@ describe('the logger', () => {
 });
 
 describeWithRedis('the queued telemetry tests')('telemetry with the queue', () => {
+  beforeAll(() => assertRedisReachable());
   it("links the worker's mitpo.webhook.process span to the receive span, the trace context carried in the job", async () => {
     const name = `mitpo-otel-${Date.now()}`;
     const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name }) });
