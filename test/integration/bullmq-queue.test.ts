@@ -1,12 +1,11 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { Queue } from 'bullmq';
 import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
 import { BullMQDeliveryQueue, jobIdOf, type BullMQDeliveryQueueOptions } from '../../src/bullmq';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
+import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-process';
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
 import { mount, type RunningServer } from '../helpers/servers';
@@ -183,13 +182,13 @@ describeRedis('queued processing on BullMQ', () => {
   });
 
   it('hands the job of a worker SIGKILLed mid-job to another worker', async () => {
-    const child = startWorkerProcess(name);
+    const child = startHangingWorkerProcess(name);
     try {
-      await message(child, (m) => m.ready === true);
+      await nextMessage(child, (m) => m.ready === true);
       const server = await serve(receiver());
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       expect((await send(server.url, delivery)).status).toBe(200);
-      await message(child, (m) => m.started === keyOf(delivery.body));
+      await nextMessage(child, (m) => m.started === keyOf(delivery.body));
       child.kill('SIGKILL');
       const survivor = receiver();
       const handled = deferred<DeliveryContext>();
@@ -250,23 +249,3 @@ describeRedis('queued processing on BullMQ', () => {
     await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
   });
 });
-
-function startWorkerProcess(queueName: string): ChildProcess {
-  return fork(path.join(__dirname, '../helpers/queue-worker-process.ts'), [], {
-    execArgv: ['-r', 'ts-node/register/transpile-only'],
-    env: { ...process.env, QUEUE_NAME: queueName, SECRET, WORKER_HANG: '1', LOCK_DURATION: '1' },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-}
-
-function message(child: ChildProcess, matches: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: Record<string, unknown>) => {
-      if (!matches(m)) return;
-      child.off('message', onMessage);
-      resolve(m);
-    };
-    child.on('message', onMessage);
-    child.once('exit', (code) => reject(new Error(`worker process exited (${code})`)));
-  });
-}

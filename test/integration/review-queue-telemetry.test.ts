@@ -1,14 +1,14 @@
 // Review findings on queued processing and shutdown (BullMQ). Each test states
-// what API.md requires and fails against the current implementation.
-import { fork, type ChildProcess } from 'node:child_process';
+// what API.md requires; each failed before its fix.
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue, jobIdOf } from '../../src/bullmq';
 import type { DeliveryQueue } from '../../src/queue/delivery-queue';
 import { signedDelivery } from '../../src/testing';
 import { deferred, SECRET } from '../helpers/recorder';
+import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-process';
 import { assertRedisReachable, describeWithRedis, REDIS_URL } from '../helpers/redis';
 
 const describeRedis = describeWithRedis('the review tests of queued processing');
@@ -50,9 +50,9 @@ describeRedis('review: queued processing and shutdown', () => {
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
     for (let death = 0; death < 2; death++) {
-      const child = startWorkerProcess(name);
+      const child = startHangingWorkerProcess(name);
       children.push(child);
-      await message(child, (m) => m.started === keyOf(delivery.body));
+      await nextMessage(child, (m) => m.started === keyOf(delivery.body));
       child.kill('SIGKILL');
     }
     const survivor = receiver();
@@ -103,23 +103,3 @@ describeRedis('review: queued processing and shutdown', () => {
     expect(ran).not.toContain(keyOf(later.body));
   }, 20_000);
 });
-
-function startWorkerProcess(queueName: string): ChildProcess {
-  return fork(path.join(__dirname, '../helpers/queue-worker-process.ts'), [], {
-    execArgv: ['-r', 'ts-node/register/transpile-only'],
-    env: { ...process.env, QUEUE_NAME: queueName, SECRET, WORKER_HANG: '1', LOCK_DURATION: '1' },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-}
-
-function message(child: ChildProcess, matches: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: Record<string, unknown>) => {
-      if (!matches(m)) return;
-      child.off('message', onMessage);
-      resolve(m);
-    };
-    child.on('message', onMessage);
-    child.once('exit', (code) => reject(new Error(`worker process exited (${code})`)));
-  });
-}
