@@ -80,6 +80,9 @@ JSON
 cat > tsconfig.bundler.json <<'JSON'
 { "compilerOptions": { "module": "esnext", "moduleResolution": "bundler", "strict": true, "noEmit": true, "types": ["node"], "lib": ["ES2022", "DOM"] }, "files": ["consumer.ts"] }
 JSON
-npx --no-install tsc -p tsconfig.node16.json && echo "tsc moduleResolution node16 (CommonJS and ESM files): ok"
-npx --no-install tsc -p tsconfig.bundler.json && echo "tsc moduleResolution bundler: ok"
+# One command a line: under set -e a failure in an && list would not stop the script.
+npx --no-install tsc -p tsconfig.node16.json
+echo "tsc moduleResolution node16 (CommonJS and ESM files): ok"
+npx --no-install tsc -p tsconfig.bundler.json
+echo "tsc moduleResolution bundler: ok"
 echo "package smoke test passed"

@@ -21,7 +21,8 @@ import { sanitizeText } from '../text/sanitize-text';
 import type { QueuedDelivery, QueuedRun } from '../queue/delivery-queue';
 import { FailureReport, type DeliveryTrace } from './failure-report';
 import { Shutdown, shuttingDown } from './shutdown';
-import { Telemetry, type DeliveryTelemetry } from '../telemetry/telemetry';
+import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
+import { Telemetry } from '../telemetry/telemetry';
 
 /** A delivery as `verify()` and `receive()` take it. */
 export interface DeliveryInput {

@@ -2,7 +2,7 @@ import type { WebhookVerificationError } from '../errors';
 import { toError } from '../errors';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { WebhookLogger } from '../options';
-import type { DeliveryTelemetry } from '../telemetry/telemetry';
+import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import { sanitizeText } from '../text/sanitize-text';
 
 /** What `onFailure` is told besides the error. */

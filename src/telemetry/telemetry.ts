@@ -1,5 +1,6 @@
 import type { Context, Counter, Histogram, Meter, Span, TracerProvider, UpDownCounter } from '@opentelemetry/api';
 import { sanitizeText } from '../text/sanitize-text';
+import type { DeliveryResult, DeliveryTelemetry } from './delivery-telemetry';
 
 type OtelApi = typeof import('@opentelemetry/api');
 
@@ -17,14 +18,6 @@ interface Instruments {
   inFlight: UpDownCounter;
 }
 
-/** What a delivery's telemetry is told when it is answered. */
-export interface DeliveryResult {
-  outcome: string;
-  status: number;
-  /** Only a verified event's name: the header is the sender's, and must not multiply metric series. */
-  event: string | undefined;
-  deliveryKey: string | undefined;
-}
 
 /**
  * OpenTelemetry, through `@opentelemetry/api`'s global providers, when the
@@ -63,7 +56,7 @@ export class Telemetry {
       });
     }
     instruments?.inFlight.add(1);
-    return new DeliveryTelemetry(api, span, instruments);
+    return new OtelDeliveryTelemetry(api, span, instruments);
   }
 
   private currentInstruments(api: OtelApi): Instruments | undefined {
@@ -78,7 +71,7 @@ export class Telemetry {
 }
 
 /** One delivery's span and metrics, from its start until it is answered. */
-export class DeliveryTelemetry {
+class OtelDeliveryTelemetry implements DeliveryTelemetry {
   /** The context handlers run in: the delivery's span active, when there is one. */
   readonly context: Context;
 

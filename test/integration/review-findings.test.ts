@@ -119,6 +119,16 @@ describe('no private machinery in the public types', () => {
   });
 });
 
+describe('optional peers stay optional in the types', () => {
+  it('imports @opentelemetry/api from no .d.ts but the telemetry implementation, which no public type reaches', () => {
+    const files = (readdirSync(join(ROOT, 'dist'), { recursive: true }) as string[]).filter((file) => file.endsWith('.d.ts'));
+    const importing = files.filter((file) => /from '@opentelemetry\/api'/.test(readFileSync(join(ROOT, 'dist', file), 'utf8')));
+    expect(importing).toEqual([join('telemetry', 'telemetry.d.ts')]);
+    const reaching = files.filter((file) => /telemetry\/telemetry'/.test(readFileSync(join(ROOT, 'dist', file), 'utf8')));
+    expect(reaching).toEqual([]);
+  });
+});
+
 describe('new user: path under a mount', () => {
   it("owns /webhooks/mitpo when mounted as app.use('/webhooks', middleware({ path: '/webhooks/mitpo' }))", async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
