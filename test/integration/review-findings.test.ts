@@ -120,12 +120,11 @@ describe('no private machinery in the public types', () => {
 });
 
 describe('optional peers stay optional in the types', () => {
-  it('imports @opentelemetry/api from no .d.ts but the telemetry implementation, which no public type reaches', () => {
+  it('imports @opentelemetry/api in no .d.ts, so a TypeScript app compiles without it', () => {
     const files = (readdirSync(join(ROOT, 'dist'), { recursive: true }) as string[]).filter((file) => file.endsWith('.d.ts'));
-    const importing = files.filter((file) => /from '@opentelemetry\/api'/.test(readFileSync(join(ROOT, 'dist', file), 'utf8')));
-    expect(importing).toEqual([join('telemetry', 'telemetry.d.ts')]);
-    const reaching = files.filter((file) => /telemetry\/telemetry'/.test(readFileSync(join(ROOT, 'dist', file), 'utf8')));
-    expect(reaching).toEqual([]);
+    expect(files.length).toBeGreaterThan(10);
+    const importing = files.filter((file) => /(from|import\()\s*['"]@opentelemetry\/api['"]/.test(readFileSync(join(ROOT, 'dist', file), 'utf8')));
+    expect(importing).toEqual([]);
   });
 });
 
