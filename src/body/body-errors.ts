@@ -1,4 +1,5 @@
 import { WebhookVerificationError } from '../errors';
+import { withTimeout } from '../with-timeout';
 
 /** Where the raw bytes went, and how to keep them, for each way apps mount us. */
 const KEEP_RAW_BODY = {
@@ -49,18 +50,6 @@ export interface BodyReadOptions {
  * hold a request open. `onTimeout` stops the read; the adapter then answers
  * 408 and closes the connection.
  */
-export async function withBodyTimeout<T>(reading: Promise<T>, seconds: number, onTimeout: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      onTimeout();
-      reject(bodyTimedOut(seconds));
-    }, seconds * 1000);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([reading, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function withBodyTimeout<T>(reading: Promise<T>, seconds: number, onTimeout: () => void): Promise<T> {
+  return withTimeout(reading, seconds * 1000, () => bodyTimedOut(seconds), onTimeout);
 }

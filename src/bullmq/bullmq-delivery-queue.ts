@@ -9,6 +9,7 @@ import type {
   WorkerOptions,
 } from '../queue/delivery-queue';
 import { jobIdOf } from '../queue/job-id';
+import { withTimeout } from '../with-timeout';
 
 /** Options of {@link BullMQDeliveryQueue}. */
 export interface BullMQDeliveryQueueOptions {
@@ -118,7 +119,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       const stored = await this.queue.getJob(jobId);
       return stored?.data.token === token ? 'queued' : 'duplicate';
     })();
-    return withTimeout(adding, this.enqueueTimeoutMs, `Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`);
+    return withTimeout(adding, this.enqueueTimeoutMs, () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`));
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
@@ -167,14 +168,14 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // unreachable and cannot be forced once begun; so the wait is ours, and the
         // close is forced. A job still running is taken up by another worker once
         // its lock lapses (BullMQ's recovery of stalled jobs).
-        await withTimeout(worker.pause(true), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+        await withTimeout(worker.pause(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
         if (unfinished.size > 0) {
           const idle = new Promise<void>((resolve) => {
             settled = resolve;
           });
-          await withTimeout(idle, timeoutSeconds * 1000, 'timeout').catch(() => undefined);
+          await withTimeout(idle, timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         }
-        await withTimeout(worker.close(true), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+        await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },
     };
   }
@@ -182,7 +183,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   async close(): Promise<void> {
     // A connection that never came up is dropped at once; a live one is quit.
     // (disconnect() would wait for a connection that may never come.)
-    await withTimeout(this.queue.close(), this.enqueueTimeoutMs, 'timeout').catch(() => undefined);
+    await withTimeout(this.queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
   }
 }
 
@@ -207,14 +208,4 @@ function workerConnection(connection: ConnectionOptions): ConnectionOptions {
 
 function seconds(value: unknown, name: string, fallback: number, max: number): number {
   return readSeconds(value, { name: `mitpo-webhooks/bullmq: ${name}`, fallback, max })!;
-}
-
-function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-    timer.unref();
-  });
-  work.catch(() => undefined);
-  return Promise.race([work, timedOut]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readSeconds } from '../duration-option';
+import { withTimeout } from '../with-timeout';
 import type { ClaimResult, ReplayStore } from '../replay/replay-store';
 import { commandRunner, type RedisClientLike, type RunCommand } from './redis-client';
 
@@ -127,16 +128,13 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   private command(name: string, args: Array<string | number>): Promise<unknown> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Redis did not answer ${name} within ${this.commandTimeoutMs / 1000} s`)),
-        this.commandTimeoutMs,
-      );
-      timer.unref();
-    });
-    return Promise.race([this.run(name, args), timeout]).finally(() => clearTimeout(timer));
+    return withTimeout(
+      this.run(name, args),
+      this.commandTimeoutMs,
+      () => new Error(`Redis did not answer ${name} within ${this.commandTimeoutMs / 1000} s`),
+    );
   }
+
 }
 
 function wholeMs(ms: number): number {

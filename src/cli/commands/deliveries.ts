@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../queue/job-id';
 import { sanitizeText } from '../../text/sanitize-text';
+import { withTimeout } from '../../with-timeout';
 import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
 
 export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
@@ -160,16 +161,10 @@ function bodyText(data: StoredDelivery): string {
 }
 
 async function redis<T>(work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new CommandError(`Redis did not answer within ${REDIS_TIMEOUT_MS / 1000} s`)), REDIS_TIMEOUT_MS);
-  });
   try {
-    return await Promise.race([work, timeout]);
+    return await withTimeout(work, REDIS_TIMEOUT_MS, () => new CommandError(`Redis did not answer within ${REDIS_TIMEOUT_MS / 1000} s`));
   } catch (error) {
     if (error instanceof CommandError) throw error;
     throw new CommandError(`Redis could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
-  } finally {
-    clearTimeout(timer);
   }
 }
