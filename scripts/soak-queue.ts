@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { MitpoWebhooks } from 'mitpo-webhooks';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
-import { signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
+import { soakSender } from './soak-sender';
 
 const SECRET = 'whsec_soak_queue_0123456789';
 const CONCURRENCY = 64;
@@ -35,23 +35,8 @@ export async function soakQueue(total: number): Promise<number> {
   const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const post = (delivery: SignedDelivery) =>
-    new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/', method: 'POST', headers: delivery.headers, agent }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('error', reject);
-      req.end(delivery.body);
-    });
-
-  const counts = { requests: 0, retries: 0, duplicatesSent: 0, duplicatesAnswered: 0, forgedSent: 0, forgedAccepted: 0 };
-  const statuses = new Map<number, number>();
-  const record = (status: number) => {
-    counts.requests += 1;
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
-  };
+  const sender = soakSender(port, SECRET, CONCURRENCY);
+  const { post, counts } = sender;
   let next = 0;
   let killedMidRun: Promise<Set<number>> | undefined;
   const started = Date.now();
@@ -60,34 +45,14 @@ export async function soakQueue(total: number): Promise<number> {
       while (next < total) {
         const seq = next++;
         if (seq === Math.floor(total / 2) && killedMidRun === undefined) killedMidRun = killOneWorker(workers[0]!, inspect);
-        const delivery = signedDelivery({
-          event: seq % 2 ? 'dispatch.completed' : 'dispatch.failed',
-          secret: SECRET,
-          data: { dispatch_id: `dsp_${seq}`, channel: 'soak', status: 'done' },
-        });
+        const delivery = sender.deliveryFor(seq);
         for (;;) {
           const status = await post(delivery);
-          record(status);
           if (status === 200) break;
           counts.retries += 1;
           await new Promise((resolve) => setTimeout(resolve, 5));
         }
-        if (seq % 5 === 0) {
-          counts.duplicatesSent += 1;
-          const again = await post(delivery);
-          record(again);
-          if (again === 200) counts.duplicatesAnswered += 1;
-        }
-        if (seq % 10 === 3) {
-          counts.forgedSent += 1;
-          const forged =
-            seq % 20 === 3
-              ? { ...delivery, body: delivery.body.replace(`dsp_${seq}`, `dsp_${(seq + 1) % total}`) }
-              : signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker', data: { dispatch_id: `dsp_${seq}`, channel: 'x', status: 'x' } });
-          const answer = await post(forged);
-          record(answer);
-          if (answer >= 200 && answer < 300) counts.forgedAccepted += 1;
-        }
+        await sender.sendCopies(seq, delivery, total);
       }
     }),
   );
@@ -97,7 +62,7 @@ export async function soakQueue(total: number): Promise<number> {
   while (successes.some((n) => n === 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
   const drainedIn = (Date.now() - started) / 1000;
 
-  agent.destroy();
+  sender.close();
   server.close();
   await webhooks.close({ timeout: 5 });
   await workers[1]!.stop();
@@ -115,7 +80,7 @@ export async function soakQueue(total: number): Promise<number> {
     ['  retries after a non-2xx', counts.retries],
     ['  duplicates sent / answered 200 duplicate', `${counts.duplicatesSent} / ${counts.duplicatesAnswered}`],
     ['  forged sent', counts.forgedSent],
-    ['answers by status', [...statuses].sort().map(([s, n]) => `${s}×${n}`).join(' ')],
+    ['answers by status', sender.statusLine()],
     ['workers', '2, one SIGKILLed halfway through the sending'],
     ['  jobs running (either worker) at the kill', killed.size],
     ['handled at least once', total - lost],

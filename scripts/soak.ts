@@ -5,9 +5,8 @@
 // must be 0) and the receiver's memory, which must stay flat once the replay
 // store is full.
 import { fork } from 'node:child_process';
-import http from 'node:http';
 import path from 'node:path';
-import { signedDelivery, type SignedDelivery } from 'mitpo-webhooks/testing';
+import { soakSender } from './soak-sender';
 
 import { soakQueue } from './soak-queue';
 
@@ -35,25 +34,8 @@ async function main(): Promise<number> {
     env: { ...process.env, SOAK_TOTAL: String(TOTAL), SOAK_MAX_ENTRIES: String(MAX_ENTRIES), SOAK_SECRET: SECRET },
   });
   const port = await new Promise<number>((resolve) => child.once('message', (m: { port: number }) => resolve(m.port)));
-  const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-  const post = (delivery: SignedDelivery) =>
-    new Promise<number>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port, path: '/webhooks/mitpo', method: 'POST', headers: delivery.headers, agent }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.on('error', reject);
-      req.end(delivery.body);
-    });
-
-  const counts = { requests: 0, retries: 0, duplicatesSent: 0, duplicatesAnswered: 0, forgedSent: 0, forgedAccepted: 0, gaveUp: 0 };
-  const statuses = new Map<number, number>();
-  const record = (status: number) => {
-    counts.requests += 1;
-    statuses.set(status, (statuses.get(status) ?? 0) + 1);
-  };
-  const deliveryFor = (seq: number) =>
-    signedDelivery({ event: seq % 2 ? 'dispatch.completed' : 'dispatch.failed', secret: SECRET, data: { dispatch_id: `dsp_${seq}`, channel: 'soak', status: 'done' } });
+  const sender = soakSender(port, SECRET, CONCURRENCY);
+  const { post, counts } = sender;
 
   let next = 0;
   const started = Date.now();
@@ -61,35 +43,17 @@ async function main(): Promise<number> {
     Array.from({ length: CONCURRENCY }, async () => {
       while (next < TOTAL) {
         const seq = next++;
-        const delivery = deliveryFor(seq);
+        const delivery = sender.deliveryFor(seq);
         let status = 0;
         for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
           status = await post(delivery);
-          record(status);
           if (status >= 200 && status < 300) break;
           counts.retries += 1;
           // MITPO backs off before retrying; a short pause keeps 409s from spinning.
           await new Promise((resolve) => setTimeout(resolve, status === 409 ? 5 : 1));
         }
         if (status < 200 || status >= 300) counts.gaveUp += 1;
-        // A copy of one delivery in five arrives again, as MITPO's at-least-once delivery allows.
-        if (seq % 5 === 0) {
-          counts.duplicatesSent += 1;
-          const again = await post(delivery);
-          record(again);
-          if (again === 200) counts.duplicatesAnswered += 1;
-        }
-        // One forgery per ten deliveries: a tampered copy or another secret's signature.
-        if (seq % 10 === 3) {
-          counts.forgedSent += 1;
-          const forged =
-            seq % 20 === 3
-              ? { ...delivery, body: delivery.body.replace(`dsp_${seq}`, `dsp_${(seq + 1) % TOTAL}`) }
-              : signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker', data: { dispatch_id: `dsp_${seq}`, channel: 'x', status: 'x' } });
-          const answer = await post(forged);
-          record(answer);
-          if (answer >= 200 && answer < 300) counts.forgedAccepted += 1;
-        }
+        await sender.sendCopies(seq, delivery, TOTAL);
       }
     }),
   );
@@ -99,7 +63,7 @@ async function main(): Promise<number> {
     child.once('message', (m: Report) => resolve(m));
     child.once('exit', (code) => reject(new Error(`the receiver exited (${code}) before reporting`)));
   });
-  agent.destroy();
+  sender.close();
 
   const once = report.successes.filter((n) => n === 1).length;
   const lost = report.successes.filter((n) => n === 0).length;
@@ -111,7 +75,7 @@ async function main(): Promise<number> {
     ['  retries after a non-2xx', counts.retries],
     ['  duplicates sent / answered 200', `${counts.duplicatesSent} / ${counts.duplicatesAnswered}`],
     ['  forged sent', counts.forgedSent],
-    ['answers by status', [...statuses].sort().map(([s, n]) => `${s}×${n}`).join(' ')],
+    ['answers by status', sender.statusLine()],
     ['handler attempts (20% fail at random)', report.attempts],
     ['handled exactly once', once],
     ['lost (must be 0)', lost],
