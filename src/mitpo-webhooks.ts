@@ -7,6 +7,7 @@ import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import type { WebhookResponse } from './answers';
 import { DeliveryPipeline, type DeadLetterHandler, type DeliveryInput } from './pipeline/delivery-pipeline';
 import type { FailureHandler } from './pipeline/failure-report';
+import { keepPipeline } from './pipeline/pipeline-of';
 import { EventRouter } from './router/event-router';
 import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
 
@@ -34,6 +35,7 @@ export class MitpoWebhooks {
   constructor(options: MitpoWebhooksOptions) {
     this.options = resolveOptions(options);
     this.pipeline = new DeliveryPipeline(this.options, this.router);
+    keepPipeline(this, this.pipeline);
   }
 
   /**

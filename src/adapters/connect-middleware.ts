@@ -1,8 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { answerHeaders, type Outcome } from '../answers';
-import { readNodeBody, type NodeRequest } from '../body/read-node-body';
+import type { Outcome } from '../answers';
+import type { BodySource } from '../body/body-errors';
+import { keptOnNodeRequest, readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+import { checkOptionKeys, normalizePath, routePath } from './adapter-options';
+import { nodeAnswer } from './node-answer';
 
 /** Options of `webhooks.middleware()`. */
 export interface MiddlewareOptions {
@@ -26,10 +29,18 @@ export interface MiddlewareOptions {
 /** A Connect/Express middleware on plain `node:http` types. */
 export type ConnectMiddleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
 
-const KNOWN_MIDDLEWARE_OPTIONS = new Set(['path', 'passErrors']);
+const KNOWN_MIDDLEWARE_OPTIONS = ['path', 'passErrors'];
 
-/** The Connect adapter: how to read a Node request, and how to answer on its response. */
-export function createConnectMiddleware(pipeline: DeliveryPipeline, options: MiddlewareOptions = {}): ConnectMiddleware {
+/**
+ * The Connect adapter: how to read a Node request, and how to answer on its
+ * response. `framework` is whose fix a consumed body's message names: NestJS
+ * serves its route through this middleware on Express.
+ */
+export function createConnectMiddleware(
+  pipeline: DeliveryPipeline,
+  options: MiddlewareOptions = {},
+  framework: BodySource = 'node',
+): ConnectMiddleware {
   const path = middlewarePath(options);
   const passErrors = options.passErrors ?? false;
   if (typeof passErrors !== 'boolean') throw new TypeError('mitpo-webhooks: middleware passErrors must be true or false');
@@ -44,7 +55,7 @@ export function createConnectMiddleware(pipeline: DeliveryPipeline, options: Mid
         method: req.method,
         // Node's own headers already are a plain object with lower-case names.
         headers: req.headers as DeliveryHeaders,
-        readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions),
+        readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions, keptOnNodeRequest(req as NodeRequest, framework)),
       })
       .then((outcome) => {
         if (passErrors && outcome.error !== undefined) next(outcome.error);
@@ -56,12 +67,8 @@ export function createConnectMiddleware(pipeline: DeliveryPipeline, options: Mid
 
 function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
-  const json = JSON.stringify(outcome.body);
-  const headers = answerHeaders(outcome, json);
-  // A refused body that was never read would otherwise be drained by Node to keep
-  // the connection alive; closing it bounds what a hostile sender can make us read.
-  if (!req.readableEnded) headers.connection = 'close';
-  res.writeHead(outcome.status, headers);
+  const { status, headers, json } = nodeAnswer(req, outcome);
+  res.writeHead(status, headers);
   res.end(json);
 }
 
@@ -71,23 +78,6 @@ function ownsPath(req: IncomingMessage, path: string): boolean {
 }
 
 function middlewarePath(options: unknown): string | undefined {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('mitpo-webhooks: middleware(options) takes an object, e.g. { path: "/webhooks/mitpo" }');
-  }
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_MIDDLEWARE_OPTIONS.has(key)) {
-      throw new TypeError(`mitpo-webhooks: unknown middleware option "${key}"; known options are ${[...KNOWN_MIDDLEWARE_OPTIONS].join(', ')}`);
-    }
-  }
-  const { path } = options as MiddlewareOptions;
-  if (path === undefined) return undefined;
-  if (typeof path !== 'string' || !path.startsWith('/')) {
-    throw new TypeError(`mitpo-webhooks: middleware path must be a string starting with "/" (got ${JSON.stringify(path)})`);
-  }
-  return normalizePath(path);
-}
-
-function normalizePath(url: string | undefined): string {
-  const pathname = (url ?? '/').split('?', 1)[0]!;
-  return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
+  const { path } = checkOptionKeys(options, 'middleware', KNOWN_MIDDLEWARE_OPTIONS);
+  return routePath(path, 'middleware', false);
 }

@@ -15,10 +15,26 @@ const KEEP_RAW_BODY = {
     'the body and kept nothing. Express: express.raw({ type: "application/json" }) on the route, or ' +
     'webhooks.middleware(). Fastify: mitpo-webhooks/fastify, or a content-type parser with { parseAs: "buffer" }. ' +
     'NestJS: NestFactory.create(AppModule, { rawBody: true }) and req.rawBody.',
+  fastify:
+    'The request stream was read before the mitpo-webhooks route (by an onRequest or preParsing hook, or a plugin ' +
+    'such as fastify-raw-body with runFirst) and its raw bytes were not kept, so the signature cannot be checked. ' +
+    'Let nothing read the body of the webhook route before it, or keep the bytes as request.rawBody.',
+  koa:
+    'The request body was already read by a body parser mounted before koaMitpoWebhooks, and its raw bytes were not ' +
+    'kept, so the signature cannot be checked. Mount koaMitpoWebhooks before the body parser (app.use order), ' +
+    'or use @koa/bodyparser, which keeps the bytes as ctx.request.rawBody.',
+  nestjs:
+    'The request body was read before the MitpoWebhooksModule route, by middleware added to the underlying HTTP ' +
+    'instance ahead of Nest, and its raw bytes were not kept, so the signature cannot be checked. Add such ' +
+    'middleware after NestFactory.create() (Nest\'s own body parsers already run after this route), or keep the ' +
+    'bytes as req.rawBody.',
 } as const;
 
+/** Who read the body: the message of `body_already_parsed` names that one's fix. */
+export type BodySource = keyof typeof KEEP_RAW_BODY;
+
 /** The 500 for a body another parser consumed: the server's mistake, never the sender's. */
-export function bodyAlreadyParsed(where: keyof typeof KEEP_RAW_BODY): WebhookVerificationError {
+export function bodyAlreadyParsed(where: BodySource): WebhookVerificationError {
   return new WebhookVerificationError('body_already_parsed', KEEP_RAW_BODY[where]);
 }
 

@@ -1,11 +1,33 @@
 import type { IncomingMessage } from 'node:http';
 import getRawBody from 'raw-body';
 import { WebhookVerificationError } from '../errors';
-import { bodyAlreadyParsed, bodyReadFailed, payloadTooLarge, withBodyTimeout, type BodyReadOptions } from './body-errors';
+import {
+  bodyAlreadyParsed,
+  bodyReadFailed,
+  payloadTooLarge,
+  withBodyTimeout,
+  type BodyReadOptions,
+  type BodySource,
+} from './body-errors';
 import { rawBytesOf } from './raw-bytes';
 
 /** A request as earlier middleware may have left it: with the bytes kept, or parsed. */
 export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown; _body?: unknown };
+
+/**
+ * Where a framework's parsers keep the bytes, and whose fix to name when none
+ * were kept. Connect-style parsers keep them on the Node request; Koa's and
+ * Fastify's on their own request object, which the adapter passes as `kept`.
+ */
+export interface NodeBodySource {
+  framework: BodySource;
+  kept: unknown;
+}
+
+/** Where Connect-style parsers keep the bytes: `req.rawBody`, or `req.body` when it is bytes or text. */
+export function keptOnNodeRequest(req: NodeRequest, framework: BodySource = 'node'): NodeBodySource {
+  return { framework, kept: rawBytesOf(req.rawBody) ?? req.body };
+}
 
 /**
  * The raw body of a Node request, wherever it is: kept by an earlier parser as
@@ -17,15 +39,19 @@ export type NodeRequest = IncomingMessage & { body?: unknown; rawBody?: unknown;
  *
  * @throws WebhookVerificationError `payload_too_large`, `body_already_parsed`, `body_read_failed` or `body_timeout`
  */
-export async function readNodeBody(req: NodeRequest, options: BodyReadOptions): Promise<Buffer> {
-  const kept = rawBytesOf(req.rawBody) ?? rawBytesOf(req.body);
+export async function readNodeBody(
+  req: NodeRequest,
+  options: BodyReadOptions,
+  source: NodeBodySource = keptOnNodeRequest(req),
+): Promise<Buffer> {
+  const kept = rawBytesOf(source.kept);
   if (kept !== undefined) {
     if (kept.byteLength > options.limit) throw payloadTooLarge(options.limit);
     return kept;
   }
   // The contract's order: a declared size past the limit (413) before a consumed body (500).
   if (options.contentLength !== undefined && options.contentLength > options.limit) throw payloadTooLarge(options.limit);
-  if (req.readableDidRead || req.readableEnded || req._body === true) throw bodyAlreadyParsed('node');
+  if (req.readableDidRead || req.readableEnded || req._body === true) throw bodyAlreadyParsed(source.framework);
   if (req.destroyed) throw bodyReadFailed('The client aborted the request before the body ended');
   const reading = getRawBody(req, { limit: options.limit, length: options.contentLength ?? null });
   try {
@@ -34,12 +60,12 @@ export async function readNodeBody(req: NodeRequest, options: BodyReadOptions): 
     return await withBodyTimeout(reading, options.timeoutSeconds, () => req.pause());
   } catch (error) {
     if (error instanceof WebhookVerificationError) throw error;
-    throw fromRawBodyError(error, options.limit);
+    throw fromRawBodyError(error, options.limit, source.framework);
   }
 }
 
 /** raw-body's error types, as this library's codes. */
-function fromRawBodyError(error: unknown, limit: number): WebhookVerificationError {
+function fromRawBodyError(error: unknown, limit: number, framework: BodySource): WebhookVerificationError {
   const { type, code } = (error ?? {}) as { type?: string; code?: string };
   switch (type) {
     case 'entity.too.large':
@@ -49,7 +75,7 @@ function fromRawBodyError(error: unknown, limit: number): WebhookVerificationErr
     // setEncoding() also counts: the stream then hands out decoded text, not the bytes MITPO signed.
     case 'stream.encoding.set':
     case 'stream.not.readable':
-      return bodyAlreadyParsed('node');
+      return bodyAlreadyParsed(framework);
     case 'request.aborted':
       return bodyReadFailed('The client aborted the request before the body ended', error);
     default:

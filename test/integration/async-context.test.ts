@@ -4,7 +4,7 @@ import { MitpoWebhooks, sign } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { toRequest } from '../helpers/fetch-bridge';
 import { SECRET } from '../helpers/recorder';
-import { listen, MOUNTINGS, type MountingName } from '../helpers/servers';
+import { listen, MOUNTINGS, requestListenerOf, type MountingName } from '../helpers/servers';
 
 /**
  * An AsyncLocalStorage store (a request id, an OpenTelemetry span) set before the
@@ -40,7 +40,7 @@ function observedReceiver(seen: Seen, options: { limit?: number } = {}): MitpoWe
 
 /** Wraps a mounting's app so every request runs inside its own store, as request-id middleware does. */
 async function serveInContext(name: MountingName, webhooks: MitpoWebhooks) {
-  const app = MOUNTINGS[name](webhooks).listeners('request')[0] as http.RequestListener;
+  const app = await requestListenerOf(name, webhooks);
   let counter = 0;
   return listen(http.createServer((req, res) => requestContext.run({ requestId: `req-${++counter}` }, () => app(req, res))));
 }

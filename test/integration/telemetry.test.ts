@@ -12,7 +12,7 @@ import { toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
-import { listen, MOUNTINGS, type MountingName } from '../helpers/servers';
+import { listen, MOUNTINGS, requestListenerOf, type MountingName } from '../helpers/servers';
 
 /** Collects on demand, so a test reads the metrics after a known sequence of deliveries. */
 class TestReader extends MetricReader {
@@ -63,7 +63,7 @@ const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
 
 describe.each(Object.keys(MOUNTINGS) as MountingName[])('telemetry under %s', (mounting) => {
   it('makes the receive span a child of the HTTP span, and each handler run a child of it', async () => {
-    const app = MOUNTINGS[mounting](receiver()).listeners('request')[0] as http.RequestListener;
+    const app = await requestListenerOf(mounting, receiver());
     const server = await listen(http.createServer(withServerSpan(app)));
     try {
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });

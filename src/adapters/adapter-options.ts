@@ -1,0 +1,33 @@
+/**
+ * The options every mounting takes (a path, and a few of its own), checked the
+ * same way everywhere: a typo or a relative path fails at mount time with a
+ * TypeError, not as a route that silently never matches.
+ */
+
+/** Throws on anything but an object, and on a key outside `known`. Returns the object. */
+export function checkOptionKeys(options: unknown, where: string, known: readonly string[], shown = known): Record<string, unknown> {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`mitpo-webhooks: ${where} takes an options object, e.g. { path: "/webhooks/mitpo" }`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`mitpo-webhooks: unknown ${where} option "${key}"; known options are ${shown.join(', ')}`);
+    }
+  }
+  return options as Record<string, unknown>;
+}
+
+/** A route path as given, checked and normalized; `undefined` stays so when the path is optional. */
+export function routePath(path: unknown, where: string, required: boolean): string | undefined {
+  if (path === undefined && !required) return undefined;
+  if (typeof path !== 'string' || !path.startsWith('/')) {
+    throw new TypeError(`mitpo-webhooks: ${where} path must be a string starting with "/" (got ${JSON.stringify(path)})`);
+  }
+  return normalizePath(path);
+}
+
+/** A URL's path without its query string or a trailing slash: how paths are compared. */
+export function normalizePath(url: string | undefined): string {
+  const pathname = (url ?? '/').split('?', 1)[0]!;
+  return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
+}

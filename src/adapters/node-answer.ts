@@ -1,0 +1,18 @@
+import type { IncomingMessage } from 'node:http';
+import { answerHeaders, type Outcome } from '../answers';
+
+/** An outcome as the status, headers and JSON text a Node-based framework writes. */
+export interface NodeAnswer {
+  status: number;
+  headers: Record<string, string>;
+  json: string;
+}
+
+export function nodeAnswer(req: IncomingMessage, outcome: Outcome): NodeAnswer {
+  const json = JSON.stringify(outcome.body);
+  const headers = answerHeaders(outcome, json);
+  // A refused body that was never read would otherwise be drained by Node to keep
+  // the connection alive; closing it bounds what a hostile sender can make us read.
+  if (!req.readableEnded) headers.connection = 'close';
+  return { status: outcome.status, headers, json };
+}

@@ -1,0 +1,4 @@
+import { fastifyMitpoWebhooks } from './fastify-mitpo-webhooks';
+
+export { fastifyMitpoWebhooks, type FastifyMitpoWebhooksOptions } from './fastify-mitpo-webhooks';
+export default fastifyMitpoWebhooks;

@@ -1,0 +1,6 @@
+export {
+  koaMitpoWebhooks,
+  type KoaMitpoWebhooksOptions,
+  type KoaMitpoWebhooksMiddleware,
+  type KoaContextLike,
+} from './koa-mitpo-webhooks';
