@@ -25,13 +25,19 @@ execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '
 const require = createRequire(import.meta.url);
 for (const entry of entries) {
   const cjsFile = join(dist, `${entry}.js`);
-  const names = Object.keys(require(cjsFile)).filter((name) => name !== '__esModule' && name !== 'default');
+  const exported = Object.keys(require(cjsFile));
+  const names = exported.filter((name) => name !== '__esModule' && name !== 'default');
+  // An entry with a default export (the Fastify plugin) keeps it under import too.
+  const hasDefault = exported.includes('default');
   const base = `./${relative(dirname(cjsFile), cjsFile)}`;
   writeFileSync(
     join(dist, `${entry}.mjs`),
-    `import cjs from '${base}';\nexport const { ${names.join(', ')} } = cjs;\n`,
+    `import cjs from '${base}';\nexport const { ${names.join(', ')} } = cjs;\n` + (hasDefault ? 'export default cjs.default;\n' : ''),
   );
-  writeFileSync(join(dist, `${entry}.d.mts`), `export * from '${base}';\n`);
+  writeFileSync(
+    join(dist, `${entry}.d.mts`),
+    `export * from '${base}';\n` + (hasDefault ? `export { default } from '${base}';\n` : ''),
+  );
 }
 // tsc does not keep the executable bit the bin needs when run from a checkout.
 for (const bin of Object.values(pkg.bin ?? {})) chmodSync(join(root, bin), 0o755);

@@ -86,7 +86,8 @@ function assertHandler(handler: unknown, method: string): void {
   }
 }
 
-function namesOf(names: unknown, method: string): string[] {
+/** The event names given to `on()` (or `@OnMitpoEvent`), checked: one or more, each a type this version knows. */
+export function namesOf(names: unknown, method: string): string[] {
   const list = Array.isArray(names) ? names : [names];
   if (list.length === 0) throw new TypeError(`mitpo-webhooks: ${method}() needs at least one event name`);
   for (const name of list) {

@@ -1,6 +1,7 @@
 import type { MitpoWebhooks, MitpoWebhooksOptions, ReplayStore } from '../../src';
 import { sign } from '../../src';
 import { SAMPLE_DATA, signedDelivery } from '../../src/testing';
+import type { Reply } from './http-client';
 import { SECRET } from './recorder';
 
 export interface RequestSpec {
@@ -244,3 +245,17 @@ export const CHECK_CASES: CheckCase[] = [
     request: () => delivery({ event: 'dispatch.cancelled', data: { dispatch_id: 'dsp_1' } } as never),
   },
 ];
+
+/** The answer a row of the table must get, in MITPO's envelope, whatever serves it. */
+export function expectAnswer(check: CheckCase, reply: Reply): void {
+  expect(reply.status).toBe(check.status);
+  expect(reply.headers['content-type']).toBe('application/json; charset=utf-8');
+  if (check.outcome === 'success') expect(reply.json).toEqual({ success: true });
+  else if (check.outcome === 'duplicate') expect(reply.json).toEqual({ success: true, duplicate: true });
+  else {
+    expect(reply.json.success).toBe(false);
+    expect(reply.json.error?.code).toBe(check.outcome);
+    expect(reply.json.error?.message).toEqual(expect.any(String));
+  }
+  if (check.status === 405) expect(reply.headers.allow).toBe('POST');
+}

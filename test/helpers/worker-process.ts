@@ -14,12 +14,14 @@ export function startHangingWorkerProcess(queueName: string): ChildProcess {
 /** The first IPC message from `child` that `matches`; rejects if the process exits first. */
 export function nextMessage(child: ChildProcess, matches: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`worker process exited (${code})`));
     const onMessage = (m: Record<string, unknown>) => {
       if (!matches(m)) return;
       child.off('message', onMessage);
+      child.off('exit', onExit);
       resolve(m);
     };
     child.on('message', onMessage);
-    child.once('exit', (code) => reject(new Error(`worker process exited (${code})`)));
+    child.once('exit', onExit);
   });
 }

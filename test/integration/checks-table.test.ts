@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { CHECK_CASES } from '../helpers/check-cases';
+import { CHECK_CASES, expectAnswer } from '../helpers/check-cases';
 import { send } from '../helpers/http-client';
 import { deferred, recordingReceiver } from '../helpers/recorder';
 import { MOUNTINGS, mount, type MountingName } from '../helpers/servers';
@@ -17,16 +17,7 @@ describe.each(Object.keys(MOUNTINGS) as MountingName[])('the checks table, mount
       if (check.sendTwice) expect((await send(server.url, request)).status).toBe(200);
       const reply = await send(server.url, request);
 
-      expect(reply.status).toBe(check.status);
-      expect(reply.headers['content-type']).toBe('application/json; charset=utf-8');
-      if (check.outcome === 'success') expect(reply.json).toEqual({ success: true });
-      else if (check.outcome === 'duplicate') expect(reply.json).toEqual({ success: true, duplicate: true });
-      else {
-        expect(reply.json.success).toBe(false);
-        expect(reply.json.error?.code).toBe(check.outcome);
-        expect(reply.json.error?.message).toEqual(expect.any(String));
-      }
-      if (check.status === 405) expect(reply.headers.allow).toBe('POST');
+      expectAnswer(check, reply);
       expect(runs).toHaveLength(check.runs);
     } finally {
       await server.close();

@@ -1,0 +1,6 @@
+export {
+  MitpoWebhooksModule,
+  type MitpoWebhooksModuleOptions,
+  type MitpoWebhooksModuleAsyncOptions,
+} from './mitpo-webhooks.module';
+export { OnMitpoEvent } from './on-mitpo-event';

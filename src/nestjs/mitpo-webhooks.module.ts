@@ -1,0 +1,151 @@
+import {
+  Inject,
+  Injectable,
+  Module,
+  type BeforeApplicationShutdown,
+  type DynamicModule,
+  type FactoryProvider,
+  type ModuleMetadata,
+  type OnModuleInit,
+  type Provider,
+} from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
+import { routePath } from '../adapters/adapter-options';
+import { createConnectMiddleware } from '../adapters/connect-middleware';
+import { registerWebhookRoute } from '../fastify/fastify-route';
+import { MitpoWebhooks } from '../mitpo-webhooks';
+import type { MitpoWebhooksOptions } from '../options';
+import { pipelineOf } from '../pipeline/pipeline-of';
+import { eventsHandledBy } from './on-mitpo-event';
+
+/** Options of `MitpoWebhooksModule.forRoot()`: the receiver's options and where to serve it. */
+export interface MitpoWebhooksModuleOptions extends MitpoWebhooksOptions {
+  /** The route's URL, e.g. `/webhooks/mitpo`. Served as given: Nest's global prefix does not apply. */
+  path: string;
+}
+
+/** Options of `MitpoWebhooksModule.forRootAsync()`. */
+export interface MitpoWebhooksModuleAsyncOptions {
+  /** Modules whose providers `useFactory` injects (e.g. `ConfigModule`). */
+  imports?: ModuleMetadata['imports'];
+  /** Builds the options, e.g. from a `ConfigService`. */
+  useFactory: (...args: any[]) => MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** What `useFactory` is given, in order. */
+  inject?: FactoryProvider['inject'];
+}
+
+const MODULE_OPTIONS = Symbol('mitpo-webhooks module options');
+
+/**
+ * Serves the route on the underlying Express or Fastify instance. It does so in
+ * its constructor because Nest adds its body parsers only in `app.init()`, after
+ * every provider is built: a route added here is matched first and reads the raw
+ * stream itself, so it works with or without `rawBody: true`. The price, said in
+ * the README: the route is outside Nest's global prefix, guards, interceptors and
+ * filters.
+ */
+@Injectable()
+class MitpoWebhooksRoute {
+  constructor(
+    @Inject(HttpAdapterHost) adapterHost: HttpAdapterHost,
+    @Inject(MitpoWebhooks) webhooks: MitpoWebhooks,
+    @Inject(MODULE_OPTIONS) options: MitpoWebhooksModuleOptions,
+  ) {
+    const adapter = adapterHost.httpAdapter;
+    if (adapter === undefined || adapter === null) {
+      throw new Error('mitpo-webhooks: MitpoWebhooksModule serves an HTTP route; create the app with NestFactory.create()');
+    }
+    const pipeline = pipelineOf(webhooks, 'MitpoWebhooksModule');
+    const path = options.path;
+    const platform = adapter.getType();
+    if (platform === 'express') {
+      adapter.getInstance().use(createConnectMiddleware(pipeline, { path }, 'nestjs'));
+    } else if (platform === 'fastify') {
+      void registerWebhookRoute(adapter.getInstance(), pipeline, path, 'nestjs');
+    } else {
+      throw new Error(`mitpo-webhooks: MitpoWebhooksModule runs on @nestjs/platform-express or @nestjs/platform-fastify, not "${platform}"`);
+    }
+  }
+}
+
+/** Registers every `@OnMitpoEvent` method as a handler, and closes the receiver with the app. */
+@Injectable()
+class MitpoWebhooksHandlers implements OnModuleInit, BeforeApplicationShutdown {
+  constructor(
+    @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
+    @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
+    @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
+  ) {}
+
+  onModuleInit(): void {
+    for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
+      const instance: unknown = wrapper.instance;
+      if (typeof instance !== 'object' || instance === null) continue;
+      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+      for (const method of this.scanner.getAllMethodNames(prototype)) {
+        const names = eventsHandledBy(prototype[method]);
+        if (names === undefined) continue;
+        if (!wrapper.isDependencyTreeStatic()) {
+          throw new Error(`mitpo-webhooks: @OnMitpoEvent on ${wrapper.name}.${method}: a request-scoped provider cannot handle events`);
+        }
+        const handler = (instance as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(instance);
+        this.webhooks.on(names as never, handler);
+      }
+    }
+  }
+
+  /** In-flight deliveries finish (new ones get 503) before Nest closes the server. */
+  beforeApplicationShutdown(): Promise<void> {
+    return this.webhooks.close();
+  }
+}
+
+function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError('mitpo-webhooks: MitpoWebhooksModule takes { secret, path, ...options }');
+  }
+  const { path, ...receiverOptions } = options;
+  routePath(path, 'MitpoWebhooksModule', true);
+  return new MitpoWebhooks(receiverOptions);
+}
+
+/**
+ * Serves MITPO webhooks in a NestJS app, on `@nestjs/platform-express` or
+ * `@nestjs/platform-fastify`, with or without `rawBody: true`. Methods marked
+ * `@OnMitpoEvent` are its handlers; `MitpoWebhooks` can be injected anywhere
+ * (for `onFailure`, `onError`, `onAny`).
+ *
+ * @example
+ * \@Module({ imports: [MitpoWebhooksModule.forRoot({ secret: process.env.MITPO_WEBHOOK_SECRET!, path: '/webhooks/mitpo' })] })
+ * export class AppModule {}
+ */
+@Module({})
+export class MitpoWebhooksModule {
+  /** @throws TypeError at start-up on a bad option, as `new MitpoWebhooks()` does, or a `path` not starting with `/` */
+  static forRoot(options: MitpoWebhooksModuleOptions): DynamicModule {
+    return moduleWith({ provide: MODULE_OPTIONS, useValue: options }, []);
+  }
+
+  /** The options from a factory, e.g. one that reads a `ConfigService`. */
+  static forRootAsync(options: MitpoWebhooksModuleAsyncOptions): DynamicModule {
+    return moduleWith(
+      { provide: MODULE_OPTIONS, useFactory: options.useFactory, inject: options.inject ?? [] },
+      options.imports ?? [],
+    );
+  }
+}
+
+function moduleWith(optionsProvider: Provider, imports: NonNullable<ModuleMetadata['imports']>): DynamicModule {
+  return {
+    module: MitpoWebhooksModule,
+    global: true,
+    imports: [DiscoveryModule, ...imports],
+    providers: [
+      optionsProvider,
+      { provide: MitpoWebhooks, useFactory: receiverOf, inject: [MODULE_OPTIONS] },
+      MitpoWebhooksRoute,
+      MitpoWebhooksHandlers,
+    ],
+    exports: [MitpoWebhooks],
+  };
+}

@@ -1,0 +1,125 @@
+// A NestJS app in a process of its own, driven over IPC by test/helpers/nest-apps.ts.
+// Nest 12 ships only ESM, which Jest's module registry cannot load on Node 20;
+// a plain Node process loads it with require(esm). One app at a time: each
+// 'start' builds a fresh app for one row of the checks table.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { Body, Controller, Injectable, Module, Post, Req, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import express from 'express';
+import { MitpoWebhooks, type MitpoEvent, type MitpoWebhooksOptions } from '../../src';
+import { MitpoWebhooksModule, OnMitpoEvent } from '../../src/nestjs';
+import { CHECK_CASES } from './check-cases';
+import { SECRET } from './recorder';
+import { WEBHOOK_PATH } from './servers';
+
+export interface StartNestApp {
+  type: 'start';
+  platform: 'express' | 'fastify';
+  rawBody: boolean;
+  /** A row of CHECK_CASES whose options and setup the receiver gets. */
+  caseIndex?: number;
+  /** Something ahead of Nest reads the body and keeps no bytes. */
+  consumeFirst?: boolean;
+  /** Options given through forRootAsync instead of forRoot. */
+  async?: boolean;
+}
+
+type Run = { handler: string; requestId: string | undefined };
+const runs: Run[] = [];
+const requestContext = new AsyncLocalStorage<{ requestId: string }>();
+let requests = 0;
+
+@Injectable()
+class RecordingHandlers {
+  @OnMitpoEvent(['dispatch.accepted', 'dispatch.completed', 'dispatch.failed', 'connection.active', 'connection.reauth_required'])
+  record(event: MitpoEvent): void {
+    runs.push({ handler: `on(${event.event})`, requestId: requestContext.getStore()?.requestId });
+  }
+}
+
+/** An ordinary JSON route of the app, under Nest's global prefix, to show its parsing is Nest's. */
+@Controller('echo')
+class EchoController {
+  @Post()
+  echo(@Body() body: unknown, @Req() req: { rawBody?: Buffer }): unknown {
+    return { body, rawBody: req.rawBody?.toString('utf8') ?? null };
+  }
+}
+
+function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, useAsync: boolean) {
+  const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions };
+  @Module({
+    imports: [useAsync ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
+    providers: [RecordingHandlers],
+    controllers: [EchoController],
+  })
+  class AppModule {}
+  return AppModule;
+}
+
+function consume(stream: NodeJS.ReadableStream): Promise<void> {
+  return new Promise((resolve, reject) => stream.on('data', () => undefined).on('end', resolve).on('error', reject));
+}
+
+async function start(message: StartNestApp): Promise<INestApplication> {
+  const check = message.caseIndex === undefined ? undefined : CHECK_CASES[message.caseIndex]!;
+  const module = appModule(check?.options ?? {}, message.async ?? false);
+  const inContext = (next: () => void) => requestContext.run({ requestId: `req-${++requests}` }, next);
+  let app: INestApplication;
+  if (message.platform === 'express') {
+    // What an app puts on the Express instance ahead of Nest: a request id, and in
+    // the consumed-body case a JSON parser.
+    const server = express();
+    server.use((_req, _res, next) => inContext(next));
+    if (message.consumeFirst || check?.jsonParserFirst) server.use(express.json());
+    app = await NestFactory.create(module, new ExpressAdapter(server), { rawBody: message.rawBody, logger: false });
+  } else {
+    const adapter = new FastifyAdapter();
+    adapter.getInstance().addHook('onRequest', (_request, _reply, done) => inContext(done));
+    if (message.consumeFirst || check?.jsonParserFirst) {
+      adapter.getInstance().addHook('preParsing', async (_request, _reply, payload) => {
+        await consume(payload);
+        return Readable.from([]);
+      });
+    }
+    app = await NestFactory.create(module, adapter as never, { rawBody: message.rawBody, logger: false });
+  }
+  app.setGlobalPrefix('api');
+  const webhooks = app.get(MitpoWebhooks);
+  webhooks.onAny(() => {
+    runs.push({ handler: 'onAny', requestId: requestContext.getStore()?.requestId });
+  });
+  check?.setup?.(webhooks);
+  await app.listen(0, '127.0.0.1');
+  return app;
+}
+
+let current: INestApplication | undefined;
+process.on('message', (message: StartNestApp | { type: 'runs' | 'close' | 'exit' }) => {
+  void (async () => {
+    try {
+      if (message.type === 'start') {
+        runs.length = 0;
+        current = await start(message);
+        const { port } = (current.getHttpServer() as http.Server).address() as AddressInfo;
+        process.send!({ type: 'started', port });
+      } else if (message.type === 'runs') {
+        process.send!({ type: 'runs', runs });
+      } else if (message.type === 'close') {
+        await current?.close();
+        current = undefined;
+        process.send!({ type: 'closed' });
+      } else {
+        process.exit(0);
+      }
+    } catch (error) {
+      process.send!({ type: 'failed', message: error instanceof Error ? `${error.message}\n${error.stack}` : String(error) });
+    }
+  })();
+});
+process.send!({ type: 'ready' });

@@ -1,0 +1,54 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { nextMessage } from './worker-process';
+import type { StartNestApp } from './nest-app-process';
+import { WEBHOOK_PATH } from './servers';
+
+export interface NestRun {
+  handler: string;
+  requestId: string | undefined;
+}
+
+/** A process serving one NestJS app at a time (nest-app-process.ts), for the suites to send requests to. */
+export class NestApps {
+  private constructor(private readonly child: ChildProcess) {}
+
+  static async spawn(): Promise<NestApps> {
+    const child = fork(path.join(__dirname, 'nest-app-process.ts'), [], {
+      execArgv: ['-r', 'ts-node/register/transpile-only'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    await nextMessage(child, (m) => m.type === 'ready');
+    return new NestApps(child);
+  }
+
+  /** Starts an app; resolves with the base URL and the webhook route's URL. */
+  async start(options: Omit<StartNestApp, 'type'>): Promise<{ base: string; url: string }> {
+    const reply = await this.ask({ type: 'start', ...options }, 'started');
+    const base = `http://127.0.0.1:${reply.port as number}`;
+    return { base, url: `${base}${WEBHOOK_PATH}` };
+  }
+
+  /** The handler runs the current app recorded, with the request id each saw. */
+  async runs(): Promise<NestRun[]> {
+    return (await this.ask({ type: 'runs' }, 'runs')).runs as NestRun[];
+  }
+
+  async close(): Promise<void> {
+    await this.ask({ type: 'close' }, 'closed');
+  }
+
+  async exit(): Promise<void> {
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.send({ type: 'exit' });
+    await exited;
+  }
+
+  private async ask(message: object, answer: string): Promise<Record<string, unknown>> {
+    const reply = nextMessage(this.child, (m) => m.type === answer || m.type === 'failed');
+    this.child.send(message);
+    const got = await reply;
+    if (got.type === 'failed') throw new Error(`the NestJS app process failed: ${got.message as string}`);
+    return got;
+  }
+}

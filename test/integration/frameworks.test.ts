@@ -1,0 +1,187 @@
+import http from 'node:http';
+import { Readable } from 'node:stream';
+import { bodyParser } from '@koa/bodyparser';
+import fastify5 from 'fastify';
+import fastify4 from 'fastify4';
+import Koa3 from 'koa';
+import Koa2 from 'koa2';
+import { MitpoWebhooks } from '../../src';
+import * as fastifyEntry from '../../src/fastify';
+import { fastifyMitpoWebhooks } from '../../src/fastify';
+import { koaMitpoWebhooks } from '../../src/koa';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { recordingReceiver, SECRET } from '../helpers/recorder';
+import { listen, MOUNTINGS, mount, WEBHOOK_PATH } from '../helpers/servers';
+
+const delivery = () => signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+const json = (body: string) => ({ headers: { 'content-type': 'application/json' }, body });
+
+describe.each([
+  ['Fastify 5', fastify5],
+  ['Fastify 4', fastify4 as unknown as typeof fastify5],
+])('%s plugin', (_name, fastify) => {
+  async function serve(app: ReturnType<typeof fastify5>) {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as { port: number };
+    return `http://127.0.0.1:${port}`;
+  }
+
+  it("leaves the app's other routes their JSON parsing, in and out of the plugin's context", async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const app = fastify();
+    app.post('/orders', async (request) => ({ parsed: request.body }));
+    await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
+    app.post('/refunds', async (request) => ({ parsed: request.body }));
+    try {
+      const base = await serve(app);
+      expect((await send(`${base}/orders`, json('{"id":7}'))).json).toEqual({ parsed: { id: 7 } });
+      expect((await send(`${base}/refunds`, json('{"id":8}'))).json).toEqual({ parsed: { id: 8 } });
+      expect((await send(`${base}${WEBHOOK_PATH}`, delivery())).status).toBe(200);
+      expect(runs).toHaveLength(2);
+      // A bad JSON body elsewhere is still Fastify's own 400, not ours.
+      const bad = await send(`${base}/orders`, json('{'));
+      expect(bad.status).toBe(400);
+      expect(JSON.parse(bad.text)).toMatchObject({ statusCode: 400, error: 'Bad Request' });
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('names the Fastify fix when a hook consumed the body', async () => {
+    const server = await mount(_name === 'Fastify 5' ? 'Fastify 5 plugin' : 'Fastify 4 plugin', recordingReceiver().webhooks, {
+      jsonParserFirst: true,
+    });
+    try {
+      const reply = await send(server.url, delivery());
+      expect(reply.status).toBe(500);
+      expect(reply.json.error?.code).toBe('body_already_parsed');
+      expect(reply.json.error?.message).toContain('request.rawBody');
+      expect(reply.json.error?.message).toContain('preParsing');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('verifies the bytes a raw-body plugin kept as request.rawBody', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const app = fastify();
+    // What fastify-raw-body does: read the stream in preParsing, keep the text, hand on an empty stream.
+    app.addHook('preParsing', async (request, _reply, payload) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of payload) chunks.push(chunk as Buffer);
+      (request as unknown as { rawBody: string }).rawBody = Buffer.concat(chunks).toString('utf8');
+      return Readable.from([]);
+    });
+    await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
+    try {
+      const base = await serve(app);
+      expect((await send(`${base}${WEBHOOK_PATH}`, delivery())).json).toEqual({ success: true });
+      expect(runs).toHaveLength(2);
+      const tampered = delivery();
+      const reply = await send(`${base}${WEBHOOK_PATH}`, { ...tampered, body: tampered.body.replace('dsp_', 'dsq_') });
+      expect(reply.json.error?.code).toBe('invalid_signature');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('serves under the prefix it is registered with, and as a CommonJS module object', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const app = fastify();
+    // require('mitpo-webhooks/fastify') hands Fastify the module; it registers its default export.
+    const asRequired = fastifyEntry as unknown as typeof fastifyMitpoWebhooks;
+    await app.register(asRequired, { webhooks, path: '/mitpo', prefix: '/hooks' });
+    try {
+      const base = await serve(app);
+      expect((await send(`${base}/hooks/mitpo`, delivery())).status).toBe(200);
+      expect(runs).toHaveLength(2);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each([
+    [{ path: WEBHOOK_PATH }, /fastifyMitpoWebhooks needs webhooks: a MitpoWebhooks instance/],
+    [{ webhooks: {}, path: WEBHOOK_PATH }, /fastifyMitpoWebhooks needs webhooks: a MitpoWebhooks instance/],
+    [{ webhooks: 'receiver', path: WEBHOOK_PATH }, /needs webhooks: a MitpoWebhooks/],
+    [{ webhooks: new MitpoWebhooks({ secret: SECRET }) }, /fastifyMitpoWebhooks path must be a string starting with "\/" \(got undefined\)/],
+    [{ webhooks: new MitpoWebhooks({ secret: SECRET }), path: 'webhooks' }, /path must be a string starting with "\/"/],
+    [{ webhooks: new MitpoWebhooks({ secret: SECRET }), path: '/x', secret: 'x' }, /unknown fastifyMitpoWebhooks option "secret"/],
+  ])('refuses %p at start-up', async (options, message) => {
+    const app = fastify();
+    await expect(app.register(fastifyMitpoWebhooks, options as never).ready()).rejects.toThrow(message);
+    await app.close();
+  });
+});
+
+describe.each([
+  ['Koa 3', Koa3],
+  ['Koa 2', Koa2],
+])('%s middleware', (_name, Koa) => {
+  function appWith(...middleware: Koa3.Middleware[]) {
+    const app = new Koa();
+    app.silent = true; // the parser's 400 is expected here, not worth a stack trace
+    for (const m of middleware) app.use(m);
+    app.use((ctx) => {
+      ctx.body = { parsed: (ctx.request as { body?: unknown }).body ?? null, path: ctx.path };
+    });
+    return listen(http.createServer(app.callback()));
+  }
+
+  it('verifies the bytes @koa/bodyparser kept when mounted behind it; what the parser refuses, it answers', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const server = await appWith(bodyParser(), koaMitpoWebhooks(webhooks, { path: WEBHOOK_PATH }) as Koa3.Middleware);
+    try {
+      expect((await send(server.url, delivery())).json).toEqual({ success: true });
+      expect(runs).toHaveLength(2);
+      const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_not_the_one_we_hold' });
+      expect((await send(server.url, forged)).json.error?.code).toBe('invalid_signature');
+      const notJson = await send(server.url, { ...delivery(), body: '{not json' });
+      expect(notJson.status).toBe(400);
+      expect(notJson.text).toBe('Bad Request');
+      expect(runs).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("mounted first, reads the body itself and leaves other paths their parser's JSON", async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const server = await appWith(koaMitpoWebhooks(webhooks, { path: WEBHOOK_PATH }) as Koa3.Middleware, bodyParser());
+    try {
+      expect((await send(`${server.url}/?attempt=1`, delivery())).status).toBe(200);
+      expect(runs).toHaveLength(2);
+      const other = await send(server.url.replace(WEBHOOK_PATH, '/orders'), json('{"id":7}'));
+      expect(other.json).toEqual({ parsed: { id: 7 }, path: '/orders' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('names the Koa fix when a parser before it kept no bytes', async () => {
+    const server = await mount(_name === 'Koa 3' ? 'Koa 3 middleware' : 'Koa 2 middleware', recordingReceiver().webhooks, {
+      jsonParserFirst: true,
+    });
+    try {
+      const reply = await send(server.url, delivery());
+      expect(reply.status).toBe(500);
+      expect(reply.json.error?.code).toBe('body_already_parsed');
+      expect(reply.json.error?.message).toContain('Mount koaMitpoWebhooks before the body parser');
+      expect(reply.json.error?.message).toContain('ctx.request.rawBody');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a bad receiver or option when created', () => {
+    expect(() => koaMitpoWebhooks({} as never)).toThrow(/koaMitpoWebhooks needs webhooks: a MitpoWebhooks instance/);
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    expect(() => koaMitpoWebhooks(webhooks, { path: 'mitpo' })).toThrow(/koaMitpoWebhooks path must be a string starting with "\/"/);
+    expect(() => koaMitpoWebhooks(webhooks, { pth: '/x' } as never)).toThrow(/unknown koaMitpoWebhooks option "pth"/);
+  });
+});
+
+it('runs every framework mounting in the checks table', () => {
+  expect(Object.keys(MOUNTINGS)).toEqual(expect.arrayContaining(['Fastify 5 plugin', 'Fastify 4 plugin', 'Koa 3 middleware', 'Koa 2 middleware']));
+});

@@ -1,0 +1,95 @@
+import { CHECK_CASES, expectAnswer } from '../helpers/check-cases';
+import { send } from '../helpers/http-client';
+import { NestApps } from '../helpers/nest-apps';
+import { SECRET } from '../helpers/recorder';
+import { signedDelivery } from '../../src/testing';
+
+// NestJS 12 on both platforms, with and without rawBody: true, each app in a
+// process of its own (see nest-app-process.ts for why, and for the app).
+const CONFIGS = [
+  { platform: 'express', rawBody: false },
+  { platform: 'express', rawBody: true },
+  { platform: 'fastify', rawBody: false },
+  { platform: 'fastify', rawBody: true },
+] as const;
+
+let apps: NestApps;
+beforeAll(async () => {
+  apps = await NestApps.spawn();
+});
+afterAll(async () => {
+  await apps.exit();
+});
+
+describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $rawBody', ({ platform, rawBody }) => {
+  it.each(CHECK_CASES.map((check, caseIndex) => ({ ...check, caseIndex })))(
+    'the checks table: $name → $status $outcome',
+    async (check) => {
+      const { url } = await apps.start({ platform, rawBody, caseIndex: check.caseIndex });
+      try {
+        const spec = check.request();
+        const request = { method: spec.method ?? 'POST', headers: spec.headers, body: spec.body };
+        if (check.sendTwice) expect((await send(url, request)).status).toBe(200);
+        expectAnswer(check, await send(url, request));
+        expect(await apps.runs()).toHaveLength(check.runs);
+      } finally {
+        await apps.close();
+      }
+    },
+  );
+
+  it('runs @OnMitpoEvent methods in the async context of the request', async () => {
+    const { url } = await apps.start({ platform, rawBody });
+    try {
+      expect((await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      const runs = await apps.runs();
+      expect(runs.map((run) => run.handler)).toEqual(['on(dispatch.completed)', 'onAny']);
+      // Set by middleware ahead of Nest on the underlying instance, for this request.
+      expect(runs[0]!.requestId).toMatch(/^req-\d+$/);
+      expect(runs[1]!.requestId).toBe(runs[0]!.requestId);
+    } finally {
+      await apps.close();
+    }
+  });
+
+  it("leaves the app's own routes to Nest: JSON parsed, the raw body kept only with rawBody: true, under the global prefix", async () => {
+    const { base, url } = await apps.start({ platform, rawBody });
+    try {
+      const echo = await send(`${base}/api/echo`, { headers: { 'content-type': 'application/json' }, body: '{"order":42}' });
+      expect(echo.status).toBe(201);
+      expect(echo.json).toEqual({ body: { order: 42 }, rawBody: rawBody ? '{"order":42}' : null });
+      // The webhook route is served as given, outside the global prefix.
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await send(url.replace('/webhooks/', '/api/webhooks/'), delivery)).status).toBe(404);
+      expect((await send(url, delivery)).status).toBe(200);
+    } finally {
+      await apps.close();
+    }
+  });
+
+  it('names the NestJS fix when something ahead of Nest consumed the body', async () => {
+    const { url } = await apps.start({ platform, rawBody, consumeFirst: true });
+    try {
+      const reply = await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      expect(reply.status).toBe(500);
+      expect(reply.json.error?.code).toBe('body_already_parsed');
+      expect(reply.json.error?.message).toContain('MitpoWebhooksModule');
+      expect(reply.json.error?.message).toContain('NestFactory.create()');
+      expect(await apps.runs()).toHaveLength(0);
+    } finally {
+      await apps.close();
+    }
+  });
+
+  it('takes its options from forRootAsync', async () => {
+    const { url } = await apps.start({ platform, rawBody, async: true });
+    try {
+      expect((await send(url, signedDelivery({ event: 'dispatch.failed', secret: SECRET }))).status).toBe(200);
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.failed)', 'onAny']);
+      const forged = signedDelivery({ event: 'dispatch.failed', secret: 'whsec_someone_else_entirely' });
+      expect((await send(url, forged)).json.error?.code).toBe('invalid_signature');
+    } finally {
+      await apps.close();
+    }
+  });
+});
