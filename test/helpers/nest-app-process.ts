@@ -87,7 +87,7 @@ async function start(message: StartNestApp): Promise<INestApplication> {
         return Readable.from([]);
       });
     }
-    app = await NestFactory.create(module, adapter as never, { rawBody: message.rawBody, logger: false });
+    app = await NestFactory.create(module, adapter, { rawBody: message.rawBody, logger: false });
   }
   app.setGlobalPrefix('api');
   const webhooks = app.get(MitpoWebhooks);

@@ -1,9 +1,14 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { createConnectApp } from '../../examples/connect-receiver';
 import { createReceiverApp } from '../../examples/express-receiver';
+import { createFastifyApp } from '../../examples/fastify-receiver';
+import { createKoaApp } from '../../examples/koa-receiver';
 import { createNodeHttpServer } from '../../examples/node-http-receiver';
 import { sendDelivery, signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
 
 const SECRET = 'whsec_examples';
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
@@ -38,6 +43,74 @@ describe('the examples', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^dispatch\.failed \(delivery [0-9a-f]{12}…\)$/);
   });
+
+  it('fastify-receiver: serves deliveries while its other routes keep JSON parsing', async () => {
+    const lines: string[] = [];
+    const app = await createFastifyApp(SECRET, (line) => lines.push(line));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+      expect((await sendDelivery(`${base}/webhooks/mitpo`, { event: 'dispatch.completed', secret: SECRET })).status).toBe(200);
+      const order = await send(`${base}/orders`, { headers: { 'content-type': 'application/json' }, body: '{"sku":"A1"}' });
+      expect(JSON.parse(order.text)).toEqual({ received: { sku: 'A1' } });
+      expect(lines).toEqual([expect.stringMatching(/^dispatch dsp_[0-9a-f]{16} completed$/)]);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('koa-receiver: serves deliveries mounted before its body parser, which other paths still get', async () => {
+    const lines: string[] = [];
+    const { app } = createKoaApp(SECRET, (line) => lines.push(line));
+    const server = http.createServer(app.callback());
+    expect((await sendDelivery(server, { event: 'connection.active', secret: SECRET })).status).toBe(200);
+    expect(lines).toEqual([expect.stringMatching(/^connection con_[0-9a-f]{16}: connection.active$/)]);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      const order = await send(`${base}/orders`, { headers: { 'content-type': 'application/json' }, body: '{"sku":"B2"}' });
+      expect(JSON.parse(order.text)).toEqual({ received: { sku: 'B2' } });
+    } finally {
+      server.close();
+    }
+  });
+
+  it.each(['express', 'fastify'])(
+    'nestjs-receiver on %s: runs its @OnMitpoEvent handlers, and its own route keeps Nest\'s JSON parsing',
+    async (platform) => {
+      // NestJS 12 is ESM only, so the example runs as a user runs it: in its own process, on the build.
+      const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', 'examples/nestjs-receiver.ts'], {
+        cwd: path.join(__dirname, '../..'),
+        env: { ...process.env, MITPO_WEBHOOK_SECRET: SECRET, PORT: '0', PLATFORM: platform },
+      });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      try {
+        const url = await new Promise<string>((resolve, reject) => {
+          child.stdout.on('data', () => {
+            const found = /Receiving MITPO webhooks on (\S+)/.exec(output);
+            if (found) resolve(found[1]!);
+          });
+          void exited.then(() => reject(new Error(`the example exited: ${output}`)));
+        });
+        expect((await sendDelivery(url, { event: 'dispatch.completed', secret: SECRET })).status).toBe(200);
+        expect((await sendDelivery(url, { event: 'dispatch.failed', secret: SECRET })).status).toBe(200);
+        expect(output).toMatch(/dispatch dsp_[0-9a-f]{16} completed\n/);
+        expect(output).toMatch(/dispatch dsp_[0-9a-f]{16} is failed\n/);
+        const order = await send(url.replace('/webhooks/mitpo', '/api/orders'), {
+          headers: { 'content-type': 'application/json' },
+          body: '{"sku":"C3"}',
+        });
+        expect(JSON.parse(order.text)).toEqual({ received: { sku: 'C3' } });
+      } finally {
+        child.kill('SIGTERM');
+      }
+      await exited;
+    },
+    30_000,
+  );
 
   it("the README's \"Testing your handlers\" snippet is examples/testing-your-handlers.test.ts, which runs in this suite", () => {
     const root = path.join(__dirname, '../..');
