@@ -72,7 +72,13 @@ describe("the README's TypeScript", () => {
           'mitpo-webhooks': [path.join(ROOT, 'src/index.ts')],
           'mitpo-webhooks/testing': [path.join(ROOT, 'src/testing/index.ts')],
           'mitpo-webhooks/redis': [path.join(ROOT, 'src/redis/index.ts')],
+          'mitpo-webhooks/fastify': [path.join(ROOT, 'src/fastify/index.ts')],
+          'mitpo-webhooks/koa': [path.join(ROOT, 'src/koa/index.ts')],
+          'mitpo-webhooks/nestjs': [path.join(ROOT, 'src/nestjs/index.ts')],
         },
+        // NestJS's decorators are TypeScript's legacy ones, as every Nest app compiles them.
+        experimentalDecorators: true,
+        emitDecoratorMetadata: true,
       });
       const problems = ts
         .getPreEmitDiagnostics(program)
