@@ -6,7 +6,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { Body, Controller, Injectable, Module, Post, Req, type INestApplication } from '@nestjs/common';
+import { Body, Controller, Injectable, Module, Post, Req, Scope, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -27,6 +27,10 @@ export interface StartNestApp {
   consumeFirst?: boolean;
   /** Options given through forRootAsync instead of forRoot. */
   async?: boolean;
+  /** A request-scoped provider carries an @OnMitpoEvent method (which start-up must refuse). */
+  requestScoped?: boolean;
+  /** dispatch.accepted handlers wait for a 'release' message, after telling 'entered'. */
+  gated?: boolean;
 }
 
 type Run = { handler: string; requestId: string | undefined };
@@ -42,6 +46,14 @@ class RecordingHandlers {
   }
 }
 
+@Injectable({ scope: Scope.REQUEST })
+class RequestScopedHandlers {
+  @OnMitpoEvent('dispatch.completed')
+  record(): void {}
+}
+
+let release: () => void = () => undefined;
+
 /** An ordinary JSON route of the app, under Nest's global prefix, to show its parsing is Nest's. */
 @Controller('echo')
 class EchoController {
@@ -51,11 +63,11 @@ class EchoController {
   }
 }
 
-function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, useAsync: boolean) {
+function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: StartNestApp) {
   const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions };
   @Module({
-    imports: [useAsync ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
-    providers: [RecordingHandlers],
+    imports: [message.async ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
+    providers: message.requestScoped ? [RecordingHandlers, RequestScopedHandlers] : [RecordingHandlers],
     controllers: [EchoController],
   })
   class AppModule {}
@@ -68,7 +80,7 @@ function consume(stream: NodeJS.ReadableStream): Promise<void> {
 
 async function start(message: StartNestApp): Promise<INestApplication> {
   const check = message.caseIndex === undefined ? undefined : CHECK_CASES[message.caseIndex]!;
-  const module = appModule(check?.options ?? {}, message.async ?? false);
+  const module = appModule(check?.options ?? {}, message);
   const inContext = (next: () => void) => requestContext.run({ requestId: `req-${++requests}` }, next);
   let app: INestApplication;
   if (message.platform === 'express') {
@@ -95,12 +107,19 @@ async function start(message: StartNestApp): Promise<INestApplication> {
     runs.push({ handler: 'onAny', requestId: requestContext.getStore()?.requestId });
   });
   check?.setup?.(webhooks);
+  if (message.gated) {
+    webhooks.on('dispatch.accepted', async () => {
+      const released = new Promise<void>((resolve) => (release = resolve));
+      process.send!({ type: 'entered' });
+      await released;
+    });
+  }
   await app.listen(0, '127.0.0.1');
   return app;
 }
 
 let current: INestApplication | undefined;
-process.on('message', (message: StartNestApp | { type: 'runs' | 'close' | 'exit' }) => {
+process.on('message', (message: StartNestApp | { type: 'runs' | 'close' | 'release' | 'exit' }) => {
   void (async () => {
     try {
       if (message.type === 'start') {
@@ -110,6 +129,8 @@ process.on('message', (message: StartNestApp | { type: 'runs' | 'close' | 'exit'
         process.send!({ type: 'started', port });
       } else if (message.type === 'runs') {
         process.send!({ type: 'runs', runs });
+      } else if (message.type === 'release') {
+        release();
       } else if (message.type === 'close') {
         await current?.close();
         current = undefined;

@@ -38,6 +38,16 @@ export class NestApps {
     await this.ask({ type: 'close' }, 'closed');
   }
 
+  /** Resolves once a gated handler (`gated: true`) has started. */
+  entered(): Promise<unknown> {
+    return nextMessage(this.child, (m) => m.type === 'entered');
+  }
+
+  /** Lets the gated handler finish. */
+  release(): void {
+    this.child.send({ type: 'release' });
+  }
+
   async exit(): Promise<void> {
     const exited = new Promise((resolve) => this.child.once('exit', resolve));
     this.child.send({ type: 'exit' });

@@ -81,6 +81,28 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     }
   });
 
+  it('refuses at start-up an @OnMitpoEvent method on a request-scoped provider', async () => {
+    await expect(apps.start({ platform, rawBody, requestScoped: true })).rejects.toThrow(
+      /@OnMitpoEvent on RequestScopedHandlers\.record: a request-scoped provider cannot handle events/,
+    );
+  });
+
+  it('on app.close(), lets a running delivery finish and answers new ones 503 before the server stops', async () => {
+    const { url } = await apps.start({ platform, rawBody, gated: true });
+    const entered = apps.entered();
+    const running = send(url, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+    await entered;
+    const closed = apps.close();
+    // The receiver closes in beforeApplicationShutdown, while Nest still serves.
+    let late = await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    while (late.status === 200) late = await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    expect(late.status).toBe(503);
+    expect(late.json.error?.code).toBe('shutting_down');
+    apps.release();
+    expect((await running).status).toBe(200);
+    await closed;
+  });
+
   it('takes its options from forRootAsync', async () => {
     const { url } = await apps.start({ platform, rawBody, async: true });
     try {
