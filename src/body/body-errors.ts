@@ -24,10 +24,14 @@ const KEEP_RAW_BODY = {
     'kept, so the signature cannot be checked. Mount koaMitpoWebhooks before the body parser (app.use order), ' +
     'or use @koa/bodyparser, which keeps the bytes as ctx.request.rawBody.',
   nestjs:
-    'The request body was read before the MitpoWebhooksModule route, by middleware added to the underlying HTTP ' +
-    'instance ahead of Nest, and its raw bytes were not kept, so the signature cannot be checked. Add such ' +
-    'middleware after NestFactory.create() (Nest\'s own body parsers already run after this route), or keep the ' +
-    'bytes as req.rawBody.',
+    'The request body was read before the MitpoWebhooksModule route and its raw bytes were not kept, so the ' +
+    'signature cannot be checked: by middleware added to the Express instance ahead of Nest, or, in a testing ' +
+    'module, by Nest\'s own JSON parser. Add such middleware after NestFactory.create() (Nest\'s own parsers ' +
+    'run after this route), or keep the bytes: createNestApplication({ rawBody: true }).',
+  'nestjs-fastify':
+    'The request stream was read before the MitpoWebhooksModule route (by an onRequest or preParsing hook on the ' +
+    'Fastify instance, which runs before it however late it was added) and its raw bytes were not kept, so the ' +
+    'signature cannot be checked. Let such hooks skip the webhook path, or keep the bytes as request.rawBody.',
 } as const;
 
 /** Who read the body: the message of `body_already_parsed` names that one's fix. */

@@ -3,13 +3,14 @@ import {
   Injectable,
   Module,
   type BeforeApplicationShutdown,
+  type OnModuleDestroy,
   type DynamicModule,
   type FactoryProvider,
   type ModuleMetadata,
   type OnModuleInit,
   type Provider,
 } from '@nestjs/common';
-import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner } from '@nestjs/core';
+import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
 import { routePath } from '../adapters/adapter-options';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
 import { registerWebhookRoute } from '../fastify/fastify-route';
@@ -43,34 +44,50 @@ const MODULE_OPTIONS = Symbol('mitpo-webhooks module options');
  * stream itself, so it works with or without `rawBody: true`. The price, said in
  * the README: the route is outside Nest's global prefix, guards, interceptors and
  * filters.
+ *
+ * A testing module (`Test.createTestingModule().compile()`) builds the providers
+ * before it has an HTTP adapter; the route is then added in `onModuleInit`, behind
+ * Nest's parsers (on Express it needs `rawBody: true` there). An application
+ * context (a worker process) never has one: no route, handlers only.
  */
 @Injectable()
-class MitpoWebhooksRoute {
+class MitpoWebhooksRoute implements OnModuleInit {
+  private served = false;
+
   constructor(
-    @Inject(HttpAdapterHost) adapterHost: HttpAdapterHost,
-    @Inject(MitpoWebhooks) webhooks: MitpoWebhooks,
-    @Inject(MODULE_OPTIONS) options: MitpoWebhooksModuleOptions,
+    @Inject(HttpAdapterHost) private readonly adapterHost: HttpAdapterHost,
+    @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
+    @Inject(MODULE_OPTIONS) private readonly options: MitpoWebhooksModuleOptions,
   ) {
-    const adapter = adapterHost.httpAdapter;
-    if (adapter === undefined || adapter === null) {
-      throw new Error('mitpo-webhooks: MitpoWebhooksModule serves an HTTP route; create the app with NestFactory.create()');
-    }
-    const pipeline = pipelineOf(webhooks, 'MitpoWebhooksModule');
-    const path = options.path;
+    this.serve();
+  }
+
+  onModuleInit(): void {
+    this.serve();
+  }
+
+  private serve(): void {
+    const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
+    if (this.served || adapter === undefined || adapter === null) return;
+    const pipeline = pipelineOf(this.webhooks, 'MitpoWebhooksModule');
+    const path = this.options.path;
     const platform = adapter.getType();
     if (platform === 'express') {
       adapter.getInstance().use(createConnectMiddleware(pipeline, { path }, 'nestjs'));
     } else if (platform === 'fastify') {
-      void registerWebhookRoute(adapter.getInstance(), pipeline, path, 'nestjs');
+      void registerWebhookRoute(adapter.getInstance(), pipeline, path, 'nestjs-fastify');
     } else {
       throw new Error(`mitpo-webhooks: MitpoWebhooksModule runs on @nestjs/platform-express or @nestjs/platform-fastify, not "${platform}"`);
     }
+    this.served = true;
   }
 }
 
 /** Registers every `@OnMitpoEvent` method as a handler, and closes the receiver with the app. */
 @Injectable()
-class MitpoWebhooksHandlers implements OnModuleInit, BeforeApplicationShutdown {
+class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
+  private closing: Promise<void> | undefined;
+
   constructor(
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
@@ -78,15 +95,23 @@ class MitpoWebhooksHandlers implements OnModuleInit, BeforeApplicationShutdown {
   ) {}
 
   onModuleInit(): void {
+    // A provider reached twice (an alias, a factory returning an existing
+    // instance) must not make its handlers run twice.
+    const seen = new Set<object>();
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
       const instance: unknown = wrapper.instance;
-      if (typeof instance !== 'object' || instance === null) continue;
-      const prototype = Object.getPrototypeOf(instance) as Record<string, unknown>;
+      if (wrapper.isAlias || typeof instance !== 'object' || instance === null || seen.has(instance)) continue;
+      seen.add(instance);
+      const prototype = Object.getPrototypeOf(instance) as object;
       for (const method of this.scanner.getAllMethodNames(prototype)) {
-        const names = eventsHandledBy(prototype[method]);
+        const names = eventsHandledBy(prototype, method);
         if (names === undefined) continue;
-        if (!wrapper.isDependencyTreeStatic()) {
-          throw new Error(`mitpo-webhooks: @OnMitpoEvent on ${wrapper.name}.${method}: a request-scoped provider cannot handle events`);
+        // Only a singleton's instance is the one Nest built with its dependencies:
+        // a request-scoped or transient wrapper holds a bare prototype copy.
+        if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) {
+          throw new Error(
+            `mitpo-webhooks: @OnMitpoEvent on ${String(wrapper.name)}.${method}: only a singleton provider can handle events, not a request-scoped or transient one`,
+          );
         }
         const handler = (instance as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(instance);
         this.webhooks.on(names as never, handler);
@@ -94,9 +119,18 @@ class MitpoWebhooksHandlers implements OnModuleInit, BeforeApplicationShutdown {
     }
   }
 
-  /** In-flight deliveries finish (new ones get 503) before Nest closes the server. */
+  /**
+   * Nest runs every onModuleDestroy before any beforeApplicationShutdown: closing
+   * starts at the first, so new deliveries get 503 while the providers the
+   * handlers use are still there, and the second waits for it.
+   */
+  onModuleDestroy(): void {
+    this.closing ??= this.webhooks.close();
+  }
+
   beforeApplicationShutdown(): Promise<void> {
-    return this.webhooks.close();
+    this.closing ??= this.webhooks.close();
+    return this.closing;
   }
 }
 

@@ -3,21 +3,30 @@ import { namesOf } from '../router/event-router';
 import type { EventHandler } from '../router/types';
 
 /**
- * The event names each decorated method handles, keyed by the method itself.
- * A WeakMap rather than reflect-metadata: nothing global to load, and a method
- * inherited by a subclass is still the same function, so it is found there too.
+ * The event names of each decorated method, by class prototype and method name.
+ * Kept by name, not on the function: a decorator applied above this one (a
+ * tracing span, say) replaces the function, and the method must still be found.
+ * A WeakMap rather than reflect-metadata: nothing global to rely on.
  */
-const handledEvents = new WeakMap<object, string[]>();
+const handledEvents = new WeakMap<object, Map<string | symbol, string[]>>();
 
-/** The names `@OnMitpoEvent` gave `method`, if it was decorated. */
-export function eventsHandledBy(method: unknown): string[] | undefined {
-  return typeof method === 'function' ? handledEvents.get(method) : undefined;
+/**
+ * The names `@OnMitpoEvent` gave the method `key` of `prototype`, or of the class
+ * it inherits the decorated method from; undefined if it was not decorated.
+ */
+export function eventsHandledBy(prototype: object, key: string | symbol): string[] | undefined {
+  for (let level: object | null = prototype; level !== null; level = Object.getPrototypeOf(level) as object | null) {
+    const names = handledEvents.get(level)?.get(key);
+    if (names !== undefined) return names;
+  }
+  return undefined;
 }
 
 /**
  * Marks a provider's method as the handler of one or more event types, as
  * `webhooks.on(name, handler)` would: its `event` is narrowed to those types.
- * Found when the app starts; the provider must not be request-scoped.
+ * Found when the app starts; the provider must be a singleton (not request-scoped
+ * or transient).
  *
  * @throws TypeError on an event name this version does not know
  * @example
@@ -26,8 +35,10 @@ export function eventsHandledBy(method: unknown): string[] | undefined {
  */
 export function OnMitpoEvent<N extends MitpoEventName>(name: N | readonly N[]) {
   const names = namesOf(name, 'OnMitpoEvent');
-  return <M extends EventHandler<N>>(_target: object, _key: string | symbol, descriptor: TypedPropertyDescriptor<M>): void => {
-    if (typeof descriptor.value !== 'function') throw new TypeError('mitpo-webhooks: @OnMitpoEvent() goes on a method');
-    handledEvents.set(descriptor.value, [...(handledEvents.get(descriptor.value) ?? []), ...names]);
+  return <M extends EventHandler<N>>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<M>): void => {
+    if (typeof descriptor?.value !== 'function') throw new TypeError('mitpo-webhooks: @OnMitpoEvent() goes on a method');
+    const methods = handledEvents.get(target) ?? new Map<string | symbol, string[]>();
+    methods.set(key, [...(methods.get(key) ?? []), ...names]);
+    handledEvents.set(target, methods);
   };
 }

@@ -6,8 +6,21 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { Body, Controller, Injectable, Module, Post, Req, Scope, type INestApplication } from '@nestjs/common';
+import {
+  Body,
+  Controller,
+  Inject,
+  Injectable,
+  Module,
+  Post,
+  Req,
+  Scope,
+  type INestApplication,
+  type INestApplicationContext,
+  type Provider,
+} from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { Test } from '@nestjs/testing';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import express from 'express';
@@ -27,8 +40,10 @@ export interface StartNestApp {
   consumeFirst?: boolean;
   /** Options given through forRootAsync instead of forRoot. */
   async?: boolean;
-  /** A request-scoped provider carries an @OnMitpoEvent method (which start-up must refuse). */
-  requestScoped?: boolean;
+  /** A provider besides RecordingHandlers: one start-up must refuse, or RecordingHandlers reached twice. */
+  extra?: 'request-scoped' | 'transient' | 'alias' | 'factory-alias';
+  /** How the app is built: NestFactory.create (the default), a testing module, or an application context without HTTP. */
+  bootstrap?: 'factory' | 'testing' | 'context';
   /** dispatch.accepted handlers wait for a 'release' message, after telling 'entered'. */
   gated?: boolean;
 }
@@ -52,6 +67,23 @@ class RequestScopedHandlers {
   record(): void {}
 }
 
+@Injectable({ scope: Scope.TRANSIENT })
+class TransientHandlers {
+  constructor(@Inject(RecordingHandlers) private readonly recorder: RecordingHandlers) {}
+
+  @OnMitpoEvent('dispatch.completed')
+  record(event: MitpoEvent): void {
+    this.recorder.record(event);
+  }
+}
+
+const EXTRA_PROVIDERS: Record<NonNullable<StartNestApp['extra']>, Provider> = {
+  'request-scoped': RequestScopedHandlers,
+  transient: TransientHandlers,
+  alias: { provide: 'RECORDER_ALIAS', useExisting: RecordingHandlers },
+  'factory-alias': { provide: 'RECORDER_FACTORY', useFactory: (recorder: RecordingHandlers) => recorder, inject: [RecordingHandlers] },
+};
+
 let release: () => void = () => undefined;
 
 /** An ordinary JSON route of the app, under Nest's global prefix, to show its parsing is Nest's. */
@@ -67,7 +99,7 @@ function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: Star
   const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions };
   @Module({
     imports: [message.async ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
-    providers: message.requestScoped ? [RecordingHandlers, RequestScopedHandlers] : [RecordingHandlers],
+    providers: message.extra ? [RecordingHandlers, EXTRA_PROVIDERS[message.extra]] : [RecordingHandlers],
     controllers: [EchoController],
   })
   class AppModule {}
@@ -78,10 +110,24 @@ function consume(stream: NodeJS.ReadableStream): Promise<void> {
   return new Promise((resolve, reject) => stream.on('data', () => undefined).on('end', resolve).on('error', reject));
 }
 
+/** A worker process's Nest: no HTTP, but the handlers must still be registered. */
+async function startContext(message: StartNestApp): Promise<INestApplicationContext> {
+  const context = await NestFactory.createApplicationContext(appModule({}, message), { logger: false });
+  await context.init();
+  return context;
+}
+
 async function start(message: StartNestApp): Promise<INestApplication> {
   const check = message.caseIndex === undefined ? undefined : CHECK_CASES[message.caseIndex]!;
   const module = appModule(check?.options ?? {}, message);
   const inContext = (next: () => void) => requestContext.run({ requestId: `req-${++requests}` }, next);
+  const create = async (adapter: ExpressAdapter | FastifyAdapter): Promise<INestApplication> => {
+    const options = { rawBody: message.rawBody, logger: false as const };
+    if (message.bootstrap !== 'testing') return NestFactory.create(module, adapter, options);
+    // The e2e setup Nest documents: providers are built before there is an HTTP adapter.
+    const moduleRef = await Test.createTestingModule({ imports: [module] }).compile();
+    return moduleRef.createNestApplication(adapter, options);
+  };
   let app: INestApplication;
   if (message.platform === 'express') {
     // What an app puts on the Express instance ahead of Nest: a request id, and in
@@ -89,7 +135,7 @@ async function start(message: StartNestApp): Promise<INestApplication> {
     const server = express();
     server.use((_req, _res, next) => inContext(next));
     if (message.consumeFirst || check?.jsonParserFirst) server.use(express.json());
-    app = await NestFactory.create(module, new ExpressAdapter(server), { rawBody: message.rawBody, logger: false });
+    app = await create(new ExpressAdapter(server));
   } else {
     const adapter = new FastifyAdapter();
     adapter.getInstance().addHook('onRequest', (_request, _reply, done) => inContext(done));
@@ -99,7 +145,7 @@ async function start(message: StartNestApp): Promise<INestApplication> {
         return Readable.from([]);
       });
     }
-    app = await NestFactory.create(module, adapter, { rawBody: message.rawBody, logger: false });
+    app = await create(adapter);
   }
   app.setGlobalPrefix('api');
   const webhooks = app.get(MitpoWebhooks);
@@ -118,15 +164,28 @@ async function start(message: StartNestApp): Promise<INestApplication> {
   return app;
 }
 
-let current: INestApplication | undefined;
-process.on('message', (message: StartNestApp | { type: 'runs' | 'close' | 'release' | 'exit' }) => {
+type Message =
+  | StartNestApp
+  | { type: 'runs' | 'close' | 'release' | 'exit' }
+  | { type: 'receive'; body: string; headers: Record<string, string> };
+
+let current: INestApplicationContext | undefined;
+process.on('message', (message: Message) => {
   void (async () => {
     try {
-      if (message.type === 'start') {
+      if (message.type === 'start' && message.bootstrap === 'context') {
         runs.length = 0;
-        current = await start(message);
-        const { port } = (current.getHttpServer() as http.Server).address() as AddressInfo;
+        current = await startContext(message);
+        process.send!({ type: 'started', port: 0 });
+      } else if (message.type === 'start') {
+        runs.length = 0;
+        const app = await start(message);
+        current = app;
+        const { port } = (app.getHttpServer() as http.Server).address() as AddressInfo;
         process.send!({ type: 'started', port });
+      } else if (message.type === 'receive') {
+        const answer = await current!.get(MitpoWebhooks).receive({ rawBody: message.body, headers: message.headers });
+        process.send!({ type: 'received', answer });
       } else if (message.type === 'runs') {
         process.send!({ type: 'runs', runs });
       } else if (message.type === 'release') {

@@ -38,6 +38,11 @@ export class NestApps {
     await this.ask({ type: 'close' }, 'closed');
   }
 
+  /** `webhooks.receive()` in the current app (for an application context, which serves no HTTP). */
+  async receive(delivery: { body: string; headers: Record<string, string> }): Promise<{ status: number; body: unknown }> {
+    return (await this.ask({ type: 'receive', ...delivery }, 'received')).answer as { status: number; body: unknown };
+  }
+
   /** Resolves once a gated handler (`gated: true`) has started. */
   entered(): Promise<unknown> {
     return nextMessage(this.child, (m) => m.type === 'entered');

@@ -74,17 +74,49 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
       expect(reply.status).toBe(500);
       expect(reply.json.error?.code).toBe('body_already_parsed');
       expect(reply.json.error?.message).toContain('MitpoWebhooksModule');
-      expect(reply.json.error?.message).toContain('NestFactory.create()');
+      expect(reply.json.error?.message).toContain(platform === 'express' ? 'NestFactory.create()' : 'hook on the Fastify instance');
       expect(await apps.runs()).toHaveLength(0);
     } finally {
       await apps.close();
     }
   });
 
-  it('refuses at start-up an @OnMitpoEvent method on a request-scoped provider', async () => {
-    await expect(apps.start({ platform, rawBody, requestScoped: true })).rejects.toThrow(
-      /@OnMitpoEvent on RequestScopedHandlers\.record: a request-scoped provider cannot handle events/,
+  it.each([
+    ['request-scoped', 'RequestScopedHandlers'],
+    ['transient', 'TransientHandlers'],
+  ] as const)('refuses at start-up an @OnMitpoEvent method on a %s provider', async (extra, name) => {
+    await expect(apps.start({ platform, rawBody, extra })).rejects.toThrow(
+      new RegExp(`@OnMitpoEvent on ${name}\\.record: only a singleton provider can handle events`),
     );
+  });
+
+  it.each(['alias', 'factory-alias'] as const)('runs a handler once when its provider is also reached through an %s', async (extra) => {
+    const { url } = await apps.start({ platform, rawBody, extra });
+    try {
+      expect((await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.completed)', 'onAny']);
+    } finally {
+      await apps.close();
+    }
+  });
+
+  it(`serves the route from a testing module (Test.createTestingModule)${platform === 'express' && !rawBody ? ', naming rawBody: true as the fix on Express' : ''}`, async () => {
+    const { url } = await apps.start({ platform, rawBody, bootstrap: 'testing' });
+    try {
+      const reply = await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      if (platform === 'express' && !rawBody) {
+        // Built before there is an HTTP adapter, the route comes behind Nest's JSON parser.
+        expect(reply.status).toBe(500);
+        expect(reply.json.error?.code).toBe('body_already_parsed');
+        expect(reply.json.error?.message).toContain('createNestApplication({ rawBody: true })');
+        expect(await apps.runs()).toHaveLength(0);
+      } else {
+        expect(reply.json).toEqual({ success: true });
+        expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.completed)', 'onAny']);
+      }
+    } finally {
+      await apps.close();
+    }
   });
 
   it('on app.close(), lets a running delivery finish and answers new ones 503 before the server stops', async () => {
@@ -110,6 +142,19 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
       expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.failed)', 'onAny']);
       const forged = signedDelivery({ event: 'dispatch.failed', secret: 'whsec_someone_else_entirely' });
       expect((await send(url, forged)).json.error?.code).toBe('invalid_signature');
+    } finally {
+      await apps.close();
+    }
+  });
+});
+
+describe('MitpoWebhooksModule in an application context (a worker process: no HTTP)', () => {
+  it('serves no route but registers the @OnMitpoEvent handlers', async () => {
+    await apps.start({ platform: 'express', rawBody: false, bootstrap: 'context' });
+    try {
+      const answer = await apps.receive(signedDelivery({ event: 'dispatch.failed', secret: SECRET }));
+      expect(answer).toEqual({ status: 200, body: { success: true } });
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.failed)']);
     } finally {
       await apps.close();
     }

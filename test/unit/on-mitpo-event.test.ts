@@ -3,21 +3,41 @@ import { eventsHandledBy, OnMitpoEvent } from '../../src/nestjs/on-mitpo-event';
 // The decorator alone (the module that finds the methods runs under NestJS, in
 // test/integration/nestjs.test.ts).
 describe('@OnMitpoEvent', () => {
-  function decorate(method: (...args: never[]) => unknown, names: Parameters<typeof OnMitpoEvent>[0]) {
-    const descriptor: PropertyDescriptor = { value: method, writable: true, configurable: true };
-    OnMitpoEvent(names)({}, 'handle', descriptor);
-    return method;
+  function decorate(prototype: object, key: string, names: Parameters<typeof OnMitpoEvent>[0]) {
+    const descriptor: PropertyDescriptor = { value: () => {}, writable: true, configurable: true };
+    OnMitpoEvent(names)(prototype, key, descriptor);
   }
 
-  it('records the names on the method itself, once per decorator, one or several', () => {
-    const single = decorate(() => {}, 'dispatch.completed');
-    expect(eventsHandledBy(single)).toEqual(['dispatch.completed']);
-    const several = decorate(() => {}, ['dispatch.failed', 'connection.active']);
-    expect(eventsHandledBy(several)).toEqual(['dispatch.failed', 'connection.active']);
-    decorate(several, 'dispatch.accepted');
-    expect(eventsHandledBy(several)).toEqual(['dispatch.failed', 'connection.active', 'dispatch.accepted']);
-    expect(eventsHandledBy(() => {})).toBeUndefined();
-    expect(eventsHandledBy('not a method')).toBeUndefined();
+  it('records the names by class and method, once per decorator, one or several', () => {
+    const prototype = {};
+    decorate(prototype, 'single', 'dispatch.completed');
+    decorate(prototype, 'several', ['dispatch.failed', 'connection.active']);
+    decorate(prototype, 'several', 'dispatch.accepted');
+    expect(eventsHandledBy(prototype, 'single')).toEqual(['dispatch.completed']);
+    expect(eventsHandledBy(prototype, 'several')).toEqual(['dispatch.failed', 'connection.active', 'dispatch.accepted']);
+    expect(eventsHandledBy(prototype, 'other')).toBeUndefined();
+    expect(eventsHandledBy({}, 'single')).toBeUndefined();
+  });
+
+  it('finds a decorated method inherited from a base class', () => {
+    const base = {};
+    decorate(base, 'handle', 'connection.reauth_required');
+    expect(eventsHandledBy(Object.create(Object.create(base) as object) as object, 'handle')).toEqual(['connection.reauth_required']);
+  });
+
+  it('still finds the method when a decorator above it replaced the function', () => {
+    class Handlers {
+      @((_target: object, _key: string, descriptor: PropertyDescriptor) => {
+        const original = descriptor.value as (...args: unknown[]) => unknown;
+        descriptor.value = function traced(this: unknown, ...args: unknown[]) {
+          return original.apply(this, args);
+        };
+      })
+      @OnMitpoEvent('dispatch.completed')
+      completed(): void {}
+    }
+    expect(eventsHandledBy(Handlers.prototype, 'completed')).toEqual(['dispatch.completed']);
+    expect(Handlers.prototype.completed.name).toBe('traced');
   });
 
   it('refuses, when the class is defined, a name this version does not know, or none', () => {
