@@ -20,7 +20,8 @@ export async function createFastifyApp(secret: string, log: (line: string) => vo
   // keeps Fastify's JSON parsing.
   await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
   app.post('/orders', async (request) => ({ received: request.body }));
-  // Finish in-flight deliveries (new ones get 503) before the server stops.
+  // Finish in-flight deliveries before the server stops. (While it closes, Fastify
+  // answers new requests 503 itself; see the README's Fastify recipe.)
   app.addHook('preClose', async () => webhooks.close());
   return app;
 }

@@ -27,7 +27,14 @@ export function registerWebhookRoute(
       // Leaves the stream unread, whatever the type: the checks on the headers come
       // before the body, and the pipeline reads it from request.raw under its own limit.
       scope.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
-      // Every method, so that one other than POST gets the table's 405 with `Allow: POST`.
+      // Fastify 5 refuses a Content-Type that is not a media type before any parser
+      // runs. The pipeline still answers it, so it gets the table's order (405, 503
+      // first) and envelope, and onFailure hears of it; any other error is the app's.
+      scope.setErrorHandler((error, request, reply) => {
+        if ((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return serve(pipeline, framework, request, reply);
+        throw error;
+      });
+      // The HTTP methods Fastify routes, so that one other than POST gets the table's 405 with `Allow: POST`.
       scope.all(path, (request, reply) => serve(pipeline, framework, request, reply));
     },
     prefix === undefined ? {} : { prefix },

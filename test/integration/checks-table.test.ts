@@ -48,6 +48,21 @@ describe.each(Object.keys(MOUNTINGS) as MountingName[])('the checks table, mount
     }
   });
 
+  it('answers 503 shutting_down with Retry-After once close() was called, and runs nothing', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const server = await mount(mounting, webhooks);
+    try {
+      await webhooks.close();
+      const reply = await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      expect(reply.status).toBe(503);
+      expect(reply.json.error?.code).toBe('shutting_down');
+      expect(reply.headers['retry-after']).toMatch(/^\d+$/);
+      expect(runs).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('refuses on the headers alone, without waiting for a body that never comes', async () => {
     const { webhooks, runs } = recordingReceiver();
     const server = await mount(mounting, webhooks);
