@@ -25,18 +25,21 @@ execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '
 const require = createRequire(import.meta.url);
 for (const entry of entries) {
   const cjsFile = join(dist, `${entry}.js`);
-  const exported = Object.keys(require(cjsFile));
-  const names = exported.filter((name) => name !== '__esModule' && name !== 'default');
-  // An entry with a default export (the Fastify plugin) keeps it under import too.
-  const hasDefault = exported.includes('default');
+  const cjs = require(cjsFile);
+  const names = Object.keys(cjs).filter((name) => name !== '__esModule' && name !== 'default');
+  // An entry with a default export (the Fastify plugin) keeps it under import too, as
+  // the named export it is: `export { default } from` a CommonJS file would type it,
+  // under node16, as the whole module object.
+  const defaultName = 'default' in cjs ? names.find((name) => cjs[name] === cjs.default) : undefined;
+  if ('default' in cjs && defaultName === undefined) throw new Error(`${entry}: its default export must also be a named one`);
   const base = `./${relative(dirname(cjsFile), cjsFile)}`;
   writeFileSync(
     join(dist, `${entry}.mjs`),
-    `import cjs from '${base}';\nexport const { ${names.join(', ')} } = cjs;\n` + (hasDefault ? 'export default cjs.default;\n' : ''),
+    `import cjs from '${base}';\nexport const { ${names.join(', ')} } = cjs;\n` + (defaultName ? `export default cjs.${defaultName};\n` : ''),
   );
   writeFileSync(
     join(dist, `${entry}.d.mts`),
-    `export * from '${base}';\n` + (hasDefault ? `export { default } from '${base}';\n` : ''),
+    `export * from '${base}';\n` + (defaultName ? `export { ${defaultName} as default } from '${base}';\n` : ''),
   );
 }
 // tsc does not keep the executable bit the bin needs when run from a checkout.

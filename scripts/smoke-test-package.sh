@@ -285,24 +285,26 @@ void app.register(fastifyDefault, { webhooks, path: '/webhooks/mitpo', prefix: '
 // @ts-expect-error: path is required
 void app.register(fastifyMitpoWebhooks, { webhooks });
 TS
+# The same from an ES module: there the default import is typed by the .d.mts.
+cp "$checks/fastify-consumer.ts" "$checks/fastify-consumer-esm.mts"
 cat > "$checks/tsconfig.fastify.json" <<'JSON'
-{ "compilerOptions": { "module": "node16", "moduleResolution": "node16", "strict": true, "noEmit": true, "esModuleInterop": true, "skipLibCheck": true, "types": ["node"], "lib": ["ES2022", "DOM"] }, "files": ["fastify-consumer.ts"] }
+{ "compilerOptions": { "module": "node16", "moduleResolution": "node16", "strict": true, "noEmit": true, "esModuleInterop": true, "skipLibCheck": true, "types": ["node"], "lib": ["ES2022", "DOM"] }, "files": ["fastify-consumer.ts", "fastify-consumer-esm.mts"] }
 JSON
 
 echo "-- Fastify 5"
 fresh_project fastify5 fastify@^5 fastify-plugin@^6
-cp "$checks/fastify.js" "$checks/fastify-esm.mjs" "$checks/fastify-consumer.ts" "$checks/tsconfig.fastify.json" .
+cp "$checks/fastify.js" "$checks/fastify-esm.mjs" "$checks"/fastify-consumer* "$checks/tsconfig.fastify.json" .
 node fastify.js
 node fastify-esm.mjs
 node "$work/node_modules/typescript/bin/tsc" -p tsconfig.fastify.json
-echo "fastify 5 TypeScript consumer: ok"
+echo "fastify 5 TypeScript consumers (CommonJS and ESM): ok"
 
 echo "-- Fastify 4"
 fresh_project fastify4 fastify@^4 fastify-plugin@^6
-cp "$checks/fastify.js" "$checks/fastify-consumer.ts" "$checks/tsconfig.fastify.json" .
+cp "$checks/fastify.js" "$checks"/fastify-consumer* "$checks/tsconfig.fastify.json" .
 node fastify.js
 node "$work/node_modules/typescript/bin/tsc" -p tsconfig.fastify.json
-echo "fastify 4 TypeScript consumer: ok"
+echo "fastify 4 TypeScript consumers (CommonJS and ESM): ok"
 
 echo "-- Koa 3"
 fresh_project koa3 koa@^3
