@@ -12,6 +12,7 @@ import {
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
 import { routePath } from '../adapters/adapter-options';
+import { readSeconds } from '../duration-option';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
 import { registerWebhookRoute } from '../fastify/fastify-route';
 import { MitpoWebhooks } from '../mitpo-webhooks';
@@ -23,6 +24,8 @@ import { eventsHandledBy } from './on-mitpo-event';
 export interface MitpoWebhooksModuleOptions extends MitpoWebhooksOptions {
   /** The route's URL, e.g. `/webhooks/mitpo`. Served as given: Nest's global prefix does not apply. */
   path: string;
+  /** Seconds the app's close waits for running handlers before Nest closes the server (at most 3600). Default 30. */
+  shutdownTimeout?: number;
 }
 
 /** Options of `MitpoWebhooksModule.forRootAsync()`. */
@@ -36,6 +39,7 @@ export interface MitpoWebhooksModuleAsyncOptions {
 }
 
 const MODULE_OPTIONS = Symbol('mitpo-webhooks module options');
+const SHUTDOWN_TIMEOUT = { name: 'MitpoWebhooksModule shutdownTimeout', fallback: 30, max: 3600 };
 
 /**
  * Serves the route on the underlying Express or Fastify instance. It does so in
@@ -92,6 +96,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
     @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
+    @Inject(MODULE_OPTIONS) private readonly options: MitpoWebhooksModuleOptions,
   ) {}
 
   onModuleInit(): void {
@@ -125,12 +130,16 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
    * handlers use are still there, and the second waits for it.
    */
   onModuleDestroy(): void {
-    this.closing ??= this.webhooks.close();
+    this.closing ??= this.close();
   }
 
   beforeApplicationShutdown(): Promise<void> {
-    this.closing ??= this.webhooks.close();
+    this.closing ??= this.close();
     return this.closing;
+  }
+
+  private close(): Promise<void> {
+    return this.webhooks.close({ timeout: readSeconds(this.options.shutdownTimeout, SHUTDOWN_TIMEOUT)! });
   }
 }
 
@@ -138,8 +147,10 @@ function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('mitpo-webhooks: MitpoWebhooksModule takes { secret, path, ...options }');
   }
-  const { path, ...receiverOptions } = options;
+  const { path, shutdownTimeout, ...receiverOptions } = options;
   routePath(path, 'MitpoWebhooksModule', true);
+  // Checked now, not first at shutdown, where a bad value would only be thrown away.
+  readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT);
   return new MitpoWebhooks(receiverOptions);
 }
 

@@ -44,6 +44,8 @@ export interface StartNestApp {
   extra?: 'request-scoped' | 'transient' | 'alias' | 'factory-alias';
   /** How the app is built: NestFactory.create (the default), a testing module, or an application context without HTTP. */
   bootstrap?: 'factory' | 'testing' | 'context';
+  /** More options for forRoot (JSON only). */
+  moduleOptions?: Record<string, unknown>;
   /** dispatch.accepted handlers wait for a 'release' message, after telling 'entered'. */
   gated?: boolean;
 }
@@ -96,7 +98,7 @@ class EchoController {
 }
 
 function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: StartNestApp) {
-  const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions };
+  const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions, ...message.moduleOptions };
   @Module({
     imports: [message.async ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
     providers: message.extra ? [RecordingHandlers, EXTRA_PROVIDERS[message.extra]] : [RecordingHandlers],
@@ -122,7 +124,8 @@ async function start(message: StartNestApp): Promise<INestApplication> {
   const module = appModule(check?.options ?? {}, message);
   const inContext = (next: () => void) => requestContext.run({ requestId: `req-${++requests}` }, next);
   const create = async (adapter: ExpressAdapter | FastifyAdapter): Promise<INestApplication> => {
-    const options = { rawBody: message.rawBody, logger: false as const };
+    // abortOnError off: a start-up error is the test's to see, not a process.abort().
+    const options = { rawBody: message.rawBody, logger: false as const, abortOnError: false };
     if (message.bootstrap !== 'testing') return NestFactory.create(module, adapter, options);
     // The e2e setup Nest documents: providers are built before there is an HTTP adapter.
     const moduleRef = await Test.createTestingModule({ imports: [module] }).compile();

@@ -135,6 +135,24 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     await closed;
   });
 
+  it('stops waiting for a handler after shutdownTimeout: the delivery is released and answered 503', async () => {
+    const { url } = await apps.start({ platform, rawBody, gated: true, moduleOptions: { shutdownTimeout: 0.2 } });
+    const entered = apps.entered();
+    const running = send(url, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+    await entered;
+    await apps.close();
+    const reply = await running;
+    expect(reply.status).toBe(503);
+    expect(reply.json.error?.code).toBe('shutting_down');
+    apps.release();
+  });
+
+  it('refuses a shutdownTimeout that is not seconds at start-up', async () => {
+    await expect(apps.start({ platform, rawBody, moduleOptions: { shutdownTimeout: 30_000 } })).rejects.toThrow(
+      /MitpoWebhooksModule shutdownTimeout is 30000 seconds/,
+    );
+  });
+
   it('takes its options from forRootAsync', async () => {
     const { url } = await apps.start({ platform, rawBody, async: true });
     try {
