@@ -3,8 +3,10 @@
 // a plain Node process loads it with require(esm). One app at a time: each
 // 'start' builds a fresh app for one row of the checks table.
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import {
   Body,
@@ -205,4 +207,6 @@ process.on('message', (message: Message) => {
     }
   })();
 });
-process.send!({ type: 'ready' });
+// Read through the same resolution the app's imports get (nest-modules-override.ts may redirect it).
+const nestVersion = (JSON.parse(readFileSync(path.join(path.dirname(require.resolve('@nestjs/core')), 'package.json'), 'utf8')) as { version: string }).version;
+process.send!({ type: 'ready', nestVersion });

@@ -11,15 +11,20 @@ export interface NestRun {
 
 /** A process serving one NestJS app at a time (nest-app-process.ts), for the suites to send requests to. */
 export class NestApps {
-  private constructor(private readonly child: ChildProcess) {}
+  private constructor(
+    private readonly child: ChildProcess,
+    /** The version of @nestjs/core the apps run on. */
+    readonly nestVersion: string,
+  ) {}
 
   static async spawn(): Promise<NestApps> {
+    const override = process.env.NEST_MODULES ? ['-r', path.join(__dirname, 'nest-modules-override.ts')] : [];
     const child = fork(path.join(__dirname, 'nest-app-process.ts'), [], {
-      execArgv: ['-r', 'ts-node/register/transpile-only'],
+      execArgv: ['-r', 'ts-node/register/transpile-only', ...override],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
-    await nextMessage(child, (m) => m.type === 'ready');
-    return new NestApps(child);
+    const ready = await nextMessage(child, (m) => m.type === 'ready');
+    return new NestApps(child, ready.nestVersion as string);
   }
 
   /** Starts an app; resolves with the base URL and the webhook route's URL. */

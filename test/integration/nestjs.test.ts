@@ -4,8 +4,10 @@ import { NestApps } from '../helpers/nest-apps';
 import { SECRET } from '../helpers/recorder';
 import { signedDelivery } from '../../src/testing';
 
-// NestJS 12 on both platforms, with and without rawBody: true, each app in a
-// process of its own (see nest-app-process.ts for why, and for the app).
+// NestJS on both platforms, with and without rawBody: true, each app in a process
+// of its own (see nest-app-process.ts for why, and for the app). NestJS 12, the
+// one installed here; .ci/run runs the suite again on NestJS 11, with NEST_MODULES
+// naming an install of it and NEST_MAJOR=11.
 const CONFIGS = [
   { platform: 'express', rawBody: false },
   { platform: 'express', rawBody: true },
@@ -19,6 +21,10 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await apps.exit();
+});
+
+it(`runs on NestJS ${process.env.NEST_MAJOR ?? '12'}`, () => {
+  expect(apps.nestVersion.split('.')[0]).toBe(process.env.NEST_MAJOR ?? '12');
 });
 
 describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $rawBody', ({ platform, rawBody }) => {
