@@ -13,6 +13,7 @@ export function nodeAnswer(req: IncomingMessage, outcome: Outcome): NodeAnswer {
   const headers = answerHeaders(outcome, json);
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
-  if (!req.readableEnded) headers.connection = 'close';
+  // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
+  if (!req.readableEnded && req.httpVersionMajor < 2) headers.connection = 'close';
   return { status: outcome.status, headers, json };
 }

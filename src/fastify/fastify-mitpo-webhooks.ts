@@ -4,7 +4,7 @@ import { checkOptionKeys, routePath } from '../adapters/adapter-options';
 import type { MitpoWebhooks } from '../mitpo-webhooks';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { pipelineOf } from '../pipeline/pipeline-of';
-import { registerWebhookRoute } from './fastify-route';
+import { registerWebhookRoute, type RouteRegisterOptions } from './fastify-route';
 
 /** Options of `app.register(fastifyMitpoWebhooks, options)`. */
 export interface FastifyMitpoWebhooksOptions {
@@ -19,7 +19,11 @@ const KNOWN_OPTIONS = ['webhooks', 'path', 'prefix', 'logLevel', 'logSerializers
 
 async function mitpoWebhooksPlugin(fastify: FastifyInstance, options: FastifyMitpoWebhooksOptions): Promise<void> {
   const { pipeline, path } = checkOptions(options);
-  await registerWebhookRoute(fastify, pipeline, path, 'fastify', (options as { prefix?: string }).prefix);
+  const { prefix, logLevel, logSerializers } = options as FastifyMitpoWebhooksOptions & RouteRegisterOptions;
+  const registerOptions = Object.fromEntries(
+    Object.entries({ prefix, logLevel, logSerializers }).filter(([, value]) => value !== undefined),
+  ) as RouteRegisterOptions;
+  await registerWebhookRoute(fastify, pipeline, path, 'fastify', registerOptions);
 }
 
 function checkOptions(options: unknown): { pipeline: DeliveryPipeline; path: string } {

@@ -1,9 +1,13 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RegisterOptions } from 'fastify';
 import { nodeAnswer } from '../adapters/node-answer';
 import type { BodySource } from '../body/body-errors';
 import { readNodeBody } from '../body/read-node-body';
+import { checkContentType } from '../headers/content-type';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
+
+/** Fastify's own register options, which apply to the route. */
+export type RouteRegisterOptions = Pick<RegisterOptions, 'prefix' | 'logLevel' | 'logSerializers'>;
 
 /**
  * Registers the webhook route on `fastify` in a nested context of its own. That
@@ -11,15 +15,16 @@ import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
  * this route's alone: the rest of the app keeps Fastify's JSON parsing. Kept
  * apart from the plugin so that NestJS on Fastify serves its route through it
  * without loading fastify-plugin. `framework` is whose fix a consumed body's
- * message names. `prefix` is the one the plugin was registered with: Fastify
- * does not apply it to a plugin wrapped with fastify-plugin, so it is passed on.
+ * message names. `registerOptions` are those the plugin was registered with:
+ * Fastify does not apply them to a plugin wrapped with fastify-plugin, so they
+ * are passed on to the route's own context.
  */
 export function registerWebhookRoute(
   fastify: FastifyInstance,
   pipeline: DeliveryPipeline,
   path: string,
   framework: BodySource,
-  prefix?: string,
+  registerOptions: RouteRegisterOptions = {},
 ): PromiseLike<unknown> {
   return fastify.register(
     async function mitpoWebhooksRoute(scope) {
@@ -27,18 +32,34 @@ export function registerWebhookRoute(
       // Leaves the stream unread, whatever the type: the checks on the headers come
       // before the body, and the pipeline reads it from request.raw under its own limit.
       scope.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
-      // Fastify 5 refuses a Content-Type that is not a media type before any parser
-      // runs. The pipeline still answers it, so it gets the table's order (405, 503
-      // first) and envelope, and onFailure hears of it; any other error is the app's.
+      // Fastify refuses some requests before any parser runs (Fastify 5: a Content-Type
+      // that is not a media type; a QUERY without one). The pipeline answers those
+      // itself, so they get the table's order (503, 405 first) and envelope, and
+      // onFailure hears of them; but only when it will refuse them too, so an error
+      // with that code from one of the app's own hooks can never let a handler run.
       scope.setErrorHandler((error, request, reply) => {
-        if ((error as { code?: unknown }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return serve(pipeline, framework, request, reply);
+        const code = (error as { code?: unknown }).code;
+        if (REFUSED_BY_FASTIFY_FIRST.has(code) && refusedOnItsHeaders(request)) return serve(pipeline, framework, request, reply);
         throw error;
       });
       // The HTTP methods Fastify routes, so that one other than POST gets the table's 405 with `Allow: POST`.
       scope.all(path, (request, reply) => serve(pipeline, framework, request, reply));
     },
-    prefix === undefined ? {} : { prefix },
+    registerOptions,
   );
+}
+
+const REFUSED_BY_FASTIFY_FIRST = new Set<unknown>(['FST_ERR_CTP_INVALID_MEDIA_TYPE', 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE']);
+
+/** Whether the pipeline refuses this request on its method or Content-Type alone. */
+function refusedOnItsHeaders(request: FastifyRequest): boolean {
+  if (request.raw.method !== 'POST') return true;
+  try {
+    checkContentType(request.raw.headers as DeliveryHeaders);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 async function serve(

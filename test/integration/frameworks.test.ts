@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import { bodyParser } from '@koa/bodyparser';
+import Router from '@koa/router';
 import fastify5 from 'fastify';
 import fastify4 from 'fastify4';
 import Koa3 from 'koa';
@@ -63,6 +64,42 @@ describe.each([
       expect([post.status, post.json.error?.code]).toEqual([415, 'unsupported_media_type']);
       expect(failures).toEqual(['method_not_allowed', 'unsupported_media_type']);
       expect(runs).toHaveLength(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("leaves an error the app's own hook raises on the route to the app, whatever its code", async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const app = fastify();
+    // An app hook refusing with the very code Fastify uses for a bad Content-Type.
+    app.addHook('preHandler', async () => {
+      throw Object.assign(new Error('refused by the app'), { code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', statusCode: 403 });
+    });
+    app.setErrorHandler((error, _request, reply) => reply.code(418).send({ app: (error as Error).message }));
+    await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
+    try {
+      const base = await serve(app);
+      const reply = await send(`${base}${WEBHOOK_PATH}`, delivery());
+      expect([reply.status, reply.text]).toEqual([418, '{"app":"refused by the app"}']);
+      expect(runs).toHaveLength(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('passes the log options it is registered with on to its route', async () => {
+    const lines: string[] = [];
+    const app = fastify({ logger: { level: 'info', stream: { write: (line: string) => lines.push(line) } } });
+    await app.register(fastifyMitpoWebhooks, { webhooks: recordingReceiver().webhooks, path: WEBHOOK_PATH, logLevel: 'silent' });
+    app.post('/orders', async () => ({ ok: true }));
+    try {
+      const base = await serve(app);
+      lines.length = 0;
+      expect((await send(`${base}${WEBHOOK_PATH}`, delivery())).status).toBe(200);
+      expect(lines).toEqual([]);
+      expect((await send(`${base}/orders`, json('{}'))).status).toBe(200);
+      expect(lines.length).toBeGreaterThan(0);
     } finally {
       await app.close();
     }
@@ -194,6 +231,23 @@ describe.each([
     }
   });
 
+  it('serves a route of @koa/router without a path, every method coming to the checks', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const router = new Router();
+    router.all(WEBHOOK_PATH, koaMitpoWebhooks(webhooks) as Koa3.Middleware);
+    const app = new Koa();
+    app.use(router.routes());
+    const server = await listen(http.createServer(app.callback()));
+    try {
+      expect((await send(server.url, delivery())).json).toEqual({ success: true });
+      const put = await send(server.url, { ...delivery(), method: 'PUT' });
+      expect([put.status, put.headers.allow]).toEqual([405, 'POST']);
+      expect(runs).toHaveLength(2);
+    } finally {
+      await server.close();
+    }
+  });
+
   it('refuses a bad receiver or option when created', () => {
     expect(() => koaMitpoWebhooks({} as never)).toThrow(/koaMitpoWebhooks needs webhooks: a MitpoWebhooks instance/);
     const webhooks = new MitpoWebhooks({ secret: SECRET });
@@ -202,3 +256,18 @@ describe.each([
   });
 });
 
+
+it('Fastify 5: a QUERY without a Content-Type gets the table\'s 405, not Fastify\'s own 400', async () => {
+  const { webhooks, runs } = recordingReceiver();
+  const app = fastify5();
+  await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const { port } = app.server.address() as { port: number };
+    const reply = await send(`http://127.0.0.1:${port}${WEBHOOK_PATH}`, { method: 'QUERY', headers: {}, body: '' });
+    expect([reply.status, reply.json.error?.code, reply.headers.allow]).toEqual([405, 'method_not_allowed', 'POST']);
+    expect(runs).toHaveLength(0);
+  } finally {
+    await app.close();
+  }
+});

@@ -1,0 +1,16 @@
+import type { IncomingMessage } from 'node:http';
+import { SUCCESS } from '../../src/answers';
+import { nodeAnswer } from '../../src/adapters/node-answer';
+
+describe('nodeAnswer', () => {
+  const request = (httpVersionMajor: number, readableEnded: boolean) => ({ httpVersionMajor, readableEnded }) as IncomingMessage;
+
+  it('closes an HTTP/1 connection whose body was never read, so a refused sender cannot make us drain it', () => {
+    expect(nodeAnswer(request(1, false), SUCCESS).headers.connection).toBe('close');
+    expect(nodeAnswer(request(1, true), SUCCESS).headers.connection).toBeUndefined();
+  });
+
+  it('sends no Connection header over HTTP/2, which forbids it (the answer ends the stream there)', () => {
+    expect(nodeAnswer(request(2, false), SUCCESS).headers).not.toHaveProperty('connection');
+  });
+});
