@@ -84,7 +84,8 @@ export interface ResolvedOptions {
   now: () => number;
 }
 
-const KNOWN_OPTIONS = new Set([
+/** The options `new MitpoWebhooks()` takes, by name; NestJS's module adds its own to these. */
+export const KNOWN_OPTIONS = new Set([
   'secret',
   'tolerance',
   'maxEventAge',

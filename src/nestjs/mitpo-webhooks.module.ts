@@ -11,12 +11,12 @@ import {
   type Provider,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
-import { routePath } from '../adapters/adapter-options';
+import { checkOptionKeys, normalizePath, routePath } from '../adapters/adapter-options';
 import { readSeconds } from '../duration-option';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
 import { registerWebhookRoute } from '../fastify/fastify-route';
 import { MitpoWebhooks } from '../mitpo-webhooks';
-import type { MitpoWebhooksOptions } from '../options';
+import { KNOWN_OPTIONS, type MitpoWebhooksOptions } from '../options';
 import { pipelineOf } from '../pipeline/pipeline-of';
 import { eventsHandledBy } from './on-mitpo-event';
 
@@ -40,6 +40,8 @@ export interface MitpoWebhooksModuleAsyncOptions {
 
 const MODULE_OPTIONS = Symbol('mitpo-webhooks module options');
 const SHUTDOWN_TIMEOUT = { name: 'MitpoWebhooksModule shutdownTimeout', fallback: 30, max: 3600 };
+
+const servedPaths = new WeakMap<object, Set<string>>();
 
 /**
  * Serves the route on the underlying Express or Fastify instance. It does so in
@@ -74,7 +76,14 @@ class MitpoWebhooksRoute implements OnModuleInit {
     const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (this.served || adapter === undefined || adapter === null) return;
     const pipeline = pipelineOf(this.webhooks, 'MitpoWebhooksModule');
-    const path = this.options.path;
+    const path = normalizePath(this.options.path);
+    // On Express a second module on the same path would never see a delivery (the
+    // first answers them all); on Fastify it fails with a message that names neither.
+    const paths = servedPaths.get(adapter) ?? new Set<string>();
+    if (paths.has(path)) {
+      throw new Error(`mitpo-webhooks: MitpoWebhooksModule already serves ${path} in this app; import it once per path`);
+    }
+    servedPaths.set(adapter, paths.add(path));
     const platform = adapter.getType();
     if (platform === 'express') {
       adapter.getInstance().use(createConnectMiddleware(pipeline, { path }, 'nestjs'));
@@ -90,6 +99,7 @@ class MitpoWebhooksRoute implements OnModuleInit {
 /** Registers every `@OnMitpoEvent` method as a handler, and closes the receiver with the app. */
 @Injectable()
 class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
+  private registered = false;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -100,6 +110,10 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
   ) {}
 
   onModuleInit(): void {
+    // Nest may call this twice on the same instances (a testing module's init(),
+    // then its app's); each handler must still be added once.
+    if (this.registered) return;
+    this.registered = true;
     // A provider reached twice (an alias, a factory returning an existing
     // instance) must not make its handlers run twice.
     const seen = new Set<object>();
@@ -131,6 +145,8 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
    */
   onModuleDestroy(): void {
     this.closing ??= this.close();
+    // Awaited (and its failure reported) in beforeApplicationShutdown, not here.
+    this.closing.catch(() => undefined);
   }
 
   beforeApplicationShutdown(): Promise<void> {
@@ -143,10 +159,10 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
   }
 }
 
+const MODULE_OPTION_NAMES = [...KNOWN_OPTIONS, 'path', 'shutdownTimeout'];
+
 function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError('mitpo-webhooks: MitpoWebhooksModule takes { secret, path, ...options }');
-  }
+  checkOptionKeys(options, 'MitpoWebhooksModule', MODULE_OPTION_NAMES);
   const { path, shutdownTimeout, ...receiverOptions } = options;
   routePath(path, 'MitpoWebhooksModule', true);
   // Checked now, not first at shutdown, where a bad value would only be thrown away.
@@ -173,6 +189,10 @@ export class MitpoWebhooksModule {
 
   /** The options from a factory, e.g. one that reads a `ConfigService`. */
   static forRootAsync(options: MitpoWebhooksModuleAsyncOptions): DynamicModule {
+    checkOptionKeys(options, 'MitpoWebhooksModule.forRootAsync', ['useFactory', 'inject', 'imports']);
+    if (typeof options.useFactory !== 'function') {
+      throw new TypeError('mitpo-webhooks: MitpoWebhooksModule.forRootAsync needs useFactory: (...injected) => options');
+    }
     return moduleWith(
       { provide: MODULE_OPTIONS, useFactory: options.useFactory, inject: options.inject ?? [] },
       options.imports ?? [],

@@ -37,8 +37,11 @@ export function OnMitpoEvent<N extends MitpoEventName>(name: N | readonly N[]) {
   const names = namesOf(name, 'OnMitpoEvent');
   return <M extends EventHandler<N>>(target: object, key: string | symbol, descriptor: TypedPropertyDescriptor<M>): void => {
     if (typeof descriptor?.value !== 'function') throw new TypeError('mitpo-webhooks: @OnMitpoEvent() goes on a method');
+    // Discovery looks at instances' methods; a static one would silently never run.
+    if (typeof target === 'function') throw new TypeError('mitpo-webhooks: @OnMitpoEvent() goes on an instance method, not a static one');
     const methods = handledEvents.get(target) ?? new Map<string | symbol, string[]>();
-    methods.set(key, [...(methods.get(key) ?? []), ...names]);
+    // Two decorators naming the same type still run the method once for it.
+    methods.set(key, [...new Set([...(methods.get(key) ?? []), ...names])]);
     handledEvents.set(target, methods);
   };
 }

@@ -44,8 +44,16 @@ export interface StartNestApp {
   async?: boolean;
   /** A provider besides RecordingHandlers: one start-up must refuse, or RecordingHandlers reached twice. */
   extra?: 'request-scoped' | 'transient' | 'alias' | 'factory-alias';
-  /** How the app is built: NestFactory.create (the default), a testing module, or an application context without HTTP. */
-  bootstrap?: 'factory' | 'testing' | 'context';
+  /**
+   * How the app is built: NestFactory.create (the default), a testing module (with
+   * `testing-init`, whose moduleRef.init() runs the init hooks a first time), or an
+   * application context without HTTP.
+   */
+  bootstrap?: 'factory' | 'testing' | 'testing-init' | 'context';
+  /** A second MitpoWebhooksModule.forRoot, serving this path. */
+  secondModulePath?: string;
+  /** More keys for forRootAsync's own options (JSON only), which it must refuse. */
+  asyncExtra?: Record<string, unknown>;
   /** More options for forRoot (JSON only). */
   moduleOptions?: Record<string, unknown>;
   /** dispatch.accepted handlers wait for a 'release' message, after telling 'entered'. */
@@ -102,7 +110,14 @@ class EchoController {
 function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: StartNestApp) {
   const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions, ...message.moduleOptions };
   @Module({
-    imports: [message.async ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options }) : MitpoWebhooksModule.forRoot(options)],
+    imports: [
+      message.async
+        ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options, ...message.asyncExtra })
+        : MitpoWebhooksModule.forRoot(options),
+      ...(message.secondModulePath === undefined
+        ? []
+        : [MitpoWebhooksModule.forRoot({ secret: 'whsec_second_receiver', path: message.secondModulePath })]),
+    ],
     providers: message.extra ? [RecordingHandlers, EXTRA_PROVIDERS[message.extra]] : [RecordingHandlers],
     controllers: [EchoController],
   })
@@ -128,9 +143,10 @@ async function start(message: StartNestApp): Promise<INestApplication> {
   const create = async (adapter: ExpressAdapter | FastifyAdapter): Promise<INestApplication> => {
     // abortOnError off: a start-up error is the test's to see, not a process.abort().
     const options = { rawBody: message.rawBody, logger: false as const, abortOnError: false };
-    if (message.bootstrap !== 'testing') return NestFactory.create(module, adapter, options);
+    if (message.bootstrap !== 'testing' && message.bootstrap !== 'testing-init') return NestFactory.create(module, adapter, options);
     // The e2e setup Nest documents: providers are built before there is an HTTP adapter.
     const moduleRef = await Test.createTestingModule({ imports: [module] }).compile();
+    if (message.bootstrap === 'testing-init') await moduleRef.init();
     return moduleRef.createNestApplication(adapter, options);
   };
   let app: INestApplication;

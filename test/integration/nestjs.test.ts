@@ -159,6 +159,31 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     );
   });
 
+  it('adds each handler once when Nest runs the init hooks twice (a testing module, then its app)', async () => {
+    const { url } = await apps.start({ platform, rawBody: true, bootstrap: 'testing-init' });
+    try {
+      expect((await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.completed)', 'onAny']);
+    } finally {
+      await apps.close();
+    }
+  });
+
+  it('refuses at start-up a second module on a path already served', async () => {
+    await expect(apps.start({ platform, rawBody, secondModulePath: '/webhooks/mitpo/' })).rejects.toThrow(
+      /MitpoWebhooksModule already serves \/webhooks\/mitpo in this app; import it once per path/,
+    );
+  });
+
+  it('refuses at start-up an option it does not know, naming the module', async () => {
+    await expect(apps.start({ platform, rawBody, moduleOptions: { shutdowntimeout: 5 } })).rejects.toThrow(
+      /unknown MitpoWebhooksModule option "shutdowntimeout"; known options are .*path, shutdownTimeout/,
+    );
+    await expect(apps.start({ platform, rawBody, async: true, asyncExtra: { injects: [] } })).rejects.toThrow(
+      /unknown MitpoWebhooksModule.forRootAsync option "injects"; known options are useFactory, inject, imports/,
+    );
+  });
+
   it('takes its options from forRootAsync', async () => {
     const { url } = await apps.start({ platform, rawBody, async: true });
     try {

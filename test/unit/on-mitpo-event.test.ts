@@ -45,6 +45,18 @@ describe('@OnMitpoEvent', () => {
     expect(() => OnMitpoEvent([])).toThrow(/OnMitpoEvent\(\) needs at least one event name/);
   });
 
+  it('runs a method once per type however many decorators name it', () => {
+    const prototype = {};
+    decorate(prototype, 'handle', ['dispatch.completed', 'dispatch.failed']);
+    decorate(prototype, 'handle', 'dispatch.completed');
+    expect(eventsHandledBy(prototype, 'handle')).toEqual(['dispatch.completed', 'dispatch.failed']);
+  });
+
+  it('refuses a static method, which discovery of instances would never find', () => {
+    class Handlers {}
+    expect(() => OnMitpoEvent('dispatch.completed')(Handlers, 'handle', { value: () => {} })).toThrow(/not a static one/);
+  });
+
   it('goes on methods only', () => {
     expect(() => OnMitpoEvent('dispatch.completed')({}, 'field', { value: 42 } as never)).toThrow(/@OnMitpoEvent\(\) goes on a method/);
   });
