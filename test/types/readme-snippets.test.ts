@@ -17,6 +17,8 @@ import type { AnyEventHandler, DeliveryContext, MitpoEvent } from 'mitpo-webhook
 declare global {
   const express: typeof import('express');
   const MitpoWebhooks: typeof import('mitpo-webhooks').MitpoWebhooks;
+  const NestFactory: typeof import('@nestjs/core').NestFactory;
+  class WorkerModule {}
   const app: Express;
   const webhooks: import('mitpo-webhooks').MitpoWebhooks;
   const handler: (event: MitpoEvent, ctx: DeliveryContext) => Promise<void>;
