@@ -181,6 +181,19 @@ await app.close();
 console.log(`fastify ${version('fastify')} ok from import: the default export is the plugin and serves the delivery`);
 JS
 
+# An entry point from import: the same functions as require() gives (one copy of
+# the code, so one set of handlers), for the names given after it.
+cat > "$checks/esm-entry.mjs" <<'JS'
+import { createRequire } from 'node:module';
+const [entry, ...names] = process.argv.slice(2);
+const imported = await import(entry);
+const required = createRequire(import.meta.url)(entry);
+for (const name of names) {
+  if (typeof imported[name] !== 'function' || imported[name] !== required[name]) throw new Error(`import ${entry}: ${name}`);
+}
+console.log(`import ${entry} ok: ${names.join(', ')} as require() gives them`);
+JS
+
 cat > "$checks/koa.js" <<'JS'
 const http = require('node:http');
 const Koa = require('koa');
@@ -308,8 +321,9 @@ echo "fastify 4 TypeScript consumers (CommonJS and ESM): ok"
 
 echo "-- Koa 3"
 fresh_project koa3 koa@^3
-cp "$checks/koa.js" .
+cp "$checks/koa.js" "$checks/esm-entry.mjs" .
 node koa.js
+node esm-entry.mjs mitpo-webhooks/koa koaMitpoWebhooks
 
 echo "-- Koa 2"
 fresh_project koa2 koa@^2
@@ -318,12 +332,14 @@ node koa.js
 
 echo "-- NestJS 12 (Express and Fastify)"
 fresh_project nestjs12 @nestjs/core@^12 @nestjs/common@^12 @nestjs/platform-express@^12 @nestjs/platform-fastify@^12 reflect-metadata rxjs
-cp "$checks/nestjs.js" .
+cp "$checks/nestjs.js" "$checks/esm-entry.mjs" .
 node nestjs.js
+node esm-entry.mjs mitpo-webhooks/nestjs MitpoWebhooksModule OnMitpoEvent
 
 echo "-- NestJS 11 (Express and Fastify)"
 fresh_project nestjs11 @nestjs/core@^11 @nestjs/common@^11 @nestjs/platform-express@^11 @nestjs/platform-fastify@^11 reflect-metadata rxjs
-cp "$checks/nestjs.js" .
+cp "$checks/nestjs.js" "$checks/esm-entry.mjs" .
 node nestjs.js
+node esm-entry.mjs mitpo-webhooks/nestjs MitpoWebhooksModule OnMitpoEvent
 
 echo "package smoke test passed"
