@@ -101,13 +101,17 @@ class MitpoWebhooksRoute implements OnModuleInit {
 class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
   private registered = false;
   private closing: Promise<void> | undefined;
+  /** Read when the app starts, not first at shutdown, where a bad value would only be thrown away. */
+  private readonly shutdownTimeout: number;
 
   constructor(
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
     @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
-    @Inject(MODULE_OPTIONS) private readonly options: MitpoWebhooksModuleOptions,
-  ) {}
+    @Inject(MODULE_OPTIONS) options: MitpoWebhooksModuleOptions,
+  ) {
+    this.shutdownTimeout = readSeconds(options.shutdownTimeout, SHUTDOWN_TIMEOUT)!;
+  }
 
   onModuleInit(): void {
     // Nest may call this twice on the same instances (a testing module's init(),
@@ -155,7 +159,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
   }
 
   private close(): Promise<void> {
-    return this.webhooks.close({ timeout: readSeconds(this.options.shutdownTimeout, SHUTDOWN_TIMEOUT)! });
+    return this.webhooks.close({ timeout: this.shutdownTimeout });
   }
 }
 
@@ -163,10 +167,9 @@ const MODULE_OPTION_NAMES = [...KNOWN_OPTIONS, 'path', 'shutdownTimeout'];
 
 function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
   checkOptionKeys(options, 'MitpoWebhooksModule', MODULE_OPTION_NAMES);
-  const { path, shutdownTimeout, ...receiverOptions } = options;
+  // shutdownTimeout is MitpoWebhooksHandlers' to read; the receiver does not take it.
+  const { path, shutdownTimeout: _shutdownTimeout, ...receiverOptions } = options;
   routePath(path, 'MitpoWebhooksModule', true);
-  // Checked now, not first at shutdown, where a bad value would only be thrown away.
-  readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT);
   return new MitpoWebhooks(receiverOptions);
 }
 
