@@ -7,7 +7,6 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import {
   Body,
   Controller,
@@ -30,7 +29,7 @@ import { MitpoWebhooks, type MitpoEvent, type MitpoWebhooksOptions } from '../..
 import { MitpoWebhooksModule, OnMitpoEvent } from '../../src/nestjs';
 import { CHECK_CASES } from './check-cases';
 import { SECRET } from './recorder';
-import { WEBHOOK_PATH } from './servers';
+import { consumeBodyKeepingNoBytes, WEBHOOK_PATH } from './servers';
 
 export interface StartNestApp {
   type: 'start';
@@ -125,10 +124,6 @@ function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: Star
   return AppModule;
 }
 
-function consume(stream: NodeJS.ReadableStream): Promise<void> {
-  return new Promise((resolve, reject) => stream.on('data', () => undefined).on('end', resolve).on('error', reject));
-}
-
 /** A worker process's Nest: no HTTP, but the handlers must still be registered. */
 async function startContext(message: StartNestApp): Promise<INestApplicationContext> {
   const context = await NestFactory.createApplicationContext(appModule({}, message), { logger: false });
@@ -160,12 +155,7 @@ async function start(message: StartNestApp): Promise<INestApplication> {
   } else {
     const adapter = new FastifyAdapter();
     adapter.getInstance().addHook('onRequest', (_request, _reply, done) => inContext(done));
-    if (message.consumeFirst || check?.jsonParserFirst) {
-      adapter.getInstance().addHook('preParsing', async (_request, _reply, payload) => {
-        await consume(payload);
-        return Readable.from([]);
-      });
-    }
+    if (message.consumeFirst || check?.jsonParserFirst) adapter.getInstance().addHook('preParsing', consumeBodyKeepingNoBytes);
     app = await create(adapter);
   }
   app.setGlobalPrefix('api');

@@ -33,6 +33,14 @@ function chain(first: Middleware | undefined, second: Middleware): Middleware {
 
 const jsonParser = (options: MountOptions) => (options.jsonParserFirst ? (express5.json() as Middleware) : undefined);
 
+/** A Fastify preParsing hook that reads the whole body and keeps none of it. */
+export async function consumeBodyKeepingNoBytes(_request: unknown, _reply: unknown, payload: NodeJS.ReadableStream) {
+  for await (const _chunk of payload) {
+    // read and dropped
+  }
+  return Readable.from([]);
+}
+
 /**
  * A Fastify app serving the plugin, as a plain Node server: the request handler
  * Fastify would listen with, so suites can wrap it like any other mounting's.
@@ -44,14 +52,7 @@ async function fastifyServer(create: typeof fastify5 | typeof fastify4, webhooks
   const app = (create as typeof fastify5)({
     serverFactory: (handler) => (server = http.createServer(handler)),
   });
-  if (options.jsonParserFirst) {
-    app.addHook('preParsing', async (_request, _reply, payload) => {
-      for await (const _chunk of payload) {
-        // read and dropped
-      }
-      return Readable.from([]);
-    });
-  }
+  if (options.jsonParserFirst) app.addHook('preParsing', consumeBodyKeepingNoBytes);
   await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
   await app.ready();
   return server!;
