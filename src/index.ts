@@ -28,13 +28,3 @@ export {
 } from './events/schemas';
 export { MemoryReplayStore, type MemoryReplayStoreOptions } from './replay/memory-replay-store';
 export type { ReplayStore, ClaimResult } from './replay/replay-store';
-export {
-  WebhookEndpointsClient,
-  MitpoApiError,
-  webhookEndpointSchema,
-  createdWebhookEndpointSchema,
-  type WebhookEndpointsClientOptions,
-  type WebhookEndpoint,
-  type CreatedWebhookEndpoint,
-  type CreateWebhookEndpointInput,
-} from './api';
