@@ -17,24 +17,29 @@ export interface WebhookResponse {
 /** The answer plus, on a refusal, the error behind it (for `passErrors` and its headers, such as `Allow`). */
 export interface Outcome extends WebhookResponse {
   error?: WebhookVerificationError;
+  /** The body as JSON text, when it is fixed: the answers most deliveries get are serialised once. */
+  readonly json?: string;
 }
 
-export const SUCCESS: Outcome = Object.freeze({ status: 200, body: Object.freeze({ success: true as const }) });
-export const QUEUED: Outcome = Object.freeze({
-  status: 200,
-  body: Object.freeze({ success: true as const, queued: true as const }),
-});
-export const DUPLICATE: Outcome = Object.freeze({
-  status: 200,
-  body: Object.freeze({ success: true as const, duplicate: true as const }),
-});
+function fixedAnswer(body: WebhookResponseBody): Outcome {
+  return Object.freeze({ status: 200, body: Object.freeze(body), json: JSON.stringify(body) });
+}
+
+export const SUCCESS = fixedAnswer({ success: true });
+export const QUEUED = fixedAnswer({ success: true, queued: true });
+export const DUPLICATE = fixedAnswer({ success: true, duplicate: true });
 
 /** The answer to a refused delivery, in MITPO's envelope. */
 export function refusal(error: WebhookVerificationError): Outcome {
   return { status: error.status, body: { success: false, error: { code: error.code, message: error.message } }, error };
 }
 
-/** The headers of an answer: its JSON type and length, and whatever its refusal carries (`Allow`, `Retry-After`). */
-export function answerHeaders(outcome: Outcome, json: string): Record<string, string> {
-  return { 'content-type': JSON_CONTENT_TYPE, 'content-length': String(Buffer.byteLength(json)), ...outcome.error?.headers };
+/** The JSON text of an answer. */
+export function answerJson(outcome: Outcome): string {
+  return outcome.json ?? JSON.stringify(outcome.body);
+}
+
+/** The code telemetry and logs record an answer under: its error's, or what kind of success it was. */
+export function outcomeName(outcome: Outcome): string {
+  return outcome.error?.code ?? (outcome === DUPLICATE ? 'duplicate' : outcome === QUEUED ? 'queued' : 'success');
 }

@@ -2,17 +2,17 @@ export { MitpoWebhooks } from './mitpo-webhooks';
 export type { MitpoWebhooksOptions, WebhookLogger, DeliveryKeyFunction } from './options';
 export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
 export type { FetchHandler } from './adapters/fetch-handler';
-export type { DeliveryInput, DeadLetterHandler } from './pipeline/delivery-pipeline';
+export type { DeliveryInput } from './delivery-input';
+export type { DeadLetterHandler } from './pipeline/queued-runs';
 export type { DeliveryQueue, QueuedDelivery, QueuedRun, QueuedDeliveryProcessor, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 export type { FailureContext, FailureHandler } from './pipeline/failure-report';
 export type { WebhookResponse, WebhookResponseBody } from './answers';
 export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
 export type { SecretOption, Secrets } from './secrets/secret-source';
-export type { WebhookHeaders, DeliveryHeaders } from './headers/delivery-headers';
-export { WebhookVerificationError, WEBHOOK_ERROR_CODES, statusForCode, type WebhookErrorCode } from './errors';
+export { WebhookVerificationError, type WebhookErrorCode } from './errors';
 export { sign } from './signature/sign';
 export { verifySignature } from './signature/verify-signature';
-export { parseEvent, parseAnyEvent } from './events/parse-event';
+export { parseEvent } from './events/parse-event';
 export {
   mitpoEventSchema,
   mitpoEventSchemas,

@@ -5,7 +5,10 @@ import { readSeconds } from './duration-option';
 import { resolveOptions, type MitpoWebhooksOptions, type ResolvedOptions } from './options';
 import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import type { WebhookResponse } from './answers';
-import { DeliveryPipeline, type DeadLetterHandler, type DeliveryInput } from './pipeline/delivery-pipeline';
+import { requestFromInput, type DeliveryInput } from './delivery-input';
+import { nodePlatform } from './platform/node-platform';
+import { DeliveryPipeline } from './pipeline/delivery-pipeline';
+import type { DeadLetterHandler } from './pipeline/queued-runs';
 import type { FailureHandler } from './pipeline/failure-report';
 import { keepPipeline } from './pipeline/pipeline-of';
 import { EventRouter } from './router/event-router';
@@ -33,8 +36,8 @@ export class MitpoWebhooks {
    *   an unknown `replay` value or an unknown option
    */
   constructor(options: MitpoWebhooksOptions) {
-    this.options = resolveOptions(options);
-    this.pipeline = new DeliveryPipeline(this.options, this.router);
+    this.options = resolveOptions(options, nodePlatform);
+    this.pipeline = new DeliveryPipeline(this.options, this.router, nodePlatform);
     keepPipeline(this, this.pipeline);
   }
 
@@ -81,7 +84,7 @@ export class MitpoWebhooks {
    * delivery is kept, and can be retried with `mitpo-webhooks deliveries retry`.
    */
   onDeadLetter(handler: DeadLetterHandler): this {
-    this.pipeline.onDeadLetter(handler);
+    this.pipeline.deadLetters.add(handler);
     return this;
   }
 
@@ -174,7 +177,7 @@ export class MitpoWebhooks {
    * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)
    */
   verify(input: DeliveryInput): Promise<MitpoEvent> {
-    return this.pipeline.verify(input);
+    return this.pipeline.verify(requestFromInput(input));
   }
 
   /**
@@ -185,7 +188,7 @@ export class MitpoWebhooks {
    * @returns the status and the JSON body to answer with
    */
   async receive(input: DeliveryInput): Promise<WebhookResponse> {
-    const { status, body } = await this.pipeline.receive(input);
+    const { status, body } = await this.pipeline.process(requestFromInput(input));
     return { status, body };
   }
 }

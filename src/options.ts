@@ -4,7 +4,8 @@ import type { MitpoEvent, UnknownMitpoEvent } from './events/schemas';
 import { isDeliveryQueue, type DeliveryQueue } from './queue/delivery-queue';
 import { MemoryReplayStore } from './replay/memory-replay-store';
 import { isReplayStore, type ReplayStore } from './replay/replay-store';
-import { createSecretSource, type SecretOption, type SecretSource } from './secrets/secret-source';
+import type { Platform } from './platform/platform';
+import { signingKeysOf, type SecretOption, type SigningKeys } from './secrets/secret-source';
 
 /** A structured logger in pino's shape (`logger.warn(obj, msg)`); `console` works too. */
 export interface WebhookLogger {
@@ -68,7 +69,7 @@ export interface MitpoWebhooksOptions {
 
 /** The options after validation, with every default applied. */
 export interface ResolvedOptions {
-  secrets: SecretSource;
+  secrets: SigningKeys;
   toleranceSeconds: number;
   maxEventAgeSeconds: number;
   replay: ReplayStore | undefined;
@@ -101,13 +102,15 @@ export const KNOWN_OPTIONS = new Set([
   'now',
 ]);
 
+/** Upper bounds a millisecond slip cannot pass (`bodyTimeout: 2000` would otherwise mean 33 minutes). */
+const HOUR = 3600;
 const DAY = 86_400;
 
 /**
  * Every option is checked here, once, so misconfiguration is a `TypeError` at
  * start-up and never a per-request surprise.
  */
-export function resolveOptions(options: unknown): ResolvedOptions {
+export function resolveOptions(options: unknown, platform: Platform): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('mitpo-webhooks: new MitpoWebhooks(options) needs an options object with at least { secret }');
   }
@@ -117,20 +120,20 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       throw new TypeError(`mitpo-webhooks: unknown option "${key}"; known options are ${[...KNOWN_OPTIONS].join(', ')}`);
     }
   }
-  const toleranceSeconds = readSeconds(given.tolerance, { name: 'tolerance', fallback: 300, max: DAY })!;
+  const toleranceSeconds = readSeconds(given.tolerance, { name: 'tolerance', fallback: 300, max: HOUR })!;
   const maxEventAgeSeconds = readSeconds(given.maxEventAge, { name: 'maxEventAge', fallback: 3 * DAY, max: 365 * DAY })!;
   const inFlightTtlSeconds = readSeconds(given.inFlightTtl, { name: 'inFlightTtl', fallback: 300, max: DAY })!;
-  const handlerTimeoutSeconds = readSeconds(given.handlerTimeout, { name: 'handlerTimeout', fallback: undefined, max: DAY });
+  const handlerTimeoutSeconds = readSeconds(given.handlerTimeout, { name: 'handlerTimeout', fallback: undefined, max: HOUR });
   const secretCacheTtlSeconds = readSeconds(given.secretCacheTtl, { name: 'secretCacheTtl', fallback: 60, max: 3600, allowZero: true })!;
   const now = clock(given.now);
   return {
-    secrets: createSecretSource(given.secret, secretCacheTtlSeconds * 1000, now),
+    secrets: signingKeysOf(given.secret, (secret) => platform.signingKey(secret), secretCacheTtlSeconds * 1000, now),
     toleranceSeconds,
     maxEventAgeSeconds,
     replay: given.queue === undefined ? replayStore(given.replay) : noReplayWithQueue(given.replay),
     queue: deliveryQueue(given.queue),
     limit: parseSizeLimit(given.limit ?? '1mb'),
-    bodyTimeoutSeconds: readSeconds(given.bodyTimeout, { name: 'bodyTimeout', fallback: 10, max: 3600 })!,
+    bodyTimeoutSeconds: readSeconds(given.bodyTimeout, { name: 'bodyTimeout', fallback: 10, max: 120 })!,
     inFlightTtlMs: inFlightTtlSeconds * 1000,
     handlerTimeoutMs: handlerTimeoutSeconds === undefined ? undefined : handlerTimeoutSeconds * 1000,
     // An event may arrive up to `tolerance` early and up to `maxEventAge` late, so

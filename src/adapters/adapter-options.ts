@@ -26,8 +26,18 @@ export function routePath(path: unknown, where: string, required: boolean): stri
   return normalizePath(path);
 }
 
-/** A URL's path without its query string or a trailing slash: how paths are compared. */
+/** A URL's path without its query string or a trailing slash. */
 export function normalizePath(url: string | undefined): string {
   const pathname = (url ?? '/').split('?', 1)[0]!;
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
+}
+
+/**
+ * Whether a request's URL is the served path, matched as Express and NestJS
+ * route by default: without regard to case, with or without one trailing
+ * slash. A stricter match would let `/Webhooks/MITPO/` skip verification and
+ * reach whatever route the app matches it to.
+ */
+export function isServedPath(url: string | undefined, servedPath: string): boolean {
+  return normalizePath(url).toLowerCase() === servedPath.toLowerCase();
 }

@@ -4,14 +4,15 @@ import type { BodySource } from '../body/body-errors';
 import { keptOnNodeRequest, readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { checkOptionKeys, normalizePath, routePath } from './adapter-options';
+import { checkOptionKeys, isServedPath, routePath } from './adapter-options';
 import { nodeAnswer } from './node-answer';
 
 /** Options of `webhooks.middleware()`. */
 export interface MiddlewareOptions {
   /**
-   * Only requests to this path are handled (query string and a trailing slash
-   * ignored); others go to `next()`. Matched against the URL as the app received
+   * Only requests to this path are handled (matched without regard to case, with
+   * or without one trailing slash, query string ignored, as Express routes);
+   * others go to `next()`. Matched against the URL as the app received
    * it (Express's `req.originalUrl`) and the mount-relative one, so
    * `app.use('/webhooks', webhooks.middleware({ path: '/webhooks/mitpo' }))`
    * owns `/webhooks/mitpo`. Without it, every request the middleware is given is
@@ -74,7 +75,7 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
 
 function ownsPath(req: IncomingMessage, path: string): boolean {
   const { originalUrl } = req as IncomingMessage & { originalUrl?: unknown };
-  return normalizePath(req.url) === path || (typeof originalUrl === 'string' && normalizePath(originalUrl) === path);
+  return isServedPath(req.url, path) || (typeof originalUrl === 'string' && isServedPath(originalUrl, path));
 }
 
 function middlewarePath(options: unknown): string | undefined {

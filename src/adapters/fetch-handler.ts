@@ -1,4 +1,4 @@
-import { answerHeaders } from '../answers';
+import { answerJson, JSON_CONTENT_TYPE } from '../answers';
 import { readFetchBody } from '../body/read-fetch-body';
 import { toDeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
@@ -17,7 +17,10 @@ export function createFetchHandler(pipeline: DeliveryPipeline): FetchHandler {
       headers: toDeliveryHeaders(request.headers),
       readBody: (options) => readFetchBody(request, options),
     });
-    const json = JSON.stringify(outcome.body);
-    return new Response(json, { status: outcome.status, headers: answerHeaders(outcome, json) });
+    // The Response sets Content-Length itself from the text.
+    return new Response(answerJson(outcome), {
+      status: outcome.status,
+      headers: { 'content-type': JSON_CONTENT_TYPE, ...outcome.error?.headers },
+    });
   };
 }

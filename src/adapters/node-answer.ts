@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { answerHeaders, type Outcome } from '../answers';
+import { answerJson, JSON_CONTENT_TYPE, type Outcome } from '../answers';
 
 /** An outcome as the status, headers and JSON text a Node-based framework writes. */
 export interface NodeAnswer {
@@ -9,8 +9,12 @@ export interface NodeAnswer {
 }
 
 export function nodeAnswer(req: IncomingMessage, outcome: Outcome): NodeAnswer {
-  const json = JSON.stringify(outcome.body);
-  const headers = answerHeaders(outcome, json);
+  const json = answerJson(outcome);
+  const headers: Record<string, string> = {
+    'content-type': JSON_CONTENT_TYPE,
+    'content-length': String(Buffer.byteLength(json)),
+    ...outcome.error?.headers,
+  };
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)

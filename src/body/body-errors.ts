@@ -1,5 +1,4 @@
 import { WebhookVerificationError } from '../errors';
-import { withTimeout } from '../with-timeout';
 
 /** Where the raw bytes went, and how to keep them, for each way apps mount us. */
 const KEEP_RAW_BODY = {
@@ -63,13 +62,4 @@ export interface BodyReadOptions {
   timeoutSeconds: number;
   /** The declared `Content-Length`, when one was sent. */
   contentLength: number | undefined;
-}
-
-/**
- * Races a body read against `bodyTimeout`, so a client trickling bytes cannot
- * hold a request open. `onTimeout` stops the read; the adapter then answers
- * 408 and closes the connection.
- */
-export function withBodyTimeout<T>(reading: Promise<T>, seconds: number, onTimeout: () => void): Promise<T> {
-  return withTimeout(reading, seconds * 1000, () => bodyTimedOut(seconds), onTimeout);
 }

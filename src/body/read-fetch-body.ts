@@ -1,5 +1,6 @@
 import { WebhookVerificationError } from '../errors';
-import { bodyAlreadyParsed, bodyReadFailed, payloadTooLarge, withBodyTimeout, type BodyReadOptions } from './body-errors';
+import { withTimeout } from '../with-timeout';
+import { bodyAlreadyParsed, bodyReadFailed, bodyTimedOut, payloadTooLarge, type BodyReadOptions } from './body-errors';
 
 /**
  * The raw bytes of a Fetch `Request`, read from its stream so the limit holds
@@ -21,7 +22,7 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
   let size = 0;
   if (reader !== undefined) {
     try {
-      await withBodyTimeout(
+      await withTimeout(
         (async () => {
           for (let read = await reader.read(); !read.done; read = await reader.read()) {
             const chunk: unknown = read.value;
@@ -31,8 +32,8 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
             chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
           }
         })(),
-        options.timeoutSeconds,
-        () => undefined,
+        options.timeoutSeconds * 1000,
+        () => bodyTimedOut(options.timeoutSeconds),
       );
     } catch (error) {
       // Tell the source to stop sending: a refused body is never read to its end.

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { readSeconds } from '../duration-option';
-import type {
-  DeliveryQueue,
-  DeliveryWorker,
-  QueuedDelivery,
-  QueuedDeliveryProcessor,
-  WorkerOptions,
+import {
+  FinalDeliveryFailure,
+  type DeliveryQueue,
+  type DeliveryWorker,
+  type QueuedDelivery,
+  type QueuedDeliveryProcessor,
+  type WorkerOptions,
 } from '../queue/delivery-queue';
-import { jobIdOf } from '../queue/job-id';
+import { jobIdOf } from './job-id';
 import { withTimeout } from '../with-timeout';
 
 /** Options of {@link BullMQDeliveryQueue}. */
@@ -141,7 +142,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         } catch (error) {
           // A delivery that can never succeed (a forged job, a refused payload) is
           // a dead letter at once rather than after every backoff.
-          if ((error as { retryable?: unknown }).retryable === false) throw new UnrecoverableError((error as Error).message);
+          if (error instanceof FinalDeliveryFailure) throw new UnrecoverableError(error.message);
           throw error;
         }
       },

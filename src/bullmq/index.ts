@@ -1,2 +1,1 @@
 export { BullMQDeliveryQueue, type BullMQDeliveryQueueOptions } from './bullmq-delivery-queue';
-export { jobIdOf } from '../queue/job-id';

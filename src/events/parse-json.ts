@@ -1,17 +1,16 @@
-import { isUtf8 } from 'node:buffer';
 import { WebhookVerificationError } from '../errors';
 
 /**
  * The body's JSON value. JSON is UTF-8 on the wire; decoding invalid bytes to
- * U+FFFD would silently change what MITPO signed, so such a body is refused
- * instead of re-decoded.
+ * U+FFFD would silently change what MITPO signed, so such a body (`text`
+ * undefined: the platform found it was not UTF-8) is refused instead of re-decoded.
  *
  * @throws WebhookVerificationError `invalid_json`
  */
-export function parseJson(rawBody: Buffer): unknown {
-  if (!isUtf8(rawBody)) throw new WebhookVerificationError('invalid_json', 'The body is not valid UTF-8');
+export function parseJson(text: string | undefined): unknown {
+  if (text === undefined) throw new WebhookVerificationError('invalid_json', 'The body is not valid UTF-8');
   try {
-    return JSON.parse(rawBody.toString('utf8'));
+    return JSON.parse(text);
   } catch (error) {
     throw new WebhookVerificationError('invalid_json', 'The body is not valid JSON', { cause: error });
   }

@@ -1,8 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http';
-
 /** Request headers in any shape an app may hold them: Node's, a Fetch `Headers`, or a plain object. */
 export type WebhookHeaders =
-  | IncomingHttpHeaders
   | Headers
   | Readonly<Record<string, string | readonly string[] | number | undefined>>;
 

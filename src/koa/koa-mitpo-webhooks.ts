@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { checkOptionKeys, normalizePath, routePath } from '../adapters/adapter-options';
+import { checkOptionKeys, isServedPath, routePath } from '../adapters/adapter-options';
 import { nodeAnswer } from '../adapters/node-answer';
 import { readNodeBody } from '../body/read-node-body';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
@@ -49,7 +49,7 @@ export function koaMitpoWebhooks(webhooks: MitpoWebhooks, options: KoaMitpoWebho
   const path = routePath(given, 'koaMitpoWebhooks', false);
 
   return async function mitpoWebhooksKoaMiddleware(ctx, next) {
-    if (path !== undefined && normalizePath(ctx.path) !== path) {
+    if (path !== undefined && !isServedPath(ctx.path, path)) {
       await next();
       return;
     }

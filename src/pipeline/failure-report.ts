@@ -1,6 +1,6 @@
-import type { WebhookVerificationError } from '../errors';
-import { toError } from '../errors';
+import { toError, type WebhookVerificationError } from '../errors';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
+import { Listeners } from '../listeners';
 import type { WebhookLogger } from '../options';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import { sanitizeText } from '../text/sanitize-text';
@@ -26,7 +26,7 @@ export interface DeliveryTrace {
   /** When processing began, by the configured clock, for `durationMs`. */
   readonly startedAt: number;
   /** Set once the signature matched. */
-  rawBody?: Buffer;
+  rawBody?: Uint8Array;
   /** Set once the event was verified. */
   event?: string;
   deliveryKey?: string;
@@ -41,7 +41,7 @@ export interface DeliveryTrace {
  * a record is a secret or an expected signature.
  */
 export class FailureReport {
-  private handlers: readonly FailureHandler[] = [];
+  private readonly listeners = new Listeners<[WebhookVerificationError, FailureContext]>('onFailure');
 
   constructor(
     private readonly logger: WebhookLogger | undefined,
@@ -49,26 +49,16 @@ export class FailureReport {
   ) {}
 
   add(handler: unknown): void {
-    if (typeof handler !== 'function') {
-      throw new TypeError(`mitpo-webhooks: onFailure() needs a function as its handler (got ${typeof handler})`);
-    }
-    this.handlers = [...this.handlers, handler as FailureHandler];
+    this.listeners.add(handler);
   }
 
   report(error: WebhookVerificationError, trace: DeliveryTrace): void {
-    const context = failureContext(error, trace);
-    for (const handler of this.handlers) {
-      try {
-        Promise.resolve(handler(error, context)).catch(() => undefined);
-      } catch {
-        // A throwing onFailure never changes the answer.
-      }
-    }
+    this.listeners.emit(error, failureContext(error, trace));
     this.log(error, trace);
   }
 
-  /** A store failure after the handlers ran, which cannot change the answer any more. */
-  storeTrouble(message: string, cause: unknown, trace: DeliveryTrace): void {
+  /** A store failure after the handlers ran (or in the background), which cannot change the answer any more. */
+  storeTrouble(message: string, cause: unknown, trace: Partial<DeliveryTrace>): void {
     this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
   }
 
@@ -93,17 +83,17 @@ export class FailureReport {
   }
 }
 
-function fields(trace: DeliveryTrace, now: number): Record<string, unknown> {
+function fields(trace: Partial<DeliveryTrace>, now: number): Record<string, unknown> {
   return {
     ...(trace.event === undefined ? {} : { event: sanitizeText(trace.event) }),
     ...(trace.deliveryKey === undefined ? {} : { deliveryKey: sanitizeText(trace.deliveryKey, 200) }),
-    durationMs: now - trace.startedAt,
+    ...(trace.startedAt === undefined ? {} : { durationMs: now - trace.startedAt }),
   };
 }
 
 function failureContext(error: WebhookVerificationError, trace: DeliveryTrace): FailureContext {
   if (trace.rawBody === undefined) return { headers: trace.headers };
-  const context: FailureContext = { headers: trace.headers, authenticated: true, rawBody: trace.rawBody };
+  const context: FailureContext = { headers: trace.headers, authenticated: true, rawBody: trace.rawBody as Buffer };
   const issues = (error.cause as { issues?: FailureContext['issues'] } | undefined)?.issues;
   if (error.code === 'invalid_payload' && Array.isArray(issues)) context.issues = issues;
   return context;

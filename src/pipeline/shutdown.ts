@@ -11,7 +11,9 @@ const RETRY_AFTER_SECONDS = 10;
  */
 export class Shutdown {
   private closingSince: number | undefined;
-  private readonly running = new Set<Promise<unknown>>();
+  /** Deliveries under way: a count, not a set of promises, since nothing but "how many" is ever asked. */
+  private running = 0;
+  private drained: (() => void) | undefined;
   /** True once the deadline was reached: a delivery still to be handled is refused. */
   pastDeadline = false;
   /**
@@ -27,35 +29,26 @@ export class Shutdown {
     return this.closingSince !== undefined;
   }
 
-  /**
-   * Resolves with `value` if the deadline is reached before `work` settles, else
-   * with `work`'s own result; the deadline's watch ends either way.
-   */
-  async race<T, D>(work: Promise<T>, value: D): Promise<T | D> {
-    if (this.pastDeadline) return value;
-    let stop: () => void = () => undefined;
-    const reached = new Promise<D>((resolve) => {
-      stop = () => resolve(value);
-      this.atDeadline.add(stop);
-    });
-    try {
-      return await Promise.race([work, reached]);
-    } finally {
-      this.atDeadline.delete(stop);
-    }
+  /** Counts a delivery as under way, until `leave()`. */
+  enter(): void {
+    this.running += 1;
+  }
+
+  leave(): void {
+    this.running -= 1;
+    if (this.running === 0) this.drained?.();
+  }
+
+  /** Calls `stop` when the deadline is reached, unless `cancel` (returned) was called first. */
+  onDeadline(stop: () => void): () => void {
+    this.atDeadline.add(stop);
+    return () => this.atDeadline.delete(stop);
   }
 
   private reachDeadline(): void {
     this.pastDeadline = true;
     for (const stop of this.atDeadline) stop();
-  }
-
-  /** Counts a delivery as under way until `work` settles. */
-  track<T>(work: Promise<T>): Promise<T> {
-    this.running.add(work);
-    const untrack = () => this.running.delete(work);
-    work.then(untrack, untrack);
-    return work;
+    this.atDeadline.clear();
   }
 
   /**
@@ -70,7 +63,12 @@ export class Shutdown {
       const timer = setTimeout(() => this.reachDeadline(), timeoutSeconds * 1000);
       timer.unref();
       // Every delivery either finishes or, in its handlers, gives up at the deadline.
-      await this.race(Promise.allSettled([...this.running]), undefined);
+      if (this.running > 0 && !this.pastDeadline) {
+        await new Promise<void>((resolve) => {
+          this.drained = resolve;
+          this.onDeadline(resolve);
+        });
+      }
       await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
       clearTimeout(timer);
       this.reachDeadline();

@@ -33,8 +33,8 @@ export interface QueuedRun {
 
 /**
  * Runs one queued delivery. Resolves when it was handled; rejects to have it
- * retried (or dead-lettered after the last attempt). A rejection with
- * `retryable: false` on the error makes it a dead letter at once.
+ * retried (or dead-lettered after the last attempt). A rejection with a
+ * {@link FinalDeliveryFailure} makes it a dead letter at once.
  */
 export type QueuedDeliveryProcessor = (run: QueuedRun) => Promise<void>;
 
@@ -82,4 +82,14 @@ export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
     typeof queue.startWorker === 'function' &&
     typeof queue.close === 'function'
   );
+}
+
+/**
+ * A queued delivery that no later attempt can help (a forged or refused
+ * delivery): the queue keeps it as a dead letter at once instead of retrying.
+ * Its own class, like BullMQ's `UnrecoverableError`, so the contract between
+ * the worker and the queue is a type, not a flag patched onto an error.
+ */
+export class FinalDeliveryFailure extends Error {
+  override readonly name = 'FinalDeliveryFailure';
 }

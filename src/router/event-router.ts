@@ -1,5 +1,6 @@
 import { toError } from '../errors';
 import { isMitpoEventName, MITPO_EVENT_NAMES, type MitpoEvent, type UnknownMitpoEvent } from '../events/schemas';
+import { Listeners } from '../listeners';
 import type { AnyEventHandler, DeliveryContext, HandlerErrorHandler } from './types';
 
 type Handler = (event: never, ctx: DeliveryContext) => unknown;
@@ -7,27 +8,33 @@ type Handler = (event: never, ctx: DeliveryContext) => unknown;
 /** Wraps each handler run (telemetry's span and timing); must settle as the run does. */
 export type HandlerRun = (run: () => unknown) => Promise<unknown>;
 
+/** No handler failed: shared, since most deliveries end this way. */
+const NO_FAILURES: readonly Error[] = Object.freeze([]);
+
 /** Which handlers run for which event, and running them. */
 export class EventRouter {
   private readonly byName = new Map<string, Handler[]>();
   private anyHandlers: AnyEventHandler[] = [];
-  private errorHandlers: HandlerErrorHandler[] = [];
+  /** The named handlers then the onAny ones, per event name; rebuilt after every (un)registration. */
+  private readonly forName = new Map<string, readonly Handler[]>();
+  private readonly errorListeners = new Listeners<Parameters<HandlerErrorHandler>>('onError');
 
   on(names: unknown, handler: unknown): void {
     assertHandler(handler, 'on');
     for (const name of namesOf(names, 'on')) {
       this.byName.set(name, [...(this.byName.get(name) ?? []), handler as Handler]);
     }
+    this.forName.clear();
   }
 
   onAny(handler: unknown): void {
     assertHandler(handler, 'onAny');
     this.anyHandlers = [...this.anyHandlers, handler as AnyEventHandler];
+    this.forName.clear();
   }
 
   onError(handler: unknown): void {
-    assertHandler(handler, 'onError');
-    this.errorHandlers = [...this.errorHandlers, handler as HandlerErrorHandler];
+    this.errorListeners.add(handler);
   }
 
   /** `'*'` names the `onAny` handlers. Removing one that is not registered does nothing. */
@@ -42,41 +49,52 @@ export class EventRouter {
       if (remaining.length > 0) this.byName.set(name as string, remaining);
       else this.byName.delete(name as string);
     }
+    this.forName.clear();
   }
 
   /**
    * Runs every handler for the event at once and waits for all of them. The
-   * arrays are replaced, never mutated, on registration, so a handler added or
-   * removed while a delivery runs affects only later deliveries.
+   * lists are replaced, never mutated, on registration, so a handler added or
+   * removed while a delivery runs affects only later deliveries. Never rejects.
    *
    * @param around - wraps each run, e.g. in a span
    * @returns the errors of the handlers that failed (empty on success)
    */
-  async dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, around?: HandlerRun): Promise<Error[]> {
-    const runs = this.handlersFor(event.event).map(async (handler) => {
-      const run = () => handler(event as never, ctx);
-      return around === undefined ? run() : around(run);
+  dispatch(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, around?: HandlerRun): Promise<readonly Error[]> {
+    const handlers = this.handlersFor(event.event);
+    if (handlers.length === 1) {
+      return runHandler(handlers[0]!, event, ctx, around).then(
+        () => NO_FAILURES,
+        (error: unknown) => this.failed([toError(error)], event, ctx),
+      );
+    }
+    return Promise.allSettled(handlers.map((handler) => runHandler(handler, event, ctx, around))).then((results) => {
+      const failures = results.flatMap((result) => (result.status === 'rejected' ? [toError(result.reason)] : []));
+      return failures.length === 0 ? NO_FAILURES : this.failed(failures, event, ctx);
     });
-    const results = await Promise.allSettled(runs);
-    const failures = results.flatMap((result) => (result.status === 'rejected' ? [toError(result.reason)] : []));
-    for (const failure of failures) this.reportHandlerError(failure, event, ctx);
+  }
+
+  private handlersFor(name: string): readonly Handler[] {
+    let handlers = this.forName.get(name);
+    if (handlers === undefined) {
+      handlers = [...(this.byName.get(name) ?? []), ...this.anyHandlers];
+      this.forName.set(name, handlers);
+    }
+    return handlers;
+  }
+
+  private failed(failures: Error[], event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): readonly Error[] {
+    for (const failure of failures) this.errorListeners.emit(failure, event, ctx);
     return failures;
   }
+}
 
-  /** The named handlers, then the onAny ones. */
-  private handlersFor(name: string): readonly Handler[] {
-    return [...(this.byName.get(name) ?? []), ...this.anyHandlers];
-  }
-
-  private reportHandlerError(error: Error, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext): void {
-    for (const handler of this.errorHandlers) {
-      try {
-        // An onError that rejects must not become an unhandled rejection that kills the process.
-        Promise.resolve(handler(error, event, ctx)).catch(() => undefined);
-      } catch {
-        // An onError that throws never changes the answer.
-      }
-    }
+/** One handler's run as a promise; a handler that throws synchronously rejects it like one that rejects. */
+function runHandler(handler: Handler, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, around: HandlerRun | undefined): Promise<unknown> {
+  try {
+    return Promise.resolve(around === undefined ? handler(event as never, ctx) : around(() => handler(event as never, ctx)));
+  } catch (error) {
+    return Promise.reject(error);
   }
 }
 

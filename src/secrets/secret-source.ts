@@ -1,5 +1,4 @@
 import { WebhookVerificationError } from '../errors';
-import { SigningKey } from '../signature/signing-key';
 import { secretProblem } from './secret-rules';
 
 /** One secret or several (during a rotation). */
@@ -11,8 +10,13 @@ export type Secrets = string | readonly string[];
  */
 export type SecretOption = Secrets | (() => Secrets | PromiseLike<Secrets>);
 
-/** The keys to verify one delivery with. */
-export type SecretSource = () => Promise<readonly SigningKey[]>;
+/** The keys to verify deliveries with. */
+export interface SigningKeys<Key = unknown> {
+  /** The keys of a fixed secret, read without waiting; undefined when a function supplies them. */
+  readonly fixed: readonly Key[] | undefined;
+  /** The keys for one delivery. @throws WebhookVerificationError `secret_unavailable` */
+  resolve(): Promise<readonly Key[]>;
+}
 
 /**
  * A fixed secret is checked and turned into keys once, here, so a bad one is a
@@ -24,18 +28,18 @@ export type SecretSource = () => Promise<readonly SigningKey[]>;
  *
  * @throws TypeError for a fixed secret that is missing, empty, padded, quoted or only the prefix, or an empty list
  */
-export function createSecretSource(option: unknown, cacheTtlMs: number, now: () => number): SecretSource {
+export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => Key, cacheTtlMs: number, now: () => number): SigningKeys<Key> {
   if (typeof option !== 'function') {
     const fixed = Object.freeze(checkedList(option, (message) => new TypeError(`mitpo-webhooks: ${message}`)).map(toKey));
     const resolved = Promise.resolve(fixed);
-    return () => resolved;
+    return { fixed, resolve: () => resolved };
   }
   const fetchSecrets = option as () => unknown;
-  let cached: { keys: readonly SigningKey[]; until: number } | undefined;
-  let pending: Promise<readonly SigningKey[]> | undefined;
-  return () => {
+  let cached: { keys: readonly Key[]; until: number } | undefined;
+  let pending: Promise<readonly Key[]> | undefined;
+  const resolve = (): Promise<readonly Key[]> => {
     if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
-    pending ??= fetchAndCheck(fetchSecrets).then(
+    pending ??= fetchAndCheck(fetchSecrets, toKey).then(
       (keys) => {
         pending = undefined;
         cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;
@@ -48,9 +52,10 @@ export function createSecretSource(option: unknown, cacheTtlMs: number, now: () 
     );
     return pending;
   };
+  return { fixed: undefined, resolve };
 }
 
-async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly SigningKey[]> {
+async function fetchAndCheck<Key>(fetchSecrets: () => unknown, toKey: (secret: string) => Key): Promise<readonly Key[]> {
   let value: unknown;
   try {
     value = await fetchSecrets();
@@ -58,10 +63,6 @@ async function fetchAndCheck(fetchSecrets: () => unknown): Promise<readonly Sign
     throw unavailable('the secret function threw or rejected', error);
   }
   return checkedList(value, (message) => unavailable(message)).map(toKey);
-}
-
-function toKey(secret: string): SigningKey {
-  return new SigningKey(secret);
 }
 
 function checkedList(value: unknown, fail: (message: string) => Error): string[] {

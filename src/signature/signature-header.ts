@@ -1,7 +1,8 @@
 import { WebhookVerificationError } from '../errors';
 
 /** MITPO sends `sha256=` and the 64 lowercase hex digits of an HMAC-SHA256, and its own snippet compares that whole string. */
-const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
+const SIGNATURE = /^sha256=[0-9a-f]{64}$/;
+const SIGNATURE_PREFIX = 'sha256=';
 
 /**
  * Reads `X-MITPO-Signature` strictly: anything but MITPO's exact form could never
@@ -9,12 +10,11 @@ const SIGNATURE = /^sha256=([0-9a-f]{64})$/;
  * instead of a 401. A header sent twice arrives as an array (or joined with
  * ", "): malformed, because choosing one value would let an attacker append a guess.
  *
- * @returns the 32-byte digest the header carries
+ * @returns the 64 hex digits of the digest the header carries
  * @throws WebhookVerificationError `missing_signature` or `malformed_signature`
  */
-export function readSignatureHeader(value: unknown): Buffer {
-  const match = typeof value === 'string' ? SIGNATURE.exec(value) : null;
-  if (match !== null) return Buffer.from(match[1]!, 'hex');
+export function readSignatureHeader(value: unknown): string {
+  if (typeof value === 'string' && SIGNATURE.test(value)) return value.slice(SIGNATURE_PREFIX.length);
   if (value === undefined || value === null || (typeof value === 'string' && value.trim() === '')) {
     throw new WebhookVerificationError('missing_signature', 'The X-MITPO-Signature header is missing');
   }

@@ -1,6 +1,6 @@
+import { nodePlatform } from '../platform/node-platform';
 import { isUsableSecret } from '../secrets/secret-rules';
 import { readSignatureHeader } from './signature-header';
-import { matchesAnyKey, SigningKey } from './signing-key';
 
 /**
  * Checks an `X-MITPO-Signature` header against the raw body, in constant time.
@@ -23,11 +23,11 @@ export function verifySignature(
 ): boolean {
   try {
     if (typeof payload !== 'string' && !(payload instanceof Uint8Array)) return false;
-    const digest = readSignatureHeader(signatureHeader);
+    const signatureHex = readSignatureHeader(signatureHeader);
     const secrets: unknown[] = Array.isArray(secretOrSecrets) ? secretOrSecrets : [secretOrSecrets];
-    const keys = secrets.filter(isUsableSecret).map((secret) => new SigningKey(secret));
+    const keys = secrets.filter(isUsableSecret).map((secret) => nodePlatform.signingKey(secret));
     const bytes = typeof payload === 'string' ? Buffer.from(payload, 'utf8') : payload;
-    return matchesAnyKey(keys, bytes, digest);
+    return nodePlatform.signatureMatches(keys, bytes, signatureHex) as boolean;
   } catch {
     return false;
   }

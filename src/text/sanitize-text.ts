@@ -1,17 +1,20 @@
 /**
- * C0 controls, DEL and C1 controls. C1 matters as much as C0: U+009B is a
- * one-character CSI on many terminals, so a logged `X-MITPO-Event` could repaint
- * the screen of whoever reads the logs.
+ * Characters that must never reach an answer, a log record or a terminal raw:
+ * C0 controls, DEL and C1 controls (U+009B is a one-character CSI on many
+ * terminals), the bidirectional controls (U+202A–U+202E, U+2066–U+2069: they
+ * reorder what a reader sees, so a logged event name can disguise itself) and
+ * zero-width characters (U+200B–U+200F, U+FEFF: they make two names that look
+ * alike differ).
  */
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/g;
 
 /**
  * Text a sender controls (a media type, an event name, an answer from a server),
- * made safe to put in an answer, a log record or an error message: control
+ * made safe to put in an answer, a log record or an error message: unsafe
  * characters removed and the result cut to `maxLength` characters, with `…` when cut.
  */
 export function sanitizeText(value: string, maxLength = 100): string {
-  const stripped = value.replace(CONTROL_CHARACTERS, '');
+  const stripped = value.replace(UNSAFE_CHARACTERS, '');
   return stripped.length > maxLength ? `${stripped.slice(0, maxLength)}…` : stripped;
 }

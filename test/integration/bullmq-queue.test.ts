@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
-import { BullMQDeliveryQueue, jobIdOf, type BullMQDeliveryQueueOptions } from '../../src/bullmq';
+import { BullMQDeliveryQueue, type BullMQDeliveryQueueOptions } from '../../src/bullmq';
+import { jobIdOf } from '../../src/bullmq/job-id';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';

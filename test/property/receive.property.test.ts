@@ -1,6 +1,7 @@
 import http from 'node:http';
 import fc from 'fast-check';
-import { MitpoWebhooks, sign, statusForCode, type WebhookErrorCode } from '../../src';
+import { MitpoWebhooks, sign, type WebhookErrorCode } from '../../src';
+import { statusForCode } from '../../src/errors';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { listen } from '../helpers/servers';

@@ -1,4 +1,5 @@
-import { parseAnyEvent, parseEvent, MITPO_EVENT_NAMES, WebhookVerificationError } from '../../src';
+import { parseEvent, MITPO_EVENT_NAMES, WebhookVerificationError } from '../../src';
+import { parseAnyEvent } from '../../src/events/parse-event';
 import { SAMPLE_DATA } from '../../src/testing';
 
 const TS = '2026-03-22T10:30:00Z';

@@ -87,7 +87,7 @@ describe('queued processing, the pipeline side', () => {
     webhooks.onAny(ran);
     const { job } = await queued(webhooks, queue);
     const tampered = { ...job, rawBody: Buffer.from(job.rawBody.toString().replace('completed', 'failed')) };
-    await expect(queue.run(tampered)).rejects.toMatchObject({ code: 'invalid_signature', retryable: false });
+    await expect(queue.run(tampered)).rejects.toMatchObject({ name: 'FinalDeliveryFailure', cause: { code: 'invalid_signature' } });
     expect(ran).not.toHaveBeenCalled();
     expect(deadLetters).toEqual([{ event: undefined, code: 'invalid_signature', message: expect.any(String) }]);
   });
@@ -98,7 +98,7 @@ describe('queued processing, the pipeline side', () => {
     const { reply, job } = await queued(webhooks, queue, delivery);
     expect(reply.status).toBe(400);
     expect(job.refused).toMatchObject({ code: 'invalid_payload', issues: expect.arrayContaining([expect.objectContaining({ path: ['data', 'dispatch_id'] })]) });
-    await expect(queue.run(job)).rejects.toMatchObject({ code: 'invalid_payload', retryable: false });
+    await expect(queue.run(job)).rejects.toMatchObject({ name: 'FinalDeliveryFailure', cause: { code: 'invalid_payload' } });
     expect(deadLetters.map((d) => d.code)).toEqual(['invalid_payload']);
   });
 
@@ -130,8 +130,8 @@ describe('queued processing, the pipeline side', () => {
     const { job } = await queued(webhooks, queue);
     vaultUp = false;
     await expect(queue.run(job, 1, false)).rejects.toMatchObject({ code: 'secret_unavailable' });
-    await expect(queue.run(job, 1, false)).rejects.not.toMatchObject({ retryable: false });
-    await expect(queue.run(job, 5, true)).rejects.toMatchObject({ retryable: false });
+    await expect(queue.run(job, 1, false)).rejects.toMatchObject({ code: 'secret_unavailable' });
+    await expect(queue.run(job, 5, true)).rejects.toMatchObject({ name: 'FinalDeliveryFailure', cause: { code: 'secret_unavailable' } });
   });
 });
 

@@ -6,8 +6,8 @@ import {
   type DeliveryContext,
   type FailureContext,
   type ReplayStore,
-  type WebhookHeaders,
 } from '../../src';
+import type { WebhookHeaders } from '../../src/headers/delivery-headers';
 import { signedDelivery } from '../../src/testing';
 import { CHECK_CASES } from '../helpers/check-cases';
 import { recordingReceiver, SECRET } from '../helpers/recorder';

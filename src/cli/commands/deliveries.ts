@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
-import { jobIdOf } from '../../queue/job-id';
+import { jobIdOf } from '../../bullmq/job-id';
 import { sanitizeText } from '../../text/sanitize-text';
 import { withTimeout } from '../../with-timeout';
 import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';

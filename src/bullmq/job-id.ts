@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256HexOf } from '../platform/node-platform';
 
 /**
  * The queue job id of a delivery. BullMQ refuses ids with ":" or of digits only,
@@ -6,5 +6,5 @@ import { createHash } from 'node:crypto';
  * and the same key always gives the same job, which is what de-duplicates.
  */
 export function jobIdOf(deliveryKey: string): string {
-  return createHash('sha256').update(deliveryKey).digest('hex');
+  return sha256HexOf(deliveryKey);
 }

@@ -1,0 +1,26 @@
+import { bodyAlreadyParsed, payloadTooLarge } from './body/body-errors';
+import { rawBytesOf } from './body/raw-bytes';
+import { toDeliveryHeaders, type WebhookHeaders } from './headers/delivery-headers';
+import type { DeliveryRequest } from './pipeline/verified';
+
+/** A delivery as `verify()` and `receive()` take it. */
+export interface DeliveryInput {
+  /** The body exactly as received: bytes, or a string taken as UTF-8. */
+  rawBody: Buffer | Uint8Array | string;
+  /** The request headers; names are matched without regard to case. */
+  headers: WebhookHeaders;
+}
+
+/** `receive()` and `verify()` have the bytes already; missing ones are the server's mistake (500), not the sender's. */
+export function requestFromInput(input: DeliveryInput | undefined): DeliveryRequest {
+  return {
+    method: undefined,
+    headers: toDeliveryHeaders(input?.headers),
+    readBody({ limit }) {
+      const bytes = rawBytesOf(input?.rawBody);
+      if (bytes === undefined) return Promise.reject(bodyAlreadyParsed('receive'));
+      if (bytes.byteLength > limit) return Promise.reject(payloadTooLarge(limit));
+      return Promise.resolve(bytes);
+    },
+  };
+}

@@ -1,0 +1,122 @@
+import { DUPLICATE, SUCCESS, type Outcome } from '../answers';
+import { WebhookVerificationError } from '../errors';
+import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
+import type { ResolvedOptions } from '../options';
+import { Claims, type Claim } from '../replay/claims';
+import type { EventRouter } from '../router/event-router';
+import type { DeliveryContext } from '../router/types';
+import { aroundHandlers, handlerFailed } from './handler-runs';
+import type { DeliveryTrace, FailureReport } from './failure-report';
+import { shuttingDown, type Shutdown } from './shutdown';
+import type { VerifiedDelivery } from './verified';
+
+const TIMED_OUT = Symbol('timed out');
+const SHUT_DOWN = Symbol('shut down');
+
+/**
+ * Handling a verified delivery in the request: claim its key, run the
+ * handlers, then complete the claim on success or release it on failure, so
+ * MITPO's retry runs them again. A failure never loses an event, and a success
+ * never runs twice.
+ */
+export class InlineHandling {
+  private readonly claims: Claims<DeliveryTrace> | undefined;
+
+  constructor(
+    private readonly options: ResolvedOptions,
+    private readonly router: EventRouter,
+    private readonly shutdown: Shutdown,
+    private readonly failures: FailureReport,
+  ) {
+    this.claims =
+      options.replay === undefined
+        ? undefined
+        : new Claims<DeliveryTrace>(options.replay, options.inFlightTtlMs, (message, error, trace) =>
+            failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
+          );
+  }
+
+  /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
+  async handle({ event, rawBody, deliveryKey }: VerifiedDelivery, trace: DeliveryTrace): Promise<Outcome> {
+    if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
+    // On Node the bytes are a Buffer, as the context's type says.
+    const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
+    if (this.claims === undefined) return await this.run(event, ctx, undefined, trace);
+    let claim: Awaited<ReturnType<Claims<DeliveryTrace>['take']>>;
+    try {
+      claim = await this.claims.take(deliveryKey, trace);
+    } catch (error) {
+      throw new WebhookVerificationError(
+        'replay_store_unavailable',
+        'The replay store could not be reached; the delivery was not handled and can be retried',
+        { cause: error },
+      );
+    }
+    if (claim === 'done') return DUPLICATE;
+    if (claim === 'in_flight') {
+      throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
+    }
+    return await this.run(event, ctx, claim, trace);
+  }
+
+  /** Runs the handlers and settles the claim. */
+  private async run(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, claim: Claim<DeliveryTrace> | undefined, trace: DeliveryTrace): Promise<Outcome> {
+    const handling = this.router.dispatch(event, ctx, aroundHandlers(trace.telemetry, event.event));
+    const failures = await this.bounded(handling);
+    if (failures === SHUT_DOWN) {
+      // Released, never completed: MITPO's retry runs the handlers again elsewhere or later.
+      await this.settle(claim, [new Error('abandoned at shutdown')], trace);
+      throw shuttingDown('the handlers did not finish before it closed, and the delivery was released');
+    }
+    if (failures === TIMED_OUT) {
+      // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
+      void handling.then((late) => this.settle(claim, late, trace));
+      throw new WebhookVerificationError(
+        'handler_timeout',
+        `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +
+          'the delivery stays claimed until they do, and can be retried',
+      );
+    }
+    await this.settle(claim, failures, trace);
+    if (failures.length > 0) throw handlerFailed(failures);
+    return SUCCESS;
+  }
+
+  /**
+   * The handlers' failures, or what came first: `handlerTimeout`, or the
+   * shutdown's deadline. One promise per delivery, and a timer only when
+   * `handlerTimeout` is set.
+   */
+  private bounded(handling: Promise<readonly Error[]>): Promise<readonly Error[] | typeof TIMED_OUT | typeof SHUT_DOWN> {
+    if (this.shutdown.pastDeadline) return Promise.resolve(SHUT_DOWN);
+    const ms = this.options.handlerTimeoutMs;
+    return new Promise((resolve) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = (result: readonly Error[] | typeof TIMED_OUT | typeof SHUT_DOWN) => {
+        clearTimeout(timer);
+        cancelDeadline();
+        resolve(result);
+      };
+      const cancelDeadline = this.shutdown.onDeadline(() => finish(SHUT_DOWN));
+      if (ms !== undefined) timer = setTimeout(() => finish(TIMED_OUT), ms);
+      void handling.then(finish);
+    });
+  }
+
+  /** A store failure here is logged, never answered: a failed complete() still answers 200, since the handlers did succeed. */
+  private async settle(claim: Claim<DeliveryTrace> | undefined, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
+    if (claim === undefined) return;
+    try {
+      if (failures.length > 0) await this.claims!.release(claim);
+      else await this.claims!.complete(claim, this.options.retentionMs);
+    } catch (error) {
+      this.failures.storeTrouble(
+        failures.length > 0
+          ? 'mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses'
+          : 'mitpo-webhooks: the replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again',
+        error,
+        trace,
+      );
+    }
+  }
+}

@@ -1,0 +1,134 @@
+import { DUPLICATE, QUEUED, type Outcome } from '../answers';
+import { WebhookVerificationError } from '../errors';
+import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
+import { Listeners } from '../listeners';
+import { FinalDeliveryFailure, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
+import type { EventRouter } from '../router/event-router';
+import type { DeliveryContext } from '../router/types';
+import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
+import type { Telemetry } from '../telemetry/telemetry';
+import type { DeliveryTrace, FailureReport } from './failure-report';
+import { aroundHandlers, handlerFailed } from './handler-runs';
+import { asVerificationError, verified, type Checks, type VerifiedDelivery } from './verified';
+
+/** Told when a queued delivery becomes a dead letter; `event` is undefined when it could not be read. */
+export type DeadLetterHandler = (event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error) => unknown;
+
+/** What a queue keeps of the request: the type and what is needed to verify the bytes again. */
+const QUEUED_HEADERS = ['content-type', 'x-mitpo-signature', 'x-mitpo-timestamp', 'x-mitpo-event'] as const;
+
+/**
+ * Durable processing: the receiver queues a verified delivery and answers at
+ * once; a worker runs it later, after checking it again, since the queue's
+ * storage is not trusted. A failed run is retried by the queue; after the last
+ * attempt, or at once when no attempt can help, the delivery is a dead letter.
+ */
+export class QueuedRuns {
+  constructor(
+    private readonly queue: DeliveryQueue,
+    private readonly deadLetters: Listeners<Parameters<DeadLetterHandler>>,
+    private readonly checks: Checks,
+    private readonly router: EventRouter,
+    private readonly failures: FailureReport,
+    private readonly telemetry: Telemetry,
+  ) {}
+
+  /** Every check passed, so the delivery is queued durably and answered at once. @throws WebhookVerificationError */
+  async enqueue({ rawBody, deliveryKey }: VerifiedDelivery, trace: DeliveryTrace): Promise<Outcome> {
+    let queued: 'queued' | 'duplicate';
+    try {
+      queued = await this.queue.enqueue(queuedDelivery(rawBody, deliveryKey, trace), this.checks.options.retentionMs);
+    } catch (error) {
+      throw new WebhookVerificationError(
+        'queue_unavailable',
+        'The delivery queue could not take the delivery; it was not queued and can be retried',
+        { cause: error },
+      );
+    }
+    return queued === 'queued' ? QUEUED : DUPLICATE;
+  }
+
+  /**
+   * An authentic delivery the schema refused is still answered 400, and kept
+   * among the dead letters with the schema's issues: a real MITPO event this
+   * version cannot read is never lost. Retrying it validates it again.
+   */
+  async keepRefused(error: WebhookVerificationError, trace: DeliveryTrace): Promise<void> {
+    const rawBody = trace.rawBody!;
+    const issues = (error.cause as { issues?: unknown } | undefined)?.issues;
+    const delivery = queuedDelivery(rawBody, await this.checks.platform.sha256Hex(rawBody), trace);
+    delivery.refused = { code: error.code, message: error.message, ...(issues === undefined ? {} : { issues }) };
+    try {
+      await this.queue.enqueue(delivery, this.checks.options.retentionMs);
+    } catch (cause) {
+      this.failures.storeTrouble('mitpo-webhooks: the queue could not keep a refused authentic delivery as a dead letter', cause, trace);
+    }
+  }
+
+  /** One run of a queued delivery, in a worker, with its telemetry when an SDK records. */
+  async run(run: QueuedRun): Promise<void> {
+    const telemetry = this.telemetry.startDelivery('mitpo.webhook.process', run.delivery.traceparent);
+    if (telemetry === undefined) return this.runChecked(run, undefined);
+    let outcome = 'success';
+    let event: string | undefined;
+    try {
+      await telemetry.within(() => this.runChecked(run, telemetry, (name) => (event = name)));
+    } catch (error) {
+      outcome = (error as { code?: string }).code ?? 'handler_failed';
+      throw error;
+    } finally {
+      telemetry.end({ outcome, status: outcome === 'success' ? 200 : 500, event, deliveryKey: run.delivery.deliveryKey });
+    }
+  }
+
+  /**
+   * The queue's storage is not trusted, so the stored bytes go through the same
+   * checks as on arrival (all but when they were sent: a retry may come hours
+   * later) before any handler runs. A delivery that can never pass is a dead letter at once.
+   */
+  private async runChecked(
+    { delivery, attempt, lastAttempt }: QueuedRun,
+    telemetry: DeliveryTelemetry | undefined,
+    onVerified: (event: string) => void = () => undefined,
+  ): Promise<void> {
+    const { headers } = delivery;
+    const trace: DeliveryTrace = { headers, startedAt: delivery.receivedAt };
+    const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: delivery.deliveryKey, receivedAt: new Date(delivery.receivedAt), attempt };
+    let checked: VerifiedDelivery;
+    try {
+      checked = await verified(storedRequest(delivery), this.checks, trace, 'stored');
+    } catch (error) {
+      const refused = asVerificationError(error);
+      // A secret that could not be resolved is the only refusal that a later run can overcome.
+      if (refused.code === 'secret_unavailable' && !lastAttempt) throw refused;
+      this.deadLetters.emit(undefined, ctx, refused);
+      throw new FinalDeliveryFailure(refused.message, { cause: refused });
+    }
+    const { event } = checked;
+    onVerified(event.event);
+    const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
+    if (failures.length === 0) return;
+    // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
+    const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
+      cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
+    });
+    if (lastAttempt) this.deadLetters.emit(event, ctx, failed);
+    throw failed;
+  }
+}
+
+/** A stored delivery as a request: its kept headers and bytes, no method to check. */
+function storedRequest(delivery: QueuedDelivery) {
+  return { method: undefined, headers: delivery.headers, readBody: () => Promise.resolve(delivery.rawBody) };
+}
+
+function queuedDelivery(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): QueuedDelivery {
+  const headers: Record<string, string> = {};
+  for (const name of QUEUED_HEADERS) {
+    const value = trace.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  const traceparent = trace.telemetry?.traceparent();
+  // On Node the bytes are a Buffer, as the queue's type says.
+  return { deliveryKey, rawBody: rawBody as Buffer, headers, receivedAt: trace.startedAt, ...(traceparent && { traceparent }) };
+}

@@ -1,0 +1,38 @@
+import { isUtf8 } from 'node:buffer';
+import * as crypto from 'node:crypto';
+import type { Platform } from './platform';
+
+/**
+ * Node's cryptography, used as it is: `createHmac` over a `KeyObject` and
+ * `timingSafeEqual`. The key lives in Node's own key storage; the buffer it is
+ * made from is zeroed at once.
+ */
+export const nodePlatform: Platform<crypto.KeyObject> = {
+  signingKey(secret) {
+    const bytes = Buffer.from(secret, 'utf8');
+    try {
+      return crypto.createSecretKey(bytes);
+    } finally {
+      bytes.fill(0);
+    }
+  },
+
+  signatureMatches(keys, payload, signatureHex) {
+    const given = Buffer.from(signatureHex, 'hex');
+    return keys.some((key) => crypto.timingSafeEqual(crypto.createHmac('sha256', key).update(payload).digest(), given));
+  },
+
+  sha256Hex: sha256HexOf,
+
+  utf8(bytes) {
+    if (!isUtf8(bytes)) return undefined;
+    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
+  },
+};
+
+/** The hex SHA-256 of `bytes`: `crypto.hash` where Node has it (20.12+), the same digest through `createHash` before. */
+export function sha256HexOf(bytes: Uint8Array | string): string {
+  return typeof crypto.hash === 'function'
+    ? crypto.hash('sha256', bytes, 'hex')
+    : crypto.createHash('sha256').update(bytes).digest('hex');
+}

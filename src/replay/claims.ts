@@ -1,0 +1,92 @@
+import type { ClaimResult, ReplayStore } from './replay-store';
+
+/** Told when the store fails after a claim was taken; such a failure never changes the answer. */
+export type ClaimTrouble<Owner> = (message: string, error: unknown, owner: Owner) => void;
+
+/** One attempt's hold on a delivery key, from the claim until its handlers settle. */
+export interface Claim<Owner = unknown> {
+  readonly key: string;
+  /** Whose claim it is (the delivery's trace), for reporting trouble with it. */
+  readonly owner: Owner;
+  /** Names this attempt to the store, so a late release cannot remove another attempt's claim. */
+  readonly token: string;
+}
+
+/**
+ * The claims this process holds while their handlers run. Each is renewed
+ * every third of `inFlightTtl` (when the store can renew), so a claim never
+ * lapses under a live handler however slow, and a retry meanwhile is 409,
+ * never a second run: the in-flight TTL only ever frees a claim whose process
+ * died. One interval serves every live claim, and stops at a tick that finds
+ * none, rather than a timer per delivery.
+ */
+export class Claims<Owner> {
+  /** Tokens need only be unique, not secret: a random prefix per receiver, then a counter. */
+  private readonly tokenPrefix = globalThis.crypto.randomUUID();
+  private taken = 0;
+  private readonly live = new Set<Claim<Owner>>();
+  private renewal: ReturnType<typeof setInterval> | undefined;
+
+  constructor(
+    private readonly store: ReplayStore,
+    private readonly inFlightTtlMs: number,
+    private readonly trouble: ClaimTrouble<Owner>,
+  ) {}
+
+  /**
+   * Claims `key` for one attempt.
+   * @returns the claim when this attempt is to run the handlers, else what the store answered
+   * @throws whatever the store throws (the receiver answers 503)
+   */
+  async take(key: string, owner: Owner): Promise<Claim<Owner> | Exclude<ClaimResult, 'claimed'>> {
+    const token = `${this.tokenPrefix}.${(this.taken += 1)}`;
+    const result: unknown = await this.store.claim(key, this.inFlightTtlMs, token);
+    if (result === 'in_flight' || result === 'done') return result;
+    if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
+    const claim = { key, owner, token };
+    this.live.add(claim);
+    this.renewal ??= this.startRenewal();
+    return claim;
+  }
+
+  /** Marks the delivery handled: a retry is then answered as a duplicate. @throws what the store throws */
+  async complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
+    this.live.delete(claim);
+    await this.store.complete(claim.key, retentionMs, claim.token);
+  }
+
+  /** Lets the delivery be handled again (a handler failed). @throws what the store throws */
+  async release(claim: Claim<Owner>): Promise<void> {
+    this.live.delete(claim);
+    await this.store.release(claim.key, claim.token);
+  }
+
+  private startRenewal(): ReturnType<typeof setInterval> | undefined {
+    if (this.store.renew === undefined) return undefined;
+    const renewal = setInterval(() => {
+      if (this.live.size === 0) {
+        clearInterval(renewal);
+        this.renewal = undefined;
+        return;
+      }
+      for (const claim of this.live) this.renew(claim);
+    }, this.inFlightTtlMs / 3);
+    // Timers are objects with unref() on Node, numbers elsewhere.
+    (renewal as { unref?: () => void }).unref?.();
+    return renewal;
+  }
+
+  private renew(claim: Claim<Owner>): void {
+    // Through a promise, so a store whose renew() throws at once is reported like one that rejects.
+    Promise.resolve()
+      .then(() => this.store.renew!(claim.key, this.inFlightTtlMs, claim.token))
+      .then(
+        (held) => {
+          if (!held && this.live.has(claim)) {
+            this.trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined, claim.owner);
+          }
+        },
+        (error: unknown) => this.trouble('the replay store could not renew a claim while its handlers ran', error, claim.owner),
+      );
+  }
+}
