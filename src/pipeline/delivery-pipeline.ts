@@ -43,7 +43,8 @@ export class DeliveryPipeline {
    */
   process(request: DeliveryRequest): Promise<Outcome> {
     const telemetry = this.telemetry.startDelivery('mitpo.webhook.receive');
-    const trace: DeliveryTrace = { headers: request.headers, startedAt: this.checks.options.now(), ...(telemetry && { telemetry }) };
+    const trace: DeliveryTrace = { headers: request.headers, startedAt: this.checks.options.now() };
+    if (telemetry !== undefined) trace.telemetry = telemetry;
     // Refused before anything is read, so a shutdown is never held up by a new body.
     if (this.shutdown.closing) return Promise.resolve(this.answered(this.refuse(shuttingDown('it takes no new deliveries'), trace), trace));
     return telemetry === undefined ? this.underWay(request, trace) : telemetry.within(() => this.underWay(request, trace));

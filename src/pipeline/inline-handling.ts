@@ -1,6 +1,5 @@
 import { DUPLICATE, SUCCESS, type Outcome } from '../answers';
 import { WebhookVerificationError } from '../errors';
-import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import type { ResolvedOptions } from '../options';
 import { Claims, type Claim } from '../replay/claims';
 import type { EventRouter } from '../router/event-router';
@@ -39,47 +38,46 @@ export class InlineHandling {
   /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
   async handle({ event, rawBody, deliveryKey }: VerifiedDelivery, trace: DeliveryTrace): Promise<Outcome> {
     if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
+    let claim: Claim<DeliveryTrace> | undefined;
+    if (this.claims !== undefined) {
+      const taken = await this.take(this.claims, deliveryKey, trace);
+      if (taken === 'done') return DUPLICATE;
+      if (taken === 'in_flight') {
+        throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
+      }
+      claim = taken;
+    }
     // On Node the bytes are a Buffer, as the context's type says.
     const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
-    if (this.claims === undefined) return await this.run(event, ctx, undefined, trace);
-    let claim: Awaited<ReturnType<Claims<DeliveryTrace>['take']>>;
-    try {
-      claim = await this.claims.take(deliveryKey, trace);
-    } catch (error) {
-      throw new WebhookVerificationError(
-        'replay_store_unavailable',
-        'The replay store could not be reached; the delivery was not handled and can be retried',
-        { cause: error },
-      );
-    }
-    if (claim === 'done') return DUPLICATE;
-    if (claim === 'in_flight') {
-      throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
-    }
-    return await this.run(event, ctx, claim, trace);
-  }
-
-  /** Runs the handlers and settles the claim. */
-  private async run(event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, claim: Claim<DeliveryTrace> | undefined, trace: DeliveryTrace): Promise<Outcome> {
     const handling = this.router.dispatch(event, ctx, aroundHandlers(trace.telemetry, event.event));
     const failures = await this.bounded(handling);
     if (failures === SHUT_DOWN) {
       // Released, never completed: MITPO's retry runs the handlers again elsewhere or later.
-      await this.settle(claim, [new Error('abandoned at shutdown')], trace);
+      if (claim !== undefined) await this.settle(claim, [new Error('abandoned at shutdown')], trace);
       throw shuttingDown('the handlers did not finish before it closed, and the delivery was released');
     }
     if (failures === TIMED_OUT) {
       // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
-      void handling.then((late) => this.settle(claim, late, trace));
+      if (claim !== undefined) void handling.then((late) => this.settle(claim, late, trace));
       throw new WebhookVerificationError(
         'handler_timeout',
         `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +
           'the delivery stays claimed until they do, and can be retried',
       );
     }
-    await this.settle(claim, failures, trace);
+    if (claim !== undefined) await this.settle(claim, failures, trace);
     if (failures.length > 0) throw handlerFailed(failures);
     return SUCCESS;
+  }
+
+  private take(claims: Claims<DeliveryTrace>, deliveryKey: string, trace: DeliveryTrace): ReturnType<Claims<DeliveryTrace>['take']> {
+    return claims.take(deliveryKey, trace).catch((error: unknown) => {
+      throw new WebhookVerificationError(
+        'replay_store_unavailable',
+        'The replay store could not be reached; the delivery was not handled and can be retried',
+        { cause: error },
+      );
+    });
   }
 
   /**
@@ -104,8 +102,7 @@ export class InlineHandling {
   }
 
   /** A store failure here is logged, never answered: a failed complete() still answers 200, since the handlers did succeed. */
-  private async settle(claim: Claim<DeliveryTrace> | undefined, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
-    if (claim === undefined) return;
+  private async settle(claim: Claim<DeliveryTrace>, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
     try {
       if (failures.length > 0) await this.claims!.release(claim);
       else await this.claims!.complete(claim, this.options.retentionMs);

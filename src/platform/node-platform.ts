@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer';
-import * as crypto from 'node:crypto';
+import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Platform } from './platform';
 
 /**
@@ -7,11 +7,11 @@ import type { Platform } from './platform';
  * `timingSafeEqual`. The key lives in Node's own key storage; the buffer it is
  * made from is zeroed at once.
  */
-export const nodePlatform: Platform<crypto.KeyObject> = {
+export const nodePlatform: Platform<KeyObject> = {
   signingKey(secret) {
     const bytes = Buffer.from(secret, 'utf8');
     try {
-      return crypto.createSecretKey(bytes);
+      return createSecretKey(bytes);
     } finally {
       bytes.fill(0);
     }
@@ -19,7 +19,7 @@ export const nodePlatform: Platform<crypto.KeyObject> = {
 
   signatureMatches(keys, payload, signatureHex) {
     const given = Buffer.from(signatureHex, 'hex');
-    return keys.some((key) => crypto.timingSafeEqual(crypto.createHmac('sha256', key).update(payload).digest(), given));
+    return keys.some((key) => timingSafeEqual(createHmac('sha256', key).update(payload).digest(), given));
   },
 
   sha256Hex: sha256HexOf,
@@ -32,7 +32,6 @@ export const nodePlatform: Platform<crypto.KeyObject> = {
 
 /** The hex SHA-256 of `bytes`: `crypto.hash` where Node has it (20.12+), the same digest through `createHash` before. */
 export function sha256HexOf(bytes: Uint8Array | string): string {
-  return typeof crypto.hash === 'function'
-    ? crypto.hash('sha256', bytes, 'hex')
-    : crypto.createHash('sha256').update(bytes).digest('hex');
+  // `hash` is undefined before Node 20.12, where @types/node still declares it.
+  return typeof hash === 'function' ? hash('sha256', bytes, 'hex') : createHash('sha256').update(bytes).digest('hex');
 }

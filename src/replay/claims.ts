@@ -50,15 +50,15 @@ export class Claims<Owner> {
   }
 
   /** Marks the delivery handled: a retry is then answered as a duplicate. @throws what the store throws */
-  async complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
+  complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
     this.live.delete(claim);
-    await this.store.complete(claim.key, retentionMs, claim.token);
+    return this.store.complete(claim.key, retentionMs, claim.token);
   }
 
   /** Lets the delivery be handled again (a handler failed). @throws what the store throws */
-  async release(claim: Claim<Owner>): Promise<void> {
+  release(claim: Claim<Owner>): Promise<void> {
     this.live.delete(claim);
-    await this.store.release(claim.key, claim.token);
+    return this.store.release(claim.key, claim.token);
   }
 
   private startRenewal(): ReturnType<typeof setInterval> | undefined {
