@@ -58,6 +58,22 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     }
   });
 
+  it(`verifies every spelling of its path${platform === 'fastify' ? " Fastify's router takes to it (it routes case-sensitively)" : ' (case, one trailing slash), as Nest on Express routes'}`, async () => {
+    const { url } = await apps.start({ platform, rawBody });
+    try {
+      const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_someone_else' });
+      for (const spelling of ['/Webhooks/MITPO', '/webhooks/mitpo/']) {
+        const reply = await send(url.replace('/webhooks/mitpo', spelling), forged);
+        // Express routes every spelling to the middleware, which refuses the forgery;
+        // Fastify's router gives other spellings no route at all, ours or the app's.
+        expect(reply.status).toBe(platform === 'express' ? 401 : 404);
+      }
+      expect(await apps.runs()).toHaveLength(0);
+    } finally {
+      await apps.close();
+    }
+  });
+
   it("leaves the app's own routes to Nest: JSON parsed, the raw body kept only with rawBody: true, under the global prefix", async () => {
     const { base, url } = await apps.start({ platform, rawBody });
     try {

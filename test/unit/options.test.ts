@@ -78,3 +78,15 @@ describe('MemoryReplayStore options', () => {
     }
   });
 });
+
+describe('duration options a millisecond slip cannot pass', () => {
+  it.each([
+    ['bodyTimeout', 120, 2000],
+    ['tolerance', 3600, 300_000],
+    ['handlerTimeout', 3600, 30_000],
+  ])('%s: at most %p seconds; %p is refused, naming the unit', (name, most, slip) => {
+    expect(() => new MitpoWebhooks({ secret: SECRET, [name]: most })).not.toThrow();
+    expect(() => new MitpoWebhooks({ secret: SECRET, [name]: most + 1 })).toThrow(TypeError);
+    expect(() => new MitpoWebhooks({ secret: SECRET, [name]: slip })).toThrow(new RegExp(`${name} is ${slip} seconds.*not milliseconds`));
+  });
+});

@@ -1,0 +1,90 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import connect from 'connect';
+import express5 from 'express';
+import express4 from 'express4';
+import Koa3 from 'koa';
+import { MitpoWebhooks } from '../../src';
+import { koaMitpoWebhooks } from '../../src/koa';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { SECRET } from '../helpers/recorder';
+
+// `path` is matched the way Express and NestJS route by default: without regard
+// to case, with or without one trailing slash. Matched more strictly, a spelling
+// such as /Webhooks/MITPO/ would skip the verifying middleware and reach the
+// app's next route unverified.
+const SPELLINGS = ['/webhooks/mitpo', '/Webhooks/Mitpo', '/WEBHOOKS/MITPO/', '/webhooks/mitpo/?x=1'];
+
+type Handler = http.RequestListener;
+
+async function serve(handler: Handler): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A forged delivery: well-formed, signed with another secret. Only the verifying middleware refuses it (401). */
+const forged = () => signedDelivery({ event: 'dispatch.completed', secret: 'whsec_not_the_receivers' });
+
+function express(create: typeof express5 | typeof express4, mount: 'app' | 'under /webhooks'): Handler {
+  const app = create();
+  const webhooks = new MitpoWebhooks({ secret: SECRET });
+  if (mount === 'app') app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
+  else app.use('/webhooks', webhooks.middleware({ path: '/webhooks/mitpo' }));
+  // The app's next route, which takes any spelling Express routes to it.
+  app.post('/webhooks/mitpo', (_req, res) => {
+    res.status(418).send('reached the next route');
+  });
+  return app as unknown as Handler;
+}
+
+const MOUNTINGS: Array<[string, () => Handler]> = [
+  ['Express 5, app.use', () => express(express5, 'app')],
+  ['Express 5, under app.use("/webhooks")', () => express(express5, 'under /webhooks')],
+  ['Express 4, app.use', () => express(express4, 'app')],
+  [
+    'Connect',
+    () => {
+      const app = connect();
+      app.use(new MitpoWebhooks({ secret: SECRET }).middleware({ path: '/webhooks/mitpo' }));
+      app.use((_req: http.IncomingMessage, res: http.ServerResponse) => res.writeHead(418).end('reached the next route'));
+      return app as unknown as Handler;
+    },
+  ],
+  [
+    'Koa 3',
+    () => {
+      const app = new Koa3();
+      app.use(koaMitpoWebhooks(new MitpoWebhooks({ secret: SECRET }), { path: '/webhooks/mitpo' }) as Koa3.Middleware);
+      app.use((ctx) => {
+        ctx.status = 418;
+      });
+      return app.callback();
+    },
+  ],
+];
+
+describe.each(MOUNTINGS)('middleware({ path }) on %s', (_name, mount) => {
+  it.each(SPELLINGS)('verifies %s, whatever its case or trailing slash', async (spelling) => {
+    const server = await serve(mount());
+    try {
+      const reply = await send(`${server.url}${spelling}`, forged());
+      expect(reply.status).toBe(401);
+      expect(reply.json.error?.code).toBe('invalid_signature');
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('leaves a path that only starts like it to the app', async () => {
+    const server = await serve(mount());
+    try {
+      expect((await send(`${server.url}/webhooks/mitpo-other`, forged())).status).not.toBe(401);
+      expect((await send(`${server.url}/webhooks/mitpo/extra`, forged())).status).not.toBe(401);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,31 @@
+import { MitpoWebhooks } from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { SECRET } from '../helpers/recorder';
+
+// Text a sender controls reaches answers and logs only without control
+// characters, bidirectional controls (which reorder what a reader sees) and
+// zero-width characters (which make two names that look alike differ).
+const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
+
+describe('text from a request, echoed in an answer, a log record or onFailure', () => {
+  it.each([
+    ['a right-to-left override in the media type', { 'content-type': 'text/\u202eplain' }, 'unsupported_media_type'],
+    ['an isolate in the media type', { 'content-type': 'text/\u2066x\u2069' }, 'unsupported_media_type'],
+    ['a zero-width space in the event header', { 'x-mitpo-event': 'dispatch.\u200bfailed' }, 'event_mismatch'],
+    ['a byte order mark in the event header', { 'x-mitpo-event': '\ufeffdispatch.failed' }, 'event_mismatch'],
+  ])('strips %s', async (_name, override, code) => {
+    const records: string[] = [];
+    const record = (obj: object, message: string) => records.push(JSON.stringify(obj), message);
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { debug: record, info: record, warn: record, error: record } });
+    const told: string[] = [];
+    webhooks.onFailure((error) => told.push(error.message));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const { status, body } = await webhooks.receive({ rawBody: delivery.body, headers: { ...delivery.headers, ...override } });
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(body).toMatchObject({ error: { code } });
+    const answer = JSON.stringify(body);
+    // The characters themselves are gone: what is left is still readable.
+    for (const text of [answer, ...told, ...records]) expect(text).not.toMatch(UNSAFE);
+    expect(told[0]).toMatch(code === 'event_mismatch' ? /dispatch\.failed/ : /text\//);
+  });
+});

@@ -1,0 +1,49 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { MitpoWebhooks, WebhookVerificationError } from '../../src';
+import { signedDelivery } from '../../src/testing';
+import { send } from '../helpers/http-client';
+import { SECRET } from '../helpers/recorder';
+
+describe("a refusal's stack", () => {
+  it('is its first line only, with no frames', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const error = await webhooks.verify(signedDelivery({ event: 'dispatch.completed', secret: 'whsec_someone_else' }) as never).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WebhookVerificationError);
+    const { stack, message } = error as WebhookVerificationError;
+    expect(stack).toBe(`WebhookVerificationError: ${message}`);
+    expect(stack).not.toMatch(/\n\s+at /);
+  });
+
+  it("shows a forged request nothing of the install through Express's default error handler", async () => {
+    const app = express();
+    app.post('/webhooks/mitpo', new MitpoWebhooks({ secret: SECRET }).middleware({ passErrors: true }));
+    const server = http.createServer(app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      // Jest runs with NODE_ENV=test: outside production, Express's final handler prints err.stack.
+      expect(process.env.NODE_ENV).not.toBe('production');
+      const reply = await send(`http://127.0.0.1:${port}/webhooks/mitpo`, signedDelivery({ event: 'dispatch.completed', secret: 'whsec_someone_else' }));
+      expect(reply.status).toBe(401);
+      expect(reply.text).toContain('WebhookVerificationError: X-MITPO-Signature does not match');
+      expect(reply.text).not.toMatch(/ at |node_modules|\/src\//);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it("keeps the handler's own error, stack and all, as the cause of handler_failed", async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    webhooks.onAny(function failingHandler() {
+      throw new Error('the database is down');
+    });
+    const told: WebhookVerificationError[] = [];
+    webhooks.onFailure((error) => told.push(error));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(500);
+    expect(told[0]!.code).toBe('handler_failed');
+    expect((told[0]!.cause as Error).stack).toMatch(/the database is down\n\s+at failingHandler/);
+  });
+});
