@@ -1,6 +1,6 @@
-// What a careful engineer writes by hand with node:crypto: the baseline that
+// What a careful engineer writes by hand with node:crypto: the baselines that
 // mitpo-webhooks is measured against.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 export function verifyByHand(rawBody, headers, secret, toleranceSeconds) {
   const signature = headers['x-mitpo-signature'];
@@ -11,4 +11,25 @@ export function verifyByHand(rawBody, headers, secret, toleranceSeconds) {
   const given = Buffer.from(signature.slice(7), 'hex');
   if (given.length !== 32 || !timingSafeEqual(expected, given)) return undefined;
   return JSON.parse(rawBody.toString('utf8'));
+}
+
+/**
+ * A hand-written replay check: the SHA-256 of the body, looked up in two Maps
+ * that hold at most 100 000 keys between them. When the newer one fills, the
+ * older is dropped (its keys forgotten early, as any bounded store must), so
+ * eviction costs nothing per request. Returns false for a body seen before.
+ */
+export function createReplayCheckByHand(limit = 100_000) {
+  let older = new Map();
+  let newer = new Map();
+  return function seenBefore(rawBody) {
+    const key = createHash('sha256').update(rawBody).digest('hex');
+    if (newer.has(key) || older.has(key)) return false;
+    if (newer.size >= limit / 2) {
+      older = newer;
+      newer = new Map();
+    }
+    newer.set(key, Date.now());
+    return true;
+  };
 }

@@ -39,11 +39,18 @@ function githubDelivery(size, id) {
   };
 }
 
+function forge(headers, name) {
+  const signature = headers[name];
+  headers[name] = signature.slice(0, -1) + (signature.endsWith('0') ? '1' : '0');
+}
+
 process.on('message', async (message) => {
   if (message.cmd === 'prepare') {
     batch += 1;
     const make = message.github ? githubDelivery : mitpoDelivery;
     prepared = Array.from({ length: message.amount }, (_, i) => make(message.size, `dsp_${process.pid}_${batch}_${i}`));
+    // Forged: well-formed headers, a signature one hex digit off, so every check up to the HMAC runs.
+    if (message.forged) for (const { headers } of prepared) forge(headers, message.github ? 'x-hub-signature-256' : 'x-mitpo-signature');
     process.send({ ready: true });
   } else if (message.cmd === 'go') {
     let next = 0;
@@ -52,6 +59,7 @@ process.on('message', async (message) => {
       url: message.url,
       method: 'POST',
       connections: message.connections,
+      ...(message.rate ? { overallRate: message.rate } : {}),
       amount: prepared.length,
       requests: [
         {
@@ -64,10 +72,11 @@ process.on('message', async (message) => {
     });
     process.send({
       // autocannon's own average is per whole second, which a short run distorts.
-      rps: result['2xx'] / (Number(process.hrtime.bigint() - started) / 1e9),
+      rps: (result['2xx'] + result.non2xx) / (Number(process.hrtime.bigint() - started) / 1e9),
       p50: result.latency.p50,
       p99: result.latency.p99,
       ok: result['2xx'],
+      refused: result.non2xx,
       notOk: result.non2xx + result.errors + result.timeouts,
       sent: next,
     });

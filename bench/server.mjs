@@ -5,13 +5,17 @@ import http from 'node:http';
 import Module, { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import express from 'express';
+import Fastify from 'fastify';
+import { fastifyMitpoWebhooks } from 'mitpo-webhooks/fastify';
 import { Webhooks as OctokitWebhooks, createNodeMiddleware as octokitMiddleware } from '@octokit/webhooks';
 import { MemoryReplayStore, MitpoWebhooks } from 'mitpo-webhooks';
-import { verifyByHand } from './hand-written.mjs';
+import { createReplayCheckByHand, verifyByHand } from './hand-written.mjs';
 
 export const SECRET = 'whsec_bench_0123456789abcdef';
 const PATH = '/webhooks/mitpo';
 const OK = '{"success":true}';
+const DUPLICATE = '{"success":true,"duplicate":true}';
+const JSON_TYPE = 'application/json; charset=utf-8';
 let runs = 0;
 
 /** Every receiver's handler is async, as users write them: the work a delivery triggers is I/O. */
@@ -37,6 +41,23 @@ function mitpo() {
   return webhooks;
 }
 
+/** The same hand-written verification, with or without a replay check, as an async Fastify route on raw buffers. */
+function handWrittenFastify(replay) {
+  const app = Fastify();
+  const firstTime = createReplayCheckByHand();
+  app.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit: 1024 * 1024 }, (_request, body, done) => done(null, body));
+  app.post(PATH, async (request, reply) => {
+    const event = verifyByHand(request.body, request.headers, SECRET, 300);
+    reply.header('content-type', JSON_TYPE);
+    if (event === undefined) return reply.code(401).send('{"success":false}');
+    if (replay && !firstTime(request.body)) return reply.send(DUPLICATE);
+    await handleEvent(event);
+    return reply.send(OK);
+  });
+  return app;
+}
+
+/** Receivers by name; a Fastify app is served through its own server once ready. The order is the table's. */
 const scenarios = {
   'bare node:http': () =>
     http.createServer((req, res) => readBody(req, () => answer(res, 200, OK))),
@@ -51,9 +72,28 @@ const scenarios = {
       }),
     ),
 
+  'hand-written on node:http + Map replay check': () => {
+    const firstTime = createReplayCheckByHand();
+    return http.createServer((req, res) =>
+      readBody(req, async (raw) => {
+        const event = verifyByHand(raw, req.headers, SECRET, 300);
+        if (event === undefined) return answer(res, 401, '{"success":false}');
+        if (!firstTime(raw)) return answer(res, 200, DUPLICATE);
+        await handleEvent(event);
+        answer(res, 200, OK);
+      }),
+    );
+  },
+
   'mitpo-webhooks on node:http': () => {
     const middleware = mitpo().middleware();
     return http.createServer((req, res) => middleware(req, res, () => answer(res, 404, '{}')));
+  },
+
+  '@octokit/webhooks on node:http': () => {
+    const webhooks = new OctokitWebhooks({ secret: SECRET });
+    webhooks.on('push', handleEvent);
+    return http.createServer(octokitMiddleware(webhooks, { path: PATH, log: { debug() {}, info() {}, warn() {}, error() {} } }));
   },
 
   'Express 5 + express.raw() + hand-written': () => {
@@ -73,10 +113,14 @@ const scenarios = {
     return http.createServer(app);
   },
 
-  '@octokit/webhooks on node:http': () => {
-    const webhooks = new OctokitWebhooks({ secret: SECRET });
-    webhooks.on('push', handleEvent);
-    return http.createServer(octokitMiddleware(webhooks, { path: PATH, log: { debug() {}, info() {}, warn() {}, error() {} } }));
+  'Fastify 5, hand-written': () => handWrittenFastify(false),
+
+  'Fastify 5, hand-written + Map replay check': () => handWrittenFastify(true),
+
+  'mitpo-webhooks on Fastify 5': () => {
+    const app = Fastify();
+    app.register(fastifyMitpoWebhooks, { webhooks: mitpo(), path: PATH });
+    return app;
   },
 };
 
@@ -117,7 +161,9 @@ export const OTEL_SCENARIOS = Object.keys(otelScenarios);
 Object.assign(scenarios, otelScenarios);
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const server = scenarios[process.argv[2]]();
+  const made = scenarios[process.argv[2]]();
+  // A Fastify app serves through its own server once ready.
+  const server = typeof made.ready === 'function' ? (await made.ready(), made.server) : made;
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
   process.on('message', (message) => {
