@@ -105,6 +105,21 @@ describe("the TypeScript of the README and of docs/", () => {
   });
 });
 
+describe("the JavaScript of the README and of docs/ (the quick start's server.mjs)", () => {
+  it('parses, every block, as an ES module', () => {
+    const blocks = PAGES.flatMap((page) =>
+      [...readFileSync(path.join(ROOT, page), 'utf8').matchAll(/^```js\n([\s\S]*?)^```$/gm)].map((m) => ({ page, code: m[1]! })),
+    );
+    expect(blocks.length).toBeGreaterThan(0);
+    const problems = blocks.flatMap(({ page, code }) =>
+      (ts.transpileModule(code, { fileName: 'snippet.mjs', reportDiagnostics: true, compilerOptions: { allowJs: true } }).diagnostics ?? []).map(
+        (d) => `${page}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      ),
+    );
+    expect(problems).toEqual([]);
+  });
+});
+
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 function anchorOf(heading: string): string {
   return heading
