@@ -21,7 +21,7 @@ export async function createFastifyApp(secret: string, log: (line: string) => vo
   await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
   app.post('/orders', async (request) => ({ received: request.body }));
   // Finish in-flight deliveries before the server stops. (While it closes, Fastify
-  // answers new requests 503 itself; see the README's Fastify recipe.)
+  // answers new requests 503 itself; see docs/frameworks.md, Fastify.)
   app.addHook('preClose', async () => webhooks.close());
   return app;
 }

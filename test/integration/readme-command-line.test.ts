@@ -4,10 +4,10 @@ import path from 'node:path';
 import { API_KEY, startMitpoApiMock } from '../helpers/mitpo-api-mock';
 import { runCli, startCli } from '../helpers/run-cli';
 
-/** The `npx mitpo-webhooks ...` lines of the README's "Command line" block, as argument lists. */
+/** The `npx mitpo-webhooks ...` lines of the tour in docs/cli.md (the README's "Command line" block until it moved), as argument lists. */
 function readmeCommands(): string[][] {
-  const readme = readFileSync(path.join(__dirname, '../../README.md'), 'utf8');
-  const section = readme.split('## Command line')[1]!.split('\n## ')[0]!;
+  const page = readFileSync(path.join(__dirname, '../../docs/cli.md'), 'utf8');
+  const section = page.split('\n## A tour\n')[1]!.split('\n## ')[0]!;
   const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
   return block
     .split('\n')
@@ -15,7 +15,7 @@ function readmeCommands(): string[][] {
     .map((line) => [...line.slice('npx mitpo-webhooks '.length).matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]!));
 }
 
-describe("the README's Command line block", () => {
+describe("docs/cli.md's tour of the command line", () => {
   it('runs, every line, against a live listener and a local MITPO API', async () => {
     const commands = readmeCommands();
     expect(commands.map((c) => c.slice(0, 2).join(' '))).toEqual([

@@ -1,15 +1,24 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 
 /**
- * Every ```ts block of the README is compiled under `strict`, each as a module of
- * its own, so a snippet a user copies type-checks against the real API. Names a
- * snippet uses without declaring (the app, the receiver, the user's own
- * functions) are declared once in PRELUDE.
+ * Every ```ts block of the README and of the pages in docs/ is compiled under
+ * `strict`, each as a module of its own, so a snippet a user copies type-checks
+ * against the real API. Names a snippet uses without declaring (the app, the
+ * receiver, the user's own functions) are declared once in PRELUDE.
  */
 const ROOT = path.join(__dirname, '../..');
 const WORK_DIR = path.join(ROOT, 'test/types/.readme-snippets');
+
+/** The README and every page of docs/, as paths relative to the repository. */
+const PAGES = [
+  'README.md',
+  ...readdirSync(path.join(ROOT, 'docs'))
+    .filter((name) => name.endsWith('.md'))
+    .sort()
+    .map((name) => `docs/${name}`),
+];
 
 const PRELUDE = `
 import type { Express } from 'express';
@@ -36,27 +45,28 @@ declare global {
 export {};
 `;
 
-function readmeSnippets(): Array<{ line: number; code: string }> {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  const snippets: Array<{ line: number; code: string }> = [];
-  for (const match of readme.matchAll(/^( *)```ts\n([\s\S]*?)^\1```$/gm)) {
+function snippetsOf(page: string): Array<{ page: string; line: number; code: string }> {
+  const text = readFileSync(path.join(ROOT, page), 'utf8');
+  const snippets: Array<{ page: string; line: number; code: string }> = [];
+  for (const match of text.matchAll(/^( *)```ts\n([\s\S]*?)^\1```$/gm)) {
     const indent = match[1]!.length;
     const code = match[2]!.split('\n').map((line) => line.slice(indent)).join('\n');
-    snippets.push({ line: readme.slice(0, match.index).split('\n').length + 1, code });
+    snippets.push({ page, line: text.slice(0, match.index).split('\n').length + 1, code });
   }
+  // Every opening fence was matched to its closing one: no block is skipped unseen.
+  expect({ page, blocks: snippets.length }).toEqual({ page, blocks: text.split('```ts\n').length - 1 });
   return snippets;
 }
 
-describe("the README's TypeScript", () => {
+describe("the TypeScript of the README and of docs/", () => {
   it('compiles, every block, under strict', () => {
-    const snippets = readmeSnippets();
-    expect(snippets.length).toBe(readFileSync(path.join(ROOT, 'README.md'), 'utf8').split('```ts\n').length - 1);
+    const snippets = PAGES.flatMap(snippetsOf);
     rmSync(WORK_DIR, { recursive: true, force: true });
     mkdirSync(WORK_DIR, { recursive: true });
     try {
       writeFileSync(path.join(WORK_DIR, 'prelude.ts'), PRELUDE);
-      const files = snippets.map(({ line, code }) => {
-        const file = path.join(WORK_DIR, `readme-line-${line}.ts`);
+      const files = snippets.map(({ page, line, code }) => {
+        const file = path.join(WORK_DIR, `${page.replace(/\W/g, '-')}-line-${line}.ts`);
         writeFileSync(file, `${code}\nexport {};\n`);
         return file;
       });
@@ -74,6 +84,8 @@ describe("the README's TypeScript", () => {
           'mitpo-webhooks': [path.join(ROOT, 'src/index.ts')],
           'mitpo-webhooks/testing': [path.join(ROOT, 'src/testing/index.ts')],
           'mitpo-webhooks/redis': [path.join(ROOT, 'src/redis/index.ts')],
+          'mitpo-webhooks/bullmq': [path.join(ROOT, 'src/bullmq/index.ts')],
+          'mitpo-webhooks/api': [path.join(ROOT, 'src/api/index.ts')],
           'mitpo-webhooks/fastify': [path.join(ROOT, 'src/fastify/index.ts')],
           'mitpo-webhooks/koa': [path.join(ROOT, 'src/koa/index.ts')],
           'mitpo-webhooks/nestjs': [path.join(ROOT, 'src/nestjs/index.ts')],
@@ -90,5 +102,78 @@ describe("the README's TypeScript", () => {
     } finally {
       rmSync(WORK_DIR, { recursive: true, force: true });
     }
+  });
+});
+
+describe("the JavaScript of the README and of docs/ (the quick start's server.mjs)", () => {
+  it('parses, every block, as an ES module', () => {
+    const blocks = PAGES.flatMap((page) =>
+      [...readFileSync(path.join(ROOT, page), 'utf8').matchAll(/^```js\n([\s\S]*?)^```$/gm)].map((m) => ({ page, code: m[1]! })),
+    );
+    expect(blocks.length).toBeGreaterThan(0);
+    const problems = blocks.flatMap(({ page, code }) =>
+      (ts.transpileModule(code, { fileName: 'snippet.mjs', reportDiagnostics: true, compilerOptions: { allowJs: true } }).diagnostics ?? []).map(
+        (d) => `${page}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`,
+      ),
+    );
+    expect(problems).toEqual([]);
+  });
+});
+
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
+function anchorOf(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+    .replace(/ /g, '-');
+}
+
+/** The anchors a page offers, numbered as GitHub numbers repeated headings. */
+function anchorsOf(text: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const [, heading] of withoutCode(text).matchAll(/^#{1,6} +(.+)$/gm)) {
+    const anchor = anchorOf(heading!);
+    const count = seen.get(anchor) ?? 0;
+    seen.set(anchor, count + 1);
+    anchors.add(count === 0 ? anchor : `${anchor}-${count}`);
+  }
+  return anchors;
+}
+
+/** The page without its fenced blocks, where `[x](y)` and `# x` are code, not Markdown. */
+function withoutCode(text: string): string {
+  return text.replace(/^( *)```[^\n]*\n[\s\S]*?^\1```$/gm, '');
+}
+
+/** Every relative link of a page: its target file (relative to the repository) and anchor. */
+function relativeLinks(page: string): Array<{ page: string; href: string; file: string; anchor: string | undefined }> {
+  const text = withoutCode(readFileSync(path.join(ROOT, page), 'utf8'));
+  return [...text.matchAll(/\]\(([^)\s]+)\)/g)]
+    .map((match) => match[1]!)
+    .filter((href) => !/^[a-z][a-z0-9+.-]*:/i.test(href))
+    .map((href) => {
+      const [target, anchor] = href.split('#') as [string, string | undefined];
+      const file = target === '' ? page : path.posix.normalize(path.posix.join(path.posix.dirname(page), target));
+      return { page, href, file, anchor };
+    });
+}
+
+describe('the links of the README and of docs/', () => {
+  it('reach every page of docs/ from the README', () => {
+    const linked = new Set(relativeLinks('README.md').map((link) => link.file));
+    expect(PAGES.filter((page) => page.startsWith('docs/') && !linked.has(page))).toEqual([]);
+  });
+
+  it('point, every relative one, at a file that exists and at a heading it has', () => {
+    const links = PAGES.flatMap(relativeLinks);
+    expect(links.length).toBeGreaterThan(PAGES.length);
+    const broken = links.filter(({ file, anchor }) => {
+      if (!existsSync(path.join(ROOT, file))) return true;
+      if (anchor === undefined) return false;
+      return !file.endsWith('.md') || !anchorsOf(readFileSync(path.join(ROOT, file), 'utf8')).has(anchor);
+    });
+    expect(broken.map(({ page, href }) => `${page}: ${href}`)).toEqual([]);
   });
 });
