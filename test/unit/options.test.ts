@@ -71,6 +71,29 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
   });
 });
 
+describe('durations are seconds, and a slip of units is refused', () => {
+  it.each([
+    ['tolerance', 300_000],
+    ['bodyTimeout', 10_000],
+    ['inFlightTtl', 300_000],
+    ['maxEventAge', 259_200_000],
+    ['secretCacheTtl', 60_000],
+  ])('%s: %d is a TypeError that names seconds', (option, value) => {
+    expect(() => new MitpoWebhooks({ secret: SECRET, [option]: value })).toThrow(/seconds/);
+  });
+});
+
+describe('a secret pasted with quotes, or only the prefix, is refused at start-up', () => {
+  it.each([
+    ['"whsec_abc123"', /wrapped in quotes/],
+    ["'whsec_abc123'", /wrapped in quotes/],
+    ['whsec_', /only the "whsec_" prefix/],
+  ])('refuses %s, saying why without echoing it', (secret, why) => {
+    expect(() => new MitpoWebhooks({ secret })).toThrow(why);
+    expect(() => new MitpoWebhooks({ secret })).not.toThrow(/abc123/);
+  });
+});
+
 describe('MemoryReplayStore options', () => {
   it('refuses a maxEntries that is not a positive whole number', () => {
     for (const maxEntries of [0, -1, 1.5, Number.NaN, Infinity]) {
