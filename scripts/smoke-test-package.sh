@@ -13,6 +13,18 @@ trap 'rm -rf "$work"' EXIT
 cd "$root"
 tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
 echo "packed $tarball ($(du -k "$work/$tarball" | cut -f1) KB)"
+# npm pack builds dist/ first (the prepack script), so the tarball holds it even
+# from a fresh clone: every entry point package.json names must be in it.
+listing=$(tar -tzf "$work/$tarball")
+for file in $(node -e "
+const pkg = require('./package.json');
+const files = new Set([pkg.main, pkg.module, pkg.types, ...Object.values(pkg.bin)]);
+(function walk(v) { if (typeof v === 'string') files.add(v); else if (v) Object.values(v).forEach(walk); })(pkg.exports);
+for (const f of files) if (f.startsWith('./dist/') || f.startsWith('dist/')) console.log(f.replace(/^\.\//, ''));
+"); do
+  grep -qx "package/$file" <<<"$listing" || { echo "the tarball lacks $file" >&2; exit 1; }
+done
+echo "the tarball holds $(grep -c '^package/dist/' <<<"$listing") files under dist/, every entry point included"
 cd "$work"
 npm init -y >/dev/null
 npm install --no-audit --no-fund --silent "./$tarball" bullmq@^6 typescript@~6.0 @types/node@^20 >/dev/null

@@ -3,15 +3,18 @@
 // non-2xx like MITPO would; N distinct deliveries plus duplicates and forged ones
 // at high concurrency. Prints what was lost, run twice or wrongly accepted (all
 // must be 0) and the receiver's memory, which must stay flat once the replay
-// store is full.
+// store is full. With --heap, the heap of one receiver across N deliveries
+// instead (soak-heap.ts); with --queue, the queued run (soak-queue.ts).
 import { fork } from 'node:child_process';
 import path from 'node:path';
 import { soakSender } from './soak-sender';
 
+import { soakHeap } from './soak-heap';
 import { soakQueue } from './soak-queue';
 
 const QUEUED = process.argv.includes('--queue');
-const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : 40_000));
+const HEAP = process.argv.includes('--heap');
+const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : HEAP ? 100_000 : 40_000));
 const CONCURRENCY = 64;
 const MAX_ENTRIES = 5_000;
 const SECRET = 'whsec_soak_0123456789';
@@ -96,7 +99,7 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-(QUEUED ? soakQueue(TOTAL) : main()).then(
+(QUEUED ? soakQueue(TOTAL) : HEAP ? soakHeap(TOTAL) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);

@@ -1,6 +1,7 @@
 import type { MitpoWebhooks, MitpoWebhooksOptions, ReplayStore } from '../../src';
 import { sign } from '../../src';
 import { SAMPLE_DATA, signedDelivery } from '../../src/testing';
+import { nowInSeconds } from './clock';
 import type { Reply } from './http-client';
 import { SECRET } from './recorder';
 
@@ -29,9 +30,8 @@ export interface CheckCase {
   skipFor?: string[];
 }
 
-const NOW = () => Math.floor(Date.now() / 1000);
 /** A minute ago, to the second: a body built twice from it is the same bytes. */
-const FIXED_EVENT_TIME = NOW() - 60;
+const FIXED_EVENT_TIME = nowInSeconds() - 60;
 
 function delivery(overrides: Parameters<typeof signedDelivery>[0] extends infer O ? Partial<O> : never = {}): RequestSpec {
   const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, ...overrides } as never);
@@ -51,7 +51,7 @@ function signedBody(body: string, event = 'dispatch.completed'): RequestSpec {
     headers: {
       'Content-Type': 'application/json',
       'X-MITPO-Signature': sign(body, SECRET),
-      'X-MITPO-Timestamp': String(NOW()),
+      'X-MITPO-Timestamp': String(nowInSeconds()),
       'X-MITPO-Event': event,
     },
   };
@@ -137,14 +137,14 @@ export const CHECK_CASES: CheckCase[] = [
     runs: 0,
     // A minute outside: the exact edges are tested against a fixed clock in receive.test.ts;
     // here the real clock may tick between building the request and checking it.
-    request: () => delivery({ sentAt: NOW() - 360 }),
+    request: () => delivery({ sentAt: nowInSeconds() - 360 }),
   },
   {
     name: 'a timestamp header ahead of the tolerance',
     status: 401,
     outcome: 'timestamp_out_of_tolerance',
     runs: 0,
-    request: () => delivery({ sentAt: NOW() + 360 }),
+    request: () => delivery({ sentAt: nowInSeconds() + 360 }),
   },
   {
     name: 'a body larger than the limit',
@@ -207,14 +207,14 @@ export const CHECK_CASES: CheckCase[] = [
     status: 401,
     outcome: 'event_too_old',
     runs: 0,
-    request: () => delivery({ timestamp: NOW() - 259_200 - 60 }),
+    request: () => delivery({ timestamp: nowInSeconds() - 259_200 - 60 }),
   },
   {
     name: 'a signed event ahead by more than the tolerance',
     status: 401,
     outcome: 'event_in_future',
     runs: 0,
-    request: () => delivery({ timestamp: NOW() + 600 }),
+    request: () => delivery({ timestamp: nowInSeconds() + 600 }),
   },
   {
     name: 'the same delivery a second time',

@@ -1,11 +1,15 @@
-import { createHash, randomUUID } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
-import { BullMQDeliveryQueue, type BullMQDeliveryQueueOptions } from '../../src/bullmq';
+import { MitpoWebhooks, type DeliveryContext } from '../../src';
+import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { jobIdOf } from '../../src/bullmq/job-id';
+import type { DeliveryQueue } from '../../src/queue/delivery-queue';
 import { signedDelivery } from '../../src/testing';
+import { deliveryKeyOf } from '../helpers/delivery-key';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
+import { queuedReceivers } from '../helpers/queued-receivers';
 import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-process';
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
@@ -16,15 +20,9 @@ const describeRedis = describeWithRedis('the BullMQ queue tests');
 describeRedis('queued processing on BullMQ', () => {
   let name: string;
   let inspect: Queue;
-  const opened: MitpoWebhooks[] = [];
+  const { receiver, closeAll } = queuedReceivers(() => name);
   const servers: RunningServer[] = [];
-
-  function receiver(queueOptions: Partial<BullMQDeliveryQueueOptions> = {}, options: Partial<MitpoWebhooksOptions> = {}) {
-    const queue = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name, backoff: 0.05, lockDuration: 1, ...queueOptions });
-    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ...options });
-    opened.push(webhooks);
-    return webhooks;
-  }
+  const children: ChildProcess[] = [];
 
   async function serve(webhooks: MitpoWebhooks) {
     const server = await mount('Express 5 route', webhooks);
@@ -32,8 +30,7 @@ describeRedis('queued processing on BullMQ', () => {
     return server;
   }
 
-  const stateOf = async (body: string) => (await inspect.getJob(jobIdOf(keyOf(body))))?.getState();
-  const keyOf = (body: string) => createHash('sha256').update(body).digest('hex');
+  const stateOf = async (body: string) => (await inspect.getJob(jobIdOf(deliveryKeyOf(body))))?.getState();
 
   beforeAll(() => assertRedisReachable());
   beforeEach(() => {
@@ -41,8 +38,9 @@ describeRedis('queued processing on BullMQ', () => {
     inspect = new Queue(name, { connection: { url: REDIS_URL! } });
   });
   afterEach(async () => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
     await Promise.all(servers.splice(0).map((server) => server.close()));
-    await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+    await closeAll();
     await inspect.obliterate({ force: true }).catch(() => undefined);
     await inspect.close();
   });
@@ -56,7 +54,7 @@ describeRedis('queued processing on BullMQ', () => {
     const reply = await send(server.url, delivery);
     expect(reply.status).toBe(200);
     expect(reply.json).toEqual({ success: true, queued: true });
-    const job = await inspect.getJob(jobIdOf(keyOf(delivery.body)));
+    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
     expect(await job?.getState()).toBe('waiting');
     expect(Buffer.from(job!.data.body, 'base64').toString()).toBe(delivery.body);
     expect(Object.keys(job!.data.headers).sort()).toEqual(['content-type', 'x-mitpo-event', 'x-mitpo-signature', 'x-mitpo-timestamp']);
@@ -72,8 +70,7 @@ describeRedis('queued processing on BullMQ', () => {
 
   it('answers 503 queue_unavailable, quickly and with no handler run, when Redis cannot be reached', async () => {
     const queue = new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1', maxRetriesPerRequest: 1 }, name, enqueueTimeout: 0.3 });
-    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
-    opened.push(webhooks);
+    const webhooks = receiver(queue);
     const ran = jest.fn();
     webhooks.onAny(ran);
     const reply = await send((await serve(webhooks)).url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
@@ -148,15 +145,15 @@ describeRedis('queued processing on BullMQ', () => {
     const cli = (...args: string[]) => runCli(['deliveries', ...args, '--queue', name], { env: { REDIS_URL } });
     const listed = await cli('list');
     expect(listed.code).toBe(0);
-    expect(listed.stdout).toContain(keyOf(delivery.body));
+    expect(listed.stdout).toContain(deliveryKeyOf(delivery.body));
     expect(listed.stdout).toContain('dispatch.failed');
-    const shown = await cli('show', keyOf(delivery.body));
+    const shown = await cli('show', deliveryKeyOf(delivery.body));
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain('the database is down');
     expect(shown.stdout).toContain(delivery.body);
 
     fail = false;
-    const retried = await cli('retry', keyOf(delivery.body));
+    const retried = await cli('retry', deliveryKeyOf(delivery.body));
     expect(retried.code).toBe(0);
     await handled.promise;
     await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
@@ -177,7 +174,7 @@ describeRedis('queued processing on BullMQ', () => {
     expect(reply.json.error?.code).toBe('invalid_payload');
     expect(await told.promise).toBe('undefined invalid_payload');
     await waitFor(async () => (await stateOf(delivery.body)) === 'failed');
-    const job = await inspect.getJob(jobIdOf(keyOf(delivery.body)));
+    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
     expect(job!.data.refused.issues.map((issue: { path: string[] }) => issue.path.join('.'))).toContain('data.dispatch_id');
     expect(ran).not.toHaveBeenCalled();
   });
@@ -189,19 +186,43 @@ describeRedis('queued processing on BullMQ', () => {
       const server = await serve(receiver());
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       expect((await send(server.url, delivery)).status).toBe(200);
-      await nextMessage(child, (m) => m.started === keyOf(delivery.body));
+      await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
       child.kill('SIGKILL');
       const survivor = receiver();
       const handled = deferred<DeliveryContext>();
       survivor.onAny((_event, ctx) => handled.resolve(ctx));
       survivor.startWorker();
       const ctx = await handled.promise;
-      expect(ctx.deliveryKey).toBe(keyOf(delivery.body));
+      expect(ctx.deliveryKey).toBe(deliveryKeyOf(delivery.body));
       await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
     } finally {
       child.kill('SIGKILL');
     }
   });
+
+  // A worker keeps BullMQ's maxStalledCount of 1 unless told otherwise: a job whose
+  // worker died twice mid-job must still be run (attempts 5), or at the least be
+  // reported to onDeadLetter, never failed silently as stalled.
+  it('hands a job to another worker after its worker died twice mid-job (attempts 5), or at least reports the dead letter', async () => {
+    const producer = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    for (let death = 0; death < 2; death++) {
+      const child = startHangingWorkerProcess(name);
+      children.push(child);
+      await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
+      child.kill('SIGKILL');
+    }
+    const survivor = receiver();
+    const outcome = deferred<string>();
+    survivor.onAny(() => outcome.resolve('handled'));
+    survivor.onDeadLetter(() => outcome.resolve('dead letter reported'));
+    survivor.startWorker();
+    const timedOut = new Promise<string>((resolve) => setTimeout(() => resolve('neither: silently failed as stalled'), 8000).unref());
+    const seen = await Promise.race([outcome.promise, timedOut]);
+    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
+    expect({ seen, failedReason: job?.failedReason ?? null }).toEqual({ seen: 'handled', failedReason: null });
+  }, 30_000);
 
   it('close(): refuses new deliveries with 503 shutting_down and Retry-After, lets a running job finish, then closes', async () => {
     const webhooks = receiver();
@@ -249,4 +270,43 @@ describeRedis('queued processing on BullMQ', () => {
     await handled.promise;
     await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
   });
+
+  // Handlers already running are awaited at close(), but no new job is taken, even
+  // while a receive begun before close() is still enqueueing.
+  it('close(): takes no new job in the worker once close() was called', async () => {
+    const inner = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name, backoff: 0.05, lockDuration: 1 });
+    const enqueueing = deferred();
+    const slowEnqueue = deferred();
+    // A receive still under way when close() is called: its enqueue waits.
+    const queue: DeliveryQueue = {
+      enqueue: async (delivery, retentionMs) => {
+        enqueueing.resolve();
+        await slowEnqueue.promise;
+        return inner.enqueue(delivery, retentionMs);
+      },
+      startWorker: (processor, options) => inner.startWorker(processor, options),
+      close: () => inner.close(),
+    };
+    const webhooks = receiver(queue);
+    const ran: string[] = [];
+    webhooks.onAny((_event, ctx) => {
+      ran.push(ctx.deliveryKey);
+    });
+    webhooks.startWorker();
+    const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const underWay = webhooks.receive({ rawBody: first.body, headers: first.headers });
+    await enqueueing.promise;
+    const closing = webhooks.close({ timeout: 5 });
+
+    // Another instance queues a delivery after this one began to close.
+    const producer = receiver();
+    const later = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    expect((await producer.receive({ rawBody: later.body, headers: later.headers })).status).toBe(200);
+    // The window in which a worker that is still taking jobs would take this one.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    slowEnqueue.resolve();
+    await underWay;
+    await closing;
+    expect(ran).not.toContain(deliveryKeyOf(later.body));
+  }, 20_000);
 });

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -12,6 +12,45 @@ import { send } from '../helpers/http-client';
 
 const SECRET = 'whsec_examples';
 const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/**
+ * A child's stdout and stderr as they arrive. until(pattern) resolves once the
+ * output so far matches, and rejects if the child exits first; a line that never
+ * comes is bounded by the test's own timeout.
+ */
+function watchOutput(child: ChildProcessWithoutNullStreams) {
+  let output = '';
+  let waiting: Array<() => void> = [];
+  const onData = (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    const checks = waiting;
+    waiting = [];
+    for (const check of checks) check();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const until = (pattern: RegExp) =>
+    new Promise<RegExpExecArray>((resolve, reject) => {
+      let settled = false;
+      const check = () => {
+        if (settled) return;
+        const found = pattern.exec(output);
+        if (found) {
+          settled = true;
+          resolve(found);
+        } else {
+          waiting.push(check);
+        }
+      };
+      void exited.then(() => {
+        if (!settled) reject(new Error(`the example exited before printing ${pattern}: ${output}`));
+        settled = true;
+      });
+      check();
+    });
+  return { until, exited, output: () => output };
+}
 
 describe('the examples', () => {
   it('express-receiver: routes each event type to its handler', async () => {
@@ -83,22 +122,17 @@ describe('the examples', () => {
         cwd: path.join(__dirname, '../..'),
         env: { ...process.env, MITPO_WEBHOOK_SECRET: SECRET, PORT: '0', PLATFORM: platform },
       });
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const watched = watchOutput(child);
       try {
-        const url = await new Promise<string>((resolve, reject) => {
-          child.stdout.on('data', () => {
-            const found = /Receiving MITPO webhooks on (\S+)/.exec(output);
-            if (found) resolve(found[1]!);
-          });
-          void exited.then(() => reject(new Error(`the example exited: ${output}`)));
-        });
+        const url = (await watched.until(/Receiving MITPO webhooks on (\S+)/))[1]!;
         expect((await sendDelivery(url, { event: 'dispatch.completed', secret: SECRET })).status).toBe(200);
         expect((await sendDelivery(url, { event: 'dispatch.failed', secret: SECRET })).status).toBe(200);
-        expect(output).toMatch(/dispatch dsp_[0-9a-f]{16} completed\n/);
-        expect(output).toMatch(/dispatch dsp_[0-9a-f]{16} is failed\n/);
+        // The 200 can reach this process before the handler's line does (two pipes):
+        // wait for each line rather than expect it at the moment of the answer.
+        await watched.until(/dispatch dsp_[0-9a-f]{16} completed\n/);
+        await watched.until(/dispatch dsp_[0-9a-f]{16} is failed\n/);
+        expect(watched.output()).toMatch(/dispatch dsp_[0-9a-f]{16} completed\n/);
+        expect(watched.output()).toMatch(/dispatch dsp_[0-9a-f]{16} is failed\n/);
         const order = await send(url.replace('/webhooks/mitpo', '/api/orders'), {
           headers: { 'content-type': 'application/json' },
           body: '{"sku":"C3"}',
@@ -107,7 +141,7 @@ describe('the examples', () => {
       } finally {
         child.kill('SIGTERM');
       }
-      await exited;
+      await watched.exited;
     },
     30_000,
   );

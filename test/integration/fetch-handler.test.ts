@@ -135,4 +135,58 @@ describe('fetchHandler() specifics', () => {
     const { webhooks } = recordingReceiver();
     await expect(webhooks.fetchHandler()({} as Request)).rejects.toThrow(TypeError);
   });
+
+  it('answers 400 body_read_failed when Content-Length disagrees with the body', async () => {
+    const handler = new MitpoWebhooks({ secret: SECRET }).fetchHandler();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const request = new Request(URL_, { method: 'POST', headers: { ...headers, 'Content-Length': String(body.length + 5) }, body });
+    const response = await handler(request);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_read_failed' } });
+  });
+
+  it('answers 500 body_already_parsed to a body locked by another reader', async () => {
+    const handler = new MitpoWebhooks({ secret: SECRET }).fetchHandler();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const request = new Request(URL_, { method: 'POST', headers, body });
+    request.body!.getReader();
+    const response = await handler(request);
+    expect(response.status).toBe(500);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_already_parsed' } });
+  });
+
+  // API.md lists payload_too_large (Content-Length or streamed) before body_already_parsed.
+  it('answers 413, not 500, to a consumed Request that declares a body over the limit', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, limit: 1024 });
+    const delivery = signedDelivery({ event: 'connection.active', secret: SECRET });
+    const request = new Request('http://localhost/webhooks/mitpo', {
+      method: 'POST',
+      body: delivery.body,
+      headers: { ...delivery.headers, 'content-length': String(10 * 1024 * 1024) },
+    });
+    await request.arrayBuffer(); // another reader consumed it
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(413);
+  });
+
+  it('refuses a stream that yields strings without reading past the limit', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, limit: 100 });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    let pulled = 0;
+    const stream = new ReadableStream<unknown>({
+      pull(controller) {
+        pulled += 1;
+        controller.enqueue('x'.repeat(60));
+        if (pulled > 1000) controller.close();
+      },
+    });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const request = new Request(URL_, { method: 'POST', headers, body: stream as ReadableStream, duplex: 'half' } as RequestInit);
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_read_failed' } });
+    expect(pulled).toBeLessThan(5);
+    expect(ran).not.toHaveBeenCalled();
+  });
 });

@@ -1,5 +1,6 @@
 import { MitpoWebhooks, type MitpoWebhooksOptions } from '../../src';
 import { signedDelivery } from '../../src/testing';
+import { deliver } from '../helpers/deliver';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
 import { mount, type RunningServer } from '../helpers/servers';
@@ -111,5 +112,29 @@ describe('handler faults', () => {
     expect(() => new MitpoWebhooks({ secret: SECRET, handlerTimeout: 0 })).toThrow(/handlerTimeout must be a positive number of seconds/);
     expect(() => new MitpoWebhooks({ secret: SECRET, bodyTimeout: -1 })).toThrow(/bodyTimeout must be a positive number of seconds/);
     server = { url: '', close: async () => {} };
+  });
+
+  // A handler may throw a value that cannot even be converted to an Error (a revoked
+  // Proxy): the claim must still be released, or every MITPO retry would be answered
+  // 409 in_flight while the renewal keeps the claim alive, and the event be lost.
+  it('lets a retry run the handlers after a handler threw an unconvertible value', async () => {
+    server = { url: '', close: async () => {} };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, inFlightTtl: 0.06 });
+    let runs = 0;
+    webhooks.onAny(() => {
+      runs += 1;
+      if (runs === 1) {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        throw proxy;
+      }
+    });
+    const delivery = signedDelivery({ event: 'connection.active', secret: SECRET });
+    const first = await deliver(webhooks, delivery);
+    expect(first.status).toBeGreaterThanOrEqual(500);
+    // At once: a claim left behind would answer this retry 409 in_flight.
+    const retry = await deliver(webhooks, delivery);
+    expect(retry.body).toEqual({ success: true });
+    expect(runs).toBe(2);
   });
 });

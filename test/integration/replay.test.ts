@@ -1,10 +1,10 @@
-import { MemoryReplayStore } from '../../src';
+import { MemoryReplayStore, MitpoWebhooks, type ReplayStore } from '../../src';
 import { signedDelivery } from '../../src/testing';
+import { nowInSeconds } from '../helpers/clock';
+import { deliver } from '../helpers/deliver';
 import { send } from '../helpers/http-client';
-import { recordingReceiver, SECRET } from '../helpers/recorder';
+import { deferred, recordingReceiver, SECRET } from '../helpers/recorder';
 import { mount } from '../helpers/servers';
-
-const NOW = () => Math.floor(Date.now() / 1000);
 
 async function withReceiver(
   options: Parameters<typeof recordingReceiver>[0],
@@ -71,9 +71,9 @@ describe('replay protection over HTTP', () => {
 
   it('refuses a captured delivery re-sent with a forged fresh X-MITPO-Timestamp', async () => {
     // Captured three days and a minute ago, as MITPO sent it then.
-    const sentThen = NOW() - 259_200 - 60;
+    const sentThen = nowInSeconds() - 259_200 - 60;
     const captured = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: sentThen, sentAt: sentThen });
-    const forged = { body: captured.body, headers: { ...captured.headers, 'X-MITPO-Timestamp': String(NOW()) } };
+    const forged = { body: captured.body, headers: { ...captured.headers, 'X-MITPO-Timestamp': String(nowInSeconds()) } };
 
     // A receiver that never saw it (its replay store is fresh): the signed body timestamp gives it away.
     await withReceiver({}, async (url, { runs }) => {
@@ -84,13 +84,13 @@ describe('replay protection over HTTP', () => {
     });
 
     // Captured recently instead: the body is still fresh, but the store remembers it.
-    const recent = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: NOW() - 3600, sentAt: NOW() - 3600 });
+    const recent = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: nowInSeconds() - 3600, sentAt: nowInSeconds() - 3600 });
     const store = new MemoryReplayStore();
     await withReceiver({ replay: store, tolerance: 4000 }, async (url) => {
       expect((await send(url, recent)).json).toEqual({ success: true });
     });
     await withReceiver({ replay: store }, async (url, { runs }) => {
-      const reply = await send(url, { body: recent.body, headers: { ...recent.headers, 'X-MITPO-Timestamp': String(NOW()) } });
+      const reply = await send(url, { body: recent.body, headers: { ...recent.headers, 'X-MITPO-Timestamp': String(nowInSeconds()) } });
       expect(reply.json).toEqual({ success: true, duplicate: true });
       expect(runs).toHaveLength(0);
     });
@@ -103,5 +103,98 @@ describe('replay protection over HTTP', () => {
       expect((await send(url, delivery)).json).toEqual({ success: true });
       expect(runs.filter((r) => r.handler === 'onAny')).toHaveLength(2);
     });
+  });
+});
+
+/** The same signed body sent again later, as an attacker who captured it would: a fresh X-MITPO-Timestamp. */
+function replayed(delivery: { body: string; headers: Record<string, string> }) {
+  return { body: delivery.body, headers: { ...delivery.headers, 'X-MITPO-Timestamp': String(nowInSeconds()) } };
+}
+
+describe('replay protection when the store is full', () => {
+  it('still answers duplicate to a captured paid delivery after maxEntries failing replays of another capture', async () => {
+    const maxEntries = 200;
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new MemoryReplayStore({ maxEntries }) });
+    const paid = jest.fn();
+    webhooks.on('dispatch.completed', paid);
+    webhooks.on('dispatch.failed', () => {
+      throw new Error('this event always fails');
+    });
+    const paidDelivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const failingCapture = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    expect((await deliver(webhooks, paidDelivery)).status).toBe(200);
+    for (let i = 0; i < maxEntries * 2; i++) {
+      expect((await deliver(webhooks, replayed(failingCapture))).body).toMatchObject({ error: { code: 'handler_failed' } });
+    }
+    expect((await deliver(webhooks, replayed(paidDelivery))).body).toEqual({ success: true, duplicate: true });
+    expect(paid).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('the claim held while a handler runs', () => {
+  afterEach(() => jest.useRealTimers());
+
+  it('is renewed while a handler slower than inFlightTtl runs, so a retry past the TTL is 409 in_flight and it never runs twice at once', async () => {
+    let clock = Date.now();
+    const store = new MemoryReplayStore({ now: () => clock });
+    let onRenew = () => {};
+    const renew = store.renew.bind(store);
+    store.renew = async (...args) => {
+      const held = await renew(...args);
+      onRenew();
+      return held;
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.3 });
+    const release = deferred();
+    const started = deferred();
+    let runs = 0;
+    webhooks.on('dispatch.completed', async () => {
+      runs += 1;
+      started.resolve();
+      await release.promise;
+    });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const first = deliver(webhooks, delivery);
+    await started.promise;
+    // Far past the claim's TTL by the store's clock: only a renewal after the jump keeps it.
+    clock += 60_000;
+    await new Promise<void>((resolve) => (onRenew = resolve));
+    expect((await deliver(webhooks, replayed(delivery))).body).toMatchObject({ error: { code: 'in_flight' } });
+    release.resolve();
+    expect((await first).status).toBe(200);
+    expect(runs).toBe(1);
+  });
+
+  // The renewal runs from a timer: a custom store's renew() that throws (or returns
+  // no promise) must not throw out of it, which would be an uncaughtException.
+  it('keeps a custom store whose renew() throws synchronously inside the pipeline (logged, never thrown out of a timer)', async () => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    const inner = new MemoryReplayStore();
+    const store: ReplayStore = {
+      claim: (key, ttl, token) => inner.claim(key, ttl, token),
+      complete: (key, retention) => inner.complete(key, retention),
+      release: (key, token) => inner.release(key, token),
+      renew: () => {
+        throw new Error('client is closed');
+      },
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.03 });
+    const started = deferred();
+    const finish = deferred();
+    webhooks.onAny(async () => {
+      started.resolve();
+      await finish.promise;
+    });
+    const answer = deliver(webhooks, signedDelivery({ event: 'connection.active', secret: SECRET }));
+    await started.promise;
+    let thrownOutOfTimer: unknown;
+    try {
+      jest.advanceTimersByTime(100); // several renewal ticks (every 10 ms)
+    } catch (error) {
+      thrownOutOfTimer = error;
+    }
+    finish.resolve();
+    expect((await answer).status).toBe(200);
+    expect(thrownOutOfTimer).toBeUndefined();
   });
 });

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { MemoryReplayStore, MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { signedDelivery } from '../../src/testing';
+import { deliveryKeyOf } from '../helpers/delivery-key';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
 import { listen } from '../helpers/servers';
@@ -67,7 +67,7 @@ describe('close() without a queue', () => {
     await webhooks.close({ timeout: 0.05 });
     expect(await answer).toMatchObject({ status: 503, body: { error: { code: 'shutting_down' } } });
     // Released: MITPO's retry (to another instance, or this one restarted) runs the handlers again.
-    expect(await store.claim(createHash('sha256').update(delivery.body).digest('hex'), 1000)).toBe('claimed');
+    expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('claimed');
   });
 
   it('resolves at once with nothing under way, and the same way when called twice', async () => {

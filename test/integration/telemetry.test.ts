@@ -47,7 +47,7 @@ function withServerSpan(listener: http.RequestListener): http.RequestListener {
     });
 }
 
-function receiver() {
+function tracedReceiver() {
   const webhooks = new MitpoWebhooks({ secret: SECRET });
   webhooks.on('dispatch.completed', async () => {
     trace.getTracer('app').startSpan('app work').end();
@@ -63,7 +63,7 @@ const parentOf = (span: ReadableSpan) => span.parentSpanContext?.spanId;
 
 describe.each(Object.keys(MOUNTINGS) as MountingName[])('telemetry under %s', (mounting) => {
   it('makes the receive span a child of the HTTP span, and each handler run a child of it', async () => {
-    const app = await requestListenerOf(mounting, receiver());
+    const app = await requestListenerOf(mounting, tracedReceiver());
     const server = await listen(http.createServer(withServerSpan(app)));
     try {
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
@@ -88,7 +88,7 @@ describe.each(Object.keys(MOUNTINGS) as MountingName[])('telemetry under %s', (m
 
 describe('telemetry under the Fetch handler', () => {
   it('makes the receive span a child of the active span', async () => {
-    const handler = receiver().fetchHandler();
+    const handler = tracedReceiver().fetchHandler();
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     const response = await http_.startActiveSpan('POST /api/webhooks', { kind: SpanKind.SERVER }, async (span) => {
       try {
@@ -104,7 +104,7 @@ describe('telemetry under the Fetch handler', () => {
 
 describe('telemetry outcomes and metrics', () => {
   it('records each outcome on the span, ERROR for a 5xx, and no event for a refused delivery', async () => {
-    const webhooks = receiver();
+    const webhooks = tracedReceiver();
     const ok = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     await webhooks.receive({ rawBody: ok.body, headers: ok.headers });
     await webhooks.receive({ rawBody: ok.body, headers: ok.headers });

@@ -56,6 +56,22 @@ describe('transport faults over real sockets', () => {
     await expectStillServing();
   });
 
+  it('takes bodyTimeout: 10 as ten seconds, not ten milliseconds: a body whose second half arrives 50 ms later is handled', async () => {
+    await start({ bodyTimeout: 10 });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    // The second half arrives 50 ms after the first: far inside 10 s, far outside 10 ms.
+    const reply = await new Promise<number>((resolve, reject) => {
+      const req = http.request(server.url, { method: 'POST', headers, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.write(body.slice(0, 20));
+      setTimeout(() => req.end(body.slice(20)), 50);
+    });
+    expect(reply).toBe(200);
+  });
+
   it('a Content-Length shorter than the body: only the declared bytes are signed over → 401, no handler', async () => {
     await start();
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });

@@ -3,13 +3,13 @@ import fc from 'fast-check';
 import { MitpoWebhooks, sign, type WebhookErrorCode } from '../../src';
 import { statusForCode } from '../../src/errors';
 import { signedDelivery } from '../../src/testing';
+import { nowInSeconds } from '../helpers/clock';
 import { send } from '../helpers/http-client';
 import { listen } from '../helpers/servers';
 
 const SECRET = 'whsec_property_0123456789';
 const SEED = 20_261_127;
 const RUNS = { seed: SEED, numRuns: 300 };
-const NOW = () => Math.floor(Date.now() / 1000);
 
 const HEX = fc.constantFrom(...'0123456789abcdef');
 const hex64 = fc.string({ unit: HEX, minLength: 64, maxLength: 64 });
@@ -17,7 +17,7 @@ const anyText = fc.oneof(fc.string(), fc.string({ unit: 'binary', maxLength: 80 
 const headerValue = fc.oneof(anyText, fc.array(anyText, { minLength: 2, maxLength: 3 }));
 const knownEvent = fc.constantFrom('dispatch.accepted', 'dispatch.completed', 'dispatch.failed', 'connection.active', 'connection.reauth_required');
 
-function receiver(options: Partial<ConstructorParameters<typeof MitpoWebhooks>[0]> = {}) {
+function countingReceiver(options: Partial<ConstructorParameters<typeof MitpoWebhooks>[0]> = {}) {
   let runs = 0;
   const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false, ...options });
   webhooks.onAny(() => void (runs += 1));
@@ -45,7 +45,7 @@ describe('any change to a signed delivery is refused, and no handler runs', () =
   it('a flipped byte anywhere in the body → 401 invalid_signature', async () => {
     await fc.assert(
       fc.asyncProperty(base, fc.nat(), fc.integer({ min: 1, max: 255 }), async ({ event, id, channel }, at, mask) => {
-        const { webhooks, runs } = receiver();
+        const { webhooks, runs } = countingReceiver();
         const { body, headers } = signedDelivery({ event, secret: SECRET, data: { dispatch_id: id, channel, status: 's' } });
         const bytes = Buffer.from(body);
         const index = at % bytes.length;
@@ -61,7 +61,7 @@ describe('any change to a signed delivery is refused, and no handler runs', () =
   it('another well-formed signature → 401; a truncated one → 400 malformed_signature (API.md: exactly 64 hex digits)', async () => {
     await fc.assert(
       fc.asyncProperty(base, hex64, fc.integer({ min: 0, max: 70 }), async ({ event }, otherHex, keep) => {
-        const { webhooks, runs } = receiver();
+        const { webhooks, runs } = countingReceiver();
         const { body, headers } = signedDelivery({ event, secret: SECRET });
         const good = headers['X-MITPO-Signature']!;
         fc.pre(`sha256=${otherHex}` !== good);
@@ -80,7 +80,7 @@ describe('any change to a signed delivery is refused, and no handler runs', () =
     const otherSecret = fc.string({ minLength: 1, maxLength: 60 }).filter((s) => s.trim() === s && s !== SECRET);
     await fc.assert(
       fc.asyncProperty(knownEvent, otherSecret, async (event, secret) => {
-        const { webhooks, runs } = receiver();
+        const { webhooks, runs } = countingReceiver();
         const { body, headers } = signedDelivery({ event, secret });
         expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(401);
         expect(runs()).toBe(0);
@@ -104,7 +104,7 @@ describe('arbitrary header values never throw and get the code API.md gives them
     );
     await fc.assert(
       fc.asyncProperty(signature, async (value) => {
-        const { webhooks, runs } = receiver();
+        const { webhooks, runs } = countingReceiver();
         const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
         const reply = await webhooks.receive({ rawBody: body, headers: { ...headers, 'X-MITPO-Signature': value } });
         const code = expectedForSignature(value);
@@ -119,7 +119,7 @@ describe('arbitrary header values never throw and get the code API.md gives them
   it('X-MITPO-Timestamp: any text, numbers near and far, milliseconds, repeated', async () => {
     // A clock that stands still: values at the tolerance's edge must not depend on a
     // second ticking between generating them and checking them.
-    const now = NOW();
+    const now = nowInSeconds();
     const timestamp = fc.oneof(
       headerValue,
       fc.integer({ min: -1000, max: 1000 }).map((d) => String(now + d)),
@@ -129,7 +129,7 @@ describe('arbitrary header values never throw and get the code API.md gives them
     );
     await fc.assert(
       fc.asyncProperty(timestamp, async (value) => {
-        const { webhooks, runs } = receiver({ now: () => now * 1000 + 500 });
+        const { webhooks, runs } = countingReceiver({ now: () => now * 1000 + 500 });
         const { body, headers } = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
         const reply = await webhooks.receive({ rawBody: body, headers: { ...headers, 'X-MITPO-Timestamp': value } });
         const expected = expectedForTimestamp(value, now);
@@ -148,7 +148,7 @@ describe('arbitrary header values never throw and get the code API.md gives them
   it('Content-Type and X-MITPO-Event: anything is 200, 400 or 415, never a crash', async () => {
     await fc.assert(
       fc.asyncProperty(fc.option(headerValue), fc.option(headerValue), async (contentType, eventHeader) => {
-        const { webhooks } = receiver();
+        const { webhooks } = countingReceiver();
         const { body, headers } = signedDelivery({ event: 'connection.active', secret: SECRET });
         const reply = await webhooks.receive({
           rawBody: body,
@@ -191,8 +191,8 @@ describe('arbitrary correctly signed bodies are 200 or 400, never 500, and never
   it('through receive()', async () => {
     await fc.assert(
       fc.asyncProperty(bodies, async (body) => {
-        const { webhooks } = receiver({ limit: '2mb' });
-        const headers = { 'X-MITPO-Signature': sign(body, SECRET), 'X-MITPO-Timestamp': String(NOW()) };
+        const { webhooks } = countingReceiver({ limit: '2mb' });
+        const headers = { 'X-MITPO-Signature': sign(body, SECRET), 'X-MITPO-Timestamp': String(nowInSeconds()) };
         const reply = await webhooks.receive({ rawBody: body, headers });
         expect([200, 400]).toContain(reply.status);
         if (reply.status === 400) expect(['invalid_json', 'invalid_payload']).toContain((reply.body as { error: { code: string } }).error.code);
@@ -211,11 +211,11 @@ describe('the event schema holds for every dispatch event', () => {
     const event = fc.constantFrom('dispatch.accepted', 'dispatch.completed', 'dispatch.failed');
     await fc.assert(
       fc.asyncProperty(event, field, wrong, async (name, key, value) => {
-        const { webhooks, runs } = receiver();
+        const { webhooks, runs } = countingReceiver();
         const data: Record<string, unknown> = { dispatch_id: 'd', channel: 'c', status: 's', [key]: value };
         if (value === undefined) delete data[key];
         const body = JSON.stringify({ event: name, timestamp: new Date().toISOString(), data });
-        const reply = await webhooks.receive({ rawBody: body, headers: { 'X-MITPO-Signature': sign(body, SECRET), 'X-MITPO-Timestamp': String(NOW()) } });
+        const reply = await webhooks.receive({ rawBody: body, headers: { 'X-MITPO-Signature': sign(body, SECRET), 'X-MITPO-Timestamp': String(nowInSeconds()) } });
         expect(reply).toMatchObject({ status: 400, body: { error: { code: 'invalid_payload' } } });
         expect((reply.body as { error: { message: string } }).error.message).toContain(`data.${key}`);
         expect(runs()).toBe(0);
@@ -227,7 +227,7 @@ describe('the event schema holds for every dispatch event', () => {
 
 describe('over real HTTP, through the middleware', () => {
   it('arbitrary printable signature and timestamp headers answer the right 4xx, and the server stays up', async () => {
-    const { webhooks, runs } = receiver();
+    const { webhooks, runs } = countingReceiver();
     const server = await listen(http.createServer((req, res) => webhooks.middleware()(req, res, () => res.end())));
     const printable = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 200 });
     const value = fc.oneof(printable, fc.array(printable, { minLength: 2, maxLength: 3 }), hex64.map((h) => `sha256=${h}`));
@@ -240,7 +240,7 @@ describe('over real HTTP, through the middleware', () => {
           const seenSignature = Array.isArray(signature) ? signature.map((s) => s.trim()).join(', ') : signature.trim();
           const seenTimestamp = Array.isArray(timestamp) ? timestamp.map((s) => s.trim()).join(', ') : timestamp.trim();
           const signatureCode = expectedForSignature(seenSignature);
-          const code = signatureCode !== 'invalid_signature' ? signatureCode : expectedForTimestamp(seenTimestamp, NOW());
+          const code = signatureCode !== 'invalid_signature' ? signatureCode : expectedForTimestamp(seenTimestamp, nowInSeconds());
           const answered = code === 'success' ? 'invalid_signature' : code;
           expect(reply.json.error?.code).toBe(answered);
           expect(reply.status).toBe(statusForCode(answered as WebhookErrorCode));

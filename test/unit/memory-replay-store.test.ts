@@ -1,4 +1,5 @@
-import { MemoryReplayStore } from '../../src';
+import { MemoryReplayStore, MitpoWebhooks, type ReplayStore } from '../../src';
+import { SECRET } from '../helpers/recorder';
 
 function storeWithClock(maxEntries?: number) {
   const clock = { now: 1_000_000 };
@@ -104,5 +105,27 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     await store.claim('c', 1000); // evicts a; c sits where a was
     await store.complete('a', 60_000); // a is gone: recorded anew, evicting b
     expect(await store.claim('c', 1000)).toBe('in_flight');
+  });
+});
+
+describe('MemoryReplayStore with attempts that overlap', () => {
+  it('keeps the second attempt’s claim when the first attempt releases late', async () => {
+    let clock = 0;
+    const store: ReplayStore = new MemoryReplayStore({ now: () => clock });
+    expect(await store.claim('k', 1_000, 'first')).toBe('claimed');
+    clock += 5_000; // the first attempt's process stalled past its TTL
+    expect(await store.claim('k', 1_000, 'second')).toBe('claimed');
+    await store.release('k', 'first');
+    expect(await store.claim('k', 1_000, 'third')).toBe('in_flight');
+  });
+});
+
+describe('the default MemoryReplayStore costs memory by use, not up front', () => {
+  it('allocates no store capacity when 100 receivers are built', () => {
+    const before = process.memoryUsage().arrayBuffers;
+    const receivers = Array.from({ length: 100 }, () => new MitpoWebhooks({ secret: SECRET }));
+    const grown = process.memoryUsage().arrayBuffers - before;
+    expect(receivers).toHaveLength(100);
+    expect(grown).toBeLessThan(5 * 1024 * 1024);
   });
 });

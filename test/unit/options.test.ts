@@ -29,12 +29,14 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
 
   it('never echoes the secret in a construction error', () => {
     for (const secret of [` whsec_LEAKME`, `whsec_LEAKME\t`, ['whsec_ok', ' whsec_LEAKME']]) {
+      let thrown: unknown;
       try {
         new MitpoWebhooks({ secret });
-        throw new Error('expected a TypeError');
       } catch (error) {
-        expect((error as Error).message).not.toContain('LEAKME');
+        thrown = error;
       }
+      expect(thrown).toBeInstanceOf(TypeError);
+      expect((thrown as TypeError).message).not.toContain('LEAKME');
     }
   });
 
@@ -68,6 +70,29 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
     expect(() => webhooks.onFailure(undefined as never)).toThrow(TypeError);
     expect(() => webhooks.middleware({ path: 'webhooks' })).toThrow(/start(ing)? with "\/"/);
     expect(() => webhooks.middleware({ pth: '/x' } as never)).toThrow(/unknown middleware option "pth"/);
+  });
+});
+
+describe('durations are seconds, and a slip of units is refused', () => {
+  it.each([
+    ['tolerance', 300_000],
+    ['bodyTimeout', 10_000],
+    ['inFlightTtl', 300_000],
+    ['maxEventAge', 259_200_000],
+    ['secretCacheTtl', 60_000],
+  ])('%s: %d is a TypeError that names seconds', (option, value) => {
+    expect(() => new MitpoWebhooks({ secret: SECRET, [option]: value })).toThrow(/seconds/);
+  });
+});
+
+describe('a secret pasted with quotes, or only the prefix, is refused at start-up', () => {
+  it.each([
+    ['"whsec_abc123"', /wrapped in quotes/],
+    ["'whsec_abc123'", /wrapped in quotes/],
+    ['whsec_', /only the "whsec_" prefix/],
+  ])('refuses %s, saying why without echoing it', (secret, why) => {
+    expect(() => new MitpoWebhooks({ secret })).toThrow(why);
+    expect(() => new MitpoWebhooks({ secret })).not.toThrow(/abc123/);
   });
 });
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import {
   MitpoWebhooks,
   sign,
@@ -10,9 +9,10 @@ import {
 import type { WebhookHeaders } from '../../src/headers/delivery-headers';
 import { signedDelivery } from '../../src/testing';
 import { CHECK_CASES } from '../helpers/check-cases';
+import { nowInSeconds } from '../helpers/clock';
+import { deliver } from '../helpers/deliver';
+import { deliveryKeyOf } from '../helpers/delivery-key';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
-
-const NOW = () => Math.floor(Date.now() / 1000);
 
 function spyStore(): ReplayStore & { calls: string[] } {
   const calls: string[] = [];
@@ -57,7 +57,7 @@ describe('receive()', () => {
       ['missing_signature', (h) => (h['X-MITPO-Signature'] = 'sha256=XYZ')],
       ['malformed_signature', (h) => (h['X-MITPO-Signature'] = sign('not the body', SECRET))],
       ['missing_timestamp', (h) => (h['X-MITPO-Timestamp'] = 'soon')],
-      ['malformed_timestamp', (h) => (h['X-MITPO-Timestamp'] = String(NOW() - 10_000))],
+      ['malformed_timestamp', (h) => (h['X-MITPO-Timestamp'] = String(nowInSeconds() - 10_000))],
       ['timestamp_out_of_tolerance', (h) => (h['X-MITPO-Timestamp'] = goodHeaders['X-MITPO-Timestamp']!)],
     ];
     const headers: Record<string, string> = { 'Content-Type': 'text/html' };
@@ -129,7 +129,7 @@ describe('receive()', () => {
     expect(seen).toHaveLength(1);
     expect(seen[0]!.rawBody.equals(Buffer.from(body))).toBe(true);
     expect(seen[0]!.headers).toEqual(Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value])));
-    expect(seen[0]!.deliveryKey).toBe(createHash('sha256').update(body).digest('hex'));
+    expect(seen[0]!.deliveryKey).toBe(deliveryKeyOf(body));
     expect(seen[0]!.receivedAt).toEqual(new Date(1_774_175_400_000));
   });
 
@@ -284,7 +284,7 @@ describe('receive()', () => {
         code: 'handler_failed',
         status: 500,
         event: 'dispatch.failed',
-        deliveryKey: createHash('sha256').update(failing.body).digest('hex'),
+        deliveryKey: deliveryKeyOf(failing.body),
         err: expect.objectContaining({ message: 'boom' }),
       }),
       expect.stringContaining('A handler failed'),
@@ -391,7 +391,7 @@ describe('receive() decoding the body', () => {
   const headersFor = (body: Buffer) => ({
     'content-type': 'application/json',
     'x-mitpo-signature': sign(body, SECRET),
-    'x-mitpo-timestamp': String(NOW()),
+    'x-mitpo-timestamp': String(nowInSeconds()),
   });
   const eventWith = (notes: string) =>
     `{"event":"dispatch.completed","timestamp":"${new Date().toISOString()}","data":{"dispatch_id":"d","channel":"c","status":"s","notes":"${notes}"}}`;
@@ -413,5 +413,119 @@ describe('receive() decoding the body', () => {
     const reply = await webhooks.receive({ rawBody: body, headers: headersFor(body) });
     expect(reply).toMatchObject({ status: 400, body: { error: { code: 'invalid_json', message: 'The body is not valid UTF-8' } } });
     expect(runs).toHaveLength(0);
+  });
+});
+
+describe('receive() without the raw bytes', () => {
+  it.each([
+    ['a parsed object', { event: 'dispatch.completed' }],
+    ['nothing', undefined],
+  ])('answers 500 body_already_parsed for %s, naming the Express, Fastify and NestJS fixes', async (_what, rawBody) => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const reply = await webhooks.receive({ rawBody: rawBody as never, headers });
+    expect(reply.status).toBe(500);
+    expect(reply.body).toMatchObject({ success: false, error: { code: 'body_already_parsed' } });
+    const { message } = (reply.body as { error: { message: string } }).error;
+    expect(message).toMatch(/Express/);
+    expect(message).toMatch(/Fastify/);
+    expect(message).toMatch(/NestJS.*rawBody: true/);
+  });
+});
+
+describe('an authentic event is never refused for a null optional field, nor lost without a trace', () => {
+  it('accepts provider_resource_id: null and hands the handler undefined', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const seen: unknown[] = [];
+    webhooks.on('dispatch.completed', (event) => void seen.push(event.data.provider_resource_id));
+    const delivery = signedDelivery({
+      event: 'dispatch.completed',
+      secret: SECRET,
+      data: { dispatch_id: 'dsp_1', channel: 'meta_ads', status: 'completed', provider_resource_id: null, added_later: 7 },
+    });
+    expect(await deliver(webhooks, delivery)).toEqual({ status: 200, body: { success: true } });
+    expect(seen).toEqual([undefined]);
+  });
+
+  it('tells onFailure the raw body and the schema issues of an authentic invalid_payload, and nothing of a forged one', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const told: Array<[WebhookVerificationError, FailureContext]> = [];
+    webhooks.onFailure((error, context) => void told.push([error, context]));
+    const authentic = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 42 } as never });
+    expect((await deliver(webhooks, authentic)).status).toBe(400);
+    const [error, context] = told[0]!;
+    expect(error.code).toBe('invalid_payload');
+    expect(context.authenticated).toBe(true);
+    expect(context.rawBody?.toString()).toBe(authentic.body);
+    expect(context.issues?.map((issue) => issue.path.join('.'))).toEqual(
+      expect.arrayContaining(['data.dispatch_id', 'data.channel', 'data.status']),
+    );
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_someone_else', data: { dispatch_id: 42 } as never });
+    expect((await deliver(webhooks, forged)).status).toBe(401);
+    expect(told[1]![1]).toEqual({ headers: expect.any(Object) });
+  });
+});
+
+describe('the secret function is not called once per forged request', () => {
+  it('reuses its result for secretCacheTtl and shares one pending call', async () => {
+    let calls = 0;
+    const webhooks = new MitpoWebhooks({
+      secret: async () => {
+        calls += 1;
+        return SECRET;
+      },
+    });
+    const forged = Array.from({ length: 20 }, () => signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' }));
+    const replies = await Promise.all(forged.map((delivery) => deliver(webhooks, delivery)));
+    for (const delivery of forged) expect((await deliver(webhooks, delivery)).status).toBe(401);
+    expect(replies.every((reply) => reply.status === 401)).toBe(true);
+    expect(calls).toBe(1);
+  });
+
+  it('does not cache a failure', async () => {
+    let calls = 0;
+    const webhooks = new MitpoWebhooks({
+      secret: async () => {
+        calls += 1;
+        if (calls === 1) throw new Error('vault sealed');
+        return SECRET;
+      },
+    });
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(503);
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+    expect(calls).toBe(2);
+  });
+});
+
+describe('request text is stripped of control characters before it is echoed', () => {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  const C0_C1_DEL = /[\u0000-\u001f\u007f-\u009f]/;
+
+  it.each([
+    ['a media type', { 'content-type': 'text/\u009b31mred\u0007' }, 'unsupported_media_type'],
+    ['a content encoding', { 'content-encoding': 'gz\u001b[2Jip' }, 'unsupported_media_type'],
+    ['X-MITPO-Event', { 'x-mitpo-event': 'dispatch.\u0085completed\u009d' }, 'event_mismatch'],
+  ])('in the answer, the onFailure error and the log: %s', async (_what, extra, code) => {
+    const lines: string[] = [];
+    const write = (record: object, message: string) => void lines.push(JSON.stringify(record), message);
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { debug: write, info: write, warn: write, error: write } });
+    const messages: string[] = [];
+    webhooks.onFailure((error) => void messages.push(error.message));
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const lowered = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const reply = await webhooks.receive({ rawBody: body, headers: { ...lowered, ...extra } });
+    expect(reply.body).toMatchObject({ error: { code } });
+    const answer = (reply.body as { error: { message: string } }).error.message;
+    for (const text of [answer, ...messages, ...lines]) expect(text).not.toMatch(C0_C1_DEL);
+    expect(lines.length).toBeGreaterThan(0);
+  });
+
+  it('in an unknown event name refused by verify()', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const { body, headers } = signedDelivery({ event: 'dispatch.\u009bnew', secret: SECRET });
+    await expect(webhooks.verify({ rawBody: body, headers: { ...headers, 'X-MITPO-Event': 'x' } })).rejects.toThrow();
+    const { headers: same } = signedDelivery({ event: 'dispatch.\u009bnew', secret: SECRET, data: {} });
+    const error = await webhooks.verify({ rawBody: body, headers: { ...same, 'X-MITPO-Signature': sign(body, SECRET) } }).catch((e: Error) => e);
+    expect((error as Error).message).not.toMatch(C0_C1_DEL);
   });
 });

@@ -56,4 +56,24 @@ describe('RedisReplayStore without a server', () => {
     );
     expect(JSON.parse(loaded)).toEqual([]);
   });
+
+  it('undoes a claim whose command timed out: a release with the same token follows, so no claim is orphaned', async () => {
+    const commands: Array<Array<string | number>> = [];
+    const slow = {
+      call: (...args: Array<string | number>) => {
+        commands.push(args);
+        // The claim hangs past the timeout (Redis may still run it); the undo is answered.
+        return commands.length === 1 ? new Promise<never>(() => {}) : Promise.resolve(1);
+      },
+    };
+    const store = new RedisReplayStore(slow, { commandTimeout: 0.05 });
+    await expect(store.claim('k', 60_000, 'token-1')).rejects.toThrow(/did not answer/);
+    expect(commands).toHaveLength(2);
+    const [claim, undo] = commands;
+    expect(claim!.slice(2, 5)).toEqual([1, 'mitpo-webhooks:k', 60_000]);
+    expect(claim![5]).toBe('token-1');
+    expect(undo![0]).toBe('EVAL');
+    expect(String(undo![1])).toContain('DEL');
+    expect(undo!.slice(2)).toEqual([1, 'mitpo-webhooks:k', 'token-1']);
+  });
 });

@@ -1,8 +1,14 @@
 import { execFileSync } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import crypto, { createHmac } from 'node:crypto';
+import http from 'node:http';
 import { Readable } from 'node:stream';
-import { sign, verifySignature } from '../../src';
+import express from 'express';
+import { MitpoWebhooks, sign, verifySignature } from '../../src';
 import { readNodeBody, type NodeRequest } from '../../src/body/read-node-body';
+import { signedDelivery } from '../../src/testing';
+import { deliver } from '../helpers/deliver';
+import { send } from '../helpers/http-client';
+import { listen } from '../helpers/servers';
 
 const SECRET = 'whsec_a1b2c3d4e5';
 const BODIES = [
@@ -132,5 +138,61 @@ describe('sign and verifySignature', () => {
   ])('refuses to sign a payload that is %s, with a TypeError naming the payload', (_name, payload) => {
     expect(() => sign(payload as unknown as string, SECRET)).toThrow(TypeError);
     expect(() => sign(payload as unknown as string, SECRET)).toThrow('sign(payload, secret): payload must be a string, Buffer or Uint8Array');
+  });
+});
+
+describe('verifySignature never throws', () => {
+  it('answers false for a payload whose buffer was detached', () => {
+    const payload = new Uint8Array(Buffer.from('{"event":"x"}'));
+    const header = sign(Buffer.from(payload), SECRET);
+    structuredClone(payload.buffer, { transfer: [payload.buffer] });
+    expect(() => verifySignature(payload, header, SECRET)).not.toThrow();
+    expect(verifySignature(payload, header, SECRET)).toBe(false);
+  });
+});
+
+describe('the HMAC key', () => {
+  it('verifies every delivery through node:crypto createHmac with a KeyObject, not a string or hand-built pads', async () => {
+    const createHmacSpy = jest.spyOn(crypto, 'createHmac');
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      createHmacSpy.mockClear();
+      expect((await deliver(webhooks, delivery)).status).toBe(200);
+      expect(createHmacSpy).toHaveBeenCalledTimes(1);
+      expect(createHmacSpy.mock.calls[0]![0]).toBe('sha256');
+      expect(createHmacSpy.mock.calls[0]![1]).toBeInstanceOf(crypto.KeyObject);
+    } finally {
+      createHmacSpy.mockRestore();
+    }
+  });
+
+  it('leaves no key-derived pad block in the Buffer pool slab that ctx.rawBody is cut from', async () => {
+    // Buffer.alloc is never cut from the pool, so the test's own pads cannot be what it finds.
+    const innerPad = Buffer.alloc(64, 0x36);
+    const outerPad = Buffer.alloc(64, 0x5c);
+    for (let i = 0; i < SECRET.length; i++) {
+      innerPad[i] = SECRET.charCodeAt(i) ^ 0x36;
+      outerPad[i] = SECRET.charCodeAt(i) ^ 0x5c;
+    }
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const slabs: Buffer[] = [];
+    webhooks.onAny((_event, ctx) => void slabs.push(Buffer.from(ctx.rawBody.buffer)));
+    const app = express();
+    app.post('/webhooks/mitpo', webhooks.middleware());
+    const server = await listen(http.createServer(app));
+    try {
+      for (let i = 0; i < 5; i++) {
+        const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        expect((await send(server.url, { headers, body })).status).toBe(200);
+      }
+    } finally {
+      await server.close();
+    }
+    expect(slabs).toHaveLength(5);
+    for (const slab of slabs) {
+      expect(slab.includes(innerPad)).toBe(false);
+      expect(slab.includes(outerPad)).toBe(false);
+    }
   });
 });
