@@ -5,6 +5,7 @@ import { SECRET } from '../helpers/recorder';
 // Text a sender controls reaches answers and logs only without control
 // characters, bidirectional controls (which reorder what a reader sees) and
 // zero-width characters (which make two names that look alike differ).
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]/;
 
 describe('text from a request, echoed in an answer, a log record or onFailure', () => {
