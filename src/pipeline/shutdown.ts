@@ -61,7 +61,8 @@ export class Shutdown {
       const started = Date.now();
       this.closingSince = started;
       const timer = setTimeout(() => this.reachDeadline(), timeoutSeconds * 1000);
-      timer.unref();
+      // Timers are objects with unref() on Node, numbers elsewhere.
+      (timer as { unref?: () => void }).unref?.();
       // Every delivery either finishes or, in its handlers, gives up at the deadline.
       if (this.running > 0 && !this.pastDeadline) {
         await new Promise<void>((resolve) => {
