@@ -40,7 +40,16 @@ export class InlineHandling {
     if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
     let claim: Claim<DeliveryTrace> | undefined;
     if (this.claims !== undefined) {
-      const taken = await this.take(this.claims, deliveryKey, trace);
+      let taken: Claim<DeliveryTrace> | 'in_flight' | 'done';
+      try {
+        taken = await this.claims.take(deliveryKey, trace);
+      } catch (error) {
+        throw new WebhookVerificationError(
+          'replay_store_unavailable',
+          'The replay store could not be reached; the delivery was not handled and can be retried',
+          { cause: error },
+        );
+      }
       if (taken === 'done') return DUPLICATE;
       if (taken === 'in_flight') {
         throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
@@ -68,16 +77,6 @@ export class InlineHandling {
     if (claim !== undefined) await this.settle(claim, failures, trace);
     if (failures.length > 0) throw handlerFailed(failures);
     return SUCCESS;
-  }
-
-  private take(claims: Claims<DeliveryTrace>, deliveryKey: string, trace: DeliveryTrace): ReturnType<Claims<DeliveryTrace>['take']> {
-    return claims.take(deliveryKey, trace).catch((error: unknown) => {
-      throw new WebhookVerificationError(
-        'replay_store_unavailable',
-        'The replay store could not be reached; the delivery was not handled and can be retried',
-        { cause: error },
-      );
-    });
   }
 
   /**
