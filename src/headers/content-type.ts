@@ -2,7 +2,8 @@ import { WebhookVerificationError } from '../errors';
 import { sanitizeText } from '../text/sanitize-text';
 import type { DeliveryHeaders } from './delivery-headers';
 
-const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/;
+/** A JSON media type (`application/json`, `application/cloudevents+json`...), parameters after `;` allowed. */
+const JSON_CONTENT_TYPE = /^\s*application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
 /**
  * A body that says it is not JSON is refused before it is read (415). A missing
@@ -15,14 +16,9 @@ const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/;
  */
 export function checkContentType(headers: DeliveryHeaders): void {
   const contentType = headers['content-type'];
-  if (contentType !== undefined) {
+  if (contentType !== undefined && !JSON_CONTENT_TYPE.test(String(contentType))) {
     const mediaType = String(contentType).split(';', 1)[0]!.trim().toLowerCase();
-    if (!JSON_MEDIA_TYPE.test(mediaType)) {
-      throw new WebhookVerificationError(
-        'unsupported_media_type',
-        `Content-Type must be application/json (got "${sanitizeText(mediaType)}")`,
-      );
-    }
+    throw new WebhookVerificationError('unsupported_media_type', `Content-Type must be application/json (got "${sanitizeText(mediaType)}")`);
   }
   const contentEncoding = headers['content-encoding'];
   if (contentEncoding !== undefined) {
