@@ -169,7 +169,7 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   process.on('message', (message) => {
     if (message === 'stats') {
       const { user, system } = process.cpuUsage();
-      process.send({ cpuMicros: user + system, runs, maxRss: process.resourceUsage().maxRSS * 1024 });
+      process.send({ cpuMicros: user + system, user, system, runs, maxRss: process.resourceUsage().maxRSS * 1024 });
     } else if (message === 'exit') {
       process.exit(0);
     }

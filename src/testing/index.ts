@@ -1,3 +1,4 @@
 export { signedDelivery, type SignedDelivery, type SignedDeliveryOptions, type Moment } from './signed-delivery';
 export { sendDelivery, type DeliveryTarget, type DeliveryResult, type SendDeliveryOptions } from './send-delivery';
 export { SAMPLE_DATA, sampleData } from './sample-data';
+export { MemoryDeliveryQueue, type MemoryDeliveryQueueOptions, type MemoryDeadLetter } from './memory-delivery-queue';

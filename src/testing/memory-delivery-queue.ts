@@ -1,0 +1,155 @@
+import { readSeconds } from '../duration-option';
+import { parseAnyEvent } from '../events/parse-event';
+import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
+import { FinalDeliveryFailure, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor } from '../queue/delivery-queue';
+
+/** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
+export interface MemoryDeliveryQueueOptions {
+  /** Runs of a delivery in all, the first included, before it is a dead letter. Default 5. */
+  attempts?: number;
+  /** Seconds before the first retry, doubling after each (fractions allowed, e.g. `0.01` in tests). Default 10. */
+  backoff?: number;
+}
+
+/** A delivery that ended as a dead letter. */
+export interface MemoryDeadLetter {
+  deliveryKey: string;
+  /** The event, when the stored body could be read as one. */
+  event: MitpoEvent | UnknownMitpoEvent | undefined;
+  /** Why its last run failed (or why it was kept: an authentic delivery refused as `invalid_payload`). */
+  error: Error;
+  /** Runs it had. */
+  attempts: number;
+}
+
+interface Job {
+  delivery: QueuedDelivery;
+  state: 'waiting' | 'delayed' | 'active' | 'completed' | 'failed';
+  /** Runs started. */
+  attempts: number;
+  /** How long a handled delivery answers its replays as duplicates. */
+  retentionMs: number;
+  /** For a completed job: until when its key answers replays as duplicates (ms since the epoch). */
+  keptUntil?: number;
+  /** For a delayed job: when it is due again. */
+  dueAt?: number;
+  error?: Error;
+}
+
+/**
+ * A `DeliveryQueue` in this process's memory, for tests of queued handlers
+ * without Redis or Postgres: `new MitpoWebhooks({ secret, queue })` answers
+ * `queued` as in production, and `await queue.drain()` runs every queued
+ * delivery through the same worker path as BullMQ's workers (the signature
+ * checked again, retries with backoff, dead letters, `ctx.attempt`). Nothing
+ * runs until `drain()` is called, so a test decides when handlers run.
+ *
+ * @example
+ * const queue = new MemoryDeliveryQueue({ attempts: 3, backoff: 0.01 });
+ * const webhooks = new MitpoWebhooks({ secret, queue });
+ * webhooks.on('dispatch.completed', handler);
+ * webhooks.startWorker();
+ * await webhooks.receive(signedDelivery({ event: 'dispatch.completed', secret })); // 200 queued
+ * await queue.drain();
+ * expect(queue.deadLetters()).toEqual([]);
+ */
+export class MemoryDeliveryQueue implements DeliveryQueue {
+  readonly attempts: number;
+  private readonly backoffMs: number;
+  private readonly jobs = new Map<string, Job>();
+  private processor: QueuedDeliveryProcessor | undefined;
+
+  /** @throws TypeError on an invalid option */
+  constructor(options: MemoryDeliveryQueueOptions = {}) {
+    const { attempts = 5 } = options;
+    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
+      throw new TypeError(`mitpo-webhooks/testing: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+    }
+    this.attempts = attempts;
+    this.backoffMs = readSeconds(options.backoff, { name: 'mitpo-webhooks/testing: backoff', fallback: 10, max: 86_400, allowZero: true })! * 1000;
+  }
+
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+    const known = this.jobs.get(delivery.deliveryKey);
+    if (known !== undefined && !(known.state === 'completed' && known.keptUntil! <= Date.now())) return Promise.resolve('duplicate');
+    const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs };
+    if (delivery.refused !== undefined) {
+      job.state = 'failed';
+      job.error = Object.assign(new Error(delivery.refused.message), { code: delivery.refused.code, issues: delivery.refused.issues });
+    }
+    this.jobs.set(delivery.deliveryKey, job);
+    return Promise.resolve('queued');
+  }
+
+  /** Keeps the worker path (`webhooks.startWorker()` gives it); deliveries run only in {@link drain}. */
+  startWorker(processor: QueuedDeliveryProcessor): DeliveryWorker {
+    this.processor = processor;
+    return {
+      close: () => {
+        this.processor = undefined;
+        return Promise.resolve();
+      },
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /**
+   * Runs every queued delivery, one at a time, retrying failed runs after their
+   * backoff (waited out for real), until none is waiting or delayed.
+   * @throws TypeError when no worker was started (`webhooks.startWorker()`)
+   */
+  async drain(): Promise<void> {
+    const processor = this.processor;
+    if (processor === undefined) {
+      throw new TypeError('mitpo-webhooks/testing: drain() needs a worker: call webhooks.startWorker() first');
+    }
+    for (;;) {
+      const due = [...this.jobs.values()].find((job) => job.state === 'waiting' || (job.state === 'delayed' && job.dueAt! <= Date.now()));
+      if (due !== undefined) {
+        await this.run(due, processor);
+        continue;
+      }
+      const delayed = [...this.jobs.values()].filter((job) => job.state === 'delayed');
+      if (delayed.length === 0) return;
+      const wait = Math.max(0, Math.min(...delayed.map((job) => job.dueAt!)) - Date.now());
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+  }
+
+  /** What ended as a dead letter, oldest first. */
+  deadLetters(): MemoryDeadLetter[] {
+    return [...this.jobs.values()]
+      .filter((job) => job.state === 'failed')
+      .map((job) => ({ deliveryKey: job.delivery.deliveryKey, event: readEvent(job.delivery.rawBody), error: job.error!, attempts: job.attempts }));
+  }
+
+  private async run(job: Job, processor: QueuedDeliveryProcessor): Promise<void> {
+    job.state = 'active';
+    job.attempts += 1;
+    const attempt = job.attempts;
+    try {
+      await processor({ delivery: job.delivery, attempt, lastAttempt: attempt >= this.attempts });
+      job.state = 'completed';
+      job.keptUntil = Date.now() + job.retentionMs;
+    } catch (error) {
+      job.error = error instanceof Error ? error : new Error(String(error));
+      if (attempt >= this.attempts || error instanceof FinalDeliveryFailure) {
+        job.state = 'failed';
+      } else {
+        job.state = 'delayed';
+        job.dueAt = Date.now() + this.backoffMs * 2 ** (attempt - 1);
+      }
+    }
+  }
+}
+
+function readEvent(rawBody: Uint8Array): MitpoEvent | UnknownMitpoEvent | undefined {
+  try {
+    return parseAnyEvent(JSON.parse(Buffer.from(rawBody).toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
