@@ -3,6 +3,7 @@ import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } f
 import { readSeconds } from '../duration-option';
 import {
   FinalDeliveryFailure,
+  TamperedDelivery,
   type DeliveryQueue,
   type DeliveryWorker,
   type QueuedDelivery,
@@ -131,6 +132,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     // Jobs this worker started and BullMQ has not yet recorded as completed or
     // failed: closing waits for these, so a handled job is never left to look stalled.
     const unfinished = new Set<string>();
+    // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
+    const tampered = new Set<string>();
     let settled: () => void = () => undefined;
     const worker = new Worker<JobData>(
       this.name,
@@ -138,8 +141,15 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         unfinished.add(String(job.id));
         const attempt = job.attemptsMade + 1;
         try {
-          await processor({ delivery: deliveryOf(job), attempt, lastAttempt: attempt >= (job.opts.attempts ?? 1) });
+          await processor({
+            delivery: deliveryOf(job),
+            storedAs: String(job.id),
+            queuedAt: job.timestamp,
+            attempt,
+            lastAttempt: attempt >= (job.opts.attempts ?? 1),
+          });
         } catch (error) {
+          if (error instanceof TamperedDelivery) tampered.add(String(job.id));
           // A delivery that can never succeed (a forged job, a refused payload) is
           // a dead letter at once rather than after every backoff.
           if (error instanceof FinalDeliveryFailure) throw new UnrecoverableError(error.message);
@@ -160,7 +170,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       if (job !== undefined && unfinished.delete(String(job.id)) && unfinished.size === 0) settled();
     };
     worker.on('completed', recorded);
-    worker.on('failed', recorded);
+    worker.on('failed', (job) => {
+      if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
+      recorded(job);
+    });
     worker.on('error', () => undefined);
     return {
       close: async (timeoutSeconds: number) => {
@@ -179,6 +192,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },
     };
+  }
+
+  idOf(deliveryKey: string): string {
+    return jobIdOf(deliveryKey);
   }
 
   async close(): Promise<void> {

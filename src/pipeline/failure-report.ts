@@ -62,6 +62,12 @@ export class FailureReport {
     this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
   }
 
+  /** A record of the queue's, at warn: what someone with access to its storage did. */
+  warn(record: Record<string, unknown>, message: string): void {
+    const safe = { ...record, ...(typeof record.deliveryKey === 'string' ? { deliveryKey: sanitizeText(record.deliveryKey, 200) } : {}) };
+    this.write('warn', safe, message);
+  }
+
   private log(error: WebhookVerificationError, trace: DeliveryTrace): void {
     const record: Record<string, unknown> = { code: error.code, status: error.status, ...fields(trace, this.now()) };
     // Forged or malformed traffic is the sender's, at warn; a burst of MITPO retries

@@ -2,7 +2,7 @@ import { DUPLICATE, QUEUED, type Outcome } from '../answers';
 import { WebhookVerificationError } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
-import { FinalDeliveryFailure, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
+import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
@@ -82,30 +82,43 @@ export class QueuedRuns {
   }
 
   /**
-   * The queue's storage is not trusted, so the stored bytes go through the same
+   * The queue's storage is not trusted: the stored bytes go through the same
    * checks as on arrival (all but when they were sent: a retry may come hours
-   * later) before any handler runs. A delivery that can never pass is a dead letter at once.
+   * later), the delivery key is computed again from them, and `ctx` is built
+   * only from what was verified. A job MITPO did not sign as stored is
+   * tampered: logged, and removed by the queue. A delivery that can never pass
+   * is a dead letter at once.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
   ): Promise<void> {
-    const { headers } = delivery;
-    const trace: DeliveryTrace = { headers, startedAt: delivery.receivedAt };
-    const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: delivery.deliveryKey, receivedAt: new Date(delivery.receivedAt), attempt };
+    const headers = keptHeaders(delivery.headers);
+    // Never later than the queue took it: a stored receive time is the store's word, not MITPO's.
+    const stored = typeof delivery.receivedAt === 'number' && Number.isFinite(delivery.receivedAt) ? delivery.receivedAt : Infinity;
+    const earliest = Math.min(stored, queuedAt ?? Infinity);
+    const receivedAt = new Date(Number.isFinite(earliest) ? earliest : this.checks.options.now());
+    const trace: DeliveryTrace = { headers, startedAt: this.checks.options.now() };
     let checked: VerifiedDelivery;
     try {
-      checked = await verified(storedRequest(delivery), this.checks, trace, 'stored');
+      checked = await verified(storedRequest(delivery.rawBody, headers), this.checks, trace, 'stored');
     } catch (error) {
       const refused = asVerificationError(error);
       // A secret that could not be resolved is the only refusal that a later run can overcome.
       if (refused.code === 'secret_unavailable' && !lastAttempt) throw refused;
+      if (TAMPERED.has(refused.code)) throw this.tampered(`its ${refused.code === 'event_mismatch' ? 'X-MITPO-Event' : 'signature'} does not hold`, delivery.deliveryKey, refused);
+      const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
       this.deadLetters.emit(undefined, ctx, refused);
       throw new FinalDeliveryFailure(refused.message, { cause: refused });
     }
-    const { event } = checked;
+    const { event, deliveryKey } = checked;
+    if (deliveryKey !== delivery.deliveryKey || (storedAs !== undefined && storedAs !== this.queue.idOf?.(deliveryKey))) {
+      throw this.tampered('its id or key is not the one its verified bytes give', delivery.deliveryKey);
+    }
     onVerified(event.event);
+    // On Node the bytes are a Buffer, as the context's type says.
+    const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt };
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
     if (failures.length === 0) return;
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
@@ -115,11 +128,34 @@ export class QueuedRuns {
     if (lastAttempt) this.deadLetters.emit(event, ctx, failed);
     throw failed;
   }
+
+  private tampered(reason: string, storedKey: string, cause?: Error): TamperedDelivery {
+    const message = `mitpo-webhooks: a queued delivery was tampered with in the queue's storage (${reason}); it was removed and no handler ran`;
+    this.failures.warn({ code: 'tampered_delivery', deliveryKey: storedKey }, message);
+    return new TamperedDelivery(message, cause === undefined ? undefined : { cause });
+  }
+}
+
+/**
+ * What proves a stored delivery was altered: MITPO's signature over it fails,
+ * or the event header kept with it names another event than the signed body.
+ */
+const TAMPERED = new Set(['invalid_signature', 'missing_signature', 'malformed_signature', 'event_mismatch']);
+
+/** Only the headers a queue keeps, as strings: anything else a store holds is not the request's. */
+function keptHeaders(stored: unknown): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (typeof stored !== 'object' || stored === null) return headers;
+  for (const name of QUEUED_HEADERS) {
+    const value = (stored as Record<string, unknown>)[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return headers;
 }
 
 /** A stored delivery as a request: its kept headers and bytes, no method to check. */
-function storedRequest(delivery: QueuedDelivery) {
-  return { method: undefined, headers: delivery.headers, readBody: () => Promise.resolve(delivery.rawBody) };
+function storedRequest(rawBody: Uint8Array, headers: Record<string, string>) {
+  return { method: undefined, headers, readBody: () => Promise.resolve(rawBody) };
 }
 
 function queuedDelivery(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): QueuedDelivery {

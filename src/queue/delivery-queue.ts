@@ -25,6 +25,10 @@ export interface QueuedDelivery {
 /** What one run of a queued delivery is told by the queue. */
 export interface QueuedRun {
   delivery: QueuedDelivery;
+  /** The id the queue holds the delivery under, when it has its own (checked against the verified key). */
+  storedAs?: string;
+  /** When the queue took the delivery, milliseconds since the epoch, when it knows. */
+  queuedAt?: number;
   /** This run's number, from 1. */
   attempt: number;
   /** Whether a failure now makes the delivery a dead letter (no attempt left). */
@@ -71,6 +75,8 @@ export interface DeliveryQueue {
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker;
   /** Closes the connections the queue opened, also when Redis is unreachable. */
   close(): Promise<void>;
+  /** The id a delivery with this key is held under, for a queue with ids of its own (`storedAs`). */
+  idOf?(deliveryKey: string): string;
 }
 
 export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
@@ -91,5 +97,16 @@ export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
  * the worker and the queue is a type, not a flag patched onto an error.
  */
 export class FinalDeliveryFailure extends Error {
-  override readonly name = 'FinalDeliveryFailure';
+  override readonly name: string = 'FinalDeliveryFailure';
+}
+
+/**
+ * A stored delivery that MITPO did not sign as stored: its signature fails, or
+ * its id, key or `X-MITPO-Event` disagree with the verified bytes. Someone with
+ * write access to the queue's storage made it. The queue removes it: never a
+ * dead letter, never retried.
+ */
+export class TamperedDelivery extends FinalDeliveryFailure {
+  override readonly name = 'TamperedDelivery';
+  readonly code = 'tampered_delivery';
 }

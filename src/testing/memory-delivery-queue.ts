@@ -1,7 +1,7 @@
 import { readSeconds } from '../duration-option';
 import { parseAnyEvent } from '../events/parse-event';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
-import { FinalDeliveryFailure, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor } from '../queue/delivery-queue';
+import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor } from '../queue/delivery-queue';
 
 /** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
 export interface MemoryDeliveryQueueOptions {
@@ -136,6 +136,10 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       job.keptUntil = Date.now() + job.retentionMs;
     } catch (error) {
       job.error = error instanceof Error ? error : new Error(String(error));
+      if (error instanceof TamperedDelivery) {
+        this.jobs.delete(job.delivery.deliveryKey);
+        return;
+      }
       if (attempt >= this.attempts || error instanceof FinalDeliveryFailure) {
         job.state = 'failed';
       } else {

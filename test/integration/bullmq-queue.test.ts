@@ -61,6 +61,37 @@ describeRedis('queued processing on BullMQ', () => {
     expect(ran).not.toHaveBeenCalled();
   });
 
+  it('runs nothing MITPO did not sign as stored: jobs an attacker adds to Redis are removed unrun, unreported, with a warning', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };
+    const webhooks = receiver({}, { logger });
+    const keys: string[] = [];
+    webhooks.onAny((_event, ctx) => void keys.push(ctx.deliveryKey));
+    const deadLetter = jest.fn();
+    webhooks.onDeadLetter(deadLetter);
+    const server = await serve(webhooks);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await send(server.url, delivery)).status).toBe(200);
+    webhooks.startWorker();
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    const done = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
+
+    // The attacker, with write access to Redis: the completed job again under new ids (one
+    // with a delivery key of their choosing), and a job signed with a secret of their own.
+    const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+    const forgedHeaders = Object.fromEntries(Object.entries(forged.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const added = [
+      await inspect.add('mitpo-delivery', done!.data, { jobId: 'replayed-under-a-new-id' }),
+      await inspect.add('mitpo-delivery', { ...done!.data, deliveryKey: 'attacker-chosen-key' }, { jobId: 'replayed-with-another-key' }),
+      await inspect.add('mitpo-delivery', { ...done!.data, body: Buffer.from(forged.body).toString('base64'), headers: forgedHeaders }, { jobId: jobIdOf(deliveryKeyOf(forged.body)) }),
+    ];
+    await waitFor(async () => (await Promise.all(added.map((job) => inspect.getJob(job.id!)))).every((job) => job === undefined));
+    expect(keys).toEqual([deliveryKeyOf(delivery.body)]);
+    expect(deadLetter).not.toHaveBeenCalled();
+    expect(warnings.filter((record) => record.code === 'tampered_delivery')).toHaveLength(3);
+    expect(await stateOf(delivery.body)).toBe('completed');
+  });
+
   it('refuses every failed check before queueing anything', async () => {
     const server = await serve(receiver());
     const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });

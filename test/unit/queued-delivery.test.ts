@@ -1,4 +1,4 @@
-import { MitpoWebhooks, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
+import { MitpoWebhooks, type DeliveryContext, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
 
@@ -81,15 +81,56 @@ describe('queued processing, the pipeline side', () => {
     expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: undefined, message: expect.stringContaining('still down') }]);
   });
 
-  it('checks the signature again in the worker: a job tampered with in Redis is a dead letter at once, no handler run', async () => {
-    const { queue, webhooks, deadLetters } = setUp();
-    const ran = jest.fn();
-    webhooks.onAny(ran);
-    const { job } = await queued(webhooks, queue);
-    const tampered = { ...job, rawBody: Buffer.from(job.rawBody.toString().replace('completed', 'failed')) };
-    await expect(queue.run(tampered)).rejects.toMatchObject({ name: 'FinalDeliveryFailure', cause: { code: 'invalid_signature' } });
-    expect(ran).not.toHaveBeenCalled();
-    expect(deadLetters).toEqual([{ event: undefined, code: 'invalid_signature', message: expect.any(String) }]);
+  describe('a worker believes only the signature', () => {
+    function tamperSetUp() {
+      const warnings: Array<{ record: object; message: string }> = [];
+      const logger = { debug() {}, info() {}, error() {}, warn: (record: object, message: string) => warnings.push({ record, message }) };
+      const queue = new MemoryQueue();
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger });
+      const deadLetters: unknown[] = [];
+      webhooks.onDeadLetter((event) => deadLetters.push(event));
+      const contexts: DeliveryContext[] = [];
+      webhooks.onAny((_event, ctx) => void contexts.push(ctx));
+      webhooks.startWorker();
+      return { queue, webhooks, warnings, deadLetters, contexts };
+    }
+
+    it.each([
+      ['a body altered in storage', (job: QueuedDelivery) => ({ ...job, rawBody: Buffer.from(job.rawBody.toString().replace('completed', 'failed')) })],
+      ['a forged job signed with another secret', (job: QueuedDelivery) => {
+        const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });
+        return { ...job, rawBody: Buffer.from(forged.body), headers: { ...job.headers, 'x-mitpo-signature': forged.headers['X-MITPO-Signature']! } };
+      }],
+      ['an altered delivery key (to defeat the idempotency records)', (job: QueuedDelivery) => ({ ...job, deliveryKey: 'attacker-chosen-key' })],
+      ['an X-MITPO-Event header changed in storage', (job: QueuedDelivery) => ({ ...job, headers: { ...job.headers, 'x-mitpo-event': 'dispatch.failed' } })],
+    ])('refuses %s as tampered: no handler, no dead letter, a warning', async (_name, tamper) => {
+      const { queue, webhooks, warnings, deadLetters, contexts } = tamperSetUp();
+      const { job } = await queued(webhooks, queue);
+      await expect(queue.run(tamper(job))).rejects.toMatchObject({ name: 'TamperedDelivery', code: 'tampered_delivery' });
+      expect(contexts).toEqual([]);
+      expect(deadLetters).toEqual([]);
+      expect(warnings).toEqual([{ record: expect.objectContaining({ code: 'tampered_delivery' }), message: expect.stringContaining('tampered with') }]);
+    });
+
+    it('refuses a genuine delivery re-added under an id its key does not give', async () => {
+      const { queue, webhooks, contexts } = tamperSetUp();
+      (queue as MemoryQueue & { idOf(key: string): string }).idOf = (key) => `id-${key}`;
+      const { job } = await queued(webhooks, queue);
+      await expect(queue.processor!({ delivery: job, storedAs: 'id-someone-else', attempt: 1, lastAttempt: false })).rejects.toMatchObject({ name: 'TamperedDelivery' });
+      await queue.processor!({ delivery: job, storedAs: `id-${job.deliveryKey}`, attempt: 1, lastAttempt: false });
+      expect(contexts).toHaveLength(1);
+    });
+
+    it('builds ctx from what was verified: the recomputed key, the four kept headers, a receive time no later than the queue took it', async () => {
+      const { queue, webhooks, contexts } = tamperSetUp();
+      const { job } = await queued(webhooks, queue);
+      const injected = { ...job, headers: { ...job.headers, authorization: 'Bearer stolen', 'x-forwarded-for': '6.6.6.6' }, receivedAt: Date.UTC(2099, 0, 1) };
+      await queue.processor!({ delivery: injected, queuedAt: job.receivedAt, attempt: 1, lastAttempt: false });
+      const [ctx] = contexts;
+      expect(Object.keys(ctx!.headers).sort()).toEqual(['content-type', 'x-mitpo-event', 'x-mitpo-signature', 'x-mitpo-timestamp']);
+      expect(ctx!.deliveryKey).toBe(job.deliveryKey);
+      expect(ctx!.receivedAt.getTime()).toBe(job.receivedAt);
+    });
   });
 
   it('keeps an authentic delivery refused as invalid_payload, and validates it again when it is run', async () => {
