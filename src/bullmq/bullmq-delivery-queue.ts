@@ -139,14 +139,19 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       this.name,
       async (job) => {
         unfinished.add(String(job.id));
-        const attempt = job.attemptsMade + 1;
+        // Every started run counts, a run whose worker died included (BullMQ's
+        // attemptsStarted): a handler that kills its worker runs at most `attempts`
+        // times, and then the delivery is reported as a dead letter.
+        const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+        const attempts = job.opts.attempts ?? 1;
         try {
           await processor({
             delivery: deliveryOf(job),
             storedAs: String(job.id),
             queuedAt: job.timestamp,
             attempt,
-            lastAttempt: attempt >= (job.opts.attempts ?? 1),
+            lastAttempt: attempt >= attempts,
+            ...(attempt > attempts && { exhausted: true }),
           });
         } catch (error) {
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
@@ -161,8 +166,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         concurrency,
         lockDuration: this.lockDurationMs,
         stalledInterval: this.lockDurationMs,
-        // BullMQ fails a job whose worker died more than once by default; a death
-        // is not the handlers' failure, so each one gets the same allowance as a run.
+        // BullMQ fails a job whose worker died more than once by default, without
+        // telling anyone but its event listeners. Here a death counts as a started run
+        // (see above), and the run after the last one reports the dead letter.
         maxStalledCount: this.attempts,
       },
     );

@@ -90,7 +90,7 @@ export class QueuedRuns {
    * is a dead letter at once.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt, storedAs, queuedAt }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
   ): Promise<void> {
@@ -119,6 +119,11 @@ export class QueuedRuns {
     onVerified(event.event);
     // On Node the bytes are a Buffer, as the context's type says.
     const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt };
+    if (exhausted === true) {
+      const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
+      this.deadLetters.emit(event, ctx, died);
+      throw died;
+    }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
     if (failures.length === 0) return;
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.

@@ -29,10 +29,15 @@ export interface QueuedRun {
   storedAs?: string;
   /** When the queue took the delivery, milliseconds since the epoch, when it knows. */
   queuedAt?: number;
-  /** This run's number, from 1. */
+  /** This run's number, from 1, counting every started run (a run whose worker died included). */
   attempt: number;
   /** Whether a failure now makes the delivery a dead letter (no attempt left). */
   lastAttempt: boolean;
+  /**
+   * Set when every attempt was already started and none finished (their workers
+   * died): the delivery is to be reported as a dead letter, its handlers not run again.
+   */
+  exhausted?: boolean;
 }
 
 /**

@@ -255,6 +255,34 @@ describeRedis('queued processing on BullMQ', () => {
     expect({ seen, failedReason: job?.failedReason ?? null }).toEqual({ seen: 'handled', failedReason: null });
   }, 30_000);
 
+  it('counts a run whose worker died as an attempt: killed on every attempt (attempts 3), it runs 3 times, then its dead letter is reported once', async () => {
+    const producer = receiver({ attempts: 3 });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    const attemptsSeen: unknown[] = [];
+    for (let death = 0; death < 3; death++) {
+      const child = startHangingWorkerProcess(name);
+      children.push(child);
+      attemptsSeen.push((await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body))).attempt);
+      child.kill('SIGKILL');
+    }
+    expect(attemptsSeen).toEqual([1, 2, 3]);
+    const survivor = receiver({ attempts: 3 });
+    const ran = jest.fn();
+    survivor.onAny(ran);
+    const deadLetters: string[] = [];
+    const reported = deferred();
+    survivor.onDeadLetter((event, ctx, error) => {
+      deadLetters.push(`${event?.event} ${ctx.attempt} ${error.message}`);
+      reported.resolve();
+    });
+    survivor.startWorker();
+    await reported.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'failed');
+    expect(ran).not.toHaveBeenCalled();
+    expect(deadLetters).toEqual([expect.stringMatching(/^dispatch\.completed 4 Every one of its 3 attempts started and none finished/)]);
+  }, 40_000);
+
   it('close(): refuses new deliveries with 503 shutting_down and Retry-After, lets a running job finish, then closes', async () => {
     const webhooks = receiver();
     const release = deferred();
