@@ -65,15 +65,12 @@ export class WebhookVerificationError extends Error {
   readonly headers?: Readonly<Record<string, string>>;
 
   constructor(code: WebhookErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     // A refusal's stack is its first line only. Express's default error handler
     // prints `err.stack` outside production, and a forged request must not learn
-    // install paths from it; not capturing frames also keeps a refusal cheap.
-    // What went wrong in the app's own code stays in `cause`, stack and all.
-    const stackTraceLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    Error.stackTraceLimit = stackTraceLimit;
-    this.stack = `WebhookVerificationError: ${message}`;
+    // install paths from it. What went wrong in the app's own code stays in
+    // `cause`, stack and all.
+    this.stack = `WebhookVerificationError: ${this.message}`;
     this.code = code;
     this.status = STATUS_BY_CODE[code];
     this.statusCode = this.status;

@@ -26,9 +26,13 @@ export function routePath(path: unknown, where: string, required: boolean): stri
   return normalizePath(path);
 }
 
-/** A URL's path without its query string or a trailing slash. */
+/**
+ * A URL's path without its query string, fragment or a trailing slash. A raw
+ * `#` reaches the server (Node accepts it) and Express routes without what
+ * follows it, so it must not make the path another one here.
+ */
 export function normalizePath(url: string | undefined): string {
-  const pathname = (url ?? '/').split('?', 1)[0]!;
+  const pathname = (url ?? '/').split(/[?#]/, 1)[0]!;
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
 }
 

@@ -14,7 +14,7 @@ import { SECRET } from '../helpers/recorder';
 // to case, with or without one trailing slash. Matched more strictly, a spelling
 // such as /Webhooks/MITPO/ would skip the verifying middleware and reach the
 // app's next route unverified.
-const SPELLINGS = ['/webhooks/mitpo', '/Webhooks/Mitpo', '/WEBHOOKS/MITPO/', '/webhooks/mitpo/?x=1'];
+const SPELLINGS = ['/webhooks/mitpo', '/Webhooks/Mitpo', '/WEBHOOKS/MITPO/', '/webhooks/mitpo/?x=1', '/webhooks/mitpo#x', '/webhooks/mitpo/#', '/Webhooks/Mitpo?#'];
 
 type Handler = http.RequestListener;
 
