@@ -8,6 +8,7 @@ import { MitpoWebhooks } from '../../src';
 import { koaMitpoWebhooks } from '../../src/koa';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
+import { rawSocket, requestHead } from '../helpers/raw-socket';
 import { SECRET } from '../helpers/recorder';
 
 // `path` is matched the way Express and NestJS route by default: without regard
@@ -67,12 +68,17 @@ const MOUNTINGS: Array<[string, () => Handler]> = [
 ];
 
 describe.each(MOUNTINGS)('middleware({ path }) on %s', (_name, mount) => {
-  it.each(SPELLINGS)('verifies %s, whatever its case or trailing slash', async (spelling) => {
+  it.each(SPELLINGS)('verifies %s, whatever its case, trailing slash, query or fragment', async (spelling) => {
     const server = await serve(mount());
     try {
-      const reply = await send(`${server.url}${spelling}`, forged());
-      expect(reply.status).toBe(401);
-      expect(reply.json.error?.code).toBe('invalid_signature');
+      // Sent as written: a client library would drop a fragment, a hostile sender need not.
+      const { body, headers } = forged();
+      const socket = rawSocket(`${server.url}/`);
+      await socket.connected;
+      await socket.write(requestHead(spelling, { ...headers, 'Content-Length': String(Buffer.byteLength(body)), Connection: 'close' }) + body);
+      expect(await socket.status()).toBe(401);
+      await socket.closed;
+      expect(socket.received()).toContain('"code":"invalid_signature"');
     } finally {
       await server.close();
     }
