@@ -4,7 +4,16 @@ export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-mi
 export type { FetchHandler } from './adapters/fetch-handler';
 export type { DeliveryInput } from './delivery-input';
 export type { DeadLetterHandler } from './pipeline/queued-runs';
-export type { DeliveryQueue, QueuedDelivery, QueuedRun, QueuedDeliveryProcessor, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
+export {
+  FinalDeliveryFailure,
+  TamperedDelivery,
+  type DeliveryQueue,
+  type QueuedDelivery,
+  type QueuedRun,
+  type QueuedDeliveryProcessor,
+  type DeliveryWorker,
+  type WorkerOptions,
+} from './queue/delivery-queue';
 export type { FailureContext, FailureHandler } from './pipeline/failure-report';
 export type { WebhookResponse, WebhookResponseBody } from './answers';
 export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';

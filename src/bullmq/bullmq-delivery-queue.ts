@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import { readSeconds } from '../duration-option';
 import {
@@ -35,11 +34,21 @@ export interface BullMQDeliveryQueueOptions {
    * workers. Default 30.
    */
   lockDuration?: number;
+  /** Seconds a dead letter is kept in Redis before BullMQ removes it. Default 2 592 000 (30 days). */
+  deadLetterRetention?: number;
+  /**
+   * Bytes of deliveries waiting for Redis to acknowledge them, at most, in this
+   * process; past it a delivery is answered 503 `queue_unavailable` (MITPO
+   * retries), so a hung Redis cannot make waiting requests pile up in memory.
+   * Default 33 554 432 (32 MiB).
+   */
+  maxPendingBytes?: number;
 }
 
-/** What a job holds: the delivery, the raw body as base64, and the token that tells our add from an earlier one. */
+/** What a job holds: the delivery, its raw body as base64. */
 interface JobData {
-  token: string;
+  /** Set by `deliveries retry`. */
+  retriedByOperator?: boolean;
   deliveryKey: string;
   body: string;
   headers: Record<string, string>;
@@ -67,7 +76,12 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   private readonly backoffMs: number;
   private readonly enqueueTimeoutMs: number;
   private readonly lockDurationMs: number;
+  private readonly deadLetterRetentionSeconds: number;
+  private readonly maxPendingBytes: number;
   private readonly queue: Queue<JobData>;
+  /** Enqueues under way in this process, by job id: a copy arriving meanwhile shares one. */
+  private readonly pending = new Map<string, Promise<'queued' | 'duplicate'>>();
+  private pendingBytes = 0;
 
   /** @throws TypeError on a missing connection or an invalid option */
   constructor(options: BullMQDeliveryQueueOptions) {
@@ -87,17 +101,51 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     this.backoffMs = seconds(options.backoff, 'backoff', 10, 86_400) * 1000;
     this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
     this.lockDurationMs = seconds(options.lockDuration, 'lockDuration', 30, 3600) * 1000;
-    this.queue = new Queue<JobData>(name, { connection: options.connection });
+    this.deadLetterRetentionSeconds = Math.ceil(seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400));
+    const { maxPendingBytes = 32 * 1024 * 1024 } = options;
+    if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
+      throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
+    }
+    this.maxPendingBytes = maxPendingBytes;
+    this.queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
     // enqueue reports its own failure as a 503.
     this.queue.on('error', () => undefined);
   }
 
-  async enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+  /**
+   * Bounded: a copy of a delivery whose enqueue is under way in this process
+   * shares it (and is answered as a duplicate); a delivery already in Redis is
+   * found by its id before its body is sent; and the bytes waiting for Redis are
+   * capped, so a hung Redis frees the memory of the requests waiting on it.
+   */
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
     const jobId = jobIdOf(delivery.deliveryKey);
-    const token = randomUUID();
+    const underWay = this.pending.get(jobId);
+    if (underWay !== undefined) return underWay.then(() => 'duplicate');
+    const size = delivery.rawBody.byteLength;
+    if (this.pendingBytes + size > this.maxPendingBytes) {
+      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Redis`));
+    }
+    this.pendingBytes += size;
+    const adding = withTimeout(
+      this.add(jobId, delivery, retentionMs),
+      this.enqueueTimeoutMs,
+      () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+    );
+    this.pending.set(jobId, adding);
+    const settled = () => {
+      this.pending.delete(jobId);
+      this.pendingBytes -= size;
+    };
+    adding.then(settled, settled);
+    return adding;
+  }
+
+  private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+    // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
+    if ((await this.queue.getJobState(jobId)) !== 'unknown') return 'duplicate';
     const data: JobData = {
-      token,
       deliveryKey: delivery.deliveryKey,
       body: delivery.rawBody.toString('base64'),
       headers: { ...delivery.headers },
@@ -105,23 +153,17 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),
       ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
     };
-    const adding = (async () => {
-      await this.queue.add(JOB_NAME, data, {
-        jobId,
-        attempts: this.attempts,
-        backoff: { type: 'exponential', delay: this.backoffMs },
-        // A handled delivery stays (as the record that answers its replays as
-        // duplicates) for the whole window its event can pass the age check.
-        removeOnComplete: { age: Math.ceil(retentionMs / 1000) },
-        // A dead letter stays until it is retried or removed by hand.
-        removeOnFail: false,
-      });
-      // add() with an id already taken changes nothing and still resolves: what
-      // Redis holds tells whether this call queued it.
-      const stored = await this.queue.getJob(jobId);
-      return stored?.data.token === token ? 'queued' : 'duplicate';
-    })();
-    return withTimeout(adding, this.enqueueTimeoutMs, () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`));
+    // With an id already taken (another instance queued it meanwhile), add() changes nothing.
+    await this.queue.add(JOB_NAME, data, {
+      jobId,
+      attempts: this.attempts,
+      backoff: { type: 'exponential', delay: this.backoffMs },
+      // A handled delivery stays (as the record that answers its replays as
+      // duplicates) for the whole window its event can pass the age check.
+      removeOnComplete: { age: Math.ceil(retentionMs / 1000) },
+      removeOnFail: { age: this.deadLetterRetentionSeconds },
+    });
+    return 'queued';
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
@@ -151,7 +193,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
             queuedAt: job.timestamp,
             attempt,
             lastAttempt: attempt >= attempts,
-            ...(attempt > attempts && { exhausted: true }),
+            ...(job.attemptsStarted > attempts && { exhausted: true }),
           });
         } catch (error) {
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
@@ -212,8 +254,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 }
 
 function deliveryOf(job: Job<JobData>): QueuedDelivery {
-  const { deliveryKey, body, headers, receivedAt, refused, traceparent } = job.data;
+  const { deliveryKey, body, headers, receivedAt, refused, traceparent, retriedByOperator } = job.data;
   return {
+    ...(retriedByOperator === true && { retriedByOperator }),
     deliveryKey,
     rawBody: Buffer.from(body, 'base64'),
     headers,
@@ -221,6 +264,17 @@ function deliveryOf(job: Job<JobData>): QueuedDelivery {
     ...(refused === undefined ? {} : { refused }),
     ...(traceparent === undefined ? {} : { traceparent }),
   };
+}
+
+/**
+ * The queue's own connection gives up on a command after `ms` (ioredis'
+ * `commandTimeout`), so a hung Redis frees what waits on it; given a client,
+ * its own settings stand. Workers' connections never get one: they block on Redis.
+ */
+function withCommandTimeout(connection: ConnectionOptions, ms: number): ConnectionOptions {
+  const plain = connection as Record<string, unknown>;
+  const isClient = typeof plain.duplicate === 'function' || typeof plain.connect === 'function';
+  return isClient || plain.commandTimeout !== undefined ? connection : { ...plain, commandTimeout: ms };
 }
 
 /** Workers block on Redis, so BullMQ needs their commands never to give up. */

@@ -12,7 +12,7 @@ import { InlineHandling } from './inline-handling';
 import { QueuedRuns, type DeadLetterHandler } from './queued-runs';
 import { Listeners } from '../listeners';
 import { Shutdown, shuttingDown } from './shutdown';
-import { asVerificationError, verified, type Checks, type DeliveryRequest } from './verified';
+import { asVerificationError, keyed, verified, type Checks, type DeliveryRequest } from './verified';
 
 export type { DeliveryRequest } from './verified';
 
@@ -33,7 +33,7 @@ export class DeliveryPipeline {
   constructor(options: ResolvedOptions, router: EventRouter, platform: Platform) {
     this.checks = { options, platform };
     this.failures = new FailureReport(options.logger, options.now);
-    this.inline = new InlineHandling(options, router, this.shutdown, this.failures);
+    this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform);
     this.queued = options.queue === undefined ? undefined : new QueuedRuns(options.queue, this.deadLetters, this.checks, router, this.failures, this.telemetry);
   }
 
@@ -54,7 +54,7 @@ export class DeliveryPipeline {
     this.shutdown.enter();
     let outcome: Outcome;
     try {
-      const delivery = await verified(request, this.checks, trace, 'arrival');
+      const delivery = await keyed(await verified(request, this.checks, trace, 'arrival'), this.checks, trace);
       outcome = this.queued === undefined ? await this.inline.handle(delivery, trace) : await this.queued.enqueue(delivery, trace);
     } catch (error) {
       const refused = asVerificationError(error);

@@ -1,13 +1,14 @@
 import { DUPLICATE, SUCCESS, type Outcome } from '../answers';
-import { WebhookVerificationError } from '../errors';
+import { toError, WebhookVerificationError } from '../errors';
 import type { ResolvedOptions } from '../options';
+import type { Platform } from '../platform/platform';
 import { Claims, type Claim } from '../replay/claims';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import { aroundHandlers, handlerFailed } from './handler-runs';
 import type { DeliveryTrace, FailureReport } from './failure-report';
 import { shuttingDown, type Shutdown } from './shutdown';
-import type { VerifiedDelivery } from './verified';
+import type { KeyedDelivery } from './verified';
 
 const TIMED_OUT = Symbol('timed out');
 const SHUT_DOWN = Symbol('shut down');
@@ -26,17 +27,21 @@ export class InlineHandling {
     private readonly router: EventRouter,
     private readonly shutdown: Shutdown,
     private readonly failures: FailureReport,
+    platform: Platform,
   ) {
     this.claims =
       options.replay === undefined
         ? undefined
-        : new Claims<DeliveryTrace>(options.replay, options.inFlightTtlMs, (message, error, trace) =>
-            failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
+        : new Claims<DeliveryTrace>(
+            options.replay,
+            options.inFlightTtlMs,
+            (message, error, trace) => failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
+            (start) => platform.detached(start),
           );
   }
 
   /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
-  async handle({ event, rawBody, deliveryKey }: VerifiedDelivery, trace: DeliveryTrace): Promise<Outcome> {
+  async handle({ event, rawBody, deliveryKey }: KeyedDelivery, trace: DeliveryTrace): Promise<Outcome> {
     if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
     let claim: Claim<DeliveryTrace> | undefined;
     if (this.claims !== undefined) {
@@ -55,6 +60,11 @@ export class InlineHandling {
         throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
       }
       claim = taken;
+      // The deadline may have passed while the store answered: no handler starts after it.
+      if (this.shutdown.pastDeadline) {
+        await this.settle(claim, [new Error('shut down before its handlers started')], trace);
+        throw shuttingDown('the delivery was not handled');
+      }
     }
     // On Node the bytes are a Buffer, as the context's type says.
     const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
@@ -67,7 +77,7 @@ export class InlineHandling {
     }
     if (failures === TIMED_OUT) {
       // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
-      if (claim !== undefined) void handling.then((late) => this.settle(claim, late, trace));
+      if (claim !== undefined) void handling.then((late) => this.settle(claim, late, trace), (error: unknown) => this.settle(claim, [toError(error)], trace));
       throw new WebhookVerificationError(
         'handler_timeout',
         `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +
@@ -96,7 +106,8 @@ export class InlineHandling {
       };
       const cancelDeadline = this.shutdown.onDeadline(() => finish(SHUT_DOWN));
       if (ms !== undefined) timer = setTimeout(() => finish(TIMED_OUT), ms);
-      void handling.then(finish);
+      // dispatch() reports handler failures as values; a rejection would be our bug, and still a failure.
+      void handling.then(finish, (error: unknown) => finish([toError(error)]));
     });
   }
 

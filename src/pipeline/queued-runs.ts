@@ -9,7 +9,8 @@ import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import type { Telemetry } from '../telemetry/telemetry';
 import type { DeliveryTrace, FailureReport } from './failure-report';
 import { aroundHandlers, handlerFailed } from './handler-runs';
-import { asVerificationError, verified, type Checks, type VerifiedDelivery } from './verified';
+import { asVerificationError, keyed, verified, type Checks, type KeyedDelivery } from './verified';
+import { checkEventAge } from '../freshness/event-age';
 
 /** Told when a queued delivery becomes a dead letter; `event` is undefined when it could not be read. */
 export type DeadLetterHandler = (event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error) => unknown;
@@ -34,7 +35,7 @@ export class QueuedRuns {
   ) {}
 
   /** Every check passed, so the delivery is queued durably and answered at once. @throws WebhookVerificationError */
-  async enqueue({ rawBody, deliveryKey }: VerifiedDelivery, trace: DeliveryTrace): Promise<Outcome> {
+  async enqueue({ rawBody, deliveryKey }: KeyedDelivery, trace: DeliveryTrace): Promise<Outcome> {
     let queued: 'queued' | 'duplicate';
     try {
       queued = await this.queue.enqueue(queuedDelivery(rawBody, deliveryKey, trace), this.checks.options.retentionMs);
@@ -100,20 +101,32 @@ export class QueuedRuns {
     const earliest = Math.min(stored, queuedAt ?? Infinity);
     const receivedAt = new Date(Number.isFinite(earliest) ? earliest : this.checks.options.now());
     const trace: DeliveryTrace = { headers, startedAt: this.checks.options.now() };
-    let checked: VerifiedDelivery;
+    let checked: KeyedDelivery;
+    let readEvent: MitpoEvent | UnknownMitpoEvent | undefined;
     try {
-      checked = await verified(storedRequest(delivery.rawBody, headers), this.checks, trace, 'stored');
+      const read = await verified(storedRequest(delivery.rawBody, headers), this.checks, trace, 'stored');
+      readEvent = read.event;
+      checked = await keyed(read, this.checks, trace);
+      // An event past maxEventAge runs only when an operator retried its dead letter:
+      // otherwise a genuine delivery put back in the store could be run again for ever.
+      const { options } = this.checks;
+      if (delivery.retriedByOperator !== true) checkEventAge(checked.event.timestamp, options.now(), options.maxEventAgeSeconds, options.toleranceSeconds);
     } catch (error) {
       const refused = asVerificationError(error);
-      // A secret that could not be resolved is the only refusal that a later run can overcome.
-      if (refused.code === 'secret_unavailable' && !lastAttempt) throw refused;
+      // A secret that could not be resolved, or our own failure (a deliveryKey option
+      // that threw), may pass on a later run; what the sender's bytes are never will.
+      if ((refused.code === 'secret_unavailable' || refused.code === 'internal_error') && !lastAttempt) throw refused;
       if (TAMPERED.has(refused.code)) throw this.tampered(`its ${refused.code === 'event_mismatch' ? 'X-MITPO-Event' : 'signature'} does not hold`, delivery.deliveryKey, refused);
       const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
-      this.deadLetters.emit(undefined, ctx, refused);
+      this.deadLetters.emit(readEvent, ctx, refused);
       throw new FinalDeliveryFailure(refused.message, { cause: refused });
     }
     const { event, deliveryKey } = checked;
-    if (deliveryKey !== delivery.deliveryKey || (storedAs !== undefined && storedAs !== this.queue.idOf?.(deliveryKey))) {
+    // An authentic delivery the schema refused on arrival was kept under the hash of
+    // its bytes (no custom key could be computed then); the rest under their own key.
+    const storedKey = delivery.refused === undefined ? deliveryKey : await this.checks.platform.sha256Hex(checked.rawBody);
+    const idOf = this.queue.idOf?.bind(this.queue);
+    if (storedKey !== delivery.deliveryKey || (storedAs !== undefined && idOf !== undefined && storedAs !== idOf(storedKey))) {
       throw this.tampered('its id or key is not the one its verified bytes give', delivery.deliveryKey);
     }
     onVerified(event.event);

@@ -2,6 +2,8 @@ import { WebhookVerificationError } from '../errors';
 
 /** Seconds MITPO is asked to wait before retrying a delivery refused during a shutdown. */
 const RETRY_AFTER_SECONDS = 10;
+/** How long abandoned deliveries get, past the deadline, to release their claims and be answered. */
+const SETTLE_AFTER_DEADLINE_MS = 2000;
 
 /**
  * Graceful shutdown: once `close()` is called, new deliveries are refused before
@@ -39,6 +41,17 @@ export class Shutdown {
     if (this.running === 0) this.drained?.();
   }
 
+  private drainedWithin(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      (timer as { unref?: () => void }).unref?.();
+      this.drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
   /** Calls `stop` when the deadline is reached, unless `cancel` (returned) was called first. */
   onDeadline(stop: () => void): () => void {
     this.atDeadline.add(stop);
@@ -70,6 +83,9 @@ export class Shutdown {
           this.onDeadline(resolve);
         });
       }
+      // Those that gave up are released and answered 503 now; their release reaches
+      // the store before the connections close (bounded, as a store call may hang).
+      if (this.running > 0) await this.drainedWithin(SETTLE_AFTER_DEADLINE_MS);
       await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
       clearTimeout(timer);
       this.reachDeadline();

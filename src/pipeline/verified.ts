@@ -30,10 +30,14 @@ export interface DeliveryRequest {
   readBody(options: BodyReadOptions): Promise<Uint8Array>;
 }
 
-/** A delivery that passed every check: the bytes MITPO signed, the event in them, and its delivery key. */
+/** A delivery that passed every check: the bytes MITPO signed and the event in them. */
 export interface VerifiedDelivery {
   event: MitpoEvent | UnknownMitpoEvent;
   rawBody: Uint8Array;
+}
+
+/** A verified delivery and its replay key. */
+export interface KeyedDelivery extends VerifiedDelivery {
   deliveryKey: string;
 }
 
@@ -92,9 +96,18 @@ export async function verified(
   checkEventHeader(headers['x-mitpo-event'], event.event);
   if (checkPoint === 'arrival') checkEventAge(event.timestamp, options.now(), options.maxEventAgeSeconds, options.toleranceSeconds);
   trace.event = event.event;
-  const deliveryKey = await deliveryKeyOf(event, rawBody, { options, platform });
+  return { event, rawBody };
+}
+
+/**
+ * A verified delivery with its replay key. Apart from the checks: `verify()`
+ * needs no key, and a `deliveryKey` option that throws is our side's failure
+ * (500, retryable), not the sender's.
+ */
+export async function keyed(delivery: VerifiedDelivery, checks: Checks, trace: DeliveryTrace): Promise<KeyedDelivery> {
+  const deliveryKey = await deliveryKeyOf(delivery.event, delivery.rawBody, checks);
   trace.deliveryKey = deliveryKey;
-  return { event, rawBody, deliveryKey };
+  return { ...delivery, deliveryKey };
 }
 
 /** The replay key of a verified delivery: the `deliveryKey` option's, or the hex SHA-256 of the bytes. */

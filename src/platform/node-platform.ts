@@ -1,3 +1,4 @@
+import { AsyncResource } from 'node:async_hooks';
 import { isUtf8 } from 'node:buffer';
 import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import type { Platform } from './platform';
@@ -28,7 +29,14 @@ export const nodePlatform: Platform<KeyObject> = {
     if (!isUtf8(bytes)) return undefined;
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
   },
+
+  detached(start) {
+    return OUTSIDE_ANY_REQUEST.runInAsyncScope(start);
+  },
 };
+
+/** The async context this module was loaded in: the app's start-up, not a request. */
+const OUTSIDE_ANY_REQUEST = new AsyncResource('mitpo-webhooks');
 
 /** The hex SHA-256 of `bytes`: `crypto.hash` where Node has it (20.12+), the same digest through `createHash` before. */
 export function sha256HexOf(bytes: Uint8Array | string): string {

@@ -17,4 +17,10 @@ export interface Platform<Key = unknown> {
   sha256Hex(bytes: Uint8Array): string | Promise<string>;
   /** `bytes` as text when they are valid UTF-8; undefined otherwise, so a body is never silently re-decoded. */
   utf8(bytes: Uint8Array): string | undefined;
+  /**
+   * Runs `start` outside any request's async context, for a timer that serves
+   * every delivery (claim renewal): it must not keep, or run in, the context of
+   * the request that happened to start it. Where the runtime has no such context, `start()`.
+   */
+  detached<T>(start: () => T): T;
 }

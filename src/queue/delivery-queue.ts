@@ -20,6 +20,11 @@ export interface QueuedDelivery {
   refused?: { code: string; message: string; issues?: unknown };
   /** The receive span's W3C trace context, so the worker's span links to it. */
   traceparent?: string;
+  /**
+   * Set when an operator retried the delivery as a dead letter (`deliveries
+   * retry`): it then runs even if its event is older than `maxEventAge`.
+   */
+  retriedByOperator?: boolean;
 }
 
 /** What one run of a queued delivery is told by the queue. */

@@ -31,6 +31,8 @@ export class Claims<Owner> {
     private readonly store: ReplayStore,
     private readonly inFlightTtlMs: number,
     private readonly trouble: ClaimTrouble<Owner>,
+    /** Starts the renewal timer outside the async context of the request that needs it first. */
+    private readonly detached: <T>(start: () => T) => T = (start) => start(),
   ) {}
 
   /**
@@ -45,7 +47,7 @@ export class Claims<Owner> {
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
     const claim = { key, owner, token };
     this.live.add(claim);
-    this.renewal ??= this.startRenewal();
+    this.renewal ??= this.detached(() => this.startRenewal());
     return claim;
   }
 

@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
-import { MitpoWebhooks, sign } from '../../src';
+import { MemoryReplayStore, MitpoWebhooks, sign } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { toRequest } from '../helpers/fetch-bridge';
 import { SECRET } from '../helpers/recorder';
@@ -144,5 +144,35 @@ describe('async context under the Fetch handler and receive()', () => {
     );
     expect(response.status).toBe(405);
     expect(seen.onFailure).toBe('fetch-405');
+  });
+});
+
+describe('claim renewal', () => {
+  it("runs outside every request's async context, not in the one that happened to start it", async () => {
+    const requests = new AsyncLocalStorage<string>();
+    const renewedIn: Array<string | undefined> = [];
+    const store = new MemoryReplayStore();
+    const renew = store.renew.bind(store);
+    store.renew = (...args) => {
+      renewedIn.push(requests.getStore());
+      return renew(...args);
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.03 });
+    let renewals = 0;
+    webhooks.onAny(async () => {
+      // Held until a few renewals happened, under both requests' claims.
+      const seen = renewals;
+      while (renewedIn.length < seen + 4) await new Promise((resolve) => setTimeout(resolve, 5));
+      renewals = renewedIn.length;
+    });
+    const deliver = (id: string) =>
+      requests.run(id, () => {
+        const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        return webhooks.receive({ rawBody: body, headers });
+      });
+    const answers = await Promise.all([deliver('request-A'), deliver('request-B')]);
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200]);
+    expect(renewedIn.length).toBeGreaterThan(0);
+    expect(renewedIn.filter((id) => id !== undefined)).toEqual([]);
   });
 });

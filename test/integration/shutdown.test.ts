@@ -111,3 +111,58 @@ describe('queue options', () => {
     expect(() => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, ...options } as never)).toThrow(message);
   });
 });
+
+describe('close() and deliveries caught by its deadline', () => {
+  const receiveOf = (webhooks: MitpoWebhooks) => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    return webhooks.receive({ rawBody: body, headers });
+  };
+
+  it('starts no handler once the deadline passed while the store was answering a claim: the claim is released, the answer 503', async () => {
+    const store = new MemoryReplayStore();
+    const claimAsked = deferred();
+    const claimAnswer = deferred();
+    const claim = store.claim.bind(store);
+    store.claim = async (...args) => {
+      claimAsked.resolve();
+      await claimAnswer.promise;
+      return claim(...args);
+    };
+    const released = jest.spyOn(store, 'release');
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const answer = receiveOf(webhooks);
+    await claimAsked.promise;
+    // The deadline passes, and close() gives up waiting, while the claim is still unanswered.
+    await webhooks.close({ timeout: 0.05 });
+    claimAnswer.resolve();
+    const { status, body } = await answer;
+    expect({ status, code: (body as { error?: { code: string } }).error?.code }).toEqual({ status: 503, code: 'shutting_down' });
+    expect(ran).not.toHaveBeenCalled();
+    expect(released).toHaveBeenCalledTimes(1);
+  });
+
+  it('resolves only once an abandoned delivery was released and answered', async () => {
+    const store = new MemoryReplayStore();
+    const order: string[] = [];
+    const release = store.release.bind(store);
+    store.release = async (...args) => {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await release(...args);
+      order.push('release reached the store');
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    const started = deferred();
+    webhooks.onAny(() => {
+      started.resolve();
+      return new Promise(() => {}); // never settles
+    });
+    const answer = receiveOf(webhooks).then(({ status }) => order.push(`answered ${status}`));
+    await started.promise;
+    await webhooks.close({ timeout: 0.05 });
+    order.push('close() resolved');
+    await answer;
+    expect(order).toEqual(['release reached the store', 'answered 503', 'close() resolved']);
+  });
+});

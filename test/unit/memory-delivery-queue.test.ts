@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { MitpoWebhooks, type DeliveryContext } from '../../src';
 import { MemoryDeliveryQueue, signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
@@ -79,5 +80,73 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     await expect(new MemoryDeliveryQueue().drain()).rejects.toThrow(/startWorker/);
     expect(() => new MemoryDeliveryQueue({ attempts: 0 })).toThrow(TypeError);
     expect(() => new MemoryDeliveryQueue({ backoff: 10_000_000 })).toThrow(/seconds/);
+  });
+});
+
+describe('what a queue worker runs', () => {
+  const old = () => signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: Math.floor(Date.now() / 1000) - 30 * 86_400 });
+  const stored = (delivery: ReturnType<typeof signedDelivery>, extra: object = {}) => ({
+    deliveryKey: createHash('sha256').update(delivery.body).digest('hex'),
+    rawBody: Buffer.from(delivery.body),
+    headers: Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value])),
+    receivedAt: Date.now(),
+    ...extra,
+  });
+
+  it('does not run a genuine event older than maxEventAge put back in the store: a dead letter, event_too_old', async () => {
+    const queue = new MemoryDeliveryQueue();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, maxEventAge: 86_400 });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    webhooks.startWorker();
+    await queue.enqueue(stored(old()), 1000);
+    await queue.drain();
+    expect(ran).not.toHaveBeenCalled();
+    expect(queue.deadLetters()).toEqual([expect.objectContaining({ attempts: 1, error: expect.objectContaining({ cause: expect.objectContaining({ code: 'event_too_old' }) }) })]);
+  });
+
+  it('runs it when an operator retried its dead letter', async () => {
+    const queue = new MemoryDeliveryQueue();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, maxEventAge: 86_400 });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    webhooks.startWorker();
+    await queue.enqueue(stored(old(), { retriedByOperator: true }), 1000);
+    await queue.drain();
+    expect(ran).toHaveBeenCalledTimes(1);
+  });
+
+  it('retries a run whose deliveryKey option threw (our side), rather than making it a dead letter at once', async () => {
+    const queue = new MemoryDeliveryQueue({ attempts: 3, backoff: 0.001 });
+    let calls = 0;
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      queue,
+      deliveryKey: (event) => {
+        calls += 1;
+        if (calls === 2) throw new Error('idempotency database down');
+        return `${event.event}:${(event.data as { dispatch_id?: string }).dispatch_id}`;
+      },
+    });
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    await queue.drain();
+    expect(ran).toHaveBeenCalledTimes(1);
+    expect(queue.deadLetters()).toEqual([]);
+  });
+});
+
+describe('verify()', () => {
+  it('computes no delivery key: a deliveryKey option that throws does not touch it', async () => {
+    const deliveryKey = jest.fn(() => {
+      throw new Error('idempotency database down');
+    });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, deliveryKey });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await expect(webhooks.verify({ rawBody: delivery.body, headers: delivery.headers })).resolves.toMatchObject({ event: 'dispatch.completed' });
+    expect(deliveryKey).not.toHaveBeenCalled();
   });
 });

@@ -120,17 +120,33 @@ async function show(queue: Queue, key: string, io: CliIo): Promise<number> {
 
 async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<number> {
   if (key === undefined) {
-    const failed = await redis(queue.getJobCountByTypes('failed'));
-    await redis(queue.retryJobs({ state: 'failed', count: 1000 }));
-    io.out(`retried ${failed} dead letter${failed === 1 ? '' : 's'} in queue ${queue.name}`);
+    let retried = 0;
+    // Page by page from the start: each retried job leaves the failed list.
+    for (let page = await redis(queue.getFailed(0, 99)); page.length > 0; page = await redis(queue.getFailed(0, 99))) {
+      for (const job of page) await retryDeadLetter(job);
+      retried += page.length;
+    }
+    io.out(`retried ${retried} dead letter${retried === 1 ? '' : 's'} in queue ${queue.name}${retried > 0 ? `: ${RETRY_NOTE}` : ''}`);
     return EXIT.ok;
   }
   const job = await findJob(queue, key);
   const state = await redis(job.getState());
   if (state !== 'failed') throw new CommandError(`delivery ${sanitizeText(key, 80)} is ${state}, not a dead letter: nothing to retry`);
-  await redis(job.retry('failed'));
-  io.out(`retried ${sanitizeText(key, 80)}: waiting for a worker`);
+  await retryDeadLetter(job);
+  io.out(`retried ${sanitizeText(key, 80)}: waiting for a worker; ${RETRY_NOTE}`);
   return EXIT.ok;
+}
+
+const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';
+
+/**
+ * Marks the job as an operator's retry (it then runs whatever its event's age)
+ * and runs it once more, its started runs counted afresh so that the deaths
+ * of earlier workers do not use up this one.
+ */
+async function retryDeadLetter(job: Job): Promise<void> {
+  await redis(job.updateData({ ...job.data, retriedByOperator: true }));
+  await redis(job.retry('failed', { resetAttemptsStarted: true }));
 }
 
 /** A delivery by its key (as `list` prints it) or by its job id. */
