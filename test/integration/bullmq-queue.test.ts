@@ -13,6 +13,7 @@ import { queuedReceivers } from '../helpers/queued-receivers';
 import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-process';
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
+import { freezingProxy } from '../helpers/freezing-proxy';
 import { mount, type RunningServer } from '../helpers/servers';
 
 const describeRedis = describeWithRedis('the BullMQ queue tests');
@@ -90,6 +91,47 @@ describeRedis('queued processing on BullMQ', () => {
     expect(deadLetter).not.toHaveBeenCalled();
     expect(warnings.filter((record) => record.code === 'tampered_delivery')).toHaveLength(3);
     expect(await stateOf(delivery.body)).toBe('completed');
+  });
+
+  it('sends a delivery to Redis once: copies arriving together share one enqueue, a later copy is found by its id', async () => {
+    const add = jest.spyOn(Queue.prototype, 'add');
+    try {
+      const webhooks = receiver();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const receive = () => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+      const answers = await Promise.all([receive(), receive(), receive()]);
+      expect(answers.map((answer) => answer.body)).toEqual([
+        { success: true, queued: true },
+        { success: true, duplicate: true },
+        { success: true, duplicate: true },
+      ]);
+      expect((await receive()).body).toEqual({ success: true, duplicate: true });
+      expect(add).toHaveBeenCalledTimes(1);
+    } finally {
+      add.mockRestore();
+    }
+  });
+
+  it('with Redis frozen, caps the bytes waiting for it (503 past maxPendingBytes) and frees them at enqueueTimeout', async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    try {
+      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 1, maxPendingBytes: 3 * 1024 * 1024 });
+      // Connected and warm, then frozen: commands now wait for ever unless something gives up.
+      const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).status).toBe(200);
+      proxy.freeze();
+      const big = (n: number) => signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: `big-${n}`, channel: 'meta_ads', status: 'completed', notes: 'x'.repeat(900 * 1024) } });
+      const order: number[] = [];
+      const answers = Array.from({ length: 5 }, (_, n) => big(n)).map((delivery, n) =>
+        webhooks.receive({ rawBody: delivery.body, headers: delivery.headers }).then((answer) => (order.push(n), answer)),
+      );
+      const settled = await Promise.all(answers);
+      expect(settled.map((answer) => (answer.body as { error?: { code: string } }).error?.code)).toEqual(Array(5).fill('queue_unavailable'));
+      // Three fit under the cap and waited for Redis until enqueueTimeout; the two past it were refused first, at once.
+      expect(order.slice(0, 2).sort()).toEqual([3, 4]);
+    } finally {
+      await proxy.close();
+    }
   });
 
   it('refuses every failed check before queueing anything', async () => {
