@@ -4,16 +4,19 @@
 // at high concurrency. Prints what was lost, run twice or wrongly accepted (all
 // must be 0) and the receiver's memory, which must stay flat once the replay
 // store is full. With --heap, the heap of one receiver across N deliveries
-// instead (soak-heap.ts); with --queue, the queued run (soak-queue.ts).
+// instead (soak-heap.ts); with --queue, the queued run (soak-queue.ts); with
+// --frozen-redis, replays of a 1 MiB delivery while Redis hangs (soak-frozen-redis.ts).
 import { fork } from 'node:child_process';
 import path from 'node:path';
 import { soakSender } from './soak-sender';
 
 import { soakHeap } from './soak-heap';
 import { soakQueue } from './soak-queue';
+import { soakFrozenRedis } from './soak-frozen-redis';
 
 const QUEUED = process.argv.includes('--queue');
 const HEAP = process.argv.includes('--heap');
+const FROZEN_REDIS = process.argv.includes('--frozen-redis');
 const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : HEAP ? 100_000 : 40_000));
 const CONCURRENCY = 64;
 const MAX_ENTRIES = 5_000;
@@ -99,7 +102,7 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-(QUEUED ? soakQueue(TOTAL) : HEAP ? soakHeap(TOTAL) : main()).then(
+(FROZEN_REDIS ? soakFrozenRedis() : QUEUED ? soakQueue(TOTAL) : HEAP ? soakHeap(TOTAL) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);
