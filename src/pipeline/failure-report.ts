@@ -62,10 +62,14 @@ export class FailureReport {
     this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
   }
 
-  /** A record of the queue's, at warn: what someone with access to its storage did. */
-  warn(record: Record<string, unknown>, message: string): void {
-    const safe = { ...record, ...(typeof record.deliveryKey === 'string' ? { deliveryKey: sanitizeText(record.deliveryKey, 200) } : {}) };
-    this.write('warn', safe, message);
+  /** A worker's record: a tampered job at warn, a failed run or a dead letter at error (with `err`). */
+  worker(level: 'warn' | 'error', record: Record<string, unknown>, message: string): void {
+    const safe = {
+      ...record,
+      ...(typeof record.deliveryKey === 'string' ? { deliveryKey: sanitizeText(record.deliveryKey, 200) } : {}),
+      ...(typeof record.event === 'string' ? { event: sanitizeText(record.event) } : {}),
+    };
+    this.write(level, safe, message);
   }
 
   private log(error: WebhookVerificationError, trace: DeliveryTrace): void {

@@ -118,7 +118,7 @@ export class QueuedRuns {
       if ((refused.code === 'secret_unavailable' || refused.code === 'internal_error') && !lastAttempt) throw refused;
       if (TAMPERED.has(refused.code)) throw this.tampered(`its ${refused.code === 'event_mismatch' ? 'X-MITPO-Event' : 'signature'} does not hold`, delivery.deliveryKey, refused);
       const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
-      this.deadLetters.emit(readEvent, ctx, refused);
+      this.deadLetter(readEvent, ctx, refused);
       throw new FinalDeliveryFailure(refused.message, { cause: refused });
     }
     const { event, deliveryKey } = checked;
@@ -134,7 +134,7 @@ export class QueuedRuns {
     const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt };
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
-      this.deadLetters.emit(event, ctx, died);
+      this.deadLetter(event, ctx, died);
       throw died;
     }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
@@ -143,13 +143,24 @@ export class QueuedRuns {
     const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
     });
-    if (lastAttempt) this.deadLetters.emit(event, ctx, failed);
+    this.failures.worker('error', { code: 'handler_failed', event: event.event, deliveryKey, attempt, err: failed }, `mitpo-webhooks: a queued delivery's handlers failed (attempt ${attempt})`);
+    if (lastAttempt) this.deadLetter(event, ctx, failed);
     throw failed;
+  }
+
+  /** Told once, when the queue keeps the delivery as a dead letter. */
+  private deadLetter(event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error): void {
+    this.failures.worker(
+      'error',
+      { code: 'dead_letter', ...(event && { event: event.event }), deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: error },
+      'mitpo-webhooks: a queued delivery is kept as a dead letter; retry it with mitpo-webhooks deliveries retry',
+    );
+    this.deadLetters.emit(event, ctx, error);
   }
 
   private tampered(reason: string, storedKey: string, cause?: Error): TamperedDelivery {
     const message = `mitpo-webhooks: a queued delivery was tampered with in the queue's storage (${reason}); it was removed and no handler ran`;
-    this.failures.warn({ code: 'tampered_delivery', deliveryKey: storedKey }, message);
+    this.failures.worker('warn', { code: 'tampered_delivery', deliveryKey: storedKey }, message);
     return new TamperedDelivery(message, cause === undefined ? undefined : { cause });
   }
 }

@@ -150,3 +150,25 @@ describe('verify()', () => {
     expect(deliveryKey).not.toHaveBeenCalled();
   });
 });
+
+describe("a worker's logs", () => {
+  it('records each failed run at error with its attempt and error, and the dead letter at error', async () => {
+    const records: Array<{ level: string; record: Record<string, unknown> }> = [];
+    const at = (level: string) => (record: object) => void records.push({ level, record: record as Record<string, unknown> });
+    const queue = new MemoryDeliveryQueue({ attempts: 2, backoff: 0.001 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } });
+    webhooks.onAny(() => {
+      throw new Error('the database is down');
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    await queue.drain();
+    expect(records.map(({ level, record }) => [level, record.code, record.attempt, record.event])).toEqual([
+      ['error', 'handler_failed', 1, 'dispatch.failed'],
+      ['error', 'handler_failed', 2, 'dispatch.failed'],
+      ['error', 'dead_letter', 2, 'dispatch.failed'],
+    ]);
+    expect((records[0]!.record.err as Error).message).toContain('the database is down');
+  });
+});
