@@ -3,6 +3,7 @@
 // through a TCP proxy; once the proxy freezes, 40 copies of one 1 MiB delivery arrive
 // at once. Prints the heap they hold while waiting (peak over the baseline) and after
 // enqueueTimeout; needs REDIS_URL.
+import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../src';
 import { BullMQDeliveryQueue } from '../src/bullmq';
 import { signedDelivery } from '../src/testing';
@@ -22,7 +23,8 @@ export async function soakFrozenRedis(): Promise<number> {
     return 2;
   }
   const proxy = await freezingProxy(process.env.REDIS_URL);
-  const queue = new BullMQDeliveryQueue({ connection: { url: proxy.url }, name: `soak-frozen-${process.pid}`, enqueueTimeout: 5 });
+  const name = `soak-frozen-${process.pid}`;
+  const queue = new BullMQDeliveryQueue({ connection: { url: proxy.url }, name, enqueueTimeout: 5 });
   const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
   try {
     const warm = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
@@ -48,5 +50,8 @@ export async function soakFrozenRedis(): Promise<number> {
   } finally {
     await proxy.close();
     await webhooks.close({ timeout: 1 });
+    const cleanup = new Queue(name, { connection: { url: process.env.REDIS_URL } });
+    await cleanup.obliterate({ force: true }).catch(() => undefined);
+    await cleanup.close();
   }
 }

@@ -224,6 +224,25 @@ describeRedis('queued processing on BullMQ', () => {
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain('the database is down');
     expect(shown.stdout).toContain(delivery.body);
+    // Attempts as the worker counts them, and every attempt's error.
+    expect(shown.stdout).toContain('attempts:    2 of 2');
+    expect(shown.stdout).toMatch(/error 1: .*the database is down[\s\S]*error 2: .*the database is down/);
+    const asJson = await cli('show', deliveryKeyOf(delivery.body), '--json');
+    expect(JSON.parse(asJson.stdout)).toMatchObject({
+      deliveryKey: deliveryKeyOf(delivery.body),
+      state: 'failed',
+      event: 'dispatch.failed',
+      attempts: 2,
+      maxAttempts: 2,
+      errors: [expect.stringContaining('the database is down'), expect.stringContaining('the database is down')],
+      body: delivery.body,
+    });
+    const listedJson = (await cli('list', '--json')).stdout.trim().split('\n').map((line) => JSON.parse(line) as { deliveryKey: string });
+    expect(listedJson.map((record) => record.deliveryKey)).toEqual([deliveryKeyOf(delivery.body)]);
+    const typo = await runCli(['deliveries', 'list', '--queue', `${name}x`], { env: { REDIS_URL } });
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain(`no queue ${name}x in that Redis`);
+    expect(typo.stderr).toContain(name);
 
     fail = false;
     const retried = await cli('retry', deliveryKeyOf(delivery.body));

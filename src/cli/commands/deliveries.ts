@@ -10,8 +10,8 @@ export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|ret
 The deliveries a queued receiver (BullMQDeliveryQueue) holds in Redis: dead letters
 to inspect and retry, and what is waiting or running. Needs the bullmq package.
 
-  deliveries list [--state failed|waiting|active|completed|delayed] [--limit 50]
-  deliveries show <delivery key>
+  deliveries list [--state failed|waiting|active|completed|delayed] [--limit 50] [--json]
+  deliveries show <delivery key> [--json]
   deliveries retry <delivery key> | --all-failed
 
 Options:
@@ -20,9 +20,11 @@ Options:
   --state <state>  with list: which deliveries (default failed: the dead letters)
   --limit <n>      with list: at most this many (default 50)
   --all-failed     with retry: every dead letter
+  --json           with list and show: one JSON object per delivery, a line each
   -h, --help       this help
 
-Exits 0 on success, 1 when a delivery is not found or Redis cannot be reached, 2 on bad arguments.`;
+Exits 0 on success, 1 when a delivery is not found or Redis cannot be reached, 2 on bad
+arguments or a queue that does not exist in that Redis (the message names those that do).`;
 
 const STATES = ['failed', 'waiting', 'active', 'completed', 'delayed'] as const;
 type State = (typeof STATES)[number];
@@ -49,6 +51,7 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
       state: { type: 'string', default: 'failed' },
       limit: { type: 'string', default: '50' },
       'all-failed': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
     },
   });
   const [action, key, ...extra] = positionals;
@@ -68,10 +71,13 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   }
   if (action === 'list' && key !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(key)}`);
 
+  if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
+
   const queue = openQueue(values.queue, url);
   try {
-    if (action === 'list') return await list(queue, state, limit, io);
-    if (action === 'show') return await show(queue, key!, io);
+    await assertQueueExists(queue);
+    if (action === 'list') return await list(queue, state, limit, io, values.json);
+    if (action === 'show') return await show(queue, key!, io, values.json);
     return await retry(queue, key, io);
   } finally {
     // close(), not disconnect(): disconnect() waits for a connection that may never come.
@@ -88,29 +94,62 @@ function openQueue(name: string, url: string): Queue {
   } catch {
     throw new CommandError('the deliveries command needs the bullmq package: npm install bullmq');
   }
-  const queue = new bullmq.Queue(name, { connection: { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true } });
+  // skipMetasUpdate: only reading must not create the queue's meta key (which says a queue exists).
+  const queue = new bullmq.Queue(name, { connection: { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true }, skipMetasUpdate: true });
   queue.on('error', () => undefined);
   return queue;
 }
 
-async function list(queue: Queue, state: State, limit: number, io: CliIo): Promise<number> {
-  const jobs = await redis(queue.getJobs([state], 0, limit - 1));
+/**
+ * A queue name that is not in this Redis is a mistake (a typo), never an empty
+ * list: the message names the queues that are there.
+ */
+async function assertQueueExists(queue: Queue): Promise<void> {
+  // The raw client (ioredis, from the connection options openQueue gives): two plain commands.
+  const client = (await redis(queue.getBackend().client)) as unknown as {
+    exists(key: string): Promise<number>;
+    scan(cursor: string, ...args: Array<string | number>): Promise<[string, string[]]>;
+  };
+  const prefix = queue.opts.prefix ?? 'bull';
+  if ((await redis(client.exists(`${prefix}:${queue.name}:meta`))) === 1) return;
+  const names = new Set<string>();
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis(client.scan(cursor, 'MATCH', `${prefix}:*:meta`, 'COUNT', 1000));
+    cursor = next;
+    for (const key of keys) names.add(sanitizeText(key.slice(prefix.length + 1, -':meta'.length), 80));
+  } while (cursor !== '0' && names.size < 100);
+  const known = names.size === 0 ? 'there is none' : `the queues there are ${[...names].sort().join(', ')}`;
+  throw new UsageError(`no queue ${sanitizeText(queue.name, 80)} in that Redis; ${known}`);
+}
+
+async function list(queue: Queue, state: State, limit: number, io: CliIo, json: boolean): Promise<number> {
+  const jobs = (await redis(queue.getJobs([state], 0, limit - 1))).filter((found): found is Job => found !== undefined);
+  if (json) {
+    for (const job of jobs) io.out(JSON.stringify(asRecord(job, state)));
+    return EXIT.ok;
+  }
   if (jobs.length === 0) {
     io.out(`no ${state} deliveries in queue ${queue.name}`);
     return EXIT.ok;
   }
-  for (const job of jobs.filter((found): found is Job => found !== undefined)) io.out(describeJob(job, state));
+  for (const job of jobs) io.out(describeJob(job, state));
   return EXIT.ok;
 }
 
-async function show(queue: Queue, key: string, io: CliIo): Promise<number> {
+async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promise<number> {
   const job = await findJob(queue, key);
   const data = job.data as StoredDelivery;
   const state = await redis(job.getState());
+  if (json) {
+    io.out(JSON.stringify({ ...asRecord(job, state), body: sanitizeText(bodyText(data), 64 * 1024) }));
+    return EXIT.ok;
+  }
   io.out(describeJob(job, state));
   io.out(`state:       ${state}`);
-  io.out(`attempts:    ${job.attemptsMade} of ${job.opts.attempts ?? 1}`);
+  io.out(`attempts:    ${attemptsOf(job)} of ${job.opts.attempts ?? 1}`);
   if (data.receivedAt !== undefined) io.out(`received at: ${new Date(data.receivedAt).toISOString()}`);
+  errorsOf(job).forEach((error, n) => io.out(`error ${n + 1}:     ${error}`));
   if (job.failedReason) io.out(`last error:  ${sanitizeText(job.failedReason, 500)}`);
   if (data.refused?.issues !== undefined) io.out(`schema issues: ${sanitizeText(JSON.stringify(data.refused.issues), 2000)}`);
   io.out('event:');
@@ -160,7 +199,34 @@ function describeJob(job: Job, state: string): string {
   const data = job.data as StoredDelivery;
   const event = data.headers?.['x-mitpo-event'] ?? eventOf(data) ?? '(unknown event)';
   const error = state === 'failed' && job.failedReason ? `  ${sanitizeText(job.failedReason, 200)}` : '';
-  return `${sanitizeText(data.deliveryKey ?? String(job.id), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${job.attemptsMade}${error}`;
+  return `${sanitizeText(data.deliveryKey ?? String(job.id), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${attemptsOf(job)}${error}`;
+}
+
+/** A delivery for scripts (`--json`): what `list` and `show` print, every text from Redis sanitised. */
+function asRecord(job: Job, state: string) {
+  const data = job.data as StoredDelivery;
+  const event = data.headers?.['x-mitpo-event'] ?? eventOf(data);
+  return {
+    deliveryKey: sanitizeText(data.deliveryKey ?? String(job.id), 200),
+    jobId: sanitizeText(String(job.id), 200),
+    state,
+    event: event === undefined ? null : sanitizeText(event, 64),
+    attempts: attemptsOf(job),
+    maxAttempts: job.opts.attempts ?? 1,
+    receivedAt: typeof data.receivedAt === 'number' ? new Date(data.receivedAt).toISOString() : null,
+    errors: errorsOf(job),
+    lastError: job.failedReason ? sanitizeText(job.failedReason, 500) : null,
+  };
+}
+
+/** Runs as the worker counts them: every started run, a run whose worker died included. */
+function attemptsOf(job: Job): number {
+  return Math.max(job.attemptsStarted ?? 0, job.attemptsMade);
+}
+
+/** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
+function errorsOf(job: Job): string[] {
+  return (job.stacktrace ?? []).filter((trace): trace is string => typeof trace === 'string').map((trace) => sanitizeText(trace.split('\n', 1)[0]!, 500));
 }
 
 function eventOf(data: StoredDelivery): string | undefined {
