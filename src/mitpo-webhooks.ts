@@ -94,7 +94,8 @@ export class MitpoWebhooks {
    * run is retried with backoff (`ctx.attempt` counts from 1); after the last
    * attempt the delivery is kept as a dead letter.
    *
-   * @param options - `concurrency`: deliveries handled at once (default 1)
+   * @param options - `concurrency`: deliveries handled at once (default 1); `trace`: `'link'`
+   *   (default) or `'child'`, how the run's span relates to the delivery's receive span
    * @throws TypeError without a `queue`, or once `close()` was called
    * @example
    * const worker = webhooks.startWorker({ concurrency: 10 });
@@ -103,7 +104,9 @@ export class MitpoWebhooks {
     const queue = this.options.queue;
     if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
     if (this.pipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
-    const worker = queue.startWorker((run) => this.pipeline.processQueued(run), options);
+    const { trace = 'link', ...queueOptions } = options;
+    if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
+    const worker = queue.startWorker((run) => this.pipeline.processQueued(run, trace), queueOptions);
     this.workers.add(worker);
     return {
       close: async (timeoutSeconds: number) => {

@@ -7,6 +7,7 @@ import {
   type DeliveryWorker,
   type QueuedDelivery,
   type QueuedDeliveryProcessor,
+  type QueueDepth,
   type WorkerOptions,
 } from '../queue/delivery-queue';
 import { jobIdOf } from './job-id';
@@ -167,7 +168,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
-    const concurrency = options.concurrency ?? 1;
+    const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
@@ -244,6 +245,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   idOf(deliveryKey: string): string {
     return jobIdOf(deliveryKey);
+  }
+
+  depth(): Promise<QueueDepth> {
+    return withTimeout(this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed'), this.enqueueTimeoutMs, () => new Error('Redis did not answer'));
   }
 
   async close(): Promise<void> {

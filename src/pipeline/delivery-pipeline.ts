@@ -24,7 +24,7 @@ export type { DeliveryRequest } from './verified';
 export class DeliveryPipeline {
   readonly failures: FailureReport;
   readonly shutdown = new Shutdown();
-  private readonly telemetry = new Telemetry();
+  private readonly telemetry: Telemetry;
   private readonly checks: Checks;
   private readonly inline: InlineHandling;
   private readonly queued: QueuedRuns | undefined;
@@ -32,6 +32,8 @@ export class DeliveryPipeline {
 
   constructor(options: ResolvedOptions, router: EventRouter, platform: Platform) {
     this.checks = { options, platform };
+    const queue = options.queue;
+    this.telemetry = new Telemetry(queue?.depth === undefined ? undefined : () => queue.depth!());
     this.failures = new FailureReport(options.logger, options.now);
     this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform);
     this.queued = options.queue === undefined ? undefined : new QueuedRuns(options.queue, this.deadLetters, this.checks, router, this.failures, this.telemetry);
@@ -77,9 +79,9 @@ export class DeliveryPipeline {
     return outcome;
   }
 
-  /** One run of a queued delivery, in a worker. */
-  processQueued(run: QueuedRun): Promise<void> {
-    return this.queued!.run(run);
+  /** One run of a queued delivery, in a worker; `trace` as `startWorker()` was given it. */
+  processQueued(run: QueuedRun, trace?: 'link' | 'child'): Promise<void> {
+    return this.queued!.run(run, trace);
   }
 
   /** Every check but replay, for bytes in hand; no handler runs. @throws WebhookVerificationError */

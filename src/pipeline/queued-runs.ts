@@ -67,8 +67,8 @@ export class QueuedRuns {
   }
 
   /** One run of a queued delivery, in a worker, with its telemetry when an SDK records. */
-  async run(run: QueuedRun): Promise<void> {
-    const telemetry = this.telemetry.startDelivery('mitpo.webhook.process', run.delivery.traceparent);
+  async run(run: QueuedRun, trace: 'link' | 'child' = 'link'): Promise<void> {
+    const telemetry = this.telemetry.startDelivery('mitpo.webhook.process', { traceparent: run.delivery.traceparent, trace, attempt: run.attempt });
     if (telemetry === undefined) return this.runChecked(run, undefined);
     let outcome = 'success';
     let event: string | undefined;
@@ -78,7 +78,7 @@ export class QueuedRuns {
       outcome = (error as { code?: string }).code ?? 'handler_failed';
       throw error;
     } finally {
-      telemetry.end({ outcome, status: outcome === 'success' ? 200 : 500, event, deliveryKey: run.delivery.deliveryKey });
+      telemetry.end({ outcome, status: undefined, event, deliveryKey: run.delivery.deliveryKey });
     }
   }
 
@@ -155,6 +155,7 @@ export class QueuedRuns {
       { code: 'dead_letter', ...(event && { event: event.event }), deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: error },
       'mitpo-webhooks: a queued delivery is kept as a dead letter; retry it with mitpo-webhooks deliveries retry',
     );
+    this.telemetry.deadLetter(event?.event);
     this.deadLetters.emit(event, ctx, error);
   }
 

@@ -56,7 +56,16 @@ export type QueuedDeliveryProcessor = (run: QueuedRun) => Promise<void>;
 export interface WorkerOptions {
   /** How many deliveries this worker handles at once. Default 1. */
   concurrency?: number;
+  /**
+   * How a run's `mitpo.webhook.process` span relates to the delivery's receive
+   * span: `'link'` (the default: a trace of its own, linked) or `'child'` (one
+   * trace, one waterfall, from the request to the handlers).
+   */
+  trace?: 'link' | 'child';
 }
+
+/** How many deliveries a queue holds, by state, for the `mitpo.webhook.queue.depth` gauge. */
+export type QueueDepth = Partial<Record<'waiting' | 'active' | 'delayed' | 'failed', number>>;
 
 /** A running worker. */
 export interface DeliveryWorker {
@@ -87,6 +96,8 @@ export interface DeliveryQueue {
   close(): Promise<void>;
   /** The id a delivery with this key is held under, for a queue with ids of its own (`storedAs`). */
   idOf?(deliveryKey: string): string;
+  /** How many deliveries it holds, by state; read only when a metric reader collects. */
+  depth?(): Promise<QueueDepth>;
 }
 
 export function isDeliveryQueue(value: unknown): value is DeliveryQueue {

@@ -14,10 +14,11 @@ export interface DeliveryTelemetry {
   end(result: DeliveryResult): void;
 }
 
-/** What a delivery's telemetry is told when it is answered. */
+/** What a delivery's telemetry is told when it is answered (or, in a worker, when its run ends). */
 export interface DeliveryResult {
   outcome: string;
-  status: number;
+  /** The HTTP status answered; none for a worker's run, which answers no request. */
+  status: number | undefined;
   /** Only a verified event's name: the header is the sender's, and must not multiply metric series. */
   event: string | undefined;
   deliveryKey: string | undefined;

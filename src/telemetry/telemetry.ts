@@ -11,11 +11,23 @@ const EVENT = 'mitpo.webhook.event';
 const DELIVERY_KEY = 'mitpo.webhook.delivery_key';
 const OUTCOME = 'mitpo.webhook.outcome';
 const STATUS_CODE = 'http.response.status_code';
+const ATTEMPT = 'mitpo.webhook.attempt';
+const STATE = 'mitpo.webhook.state';
 
 interface Instruments {
   deliveries: Counter;
   handlerDuration: Histogram;
   inFlight: UpDownCounter;
+  deadLetters: Counter;
+}
+
+/** How a worker's run starts its telemetry. */
+export interface RunStart {
+  /** The receive span's W3C trace context, carried in the job. */
+  traceparent: string | undefined;
+  /** `'child'`: the run's span is a child of the receive span; `'link'`: linked to it. */
+  trace: 'link' | 'child';
+  attempt: number;
 }
 
 
@@ -34,14 +46,18 @@ export class Telemetry {
   private meterProvider: unknown;
   private instruments: Instruments | undefined;
 
-  constructor() {
+  /** @param depth - read for the queue depth gauge when a metric reader collects, with a queue */
+  constructor(private readonly depth?: () => Promise<Partial<Record<string, number>>>) {
     this.api = loadOtelApi();
     // The proxy's delegate before any SDK is registered: the API's own no-op.
     this.noopTracerProvider = this.api === undefined ? undefined : new this.api.ProxyTracerProvider().getDelegate();
   }
 
-  /** Starts a delivery's telemetry in the active context (a child of the HTTP span), or undefined when nothing records. */
-  startDelivery(name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', traceparent?: string): DeliveryTelemetry | undefined {
+  /**
+   * Starts a delivery's telemetry in the active context (a child of the HTTP
+   * span), or a worker's run of it (`run`), or undefined when nothing records.
+   */
+  startDelivery(name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', run?: RunStart): DeliveryTelemetry | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
     const tracing = (api.trace.getTracerProvider() as InstanceType<OtelApi['ProxyTracerProvider']>).getDelegate() !== this.noopTracerProvider;
@@ -49,14 +65,27 @@ export class Telemetry {
     if (!tracing && instruments === undefined) return undefined;
     let span: Span | undefined;
     if (tracing) {
-      const linked = traceparent === undefined ? undefined : spanContextOf(api, traceparent);
-      span = api.trace.getTracer(NAME).startSpan(name, {
-        kind: name === 'mitpo.webhook.process' ? api.SpanKind.CONSUMER : api.SpanKind.INTERNAL,
-        ...(linked === undefined ? {} : { links: [{ context: linked }] }),
-      });
+      const received = run?.traceparent === undefined ? undefined : spanContextOf(api, run.traceparent);
+      const parent = received !== undefined && run?.trace === 'child' ? api.trace.setSpanContext(api.context.active(), received) : undefined;
+      span = api.trace.getTracer(NAME).startSpan(
+        name,
+        {
+          kind: name === 'mitpo.webhook.process' ? api.SpanKind.CONSUMER : api.SpanKind.INTERNAL,
+          ...(received !== undefined && parent === undefined ? { links: [{ context: received }] } : {}),
+          ...(run === undefined ? {} : { attributes: { [ATTEMPT]: run.attempt } }),
+        },
+        parent,
+      );
     }
     instruments?.inFlight.add(1);
     return new OtelDeliveryTelemetry(api, span, instruments);
+  }
+
+  /** Counts a dead letter (a no-op without an SDK). */
+  deadLetter(event: string | undefined): void {
+    const api = this.api;
+    if (api === undefined) return;
+    this.currentInstruments(api)?.deadLetters.add(1, event === undefined ? {} : { [EVENT]: safe(event) });
   }
 
   private currentInstruments(api: OtelApi): Instruments | undefined {
@@ -64,7 +93,7 @@ export class Telemetry {
     if (provider !== this.meterProvider) {
       this.meterProvider = provider;
       const meter = provider.getMeter(NAME);
-      this.instruments = meter === api.createNoopMeter() ? undefined : instrumentsOf(meter);
+      this.instruments = meter === api.createNoopMeter() ? undefined : instrumentsOf(meter, this.depth);
     }
     return this.instruments;
   }
@@ -115,17 +144,20 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
     }
   }
 
-  /** Records the answer and ends the span. */
+  /** Records the answer (or the run's end) and ends the span. */
   end(result: DeliveryResult): void {
     const attributes = {
       ...(result.event === undefined ? {} : { [EVENT]: safe(result.event) }),
       [OUTCOME]: result.outcome,
-      [STATUS_CODE]: result.status,
+      ...(result.status === undefined ? {} : { [STATUS_CODE]: result.status }),
     };
     if (this.span !== undefined) {
       this.span.setAttributes(attributes);
       if (result.deliveryKey !== undefined) this.span.setAttribute(DELIVERY_KEY, sanitizeText(result.deliveryKey, 200));
-      if (result.status >= 500) this.span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
+      // A 5xx answer, or a worker's run that did not succeed.
+      if (result.status === undefined ? result.outcome !== 'success' : result.status >= 500) {
+        this.span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
+      }
       this.span.end();
     }
     this.instruments?.deliveries.add(1, attributes);
@@ -133,8 +165,18 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
   }
 }
 
-function instrumentsOf(meter: Meter): Instruments {
+function instrumentsOf(meter: Meter, depth: (() => Promise<Partial<Record<string, number>>>) | undefined): Instruments {
+  if (depth !== undefined) {
+    // Read from the queue only when a metric reader collects; a queue that cannot answer reports nothing.
+    meter
+      .createObservableGauge('mitpo.webhook.queue.depth', { description: 'Deliveries the queue holds, by state' })
+      .addCallback(async (result) => {
+        const counts = await depth().catch(() => ({}) as Partial<Record<string, number>>);
+        for (const [state, count] of Object.entries(counts)) if (typeof count === 'number') result.observe(count, { [STATE]: state });
+      });
+  }
   return {
+    deadLetters: meter.createCounter('mitpo.webhook.dead_letters', { description: 'Queued deliveries kept as dead letters, by event' }),
     deliveries: meter.createCounter('mitpo.webhook.deliveries', { description: 'Deliveries answered, by event, outcome and status' }),
     handlerDuration: meter.createHistogram('mitpo.webhook.handler.duration', {
       description: 'Handler runs',

@@ -1,7 +1,7 @@
 import { readSeconds } from '../duration-option';
 import { parseAnyEvent } from '../events/parse-event';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
-import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor } from '../queue/delivery-queue';
+import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor, type QueueDepth } from '../queue/delivery-queue';
 
 /** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
 export interface MemoryDeliveryQueueOptions {
@@ -94,6 +94,11 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
 
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  depth(): Promise<QueueDepth> {
+    const count = (state: Job['state']) => [...this.jobs.values()].filter((job) => job.state === state).length;
+    return Promise.resolve({ waiting: count('waiting'), active: count('active'), delayed: count('delayed'), failed: count('failed') });
   }
 
   /**

@@ -6,7 +6,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
-import { signedDelivery } from '../../src/testing';
+import { MemoryDeliveryQueue, signedDelivery } from '../../src/testing';
 import { CHECK_CASES } from '../helpers/check-cases';
 import { toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
@@ -216,6 +216,63 @@ describe('the logger', () => {
     expect(records[1]!.record.event).toBeUndefined();
     expect((records[2]!.record.err as Error).message).toBe('the CRM is down');
     expect(JSON.stringify(records)).not.toContain(SECRET);
+  });
+});
+
+describe("a queue worker's telemetry", () => {
+  const scopeMetrics = async () =>
+    (await reader.collect()).resourceMetrics.scopeMetrics.filter((scope) => scope.scope.name === 'mitpo-webhooks').flatMap((scope) => scope.metrics);
+
+  async function queuedRun(options: { trace?: 'link' | 'child'; fail?: boolean } = {}) {
+    const queue = new MemoryDeliveryQueue({ attempts: 1 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+    webhooks.onAny(() => {
+      if (options.fail) throw new Error('the CRM is down');
+    });
+    webhooks.startWorker(options.trace === undefined ? {} : { trace: options.trace });
+    const delivery = signedDelivery({ event: 'dispatch.accepted', secret: SECRET });
+    await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    return { queue, webhooks };
+  }
+
+  it('carries the attempt and no HTTP status on the process span, and links it to the receive span by default', async () => {
+    const { queue } = await queuedRun();
+    await queue.drain();
+    const [receive] = named('mitpo.webhook.receive');
+    const [processed] = named('mitpo.webhook.process');
+    expect(processed!.attributes).toMatchObject({ 'mitpo.webhook.attempt': 1, 'mitpo.webhook.outcome': 'success' });
+    expect(processed!.attributes).not.toHaveProperty('http.response.status_code');
+    expect(processed!.links.map((link) => link.context.spanId)).toEqual([receive!.spanContext().spanId]);
+    expect(processed!.spanContext().traceId).not.toBe(receive!.spanContext().traceId);
+  });
+
+  it("with startWorker({ trace: 'child' }), makes the process span a child of the receive span: one trace", async () => {
+    const { queue } = await queuedRun({ trace: 'child' });
+    await queue.drain();
+    const [receive] = named('mitpo.webhook.receive');
+    const [processed] = named('mitpo.webhook.process');
+    expect(parentOf(processed!)).toBe(receive!.spanContext().spanId);
+    expect(processed!.spanContext().traceId).toBe(receive!.spanContext().traceId);
+    expect(processed!.links).toEqual([]);
+  });
+
+  it('counts dead letters by event, and reads the queue depth by state when collected', async () => {
+    const deadLettersOf = async () =>
+      ((await scopeMetrics()).find((metric) => metric.descriptor.name === 'mitpo.webhook.dead_letters') as SumMetricData | undefined)?.dataPoints.find(
+        (point) => point.attributes['mitpo.webhook.event'] === 'dispatch.accepted',
+      )?.value ?? 0;
+    const before = await deadLettersOf();
+    const { queue } = await queuedRun({ fail: true });
+    const depthOf = async () => {
+      const gauge = (await scopeMetrics()).filter((metric) => metric.descriptor.name === 'mitpo.webhook.queue.depth').at(-1) as SumMetricData | undefined;
+      return Object.fromEntries((gauge?.dataPoints ?? []).map((point) => [point.attributes['mitpo.webhook.state'], point.value]));
+    };
+    expect(await depthOf()).toMatchObject({ waiting: 1, failed: 0 });
+    await queue.drain();
+    expect(await depthOf()).toMatchObject({ waiting: 0, failed: 1 });
+    expect((await deadLettersOf()) - before).toBe(1);
+    const [processed] = named('mitpo.webhook.process');
+    expect(processed!.status.code).toBe(SpanStatusCode.ERROR);
   });
 });
 
