@@ -60,15 +60,15 @@ export function createConnectMiddleware(
       })
       .then((outcome) => {
         if (passErrors && outcome.error !== undefined) next(outcome.error);
-        else writeOutcome(req, res, outcome);
+        else writeOutcome(req, res, outcome, pipeline.shutdown.closing);
       })
       .catch(next);
   };
 }
 
-function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcome): void {
+function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcome, closing: boolean): void {
   if (res.headersSent || res.writableEnded || res.destroyed) return;
-  const { status, headers, json } = nodeAnswer(req, outcome);
+  const { status, headers, json } = nodeAnswer(req, outcome, closing);
   res.writeHead(status, headers);
   res.end(json);
 }

@@ -8,7 +8,13 @@ export interface NodeAnswer {
   json: string;
 }
 
-export function nodeAnswer(req: IncomingMessage, outcome: Outcome): NodeAnswer {
+/**
+ * @param closing - whether the receiver is shutting down: every answer then
+ *   closes its connection, so a client does not send its next request on a
+ *   keep-alive connection the server is about to drop (it would be reset, not
+ *   answered); it reconnects, and is answered 503 or refused, never cut off.
+ */
+export function nodeAnswer(req: IncomingMessage, outcome: Outcome, closing = false): NodeAnswer {
   const json = answerJson(outcome);
   const headers: Record<string, string> = {
     'content-type': JSON_CONTENT_TYPE,
@@ -18,6 +24,6 @@ export function nodeAnswer(req: IncomingMessage, outcome: Outcome): NodeAnswer {
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
-  if (!req.readableEnded && req.httpVersionMajor < 2) headers.connection = 'close';
+  if ((closing || !req.readableEnded) && req.httpVersionMajor < 2) headers.connection = 'close';
   return { status: outcome.status, headers, json };
 }

@@ -74,6 +74,6 @@ async function serve(
     // fastify-raw-body keeps the bytes as request.rawBody after reading the stream.
     readBody: (bodyOptions) => readNodeBody(request.raw, bodyOptions, { framework, kept: (request as { rawBody?: unknown }).rawBody }),
   });
-  const { status, headers, json } = nodeAnswer(request.raw, outcome);
+  const { status, headers, json } = nodeAnswer(request.raw, outcome, pipeline.shutdown.closing);
   return reply.code(status).headers(headers).send(json);
 }

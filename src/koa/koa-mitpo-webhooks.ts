@@ -58,7 +58,7 @@ export function koaMitpoWebhooks(webhooks: MitpoWebhooks, options: KoaMitpoWebho
       headers: ctx.req.headers as DeliveryHeaders,
       readBody: (bodyOptions) => readNodeBody(ctx.req, bodyOptions, { framework: 'koa', kept: ctx.request.rawBody }),
     });
-    const { status, headers, json } = nodeAnswer(ctx.req, outcome);
+    const { status, headers, json } = nodeAnswer(ctx.req, outcome, pipeline.shutdown.closing);
     ctx.status = status;
     // The type first: Koa would call a string body text/plain if none were set.
     ctx.set(headers);

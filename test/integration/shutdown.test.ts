@@ -1,3 +1,5 @@
+import { fork } from 'node:child_process';
+import path from 'node:path';
 import http from 'node:http';
 import { MemoryReplayStore, MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
@@ -165,4 +167,58 @@ describe('close() and deliveries caught by its deadline', () => {
     await answer;
     expect(order).toEqual(['release reached the store', 'answered 503', 'close() resolved']);
   });
+});
+
+describe('SIGTERM under load', () => {
+  it('answers every request on a kept-alive connection 200 or 503 shutting_down, resetting none, when the receiver closes before the server', async () => {
+    const child = fork(path.join(__dirname, '../helpers/sigterm-receiver.ts'), [], {
+      execArgv: ['-r', 'ts-node/register/transpile-only'],
+      env: { ...process.env, SECRET },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    try {
+      const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', resolve as never));
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      const outcomes = new Map<string, number>();
+      const count = (outcome: string) => outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+      const post = () =>
+        new Promise<string>((resolve) => {
+          const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+          const req = http.request({ port, host: '127.0.0.1', path: '/webhooks/mitpo', method: 'POST', headers, agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(String(res.statusCode)));
+            res.on('error', () => resolve('reset'));
+          });
+          // Refused: the server no longer listens, and the request was never sent. Anything else cut it off.
+          req.on('error', (error: NodeJS.ErrnoException) =>
+            resolve(error.code === 'ECONNREFUSED' ? 'refused' : `reset (${error.code ?? error.message}${req.reusedSocket ? ', kept-alive connection' : ', new connection'})`),
+          );
+          req.end(body);
+        });
+      let sent = 0;
+      const client = async () => {
+        for (let i = 0; i < 5000; i++) {
+          const outcome = await post();
+          count(outcome.startsWith('reset') ? 'reset' : outcome);
+          if (outcome.startsWith('reset')) count(outcome);
+          if (outcome === 'refused') return;
+          if ((sent += 1) === 300) child.kill('SIGTERM');
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, client));
+      agent.destroy();
+      const seen = Object.fromEntries(outcomes);
+      // Every request the receiver's connections carried was answered; what is left is
+      // a connection opened as the listener closed, which the kernel resets unread
+      // (MITPO retries it like a refused one).
+      const resetOnKeptAlive = Object.keys(seen).filter((outcome) => outcome.includes('kept-alive'));
+      expect({ resetOnKeptAlive, seen }).toEqual({ resetOnKeptAlive: [], seen });
+      expect(seen['200']).toBeGreaterThanOrEqual(300);
+      expect(seen['503']).toBeGreaterThan(0);
+      const other = Object.keys(seen).filter((outcome) => !['200', '503', 'refused', 'reset'].includes(outcome) && !outcome.includes('new connection'));
+      expect(other).toEqual([]);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
 });

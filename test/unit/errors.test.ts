@@ -47,3 +47,19 @@ describe("a refusal's stack", () => {
     expect((told[0]!.cause as Error).stack).toMatch(/the database is down\n\s+at failingHandler/);
   });
 });
+
+describe('building a refusal', () => {
+  it('leaves Error.stackTraceLimit as it found it, also when the message cannot be made text', () => {
+    const before = Error.stackTraceLimit;
+    const notText = {
+      toString() {
+        throw new TypeError('not text');
+      },
+    };
+    expect(() => new WebhookVerificationError('invalid_json', notText as never)).toThrow('not text');
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(new WebhookVerificationError('invalid_json', 'x').stack).toBe('WebhookVerificationError: x');
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(new Error('probe').stack).toMatch(/\n\s+at /);
+  });
+});
