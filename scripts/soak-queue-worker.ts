@@ -11,6 +11,11 @@ const queue = new BullMQDeliveryQueue({
 });
 const webhooks = new MitpoWebhooks({ secret: process.env.SOAK_SECRET!, queue });
 webhooks.on(['dispatch.completed', 'dispatch.failed'], async (event) => {
+  // What the attacker wrote to Redis must never get here: reported, to be counted.
+  if (!event.data.dispatch_id.startsWith('dsp_')) {
+    process.send!({ attackerRan: event.data.dispatch_id });
+    return;
+  }
   const seq = Number(event.data.dispatch_id.slice(4));
   process.send!({ started: seq });
   // A few milliseconds of I/O, so a kill finds handlers mid-run.
@@ -21,5 +26,6 @@ webhooks.on(['dispatch.completed', 'dispatch.failed'], async (event) => {
   }
   process.send!({ handled: seq });
 });
+webhooks.onDeadLetter((event) => process.send!({ deadLetter: event?.data && 'dispatch_id' in event.data ? String(event.data.dispatch_id) : '(unread)' }));
 webhooks.startWorker({ concurrency: 16 });
 process.send!({ ready: true });
