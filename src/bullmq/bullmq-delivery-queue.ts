@@ -10,6 +10,7 @@ import {
   type QueueDepth,
   type WorkerOptions,
 } from '../queue/delivery-queue';
+import { sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
 import { withTimeout } from '../with-timeout';
 
@@ -48,6 +49,8 @@ export interface BullMQDeliveryQueueOptions {
 
 /** What a job holds: the delivery, its raw body as base64. */
 interface JobData {
+  /** The body's hex SHA-256, kept when the key is the app's own. */
+  bodyDigest?: string;
   /** Set by `deliveries retry`. */
   retriedByOperator?: boolean;
   deliveryKey: string;
@@ -81,7 +84,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   private readonly maxPendingBytes: number;
   private readonly queue: Queue<JobData>;
   /** Enqueues under way in this process, by job id: a copy arriving meanwhile shares one. */
-  private readonly pending = new Map<string, Promise<'queued' | 'duplicate'>>();
+  private readonly pending = new Map<string, Promise<'queued' | 'duplicate' | 'collision'>>();
   private pendingBytes = 0;
 
   /** @throws TypeError on a missing connection or an invalid option */
@@ -120,10 +123,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    * found by its id before its body is sent; and the bytes waiting for Redis are
    * capped, so a hung Redis frees the memory of the requests waiting on it.
    */
-  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
     const jobId = jobIdOf(delivery.deliveryKey);
     const underWay = this.pending.get(jobId);
-    if (underWay !== undefined) return underWay.then(() => 'duplicate');
+    if (underWay !== undefined) return underWay.then(() => 'duplicate' as const);
     const size = delivery.rawBody.byteLength;
     if (this.pendingBytes + size > this.maxPendingBytes) {
       return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Redis`));
@@ -143,10 +146,17 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     return adding;
   }
 
-  private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+  private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
     // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
-    if ((await this.queue.getJobState(jobId)) !== 'unknown') return 'duplicate';
+    if ((await this.queue.getJobState(jobId)) !== 'unknown') {
+      if (delivery.bodyDigest === undefined) return 'duplicate';
+      // A key of the app's own: only then is the stored job read, to tell a copy from a collision.
+      const stored = await this.queue.getJob(jobId);
+      const storedDigest = stored?.data.bodyDigest ?? (stored === undefined ? undefined : sha256HexOf(Buffer.from(stored.data.body, 'base64')));
+      return storedDigest === undefined || storedDigest === delivery.bodyDigest ? 'duplicate' : 'collision';
+    }
     const data: JobData = {
+      ...(delivery.bodyDigest === undefined ? {} : { bodyDigest: delivery.bodyDigest }),
       deliveryKey: delivery.deliveryKey,
       body: delivery.rawBody.toString('base64'),
       headers: { ...delivery.headers },

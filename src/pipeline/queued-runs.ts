@@ -36,14 +36,24 @@ export class QueuedRuns {
 
   /** Every check passed, so the delivery is queued durably and answered at once. @throws WebhookVerificationError */
   async enqueue({ rawBody, deliveryKey }: KeyedDelivery, trace: DeliveryTrace): Promise<Outcome> {
-    let queued: 'queued' | 'duplicate';
+    let queued: 'queued' | 'duplicate' | 'collision';
+    const delivery = queuedDelivery(rawBody, deliveryKey, trace);
+    // With a key of the app's own, two different deliveries may share one: the queue is told the body's hash to tell.
+    if (this.checks.options.deliveryKey !== undefined) delivery.bodyDigest = await this.checks.platform.sha256Hex(rawBody);
     try {
-      queued = await this.queue.enqueue(queuedDelivery(rawBody, deliveryKey, trace), this.checks.options.retentionMs);
+      queued = await this.queue.enqueue(delivery, this.checks.options.retentionMs);
     } catch (error) {
       throw new WebhookVerificationError(
         'queue_unavailable',
         'The delivery queue could not take the delivery; it was not queued and can be retried',
         { cause: error },
+      );
+    }
+    if (queued === 'collision') {
+      this.failures.worker(
+        'warn',
+        { code: 'delivery_key_collision', deliveryKey, ...(trace.event === undefined ? {} : { event: trace.event }) },
+        'mitpo-webhooks: a delivery with other bytes already holds this delivery key, so this one was answered as a duplicate and not queued: the deliveryKey option must give each delivery its own key',
       );
     }
     return queued === 'queued' ? QUEUED : DUPLICATE;

@@ -6,6 +6,11 @@
 export interface QueuedDelivery {
   /** The replay key; the job's identity, so a delivery is queued once. */
   deliveryKey: string;
+  /**
+   * The hex SHA-256 of the body, set when the key is the app's own (`deliveryKey`
+   * option): a queue that finds the key taken by other bytes answers `'collision'`.
+   */
+  bodyDigest?: string;
   /** The raw body exactly as received. */
   rawBody: Buffer;
   /** `content-type` and the `x-mitpo-*` headers, lower-case names. */
@@ -86,10 +91,11 @@ export interface DeliveryQueue {
    * Queues a verified delivery durably, unless one with its key is already
    * queued, running, handled or kept as a dead letter.
    * @param retentionMs - how long a handled delivery is kept, so its replays are answered as duplicates
-   * @returns `'queued'` once the queue acknowledged it, `'duplicate'` when it was already there
+   * @returns `'queued'` once the queue acknowledged it, `'duplicate'` when it was already there,
+   *   `'collision'` when its key was taken by a delivery with other bytes (see `bodyDigest`)
    * @throws when the queue could not take it in time (the receiver answers 503 `queue_unavailable`)
    */
-  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'>;
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'>;
   /** Starts a worker that runs `processor` for each delivery. */
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker;
   /** Closes the connections the queue opened, also when Redis is unreachable. */

@@ -69,9 +69,12 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     this.backoffMs = readSeconds(options.backoff, { name: 'mitpo-webhooks/testing: backoff', fallback: 10, max: 86_400, allowZero: true })! * 1000;
   }
 
-  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate'> {
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
     const known = this.jobs.get(delivery.deliveryKey);
-    if (known !== undefined && !(known.state === 'completed' && known.keptUntil! <= Date.now())) return Promise.resolve('duplicate');
+    if (known !== undefined && !(known.state === 'completed' && known.keptUntil! <= Date.now())) {
+      const other = delivery.bodyDigest !== undefined && Buffer.compare(Buffer.from(known.delivery.rawBody), Buffer.from(delivery.rawBody)) !== 0;
+      return Promise.resolve(other ? 'collision' : 'duplicate');
+    }
     const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs };
     if (delivery.refused !== undefined) {
       job.state = 'failed';

@@ -134,6 +134,20 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
+  it('warns when a deliveryKey of your own is taken by a delivery with other bytes, reading the stored job only then', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };
+    const webhooks = receiver({}, { logger, deliveryKey: (event) => `key-${String((event.data as { dispatch_id?: string }).dispatch_id)}` });
+    const first = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: { dispatch_id: 'dsp_9', channel: 'meta_ads', status: 'accepted' } });
+    const other = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_9', channel: 'meta_ads', status: 'completed' } });
+    const receive = (delivery: typeof first) => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    expect((await receive(first)).body).toEqual({ success: true, queued: true });
+    expect((await receive(first)).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([]);
+    expect((await receive(other)).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'key-dsp_9' })]);
+  });
+
   it('refuses every failed check before queueing anything', async () => {
     const server = await serve(receiver());
     const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });

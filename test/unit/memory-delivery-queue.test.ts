@@ -172,3 +172,25 @@ describe("a worker's logs", () => {
     expect((records[0]!.record.err as Error).message).toContain('the database is down');
   });
 });
+
+describe('a deliveryKey of your own that is not unique', () => {
+  it('answers the second, different delivery duplicate and warns that the key collided; a copy is a plain duplicate', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const ignore = () => undefined;
+    const queue = new MemoryDeliveryQueue();
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      queue,
+      logger: { debug: ignore, info: ignore, error: ignore, warn: (record: object) => void warnings.push(record as Record<string, unknown>) },
+      deliveryKey: (event) => String((event.data as { dispatch_id?: string }).dispatch_id),
+    });
+    const first = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: { dispatch_id: 'dsp_1', channel: 'meta_ads', status: 'accepted' } });
+    const other = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_1', channel: 'meta_ads', status: 'completed' } });
+    const receive = (delivery: typeof first) => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    expect((await receive(first)).body).toEqual({ success: true, queued: true });
+    expect((await receive(first)).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([]);
+    expect((await receive(other)).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'dsp_1', event: 'dispatch.completed' })]);
+  });
+});
