@@ -106,10 +106,7 @@ export class QueuedRuns {
     onVerified: (event: string) => void = () => undefined,
   ): Promise<void> {
     const headers = keptHeaders(delivery.headers);
-    // Never later than the queue took it: a stored receive time is the store's word, not MITPO's.
-    const stored = typeof delivery.receivedAt === 'number' && Number.isFinite(delivery.receivedAt) ? delivery.receivedAt : Infinity;
-    const earliest = Math.min(stored, queuedAt ?? Infinity);
-    const receivedAt = new Date(Number.isFinite(earliest) ? earliest : this.checks.options.now());
+    const receivedAt = new Date(receiveTime(delivery.receivedAt, queuedAt, this.checks.options.now()));
     const trace: DeliveryTrace = { headers, startedAt: this.checks.options.now() };
     let checked: KeyedDelivery;
     let readEvent: MitpoEvent | UnknownMitpoEvent | undefined;
@@ -181,6 +178,20 @@ export class QueuedRuns {
  * or the event header kept with it names another event than the signed body.
  */
 const TAMPERED = new Set(['invalid_signature', 'missing_signature', 'malformed_signature', 'event_mismatch']);
+
+/** How long a receiver can take from a delivery's arrival to the queue's taking it: reading, checking, enqueueing. */
+const MOST_RECEIVE_TO_QUEUE_MS = 10 * 60 * 1000;
+
+/**
+ * The receive time a stored delivery claims, believed only within what is
+ * possible: not after the queue took it, nor long before. Otherwise the
+ * queue's own time (a store could claim 1970, or next year).
+ */
+function receiveTime(stored: unknown, queuedAt: number | undefined, now: number): number {
+  const took = queuedAt ?? now;
+  const claimed = typeof stored === 'number' && Number.isFinite(stored) ? stored : undefined;
+  return claimed !== undefined && claimed <= took && claimed >= took - MOST_RECEIVE_TO_QUEUE_MS ? claimed : took;
+}
 
 /** Only the headers a queue keeps, as strings: anything else a store holds is not the request's. */
 function keptHeaders(stored: unknown): Record<string, string> {

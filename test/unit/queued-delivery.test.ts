@@ -131,6 +131,16 @@ describe('queued processing, the pipeline side', () => {
       expect(ctx!.deliveryKey).toBe(job.deliveryKey);
       expect(ctx!.receivedAt.getTime()).toBe(job.receivedAt);
     });
+
+    it('believes a stored receive time only when it could be true: not 1970, not after the queue took the job', async () => {
+      const { queue, webhooks, contexts } = tamperSetUp();
+      const { job } = await queued(webhooks, queue);
+      const queuedAt = job.receivedAt + 5;
+      for (const receivedAt of [0, queuedAt + 60_000, job.receivedAt]) {
+        await queue.processor!({ delivery: { ...job, receivedAt }, queuedAt, attempt: 1, lastAttempt: false });
+      }
+      expect(contexts.map((ctx) => ctx.receivedAt.getTime())).toEqual([queuedAt, queuedAt, job.receivedAt]);
+    });
   });
 
   it('keeps an authentic delivery refused as invalid_payload, and validates it again when it is run', async () => {

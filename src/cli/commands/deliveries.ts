@@ -219,9 +219,14 @@ function asRecord(job: Job, state: string) {
   };
 }
 
-/** Runs as the worker counts them: every started run, a run whose worker died included. */
+/**
+ * Runs as the worker counts them: every started run, a run whose worker died
+ * included. The start after the last attempt only reports the dead letter (it runs
+ * no handler), so it is not shown as one more, unless an operator retried the job.
+ */
 function attemptsOf(job: Job): number {
-  return Math.max(job.attemptsStarted ?? 0, job.attemptsMade);
+  const started = Math.max(job.attemptsStarted ?? 0, job.attemptsMade);
+  return (job.data as { retriedByOperator?: boolean }).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
 }
 
 /** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
