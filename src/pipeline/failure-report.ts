@@ -63,13 +63,9 @@ export class FailureReport {
   }
 
   /** A worker's record: a tampered job at warn, a failed run or a dead letter at error (with `err`). */
-  worker(level: 'warn' | 'error', record: Record<string, unknown>, message: string): void {
-    const safe = {
-      ...record,
-      ...(typeof record.deliveryKey === 'string' ? { deliveryKey: sanitizeText(record.deliveryKey, 200) } : {}),
-      ...(typeof record.event === 'string' ? { event: sanitizeText(record.event) } : {}),
-    };
-    this.write(level, safe, message);
+  worker(level: 'warn' | 'error', record: Record<string, unknown> & Pick<DeliveryTrace, 'event' | 'deliveryKey'>, message: string): void {
+    // The same cleaning as every other record: a stored key or event is the store's text.
+    this.write(level, { ...record, ...fields(record, this.now()) }, message);
   }
 
   private log(error: WebhookVerificationError, trace: DeliveryTrace): void {

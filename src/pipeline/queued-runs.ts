@@ -210,11 +210,7 @@ function storedRequest(rawBody: Uint8Array, headers: Record<string, string>) {
 }
 
 function queuedDelivery(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): QueuedDelivery {
-  const headers: Record<string, string> = {};
-  for (const name of QUEUED_HEADERS) {
-    const value = trace.headers[name];
-    if (typeof value === 'string') headers[name] = value;
-  }
+  const headers = keptHeaders(trace.headers);
   const traceparent = trace.telemetry?.traceparent();
   // On Node the bytes are a Buffer, as the queue's type says.
   return { deliveryKey, rawBody: rawBody as Buffer, headers, receivedAt: trace.startedAt, ...(traceparent && { traceparent }) };
