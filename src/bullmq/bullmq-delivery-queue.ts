@@ -287,16 +287,20 @@ function deliveryOf(job: Job<JobData>): QueuedDelivery {
  * its own settings stand. Workers' connections never get one: they block on Redis.
  */
 function withCommandTimeout(connection: ConnectionOptions, ms: number): ConnectionOptions {
-  const plain = connection as Record<string, unknown>;
-  const isClient = typeof plain.duplicate === 'function' || typeof plain.connect === 'function';
-  return isClient || plain.commandTimeout !== undefined ? connection : { ...plain, commandTimeout: ms };
+  return isClient(connection) || (connection as { commandTimeout?: unknown }).commandTimeout !== undefined
+    ? connection
+    : { ...connection, commandTimeout: ms };
 }
 
 /** Workers block on Redis, so BullMQ needs their commands never to give up. */
 function workerConnection(connection: ConnectionOptions): ConnectionOptions {
-  const plain = connection as Record<string, unknown>;
-  const isClient = typeof plain.duplicate === 'function' || typeof plain.connect === 'function';
-  return isClient ? connection : { ...plain, maxRetriesPerRequest: null };
+  return isClient(connection) ? connection : { ...connection, maxRetriesPerRequest: null };
+}
+
+/** A Redis client given ready-made (ioredis or node-redis) keeps its own settings; options get ours. */
+function isClient(connection: ConnectionOptions): boolean {
+  const plain = connection as { duplicate?: unknown; connect?: unknown };
+  return typeof plain.duplicate === 'function' || typeof plain.connect === 'function';
 }
 
 function seconds(value: unknown, name: string, fallback: number, max: number): number {
