@@ -9,6 +9,7 @@ import { requestFromInput, type DeliveryInput } from './delivery-input';
 import { nodePlatform } from './platform/node-platform';
 import { DeliveryPipeline } from './pipeline/delivery-pipeline';
 import type { DeadLetterHandler } from './pipeline/queued-runs';
+import type { StaleHandler } from './ordering/stale-events';
 import type { FailureHandler } from './pipeline/failure-report';
 import { keepPipeline } from './pipeline/pipeline-of';
 import { EventRouter } from './router/event-router';
@@ -85,6 +86,16 @@ export class MitpoWebhooks {
    */
   onDeadLetter(handler: DeadLetterHandler): this {
     this.pipeline.deadLetters.add(handler);
+    return this;
+  }
+
+  /**
+   * With `ordering`: told of each stale event, skipped (its handlers did not run,
+   * the answer was 200 `stale`) because a later event of its resource was
+   * already applied; `latest` is that event's position. It cannot change the answer.
+   */
+  onStale(handler: StaleHandler): this {
+    this.pipeline.stale.listeners.add(handler);
     return this;
   }
 
