@@ -18,7 +18,7 @@ export async function assertPostgresReachable(): Promise<void> {
   try {
     await pool.query('select 1');
   } catch (error) {
-    throw new Error(`DATABASE_URL is set (${DATABASE_URL}) but PostgreSQL does not answer there: ${(error as Error).message}`);
+    throw new Error(`DATABASE_URL is set (${DATABASE_URL}) but PostgreSQL does not answer there: ${(error as Error).message}`, { cause: error });
   } finally {
     await pool.end();
   }
