@@ -10,6 +10,7 @@ import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema
 import { deferred, SECRET } from '../helpers/recorder';
 import { waitFor } from '../helpers/redis';
 import { nextMessage } from '../helpers/worker-process';
+import { runCli } from '../helpers/run-cli';
 
 const describePostgres = describeWithPostgres('the Postgres queue tests');
 
@@ -247,5 +248,41 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     // Every event was applied or skipped as stale, and what was skipped was an acceptance.
     expect(applied + stale.length).toBe(6);
     expect(stale.every((entry) => entry.endsWith(':dispatch.accepted'))).toBe(true);
+  });
+
+  it('the command line: migrate --postgres, then deliveries list, show and retry of a dead letter, which then runs', async () => {
+    const cliSchema = testSchema();
+    try {
+      const migrated = await runCli(['migrate', '--postgres', DATABASE_URL!, '--schema', cliSchema]);
+      expect(migrated.stdout).toContain(`schema ${cliSchema}`);
+      expect(migrated.code).toBe(0);
+      expect((await runCli(['migrate', '--postgres', DATABASE_URL!, '--schema', cliSchema])).code).toBe(0);
+      const queue = new PostgresDeliveryQueue({ pool, schema: cliSchema, attempts: 1, backoff: 0.05, pollInterval: 0.2 });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+      opened.push(webhooks);
+      let fail = true;
+      const ran = deferred();
+      webhooks.onAny(() => {
+        if (fail) throw new Error('the CRM is down');
+        ran.resolve();
+      });
+      webhooks.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+      const key = deliveryKeyOf(delivery.body);
+      await deliver(webhooks, delivery);
+      const cli = (...args: string[]) => runCli(['deliveries', ...args, '--postgres', DATABASE_URL!, '--schema', cliSchema]);
+      await waitFor(async () => (await cli('list')).stdout.includes(key));
+      expect((await cli('list')).stdout).toMatch(new RegExp(`${key}  failed  dispatch.failed  attempts 1 .*the CRM is down`));
+      const shown = JSON.parse((await cli('show', key, '--json')).stdout) as Record<string, unknown>;
+      expect(shown).toMatchObject({ deliveryKey: key, state: 'failed', attempts: 1, maxAttempts: 1, errors: [expect.stringContaining('the CRM is down')] });
+      fail = false;
+      const retried = await cli('retry', key);
+      expect(retried.stdout).toContain(`retried ${key}`);
+      await ran.promise;
+      expect((await cli('retry', key)).code).toBe(1);
+      expect((await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', 'no_such_schema'])).code).toBe(2);
+    } finally {
+      await dropSchema(pool, cliSchema);
+    }
   });
 });
