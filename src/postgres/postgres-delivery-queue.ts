@@ -248,9 +248,11 @@ class PostgresWorker implements DeliveryWorker {
   private closing = false;
   private readonly loops: Array<Promise<void>>;
   private readonly running = new Set<PoolClient>();
-  private wake: () => void = () => undefined;
-  private wakeup: Promise<void>;
+  /** Counts notifications (and close()), so one that comes while a loop is busy is not missed when it goes idle. */
+  private wakeups = 0;
+  private readonly sleepers = new Set<() => void>();
   private listener: PoolClient | undefined;
+  private listening: Promise<void> | undefined;
   private lastCleanup = 0;
 
   constructor(
@@ -262,7 +264,6 @@ class PostgresWorker implements DeliveryWorker {
     private readonly pollIntervalMs: number,
     private readonly deadLetterRetentionMs: number,
   ) {
-    this.wakeup = this.nextWakeup();
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
   }
@@ -275,6 +276,7 @@ class PostgresWorker implements DeliveryWorker {
     // rolls back, and another worker runs the delivery again.
     for (const client of this.running) client.release(new Error('mitpo-webhooks: the worker closed'));
     this.running.clear();
+    await this.listening;
     const listener = this.listener;
     this.listener = undefined;
     if (listener !== undefined) {
@@ -283,18 +285,36 @@ class PostgresWorker implements DeliveryWorker {
     }
   }
 
-  private nextWakeup(): Promise<void> {
+  private wake(): void {
+    this.wakeups += 1;
+    for (const wakeUp of this.sleepers) wakeUp();
+    this.sleepers.clear();
+  }
+
+  /** Sleeps `ms`, or less if a wake-up comes (or came since `seen` was read). */
+  private sleep(ms: number, seen: number): Promise<void> {
+    if (this.wakeups !== seen || this.closing) return Promise.resolve();
     return new Promise((resolve) => {
-      this.wake = () => {
-        this.wakeup = this.nextWakeup();
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
         resolve();
       };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
     });
   }
 
-  /** A connection kept for `LISTEN`; lost, it is opened again at the next poll. */
-  private async listen(): Promise<void> {
-    if (this.closing || this.listener !== undefined) return;
+  /** A connection kept for `LISTEN`; lost, it is opened again at the next poll. One at a time: loops going idle together share it. */
+  private listen(): Promise<void> {
+    if (this.closing || this.listener !== undefined) return Promise.resolve();
+    this.listening ??= this.openListener().finally(() => {
+      this.listening = undefined;
+    });
+    return this.listening;
+  }
+
+  private async openListener(): Promise<void> {
     let client: PoolClient | undefined;
     try {
       client = await this.pool.connect();
@@ -317,6 +337,7 @@ class PostgresWorker implements DeliveryWorker {
 
   private async loop(): Promise<void> {
     while (!this.closing) {
+      const seen = this.wakeups;
       let took = false;
       try {
         await this.cleanUp();
@@ -326,10 +347,21 @@ class PostgresWorker implements DeliveryWorker {
       }
       if (took || this.closing) continue;
       if (this.listener === undefined) void this.listen();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([this.wakeup, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.pollIntervalMs)))]);
-      clearTimeout(timer);
+      await this.sleep(await this.untilNextDue().catch(() => this.pollIntervalMs), seen);
     }
+  }
+
+  /**
+   * How long nothing is due: a retry's backoff or a deferred run ends at a time
+   * no notification announces, so an idle worker wakes for it then, not at the next poll.
+   */
+  private async untilNextDue(): Promise<number> {
+    const { rows } = await this.pool.query<{ wait_ms: number | null }>(
+      `select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
+         from ${this.table} where state = 'waiting'`,
+    );
+    const waitMs = rows[0]?.wait_ms;
+    return waitMs === null || waitMs === undefined ? this.pollIntervalMs : Math.min(this.pollIntervalMs, Math.max(0, Math.ceil(Number(waitMs))));
   }
 
   /**
