@@ -203,7 +203,12 @@ async function main() {
   process.exit(0);
 }
 
-(process.argv.includes('--queue') ? import('./queue.mjs').then((m) => m.runQueueBench()) : main()).catch((error) => {
+(process.argv.includes('--queue')
+  ? import('./queue.mjs').then((m) => m.runQueueBench())
+  : process.argv.includes('--postgres')
+    ? import('./postgres.mjs').then((m) => m.runPostgresBench())
+    : main()
+).catch((error) => {
   console.error(error);
   process.exit(1);
 });

@@ -5,6 +5,7 @@
 // must be 0) and the receiver's memory, which must stay flat once the replay
 // store is full. With --heap, the heap of one receiver across N deliveries
 // instead (soak-heap.ts); with --queue, the queued run (soak-queue.ts); with
+// --postgres, exactly-once on the Postgres queue beside BullMQ (soak-postgres.ts); with
 // --frozen-redis, replays of a 1 MiB delivery while Redis hangs (soak-frozen-redis.ts).
 import { fork } from 'node:child_process';
 import path from 'node:path';
@@ -12,12 +13,14 @@ import { soakSender } from './soak-sender';
 
 import { soakHeap } from './soak-heap';
 import { soakQueue } from './soak-queue';
+import { soakPostgres } from './soak-postgres';
 import { soakFrozenRedis } from './soak-frozen-redis';
 
 const QUEUED = process.argv.includes('--queue');
+const POSTGRES = process.argv.includes('--postgres');
 const HEAP = process.argv.includes('--heap');
 const FROZEN_REDIS = process.argv.includes('--frozen-redis');
-const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : HEAP ? 100_000 : 40_000));
+const TOTAL = Number(process.argv.slice(2).find((arg) => /^[0-9]+$/.test(arg)) ?? (QUEUED ? 20_000 : POSTGRES ? 5000 : HEAP ? 100_000 : 40_000));
 const CONCURRENCY = 64;
 const MAX_ENTRIES = 5_000;
 const SECRET = 'whsec_soak_0123456789';
@@ -102,7 +105,7 @@ async function main(): Promise<number> {
   return ok ? 0 : 1;
 }
 
-(FROZEN_REDIS ? soakFrozenRedis() : QUEUED ? soakQueue(TOTAL) : HEAP ? soakHeap(TOTAL) : main()).then(
+(FROZEN_REDIS ? soakFrozenRedis() : POSTGRES ? soakPostgres(TOTAL) : QUEUED ? soakQueue(TOTAL) : HEAP ? soakHeap(TOTAL) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error);
