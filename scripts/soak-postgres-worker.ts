@@ -42,8 +42,8 @@ webhooks.startWorker({ concurrency });
 
 process.on('message', (message: string) => {
   if (message !== 'stop') return;
-  // Exiting closes the pool's connections; pool.end() is not awaited, as a Postgres
-  // worker can keep LISTEN clients it never gives back, and it would then never resolve.
-  void webhooks.close({ timeout: 5 }).finally(() => process.exit(0));
+  // Once closed, the worker must have given every client back: any still out would
+  // keep pool.end() from resolving, so they are counted, and the process exits without it.
+  void webhooks.close({ timeout: 5 }).finally(() => process.send!({ stillOut: pool.totalCount - pool.idleCount }, () => process.exit(0)));
 });
 process.send!({ ready: true });

@@ -48,6 +48,7 @@ interface Outcome {
   twiceAfterThrow: number;
   twiceOtherwise: number;
   deadLetters: number;
+  stillOut: number;
   finalCompleted: number;
   finalAccepted: number;
   finalMissing: number;
@@ -94,6 +95,7 @@ export async function soakPostgres(total: number): Promise<number> {
     ['  of which the run had thrown after its writes', (o) => o.twiceAfterThrow],
     ['  of which otherwise (the SIGKILL)', (o) => o.twiceOtherwise],
     ['dead letters', (o) => o.deadLetters],
+    ['pool clients still out after close (must be 0)', (o) => o.stillOut],
     ['dispatches ending completed', (o) => `${o.finalCompleted} of ${dispatches}`],
     ['dispatches ending accepted (stale applied)', (o) => o.finalAccepted],
     ['dispatches missing from the table', (o) => o.finalMissing],
@@ -121,7 +123,8 @@ export async function soakPostgres(total: number): Promise<number> {
     pg.forgedAccepted + bull.forgedAccepted === 0 &&
     pg.once + pg.staleSkipped === dispatches * 2 &&
     pg.twice === 0 &&
-    pg.finalAccepted + pg.finalMissing + pg.acceptedAfterCompleted === 0;
+    pg.finalAccepted + pg.finalMissing + pg.acceptedAfterCompleted === 0 &&
+    pg.stillOut + bull.stillOut === 0;
   console.log(
     ok
       ? '\nOK: on Postgres every delivery applied exactly once or skipped as stale, none lost, no stale one applied; no forgery accepted on either.'
@@ -146,12 +149,19 @@ async function soakOne(backend: Backend, dispatches: number, databaseUrl: string
   await pool.query(`create table "${schema}".dispatch_events (id bigserial primary key, delivery_key text not null, dispatch_id text not null, event text not null)`);
   await pool.query(`create table "${schema}".dispatches (id text primary key, status text not null)`);
   const inspect = backend === 'bullmq' ? new Queue(queueName, { connection: { url: redisUrl } }) : undefined;
-  const heard = { stale: new Set<string>(), threwKeys: new Set<string>(), threw: 0, dead: 0 };
+  const heard = { stale: new Set<string>(), threwKeys: new Set<string>(), threw: 0, dead: 0, stillOut: 0 };
   const env = { ...process.env, DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, SOAK_BACKEND: backend, SOAK_SCHEMA: schema, SOAK_QUEUE: queueName, SOAK_SECRET: SECRET, SOAK_CONCURRENCY: String(WORKER_CONCURRENCY) };
   const workers = [startWorker(env, heard), startWorker(env, heard)];
   const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ordering: true });
   const middleware = webhooks.middleware();
   const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
+  let stopped: Promise<void> | undefined;
+  const stopAll = () =>
+    (stopped ??= (async () => {
+      server.close();
+      await webhooks.close({ timeout: 5 });
+      await Promise.all(workers.map((worker) => worker.stop()));
+    })());
   try {
     await Promise.all(workers.map((worker) => worker.ready));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -252,6 +262,8 @@ async function soakOne(backend: Backend, dispatches: number, databaseUrl: string
       twiceAfterThrow: 0,
       twiceOtherwise: 0,
       deadLetters: heard.dead,
+      // Filled in once the workers have stopped, below.
+      stillOut: 0,
       finalCompleted: 0,
       finalAccepted: 0,
       finalMissing: 0,
@@ -289,11 +301,11 @@ async function soakOne(backend: Backend, dispatches: number, databaseUrl: string
       else if (final === 'accepted') outcome.finalAccepted += 1;
       else outcome.finalMissing += 1;
     }
+    await stopAll();
+    outcome.stillOut = heard.stillOut;
     return outcome;
   } finally {
-    server.close();
-    await webhooks.close({ timeout: 5 });
-    await Promise.all(workers.map((worker) => worker.stop()));
+    await stopAll();
     await pool.query(`drop schema if exists "${schema}" cascade`);
     await pool.end();
     if (inspect !== undefined) {
@@ -309,7 +321,7 @@ async function soakOne(backend: Backend, dispatches: number, databaseUrl: string
   }
 }
 
-function startWorker(env: NodeJS.ProcessEnv, heard: { stale: Set<string>; threwKeys: Set<string>; threw: number; dead: number }) {
+function startWorker(env: NodeJS.ProcessEnv, heard: { stale: Set<string>; threwKeys: Set<string>; threw: number; dead: number; stillOut: number }) {
   const child: ChildProcess = fork(path.join(__dirname, 'soak-postgres-worker.ts'), [], { execArgv: ['-r', 'ts-node/register/transpile-only'], env });
   let exited = false;
   const exit = new Promise<void>((resolve) =>
@@ -320,7 +332,7 @@ function startWorker(env: NodeJS.ProcessEnv, heard: { stale: Set<string>; threwK
   );
   const ready = new Promise<void>((resolve, reject) => {
     void exit.then(() => reject(new Error('a soak worker exited before it was ready')));
-    child.on('message', (m: { ready?: true; stale?: string; threw?: string; dead?: string }) => {
+    child.on('message', (m: { ready?: true; stale?: string; threw?: string; dead?: string; stillOut?: number }) => {
       if (m.ready) resolve();
       if (m.stale !== undefined) heard.stale.add(m.stale);
       if (m.threw !== undefined) {
@@ -328,6 +340,7 @@ function startWorker(env: NodeJS.ProcessEnv, heard: { stale: Set<string>; threwK
         heard.threwKeys.add(m.threw);
       }
       if (m.dead !== undefined) heard.dead += 1;
+      if (m.stillOut !== undefined) heard.stillOut += m.stillOut;
     });
   });
   return {
