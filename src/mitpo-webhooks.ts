@@ -1,18 +1,10 @@
-import { createFetchHandler, type FetchHandler } from './adapters/fetch-handler';
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
-import type { MitpoEvent, MitpoEventName } from './events/schemas';
 import { readSeconds } from './duration-option';
-import { resolveOptions, type MitpoWebhooksOptions, type ResolvedOptions } from './options';
+import type { MitpoWebhooksOptions } from './options';
 import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
-import type { WebhookResponse } from './answers';
-import { requestFromInput, type DeliveryInput } from './delivery-input';
 import { nodePlatform } from './platform/node-platform';
-import { DeliveryPipeline } from './pipeline/delivery-pipeline';
 import type { DeadLetterHandler } from './pipeline/queued-runs';
-import type { FailureHandler } from './pipeline/failure-report';
-import { keepPipeline } from './pipeline/pipeline-of';
-import { EventRouter } from './router/event-router';
-import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
+import { WebhooksCore } from './receiver/webhooks-core';
 
 /**
  * Receives MITPO webhooks: verifies the signature and freshness, parses the
@@ -23,10 +15,7 @@ import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './route
  * webhooks.on('dispatch.completed', async (event) => markDone(event.data.dispatch_id));
  * app.post('/webhooks/mitpo', webhooks.middleware());
  */
-export class MitpoWebhooks {
-  private readonly router = new EventRouter();
-  private readonly options: ResolvedOptions;
-  private readonly pipeline: DeliveryPipeline;
+export class MitpoWebhooks extends WebhooksCore<Buffer> {
   private readonly workers = new Set<DeliveryWorker>();
 
   /**
@@ -36,45 +25,7 @@ export class MitpoWebhooks {
    *   an unknown `replay` value or an unknown option
    */
   constructor(options: MitpoWebhooksOptions) {
-    this.options = resolveOptions(options, nodePlatform);
-    this.pipeline = new DeliveryPipeline(this.options, this.router, nodePlatform);
-    keepPipeline(this, this.pipeline);
-  }
-
-  /**
-   * Runs `handler` for every verified event of the given type(s), its `event`
-   * narrowed to that type. Sync or async; the answer waits for it, and a throw
-   * or rejection answers 500 `handler_failed` so MITPO retries.
-   *
-   * @throws TypeError on an event name this version does not know (use `onAny` for those)
-   */
-  on<N extends MitpoEventName>(name: N | readonly N[], handler: EventHandler<N>): this {
-    this.router.on(name, handler);
-    return this;
-  }
-
-  /** Runs `handler` for every verified event, including types this version does not know. */
-  onAny(handler: AnyEventHandler): this {
-    this.router.onAny(handler);
-    return this;
-  }
-
-  /** Told when a handler throws or rejects. It cannot change the answer (still 500). */
-  onError(handler: HandlerErrorHandler): this {
-    this.router.onError(handler);
-    return this;
-  }
-
-  /**
-   * Told once for every delivery answered with a non-2xx, with the error (its
-   * `code` and `status` those of the answer) and the request's headers: for logs
-   * and metrics. For an authentic delivery (valid signature) the context also
-   * carries `authenticated: true`, the `rawBody`, and for `invalid_payload` the
-   * schema's `issues`. It cannot change the answer.
-   */
-  onFailure(handler: FailureHandler): this {
-    this.pipeline.failures.add(handler);
-    return this;
+    super(options, nodePlatform);
   }
 
   /**
@@ -127,7 +78,7 @@ export class MitpoWebhooks {
    *
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
-  close(options: { timeout?: number } = {}): Promise<void> {
+  override close(options: { timeout?: number } = {}): Promise<void> {
     const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
     // Workers stop taking jobs at once, not after the deliveries being received:
     // only handlers already running are awaited.
@@ -138,12 +89,6 @@ export class MitpoWebhooks {
       await workersClosed;
       await this.options.queue?.close();
     });
-  }
-
-  /** Removes a handler added with `on` (or with `onAny`, by passing `'*'`). */
-  removeListener<N extends MitpoEventName>(name: N | readonly N[] | '*', handler: EventHandler<N> | AnyEventHandler): this {
-    this.router.removeListener(name, handler);
-    return this;
   }
 
   /**
@@ -159,39 +104,5 @@ export class MitpoWebhooks {
    */
   middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
     return createConnectMiddleware(this.pipeline, options);
-  }
-
-  /**
-   * A handler for Fetch API runtimes (Next.js route handlers, Hono, Bun, Deno):
-   * the same checks, codes, statuses and envelope as the middleware. It does not
-   * filter by path; any method but POST answers 405 with `Allow: POST`.
-   *
-   * @example
-   * export const POST = webhooks.fetchHandler(); // app/api/webhooks/mitpo/route.ts
-   */
-  fetchHandler(): FetchHandler {
-    return createFetchHandler(this.pipeline);
-  }
-
-  /**
-   * Every check except replay; runs no handler and leaves the replay store untouched.
-   *
-   * @returns the verified event
-   * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)
-   */
-  verify(input: DeliveryInput): Promise<MitpoEvent> {
-    return this.pipeline.verify(requestFromInput(input));
-  }
-
-  /**
-   * Verifies, checks for replay and runs the handlers: what the middleware does,
-   * for any framework. Never rejects for bad input. A `rawBody` that is missing or
-   * not bytes (the framework parsed the body) answers 500 `body_already_parsed`.
-   *
-   * @returns the status and the JSON body to answer with
-   */
-  async receive(input: DeliveryInput): Promise<WebhookResponse> {
-    const { status, body } = await this.pipeline.process(requestFromInput(input));
-    return { status, body };
   }
 }

@@ -1,3 +1,5 @@
+import type { OtelApi } from '../telemetry/otel-api';
+
 /**
  * What the core needs from the runtime it runs on. The core (the order of
  * checks, events, router, answers) imports no `node:` module: Node's entry
@@ -23,4 +25,12 @@ export interface Platform<Key = unknown> {
    * the request that happened to start it. Where the runtime has no such context, `start()`.
    */
   detached<T>(start: () => T): T;
+  /**
+   * The body bytes as this runtime's handlers receive them (`ctx.rawBody`):
+   * Node's `Buffer` on Node, a plain `Uint8Array` where there is no `Buffer`.
+   * Never copies.
+   */
+  bytes(view: Uint8Array): Uint8Array;
+  /** `@opentelemetry/api` where the runtime can load it; undefined records nothing. */
+  openTelemetry(): OtelApi | undefined;
 }
