@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { build } from 'esbuild';
+
+/**
+ * The Web runtimes the edge tests run in, as scripts/install-edge-runtimes.sh
+ * installs them from the npm registry into .edge-runtimes/, or as given by
+ * MITPO_DENO, MITPO_BUN, MITPO_WORKERD_NODE (a Node 22+ for miniflare) and
+ * MITPO_MINIFLARE (miniflare's package directory).
+ */
+const ROOT = path.join(__dirname, '../..');
+const MODULES = path.join(ROOT, '.edge-runtimes', 'node_modules');
+const PLATFORM = `${process.platform}-${process.arch}`;
+
+export type RuntimeName = 'workerd' | 'deno' | 'bun';
+
+export interface Runtime {
+  name: RuntimeName;
+  /** The program to start, and the arguments before the entry file. */
+  command: string;
+  args: string[];
+  /** The export conditions its bundler (wrangler) or its own resolver uses. */
+  conditions: string[];
+}
+
+function firstExisting(...candidates: Array<string | undefined>): string | undefined {
+  return candidates.find((candidate) => candidate !== undefined && candidate !== '' && existsSync(candidate));
+}
+
+/** The runtime, or why it cannot run here. */
+export function findRuntime(name: RuntimeName): Runtime | string {
+  const install = 'run scripts/install-edge-runtimes.sh (it installs them from the npm registry)';
+  if (name === 'deno') {
+    const deno = firstExisting(process.env.MITPO_DENO, path.join(MODULES, '@deno', `${PLATFORM}-glibc`, 'deno'), path.join(MODULES, '@deno', PLATFORM, 'deno'));
+    if (deno === undefined) return `no deno binary (MITPO_DENO unset, none in .edge-runtimes): ${install}`;
+    return { name, command: deno, args: ['run', '--allow-net', '--allow-env', '--no-prompt'], conditions: ['deno'] };
+  }
+  if (name === 'bun') {
+    // The bun package moves its platform package's binary into its own bin/ when installed.
+    const bun = firstExisting(process.env.MITPO_BUN, path.join(MODULES, 'bun', 'bin', 'bun.exe'), path.join(MODULES, '@oven', `bun-${PLATFORM}`, 'bin', 'bun'));
+    if (bun === undefined) return `no bun binary (MITPO_BUN unset, none in .edge-runtimes): ${install}`;
+    return { name, command: bun, args: ['run'], conditions: ['bun'] };
+  }
+  const node = firstExisting(process.env.MITPO_WORKERD_NODE, path.join(MODULES, `node-${PLATFORM}`, 'bin', 'node'));
+  const miniflare = firstExisting(process.env.MITPO_MINIFLARE, path.join(MODULES, 'miniflare'));
+  if (node === undefined || miniflare === undefined) return `no miniflare or no Node 22 to run it (MITPO_WORKERD_NODE/MITPO_MINIFLARE unset): ${install}`;
+  return { name, command: node, args: [path.join(__dirname, 'miniflare-runner.mjs'), miniflare], conditions: ['workerd', 'worker', 'browser'] };
+}
+
+/**
+ * Describes the runtime's tests when it is installed; otherwise one skipped test
+ * and a SKIPPED notice that says why, so a missing runtime is never a silent pass.
+ */
+export function describeRuntime(name: RuntimeName, body: (runtime: Runtime) => void): void {
+  const runtime = findRuntime(name);
+  if (typeof runtime === 'string') {
+    describe(`in ${name}`, () => {
+      console.warn(`SKIPPED: the ${name} tests did not run: ${runtime}`);
+      it.skip(`SKIPPED: ${runtime}`, () => undefined);
+    });
+    return;
+  }
+  describe(`in ${name}`, () => body(runtime));
+}
+
+export interface Served {
+  url: string;
+  output: () => string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Bundles `entry` (a module whose default export is `{ fetch }`, as a Worker's)
+ * for the runtime, with its export conditions and no Node built-in, then serves
+ * it on 127.0.0.1 from the runtime and waits until it listens.
+ */
+export async function serve(runtime: Runtime, entry: string): Promise<Served> {
+  const dir = mkdtempSync(path.join(tmpdir(), `mitpo-${runtime.name}-`));
+  await build({
+    entryPoints: { worker: entry },
+    outdir: dir,
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    conditions: runtime.conditions,
+    mainFields: ['module', 'main'],
+    external: ['cloudflare:*'],
+    tsconfig: path.join(ROOT, 'tsconfig.json'),
+    logLevel: 'silent',
+  });
+  let file = path.join(dir, 'worker.mjs');
+  if (runtime.name === 'deno') {
+    file = path.join(dir, 'serve.mjs');
+    writeFileSync(
+      file,
+      "import worker from './worker.mjs';\n" +
+        "Deno.serve({ hostname: '127.0.0.1', port: 0, onListen: ({ port }) => console.log(`listening on ${port}`) }, (request) => worker.fetch(request));\n",
+    );
+  } else if (runtime.name === 'bun') {
+    file = path.join(dir, 'serve.mjs');
+    writeFileSync(
+      file,
+      "import worker from './worker.mjs';\n" +
+        "const server = Bun.serve({ hostname: '127.0.0.1', port: 0, fetch: (request) => worker.fetch(request) });\n" +
+        'console.log(`listening on ${server.port}`);\n',
+    );
+  }
+  const child = spawn(runtime.command, [...runtime.args, file], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, DENO_DIR: path.join(dir, '.deno'), DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' },
+  });
+  let output = '';
+  const port = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${runtime.name} did not listen within 60 s:\n${output}`)), 60_000);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      const match = /listening on (\d+)/.exec(output);
+      if (match) {
+        clearTimeout(timer);
+        resolve(match[1]!);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${runtime.name} exited (${code}) before listening:\n${output}`));
+    });
+  });
+  return {
+    url: `http://127.0.0.1:${port}`,
+    output: () => output,
+    stop: () => stopChild(child).then(() => rmSync(dir, { recursive: true, force: true })),
+  };
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
