@@ -203,7 +203,12 @@ async function main() {
   process.exit(0);
 }
 
-(process.argv.includes('--queue') ? import('./queue.mjs').then((m) => m.runQueueBench()) : main()).catch((error) => {
+const mode = process.argv.includes('--queue')
+  ? import('./queue.mjs').then((m) => m.runQueueBench())
+  : process.argv.includes('--web')
+    ? import('./web.mjs').then((m) => m.runWebBench({ quick }))
+    : main();
+mode.catch((error) => {
   console.error(error);
   process.exit(1);
 });
