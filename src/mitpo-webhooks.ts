@@ -1,8 +1,10 @@
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
 import { readSeconds } from './duration-option';
 import type { MitpoWebhooksOptions } from './options';
-import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
+import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import { nodePlatform } from './platform/node-platform';
+import type { DeliveryPipeline } from './pipeline/delivery-pipeline';
+import { pipelineOf } from './pipeline/pipeline-of';
 import type { DeadLetterHandler } from './pipeline/queued-runs';
 import { WebhooksCore } from './receiver/webhooks-core';
 
@@ -17,6 +19,10 @@ import { WebhooksCore } from './receiver/webhooks-core';
  */
 export class MitpoWebhooks extends WebhooksCore<Buffer> {
   private readonly workers = new Set<DeliveryWorker>();
+  /** The core's pipeline, for what only Node has: the middleware, the workers, the queue's shutdown. */
+  private readonly nodePipeline: DeliveryPipeline;
+  /** The `queue` option, as validated by the core. */
+  private readonly queue: DeliveryQueue | undefined;
 
   /**
    * @param options - `secret` is required; see {@link MitpoWebhooksOptions} for the rest and their defaults
@@ -26,6 +32,8 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    */
   constructor(options: MitpoWebhooksOptions) {
     super(options, nodePlatform);
+    this.nodePipeline = pipelineOf(this, 'MitpoWebhooks');
+    this.queue = options.queue;
   }
 
   /**
@@ -35,7 +43,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * delivery is kept, and can be retried with `mitpo-webhooks deliveries retry`.
    */
   onDeadLetter(handler: DeadLetterHandler): this {
-    this.pipeline.deadLetters.add(handler);
+    this.nodePipeline.deadLetters.add(handler);
     return this;
   }
 
@@ -52,12 +60,12 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * const worker = webhooks.startWorker({ concurrency: 10 });
    */
   startWorker(options: WorkerOptions = {}): DeliveryWorker {
-    const queue = this.options.queue;
+    const queue = this.queue;
     if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
-    if (this.pipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
+    if (this.nodePipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
     const { trace = 'link', ...queueOptions } = options;
     if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
-    const worker = queue.startWorker((run) => this.pipeline.processQueued(run, trace), queueOptions);
+    const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions);
     this.workers.add(worker);
     return {
       close: async (timeoutSeconds: number) => {
@@ -82,12 +90,12 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
     // Workers stop taking jobs at once, not after the deliveries being received:
     // only handlers already running are awaited.
-    const workersClosed = this.pipeline.shutdown.closing
+    const workersClosed = this.nodePipeline.shutdown.closing
       ? Promise.resolve()
       : Promise.all([...this.workers].map((worker) => worker.close(timeout))).then(() => this.workers.clear());
-    return this.pipeline.shutdown.close(timeout, async () => {
+    return this.nodePipeline.shutdown.close(timeout, async () => {
       await workersClosed;
-      await this.options.queue?.close();
+      await this.queue?.close();
     });
   }
 
@@ -103,6 +111,6 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
    */
   middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
-    return createConnectMiddleware(this.pipeline, options);
+    return createConnectMiddleware(this.nodePipeline, options);
   }
 }

@@ -1,5 +1,3 @@
-import type { OtelApi } from '../telemetry/otel-api';
-
 /**
  * What the core needs from the runtime it runs on. The core (the order of
  * checks, events, router, answers) imports no `node:` module: Node's entry
@@ -31,6 +29,6 @@ export interface Platform<Key = unknown> {
    * Never copies.
    */
   bytes(view: Uint8Array): Uint8Array;
-  /** `@opentelemetry/api` where the runtime can load it; undefined records nothing. */
-  openTelemetry(): OtelApi | undefined;
+  /** The `@opentelemetry/api` module where the runtime can load it; undefined records nothing. */
+  openTelemetry(): unknown;
 }

@@ -3,7 +3,7 @@ import type { WebhookResponse } from '../answers';
 import { requestFromInput, type DeliveryInput } from '../delivery-input';
 import { readSeconds } from '../duration-option';
 import type { MitpoEvent, MitpoEventName } from '../events/schemas';
-import { resolveOptions, type ResolvedOptions } from '../options';
+import { resolveOptions } from '../options';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import type { FailureHandler } from '../pipeline/failure-report';
 import { keepPipeline } from '../pipeline/pipeline-of';
@@ -21,17 +21,16 @@ import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from '../rout
  * `Bytes` is the type handlers get `ctx.rawBody` as: `Buffer` on Node, `Uint8Array` on the web.
  */
 export class WebhooksCore<Bytes extends Uint8Array> {
-  /** @internal */
-  protected readonly router = new EventRouter();
-  /** @internal */
-  protected readonly options: ResolvedOptions;
-  /** @internal */
-  protected readonly pipeline: DeliveryPipeline;
+  private readonly router = new EventRouter();
+  private readonly pipeline: DeliveryPipeline;
 
-  /** @internal Called by the runtime's `MitpoWebhooks`, with that runtime's platform. */
+  /**
+   * Made by each runtime's `MitpoWebhooks`, with that runtime's platform. A
+   * subclass finds the pipeline with `pipelineOf(this)`, as the framework entry
+   * points do, so nothing internal shows in the public types.
+   */
   protected constructor(options: unknown, platform: Platform) {
-    this.options = resolveOptions(options, platform);
-    this.pipeline = new DeliveryPipeline(this.options, this.router, platform);
+    this.pipeline = new DeliveryPipeline(resolveOptions(options, platform), this.router, platform);
     keepPipeline(this, this.pipeline);
   }
 

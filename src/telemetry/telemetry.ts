@@ -2,7 +2,7 @@ import type { Context, Counter, Histogram, Meter, Span, TracerProvider, UpDownCo
 import { sanitizeText } from '../text/sanitize-text';
 import type { DeliveryResult, DeliveryTelemetry } from './delivery-telemetry';
 
-import type { OtelApi } from './otel-api';
+type OtelApi = typeof import('@opentelemetry/api');
 
 const NAME = 'mitpo-webhooks';
 
@@ -48,11 +48,11 @@ export class Telemetry {
   private instruments: Instruments | undefined;
 
   /**
-   * @param api - the runtime's `@opentelemetry/api`, or undefined where there is none (the platform's `openTelemetry()`)
+   * @param api - the runtime's `@opentelemetry/api` module, or undefined where there is none (the platform's `openTelemetry()`)
    * @param depth - read for the queue depth gauge when a metric reader collects, with a queue
    */
-  constructor(api: OtelApi | undefined, private readonly depth?: () => Promise<Partial<Record<string, number>>>) {
-    this.api = api;
+  constructor(api: unknown, private readonly depth?: () => Promise<Partial<Record<string, number>>>) {
+    this.api = api as OtelApi | undefined;
     // The proxy's delegate before any SDK is registered: the API's own no-op.
     this.noopTracerProvider = this.api === undefined ? undefined : new this.api.ProxyTracerProvider().getDelegate();
   }
