@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 /**
  * The Web runtimes the edge tests run in, as scripts/install-edge-runtimes.sh
@@ -72,6 +72,23 @@ export interface Served {
 }
 
 /**
+ * The test apps import `src/web` (so they also run in-process under Jest); in a
+ * runtime they get what the package gives that runtime instead: the file its
+ * export condition names in package.json (dist/web/edge.mjs, built by npm test's pretest).
+ */
+function shippedWebEntry(conditions: string[]): Plugin {
+  const exports = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { exports: Record<string, Record<string, { default: string }>> }).exports['./web']!;
+  const file = path.join(ROOT, exports[conditions.find((condition) => condition in exports)!]!.default);
+  if (!existsSync(file)) throw new Error(`${path.relative(ROOT, file)} is missing: run npm run build (npm test does)`);
+  return {
+    name: 'shipped-web-entry',
+    setup(on) {
+      on.onResolve({ filter: /(\/src\/web|^mitpo-webhooks\/web)$/ }, () => ({ path: file }));
+    },
+  };
+}
+
+/**
  * Bundles `entry` (a module whose default export is `{ fetch }`, as a Worker's)
  * for the runtime, with its export conditions and no Node built-in, then serves
  * it on 127.0.0.1 from the runtime and waits until it listens.
@@ -90,6 +107,7 @@ export async function serve(runtime: Runtime, entry: string): Promise<Served> {
     mainFields: ['module', 'main'],
     external: ['cloudflare:*'],
     tsconfig: path.join(ROOT, 'tsconfig.json'),
+    plugins: [shippedWebEntry(runtime.conditions)],
     logLevel: 'silent',
   });
   let file = path.join(dir, 'worker.mjs');
