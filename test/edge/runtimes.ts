@@ -3,16 +3,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { build, type Plugin } from 'esbuild';
+import { findRuntimes } from './find-runtimes';
 
-/**
- * The Web runtimes the edge tests run in, as scripts/install-edge-runtimes.sh
- * installs them from the npm registry into .edge-runtimes/, or as given by
- * MITPO_DENO, MITPO_BUN, MITPO_WORKERD_NODE (a Node 22+ for miniflare) and
- * MITPO_MINIFLARE (miniflare's package directory).
- */
+/** The Web runtimes the edge tests run in: see find-runtimes.js for where they are looked for. */
 const ROOT = path.join(__dirname, '../..');
-const MODULES = path.join(ROOT, '.edge-runtimes', 'node_modules');
-const PLATFORM = `${process.platform}-${process.arch}`;
 
 export type RuntimeName = 'workerd' | 'deno' | 'bun';
 
@@ -25,39 +19,26 @@ export interface Runtime {
   conditions: string[];
 }
 
-function firstExisting(...candidates: Array<string | undefined>): string | undefined {
-  return candidates.find((candidate) => candidate !== undefined && candidate !== '' && existsSync(candidate));
-}
-
 /** The runtime, or why it cannot run here. */
 export function findRuntime(name: RuntimeName): Runtime | string {
-  const install = 'run scripts/install-edge-runtimes.sh (it installs them from the npm registry)';
+  const { deno, bun, workerd } = findRuntimes();
   if (name === 'deno') {
-    const deno = firstExisting(process.env.MITPO_DENO, path.join(MODULES, '@deno', `${PLATFORM}-glibc`, 'deno'), path.join(MODULES, '@deno', PLATFORM, 'deno'));
-    if (deno === undefined) return `no deno binary (MITPO_DENO unset, none in .edge-runtimes): ${install}`;
-    return { name, command: deno, args: ['run', '--allow-net', '--allow-env', '--no-prompt'], conditions: ['deno'] };
+    return 'missing' in deno ? deno.missing : { name, command: deno.binary, args: ['run', '--allow-net', '--allow-env', '--no-prompt'], conditions: ['deno'] };
   }
-  if (name === 'bun') {
-    // The bun package moves its platform package's binary into its own bin/ when installed.
-    const bun = firstExisting(process.env.MITPO_BUN, path.join(MODULES, 'bun', 'bin', 'bun.exe'), path.join(MODULES, '@oven', `bun-${PLATFORM}`, 'bin', 'bun'));
-    if (bun === undefined) return `no bun binary (MITPO_BUN unset, none in .edge-runtimes): ${install}`;
-    return { name, command: bun, args: ['run'], conditions: ['bun'] };
-  }
-  const node = firstExisting(process.env.MITPO_WORKERD_NODE, path.join(MODULES, `node-${PLATFORM}`, 'bin', 'node'));
-  const miniflare = firstExisting(process.env.MITPO_MINIFLARE, path.join(MODULES, 'miniflare'));
-  if (node === undefined || miniflare === undefined) return `no miniflare or no Node 22 to run it (MITPO_WORKERD_NODE/MITPO_MINIFLARE unset): ${install}`;
-  return { name, command: node, args: [path.join(__dirname, 'miniflare-runner.mjs'), miniflare], conditions: ['workerd', 'worker', 'browser'] };
+  if (name === 'bun') return 'missing' in bun ? bun.missing : { name, command: bun.binary, args: ['run'], conditions: ['bun'] };
+  if ('missing' in workerd) return workerd.missing;
+  return { name, command: workerd.node, args: [path.join(__dirname, 'miniflare-runner.mjs'), workerd.miniflare], conditions: ['workerd', 'worker', 'browser'] };
 }
 
 /**
  * Describes the runtime's tests when it is installed; otherwise one skipped test
- * and a SKIPPED notice that says why, so a missing runtime is never a silent pass.
+ * whose title says SKIPPED and why (Jest's global setup prints the same notice,
+ * since Jest shows no output of a suite whose tests all skip).
  */
 export function describeRuntime(name: RuntimeName, body: (runtime: Runtime) => void): void {
   const runtime = findRuntime(name);
   if (typeof runtime === 'string') {
     describe(`in ${name}`, () => {
-      console.warn(`SKIPPED: the ${name} tests did not run: ${runtime}`);
       it.skip(`SKIPPED: ${runtime}`, () => undefined);
     });
     return;
