@@ -27,7 +27,7 @@ done
 echo "the tarball holds $(grep -c '^package/dist/' <<<"$listing") files under dist/, every entry point included"
 cd "$work"
 npm init -y >/dev/null
-npm install --no-audit --no-fund --silent "./$tarball" bullmq@^6 typescript@~6.0 @types/node@^20 >/dev/null
+npm install --no-audit --no-fund --silent "./$tarball" bullmq@^6 pg@^8 @types/pg@^8 typescript@~6.0 @types/node@^20 >/dev/null
 
 echo "-- require()"
 node -e "
@@ -36,6 +36,8 @@ const { signedDelivery } = require('mitpo-webhooks/testing');
 const { RedisReplayStore } = require('mitpo-webhooks/redis');
 const { BullMQDeliveryQueue } = require('mitpo-webhooks/bullmq');
 if (typeof BullMQDeliveryQueue !== 'function') throw new Error('require: mitpo-webhooks/bullmq');
+const { PostgresDeliveryQueue } = require('mitpo-webhooks/postgres');
+if (typeof PostgresDeliveryQueue !== 'function') throw new Error('require: mitpo-webhooks/postgres');
 const w = new m.MitpoWebhooks({ secret: 'whsec_smoke' });
 let ran = 0;
 w.on('dispatch.completed', () => { ran += 1; });
@@ -54,6 +56,8 @@ import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
 if (typeof BullMQDeliveryQueue !== 'function') throw new Error('import: mitpo-webhooks/bullmq');
+import { PostgresDeliveryQueue } from 'mitpo-webhooks/postgres';
+if (typeof PostgresDeliveryQueue !== 'function') throw new Error('import: mitpo-webhooks/postgres');
 const required = createRequire(import.meta.url)('mitpo-webhooks');
 if (required.WebhookVerificationError !== WebhookVerificationError) throw new Error('import and require see two different classes');
 const w = new MitpoWebhooks({ secret: 'whsec_smoke' });
@@ -104,12 +108,21 @@ import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
 import { MitpoWebhooks as WebMitpoWebhooks } from 'mitpo-webhooks/web';
+import { PostgresDeliveryQueue } from 'mitpo-webhooks/postgres';
+import { Pool } from 'pg';
 
 export const onTheEdge = new WebMitpoWebhooks({ secret: 'whsec_smoke' }).on('dispatch.completed', (_event, ctx) => {
   const bytes: Uint8Array = ctx.rawBody;
   return bytes.byteLength;
 });
 const webhooks = new MitpoWebhooks({ secret: 'whsec_smoke' });
+export const exactlyOnce = () => {
+  const inbox = new MitpoWebhooks({ secret: 'whsec_smoke', ordering: true, queue: new PostgresDeliveryQueue({ pool: new Pool() }) });
+  inbox.on('dispatch.completed', async (event, ctx) => {
+    await ctx.db!.query('update dispatches set status = $1 where id = $2', ['completed', event.data.dispatch_id]);
+  });
+  return inbox;
+};
 export const queued = () => new MitpoWebhooks({ secret: 'whsec_smoke', queue: new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:6379' } }) });
 webhooks.on('dispatch.completed', (event: MitpoEventOf<'dispatch.completed'>) => {
   const id: string = event.data.dispatch_id;

@@ -5,7 +5,7 @@ export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 /** MITPO's response envelope. */
 export type WebhookResponseBody =
-  | { success: true; duplicate?: true; queued?: true }
+  | { success: true; duplicate?: true; queued?: true; stale?: true }
   | { success: false; error: { code: string; message: string } };
 
 /** What a delivery is answered with. */
@@ -28,6 +28,8 @@ function fixedAnswer(body: WebhookResponseBody): Outcome {
 export const SUCCESS = fixedAnswer({ success: true });
 export const QUEUED = fixedAnswer({ success: true, queued: true });
 export const DUPLICATE = fixedAnswer({ success: true, duplicate: true });
+/** A stale event (`ordering`): not applied, and MITPO need not retry it. */
+export const STALE = fixedAnswer({ success: true, stale: true });
 
 /** The answer to a refused delivery, in MITPO's envelope. */
 export function refusal(error: WebhookVerificationError): Outcome {
@@ -41,5 +43,5 @@ export function answerJson(outcome: Outcome): string {
 
 /** The code telemetry and logs record an answer under: its error's, or what kind of success it was. */
 export function outcomeName(outcome: Outcome): string {
-  return outcome.error?.code ?? (outcome === DUPLICATE ? 'duplicate' : outcome === QUEUED ? 'queued' : 'success');
+  return outcome.error?.code ?? (outcome === DUPLICATE ? 'duplicate' : outcome === QUEUED ? 'queued' : outcome === STALE ? 'stale' : 'success');
 }

@@ -24,6 +24,7 @@ const STATUS_BY_CODE = {
   event_too_old: 401,
   event_in_future: 401,
   in_flight: 409,
+  resource_in_flight: 409,
   replay_store_unavailable: 503,
   queue_unavailable: 503,
   handler_failed: 500,

@@ -4,7 +4,10 @@ export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-mi
 export type { FetchHandler } from './adapters/fetch-handler';
 export type { DeliveryInput } from './delivery-input';
 export type { DeadLetterHandler } from './pipeline/queued-runs';
+export type { StaleHandler } from './ordering/stale-events';
+export type { OrderingOption, EventOrder, EventPosition } from './ordering/event-order';
 export {
+  DeferredDelivery,
   FinalDeliveryFailure,
   TamperedDelivery,
   type DeliveryQueue,
@@ -13,10 +16,11 @@ export {
   type QueuedDeliveryProcessor,
   type DeliveryWorker,
   type WorkerOptions,
+  type TakeTurn,
 } from './queue/delivery-queue';
 export type { FailureContext, FailureHandler } from './pipeline/failure-report';
 export type { WebhookResponse, WebhookResponseBody } from './answers';
-export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
+export type { DeliveryContext, DatabaseClient, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
 export type { SecretOption, Secrets } from './secrets/secret-source';
 export { WebhookVerificationError, type WebhookErrorCode } from './errors';
 export { sign } from './signature/sign';
@@ -36,4 +40,4 @@ export {
   type UnknownMitpoEvent,
 } from './events/schemas';
 export { MemoryReplayStore, type MemoryReplayStoreOptions } from './replay/memory-replay-store';
-export type { ReplayStore, ClaimResult } from './replay/replay-store';
+export type { ReplayStore, ClaimResult, OrderedClaimResult } from './replay/replay-store';

@@ -47,6 +47,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     return this;
   }
 
+
   /**
    * With `queue`: starts a worker that runs the registered handlers for queued
    * deliveries, here or in another process built with the same options. A failed

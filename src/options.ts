@@ -3,7 +3,8 @@ import { readSeconds } from './duration-option';
 import type { MitpoEvent, UnknownMitpoEvent } from './events/schemas';
 import { isDeliveryQueue, type DeliveryQueue } from './queue/delivery-queue';
 import { MemoryReplayStore } from './replay/memory-replay-store';
-import { isReplayStore, type ReplayStore } from './replay/replay-store';
+import { isReplayStore, keepsOrder, type ReplayStore } from './replay/replay-store';
+import { orderOf, type OrderingOption, type OrderOf } from './ordering/event-order';
 import type { Platform } from './platform/platform';
 import { signingKeysOf, type SecretOption, type SigningKeys } from './secrets/secret-source';
 
@@ -37,6 +38,15 @@ export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Buffer> {
    * handlers run in workers (`startWorker()`), with retries and dead letters.
    */
   queue?: DeliveryQueue;
+  /**
+   * Applies each resource's events in order and never a stale one: `true` for
+   * the default resource (`dispatch:<dispatch_id>`, `connection:<connection_id>`),
+   * or `{ key: (event) => string | undefined }`. A stale event is answered 200
+   * `stale` and passed to `onStale`; a second event of a resource being handled
+   * is 409 `resource_in_flight` inline, and waits in a worker. Needs a replay
+   * store or queue that keeps order (all of this package's do). Default off.
+   */
+  ordering?: OrderingOption;
   /** Largest body accepted: bytes, or a size like `'512kb'`. Default `'1mb'`. */
   limit?: number | string;
   /** Seconds for the whole body to arrive once the headers did; past it, 408 `body_timeout`. Default 10. */
@@ -74,6 +84,8 @@ export interface ResolvedOptions {
   maxEventAgeSeconds: number;
   replay: ReplayStore | undefined;
   queue: DeliveryQueue | undefined;
+  /** With `ordering`: each event's place among its resource's events. */
+  orderOf: OrderOf | undefined;
   limit: number;
   bodyTimeoutSeconds: number;
   inFlightTtlMs: number;
@@ -92,6 +104,7 @@ export const KNOWN_OPTIONS = new Set([
   'maxEventAge',
   'replay',
   'queue',
+  'ordering',
   'limit',
   'bodyTimeout',
   'inFlightTtl',
@@ -126,12 +139,15 @@ export function resolveOptions(options: unknown, platform: Platform): ResolvedOp
   const handlerTimeoutSeconds = readSeconds(given.handlerTimeout, { name: 'handlerTimeout', fallback: undefined, max: HOUR });
   const secretCacheTtlSeconds = readSeconds(given.secretCacheTtl, { name: 'secretCacheTtl', fallback: 60, max: 3600, allowZero: true })!;
   const now = clock(given.now);
+  const replay = given.queue === undefined ? replayStore(given.replay) : noReplayWithQueue(given.replay);
+  const queue = deliveryQueue(given.queue);
   return {
     secrets: signingKeysOf(given.secret, (secret) => platform.signingKey(secret), secretCacheTtlSeconds * 1000, now),
     toleranceSeconds,
     maxEventAgeSeconds,
-    replay: given.queue === undefined ? replayStore(given.replay) : noReplayWithQueue(given.replay),
-    queue: deliveryQueue(given.queue),
+    replay,
+    queue,
+    orderOf: ordering(given.ordering, replay, queue),
     limit: parseSizeLimit(given.limit ?? '1mb'),
     bodyTimeoutSeconds: readSeconds(given.bodyTimeout, { name: 'bodyTimeout', fallback: 10, max: 120 })!,
     inFlightTtlMs: inFlightTtlSeconds * 1000,
@@ -153,6 +169,22 @@ function replayStore(value: unknown): ReplayStore | undefined {
     'mitpo-webhooks: replay must be a ReplayStore (an object with claim, complete and release), ' +
       'or false to turn de-duplication off',
   );
+}
+
+function ordering(value: unknown, replay: ReplayStore | undefined, queue: DeliveryQueue | undefined): OrderOf | undefined {
+  const order = orderOf(value);
+  if (order === undefined) return undefined;
+  if (queue !== undefined) {
+    if (queue.keepsOrder !== true) throw new TypeError('mitpo-webhooks: ordering needs a queue that keeps order (keepsOrder); this package\'s queues do');
+  } else if (replay === undefined) {
+    throw new TypeError('mitpo-webhooks: ordering needs a replay store to record what was applied; it cannot go with replay: false');
+  } else if (!keepsOrder(replay)) {
+    throw new TypeError(
+      'mitpo-webhooks: ordering needs a replay store that keeps order (claimInOrder, completeInOrder, releaseInOrder, renewInOrder); ' +
+        'MemoryReplayStore and RedisReplayStore do, this custom store does not',
+    );
+  }
+  return order;
 }
 
 function deliveryQueue(value: unknown): DeliveryQueue | undefined {

@@ -1,6 +1,9 @@
-import { Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { randomUUID } from 'node:crypto';
+import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
 import {
+  DeferredDelivery,
   FinalDeliveryFailure,
   TamperedDelivery,
   type DeliveryQueue,
@@ -8,6 +11,7 @@ import {
   type QueuedDelivery,
   type QueuedDeliveryProcessor,
   type QueueDepth,
+  type TakeTurn,
   type WorkerOptions,
 } from '../queue/delivery-queue';
 import { sha256HexOf } from '../platform/node-platform';
@@ -53,6 +57,8 @@ interface JobData {
   bodyDigest?: string;
   /** Set by `deliveries retry`. */
   retriedByOperator?: boolean;
+  /** Runs put off because their resource was busy (`ordering`): started, but not attempts. */
+  deferrals?: number;
   deliveryKey: string;
   body: string;
   headers: Record<string, string>;
@@ -62,6 +68,40 @@ interface JobData {
 }
 
 const JOB_NAME = 'mitpo-delivery';
+
+/** How long a run whose resource is busy (`ordering`) waits before it tries again. */
+const DEFER_MS = 250;
+
+// `ordering` in the queue's Redis. KEYS: the resource's applied position, its holder.
+// Taking a turn reads the applied position and sets the holder in one step, so of
+// two workers taking two events of one resource, exactly one runs, and never a stale one.
+const TAKE_TURN = `
+local applied = redis.call('GET', KEYS[1])
+if applied and tonumber(applied) > tonumber(ARGV[3]) then return 'stale:' .. applied end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'taken' end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 'taken' end
+return 'busy'
+`;
+
+// Recording the applied position frees the turn in the same step.
+const APPLIED = `
+local applied = redis.call('GET', KEYS[1])
+if not applied or tonumber(applied) < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+return 1
+`;
+
+const FREE_TURN = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+const RENEW_TURN = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`;
 
 /**
  * Durable processing on BullMQ: the receiver verifies a delivery, queues it and
@@ -76,6 +116,7 @@ const JOB_NAME = 'mitpo-delivery';
 export class BullMQDeliveryQueue implements DeliveryQueue {
   readonly name: string;
   readonly attempts: number;
+  readonly keepsOrder = true;
   private readonly connection: ConnectionOptions;
   private readonly backoffMs: number;
   private readonly enqueueTimeoutMs: number;
@@ -190,13 +231,17 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     let settled: () => void = () => undefined;
     const worker = new Worker<JobData>(
       this.name,
-      async (job) => {
+      async (job, token) => {
         unfinished.add(String(job.id));
         // Every started run counts, a run whose worker died included (BullMQ's
-        // attemptsStarted): a handler that kills its worker runs at most `attempts`
-        // times, and then the delivery is reported as a dead letter.
-        const attempt = Math.max(job.attemptsStarted, job.attemptsMade + 1);
+        // attemptsStarted), except runs put off for their resource's turn: a handler
+        // that kills its worker runs at most `attempts` times, and then the delivery
+        // is reported as a dead letter.
+        const deferrals = Math.min(Math.max(0, Math.trunc(Number(job.data.deferrals) || 0)), Math.max(0, job.attemptsStarted - 1));
+        const started = job.attemptsStarted - deferrals;
+        const attempt = Math.max(started, job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
+        const turn = new ResourceTurn(this.queue, this.lockDurationMs, keptFor(job));
         try {
           await processor({
             delivery: deliveryOf(job),
@@ -204,9 +249,17 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
             queuedAt: job.timestamp,
             attempt,
             lastAttempt: attempt >= attempts,
-            ...(job.attemptsStarted > attempts && { exhausted: true }),
+            ...(started > attempts && { exhausted: true }),
+            takeTurn: (order) => turn.take(order),
           });
+          await turn.applied();
         } catch (error) {
+          await turn.free();
+          if (error instanceof DeferredDelivery && token !== undefined) {
+            await job.updateData({ ...job.data, deferrals: deferrals + 1 });
+            await job.moveToDelayed(Date.now() + DEFER_MS, token);
+            throw new DelayedError();
+          }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
           // A delivery that can never succeed (a forged job, a refused payload) is
           // a dead letter at once rather than after every backoff.
@@ -267,6 +320,75 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     await withTimeout(this.queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
   }
 }
+
+/**
+ * One run's turn on its event's resource (`ordering`), kept in the queue's
+ * Redis beside its jobs: held while the handlers run (renewed like BullMQ's
+ * job lock, so a dead worker's turn lapses with its job's lock), and freed with
+ * the applied position recorded when they succeed. BullMQ then completes the
+ * job; a worker that dies between the two leaves a job BullMQ runs again,
+ * whose equal position is not stale: at-least-once, as every BullMQ run.
+ */
+class ResourceTurn {
+  private held: { order: EventOrder; keys: [string, string]; renewal: ReturnType<typeof setInterval> } | undefined;
+  private readonly token = randomUUID();
+
+  constructor(
+    private readonly queue: Queue<JobData>,
+    private readonly lockMs: number,
+    private readonly keepMs: number,
+  ) {}
+
+  async take(order: EventOrder): ReturnType<TakeTurn> {
+    const keys: [string, string] = [`${this.queue.qualifiedName}:resource:${order.resource}:applied`, `${this.queue.qualifiedName}:resource:${order.resource}:holder`];
+    const answer = await this.eval(TAKE_TURN, keys, [this.token, this.lockMs, order.position]);
+    if (answer === 'taken') {
+      const renewal = setInterval(() => void this.eval(RENEW_TURN, [keys[1]], [this.token, this.lockMs]).catch(() => undefined), this.lockMs / 3);
+      renewal.unref();
+      this.held = { order, keys, renewal };
+      return 'taken';
+    }
+    if (answer === 'busy') return 'busy';
+    const stale = typeof answer === 'string' && answer.startsWith('stale:') ? Number(answer.slice(6)) : NaN;
+    if (Number.isFinite(stale)) return { stale };
+    throw new Error(`unexpected answer from Redis to a resource's turn: ${String(answer)}`);
+  }
+
+  /** The handlers succeeded: the position is recorded and the turn freed, in one script. */
+  async applied(): Promise<void> {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    clearInterval(held.renewal);
+    await this.eval(APPLIED, held.keys, [this.token, held.order.position, this.keepMs]);
+  }
+
+  /** The run failed or was put off: the turn is freed, nothing recorded. Never throws: the turn lapses anyway. */
+  async free(): Promise<void> {
+    const held = this.held;
+    if (held === undefined) return;
+    this.held = undefined;
+    clearInterval(held.renewal);
+    await this.eval(FREE_TURN, [held.keys[1]], [this.token]).catch(() => undefined);
+  }
+
+  private async eval(script: string, keys: string[], args: Array<string | number>): Promise<unknown> {
+    const client = (await this.queue.getBackend().client) as unknown as { eval(...args: Array<string | number>): Promise<unknown> };
+    return client.eval(script, keys.length, ...keys, ...args);
+  }
+}
+
+/**
+ * How long an applied position is kept: as long as the job's own record
+ * answers replays, the window in which an older event can still pass the age check.
+ */
+function keptFor(job: Job<JobData>): number {
+  const age = (job.opts.removeOnComplete as { age?: unknown } | undefined)?.age;
+  return typeof age === 'number' && age > 0 ? age * 1000 : DEFAULT_KEPT_MS;
+}
+
+/** maxEventAge's default plus tolerance's, for a job that carries no retention. */
+const DEFAULT_KEPT_MS = (3 * 86_400 + 300) * 1000;
 
 function deliveryOf(job: Job<JobData>): QueuedDelivery {
   const { deliveryKey, body, headers, receivedAt, refused, traceparent, retriedByOperator } = job.data;

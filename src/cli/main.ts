@@ -2,6 +2,7 @@
 import { deliveries, DELIVERIES_USAGE } from './commands/deliveries';
 import { endpoints, ENDPOINTS_USAGE } from './commands/endpoints';
 import { listen, LISTEN_USAGE } from './commands/listen';
+import { migrate, MIGRATE_USAGE } from './commands/migrate';
 import { send, SEND_USAGE } from './commands/send';
 import { sign, SIGN_USAGE } from './commands/sign';
 import { CommandError, EXIT, UsageError, type CliIo } from './cli-io';
@@ -13,7 +14,8 @@ Commands:
   sign [--file <path>]          print Content-Type and the X-MITPO-* headers for an event body
   listen [--port 3000]          a local receiver that verifies and prints deliveries
   endpoints create|list|delete  manage MITPO webhook endpoints (needs MITPO_API_KEY)
-  deliveries list|show|retry    a queued receiver's dead letters and jobs (needs REDIS_URL and bullmq)
+  deliveries list|show|retry    a queued receiver's dead letters and jobs (BullMQ or --postgres)
+  migrate --postgres <url>      create the Postgres queue's tables (needs pg)
 
 The signing secret comes from --secret or MITPO_WEBHOOK_SECRET.
 Run mitpo-webhooks <command> --help for a command's options.`;
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, { run: (argv: string[], io: CliIo) => Promise<num
   listen: { run: listen, usage: LISTEN_USAGE },
   endpoints: { run: endpoints, usage: ENDPOINTS_USAGE },
   deliveries: { run: deliveries, usage: DELIVERIES_USAGE },
+  migrate: { run: migrate, usage: MIGRATE_USAGE },
 };
 
 export async function main(argv: string[], io: CliIo): Promise<number> {

@@ -11,6 +11,7 @@ import { FailureReport, type DeliveryTrace } from './failure-report';
 import { InlineHandling } from './inline-handling';
 import { QueuedRuns, type DeadLetterHandler } from './queued-runs';
 import { Listeners } from '../listeners';
+import { StaleEvents } from '../ordering/stale-events';
 import { Shutdown, shuttingDown } from './shutdown';
 import { asVerificationError, keyed, verified, type Checks, type DeliveryRequest } from './verified';
 
@@ -29,14 +30,17 @@ export class DeliveryPipeline {
   private readonly inline: InlineHandling;
   private readonly queued: QueuedRuns | undefined;
   readonly deadLetters = new Listeners<Parameters<DeadLetterHandler>>('onDeadLetter');
+  readonly stale: StaleEvents;
 
   constructor(options: ResolvedOptions, router: EventRouter, platform: Platform) {
     this.checks = { options, platform };
     const queue = options.queue;
     this.telemetry = new Telemetry(platform.openTelemetry(), queue?.depth === undefined ? undefined : () => queue.depth!());
     this.failures = new FailureReport(options.logger, options.now);
-    this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform);
-    this.queued = options.queue === undefined ? undefined : new QueuedRuns(options.queue, this.deadLetters, this.checks, router, this.failures, this.telemetry);
+    this.stale = new StaleEvents(this.failures);
+    this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform, this.stale);
+    this.queued =
+      options.queue === undefined ? undefined : new QueuedRuns(options.queue, this.deadLetters, this.checks, router, this.failures, this.telemetry, this.stale);
   }
 
   /**

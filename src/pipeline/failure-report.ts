@@ -62,8 +62,8 @@ export class FailureReport {
     this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
   }
 
-  /** A worker's record: a tampered job at warn, a failed run or a dead letter at error (with `err`). */
-  worker(level: 'warn' | 'error', record: Record<string, unknown> & Pick<DeliveryTrace, 'event' | 'deliveryKey'>, message: string): void {
+  /** A worker's record (a tampered job at warn, a failed run or a dead letter at error, with `err`), or a stale event's at info. */
+  worker(level: 'info' | 'warn' | 'error', record: Record<string, unknown> & Pick<DeliveryTrace, 'event' | 'deliveryKey'>, message: string): void {
     // The same cleaning as every other record: a stored key or event is the store's text.
     this.write(level, { ...record, ...fields(record, this.now()) }, message);
   }

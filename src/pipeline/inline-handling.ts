@@ -1,4 +1,5 @@
-import { DUPLICATE, SUCCESS, type Outcome } from '../answers';
+import { DUPLICATE, STALE, SUCCESS, type Outcome } from '../answers';
+import type { StaleEvents } from '../ordering/stale-events';
 import { toError, WebhookVerificationError } from '../errors';
 import type { ResolvedOptions } from '../options';
 import type { Platform } from '../platform/platform';
@@ -28,6 +29,7 @@ export class InlineHandling {
     private readonly shutdown: Shutdown,
     private readonly failures: FailureReport,
     platform: Platform,
+    private readonly stale: StaleEvents,
   ) {
     this.claims =
       options.replay === undefined
@@ -44,10 +46,13 @@ export class InlineHandling {
   async handle({ event, rawBody, deliveryKey }: KeyedDelivery, trace: DeliveryTrace): Promise<Outcome> {
     if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
     let claim: Claim<DeliveryTrace> | undefined;
+    // On Node the bytes are a Buffer, as the context's type says.
+    const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
     if (this.claims !== undefined) {
-      let taken: Claim<DeliveryTrace> | 'in_flight' | 'done';
+      const order = this.options.orderOf?.(event);
+      let taken: Awaited<ReturnType<Claims<DeliveryTrace>['take']>>;
       try {
-        taken = await this.claims.take(deliveryKey, trace);
+        taken = await this.claims.take(deliveryKey, trace, order);
       } catch (error) {
         throw new WebhookVerificationError(
           'replay_store_unavailable',
@@ -59,6 +64,13 @@ export class InlineHandling {
       if (taken === 'in_flight') {
         throw new WebhookVerificationError('in_flight', 'This delivery is being handled right now by another request; retry later');
       }
+      if (taken === 'resource_in_flight') {
+        throw new WebhookVerificationError('resource_in_flight', 'Another event of the same resource is being handled right now; retry later');
+      }
+      if ('stale' in taken) {
+        this.stale.skipped(event, ctx, taken.stale);
+        return STALE;
+      }
       claim = taken;
       // The deadline may have passed while the store answered: no handler starts after it.
       if (this.shutdown.pastDeadline) {
@@ -66,8 +78,6 @@ export class InlineHandling {
         throw shuttingDown('the delivery was not handled');
       }
     }
-    // On Node the bytes are a Buffer, as the context's type says.
-    const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
     const handling = this.router.dispatch(event, ctx, aroundHandlers(trace.telemetry, event.event));
     const failures = await this.bounded(handling);
     if (failures === SHUT_DOWN) {
@@ -115,7 +125,8 @@ export class InlineHandling {
   private async settle(claim: Claim<DeliveryTrace>, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
     try {
       if (failures.length > 0) await this.claims!.release(claim);
-      else await this.claims!.complete(claim, this.options.retentionMs);
+      // An applied position is kept as long as an older event of the resource could still pass the age check.
+      else await this.claims!.complete(claim, this.options.retentionMs, this.options.retentionMs);
     } catch (error) {
       this.failures.storeTrouble(
         failures.length > 0

@@ -2,7 +2,8 @@ import { DUPLICATE, QUEUED, type Outcome } from '../answers';
 import { WebhookVerificationError } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
-import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
+import type { StaleEvents } from '../ordering/stale-events';
+import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
@@ -32,6 +33,7 @@ export class QueuedRuns {
     private readonly router: EventRouter,
     private readonly failures: FailureReport,
     private readonly telemetry: Telemetry,
+    private readonly stale: StaleEvents,
   ) {}
 
   /** Every check passed, so the delivery is queued durably and answered at once. @throws WebhookVerificationError */
@@ -79,11 +81,14 @@ export class QueuedRuns {
   /** One run of a queued delivery, in a worker, with its telemetry when an SDK records. */
   async run(run: QueuedRun, trace: 'link' | 'child' = 'link'): Promise<void> {
     const telemetry = this.telemetry.startDelivery('mitpo.webhook.process', { traceparent: run.delivery.traceparent, trace, attempt: run.attempt });
-    if (telemetry === undefined) return this.runChecked(run, undefined);
+    if (telemetry === undefined) {
+      await this.runChecked(run, undefined);
+      return;
+    }
     let outcome = 'success';
     let event: string | undefined;
     try {
-      await telemetry.within(() => this.runChecked(run, telemetry, (name) => (event = name)));
+      outcome = await telemetry.within(() => this.runChecked(run, telemetry, (name) => (event = name)));
     } catch (error) {
       outcome = (error as { code?: string }).code ?? 'handler_failed';
       throw error;
@@ -98,13 +103,14 @@ export class QueuedRuns {
    * later), the delivery key is computed again from them, and `ctx` is built
    * only from what was verified. A job MITPO did not sign as stored is
    * tampered: logged, and removed by the queue. A delivery that can never pass
-   * is a dead letter at once.
+   * is a dead letter at once. With `ordering`, the run takes its resource's turn
+   * before any handler: a stale event is skipped, a busy resource defers the run.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
-  ): Promise<void> {
+  ): Promise<'success' | 'stale'> {
     const headers = keptHeaders(delivery.headers);
     const receivedAt = new Date(receiveTime(delivery.receivedAt, queuedAt, this.checks.options.now()));
     const trace: DeliveryTrace = { headers, startedAt: this.checks.options.now() };
@@ -138,14 +144,24 @@ export class QueuedRuns {
     }
     onVerified(event.event);
     // On Node the bytes are a Buffer, as the context's type says.
-    const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt };
+    const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt, ...(db && { db }) };
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
       this.deadLetter(event, ctx, died);
       throw died;
     }
+    const order = this.checks.options.orderOf?.(event);
+    if (order !== undefined) {
+      if (takeTurn === undefined) throw new Error('the queue gave this run no takeTurn, so it cannot keep order');
+      const turn = await takeTurn(order);
+      if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
+      if (turn !== 'taken') {
+        this.stale.skipped(event, ctx, turn.stale);
+        return 'stale';
+      }
+    }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
-    if (failures.length === 0) return;
+    if (failures.length === 0) return 'success';
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
     const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),

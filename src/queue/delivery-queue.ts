@@ -1,3 +1,5 @@
+import type { EventOrder } from '../ordering/event-order';
+import type { DatabaseClient } from '../router/types';
 /**
  * A delivery as it is queued: the bytes MITPO signed and the headers needed to
  * verify them again, nothing else from the request. Redis is not trusted, so a
@@ -48,7 +50,24 @@ export interface QueuedRun {
    * died): the delivery is to be reported as a dead letter, its handlers not run again.
    */
   exhausted?: boolean;
+  /** Given by a queue that keeps order (`keepsOrder`), for `ordering`. */
+  takeTurn?: TakeTurn;
+  /**
+   * A database client inside the transaction that also marks the delivery done
+   * (the Postgres queue): handlers get it as `ctx.db`, and what they write
+   * through it commits with the done mark or not at all.
+   */
+  db?: DatabaseClient;
 }
+
+/**
+ * A run's turn on the resource its event is about (`ordering`), from a queue
+ * that keeps order: `'taken'` to run the handlers, `'busy'` while another run of
+ * the resource holds it, `{ stale }` with the applied position above this
+ * event's. The queue records the position when the run resolves (with the
+ * completion, in one step where it can) and frees the turn when it settles.
+ */
+export type TakeTurn = (order: EventOrder) => Promise<'taken' | 'busy' | { stale: number }>;
 
 /**
  * Runs one queued delivery. Resolves when it was handled; rejects to have it
@@ -104,6 +123,8 @@ export interface DeliveryQueue {
   idOf?(deliveryKey: string): string;
   /** How many deliveries it holds, by state; read only when a metric reader collects. */
   depth?(): Promise<QueueDepth>;
+  /** True when its runs get `takeTurn`, so `ordering` can be used with it. */
+  readonly keepsOrder?: boolean;
 }
 
 export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
@@ -125,6 +146,14 @@ export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
  */
 export class FinalDeliveryFailure extends Error {
   override readonly name: string = 'FinalDeliveryFailure';
+}
+
+/**
+ * Thrown by a run whose resource is held by another run (`ordering`): the
+ * queue runs it again a little later, and that run is not counted as an attempt.
+ */
+export class DeferredDelivery extends Error {
+  override readonly name = 'DeferredDelivery';
 }
 
 /**

@@ -6,6 +6,7 @@ import type { MitpoEvent, MitpoEventName } from '../events/schemas';
 import { resolveOptions } from '../options';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import type { FailureHandler } from '../pipeline/failure-report';
+import type { StaleHandler } from '../ordering/stale-events';
 import { keepPipeline } from '../pipeline/pipeline-of';
 import type { Platform } from '../platform/platform';
 import { EventRouter } from '../router/event-router';
@@ -67,6 +68,16 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    */
   onFailure(handler: FailureHandler<Bytes>): this {
     this.pipeline.failures.add(handler);
+    return this;
+  }
+
+  /**
+   * With `ordering`: told of each stale event, skipped (its handlers did not run,
+   * the answer was 200 `stale`) because a later event of its resource was
+   * already applied; `latest` is that event's position. It cannot change the answer.
+   */
+  onStale(handler: StaleHandler<Bytes>): this {
+    this.pipeline.stale.listeners.add(handler);
     return this;
   }
 

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { readSeconds } from '../duration-option';
 import { withTimeout } from '../with-timeout';
-import type { ClaimResult, ReplayStore } from '../replay/replay-store';
+import type { EventOrder } from '../ordering/event-order';
+import type { ClaimResult, OrderedClaimResult, ReplayStore } from '../replay/replay-store';
 import { commandRunner, type RedisClientLike, type RunCommand } from './redis-client';
 
 /** Options of {@link RedisReplayStore}. */
@@ -39,6 +40,51 @@ return 0
 `;
 
 const RENEW = `
+if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[2] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+`;
+
+// With ordering, the delivery key, the resource's applied position and the
+// resource's holder are read and set in one script: of two instances taking
+// two events of one resource at once, exactly one holds it, and no event older
+// than the applied one is ever claimed. KEYS: delivery, applied, holder.
+const CLAIM_IN_ORDER = `
+local value = redis.call('GET', KEYS[1])
+if value == 'done' then return 'done' end
+if value then return 'in_flight' end
+local applied = redis.call('GET', KEYS[2])
+if applied and tonumber(applied) > tonumber(ARGV[3]) then return 'stale:' .. applied end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[2] then return 'resource_in_flight' end
+redis.call('SET', KEYS[1], 'in_flight:' .. ARGV[2], 'PX', ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[1])
+return 'claimed'
+`;
+
+// The completion and the applied position in one script, so no crash between
+// them can leave a handled event without its place recorded.
+const COMPLETE_IN_ORDER = `
+redis.call('SET', KEYS[1], 'done', 'PX', ARGV[1])
+local applied = redis.call('GET', KEYS[2])
+if not applied or tonumber(applied) < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+end
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+return 1
+`;
+
+const RELEASE_IN_ORDER = `
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`;
+
+const RENEW_IN_ORDER = `
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
 if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[2] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
@@ -120,10 +166,44 @@ export class RedisReplayStore implements ReplayStore {
     return Number(renewed) === 1;
   }
 
-  private undoClaim(key: string, token: string, attemptsLeft: number, delayMs: number): void {
-    this.release(key, token).catch(() => {
+  async claimInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult> {
+    const { applied, holder } = this.resourceKeys(order);
+    let result: unknown;
+    try {
+      result = await this.command('EVAL', [CLAIM_IN_ORDER, 3, this.prefix + key, applied, holder, wholeMs(inFlightTtlMs), token, order.position]);
+    } catch (error) {
+      this.undoClaim(key, token, UNDO_ATTEMPTS, UNDO_FIRST_DELAY_MS, order);
+      throw error;
+    }
+    if (result === 'claimed' || result === 'in_flight' || result === 'done' || result === 'resource_in_flight') return result;
+    const stale = typeof result === 'string' && result.startsWith('stale:') ? Number(result.slice(6)) : NaN;
+    if (Number.isFinite(stale)) return { stale };
+    throw new Error(`unexpected answer from Redis to a claim: ${String(result)}`);
+  }
+
+  async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
+    const { applied, holder } = this.resourceKeys(order);
+    await this.command('EVAL', [COMPLETE_IN_ORDER, 3, this.prefix + key, applied, holder, wholeMs(retentionMs), token, order.position, wholeMs(orderRetentionMs)]);
+  }
+
+  async releaseInOrder(key: string, order: EventOrder, token: string): Promise<void> {
+    await this.command('EVAL', [RELEASE_IN_ORDER, 2, this.prefix + key, this.resourceKeys(order).holder, token]);
+  }
+
+  async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
+    const renewed = await this.command('EVAL', [RENEW_IN_ORDER, 2, this.prefix + key, this.resourceKeys(order).holder, wholeMs(inFlightTtlMs), token]);
+    return Number(renewed) === 1;
+  }
+
+  /** A resource's two keys, beside the delivery keys under the same prefix. */
+  private resourceKeys({ resource }: EventOrder): { applied: string; holder: string } {
+    return { applied: `${this.prefix}resource:${resource}:applied`, holder: `${this.prefix}resource:${resource}:holder` };
+  }
+
+  private undoClaim(key: string, token: string, attemptsLeft: number, delayMs: number, order?: EventOrder): void {
+    (order === undefined ? this.release(key, token) : this.releaseInOrder(key, order, token)).catch(() => {
       if (attemptsLeft <= 1) return;
-      setTimeout(() => this.undoClaim(key, token, attemptsLeft - 1, delayMs * 2), delayMs).unref();
+      setTimeout(() => this.undoClaim(key, token, attemptsLeft - 1, delayMs * 2, order), delayMs).unref();
     });
   }
 

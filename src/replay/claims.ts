@@ -1,4 +1,5 @@
-import type { ClaimResult, ReplayStore } from './replay-store';
+import type { EventOrder } from '../ordering/event-order';
+import type { OrderedClaimResult, ReplayStore } from './replay-store';
 
 /** Told when the store fails after a claim was taken; such a failure never changes the answer. */
 export type ClaimTrouble<Owner> = (message: string, error: unknown, owner: Owner) => void;
@@ -10,6 +11,8 @@ export interface Claim<Owner = unknown> {
   readonly owner: Owner;
   /** Names this attempt to the store, so a late release cannot remove another attempt's claim. */
   readonly token: string;
+  /** With `ordering`: the resource this attempt also holds, and the event's place in it. */
+  readonly order: EventOrder | undefined;
 }
 
 /**
@@ -40,35 +43,44 @@ export class Claims<Owner> {
   ) {}
 
   /**
-   * Claims `key` for one attempt.
+   * Claims `key` for one attempt, and with `order` its resource's turn too
+   * (the store keeps order: the options checked that).
    * @returns the claim when this attempt is to run the handlers, else what the store answered
    * @throws whatever the store throws (the receiver answers 503)
    */
-  async take(key: string, owner: Owner): Promise<Claim<Owner> | Exclude<ClaimResult, 'claimed'>> {
+  async take(key: string, owner: Owner, order?: EventOrder): Promise<Claim<Owner> | Exclude<OrderedClaimResult, 'claimed'>> {
     const token = `${(this.tokenPrefix ??= globalThis.crypto.randomUUID())}.${(this.taken += 1)}`;
-    const result: unknown = await this.store.claim(key, this.inFlightTtlMs, token);
-    if (result === 'in_flight' || result === 'done') return result;
+    const result: unknown =
+      order === undefined ? await this.store.claim(key, this.inFlightTtlMs, token) : await this.store.claimInOrder!(key, order, this.inFlightTtlMs, token);
+    if (result === 'in_flight' || result === 'done' || (order !== undefined && result === 'resource_in_flight')) return result;
+    if (order !== undefined && typeof (result as { stale?: unknown } | null)?.stale === 'number') return result as { stale: number };
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
-    const claim = { key, owner, token };
+    const claim = { key, owner, token, order };
     this.live.add(claim);
     this.renewal ??= this.detached(() => this.startRenewal());
     return claim;
   }
 
-  /** Marks the delivery handled: a retry is then answered as a duplicate. @throws what the store throws */
-  complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
+  /**
+   * Marks the delivery handled: a retry is then answered as a duplicate. With
+   * ordering, its position is recorded in the same step, for `orderRetentionMs`.
+   * @throws what the store throws
+   */
+  complete(claim: Claim<Owner>, retentionMs: number, orderRetentionMs: number): Promise<void> {
     this.live.delete(claim);
-    return this.store.complete(claim.key, retentionMs, claim.token);
+    return claim.order === undefined
+      ? this.store.complete(claim.key, retentionMs, claim.token)
+      : this.store.completeInOrder!(claim.key, claim.order, retentionMs, orderRetentionMs, claim.token);
   }
 
-  /** Lets the delivery be handled again (a handler failed). @throws what the store throws */
+  /** Lets the delivery be handled again (a handler failed), and frees its resource. @throws what the store throws */
   release(claim: Claim<Owner>): Promise<void> {
     this.live.delete(claim);
-    return this.store.release(claim.key, claim.token);
+    return claim.order === undefined ? this.store.release(claim.key, claim.token) : this.store.releaseInOrder!(claim.key, claim.order, claim.token);
   }
 
   private startRenewal(): ReturnType<typeof setInterval> | undefined {
-    if (this.store.renew === undefined) return undefined;
+    if (this.store.renew === undefined && this.store.renewInOrder === undefined) return undefined;
     const renewal = setInterval(() => {
       if (this.live.size === 0) {
         clearInterval(renewal);
@@ -85,7 +97,11 @@ export class Claims<Owner> {
   private renew(claim: Claim<Owner>): void {
     // Through a promise, so a store whose renew() throws at once is reported like one that rejects.
     Promise.resolve()
-      .then(() => this.store.renew!(claim.key, this.inFlightTtlMs, claim.token))
+      .then(() =>
+        claim.order === undefined
+          ? (this.store.renew?.(claim.key, this.inFlightTtlMs, claim.token) ?? true)
+          : this.store.renewInOrder!(claim.key, claim.order, this.inFlightTtlMs, claim.token),
+      )
       .then(
         (held) => {
           if (!held && this.live.has(claim)) {

@@ -1,4 +1,5 @@
-import type { ClaimResult, ReplayStore } from './replay-store';
+import type { EventOrder } from '../ordering/event-order';
+import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-store';
 
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
@@ -13,6 +14,14 @@ interface Entry {
   expiresAt: number;
   /** The claim's owner; a completed key has none. */
   token: string | undefined;
+}
+
+/** A resource's applied position and who holds its turn now (`ordering`). */
+interface Resource {
+  applied: number | undefined;
+  appliedUntil: number;
+  holder: string | undefined;
+  heldUntil: number;
 }
 
 /**
@@ -41,6 +50,8 @@ export class MemoryReplayStore implements ReplayStore {
    */
   private oldest: Iterator<string> | undefined;
   private readonly now: () => number;
+  /** For `ordering`; bounded by `maxEntries` too, the oldest resource forgotten first. */
+  private readonly resources = new Map<string, Resource>();
 
   /** @throws TypeError when `maxEntries` is not a whole number from 1 to 16 777 216 */
   constructor(options: MemoryReplayStoreOptions = {}) {
@@ -95,6 +106,54 @@ export class MemoryReplayStore implements ReplayStore {
     if (entry === undefined || entry.done || entry.token !== token) return false;
     entry.expiresAt = this.now() + inFlightTtlMs;
     return true;
+  }
+
+  async claimInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult> {
+    const now = this.now();
+    const entry = this.entries.get(key);
+    if (entry !== undefined && entry.expiresAt > now) return entry.done ? 'done' : 'in_flight';
+    const resource = this.resource(order.resource, now);
+    if (resource.applied !== undefined && resource.applied > order.position) return { stale: resource.applied };
+    if (resource.holder !== undefined && resource.holder !== token) return 'resource_in_flight';
+    resource.holder = token;
+    resource.heldUntil = now + inFlightTtlMs;
+    return this.claim(key, inFlightTtlMs, token);
+  }
+
+  async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
+    const now = this.now();
+    const resource = this.resource(order.resource, now);
+    if (resource.applied === undefined || resource.applied < order.position) {
+      resource.applied = order.position;
+      resource.appliedUntil = now + orderRetentionMs;
+    }
+    if (resource.holder === token) resource.holder = undefined;
+    await this.complete(key, retentionMs);
+  }
+
+  async releaseInOrder(key: string, order: EventOrder, token: string): Promise<void> {
+    const resource = this.resources.get(order.resource);
+    if (resource?.holder === token) resource.holder = undefined;
+    await this.release(key, token);
+  }
+
+  async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
+    const resource = this.resources.get(order.resource);
+    if (resource?.holder === token) resource.heldUntil = this.now() + inFlightTtlMs;
+    return this.renew(key, inFlightTtlMs, token);
+  }
+
+  /** The resource's record, with what has lapsed forgotten. */
+  private resource(name: string, now: number): Resource {
+    let resource = this.resources.get(name);
+    if (resource === undefined) {
+      if (this.resources.size >= this.maxEntries) this.resources.delete(this.resources.keys().next().value!);
+      resource = { applied: undefined, appliedUntil: 0, holder: undefined, heldUntil: 0 };
+      this.resources.set(name, resource);
+    }
+    if (resource.applied !== undefined && resource.appliedUntil <= now) resource.applied = undefined;
+    if (resource.holder !== undefined && resource.heldUntil <= now) resource.holder = undefined;
+    return resource;
   }
 
   private evictOldest(): void {

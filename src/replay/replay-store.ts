@@ -1,5 +1,14 @@
+import type { EventOrder } from '../ordering/event-order';
+
 /** The outcome of claiming a delivery key. */
 export type ClaimResult = 'claimed' | 'in_flight' | 'done';
+
+/**
+ * The outcome of claiming a delivery key and its resource's turn together
+ * (`ordering`): also `'resource_in_flight'` while another event of the resource
+ * is being handled, or `{ stale }` with the applied position that makes this event stale.
+ */
+export type OrderedClaimResult = ClaimResult | 'resource_in_flight' | { stale: number };
 
 /**
  * Where delivery keys are remembered, so a delivery is handled once however often
@@ -33,6 +42,35 @@ export interface ReplayStore {
    * @returns false when that claim is no longer held
    */
   renew?(key: string, inFlightTtlMs: number, token: string): Promise<boolean>;
+
+  /**
+   * With `ordering` (required then; `MemoryReplayStore` and `RedisReplayStore` have it),
+   * in one atomic step: `'done'` or `'in_flight'` as `claim` answers; else `{ stale }`
+   * when a position above `order.position` was applied to `order.resource`; else
+   * `'resource_in_flight'` while another claim holds the resource; else claims both
+   * the key and the resource under `token` for `inFlightTtlMs`.
+   */
+  claimInOrder?(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult>;
+  /**
+   * Atomically: completes the key as `complete` does, records `order.position` as the
+   * resource's applied position (unless a higher one is recorded) for `orderRetentionMs`,
+   * and frees the resource.
+   */
+  completeInOrder?(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void>;
+  /** Releases the key as `release` does, and frees the resource if `token` holds it. */
+  releaseInOrder?(key: string, order: EventOrder, token: string): Promise<void>;
+  /** Renews the key's claim and the resource's hold together. @returns false when the claim is no longer held */
+  renewInOrder?(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean>;
+}
+
+/** Whether a store keeps ordering (`claimInOrder` and the rest). */
+export function keepsOrder(store: ReplayStore): store is ReplayStore & Required<Pick<ReplayStore, 'claimInOrder' | 'completeInOrder' | 'releaseInOrder' | 'renewInOrder'>> {
+  return (
+    typeof store.claimInOrder === 'function' &&
+    typeof store.completeInOrder === 'function' &&
+    typeof store.releaseInOrder === 'function' &&
+    typeof store.renewInOrder === 'function'
+  );
 }
 
 export function isReplayStore(value: unknown): value is ReplayStore {

@@ -16,6 +16,21 @@ export interface DeliveryContext<Bytes extends Uint8Array = Buffer> {
   receivedAt: Date;
   /** Which run of the handlers this is, from 1: above 1 only for a queued delivery a worker retries. */
   attempt: number;
+  /**
+   * With the Postgres queue (`mitpo-webhooks/postgres`): a client inside the
+   * transaction that also marks this delivery done. What handlers write through
+   * it is applied exactly once; undefined in every other mode.
+   */
+  db?: DatabaseClient;
+}
+
+/**
+ * A database client as handlers get it in `ctx.db`: node-postgres' `PoolClient`
+ * (cast to it for the rest of its API), inside the delivery's transaction.
+ */
+export interface DatabaseClient {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- rows are the app's own tables'
+  query(text: string, values?: unknown[]): Promise<{ rows: any[]; rowCount: number | null }>;
 }
 
 /** A handler for the named event(s); may be sync or async. The answer waits for it. */

@@ -1,7 +1,18 @@
 import { readSeconds } from '../duration-option';
 import { parseAnyEvent } from '../events/parse-event';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
-import { FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type DeliveryWorker, type QueuedDelivery, type QueuedDeliveryProcessor, type QueueDepth } from '../queue/delivery-queue';
+import type { EventOrder } from '../ordering/event-order';
+import {
+  DeferredDelivery,
+  FinalDeliveryFailure,
+  TamperedDelivery,
+  type DeliveryQueue,
+  type DeliveryWorker,
+  type QueuedDelivery,
+  type QueuedDeliveryProcessor,
+  type QueueDepth,
+  type TakeTurn,
+} from '../queue/delivery-queue';
 
 /** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
 export interface MemoryDeliveryQueueOptions {
@@ -58,6 +69,10 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   private readonly backoffMs: number;
   private readonly jobs = new Map<string, Job>();
   private processor: QueuedDeliveryProcessor | undefined;
+  /** `ordering`: each resource's applied position, and the resources whose turn a run holds. */
+  private readonly applied = new Map<string, number>();
+  private readonly held = new Set<string>();
+  readonly keepsOrder = true;
 
   /** @throws TypeError on an invalid option */
   constructor(options: MemoryDeliveryQueueOptions = {}) {
@@ -138,12 +153,29 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     job.state = 'active';
     job.attempts += 1;
     const attempt = job.attempts;
+    let turn: EventOrder | undefined;
+    const takeTurn: TakeTurn = (order) => {
+      const applied = this.applied.get(order.resource);
+      if (applied !== undefined && applied > order.position) return Promise.resolve({ stale: applied });
+      if (this.held.has(order.resource)) return Promise.resolve('busy');
+      this.held.add(order.resource);
+      turn = order;
+      return Promise.resolve('taken');
+    };
     try {
-      await processor({ delivery: job.delivery, attempt, lastAttempt: attempt >= this.attempts });
+      await processor({ delivery: job.delivery, attempt, lastAttempt: attempt >= this.attempts, takeTurn });
       job.state = 'completed';
       job.keptUntil = Date.now() + job.retentionMs;
+      if (turn !== undefined && !((this.applied.get(turn.resource) ?? -Infinity) > turn.position)) this.applied.set(turn.resource, turn.position);
     } catch (error) {
       job.error = error instanceof Error ? error : new Error(String(error));
+      if (error instanceof DeferredDelivery) {
+        // Not an attempt: it waits for its resource's other event.
+        job.attempts -= 1;
+        job.state = 'delayed';
+        job.dueAt = Date.now() + DEFER_MS;
+        return;
+      }
       if (error instanceof TamperedDelivery) {
         this.jobs.delete(job.delivery.deliveryKey);
         return;
@@ -154,9 +186,14 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
         job.state = 'delayed';
         job.dueAt = Date.now() + this.backoffMs * 2 ** (attempt - 1);
       }
+    } finally {
+      if (turn !== undefined) this.held.delete(turn.resource);
     }
   }
 }
+
+/** How long a run waits for its resource's other event to settle. */
+const DEFER_MS = 10;
 
 function readEvent(rawBody: Uint8Array): MitpoEvent | UnknownMitpoEvent | undefined {
   try {

@@ -3,12 +3,15 @@ import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
 import { sanitizeText } from '../../text/sanitize-text';
 import { withTimeout } from '../../with-timeout';
+import { SCHEMA_NAME } from '../../postgres/schema';
+import { openPool, postgresDeliveries } from './postgres-deliveries';
 import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
 
 export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
 
-The deliveries a queued receiver (BullMQDeliveryQueue) holds in Redis: dead letters
-to inspect and retry, and what is waiting or running. Needs the bullmq package.
+The deliveries a queued receiver holds: dead letters to inspect and retry, and what
+is waiting or running. BullMQDeliveryQueue in Redis (needs the bullmq package), or
+with --postgres, PostgresDeliveryQueue's tables (needs the pg package).
 
   deliveries list [--state failed|waiting|active|completed|delayed] [--limit 50] [--json]
   deliveries show <delivery key> [--json]
@@ -17,14 +20,16 @@ to inspect and retry, and what is waiting or running. Needs the bullmq package.
 Options:
   --redis <url>    Redis (default: $REDIS_URL)
   --queue <name>   the queue's name (default mitpo-webhooks)
+  --postgres <url> the Postgres queue's database instead of Redis
+  --schema <name>  with --postgres: the queue's schema (default mitpo_webhooks)
   --state <state>  with list: which deliveries (default failed: the dead letters)
   --limit <n>      with list: at most this many (default 50)
   --all-failed     with retry: every dead letter
   --json           with list and show: one JSON object per delivery, a line each
   -h, --help       this help
 
-Exits 0 on success, 1 when a delivery is not found or Redis cannot be reached, 2 on bad
-arguments or a queue that does not exist in that Redis (the message names those that do).`;
+Exits 0 on success, 1 when a delivery is not found or the store cannot be reached, 2 on
+bad arguments or a queue that does not exist there (for Redis, the message names those that do).`;
 
 const STATES = ['failed', 'waiting', 'active', 'completed', 'delayed'] as const;
 type State = (typeof STATES)[number];
@@ -47,6 +52,8 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
     allowPositionals: true,
     options: {
       redis: { type: 'string' },
+      postgres: { type: 'string' },
+      schema: { type: 'string', default: 'mitpo_webhooks' },
       queue: { type: 'string', default: 'mitpo-webhooks' },
       state: { type: 'string', default: 'failed' },
       limit: { type: 'string', default: '50' },
@@ -59,8 +66,6 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
     throw new UsageError(action === undefined ? 'deliveries needs list, show or retry' : `unknown action ${JSON.stringify(action)}`);
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
-  const url = values.redis ?? io.env.REDIS_URL;
-  if (url === undefined || url === '') throw new UsageError('no Redis: pass --redis redis://host:6379 or set REDIS_URL');
   const state = values.state as State;
   if (!STATES.includes(state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
   const limit = Number(values.limit);
@@ -73,6 +78,18 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
 
   if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
 
+  if (values.postgres !== undefined) {
+    if (values.redis !== undefined) throw new UsageError('--redis and --postgres do not go together');
+    if (!SCHEMA_NAME.test(values.schema)) throw new UsageError('--schema must be lower-case letters, digits and _');
+    const pool = openPool(values.postgres);
+    try {
+      return await postgresDeliveries(pool, values.schema, action, key, { state, limit, json: values.json }, io);
+    } finally {
+      await pool.end().catch(() => undefined);
+    }
+  }
+  const url = values.redis ?? io.env.REDIS_URL;
+  if (url === undefined || url === '') throw new UsageError('no Redis: pass --redis redis://host:6379 or set REDIS_URL (or --postgres <url>)');
   const queue = openQueue(values.queue, url);
   try {
     await assertQueueExists(queue);

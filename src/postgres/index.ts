@@ -1,0 +1,1 @@
+export { PostgresDeliveryQueue, type PostgresDeliveryQueueOptions } from './postgres-delivery-queue';

@@ -1,0 +1,522 @@
+import type { Pool, PoolClient } from 'pg';
+import { readSeconds } from '../duration-option';
+import type { EventOrder } from '../ordering/event-order';
+import { sha256HexOf } from '../platform/node-platform';
+import {
+  DeferredDelivery,
+  FinalDeliveryFailure,
+  TamperedDelivery,
+  type DeliveryQueue,
+  type DeliveryWorker,
+  type QueuedDelivery,
+  type QueuedDeliveryProcessor,
+  type QueueDepth,
+  type TakeTurn,
+  type WorkerOptions,
+} from '../queue/delivery-queue';
+import { withTimeout } from '../with-timeout';
+import { channelOf, migrationSql, SCHEMA_NAME } from './schema';
+
+/** Options of {@link PostgresDeliveryQueue}. */
+export interface PostgresDeliveryQueueOptions {
+  /** A node-postgres `Pool` on the app's own database. The queue borrows clients from it and never ends it. */
+  pool: Pool;
+  /** The schema the queue's tables live in (made by `migrate()`). Default `'mitpo_webhooks'`. */
+  schema?: string;
+  /** Runs of a delivery in all, the first included, before it is a dead letter. Set by the receiver. Default 5. */
+  attempts?: number;
+  /** Seconds before the first retry, doubling after each; set by the receiver. Default 10. */
+  backoff?: number;
+  /** Seconds Postgres has to commit a delivery before the receiver answers 503 `queue_unavailable`. Default 2. */
+  enqueueTimeout?: number;
+  /** Seconds an idle worker waits between looks at the table when no notification came. Default 5. */
+  pollInterval?: number;
+  /** Seconds a dead letter is kept before the workers remove it. Default 2 592 000 (30 days). */
+  deadLetterRetention?: number;
+  /** Bytes of deliveries waiting for Postgres to commit them, at most, in this process (past it: 503). Default 33 554 432 (32 MiB). */
+  maxPendingBytes?: number;
+}
+
+/** A delivery row as a worker reads it. */
+interface DeliveryRow {
+  delivery_key: string;
+  body: Buffer;
+  headers: unknown;
+  received_at: string;
+  queued_ms: string;
+  started: number;
+  attempts: number;
+  backoff_ms: number;
+  retention_ms: string;
+  refused: QueuedDelivery['refused'] | null;
+  traceparent: string | null;
+  retried_by_operator: boolean;
+}
+
+/**
+ * How long a taken delivery is reserved for its worker between the statement
+ * that counts its start and the transaction that locks it for its run (a
+ * millisecond or so). A worker that dies mid-run leaves its delivery waiting
+ * this long. Were a live worker slower than this, another could take the
+ * delivery too: its run would wait on the first's row lock and then find it
+ * done, so the lease guards the attempt count, not exactly-once.
+ */
+const LEASE_SECONDS = 2;
+/** How long a run whose resource is busy (`ordering`) waits before it is tried again. */
+const DEFER_MS = 250;
+/** Done and dead rows past their time are removed by the workers this often, this many at a time. */
+const CLEANUP_EVERY_MS = 60_000;
+const CLEANUP_BATCH = 1000;
+
+/**
+ * Durable processing in the app's own Postgres, exactly once for what handlers
+ * write through `ctx.db`. The receiver inserts each verified delivery into an
+ * inbox table and answers once the insert committed; a worker takes one with
+ * `FOR UPDATE SKIP LOCKED`, runs its handlers inside a transaction, and marks it
+ * done (with `ordering`'s applied position) in that same transaction. A worker
+ * killed mid-handler, a failed handler or a lost connection rolls all of it
+ * back, and the retry starts clean.
+ *
+ * @example
+ * const queue = new PostgresDeliveryQueue({ pool, schema: 'mitpo_webhooks' });
+ * await queue.migrate();
+ * const webhooks = new MitpoWebhooks({ secret, queue, ordering: true });
+ * webhooks.on('dispatch.completed', (event, ctx) => ctx.db!.query('update ...'));
+ * webhooks.startWorker({ concurrency: 10 });
+ */
+export class PostgresDeliveryQueue implements DeliveryQueue {
+  readonly schema: string;
+  readonly attempts: number;
+  readonly keepsOrder = true;
+  private readonly pool: Pool;
+  private readonly table: string;
+  private readonly backoffMs: number;
+  private readonly enqueueTimeoutMs: number;
+  private readonly pollIntervalMs: number;
+  private readonly deadLetterRetentionMs: number;
+  private readonly maxPendingBytes: number;
+  /** Enqueues under way in this process, by key: a copy arriving meanwhile shares one. */
+  private readonly pending = new Map<string, Promise<'queued' | 'duplicate' | 'collision'>>();
+  private pendingBytes = 0;
+
+  /** @throws TypeError on a missing pool or an invalid option */
+  constructor(options: PostgresDeliveryQueueOptions) {
+    if (typeof options?.pool?.query !== 'function' || typeof options.pool.connect !== 'function') {
+      throw new TypeError('mitpo-webhooks/postgres: pool is required: a pg Pool, e.g. new Pool({ connectionString: process.env.DATABASE_URL })');
+    }
+    const { schema = 'mitpo_webhooks', attempts = 5, maxPendingBytes = 32 * 1024 * 1024 } = options;
+    if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
+      throw new TypeError('mitpo-webhooks/postgres: schema must be lower-case letters, digits and _ (at most 48), starting with a letter or _');
+    }
+    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
+      throw new TypeError(`mitpo-webhooks/postgres: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+    }
+    if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
+      throw new TypeError(`mitpo-webhooks/postgres: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
+    }
+    this.pool = options.pool;
+    this.schema = schema;
+    this.table = `"${schema}".deliveries`;
+    this.attempts = attempts;
+    this.backoffMs = seconds(options.backoff, 'backoff', 10, 86_400) * 1000;
+    this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
+    this.pollIntervalMs = seconds(options.pollInterval, 'pollInterval', 5, 3600) * 1000;
+    this.deadLetterRetentionMs = seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400) * 1000;
+    this.maxPendingBytes = maxPendingBytes;
+  }
+
+  /** Creates the schema and its tables if they are missing; safe to run at every start, from several processes at once. */
+  async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [`mitpo-webhooks migrate ${this.schema}`]);
+      for (const statement of migrationSql(this.schema)) await client.query(statement);
+      await client.query('commit');
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * One insert, keyed by the delivery key: 200 `queued` only once it committed;
+   * a key already there (waiting, running, done or dead) is a duplicate.
+   */
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
+    const underWay = this.pending.get(delivery.deliveryKey);
+    if (underWay !== undefined) return underWay.then(() => 'duplicate' as const);
+    const size = delivery.rawBody.byteLength;
+    if (this.pendingBytes + size > this.maxPendingBytes) {
+      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Postgres`));
+    }
+    this.pendingBytes += size;
+    const inserting = withTimeout(
+      this.insert(delivery, retentionMs),
+      this.enqueueTimeoutMs,
+      () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+    );
+    this.pending.set(delivery.deliveryKey, inserting);
+    const settled = () => {
+      this.pending.delete(delivery.deliveryKey);
+      this.pendingBytes -= size;
+    };
+    inserting.then(settled, settled);
+    return inserting;
+  }
+
+  private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
+    const refused = delivery.refused ?? null;
+    // An authentic delivery the schema refused is kept as a dead letter at once.
+    const inserted = await this.pool.query(
+      `insert into ${this.table}
+         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent,
+          state, errors, finished_at, keep_until)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+          case when $9::jsonb is null then 'waiting' else 'dead' end,
+          case when $9::jsonb is null then '[]'::jsonb else jsonb_build_array($9::jsonb->>'message') end,
+          case when $9::jsonb is null then null else now() end,
+          case when $9::jsonb is null then null else now() + make_interval(secs => $11::double precision / 1000) end)
+       on conflict (delivery_key) do nothing`,
+      [
+        delivery.deliveryKey,
+        delivery.rawBody,
+        JSON.stringify(delivery.headers),
+        delivery.receivedAt,
+        this.attempts,
+        this.backoffMs,
+        Math.ceil(retentionMs),
+        delivery.bodyDigest ?? null,
+        refused === null ? null : JSON.stringify(refused),
+        delivery.traceparent ?? null,
+        this.deadLetterRetentionMs,
+      ],
+    );
+    if (inserted.rowCount === 1) return 'queued';
+    if (delivery.bodyDigest === undefined) return 'duplicate';
+    // A key of the app's own: only then is the stored row read, to tell a copy from a collision.
+    const stored = await this.pool.query<{ body_digest: string | null; body: Buffer }>(
+      `select body_digest, body from ${this.table} where delivery_key = $1`,
+      [delivery.deliveryKey],
+    );
+    const row = stored.rows[0];
+    if (row === undefined) return 'duplicate';
+    return (row.body_digest ?? sha256HexOf(row.body)) === delivery.bodyDigest ? 'duplicate' : 'collision';
+  }
+
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
+    const { concurrency = 1 } = options;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
+    }
+    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs);
+  }
+
+  idOf(deliveryKey: string): string {
+    return deliveryKey;
+  }
+
+  async depth(): Promise<QueueDepth> {
+    const { rows } = await withTimeout(
+      this.pool.query<{ waiting: string; delayed: string; failed: string }>(
+        `select count(*) filter (where state = 'waiting' and run_after <= now()) as waiting,
+                count(*) filter (where state = 'waiting' and run_after > now()) as delayed,
+                count(*) filter (where state = 'dead') as failed
+           from ${this.table}`,
+      ),
+      this.enqueueTimeoutMs,
+      () => new Error('Postgres did not answer'),
+    );
+    const row = rows[0]!;
+    return { waiting: Number(row.waiting), delayed: Number(row.delayed), failed: Number(row.failed) };
+  }
+
+  /** The pool is the app's: nothing to close here (each worker closes what it took). */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/**
+ * The workers of one `startWorker()`: `concurrency` loops, each taking one
+ * delivery at a time, woken by `NOTIFY` on a connection of its own and by a
+ * poll when no notification comes.
+ */
+class PostgresWorker implements DeliveryWorker {
+  private closing = false;
+  private readonly loops: Array<Promise<void>>;
+  private readonly running = new Set<PoolClient>();
+  /** Counts notifications (and close()), so one that comes while a loop is busy is not missed when it goes idle. */
+  private wakeups = 0;
+  private readonly sleepers = new Set<() => void>();
+  private listener: PoolClient | undefined;
+  private listening: Promise<void> | undefined;
+  private lastCleanup = 0;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly schema: string,
+    private readonly table: string,
+    private readonly processor: QueuedDeliveryProcessor,
+    concurrency: number,
+    private readonly pollIntervalMs: number,
+    private readonly deadLetterRetentionMs: number,
+  ) {
+    void this.listen();
+    this.loops = Array.from({ length: concurrency }, () => this.loop());
+  }
+
+  async close(timeoutSeconds: number): Promise<void> {
+    this.closing = true;
+    this.wake();
+    await withTimeout(Promise.all(this.loops), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
+    // A run still going is abandoned: its connection is destroyed, its transaction
+    // rolls back, and another worker runs the delivery again.
+    for (const client of this.running) client.release(new Error('mitpo-webhooks: the worker closed'));
+    this.running.clear();
+    await this.listening;
+    const listener = this.listener;
+    this.listener = undefined;
+    if (listener !== undefined) {
+      await listener.query(`unlisten "${channelOf(this.schema)}"`).catch(() => undefined);
+      listener.release();
+    }
+  }
+
+  private wake(): void {
+    this.wakeups += 1;
+    for (const wakeUp of this.sleepers) wakeUp();
+    this.sleepers.clear();
+  }
+
+  /** Sleeps `ms`, or less if a wake-up comes (or came since `seen` was read). */
+  private sleep(ms: number, seen: number): Promise<void> {
+    if (this.wakeups !== seen || this.closing) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  /** A connection kept for `LISTEN`; lost, it is opened again at the next poll. One at a time: loops going idle together share it. */
+  private listen(): Promise<void> {
+    if (this.closing || this.listener !== undefined) return Promise.resolve();
+    this.listening ??= this.openListener().finally(() => {
+      this.listening = undefined;
+    });
+    return this.listening;
+  }
+
+  private async openListener(): Promise<void> {
+    let client: PoolClient | undefined;
+    try {
+      client = await this.pool.connect();
+      const held = client;
+      held.on('notification', () => this.wake());
+      held.on('error', () => {
+        if (this.listener === held) this.listener = undefined;
+        held.release(true);
+      });
+      await held.query(`listen "${channelOf(this.schema)}"`);
+      if (this.closing) {
+        held.release();
+        return;
+      }
+      this.listener = held;
+    } catch {
+      client?.release(true);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.closing) {
+      const seen = this.wakeups;
+      let took = false;
+      try {
+        await this.cleanUp();
+        took = await this.runOne();
+      } catch {
+        // Postgres unreachable: the next poll tries again.
+      }
+      if (took || this.closing) continue;
+      if (this.listener === undefined) void this.listen();
+      await this.sleep(await this.untilNextDue().catch(() => this.pollIntervalMs), seen);
+    }
+  }
+
+  /**
+   * How long nothing is due: a retry's backoff or a deferred run ends at a time
+   * no notification announces, so an idle worker wakes for it then, not at the next poll.
+   */
+  private async untilNextDue(): Promise<number> {
+    const { rows } = await this.pool.query<{ wait_ms: number | null }>(
+      `select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
+         from ${this.table} where state = 'waiting'`,
+    );
+    const waitMs = rows[0]?.wait_ms;
+    return waitMs === null || waitMs === undefined ? this.pollIntervalMs : Math.min(this.pollIntervalMs, Math.max(0, Math.ceil(Number(waitMs))));
+  }
+
+  /**
+   * Takes one due delivery and runs it. First a statement of its own counts the
+   * start and reserves the row (committed at once, so a run whose worker dies
+   * still counts); then the run's transaction locks the row for as long as the
+   * handlers run, and commits their writes with the outcome.
+   * @returns false when nothing was due
+   */
+  private async runOne(): Promise<boolean> {
+    const client = await this.pool.connect();
+    this.running.add(client);
+    let broken: Error | undefined;
+    try {
+      const taken = await client.query<DeliveryRow>(
+        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
+          where delivery_key = (
+            select delivery_key from ${this.table}
+             where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
+             order by run_after limit 1 for update skip locked)
+          returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
+                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`,
+      );
+      const row = taken.rows[0];
+      if (row === undefined) return false;
+      await this.run(client, row);
+      return true;
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      throw error;
+    } finally {
+      if (this.running.delete(client)) client.release(broken);
+    }
+  }
+
+  private async run(client: PoolClient, row: DeliveryRow): Promise<void> {
+    const key = row.delivery_key;
+    await client.query('begin');
+    try {
+      // Still ours and still due: a worker that took it after our lease lapsed may have finished it.
+      const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' for update`, [key]);
+      if (locked.rowCount !== 1) {
+        await client.query('commit');
+        return;
+      }
+      await client.query('savepoint handlers');
+      const attempt = row.started;
+      let turn: EventOrder | undefined;
+      const takeTurn: TakeTurn = async (order) => {
+        // A lock per resource for this transaction: freed by commit, rollback or a lost connection.
+        const free = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as locked', [`mitpo:${order.resource}`]);
+        if (free.rows[0]?.locked !== true) return 'busy';
+        const applied = await client.query<{ position: string }>(`select position from "${this.schema}".resources where resource = $1 and keep_until > now()`, [order.resource]);
+        const position = applied.rows[0] === undefined ? undefined : Number(applied.rows[0].position);
+        if (position !== undefined && position > order.position) return { stale: position };
+        turn = order;
+        return 'taken';
+      };
+      let failure: unknown;
+      try {
+        await this.processor({
+          delivery: deliveryOf(row),
+          storedAs: key,
+          queuedAt: Number(row.queued_ms),
+          attempt,
+          lastAttempt: attempt >= row.attempts,
+          ...(attempt > row.attempts && { exhausted: true }),
+          takeTurn,
+          db: client,
+        });
+      } catch (error) {
+        failure = error;
+      }
+      if (failure === undefined) {
+        if (turn !== undefined) {
+          await client.query(
+            `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
+             on conflict (resource) do update set
+               position = greatest(case when resources.keep_until > now() then resources.position end, excluded.position),
+               keep_until = excluded.keep_until`,
+            [turn.resource, turn.position, Number(row.retention_ms)],
+          );
+        }
+        await client.query(
+          `update ${this.table} set state = 'done', finished_at = now(), lease_until = null,
+             keep_until = now() + make_interval(secs => $2::double precision / 1000) where delivery_key = $1`,
+          [key, Number(row.retention_ms)],
+        );
+      } else {
+        // The handlers' writes are undone; the outcome of the run is what commits.
+        await client.query('rollback to savepoint handlers');
+        await this.failed(client, row, attempt, failure);
+      }
+      await client.query('commit');
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async failed(client: PoolClient, row: DeliveryRow, attempt: number, failure: unknown): Promise<void> {
+    const key = row.delivery_key;
+    if (failure instanceof TamperedDelivery) {
+      await client.query(`delete from ${this.table} where delivery_key = $1`, [key]);
+      return;
+    }
+    if (failure instanceof DeferredDelivery) {
+      // Not an attempt: it waits for the other event of its resource.
+      await client.query(
+        `update ${this.table} set started = greatest(started - 1, 0), lease_until = null, run_after = now() + interval '${DEFER_MS} milliseconds' where delivery_key = $1`,
+        [key],
+      );
+      return;
+    }
+    const message = failure instanceof Error ? failure.message : String(failure);
+    if (failure instanceof FinalDeliveryFailure || attempt >= row.attempts) {
+      await client.query(
+        `update ${this.table} set state = 'dead', errors = errors || jsonb_build_array($2::text), finished_at = now(), lease_until = null,
+           keep_until = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
+        [key, message, this.deadLetterRetentionMs],
+      );
+      return;
+    }
+    await client.query(
+      `update ${this.table} set errors = errors || jsonb_build_array($2::text), lease_until = null,
+         run_after = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
+      [key, message, row.backoff_ms * 2 ** (attempt - 1)],
+    );
+  }
+
+  /** Done rows past their retention and dead letters past theirs, removed a batch at a time by whichever loop comes first. */
+  private async cleanUp(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastCleanup < CLEANUP_EVERY_MS) return;
+    this.lastCleanup = now;
+    await this.pool.query(
+      `delete from ${this.table} where delivery_key in (
+         select delivery_key from ${this.table} where state <> 'waiting' and keep_until < now() limit ${CLEANUP_BATCH} for update skip locked)`,
+    );
+    await this.pool.query(`delete from "${this.schema}".resources where keep_until < now()`);
+  }
+}
+
+function deliveryOf(row: DeliveryRow): QueuedDelivery {
+  return {
+    ...(row.retried_by_operator && { retriedByOperator: true }),
+    deliveryKey: row.delivery_key,
+    rawBody: row.body,
+    headers: (typeof row.headers === 'object' && row.headers !== null ? row.headers : {}) as Record<string, string>,
+    receivedAt: Number(row.received_at),
+    ...(row.refused === null ? {} : { refused: row.refused }),
+    ...(row.traceparent === null ? {} : { traceparent: row.traceparent }),
+  };
+}
+
+function seconds(value: unknown, name: string, fallback: number, max: number): number {
+  return readSeconds(value, { name: `mitpo-webhooks/postgres: ${name}`, fallback, max })!;
+}

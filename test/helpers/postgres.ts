@@ -1,0 +1,34 @@
+import { randomUUID } from 'node:crypto';
+import { Pool } from 'pg';
+
+/** Set by .ci/run; without it the Postgres tests are skipped, and say so. */
+export const DATABASE_URL = process.env.DATABASE_URL;
+
+export function describeWithPostgres(title: string): jest.Describe {
+  if (DATABASE_URL === undefined || DATABASE_URL === '') {
+    console.log(`SKIPPED ${title}: set DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run it against a real PostgreSQL; .ci/run does.`);
+    return describe.skip;
+  }
+  return describe;
+}
+
+/** Fails the suite, not skips it, when DATABASE_URL is set but Postgres does not answer. */
+export async function assertPostgresReachable(): Promise<void> {
+  const pool = new Pool({ connectionString: DATABASE_URL, connectionTimeoutMillis: 3000 });
+  try {
+    await pool.query('select 1');
+  } catch (error) {
+    throw new Error(`DATABASE_URL is set (${DATABASE_URL}) but PostgreSQL does not answer there: ${(error as Error).message}`, { cause: error });
+  } finally {
+    await pool.end();
+  }
+}
+
+/** A schema of a test's own, so tests never see each other's rows. */
+export function testSchema(): string {
+  return `mitpo_test_${randomUUID().replaceAll('-', '').slice(0, 16)}`;
+}
+
+export async function dropSchema(pool: Pool, schema: string): Promise<void> {
+  await pool.query(`drop schema if exists "${schema}" cascade`);
+}

@@ -1,0 +1,288 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Pool } from 'pg';
+import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
+import { PostgresDeliveryQueue, type PostgresDeliveryQueueOptions } from '../../src/postgres';
+import { signedDelivery } from '../../src/testing';
+import { deliver } from '../helpers/deliver';
+import { deliveryKeyOf } from '../helpers/delivery-key';
+import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, testSchema } from '../helpers/postgres';
+import { deferred, SECRET } from '../helpers/recorder';
+import { waitFor } from '../helpers/redis';
+import { nextMessage } from '../helpers/worker-process';
+import { runCli } from '../helpers/run-cli';
+
+const describePostgres = describeWithPostgres('the Postgres queue tests');
+
+describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
+  let pool: Pool;
+  let schema: string;
+  const opened: MitpoWebhooks[] = [];
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    await assertPostgresReachable();
+    pool = new Pool({ connectionString: DATABASE_URL, max: 20 });
+  });
+  afterAll(() => pool.end());
+  beforeEach(async () => {
+    schema = testSchema();
+    await new PostgresDeliveryQueue({ pool, schema }).migrate();
+    // The app's own table, in the test's schema: what exactly-once is counted in.
+    await pool.query(`create table "${schema}".effects (id serial primary key, delivery_key text not null)`);
+  });
+  afterEach(async () => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+    await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+    await dropSchema(pool, schema);
+  });
+
+  function receiver(queueOptions: Partial<PostgresDeliveryQueueOptions> = {}, options: Partial<MitpoWebhooksOptions> = {}) {
+    const queue = new PostgresDeliveryQueue({ pool, schema, backoff: 0.05, pollInterval: 0.2, ...queueOptions });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ...options });
+    opened.push(webhooks);
+    return webhooks;
+  }
+
+  const effects = async (key?: string) =>
+    Number((await pool.query(`select count(*) from "${schema}".effects ${key === undefined ? '' : 'where delivery_key = $1'}`, key === undefined ? [] : [key])).rows[0].count);
+  const rowOf = async (key: string) =>
+    (await pool.query<{ state: string; started: number; errors: string[] }>(`select state, started, errors from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
+  const writeEffect = (ctx: DeliveryContext) => ctx.db!.query(`insert into "${schema}".effects (delivery_key) values ($1)`, [ctx.deliveryKey]);
+
+  it('migrates idempotently, also from two processes at once', async () => {
+    const queue = new PostgresDeliveryQueue({ pool, schema });
+    await Promise.all([queue.migrate(), queue.migrate(), new PostgresDeliveryQueue({ pool, schema }).migrate()]);
+    const tables = await pool.query(`select table_name from information_schema.tables where table_schema = $1 order by 1`, [schema]);
+    expect(tables.rows.map((row) => row.table_name)).toEqual(['deliveries', 'effects', 'resources']);
+  });
+
+  it('answers 200 queued once the insert committed, and runs no handler in the receiver', async () => {
+    const webhooks = receiver();
+    let ran = 0;
+    webhooks.onAny(() => (ran += 1));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect(await deliver(webhooks, delivery)).toEqual({ status: 200, body: { success: true, queued: true } });
+    const row = (await pool.query(`select body, headers, state from "${schema}".deliveries where delivery_key = $1`, [deliveryKeyOf(delivery.body)])).rows[0];
+    expect(row.body.toString('utf8')).toBe(delivery.body);
+    expect(row.state).toBe('waiting');
+    expect(Object.keys(row.headers).sort()).toEqual(['content-type', 'x-mitpo-event', 'x-mitpo-signature', 'x-mitpo-timestamp']);
+    expect(ran).toBe(0);
+  });
+
+  it('answers duplicate while queued, while running and once done, and applies the write once', async () => {
+    const webhooks = receiver();
+    const hold = deferred();
+    let running = false;
+    webhooks.onAny(async (_event, ctx) => {
+      await writeEffect(ctx);
+      running = true;
+      await hold.promise;
+    });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, queued: true });
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+    webhooks.startWorker();
+    await waitFor(() => running);
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+    hold.resolve();
+    await waitFor(async () => (await rowOf(key))?.state === 'done');
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+    expect(await effects(key)).toBe(1);
+  });
+
+  it('rolls back the writes of a failed run: a handler that writes through ctx.db and then fails, retried to success, applied once', async () => {
+    const webhooks = receiver();
+    const attempts: number[] = [];
+    webhooks.onAny(async (_event, ctx) => {
+      attempts.push(ctx.attempt);
+      await writeEffect(ctx);
+      if (ctx.attempt < 3) throw new Error(`failing on attempt ${ctx.attempt}`);
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'done');
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(await effects(key)).toBe(1);
+    expect((await rowOf(key))!.errors).toHaveLength(2);
+  });
+
+  it('keeps a delivery that failed every attempt as a dead letter, with none of its writes, and tells onDeadLetter once', async () => {
+    const webhooks = receiver({ attempts: 2 });
+    const dead: Array<{ key: string; attempt: number; message: string }> = [];
+    webhooks.onAny(async (_event, ctx) => {
+      await writeEffect(ctx);
+      throw new Error('always failing');
+    });
+    webhooks.onDeadLetter((_event, ctx, error) => dead.push({ key: ctx.deliveryKey, attempt: ctx.attempt, message: error.message }));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'dead');
+    expect(dead).toEqual([{ key, attempt: 2, message: expect.stringContaining('always failing') }]);
+    expect(await effects()).toBe(0);
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+  });
+
+  it("applies the write once when the worker process is SIGKILLed mid-handler after writing", async () => {
+    const child = fork(path.join(__dirname, '..', 'helpers', 'postgres-worker-process.ts'), [], {
+      execArgv: ['-r', 'ts-node/register/transpile-only'],
+      env: { ...process.env, SCHEMA: schema, SECRET, WORKER_HANG: '1' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    children.push(child);
+    await nextMessage(child, (m) => m.ready === true);
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await nextMessage(child, (m) => m.wrote === key);
+    child.kill('SIGKILL');
+    // The killed worker's transaction, its write in it, is gone with its connection.
+    const survivor = receiver();
+    const ran = deferred<number>();
+    survivor.onAny(async (_event, ctx) => {
+      await writeEffect(ctx);
+      ran.resolve(ctx.attempt);
+    });
+    survivor.startWorker();
+    expect(await ran.promise).toBe(2);
+    await waitFor(async () => (await rowOf(key))?.state === 'done', 20_000);
+    expect(await effects(key)).toBe(1);
+  }, 30_000);
+
+  it("starts a delivery's handler within 1 s of its answer with an idle worker (LISTEN/NOTIFY, not polling)", async () => {
+    const webhooks = receiver({ pollInterval: 60 });
+    const started = deferred();
+    webhooks.onAny(() => started.resolve());
+    webhooks.startWorker();
+    // Let the worker go idle on its first, empty look.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+    const answeredAt = Date.now();
+    await started.promise;
+    expect(Date.now() - answeredAt).toBeLessThan(1000);
+  });
+
+  it('answers 503 queue_unavailable with Postgres down, and runs no handler', async () => {
+    const down = new Pool({ connectionString: 'postgres://postgres@127.0.0.1:1/test', connectionTimeoutMillis: 1000 });
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: down, schema }) });
+      let ran = 0;
+      webhooks.onAny(() => (ran += 1));
+      const answer = await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      expect(answer.status).toBe(503);
+      expect(answer.body).toMatchObject({ success: false, error: { code: 'queue_unavailable' } });
+      expect(ran).toBe(0);
+    } finally {
+      await down.end();
+    }
+  });
+
+  it('never hands a handler rows altered by hand in SQL (body, key): they are removed as tampered, with a warning', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    const webhooks = receiver({}, { logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) } });
+    const seen: string[] = [];
+    webhooks.onAny((event, ctx) => {
+      seen.push(ctx.deliveryKey);
+    });
+    const altered = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'd_body', channel: 'email', status: 'completed' } });
+    const rekeyed = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'd_key', channel: 'email', status: 'completed' } });
+    const genuine = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    for (const delivery of [altered, rekeyed, genuine]) await deliver(webhooks, delivery);
+    await pool.query(`update "${schema}".deliveries set body = convert_to(replace(convert_from(body, 'UTF8'), 'd_body', 'd_evil'), 'UTF8') where delivery_key = $1`, [deliveryKeyOf(altered.body)]);
+    await pool.query(`update "${schema}".deliveries set delivery_key = 'chosen-by-attacker' where delivery_key = $1`, [deliveryKeyOf(rekeyed.body)]);
+    webhooks.startWorker();
+    await waitFor(async () => (await rowOf(deliveryKeyOf(genuine.body)))?.state === 'done');
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 1);
+    expect(seen).toEqual([deliveryKeyOf(genuine.body)]);
+    expect(warnings.map((record) => record.code)).toEqual(['tampered_delivery', 'tampered_delivery']);
+  });
+
+  it('ordering with two workers on one queue: a stale event is never applied, two events of one dispatch never overlap', async () => {
+    const T0 = Date.now() - 60_000;
+    const event = (kind: 'dispatch.accepted' | 'dispatch.completed', id: string, seconds: number) =>
+      signedDelivery({ event: kind, secret: SECRET, timestamp: new Date(T0 + seconds * 1000), data: { dispatch_id: id, channel: 'email', status: kind.split('.')[1]! } });
+    await pool.query(`create table "${schema}".dispatches (id text primary key, status text not null, running integer not null default 0)`);
+    const overlaps: string[] = [];
+    const stale: string[] = [];
+    let applied = 0;
+    const workers = [receiver({}, { ordering: true }), receiver({}, { ordering: true })];
+    const running = new Map<string, number>();
+    for (const webhooks of workers) {
+      webhooks.on(['dispatch.accepted', 'dispatch.completed'], async (e, ctx) => {
+        const id = e.data.dispatch_id;
+        running.set(id, (running.get(id) ?? 0) + 1);
+        if (running.get(id)! > 1) overlaps.push(id);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await ctx.db!.query(`insert into "${schema}".dispatches (id, status) values ($1, $2) on conflict (id) do update set status = excluded.status`, [id, e.data.status]);
+        running.set(id, running.get(id)! - 1);
+        applied += 1;
+      });
+      webhooks.onStale((e) => stale.push(`${(e.data as { dispatch_id: string }).dispatch_id}:${e.event}`));
+    }
+    const sender = receiver({}, { ordering: true });
+    const sent = [
+      event('dispatch.completed', 'd1', 10),
+      event('dispatch.completed', 'd2', 10),
+      event('dispatch.accepted', 'd1', 5),
+      event('dispatch.accepted', 'd3', 5),
+      event('dispatch.accepted', 'd2', 5),
+      event('dispatch.completed', 'd3', 10),
+    ];
+    for (const delivery of sent) expect((await deliver(sender, delivery)).body).toEqual({ success: true, queued: true });
+    for (const webhooks of workers) webhooks.startWorker({ concurrency: 3 });
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries where state = 'done'`)).rows[0].count) === 6, 20_000);
+    expect(overlaps).toEqual([]);
+    const statuses = (await pool.query(`select id, status from "${schema}".dispatches order by id`)).rows;
+    expect(statuses).toEqual([
+      { id: 'd1', status: 'completed' },
+      { id: 'd2', status: 'completed' },
+      { id: 'd3', status: 'completed' },
+    ]);
+    // Every event was applied or skipped as stale, and what was skipped was an acceptance.
+    expect(applied + stale.length).toBe(6);
+    expect(stale.every((entry) => entry.endsWith(':dispatch.accepted'))).toBe(true);
+  });
+
+  it('the command line: migrate --postgres, then deliveries list, show and retry of a dead letter, which then runs', async () => {
+    const cliSchema = testSchema();
+    try {
+      const migrated = await runCli(['migrate', '--postgres', DATABASE_URL!, '--schema', cliSchema]);
+      expect(migrated.stdout).toContain(`schema ${cliSchema}`);
+      expect(migrated.code).toBe(0);
+      expect((await runCli(['migrate', '--postgres', DATABASE_URL!, '--schema', cliSchema])).code).toBe(0);
+      const queue = new PostgresDeliveryQueue({ pool, schema: cliSchema, attempts: 1, backoff: 0.05, pollInterval: 0.2 });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+      opened.push(webhooks);
+      let fail = true;
+      const ran = deferred();
+      webhooks.onAny(() => {
+        if (fail) throw new Error('the CRM is down');
+        ran.resolve();
+      });
+      webhooks.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+      const key = deliveryKeyOf(delivery.body);
+      await deliver(webhooks, delivery);
+      const cli = (...args: string[]) => runCli(['deliveries', ...args, '--postgres', DATABASE_URL!, '--schema', cliSchema]);
+      await waitFor(async () => (await cli('list')).stdout.includes(key));
+      expect((await cli('list')).stdout).toMatch(new RegExp(`${key}  failed  dispatch.failed  attempts 1 .*the CRM is down`));
+      const shown = JSON.parse((await cli('show', key, '--json')).stdout) as Record<string, unknown>;
+      expect(shown).toMatchObject({ deliveryKey: key, state: 'failed', attempts: 1, maxAttempts: 1, errors: [expect.stringContaining('the CRM is down')] });
+      fail = false;
+      const retried = await cli('retry', key);
+      expect(retried.stdout).toContain(`retried ${key}`);
+      await ran.promise;
+      expect((await cli('retry', key)).code).toBe(1);
+      expect((await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', 'no_such_schema'])).code).toBe(2);
+    } finally {
+      await dropSchema(pool, cliSchema);
+    }
+  });
+});
