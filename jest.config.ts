@@ -26,6 +26,7 @@ const config: Config = {
     '!src/cli/**',
     '!src/nestjs/{index,mitpo-webhooks.module}.ts',
     ...(process.env.REDIS_URL ? [] : ['!src/bullmq/**']),
+    ...(process.env.DATABASE_URL ? [] : ['!src/postgres/**']),
   ],
   coverageReporters: ['text-summary'],
   coverageThreshold: { global: { statements: 96, branches: 91 } },

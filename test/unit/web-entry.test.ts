@@ -123,4 +123,22 @@ describe('mitpo-webhooks/web on Node', () => {
     expect(response.status).toBe(503);
     expect(await response.json()).toMatchObject({ error: { code: 'shutting_down' } });
   });
+
+  it('keeps order with ordering: true, as on Node: a retried acceptance after the completion is 200 stale and told to onStale', async () => {
+    const stale: string[] = [];
+    const applied: string[] = [];
+    const receiver = new web.MitpoWebhooks({ secret: SECRET, ordering: true })
+      .on(['dispatch.accepted', 'dispatch.completed'], (event) => void applied.push(event.event))
+      .onStale((event) => void stale.push(event.event));
+    const at = Date.now() - 60_000;
+    const event = (name: 'dispatch.accepted' | 'dispatch.completed', ms: number) =>
+      signedDelivery({ event: name, secret: SECRET, timestamp: new Date(at + ms), data: { dispatch_id: 'd1', channel: 'email', status: name } });
+    const completed = event('dispatch.completed', 10_000);
+    expect((await receiver.receive({ rawBody: completed.body, headers: completed.headers })).body).toEqual({ success: true });
+    const accepted = event('dispatch.accepted', 5_000);
+    expect((await receiver.receive({ rawBody: accepted.body, headers: accepted.headers })).body).toEqual({ success: true, stale: true });
+    expect(applied).toEqual(['dispatch.completed']);
+    expect(stale).toEqual(['dispatch.accepted']);
+  });
 });
+
