@@ -362,5 +362,25 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(row?.state).toBe('dead');
     expect(row?.errors).toHaveLength(1);
   });
+
+  it('removes done rows past their retention and dead letters past theirs, and keeps the rest', async () => {
+    const webhooks = receiver({ attempts: 1 });
+    webhooks.onAny((event) => {
+      if (event.event === 'dispatch.failed') throw new Error('down');
+    });
+    const done = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const dead = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const kept = signedDelivery({ event: 'dispatch.accepted', secret: SECRET });
+    for (const delivery of [done, dead, kept]) await deliver(webhooks, delivery);
+    webhooks.startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries where state <> 'waiting'`)).rows[0].count) === 3);
+    await webhooks.close({ timeout: 1 });
+    // As if their time had passed: a new worker cleans up as it starts.
+    await pool.query(`update "${schema}".deliveries set keep_until = now() - interval '1 second' where delivery_key = any($1)`, [[deliveryKeyOf(done.body), deliveryKeyOf(dead.body)]]);
+    const cleaner = receiver();
+    cleaner.startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 1);
+    expect((await rowOf(deliveryKeyOf(kept.body)))?.state).toBe('done');
+  });
 });
 
