@@ -13,9 +13,10 @@ export default tseslint.config(
     },
   },
   {
-    // CommonJS JavaScript (Jest's global setup).
+    // CommonJS JavaScript (Jest's global setup and what it loads), where require() is the import.
     files: ['**/*.js'],
-    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly' } },
+    languageOptions: { sourceType: 'commonjs', globals: { module: 'writable', require: 'readonly', __dirname: 'readonly' } },
+    rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
     // Plain JavaScript run by Node (the build script and the benchmark).

@@ -11,7 +11,7 @@ const config: Config = {
   // repo that name must mean the sources, so tests never run a stale dist/.
   moduleNameMapper: {
     '^mitpo-webhooks$': '<rootDir>/src/index.ts',
-    '^mitpo-webhooks/(testing|redis|bullmq|postgres|fastify|koa|nestjs|api)$': '<rootDir>/src/$1/index.ts',
+    '^mitpo-webhooks/(testing|redis|bullmq|postgres|fastify|koa|nestjs|api|web)$': '<rootDir>/src/$1/index.ts',
   },
   globalSetup: '<rootDir>/test/global-setup.js',
   // The library's own code. The CLI is left out: its tests run the built bin in a
@@ -26,6 +26,7 @@ const config: Config = {
     '!src/cli/**',
     '!src/nestjs/{index,mitpo-webhooks.module}.ts',
     ...(process.env.REDIS_URL ? [] : ['!src/bullmq/**']),
+    ...(process.env.DATABASE_URL ? [] : ['!src/postgres/**']),
   ],
   coverageReporters: ['text-summary'],
   coverageThreshold: { global: { statements: 96, branches: 91 } },

@@ -203,12 +203,14 @@ async function main() {
   process.exit(0);
 }
 
-(process.argv.includes('--queue')
+const mode = process.argv.includes('--queue')
   ? import('./queue.mjs').then((m) => m.runQueueBench())
   : process.argv.includes('--postgres')
     ? import('./postgres.mjs').then((m) => m.runPostgresBench())
-    : main()
-).catch((error) => {
+    : process.argv.includes('--web')
+      ? import('./web.mjs').then((m) => m.runWebBench({ quick }))
+      : main();
+mode.catch((error) => {
   console.error(error);
   process.exit(1);
 });

@@ -21,7 +21,7 @@ export async function createAppTables(pool: Pool, schema = 'public'): Promise<vo
 }
 
 /** Receiver and worker on one database; in production, run startWorker() in processes of its own. */
-export function createWebhooks(pool: Pool, { schema = 'public', queueSchema = 'mitpo_webhooks' } = {}) {
+export function createWebhooks(pool: Pool, { schema = 'public', queueSchema = 'mitpo_webhooks', log = console.log } = {}) {
   const queue = new PostgresDeliveryQueue({ pool, schema: queueSchema, attempts: 5, backoff: 1 });
   const webhooks = new MitpoWebhooks({ secret, queue, ordering: true });
 
@@ -42,7 +42,7 @@ export function createWebhooks(pool: Pool, { schema = 'public', queueSchema = 'm
   });
   webhooks.on('dispatch.failed', (event, ctx) => setStatus(event.data.dispatch_id, 'failed', ctx.deliveryKey, ctx.db!));
   // With ordering, a dispatch.accepted retried after its dispatch.completed was applied is skipped.
-  webhooks.onStale((event, _ctx, { latest }) => console.log(`  skipped stale ${event.event} (a later event of ${latest.timestamp.toISOString()} was applied)`));
+  webhooks.onStale((event, _ctx, { latest }) => log(`  skipped stale ${event.event} (a later event of ${latest.timestamp.toISOString()} was applied)`));
   return { webhooks, queue };
 }
 

@@ -3,6 +3,12 @@
 // second copy of the code, so an app that mixes require() and import still has
 // one MitpoWebhooks class, one WebhookVerificationError (instanceof works) and
 // one set of handlers.
+//
+// The Web runtimes' conditions of `./web` (workerd, worker, browser, deno, bun)
+// name a real ES module instead: the web entry bundled by esbuild with its
+// dependencies (zod) left as imports, so a Worker's bundler can tree-shake zod
+// (through the CommonJS build it would take all of it) and no runtime needs
+// CommonJS support. On Node, `import` and `require` keep to the rule above.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -41,6 +47,23 @@ for (const entry of entries) {
     join(dist, `${entry}.d.mts`),
     `export * from '${base}';\n` + (defaultName ? `export { ${defaultName} as default } from '${base}';\n` : ''),
   );
+}
+const { build } = await import('esbuild');
+for (const [subpath, target] of Object.entries(pkg.exports)) {
+  const edgeFile = typeof target === 'object' ? target.workerd?.default : undefined;
+  if (edgeFile === undefined) continue;
+  await build({
+    entryPoints: [join(root, 'src', subpath.replace(/^\.\//, ''), 'index.ts')],
+    outfile: join(root, edgeFile),
+    bundle: true,
+    format: 'esm',
+    platform: 'neutral',
+    target: 'es2022',
+    external: [...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {})],
+    tsconfig: join(root, 'tsconfig.build.json'),
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
 }
 // tsc does not keep the executable bit the bin needs when run from a checkout.
 for (const bin of Object.values(pkg.bin ?? {})) chmodSync(join(root, bin), 0o755);

@@ -68,6 +68,35 @@ if (!verifySignature('x', sign('x', 'whsec_smoke'), 'whsec_smoke') || typeof Red
 console.log('import ok: one WebhookVerificationError class for import and require');
 "
 
+echo "-- mitpo-webhooks/web (require, import, and the workerd condition as a Worker's bundler resolves it)"
+node -e "
+const { MitpoWebhooks, sign, verifySignature } = require('mitpo-webhooks/web');
+const { signedDelivery } = require('mitpo-webhooks/testing');
+const w = new MitpoWebhooks({ secret: 'whsec_smoke' });
+let raw;
+w.on('dispatch.completed', (event, ctx) => { raw = ctx.rawBody; });
+const d = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_smoke' });
+(async () => {
+  const r = await w.receive({ rawBody: d.body, headers: d.headers });
+  if (r.status !== 200 || !(raw instanceof Uint8Array) || !(await verifySignature('x', await sign('x', 'whsec_smoke'), 'whsec_smoke'))) throw new Error('web require: ' + JSON.stringify(r));
+  console.log('web require ok:', r.status, JSON.stringify(r.body));
+})();
+"
+node --input-type=module -e "
+import { MitpoWebhooks } from 'mitpo-webhooks/web';
+if (typeof MitpoWebhooks !== 'function') throw new Error('web import');
+console.log('web import ok');
+"
+node -e "
+const path = require('node:path');
+const pkg = require('mitpo-webhooks/package.json');
+const file = path.join('node_modules/mitpo-webhooks', pkg.exports['./web'].workerd.default);
+const code = require('node:fs').readFileSync(file, 'utf8');
+const imports = [...code.matchAll(/^import .* from \"([^\"]+)\";\$/gm)].map((m) => m[1]);
+if (JSON.stringify(imports) !== '[\"zod\"]') throw new Error('the workerd bundle imports ' + JSON.stringify(imports));
+console.log('web workerd condition ok: ' + pkg.exports['./web'].workerd.default + ' imports only zod');
+"
+
 echo "-- bin"
 npx --no-install mitpo-webhooks --help | head -n 1
 echo '{"event":"connection.active","timestamp":"2026-03-22T10:30:00Z","data":{}}' | MITPO_WEBHOOK_SECRET=whsec_smoke npx --no-install mitpo-webhooks sign
@@ -78,9 +107,14 @@ import { MitpoWebhooks, type MitpoEventOf } from 'mitpo-webhooks';
 import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
+import { MitpoWebhooks as WebMitpoWebhooks } from 'mitpo-webhooks/web';
 import { PostgresDeliveryQueue } from 'mitpo-webhooks/postgres';
 import { Pool } from 'pg';
 
+export const onTheEdge = new WebMitpoWebhooks({ secret: 'whsec_smoke' }).on('dispatch.completed', (_event, ctx) => {
+  const bytes: Uint8Array = ctx.rawBody;
+  return bytes.byteLength;
+});
 const webhooks = new MitpoWebhooks({ secret: 'whsec_smoke' });
 export const exactlyOnce = () => {
   const inbox = new MitpoWebhooks({ secret: 'whsec_smoke', ordering: true, queue: new PostgresDeliveryQueue({ pool: new Pool() }) });

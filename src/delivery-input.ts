@@ -1,12 +1,12 @@
 import { bodyAlreadyParsed, payloadTooLarge } from './body/body-errors';
-import { rawBytesOf } from './body/raw-bytes';
+import { bodyBytesOf } from './body/body-bytes';
 import { toDeliveryHeaders, type WebhookHeaders } from './headers/delivery-headers';
 import type { DeliveryRequest } from './pipeline/verified';
 
 /** A delivery as `verify()` and `receive()` take it. */
 export interface DeliveryInput {
-  /** The body exactly as received: bytes, or a string taken as UTF-8. */
-  rawBody: Buffer | Uint8Array | string;
+  /** The body exactly as received: bytes (a `Buffer` is a `Uint8Array`), or a string taken as UTF-8. */
+  rawBody: Uint8Array | string;
   /** The request headers; names are matched without regard to case. */
   headers: WebhookHeaders;
 }
@@ -17,7 +17,7 @@ export function requestFromInput(input: DeliveryInput | undefined): DeliveryRequ
     method: undefined,
     headers: toDeliveryHeaders(input?.headers),
     readBody({ limit }) {
-      const bytes = rawBytesOf(input?.rawBody);
+      const bytes = bodyBytesOf(input?.rawBody);
       if (bytes === undefined) return Promise.reject(bodyAlreadyParsed('receive'));
       if (bytes.byteLength > limit) return Promise.reject(payloadTooLarge(limit));
       return Promise.resolve(bytes);

@@ -1,19 +1,12 @@
-import { createFetchHandler, type FetchHandler } from './adapters/fetch-handler';
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
-import type { MitpoEvent, MitpoEventName } from './events/schemas';
 import { readSeconds } from './duration-option';
-import { resolveOptions, type MitpoWebhooksOptions, type ResolvedOptions } from './options';
-import type { DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
-import type { WebhookResponse } from './answers';
-import { requestFromInput, type DeliveryInput } from './delivery-input';
+import type { MitpoWebhooksOptions } from './options';
+import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import { nodePlatform } from './platform/node-platform';
-import { DeliveryPipeline } from './pipeline/delivery-pipeline';
+import type { DeliveryPipeline } from './pipeline/delivery-pipeline';
+import { pipelineOf } from './pipeline/pipeline-of';
 import type { DeadLetterHandler } from './pipeline/queued-runs';
-import type { StaleHandler } from './ordering/stale-events';
-import type { FailureHandler } from './pipeline/failure-report';
-import { keepPipeline } from './pipeline/pipeline-of';
-import { EventRouter } from './router/event-router';
-import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './router/types';
+import { WebhooksCore } from './receiver/webhooks-core';
 
 /**
  * Receives MITPO webhooks: verifies the signature and freshness, parses the
@@ -24,11 +17,12 @@ import type { AnyEventHandler, EventHandler, HandlerErrorHandler } from './route
  * webhooks.on('dispatch.completed', async (event) => markDone(event.data.dispatch_id));
  * app.post('/webhooks/mitpo', webhooks.middleware());
  */
-export class MitpoWebhooks {
-  private readonly router = new EventRouter();
-  private readonly options: ResolvedOptions;
-  private readonly pipeline: DeliveryPipeline;
+export class MitpoWebhooks extends WebhooksCore<Buffer> {
   private readonly workers = new Set<DeliveryWorker>();
+  /** The core's pipeline, for what only Node has: the middleware, the workers, the queue's shutdown. */
+  private readonly nodePipeline: DeliveryPipeline;
+  /** The `queue` option, as validated by the core. */
+  private readonly queue: DeliveryQueue | undefined;
 
   /**
    * @param options - `secret` is required; see {@link MitpoWebhooksOptions} for the rest and their defaults
@@ -37,45 +31,9 @@ export class MitpoWebhooks {
    *   an unknown `replay` value or an unknown option
    */
   constructor(options: MitpoWebhooksOptions) {
-    this.options = resolveOptions(options, nodePlatform);
-    this.pipeline = new DeliveryPipeline(this.options, this.router, nodePlatform);
-    keepPipeline(this, this.pipeline);
-  }
-
-  /**
-   * Runs `handler` for every verified event of the given type(s), its `event`
-   * narrowed to that type. Sync or async; the answer waits for it, and a throw
-   * or rejection answers 500 `handler_failed` so MITPO retries.
-   *
-   * @throws TypeError on an event name this version does not know (use `onAny` for those)
-   */
-  on<N extends MitpoEventName>(name: N | readonly N[], handler: EventHandler<N>): this {
-    this.router.on(name, handler);
-    return this;
-  }
-
-  /** Runs `handler` for every verified event, including types this version does not know. */
-  onAny(handler: AnyEventHandler): this {
-    this.router.onAny(handler);
-    return this;
-  }
-
-  /** Told when a handler throws or rejects. It cannot change the answer (still 500). */
-  onError(handler: HandlerErrorHandler): this {
-    this.router.onError(handler);
-    return this;
-  }
-
-  /**
-   * Told once for every delivery answered with a non-2xx, with the error (its
-   * `code` and `status` those of the answer) and the request's headers: for logs
-   * and metrics. For an authentic delivery (valid signature) the context also
-   * carries `authenticated: true`, the `rawBody`, and for `invalid_payload` the
-   * schema's `issues`. It cannot change the answer.
-   */
-  onFailure(handler: FailureHandler): this {
-    this.pipeline.failures.add(handler);
-    return this;
+    super(options, nodePlatform);
+    this.nodePipeline = pipelineOf(this, 'MitpoWebhooks');
+    this.queue = options.queue;
   }
 
   /**
@@ -85,19 +43,10 @@ export class MitpoWebhooks {
    * delivery is kept, and can be retried with `mitpo-webhooks deliveries retry`.
    */
   onDeadLetter(handler: DeadLetterHandler): this {
-    this.pipeline.deadLetters.add(handler);
+    this.nodePipeline.deadLetters.add(handler);
     return this;
   }
 
-  /**
-   * With `ordering`: told of each stale event, skipped (its handlers did not run,
-   * the answer was 200 `stale`) because a later event of its resource was
-   * already applied; `latest` is that event's position. It cannot change the answer.
-   */
-  onStale(handler: StaleHandler): this {
-    this.pipeline.stale.listeners.add(handler);
-    return this;
-  }
 
   /**
    * With `queue`: starts a worker that runs the registered handlers for queued
@@ -112,12 +61,12 @@ export class MitpoWebhooks {
    * const worker = webhooks.startWorker({ concurrency: 10 });
    */
   startWorker(options: WorkerOptions = {}): DeliveryWorker {
-    const queue = this.options.queue;
+    const queue = this.queue;
     if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
-    if (this.pipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
+    if (this.nodePipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
     const { trace = 'link', ...queueOptions } = options;
     if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
-    const worker = queue.startWorker((run) => this.pipeline.processQueued(run, trace), queueOptions);
+    const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions);
     this.workers.add(worker);
     return {
       close: async (timeoutSeconds: number) => {
@@ -138,23 +87,17 @@ export class MitpoWebhooks {
    *
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
-  close(options: { timeout?: number } = {}): Promise<void> {
+  override close(options: { timeout?: number } = {}): Promise<void> {
     const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
     // Workers stop taking jobs at once, not after the deliveries being received:
     // only handlers already running are awaited.
-    const workersClosed = this.pipeline.shutdown.closing
+    const workersClosed = this.nodePipeline.shutdown.closing
       ? Promise.resolve()
       : Promise.all([...this.workers].map((worker) => worker.close(timeout))).then(() => this.workers.clear());
-    return this.pipeline.shutdown.close(timeout, async () => {
+    return this.nodePipeline.shutdown.close(timeout, async () => {
       await workersClosed;
-      await this.options.queue?.close();
+      await this.queue?.close();
     });
-  }
-
-  /** Removes a handler added with `on` (or with `onAny`, by passing `'*'`). */
-  removeListener<N extends MitpoEventName>(name: N | readonly N[] | '*', handler: EventHandler<N> | AnyEventHandler): this {
-    this.router.removeListener(name, handler);
-    return this;
   }
 
   /**
@@ -169,40 +112,6 @@ export class MitpoWebhooks {
    * app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
    */
   middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
-    return createConnectMiddleware(this.pipeline, options);
-  }
-
-  /**
-   * A handler for Fetch API runtimes (Next.js route handlers, Hono, Bun, Deno):
-   * the same checks, codes, statuses and envelope as the middleware. It does not
-   * filter by path; any method but POST answers 405 with `Allow: POST`.
-   *
-   * @example
-   * export const POST = webhooks.fetchHandler(); // app/api/webhooks/mitpo/route.ts
-   */
-  fetchHandler(): FetchHandler {
-    return createFetchHandler(this.pipeline);
-  }
-
-  /**
-   * Every check except replay; runs no handler and leaves the replay store untouched.
-   *
-   * @returns the verified event
-   * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)
-   */
-  verify(input: DeliveryInput): Promise<MitpoEvent> {
-    return this.pipeline.verify(requestFromInput(input));
-  }
-
-  /**
-   * Verifies, checks for replay and runs the handlers: what the middleware does,
-   * for any framework. Never rejects for bad input. A `rawBody` that is missing or
-   * not bytes (the framework parsed the body) answers 500 `body_already_parsed`.
-   *
-   * @returns the status and the JSON body to answer with
-   */
-  async receive(input: DeliveryInput): Promise<WebhookResponse> {
-    const { status, body } = await this.pipeline.process(requestFromInput(input));
-    return { status, body };
+    return createConnectMiddleware(this.nodePipeline, options);
   }
 }

@@ -16,11 +16,11 @@ export interface WebhookLogger {
   error(record: object, message: string): void;
 }
 
-/** Computes the replay key of a verified delivery; see {@link MitpoWebhooksOptions.deliveryKey}. */
-export type DeliveryKeyFunction = (event: MitpoEvent | UnknownMitpoEvent, rawBody: Buffer) => string;
+/** Computes the replay key of a verified delivery; see {@link MitpoWebhooksOptions.deliveryKey}. `Bytes` as in `DeliveryContext`. */
+export type DeliveryKeyFunction<Bytes extends Uint8Array = Buffer> = (event: MitpoEvent | UnknownMitpoEvent, rawBody: Bytes) => string;
 
-/** Options of `new MitpoWebhooks()`. Every duration is in seconds (fractions allowed). */
-export interface MitpoWebhooksOptions {
+/** Options of `new MitpoWebhooks()`. Every duration is in seconds (fractions allowed); `Bytes` as in `DeliveryContext`. */
+export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Buffer> {
   /** The signing secret as issued (`whsec_...`), several during a rotation, or a function returning them (a secrets manager). */
   secret: SecretOption;
   /** Seconds `X-MITPO-Timestamp` may differ from this server's clock, past or future. Default 300. */
@@ -70,7 +70,7 @@ export interface MitpoWebhooksOptions {
    * differ byte-wise (e.g. `(event) => event.data.dispatch_id + event.event`).
    * Default: the hex SHA-256 of the raw body.
    */
-  deliveryKey?: DeliveryKeyFunction;
+  deliveryKey?: DeliveryKeyFunction<Bytes>;
   /** Structured records for refused and failed deliveries (pino, or `console`). Default: silent. */
   logger?: WebhookLogger;
   /** The clock in milliseconds since the epoch, for tests. Default `Date.now`. */

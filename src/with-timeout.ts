@@ -5,13 +5,14 @@
  * `work` is handled here, so it never becomes an unhandled rejection.
  */
 export async function withTimeout<T>(work: Promise<T>, ms: number, timeoutError: () => Error, onTimeout?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
       onTimeout?.();
       reject(timeoutError());
     }, ms);
-    timer.unref();
+    // Timers are objects with unref() on Node (and Bun, Deno), numbers in workerd.
+    (timer as { unref?: () => void }).unref?.();
   });
   work.catch(() => undefined);
   try {

@@ -12,13 +12,13 @@ import { bodyAlreadyParsed, bodyReadFailed, bodyTimedOut, payloadTooLarge, type 
  *
  * @throws WebhookVerificationError `payload_too_large`, `body_already_parsed`, `body_read_failed` or `body_timeout`
  */
-export async function readFetchBody(request: Request, options: BodyReadOptions): Promise<Buffer> {
+export async function readFetchBody(request: Request, options: BodyReadOptions): Promise<Uint8Array> {
   const { limit, contentLength } = options;
   // The contract's order: a declared size past the limit (413) before a consumed body (500).
   if (contentLength !== undefined && contentLength > limit) throw payloadTooLarge(limit);
   if (request.bodyUsed || request.body?.locked === true) throw bodyAlreadyParsed('fetch');
   const reader = request.body?.getReader();
-  const chunks: Buffer[] = [];
+  const chunks: Uint8Array[] = [];
   let size = 0;
   if (reader !== undefined) {
     try {
@@ -29,7 +29,7 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
             if (!(chunk instanceof Uint8Array)) throw bodyReadFailed('The request body stream yielded something other than bytes');
             size += chunk.byteLength;
             if (size > limit) throw payloadTooLarge(limit);
-            chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+            chunks.push(chunk);
           }
         })(),
         options.timeoutSeconds * 1000,
@@ -43,5 +43,17 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
     }
   }
   if (contentLength !== undefined && size !== contentLength) throw bodyReadFailed('The body length did not match Content-Length');
-  return Buffer.concat(chunks, size);
+  return joined(chunks, size);
+}
+
+/** The chunks as one run of bytes; a body that came in one chunk is not copied. */
+function joined(chunks: readonly Uint8Array[], size: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!;
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
 }

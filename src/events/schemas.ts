@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 
 /**
  * MITPO may add fields to any object at any time, and a receiver must keep

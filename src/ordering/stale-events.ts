@@ -5,7 +5,11 @@ import type { DeliveryContext } from '../router/types';
 import { positionOf, type EventPosition } from './event-order';
 
 /** Told of a stale event, skipped because `latest`, a later event of its resource, was already applied. */
-export type StaleHandler = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, stale: { latest: EventPosition }) => unknown;
+export type StaleHandler<Bytes extends Uint8Array = Buffer> = (
+  event: MitpoEvent | UnknownMitpoEvent,
+  ctx: DeliveryContext<Bytes>,
+  stale: { latest: EventPosition },
+) => unknown;
 
 /**
  * A stale event is not a failure: its handlers do not run, the answer is 200

@@ -35,7 +35,7 @@ export class DeliveryPipeline {
   constructor(options: ResolvedOptions, router: EventRouter, platform: Platform) {
     this.checks = { options, platform };
     const queue = options.queue;
-    this.telemetry = new Telemetry(queue?.depth === undefined ? undefined : () => queue.depth!());
+    this.telemetry = new Telemetry(platform.openTelemetry(), queue?.depth === undefined ? undefined : () => queue.depth!());
     this.failures = new FailureReport(options.logger, options.now);
     this.stale = new StaleEvents(this.failures);
     this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform, this.stale);

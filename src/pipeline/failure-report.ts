@@ -5,20 +5,20 @@ import type { WebhookLogger } from '../options';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import { sanitizeText } from '../text/sanitize-text';
 
-/** What `onFailure` is told besides the error. */
-export interface FailureContext {
+/** What `onFailure` is told besides the error; `Bytes` as in `DeliveryContext`. */
+export interface FailureContext<Bytes extends Uint8Array = Buffer> {
   /** The request's headers: a plain object, names in lower case. */
   headers: DeliveryHeaders;
   /** True when the signature was valid: the delivery really came from MITPO. */
   authenticated?: true;
   /** The body exactly as received; only for an authentic delivery, never a forged one. */
-  rawBody?: Buffer;
+  rawBody?: Bytes;
   /** For an authentic `invalid_payload`: what the event schema refused, so a real MITPO event is never lost without a trace. */
   issues?: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string; readonly code?: string }>;
 }
 
 /** Told once for every delivery answered with a non-2xx; it cannot change the answer. */
-export type FailureHandler = (error: WebhookVerificationError, context: FailureContext) => unknown;
+export type FailureHandler<Bytes extends Uint8Array = Buffer> = (error: WebhookVerificationError, context: FailureContext<Bytes>) => unknown;
 
 /** What the pipeline learns about a delivery as it passes each check, for `onFailure` and the logger. */
 export interface DeliveryTrace {

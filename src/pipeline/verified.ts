@@ -75,11 +75,13 @@ export async function verified(
   const signatureHex = readSignatureHeader(headers['x-mitpo-signature']);
   if (checkPoint === 'arrival') checkSentAt(headers['x-mitpo-timestamp'], options.now(), options.toleranceSeconds);
 
-  const rawBody = await request.readBody({
-    limit: options.limit,
-    timeoutSeconds: options.bodyTimeoutSeconds,
-    contentLength: declaredContentLength(headers),
-  });
+  const rawBody = platform.bytes(
+    await request.readBody({
+      limit: options.limit,
+      timeoutSeconds: options.bodyTimeoutSeconds,
+      contentLength: declaredContentLength(headers),
+    }),
+  );
 
   const keys = options.secrets.fixed ?? (await options.secrets.resolve());
   if (!(await platform.signatureMatches(keys, rawBody, signatureHex))) {

@@ -1,6 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { isUtf8 } from 'node:buffer';
 import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { loadOtelApi } from '../telemetry/otel-api';
 import type { Platform } from './platform';
 
 /**
@@ -33,6 +34,12 @@ export const nodePlatform: Platform<KeyObject> = {
   detached(start) {
     return OUTSIDE_ANY_REQUEST.runInAsyncScope(start);
   },
+
+  bytes(view) {
+    return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+  },
+
+  openTelemetry: loadOtelApi,
 };
 
 /** The async context this module was loaded in: the app's start-up, not a request. */

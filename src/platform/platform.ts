@@ -23,4 +23,12 @@ export interface Platform<Key = unknown> {
    * the request that happened to start it. Where the runtime has no such context, `start()`.
    */
   detached<T>(start: () => T): T;
+  /**
+   * The body bytes as this runtime's handlers receive them (`ctx.rawBody`):
+   * Node's `Buffer` on Node, a plain `Uint8Array` where there is no `Buffer`.
+   * Never copies.
+   */
+  bytes(view: Uint8Array): Uint8Array;
+  /** The `@opentelemetry/api` module where the runtime can load it; undefined records nothing. */
+  openTelemetry(): unknown;
 }

@@ -24,8 +24,12 @@ export interface Claim<Owner = unknown> {
  * none, rather than a timer per delivery.
  */
 export class Claims<Owner> {
-  /** Tokens need only be unique, not secret: a random prefix per receiver, then a counter. */
-  private readonly tokenPrefix = globalThis.crypto.randomUUID();
+  /**
+   * Tokens need only be unique, not secret: a random prefix per receiver, then a
+   * counter. The prefix is drawn at the first claim, not at construction: a
+   * Worker makes its receiver in global scope, where workerd allows no random values.
+   */
+  private tokenPrefix: string | undefined;
   private taken = 0;
   private readonly live = new Set<Claim<Owner>>();
   private renewal: ReturnType<typeof setInterval> | undefined;
@@ -45,7 +49,7 @@ export class Claims<Owner> {
    * @throws whatever the store throws (the receiver answers 503)
    */
   async take(key: string, owner: Owner, order?: EventOrder): Promise<Claim<Owner> | Exclude<OrderedClaimResult, 'claimed'>> {
-    const token = `${this.tokenPrefix}.${(this.taken += 1)}`;
+    const token = `${(this.tokenPrefix ??= globalThis.crypto.randomUUID())}.${(this.taken += 1)}`;
     const result: unknown =
       order === undefined ? await this.store.claim(key, this.inFlightTtlMs, token) : await this.store.claimInOrder!(key, order, this.inFlightTtlMs, token);
     if (result === 'in_flight' || result === 'done' || (order !== undefined && result === 'resource_in_flight')) return result;

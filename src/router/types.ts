@@ -1,12 +1,15 @@
 import type { MitpoEvent, MitpoEventName, MitpoEventOf, UnknownMitpoEvent } from '../events/schemas';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 
-/** What a handler learns about the delivery besides the event. */
-export interface DeliveryContext {
+/**
+ * What a handler learns about the delivery besides the event. `Bytes` is the
+ * runtime's type of bytes: `Buffer` on Node, `Uint8Array` from `mitpo-webhooks/web`.
+ */
+export interface DeliveryContext<Bytes extends Uint8Array = Buffer> {
   /** The request's headers: a plain object, names in lower case, under every adapter. */
   headers: DeliveryHeaders;
   /** The body exactly as received. */
-  rawBody: Buffer;
+  rawBody: Bytes;
   /** The replay key (by default the hex SHA-256 of the raw body): a ready-made idempotency key for the app's own records. */
   deliveryKey: string;
   /** When the delivery arrived at the receiver. */
@@ -31,17 +34,17 @@ export interface DatabaseClient {
 }
 
 /** A handler for the named event(s); may be sync or async. The answer waits for it. */
-export type EventHandler<N extends MitpoEventName = MitpoEventName> = (
+export type EventHandler<N extends MitpoEventName = MitpoEventName, Bytes extends Uint8Array = Buffer> = (
   event: MitpoEventOf<N>,
-  ctx: DeliveryContext,
+  ctx: DeliveryContext<Bytes>,
 ) => unknown;
 
 /** A handler for every verified event, including types this version does not know. */
-export type AnyEventHandler = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext) => unknown;
+export type AnyEventHandler<Bytes extends Uint8Array = Buffer> = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext<Bytes>) => unknown;
 
 /** Told when a handler throws or rejects; `error` is always an `Error` (a thrown non-Error is wrapped, kept as `cause`). */
-export type HandlerErrorHandler = (
+export type HandlerErrorHandler<Bytes extends Uint8Array = Buffer> = (
   error: Error,
   event: MitpoEvent | UnknownMitpoEvent,
-  ctx: DeliveryContext,
+  ctx: DeliveryContext<Bytes>,
 ) => unknown;

@@ -33,8 +33,9 @@ export interface RunStart {
 
 /**
  * OpenTelemetry, through `@opentelemetry/api`'s global providers, when the
- * package is installed: loaded here (not when `mitpo-webhooks` is imported),
- * and a no-op when it is absent. Whether an SDK is registered is checked per
+ * package is installed: loaded when a receiver is built, through the platform's
+ * `openTelemetry()` (not when `mitpo-webhooks` is imported), and a no-op when it
+ * is absent. Whether an SDK is registered is checked per
  * delivery with two identity comparisons, so nothing is recorded (and nothing
  * measurable spent) without one, and an SDK registered after the receiver was
  * built is still picked up: the metrics API does not proxy like the tracing API
@@ -46,9 +47,12 @@ export class Telemetry {
   private meterProvider: unknown;
   private instruments: Instruments | undefined;
 
-  /** @param depth - read for the queue depth gauge when a metric reader collects, with a queue */
-  constructor(private readonly depth?: () => Promise<Partial<Record<string, number>>>) {
-    this.api = loadOtelApi();
+  /**
+   * @param api - the runtime's `@opentelemetry/api` module, or undefined where there is none (the platform's `openTelemetry()`)
+   * @param depth - read for the queue depth gauge when a metric reader collects, with a queue
+   */
+  constructor(api: unknown, private readonly depth?: () => Promise<Partial<Record<string, number>>>) {
+    this.api = api as OtelApi | undefined;
     // The proxy's delegate before any SDK is registered: the API's own no-op.
     this.noopTracerProvider = this.api === undefined ? undefined : new this.api.ProxyTracerProvider().getDelegate();
   }
@@ -197,14 +201,4 @@ function spanContextOf(api: OtelApi, traceparent: string) {
 
 function safe(event: string): string {
   return sanitizeText(event, 64);
-}
-
-function loadOtelApi(): OtelApi | undefined {
-  try {
-    // An optional peer dependency: picked up when installed, never required.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, as an optional peer
-    return require('@opentelemetry/api') as OtelApi;
-  } catch {
-    return undefined;
-  }
 }

@@ -3,7 +3,6 @@ import { parseAnyEvent } from '../events/parse-event';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import type { EventOrder } from '../ordering/event-order';
 import {
-  DeferredDelivery,
   FinalDeliveryFailure,
   TamperedDelivery,
   type DeliveryQueue,
@@ -69,9 +68,8 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   private readonly backoffMs: number;
   private readonly jobs = new Map<string, Job>();
   private processor: QueuedDeliveryProcessor | undefined;
-  /** `ordering`: each resource's applied position, and the resources whose turn a run holds. */
+  /** `ordering`: each resource's applied position. Runs go one at a time, so a resource is never busy. */
   private readonly applied = new Map<string, number>();
-  private readonly held = new Set<string>();
   readonly keepsOrder = true;
 
   /** @throws TypeError on an invalid option */
@@ -157,8 +155,6 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     const takeTurn: TakeTurn = (order) => {
       const applied = this.applied.get(order.resource);
       if (applied !== undefined && applied > order.position) return Promise.resolve({ stale: applied });
-      if (this.held.has(order.resource)) return Promise.resolve('busy');
-      this.held.add(order.resource);
       turn = order;
       return Promise.resolve('taken');
     };
@@ -169,13 +165,6 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       if (turn !== undefined && !((this.applied.get(turn.resource) ?? -Infinity) > turn.position)) this.applied.set(turn.resource, turn.position);
     } catch (error) {
       job.error = error instanceof Error ? error : new Error(String(error));
-      if (error instanceof DeferredDelivery) {
-        // Not an attempt: it waits for its resource's other event.
-        job.attempts -= 1;
-        job.state = 'delayed';
-        job.dueAt = Date.now() + DEFER_MS;
-        return;
-      }
       if (error instanceof TamperedDelivery) {
         this.jobs.delete(job.delivery.deliveryKey);
         return;
@@ -186,14 +175,9 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
         job.state = 'delayed';
         job.dueAt = Date.now() + this.backoffMs * 2 ** (attempt - 1);
       }
-    } finally {
-      if (turn !== undefined) this.held.delete(turn.resource);
     }
   }
 }
-
-/** How long a run waits for its resource's other event to settle. */
-const DEFER_MS = 10;
 
 function readEvent(rawBody: Uint8Array): MitpoEvent | UnknownMitpoEvent | undefined {
   try {

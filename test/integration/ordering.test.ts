@@ -138,6 +138,36 @@ describe('ordering, inline on MemoryReplayStore', () => {
   });
 });
 
+/** What every store that keeps order must do, called directly. */
+async function storeKeepsOrder(store: ReplayStore, prefix: string) {
+  const order = { resource: `${prefix}dispatch:d1`, position: 100 };
+  expect(await store.claimInOrder!(`${prefix}k1`, order, 60_000, 't1')).toBe('claimed');
+  expect(await store.renewInOrder!(`${prefix}k1`, order, 60_000, 't1')).toBe(true);
+  expect(await store.renewInOrder!(`${prefix}k1`, order, 60_000, 'someone-else')).toBe(false);
+  expect(await store.claimInOrder!(`${prefix}k2`, { ...order, position: 101 }, 60_000, 't2')).toBe('resource_in_flight');
+  await store.releaseInOrder!(`${prefix}k1`, order, 't1');
+  expect(await store.claimInOrder!(`${prefix}k2`, { ...order, position: 101 }, 60_000, 't2')).toBe('claimed');
+  await store.completeInOrder!(`${prefix}k2`, { ...order, position: 101 }, 60_000, 60_000, 't2');
+  expect(await store.claimInOrder!(`${prefix}k2`, { ...order, position: 101 }, 60_000, 't3')).toBe('done');
+  expect(await store.claimInOrder!(`${prefix}k1`, order, 60_000, 't4')).toEqual({ stale: 101 });
+  expect(await store.claimInOrder!(`${prefix}k3`, { ...order, position: 101 }, 60_000, 't5')).toBe('claimed');
+}
+
+describe('the ordering methods of MemoryReplayStore', () => {
+  it('claim, renew, release and complete a resource with its key', () => storeKeepsOrder(new MemoryReplayStore(), ''));
+
+  it('forgets an applied position after its retention', async () => {
+    let clock = 0;
+    const store = new MemoryReplayStore({ now: () => clock });
+    const order = { resource: 'dispatch:d1', position: 100 };
+    expect(await store.claimInOrder('k1', order, 1000, 't1')).toBe('claimed');
+    await store.completeInOrder('k1', order, 5000, 5000, 't1');
+    expect(await store.claimInOrder('k0', { ...order, position: 50 }, 1000, 't2')).toEqual({ stale: 100 });
+    clock = 6000;
+    expect(await store.claimInOrder('k0', { ...order, position: 50 }, 1000, 't2')).toBe('claimed');
+  });
+});
+
 describe('ordering, in MemoryDeliveryQueue workers', () => {
   it('skips a stale event in the worker: no handler, onStale told, the job done', async () => {
     const queue = new MemoryDeliveryQueue({ backoff: 0.01 });
@@ -171,6 +201,12 @@ describeRedis('ordering across two instances on one Redis (RedisReplayStore)', (
     clients.push(client);
     return statusKeeper({ replay: new RedisReplayStore(client.client, { prefix }) });
   }
+
+  it('claims, renews, releases and completes a resource with its key, in one script each', async () => {
+    const client = await CLIENT_FACTORIES.ioredis(REDIS_URL!);
+    clients.push(client);
+    await storeKeepsOrder(new RedisReplayStore(client.client, { prefix }), '');
+  });
 
   it('never applies on one instance an event older than one the other applied', async () => {
     const a = await instance();

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { Pool } from 'pg';
-import { MitpoWebhooks, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
+import { MitpoWebhooks, sign, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
 import { PostgresDeliveryQueue, type PostgresDeliveryQueueOptions } from '../../src/postgres';
 import { signedDelivery } from '../../src/testing';
 import { deliver } from '../helpers/deliver';
@@ -13,6 +13,25 @@ import { nextMessage } from '../helpers/worker-process';
 import { runCli } from '../helpers/run-cli';
 
 const describePostgres = describeWithPostgres('the Postgres queue tests');
+
+describe('PostgresDeliveryQueue options (no database needed)', () => {
+  const pool = { query: () => Promise.resolve(), connect: () => Promise.resolve() } as unknown as Pool;
+  it.each([
+    [{}, /pool is required/],
+    [{ pool, schema: 'Bad-Name' }, /schema must be lower-case/],
+    [{ pool, schema: 'x"; drop table users; --' }, /schema must be lower-case/],
+    [{ pool, attempts: 0 }, /attempts must be a whole number from 1 to 100/],
+    [{ pool, maxPendingBytes: 1.5 }, /maxPendingBytes must be a whole number/],
+    [{ pool, backoff: 90_000 }, /backoff/],
+    [{ pool, pollInterval: 0 }, /pollInterval/],
+  ])('refuses %p with a TypeError', (options, message) => {
+    expect(() => new PostgresDeliveryQueue(options as PostgresDeliveryQueueOptions)).toThrow(message);
+  });
+
+  it('is a TypeError to start a worker with a concurrency below 1', () => {
+    expect(() => new PostgresDeliveryQueue({ pool }).startWorker(() => Promise.resolve(), { concurrency: 0 })).toThrow(/concurrency/);
+  });
+});
 
 describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   let pool: Pool;
@@ -285,4 +304,83 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       await dropSchema(pool, cliSchema);
     }
   });
+
+  it('reports its depth by state, for the queue.depth gauge', async () => {
+    const webhooks = receiver({ attempts: 1 });
+    webhooks.onAny(() => {
+      throw new Error('down');
+    });
+    await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+    const queue = new PostgresDeliveryQueue({ pool, schema });
+    expect(await queue.depth()).toEqual({ waiting: 1, delayed: 0, failed: 0 });
+    webhooks.startWorker();
+    await waitFor(async () => (await queue.depth()).failed === 1);
+    expect(await queue.depth()).toEqual({ waiting: 0, delayed: 0, failed: 1 });
+  });
+
+  it('inserts copies arriving together once, and caps the bytes waiting for Postgres (503 past maxPendingBytes)', async () => {
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answers = await Promise.all([1, 2, 3].map(() => deliver(webhooks, delivery)));
+    expect(answers.map((answer) => answer.body).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual([
+      { success: true, duplicate: true },
+      { success: true, duplicate: true },
+      { success: true, queued: true },
+    ]);
+    const tiny = receiver({ maxPendingBytes: 10 });
+    const refused = await deliver(tiny, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ error: { code: 'queue_unavailable' } });
+  });
+
+  it('answers duplicate to a second delivery with other bytes under a deliveryKey of your own, and warns of the collision', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    const webhooks = receiver(
+      {},
+      {
+        deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`,
+        logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
+      },
+    );
+    const data = (status: string) => ({ dispatch_id: 'same', channel: 'email', status });
+    const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed') });
+    expect((await deliver(webhooks, first)).body).toEqual({ success: true, queued: true });
+    expect((await deliver(webhooks, first)).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([]);
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('other') }))).body).toEqual({ success: true, duplicate: true });
+    expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
+  });
+
+  it('keeps an authentic delivery its schema refuses as a dead letter at once, with the refusal', async () => {
+    const webhooks = receiver();
+    const body = JSON.stringify({ event: 'dispatch.completed', timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), data: { dispatch_id: 42 } });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const headers = { ...delivery.headers, 'X-MITPO-Signature': sign(body, SECRET) };
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(400);
+    const row = await rowOf(deliveryKeyOf(body));
+    expect(row?.state).toBe('dead');
+    expect(row?.errors).toHaveLength(1);
+  });
+
+  it('removes done rows past their retention and dead letters past theirs, and keeps the rest', async () => {
+    const webhooks = receiver({ attempts: 1 });
+    webhooks.onAny((event) => {
+      if (event.event === 'dispatch.failed') throw new Error('down');
+    });
+    const done = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const dead = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const kept = signedDelivery({ event: 'dispatch.accepted', secret: SECRET });
+    for (const delivery of [done, dead, kept]) await deliver(webhooks, delivery);
+    webhooks.startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries where state <> 'waiting'`)).rows[0].count) === 3);
+    await webhooks.close({ timeout: 1 });
+    // As if their time had passed: a new worker cleans up as it starts.
+    await pool.query(`update "${schema}".deliveries set keep_until = now() - interval '1 second' where delivery_key = any($1)`, [[deliveryKeyOf(done.body), deliveryKeyOf(dead.body)]]);
+    const cleaner = receiver();
+    cleaner.startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 1);
+    expect((await rowOf(deliveryKeyOf(kept.body)))?.state).toBe('done');
+  });
 });
+

@@ -41,6 +41,10 @@ declare global {
   function report(error: Error): void;
   function markLive(dispatchId: string): Promise<void>;
   function canonicalJson(value: unknown): string;
+  // The Web runtimes' globals the recipes of docs/web-runtimes.md use.
+  const Deno: { env: { get(name: string): string | undefined }; serve(options: { port: number }, handler: (request: Request) => Response | Promise<Response>): unknown };
+  const Bun: { env: Record<string, string | undefined>; serve(options: { port: number; routes: Record<string, (request: Request) => Promise<Response>> }): unknown };
+  const Netlify: { env: { get(name: string): string | undefined } };
 }
 export {};
 `;
@@ -89,6 +93,7 @@ describe("the TypeScript of the README and of docs/", () => {
           'mitpo-webhooks/fastify': [path.join(ROOT, 'src/fastify/index.ts')],
           'mitpo-webhooks/koa': [path.join(ROOT, 'src/koa/index.ts')],
           'mitpo-webhooks/nestjs': [path.join(ROOT, 'src/nestjs/index.ts')],
+          'mitpo-webhooks/web': [path.join(ROOT, 'src/web/index.ts')],
         },
         // NestJS's decorators are TypeScript's legacy ones, as every Nest app compiles them.
         experimentalDecorators: true,

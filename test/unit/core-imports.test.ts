@@ -7,7 +7,7 @@ import { builtinModules } from 'node:module';
 // import: what is Node's comes in from the Node entries (platform/node-platform,
 // the adapters), so a WebCrypto entry can reuse the same core.
 const SRC = path.join(__dirname, '../../src');
-const CORE = ['pipeline/delivery-pipeline.ts', 'pipeline/verified.ts', 'router/event-router.ts', 'events/schemas.ts', 'answers.ts'];
+const CORE = ['pipeline/delivery-pipeline.ts', 'pipeline/verified.ts', 'router/event-router.ts', 'events/schemas.ts', 'answers.ts', 'receiver/webhooks-core.ts', 'web/index.ts'];
 const NODE_ONLY = new Set([...builtinModules, 'raw-body']);
 
 function importsOf(file: string): string[] {

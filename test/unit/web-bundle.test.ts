@@ -1,0 +1,79 @@
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { build, type Plugin } from 'esbuild';
+import pkg from '../../package.json';
+
+// mitpo-webhooks/web loads where there is no Node: nothing in its module graph is
+// a `node:` module or a Node built-in, under any export condition. Bundled for a
+// neutral platform, where esbuild knows no built-in, every import of one is
+// caught here (and would otherwise fail to resolve).
+const ROOT = path.join(__dirname, '../..');
+const BUILTIN = new RegExp(`^(node:.*|${builtinModules.map((name) => name.replace(/[/.]/g, '\\$&')).join('|')})(/.*)?$`);
+const CONDITION_SETS: string[][] = [['workerd', 'worker', 'browser'], ['deno'], ['bun'], ['import'], ['require']];
+
+/** The Node built-ins `entry` reaches, as "importer imports specifier"; the build's own errors fail the test. */
+async function nodeImportsOf(entry: { file: string } | { source: string; dir: string }, conditions: string[]): Promise<string[]> {
+  const found: string[] = [];
+  const catchBuiltins: Plugin = {
+    name: 'catch-node-builtins',
+    setup(on) {
+      on.onResolve({ filter: BUILTIN }, (args) => {
+        found.push(`${path.relative(ROOT, args.importer)} imports ${args.path}`);
+        return { path: args.path, external: true };
+      });
+    },
+  };
+  await build({
+    ...('file' in entry ? { entryPoints: [entry.file] } : { stdin: { contents: entry.source, resolveDir: entry.dir } }),
+    bundle: true,
+    write: false,
+    format: 'esm',
+    platform: 'neutral',
+    conditions,
+    mainFields: ['module', 'main'],
+    nodePaths: [path.join(ROOT, 'node_modules')],
+    plugins: [catchBuiltins],
+    logLevel: 'silent',
+  });
+  return found;
+}
+
+describe('mitpo-webhooks/web, bundled for a neutral platform', () => {
+  it.each(CONDITION_SETS.map((set) => [set.join(', '), set]))('reaches no Node built-in from the sources (conditions: %s)', async (_label, conditions) => {
+    expect(await nodeImportsOf({ file: path.join(ROOT, 'src/web/index.ts') }, conditions as string[])).toEqual([]);
+  });
+
+  describe('as the package resolves it (dist/, through package.json exports)', () => {
+    let dir: string;
+    beforeAll(() => {
+      dir = mkdtempSync(path.join(tmpdir(), 'mitpo-web-bundle-'));
+      mkdirSync(path.join(dir, 'node_modules'));
+      symlinkSync(ROOT, path.join(dir, 'node_modules', 'mitpo-webhooks'), 'dir');
+    });
+    afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+    it.each(CONDITION_SETS.map((set) => [set.join(', '), set]))('reaches no Node built-in (conditions: %s)', async (_label, conditions) => {
+      const source = "export { MitpoWebhooks, sign, verifySignature } from 'mitpo-webhooks/web';";
+      expect(await nodeImportsOf({ source, dir }, conditions as string[])).toEqual([]);
+    });
+  });
+
+  it('gives the Web runtimes the ES module bundle, and Node its CommonJS build with the ESM wrapper', () => {
+    const web = pkg.exports['./web'];
+    for (const condition of ['workerd', 'worker', 'browser', 'deno', 'bun'] as const) {
+      expect(web[condition]).toEqual({ types: './dist/web/index.d.mts', default: './dist/web/edge.mjs' });
+    }
+    expect(web.import.default).toBe('./dist/web/index.mjs');
+    expect(web.require.default).toBe('./dist/web/index.js');
+    // The runtimes' conditions come before import/require, or they would never be reached.
+    expect(Object.keys(web).slice(-2)).toEqual(['import', 'require']);
+  });
+
+  it('catches a Node built-in where there is one (the check itself works)', async () => {
+    const found = await nodeImportsOf({ file: path.join(ROOT, 'src/index.ts') }, ['import']);
+    // Both forms: a `node:` specifier of ours, and a bare built-in name in a dependency (raw-body).
+    expect(found).toEqual(expect.arrayContaining([expect.stringMatching(/imports node:crypto$/), expect.stringMatching(/raw-body\/index.js imports async_hooks$/)]));
+  });
+});
