@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { WebhookVerificationError } from '../errors';
 import { sanitizeText } from '../text/sanitize-text';
 import {
@@ -49,7 +49,7 @@ function eventNameOf(value: unknown): unknown {
     : undefined;
 }
 
-function parseWith<S extends z.ZodType>(schema: S, value: unknown, name: string | undefined): z.output<S> {
+function parseWith<S extends z.ZodMiniType>(schema: S, value: unknown, name: string | undefined): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];

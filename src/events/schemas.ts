@@ -1,4 +1,14 @@
-import * as z from 'zod';
+// zod/mini, not classic zod: its functions are separate exports a bundler can
+// drop when unused, where classic zod's methods come as one piece, so a Worker
+// importing mitpo-webhooks/web would carry all of classic zod (issue #21).
+import { en } from 'zod/locales';
+import * as z from 'zod/mini';
+
+// zod/mini registers no error messages: without a locale every issue reads
+// "Invalid input", and the invalid_payload refusal would stop saying what was
+// wrong. Classic zod registers English when its first schema is built, unless
+// the app has chosen a locale; this does the same, so an app's choice still wins.
+if (z.config().localeError === undefined) z.config(en());
 
 /**
  * MITPO may add fields to any object at any time, and a receiver must keep
@@ -6,8 +16,8 @@ import * as z from 'zod';
  * documented fields are visible, so a typo like `event.data.provider_id` is a
  * compile error rather than an `unknown`.
  */
-function openObject<S extends z.ZodRawShape>(shape: S): z.ZodObject<S> {
-  return z.looseObject(shape) as unknown as z.ZodObject<S>;
+function openObject<S extends z.core.$ZodShape>(shape: S): z.ZodMiniObject<S> {
+  return z.looseObject(shape) as unknown as z.ZodMiniObject<S>;
 }
 
 /**
@@ -16,8 +26,9 @@ function openObject<S extends z.ZodRawShape>(shape: S): z.ZodObject<S> {
  * schemas are built from one example payload, so an authentic event must never
  * be refused for a field MITPO left empty.
  */
-function optionalField<T extends z.ZodType>(schema: T) {
-  return schema.nullish().transform((value) => value ?? undefined);
+function optionalField<T extends z.ZodMiniType>(schema: T) {
+  const nullish = z.nullish(schema);
+  return z.pipe(nullish, z.transform((value: z.output<typeof nullish>) => value ?? undefined));
 }
 
 /** The signed body `timestamp`: ISO 8601 with `Z` or an offset. */
@@ -34,7 +45,7 @@ export const dispatchDataSchema = openObject({
 /** `data` of the `connection.*` events: the reference documents no fields yet, so all are optional. */
 export const connectionDataSchema = z.looseObject({});
 
-function eventSchema<const N extends string, D extends z.ZodType>(name: N, data: D) {
+function eventSchema<const N extends string, D extends z.ZodMiniType>(name: N, data: D) {
   return openObject({ event: z.literal(name), timestamp: eventTimestampSchema, data });
 }
 
@@ -58,7 +69,7 @@ export const mitpoEventSchema = z.discriminatedUnion('event', [
 
 /** The envelope every event shares; what an event of a type this version does not know must still satisfy. */
 export const unknownMitpoEventSchema = z.looseObject({
-  event: z.string().min(1),
+  event: z.string().check(z.minLength(1)),
   timestamp: eventTimestampSchema,
   data: z.looseObject({}),
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import { isMitpoEventName, type MitpoEventName, type mitpoEventSchemas } from '../events/schemas';
 
 /**

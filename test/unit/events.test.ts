@@ -1,3 +1,4 @@
+import * as z from 'zod/mini';
 import { parseEvent, MITPO_EVENT_NAMES, WebhookVerificationError } from '../../src';
 import { parseAnyEvent } from '../../src/events/parse-event';
 import { SAMPLE_DATA } from '../../src/testing';
@@ -51,6 +52,49 @@ describe('parseEvent', () => {
       expect(error).toBeInstanceOf(WebhookVerificationError);
       expect(error).toMatchObject({ code: 'invalid_payload', status: 400 });
       expect((error as Error).message).toMatch(where);
+    }
+  });
+
+  it("says what was wrong, in English, and keeps zod's issues as the cause", () => {
+    // zod/mini brings no messages of its own: without the English locale the
+    // schemas register, every message would read just "Invalid input".
+    let error: unknown;
+    try {
+      parseEvent({ event: 'dispatch.completed', timestamp: TS, data: { dispatch_id: 'd', channel: 'c', status: 1 } });
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect((error as Error).message).toBe(
+      'Event payload does not match the "dispatch.completed" event schema: data.status: Invalid input: expected string, received number',
+    );
+    expect((error as Error).cause).toMatchObject({
+      issues: [{ code: 'invalid_type', path: ['data', 'status'], message: 'Invalid input: expected string, received number' }],
+    });
+  });
+
+  it('reads a null optional field as undefined, and takes a timestamp with an offset', () => {
+    const event = parseEvent({
+      event: 'dispatch.completed',
+      timestamp: '2026-03-22T12:30:00+02:00',
+      data: { dispatch_id: 'd', channel: 'c', status: 's', provider_resource_id: null },
+    });
+    expect(event.data).toEqual({ dispatch_id: 'd', channel: 'c', status: 's', provider_resource_id: undefined });
+    expect(() => parseEvent({ event: 'connection.active', timestamp: '2026-03-22T10:30:00', data: {} })).toThrow(/timestamp/);
+  });
+
+  it("leaves an app's own zod locale in place", () => {
+    // The English default is only a default, as in classic zod: a locale the app
+    // chose before loading mitpo-webhooks keeps its messages.
+    const config = z.config();
+    const before = config.localeError;
+    z.config({ localeError: () => 'custom message' });
+    try {
+      jest.isolateModules(() => {
+        const isolated = jest.requireActual<typeof import('../../src/events/parse-event')>('../../src/events/parse-event');
+        expect(() => isolated.parseEvent({ event: 'connection.active', timestamp: 1, data: {} })).toThrow(/timestamp: custom message/);
+      });
+    } finally {
+      z.config({ localeError: before });
     }
   });
 

@@ -58,6 +58,35 @@ describe('mitpo-webhooks/web, bundled for a neutral platform', () => {
       const source = "export { MitpoWebhooks, sign, verifySignature } from 'mitpo-webhooks/web';";
       expect(await nodeImportsOf({ source, dir }, conditions as string[])).toEqual([]);
     });
+
+    it("takes zod/mini and never classic zod, whose methods can't be shaken out (issue #21)", async () => {
+      // What a Worker that registers a handler bundles: the event schemas are zod/mini
+      // ones, and nothing on the /web path (the API client's classic schemas included)
+      // brings classic zod back.
+      const source = `import { MitpoWebhooks } from 'mitpo-webhooks/web';
+        const webhooks = new MitpoWebhooks({ secret: 'whsec_size' });
+        webhooks.on('dispatch.completed', (event) => console.log(event.data.dispatch_id));
+        export default { fetch: webhooks.fetchHandler() };`;
+      const result = await build({
+        stdin: { contents: source, resolveDir: dir },
+        bundle: true,
+        write: false,
+        metafile: true,
+        format: 'esm',
+        platform: 'neutral',
+        conditions: ['workerd', 'worker', 'browser'],
+        mainFields: ['module', 'main'],
+        nodePaths: [path.join(ROOT, 'node_modules')],
+        logLevel: 'silent',
+      });
+      // The modules with code in the bundle, not all esbuild looked at.
+      const [output] = Object.values(result.metafile.outputs);
+      const zodFiles = Object.entries(output!.inputs)
+        .filter(([file, input]) => file.includes('node_modules/zod/') && input.bytesInOutput > 0)
+        .map(([file]) => file);
+      expect(zodFiles).toEqual(expect.arrayContaining([expect.stringContaining('zod/v4/mini/')]));
+      expect(zodFiles.filter((file) => file.includes('zod/v4/classic/'))).toEqual([]);
+    });
   });
 
   it('gives the Web runtimes the ES module bundle, and Node its CommonJS build with the ESM wrapper', () => {
