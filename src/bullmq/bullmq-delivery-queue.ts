@@ -69,8 +69,9 @@ interface JobData {
 
 const JOB_NAME = 'mitpo-delivery';
 
-/** How long a run whose resource is busy (`ordering`) waits before it tries again. */
+/** How long a run whose resource is busy (`ordering`) first waits before it tries again, and at most. */
 const DEFER_MS = 250;
+const MAX_DEFER_MS = 10_000;
 
 // `ordering` in the queue's Redis. KEYS: the resource's applied position, its holder.
 // Taking a turn reads the applied position and sets the holder in one step, so of
@@ -257,7 +258,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           await turn.free();
           if (error instanceof DeferredDelivery && token !== undefined) {
             await job.updateData({ ...job.data, deferrals: deferrals + 1 });
-            await job.moveToDelayed(Date.now() + DEFER_MS, token);
+            // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
+            await job.moveToDelayed(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS), token);
+            // BullMQ tells neither 'completed' nor 'failed' of a delayed job: it is not this worker's to wait for.
+            recorded(job);
             throw new DelayedError();
           }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));

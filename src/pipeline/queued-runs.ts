@@ -1,5 +1,5 @@
 import { DUPLICATE, QUEUED, type Outcome } from '../answers';
-import { WebhookVerificationError } from '../errors';
+import { toError, WebhookVerificationError } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
 import type { StaleEvents } from '../ordering/stale-events';
@@ -107,7 +107,7 @@ export class QueuedRuns {
    * before any handler: a stale event is skipped, a busy resource defers the run.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
   ): Promise<'success' | 'stale'> {
@@ -156,12 +156,16 @@ export class QueuedRuns {
       const turn = await takeTurn(order);
       if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
       if (turn !== 'taken') {
+        await this.completed(complete, event, ctx, lastAttempt);
         this.stale.skipped(event, ctx, turn.stale);
         return 'stale';
       }
     }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
-    if (failures.length === 0) return 'success';
+    if (failures.length === 0) {
+      await this.completed(complete, event, ctx, lastAttempt);
+      return 'success';
+    }
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
     const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
@@ -169,6 +173,32 @@ export class QueuedRuns {
     this.failures.worker('error', { code: 'handler_failed', event: event.event, deliveryKey, attempt, err: failed }, `mitpo-webhooks: a queued delivery's handlers failed (attempt ${attempt})`);
     if (lastAttempt) this.deadLetter(event, ctx, failed);
     throw failed;
+  }
+
+  /**
+   * The queue's completion, where it can fail: a handler that swallowed a
+   * failed `ctx.db` query leaves the transaction aborted, and then nothing it
+   * wrote can commit. That run failed, and is reported and retried as one.
+   */
+  private async completed(
+    complete: QueuedRun['complete'],
+    event: MitpoEvent | UnknownMitpoEvent,
+    ctx: DeliveryContext,
+    lastAttempt: boolean,
+  ): Promise<void> {
+    if (complete === undefined) return;
+    try {
+      await complete();
+    } catch (error) {
+      const failed = new Error(`The handlers succeeded, but their writes could not be committed with the done mark: ${toError(error).message}`, { cause: error });
+      this.failures.worker(
+        'error',
+        { code: 'commit_failed', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
+        `mitpo-webhooks: a queued delivery's transaction could not commit (attempt ${ctx.attempt}); none of its writes were applied`,
+      );
+      if (lastAttempt) this.deadLetter(event, ctx, failed);
+      throw failed;
+    }
   }
 
   /** Told once, when the queue keeps the delivery as a dead letter. */

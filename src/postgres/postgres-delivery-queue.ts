@@ -1,4 +1,4 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
@@ -62,11 +62,14 @@ interface DeliveryRow {
  * done, so the lease guards the attempt count, not exactly-once.
  */
 const LEASE_SECONDS = 2;
-/** How long a run whose resource is busy (`ordering`) waits before it is tried again. */
+/** How long a run whose resource is busy (`ordering`) first waits before it is tried again, and at most. */
 const DEFER_MS = 250;
+const MAX_DEFER_MS = 10_000;
 /** Done and dead rows past their time are removed by the workers this often, this many at a time. */
 const CLEANUP_EVERY_MS = 60_000;
 const CLEANUP_BATCH = 1000;
+/** The least an idle worker waits before it looks again, woken earlier only by a notification. */
+const MIN_IDLE_MS = 100;
 
 /**
  * Durable processing in the app's own Postgres, exactly once for what handlers
@@ -147,31 +150,35 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
     const underWay = this.pending.get(delivery.deliveryKey);
-    if (underWay !== undefined) return underWay.then(() => 'duplicate' as const);
+    if (underWay !== undefined) return this.bounded(underWay.then(() => 'duplicate' as const));
     const size = delivery.rawBody.byteLength;
     if (this.pendingBytes + size > this.maxPendingBytes) {
       return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Postgres`));
     }
     this.pendingBytes += size;
-    const inserting = withTimeout(
-      this.insert(delivery, retentionMs),
-      this.enqueueTimeoutMs,
-      () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
-    );
+    // The bytes count until the insert itself settles, not the answer: an insert
+    // still waiting for a pool client after its 503 holds the body all the same.
+    const inserting = this.insert(delivery, retentionMs);
     this.pending.set(delivery.deliveryKey, inserting);
     const settled = () => {
       this.pending.delete(delivery.deliveryKey);
       this.pendingBytes -= size;
     };
     inserting.then(settled, settled);
-    return inserting;
+    return this.bounded(inserting);
+  }
+
+  private bounded<T>(work: Promise<T>): Promise<T> {
+    return withTimeout(work, this.enqueueTimeoutMs, () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`));
   }
 
   private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
     const refused = delivery.refused ?? null;
     // An authentic delivery the schema refused is kept as a dead letter at once.
-    const inserted = await this.pool.query(
-      `insert into ${this.table}
+    const inserted = await this.pool.query({
+      // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
+      query_timeout: this.enqueueTimeoutMs,
+      text: `insert into ${this.table}
          (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent,
           state, errors, finished_at, keep_until)
        values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
@@ -180,7 +187,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
           case when $9::jsonb is null then null else now() end,
           case when $9::jsonb is null then null else now() + make_interval(secs => $11::double precision / 1000) end)
        on conflict (delivery_key) do nothing`,
-      [
+      values: [
         delivery.deliveryKey,
         delivery.rawBody,
         JSON.stringify(delivery.headers),
@@ -193,7 +200,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
         delivery.traceparent ?? null,
         this.deadLetterRetentionMs,
       ],
-    );
+    } as QueryConfig);
     if (inserted.rowCount === 1) return 'queued';
     if (delivery.bodyDigest === undefined) return 'duplicate';
     // A key of the app's own: only then is the stored row read, to tell a copy from a collision.
@@ -277,12 +284,22 @@ class PostgresWorker implements DeliveryWorker {
     for (const client of this.running) client.release(new Error('mitpo-webhooks: the worker closed'));
     this.running.clear();
     await this.listening;
+    this.dropListener();
+  }
+
+  /**
+   * The `LISTEN` connection is destroyed, not handed back to the app's pool:
+   * a pooled connection would keep listening, and our handlers on it.
+   */
+  private dropListener(): void {
     const listener = this.listener;
     this.listener = undefined;
-    if (listener !== undefined) {
-      await listener.query(`unlisten "${channelOf(this.schema)}"`).catch(() => undefined);
-      listener.release();
-    }
+    if (listener === undefined) return;
+    listener.removeAllListeners('notification');
+    listener.removeAllListeners('error');
+    // A late error of the destroyed connection must not be unhandled.
+    listener.on('error', () => undefined);
+    listener.release(true);
   }
 
   private wake(): void {
@@ -321,17 +338,18 @@ class PostgresWorker implements DeliveryWorker {
       const held = client;
       held.on('notification', () => this.wake());
       held.on('error', () => {
-        if (this.listener === held) this.listener = undefined;
-        held.release(true);
+        // Lost: dropped once (a second release would throw), and opened again at the next idle moment.
+        if (this.listener === held) this.dropListener();
       });
       await held.query(`listen "${channelOf(this.schema)}"`);
-      if (this.closing) {
-        held.release();
-        return;
-      }
       this.listener = held;
+      if (this.closing) this.dropListener();
     } catch {
-      client?.release(true);
+      if (client !== undefined && this.listener !== client) {
+        client.removeAllListeners('error');
+        client.on('error', () => undefined);
+        client.release(true);
+      }
     }
   }
 
@@ -341,13 +359,14 @@ class PostgresWorker implements DeliveryWorker {
       let took = false;
       try {
         await this.cleanUp();
-        took = await this.runOne();
+        if (!this.closing) took = await this.runOne();
       } catch {
         // Postgres unreachable: the next poll tries again.
       }
       if (took || this.closing) continue;
       if (this.listener === undefined) void this.listen();
-      await this.sleep(await this.untilNextDue().catch(() => this.pollIntervalMs), seen);
+      // Never a busy loop: a due row another worker holds locked is skipped, not waited for.
+      await this.sleep(Math.max(MIN_IDLE_MS, await this.untilNextDue().catch(() => this.pollIntervalMs)), seen);
     }
   }
 
@@ -356,9 +375,10 @@ class PostgresWorker implements DeliveryWorker {
    * no notification announces, so an idle worker wakes for it then, not at the next poll.
    */
   private async untilNextDue(): Promise<number> {
+    // A row whose lease lapsed is running (locked) or its worker died: the poll finds the latter.
     const { rows } = await this.pool.query<{ wait_ms: number | null }>(
       `select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
-         from ${this.table} where state = 'waiting'`,
+         from ${this.table} where state = 'waiting' and (lease_until is null or lease_until > now())`,
     );
     const waitMs = rows[0]?.wait_ms;
     return waitMs === null || waitMs === undefined ? this.pollIntervalMs : Math.min(this.pollIntervalMs, Math.max(0, Math.ceil(Number(waitMs))));
@@ -376,6 +396,8 @@ class PostgresWorker implements DeliveryWorker {
     this.running.add(client);
     let broken: Error | undefined;
     try {
+      // close() may have come while the pool found a client: no new run starts after it.
+      if (this.closing) return false;
       const taken = await client.query<DeliveryRow>(
         `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
           where delivery_key = (
@@ -401,8 +423,8 @@ class PostgresWorker implements DeliveryWorker {
     const key = row.delivery_key;
     await client.query('begin');
     try {
-      // Still ours and still due: a worker that took it after our lease lapsed may have finished it.
-      const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' for update`, [key]);
+      // Still ours: no other worker took it after our lease lapsed (it would have counted another start).
+      const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update`, [key, row.started]);
       if (locked.rowCount !== 1) {
         await client.query('commit');
         return;
@@ -420,22 +442,13 @@ class PostgresWorker implements DeliveryWorker {
         turn = order;
         return 'taken';
       };
-      let failure: unknown;
-      try {
-        await this.processor({
-          delivery: deliveryOf(row),
-          storedAs: key,
-          queuedAt: Number(row.queued_ms),
-          attempt,
-          lastAttempt: attempt >= row.attempts,
-          ...(attempt > row.attempts && { exhausted: true }),
-          takeTurn,
-          db: client,
-        });
-      } catch (error) {
-        failure = error;
-      }
-      if (failure === undefined) {
+      // The done mark and the applied position, committed with the handlers' writes.
+      // It fails (the run then fails) when a handler left the transaction aborted.
+      let committing = false;
+      let committed = false;
+      const complete = async () => {
+        committing = true;
+        await client.query('release savepoint handlers');
         if (turn !== undefined) {
           await client.query(
             `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
@@ -450,11 +463,38 @@ class PostgresWorker implements DeliveryWorker {
              keep_until = now() + make_interval(secs => $2::double precision / 1000) where delivery_key = $1`,
           [key, Number(row.retention_ms)],
         );
+        await client.query('commit');
+        committed = true;
+      };
+      let failure: unknown;
+      try {
+        await this.processor({
+          delivery: deliveryOf(row),
+          storedAs: key,
+          queuedAt: Number(row.queued_ms),
+          attempt,
+          lastAttempt: attempt >= row.attempts,
+          ...(attempt > row.attempts && { exhausted: true }),
+          takeTurn,
+          db: client,
+          complete,
+        });
+        if (!committed) await complete();
+        return;
+      } catch (error) {
+        if (committed) throw error;
+        failure = error;
+      }
+      if (committing) {
+        // The transaction may be over, or aborted: the run's outcome is recorded in a new one.
+        await client.query('rollback');
+        await client.query('begin');
+        await client.query(`select 1 from ${this.table} where delivery_key = $1 for update`, [key]);
       } else {
         // The handlers' writes are undone; the outcome of the run is what commits.
         await client.query('rollback to savepoint handlers');
-        await this.failed(client, row, attempt, failure);
       }
+      await this.failed(client, row, attempt, failure);
       await client.query('commit');
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
@@ -470,8 +510,10 @@ class PostgresWorker implements DeliveryWorker {
     }
     if (failure instanceof DeferredDelivery) {
       // Not an attempt: it waits for the other event of its resource.
+      // Each deferral waits twice as long as the last, up to MAX_DEFER_MS: a resource held for long is not polled hard.
       await client.query(
-        `update ${this.table} set started = greatest(started - 1, 0), lease_until = null, run_after = now() + interval '${DEFER_MS} milliseconds' where delivery_key = $1`,
+        `update ${this.table} set started = greatest(started - 1, 0), lease_until = null, deferrals = deferrals + 1,
+           run_after = now() + make_interval(secs => least(${DEFER_MS / 1000} * power(2, least(deferrals, 20)), ${MAX_DEFER_MS / 1000})) where delivery_key = $1`,
         [key],
       );
       return;

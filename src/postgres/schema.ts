@@ -28,6 +28,7 @@ export function migrationSql(schema: string): string[] {
       state text not null default 'waiting' check (state in ('waiting', 'done', 'dead')),
       run_after timestamptz not null default now(),
       started integer not null default 0,
+      deferrals integer not null default 0,
       lease_until timestamptz,
       attempts integer not null,
       backoff_ms integer not null,

@@ -58,6 +58,12 @@ export interface QueuedRun {
    * through it commits with the done mark or not at all.
    */
   db?: DatabaseClient;
+  /**
+   * Given by a queue whose completion can fail after the handlers succeeded (the
+   * Postgres queue commits their writes with the done mark): called once they
+   * have, and a rejection makes the run a failed one, retried or a dead letter.
+   */
+  complete?: () => Promise<void>;
 }
 
 /**

@@ -147,13 +147,29 @@ export class MemoryReplayStore implements ReplayStore {
   private resource(name: string, now: number): Resource {
     let resource = this.resources.get(name);
     if (resource === undefined) {
-      if (this.resources.size >= this.maxEntries) this.resources.delete(this.resources.keys().next().value!);
+      if (this.resources.size >= this.maxEntries) this.evictResource(now);
       resource = { applied: undefined, appliedUntil: 0, holder: undefined, heldUntil: 0 };
       this.resources.set(name, resource);
     }
     if (resource.applied !== undefined && resource.appliedUntil <= now) resource.applied = undefined;
     if (resource.holder !== undefined && resource.heldUntil <= now) resource.holder = undefined;
     return resource;
+  }
+
+  /**
+   * Forgets the oldest resource no claim holds: a held one stays, or a second
+   * event of it could run alongside. Looks at a few only; if all are held, the
+   * map grows by one (it shrinks again as they are evicted later).
+   */
+  private evictResource(now: number): void {
+    let looked = 0;
+    for (const [name, resource] of this.resources) {
+      if (resource.holder === undefined || resource.heldUntil <= now) {
+        this.resources.delete(name);
+        return;
+      }
+      if ((looked += 1) >= 32) return;
+    }
   }
 
   private evictOldest(): void {

@@ -476,12 +476,12 @@ describe('mitpo-webhooks deliveries', () => {
 
   it.each([
     [['deliveries'], /needs list, show or retry/],
-    [['deliveries', 'list'], /no Redis: pass --redis/],
+    [['deliveries', 'list'], /no queue: pass --redis redis:\/\/host:6379 or --postgres/],
     [['deliveries', 'show', '--redis', 'redis://127.0.0.1:1'], /needs a delivery key/],
     [['deliveries', 'retry', 'k', '--all-failed', '--redis', 'redis://127.0.0.1:1'], /a delivery key, or --all-failed \(not both\)/],
     [['deliveries', 'list', '--state', 'lost', '--redis', 'redis://127.0.0.1:1'], /--state must be one of/],
   ])('exits 2 on bad arguments: %j', async (args, message) => {
-    const run = await runCli(args, { env: { REDIS_URL: undefined } });
+    const run = await runCli(args, { env: { REDIS_URL: undefined, DATABASE_URL: undefined } });
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
   });

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Pool } from 'pg';
 import { MitpoWebhooks, sign, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
@@ -292,7 +293,9 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       const cli = (...args: string[]) => runCli(['deliveries', ...args, '--postgres', DATABASE_URL!, '--schema', cliSchema]);
       await waitFor(async () => (await cli('list')).stdout.includes(key));
       expect((await cli('list')).stdout).toMatch(new RegExp(`${key}  failed  dispatch.failed  attempts 1 .*the CRM is down`));
-      const shown = JSON.parse((await cli('show', key, '--json')).stdout) as Record<string, unknown>;
+      // $DATABASE_URL is where the queue is when no --postgres is given (and no Redis is named).
+      const fromEnv = await runCli(['deliveries', 'show', key, '--json', '--schema', cliSchema], { env: { DATABASE_URL, REDIS_URL: undefined } });
+      const shown = JSON.parse(fromEnv.stdout) as Record<string, unknown>;
       expect(shown).toMatchObject({ deliveryKey: key, state: 'failed', attempts: 1, maxAttempts: 1, errors: [expect.stringContaining('the CRM is down')] });
       fail = false;
       const retried = await cli('retry', key);
@@ -381,6 +384,89 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     cleaner.startWorker();
     await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 1);
     expect((await rowOf(deliveryKeyOf(kept.body)))?.state).toBe('done');
+  });
+
+  // Found in review: the bytes were released at the 503, while the insert still waited for a pool client with the body.
+  it('keeps maxPendingBytes while inserts wait for a pool client: past it, 503 at once, and no more is held or inserted', async () => {
+    const tiny = new Pool({ connectionString: DATABASE_URL, max: 1 });
+    const held = await tiny.connect();
+    try {
+      const queue = new PostgresDeliveryQueue({ pool: tiny, schema, enqueueTimeout: 0.2, maxPendingBytes: 1024 * 1024 });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, limit: '1mb' });
+      const big = () => signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: randomUUID(), channel: 'email', status: 'x'.repeat(400_000) } });
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push(await deliver(webhooks, big()));
+      expect(answers.map((answer) => answer.status)).toEqual([503, 503, 503, 503, 503, 503]);
+      // Only what fits under the cap was ever waiting; the rest was refused without being held.
+      expect(tiny.waitingCount).toBe(2);
+    } finally {
+      held.release();
+      await waitFor(() => tiny.waitingCount === 0);
+      await tiny.end();
+    }
+    expect(Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count)).toBe(2);
+  });
+
+  // Found in review: a handler that swallowed a failed ctx.db query left the transaction aborted;
+  // the done mark then failed silently and the run came back as "the workers died".
+  it('treats a transaction a handler left aborted as a failed run: logged, retried with backoff, then a dead letter with the cause', async () => {
+    const errors: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    const webhooks = receiver({ attempts: 2 }, { logger: { debug: quiet, info: quiet, warn: quiet, error: (record) => errors.push(record as Record<string, unknown>) } });
+    const dead: string[] = [];
+    let runs = 0;
+    webhooks.onAny(async (_event, ctx) => {
+      runs += 1;
+      await writeEffect(ctx);
+      await ctx.db!.query('select 1/0').catch(() => undefined);
+    });
+    webhooks.onDeadLetter((_event, _ctx, error) => dead.push(error.message));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'dead');
+    expect(runs).toBe(2);
+    expect(await effects()).toBe(0);
+    expect(dead).toEqual([expect.stringContaining('could not be committed')]);
+    expect(errors.filter((record) => record.code === 'commit_failed')).toHaveLength(2);
+    const row = await rowOf(deliveryKeyOf(delivery.body));
+    expect(row?.started).toBe(2);
+    expect(row?.errors).toHaveLength(2);
+  });
+
+  // Found in review: a loop between its look and its take when close() came still started a run.
+  it('starts no run once close() was called', async () => {
+    const webhooks = receiver();
+    let ran = 0;
+    webhooks.onAny(() => void (ran += 1));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    webhooks.startWorker({ concurrency: 3 });
+    await webhooks.close({ timeout: 1 });
+    expect(ran).toBe(0);
+    expect((await rowOf(deliveryKeyOf(delivery.body)))?.started).toBe(0);
+  });
+
+  // Found in review: the LISTEN client went back to the app's pool with our handlers on it;
+  // when that idle connection later dropped, a second release threw an uncaught exception.
+  it("leaves nothing of its LISTEN connection in the app's pool after close(): a dropped connection later is no crash", async () => {
+    const app = new Pool({ connectionString: DATABASE_URL, application_name: `mitpo-listen-${schema}` });
+    app.on('error', () => undefined);
+    const uncaught: unknown[] = [];
+    const onUncaught = (error: unknown) => uncaught.push(error);
+    process.on('uncaughtException', onUncaught);
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: app, schema, pollInterval: 0.2 }) });
+      webhooks.startWorker();
+      await waitFor(async () => Number((await pool.query(`select count(*) from pg_stat_activity where application_name = $1 and query ilike 'listen%'`, [`mitpo-listen-${schema}`])).rows[0].count) === 1);
+      await webhooks.close({ timeout: 1 });
+      await pool.query(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1`, [`mitpo-listen-${schema}`]);
+      await waitFor(() => app.totalCount === 0);
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onUncaught);
+      await app.end();
+    }
   });
 });
 

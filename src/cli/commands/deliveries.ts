@@ -20,7 +20,8 @@ with --postgres, PostgresDeliveryQueue's tables (needs the pg package).
 Options:
   --redis <url>    Redis (default: $REDIS_URL)
   --queue <name>   the queue's name (default mitpo-webhooks)
-  --postgres <url> the Postgres queue's database instead of Redis
+  --postgres <url> the Postgres queue's database instead of Redis (default: $DATABASE_URL when
+                   REDIS_URL is unset or --schema is given)
   --schema <name>  with --postgres: the queue's schema (default mitpo_webhooks)
   --state <state>  with list: which deliveries (default failed: the dead letters)
   --limit <n>      with list: at most this many (default 50)
@@ -53,7 +54,7 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
     options: {
       redis: { type: 'string' },
       postgres: { type: 'string' },
-      schema: { type: 'string', default: 'mitpo_webhooks' },
+      schema: { type: 'string' },
       queue: { type: 'string', default: 'mitpo-webhooks' },
       state: { type: 'string', default: 'failed' },
       limit: { type: 'string', default: '50' },
@@ -78,18 +79,22 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
 
   if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
 
-  if (values.postgres !== undefined) {
+  // Postgres when asked for (--postgres, or --schema with $DATABASE_URL), or when only $DATABASE_URL says where a queue is.
+  const postgresUrl =
+    values.postgres ?? (values.redis === undefined && (values.schema !== undefined || !io.env.REDIS_URL) ? io.env.DATABASE_URL || undefined : undefined);
+  if (postgresUrl !== undefined) {
     if (values.redis !== undefined) throw new UsageError('--redis and --postgres do not go together');
-    if (!SCHEMA_NAME.test(values.schema)) throw new UsageError('--schema must be lower-case letters, digits and _');
-    const pool = openPool(values.postgres);
+    const schema = values.schema ?? 'mitpo_webhooks';
+    if (!SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be lower-case letters, digits and _');
+    const pool = openPool(postgresUrl);
     try {
-      return await postgresDeliveries(pool, values.schema, action, key, { state, limit, json: values.json }, io);
+      return await postgresDeliveries(pool, schema, action, key, { state, limit, json: values.json }, io);
     } finally {
       await pool.end().catch(() => undefined);
     }
   }
   const url = values.redis ?? io.env.REDIS_URL;
-  if (url === undefined || url === '') throw new UsageError('no Redis: pass --redis redis://host:6379 or set REDIS_URL (or --postgres <url>)');
+  if (url === undefined || url === '') throw new UsageError('no queue: pass --redis redis://host:6379 or --postgres postgres://host/db, or set REDIS_URL or DATABASE_URL');
   const queue = openQueue(values.queue, url);
   try {
     await assertQueueExists(queue);
