@@ -168,6 +168,18 @@ describe('the ordering methods of MemoryReplayStore', () => {
   });
 });
 
+// Found in review: a full store evicted the resource a running claim held, so a second event of it ran alongside.
+it('never evicts a resource a claim holds when MemoryReplayStore is full', async () => {
+  const store = new MemoryReplayStore({ maxEntries: 3 });
+  const x = { resource: 'dispatch:x', position: 10 };
+  expect(await store.claimInOrder('kx1', x, 60_000, 'tx')).toBe('claimed');
+  for (const other of ['y', 'z', 'w']) {
+    expect(await store.claimInOrder(`k${other}`, { resource: `dispatch:${other}`, position: 10 }, 60_000, `t${other}`)).toBe('claimed');
+    await store.completeInOrder(`k${other}`, { resource: `dispatch:${other}`, position: 10 }, 60_000, 60_000, `t${other}`);
+  }
+  expect(await store.claimInOrder('kx2', { ...x, position: 11 }, 60_000, 'tx2')).toBe('resource_in_flight');
+});
+
 describe('ordering, in MemoryDeliveryQueue workers', () => {
   it('skips a stale event in the worker: no handler, onStale told, the job done', async () => {
     const queue = new MemoryDeliveryQueue({ backoff: 0.01 });
@@ -329,6 +341,30 @@ describeRedis('ordering in BullMQ workers', () => {
       // Each dispatch ends completed: its acceptance was applied before, or skipped as stale, never after.
       expect(applied.at(-1)).toBe(`${id}:dispatch.completed`);
       expect([...applied, ...stale.filter((entry) => entry.startsWith(`${id}:`))].sort()).toEqual([`${id}:dispatch.accepted`, `${id}:dispatch.completed`]);
+    }
+  });
+
+  // Found in review: a deferred job stayed among the worker's unfinished ones, so close() waited its whole timeout.
+  it('closes a worker that put a run off at once, not after its timeout', async () => {
+    const receiver = queuedKeeper();
+    const worker = queuedKeeper();
+    const holder = await CLIENT_FACTORIES.ioredis(REDIS_URL!);
+    try {
+      // Another worker holds dispatch d9's turn.
+      await holder.raw('SET', `bull:${name}:resource:dispatch:d9:holder`, 'another-worker', 'PX', '60000');
+      worker.webhooks.startWorker();
+      await deliver(receiver.webhooks, dispatchEvent('dispatch.completed', 'd9', 1));
+      const inspect = new Queue(name, { connection: { url: REDIS_URL! } });
+      try {
+        await waitFor(async () => (await inspect.getDelayedCount()) > 0);
+      } finally {
+        await inspect.close();
+      }
+      // With the deferred job counted as unfinished, this waited 30 s (past the test's timeout).
+      await worker.webhooks.close({ timeout: 30 });
+      expect(worker.applied).toEqual([]);
+    } finally {
+      await holder.close();
     }
   });
 
