@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
+import Redis from 'ioredis';
 import { MemoryReplayStore, MitpoWebhooks, type MitpoWebhooksOptions, type ReplayStore } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { RedisReplayStore } from '../../src/redis';
@@ -178,6 +179,21 @@ it('never evicts a resource a claim holds when MemoryReplayStore is full', async
     await store.completeInOrder(`k${other}`, { resource: `dispatch:${other}`, position: 10 }, 60_000, 60_000, `t${other}`);
   }
   expect(await store.claimInOrder('kx2', { ...x, position: 11 }, 60_000, 'tx2')).toBe('resource_in_flight');
+});
+
+it('answers 503 replay_store_unavailable with ordering when Redis cannot be reached, and runs no handler', async () => {
+  // Nothing listens on port 1: every command fails at once.
+  const client = new Redis('redis://127.0.0.1:1', { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    const { webhooks, applied } = statusKeeper({ replay: new RedisReplayStore(client) });
+    const answer = await deliver(webhooks, dispatchEvent('dispatch.completed', 'd1', 10));
+    expect(answer.status).toBe(503);
+    expect(answer.body).toMatchObject({ error: { code: 'replay_store_unavailable' } });
+    expect(applied).toEqual([]);
+  } finally {
+    client.disconnect();
+  }
 });
 
 describe('ordering, in MemoryDeliveryQueue workers', () => {

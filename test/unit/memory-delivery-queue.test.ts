@@ -193,4 +193,42 @@ describe('a deliveryKey of your own that is not unique', () => {
     expect((await receive(other)).body).toEqual({ success: true, duplicate: true });
     expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'dsp_1', event: 'dispatch.completed' })]);
   });
+
+  it('removes a stored delivery that was tampered with, unrun and never a dead letter', async () => {
+    const { queue, webhooks, deadLetters } = queued();
+    let ran = 0;
+    webhooks.onAny(() => void (ran += 1));
+    const genuine = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    // What an attacker with write access to the store could put there: bytes MITPO did not sign.
+    const forged = genuine.body.replace('"completed"', '"failed"');
+    await queue.enqueue(
+      { deliveryKey: createHash('sha256').update(forged).digest('hex'), rawBody: Buffer.from(forged), headers: { 'content-type': 'application/json', 'x-mitpo-signature': genuine.headers['X-MITPO-Signature']! }, receivedAt: Date.now() },
+      60_000,
+    );
+    await queue.drain();
+    expect(ran).toBe(0);
+    expect(deadLetters).toEqual([]);
+    expect(queue.deadLetters()).toEqual([]);
+    expect(await queue.depth()).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 0 });
+  });
+
+  it("closes its worker with the receiver: drain() then needs a new one", async () => {
+    const { queue, webhooks, receive } = queued();
+    await receive();
+    await webhooks.close({ timeout: 1 });
+    await queue.close();
+    await expect(queue.drain()).rejects.toThrow(/needs a worker/);
+  });
+
+  it('answers 500 when an ordering key of your own returns something other than a string, and runs no handler', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, ordering: { key: () => 42 as unknown as string } });
+    let ran = 0;
+    webhooks.onAny(() => void (ran += 1));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answer = await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    expect(answer.status).toBe(500);
+    expect(answer.body).toMatchObject({ error: { code: 'internal_error' } });
+    expect(ran).toBe(0);
+  });
 });
+
