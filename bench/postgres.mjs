@@ -3,9 +3,8 @@
 // for the insert and for the enqueue (receivers in processes of their own, no worker
 // running, medians of a few interleaved rounds); then what a worker gets through,
 // deliveries a second with concurrency 1 and 4, on the backlog those rounds left.
-import { fork } from 'node:child_process';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { median, start } from './child-process.mjs';
 import { Queue } from 'bullmq';
 import Redis from 'ioredis';
 import pg from 'pg';
@@ -24,25 +23,7 @@ const TIMED = 2000;
 /** Each worker is timed this many times, interleaved, and its best kept: what other load on the machine takes only lowers a figure. */
 const WORKER_ROUNDS = 2;
 
-function start(script, args) {
-  const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ask = (message, until) =>
-    new Promise((resolve, reject) => {
-      const onExit = (code) => reject(new Error(`${script} ${args.join(' ')} exited (${code})`));
-      const onMessage = (reply) => {
-        if (!until(reply)) return;
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-        resolve(reply);
-      };
-      child.on('message', onMessage);
-      child.once('exit', onExit);
-      if (message !== undefined) child.send(message);
-    });
-  return { child, ask };
-}
 
-const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
 const exited = (child) => new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));
 
 export async function runPostgresBench() {

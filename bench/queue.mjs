@@ -2,8 +2,7 @@
 // For a handler that takes 0 ms and one that takes 2 s: the answer's latency
 // (p50/p99, what MITPO waits) and the receiver's CPU per request, inline with a
 // RedisReplayStore and queued on BullMQ (the enqueue), medians of a few rounds.
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { median, start } from './child-process.mjs';
 import { Queue } from 'bullmq';
 
 const ROUNDS = 3;
@@ -15,22 +14,7 @@ const SCENARIOS = [
   { label: 'queued on BullMQ,          handler 2 s', mode: 'queued', handlerMs: 2000, amount: 64 },
 ];
 
-function start(script, args) {
-  const child = fork(fileURLToPath(new URL(script, import.meta.url)), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ask = (message, until) =>
-    new Promise((resolve) => {
-      const onMessage = (reply) => {
-        if (!until(reply)) return;
-        child.off('message', onMessage);
-        resolve(reply);
-      };
-      child.on('message', onMessage);
-      if (message !== undefined) child.send(message);
-    });
-  return { child, ask };
-}
 
-const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)];
 
 export async function runQueueBench() {
   if (!process.env.REDIS_URL) {

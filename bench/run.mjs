@@ -1,11 +1,9 @@
 // `npm run bench [-- --quick]`: each receiver in its own process pinned to core 0,
 // autocannon in another pinned to core 1, scenarios interleaved over several
 // rounds, medians reported with CPU time per request and its ratios.
-import { fork, spawn } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { OTEL_SCENARIOS, SCENARIOS } from './server.mjs';
+import { hasTaskset, start } from './child-process.mjs';
 import { runMicro } from './micro.mjs';
 
 const [BARE, HAND, HAND_REPLAY, OURS, OCTOKIT, EXPRESS_HAND, OURS_EXPRESS, FASTIFY_HAND, FASTIFY_HAND_REPLAY, OURS_FASTIFY] = SCENARIOS;
@@ -28,36 +26,7 @@ const OTEL = process.argv.includes('--otel');
 const SKIP_MICRO = process.argv.includes('--no-micro');
 const CONNECTIONS = 16;
 const RATE = flag('--rate') === undefined ? undefined : Number(flag('--rate'));
-const hasTaskset = (() => {
-  try {
-    execFileSync('taskset', ['-c', '0', 'true']);
-    return os.cpus().length >= 2;
-  } catch {
-    return false;
-  }
-})();
 
-/** Starts a node script, pinned to a core when taskset exists, with an IPC channel. */
-function start(script, args, core) {
-  const file = fileURLToPath(new URL(script, import.meta.url));
-  const child = hasTaskset
-    ? spawn('taskset', ['-c', String(core), process.execPath, file, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-    : fork(file, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const ask = (message, until = () => true) =>
-    new Promise((resolve, reject) => {
-      const onExit = (code) => reject(new Error(`${script} ${args.join(' ')} exited (${code})`));
-      const onMessage = (reply) => {
-        if (!until(reply)) return;
-        child.off('message', onMessage);
-        child.off('exit', onExit);
-        resolve(reply);
-      };
-      child.on('message', onMessage);
-      child.once('exit', onExit);
-      if (message !== undefined) child.send(message);
-    });
-  return { child, ask };
-}
 
 const median = (list) => {
   const sorted = [...list].sort((a, b) => a - b);
