@@ -2,7 +2,7 @@
 // autocannon in another pinned to core 1, scenarios interleaved over several
 // rounds, medians reported with CPU time per request and its ratios.
 import os from 'node:os';
-import { OTEL_SCENARIOS, SCENARIOS } from './server.mjs';
+import { FLOOR_SCENARIOS, OTEL_SCENARIOS, SCENARIOS } from './server.mjs';
 import { hasTaskset, start } from './child-process.mjs';
 import { runMicro } from './micro.mjs';
 
@@ -20,9 +20,10 @@ const ROUNDS = Number(flag('--rounds') ?? (quick ? 3 : 5));
 const SIZES = [
   { label: '300 B', bytes: 300, amount: quick ? 12_000 : 30_000 },
   { label: '64 KB', bytes: 65_536, amount: quick ? 1200 : 3000 },
-].filter((size) => flag('--size') === undefined || size.label.startsWith(flag('--size')));
+].filter((size) => (flag('--size') === undefined && !process.argv.includes('--floors')) || size.label.startsWith(flag('--size') ?? '300'));
 const ONLY = flag('--only');
 const OTEL = process.argv.includes('--otel');
+const FLOORS = process.argv.includes('--floors');
 const SKIP_MICRO = process.argv.includes('--no-micro');
 const CONNECTIONS = 16;
 const RATE = flag('--rate') === undefined ? undefined : Number(flag('--rate'));
@@ -42,7 +43,9 @@ async function main() {
   const servers = {};
   const scenarios = OTEL
     ? OTEL_SCENARIOS
-    : ONLY === undefined
+    : FLOORS
+      ? [HAND_REPLAY, ...FLOOR_SCENARIOS, OURS, OCTOKIT]
+      : ONLY === undefined
       ? SCENARIOS
       : SCENARIOS.filter((name, i) => ONLY.split(',').includes(String(i + 1)));
   for (const name of scenarios) {
@@ -79,7 +82,7 @@ async function main() {
     samples[key].rss = Math.max(samples[key].rss, after.maxRss);
   };
   // Forged 300 B deliveries (well-formed, one hex digit off) for mitpo-webhooks and octokit on node:http.
-  const forgedRuns = OTEL || !SIZES.some((size) => size.bytes === 300)
+  const forgedRuns = OTEL || FLOORS || !SIZES.some((size) => size.bytes === 300)
     ? []
     : [OURS, OCTOKIT].filter((name) => scenarios.includes(name)).map((name) => [name, { label: '300 B forged', bytes: 300, amount: quick ? 12_000 : 30_000, forged: true }]);
 
@@ -98,7 +101,7 @@ async function main() {
   for (const { child } of [...Object.values(servers), load]) child.send('exit');
 
   const cpu = (name, label) => (samples[`${name}|${label}`] ? median(samples[`${name}|${label}`].cpu) : Number.NaN);
-  const list = OTEL ? OTEL_SCENARIOS : SCENARIOS;
+  const list = OTEL ? OTEL_SCENARIOS : FLOORS ? [...SCENARIOS, ...FLOOR_SCENARIOS] : SCENARIOS;
   console.log('');
   for (const size of [...SIZES, ...(forgedRuns.length > 0 ? [forgedRuns[0][1]] : [])]) {
     console.log(`${size.label} body (medians of ${ROUNDS} rounds × ${size.amount} requests)`);
@@ -131,6 +134,13 @@ async function main() {
       console.log(`  ${size.label}: API without SDK ÷ package absent ${(cpu(apiOnly, size.label) / cpu(absent, size.label)).toFixed(2)}; ` +
         `SDK with in-memory exporter ÷ package absent ${(cpu(sdk, size.label) / cpu(absent, size.label)).toFixed(2)}`);
     }
+    process.exit(failures > 0 ? 1 : 0);
+  }
+  if (FLOORS) {
+    const floor = FLOOR_SCENARIOS.at(-1);
+    console.log('the floor for mitpo-webhooks\' semantics, written by hand (ratios of medians in this run)');
+    console.log(`  CPU/req (${list.indexOf(floor) + 1}) ÷ (${n(OCTOKIT)}) @octokit/webhooks: ${(cpu(floor, '300 B') / cpu(OCTOKIT, '300 B')).toFixed(2)}`);
+    console.log(`  CPU/req (${n(OURS)}) mitpo-webhooks ÷ (${list.indexOf(floor) + 1}) that floor: ${(cpu(OURS, '300 B') / cpu(floor, '300 B')).toFixed(2)}`);
     process.exit(failures > 0 ? 1 : 0);
   }
   const micro = SKIP_MICRO ? [] : await runMicro({ quick });

@@ -8,7 +8,8 @@ import express from 'express';
 import Fastify from 'fastify';
 import { fastifyMitpoWebhooks } from 'mitpo-webhooks/fastify';
 import { Webhooks as OctokitWebhooks, createNodeMiddleware as octokitMiddleware } from '@octokit/webhooks';
-import { MemoryReplayStore, MitpoWebhooks } from 'mitpo-webhooks';
+import { MemoryReplayStore, MitpoWebhooks, parseEvent } from 'mitpo-webhooks';
+import { createHash } from 'node:crypto';
 import { createReplayCheckByHand, verifyByHand } from './hand-written.mjs';
 
 export const SECRET = 'whsec_bench_0123456789abcdef';
@@ -125,6 +126,45 @@ const scenarios = {
 };
 
 /**
+ * `npm run bench -- --floors`: the hand-written receiver of (3), given what
+ * mitpo-webhooks does per delivery one step at a time, through public API only:
+ * the event validated by zod (`parseEvent`), then its signed timestamp's age
+ * checked, then `MemoryReplayStore`'s claim and completion (awaited) in place of
+ * the Map. What the last costs is the floor for the library's semantics written
+ * by hand; the rest of mitpo-webhooks' cost is its own code.
+ */
+function handWrittenWith(steps) {
+  const firstTime = createReplayCheckByHand();
+  const store = new MemoryReplayStore();
+  let claims = 0;
+  return http.createServer((req, res) =>
+    readBody(req, async (raw) => {
+      let event = verifyByHand(raw, req.headers, SECRET, 300);
+      if (event === undefined) return answer(res, 401, '{"success":false}');
+      event = parseEvent(event);
+      if (steps >= 2 && Math.abs(Date.now() - Date.parse(event.timestamp)) > 300_000) return answer(res, 400, '{"success":false}');
+      if (steps < 3) {
+        if (!firstTime(raw)) return answer(res, 200, DUPLICATE);
+        await handleEvent(event);
+        return answer(res, 200, OK);
+      }
+      const key = createHash('sha256').update(raw).digest('hex');
+      const token = `bench.${(claims += 1)}`;
+      if ((await store.claim(key, 60_000, token)) !== 'claimed') return answer(res, 200, DUPLICATE);
+      await handleEvent(event);
+      await store.complete(key, 600_000, token);
+      answer(res, 200, OK);
+    }),
+  );
+}
+
+const floorScenarios = {
+  'floor: (3) + zod': () => handWrittenWith(1),
+  'floor: (3) + zod + event age': () => handWrittenWith(2),
+  'floor: zod + event age + MemoryReplayStore': () => handWrittenWith(3),
+};
+
+/**
  * `npm run bench -- --otel`: the same receiver with OpenTelemetry absent (its
  * package hidden from require), with the API but no SDK, and with an SDK that
  * records into memory.
@@ -158,7 +198,8 @@ const otelScenarios = {
 
 export const SCENARIOS = Object.keys(scenarios);
 export const OTEL_SCENARIOS = Object.keys(otelScenarios);
-Object.assign(scenarios, otelScenarios);
+export const FLOOR_SCENARIOS = Object.keys(floorScenarios);
+Object.assign(scenarios, otelScenarios, floorScenarios);
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const made = scenarios[process.argv[2]]();
