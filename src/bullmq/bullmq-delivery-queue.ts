@@ -17,6 +17,7 @@ import {
 import { sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
 import { withTimeout } from '../with-timeout';
+import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 
 /** Options of {@link BullMQDeliveryQueue}. */
 export interface BullMQDeliveryQueueOptions {
@@ -123,11 +124,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   private readonly enqueueTimeoutMs: number;
   private readonly lockDurationMs: number;
   private readonly deadLetterRetentionSeconds: number;
-  private readonly maxPendingBytes: number;
   private readonly queue: Queue<JobData>;
-  /** Enqueues under way in this process, by job id: a copy arriving meanwhile shares one. */
-  private readonly pending = new Map<string, Promise<'queued' | 'duplicate' | 'collision'>>();
-  private pendingBytes = 0;
+  /** Enqueues under way in this process, by job id, and the bytes they hold. */
+  private readonly pending: PendingEnqueues;
 
   /** @throws TypeError on a missing connection or an invalid option */
   constructor(options: BullMQDeliveryQueueOptions) {
@@ -152,7 +151,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
     }
-    this.maxPendingBytes = maxPendingBytes;
+    this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
     this.queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
     // enqueue reports its own failure as a 503.
@@ -163,32 +162,19 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    * Bounded: a copy of a delivery whose enqueue is under way in this process
    * shares it (and is answered as a duplicate); a delivery already in Redis is
    * found by its id before its body is sent; and the bytes waiting for Redis are
-   * capped, so a hung Redis frees the memory of the requests waiting on it.
+   * capped until Redis answers or the command fails, so a hung Redis holds no
+   * more than `maxPendingBytes` of bodies.
    */
-  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const jobId = jobIdOf(delivery.deliveryKey);
-    const underWay = this.pending.get(jobId);
-    if (underWay !== undefined) return underWay.then(() => 'duplicate' as const);
-    const size = delivery.rawBody.byteLength;
-    if (this.pendingBytes + size > this.maxPendingBytes) {
-      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Redis`));
-    }
-    this.pendingBytes += size;
-    const adding = withTimeout(
-      this.add(jobId, delivery, retentionMs),
+    return withTimeout(
+      this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs)),
       this.enqueueTimeoutMs,
       () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
     );
-    this.pending.set(jobId, adding);
-    const settled = () => {
-      this.pending.delete(jobId);
-      this.pendingBytes -= size;
-    };
-    adding.then(settled, settled);
-    return adding;
   }
 
-  private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
+  private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
     if ((await this.queue.getJobState(jobId)) !== 'unknown') {
       if (delivery.bodyDigest === undefined) return 'duplicate';

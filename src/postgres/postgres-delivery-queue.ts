@@ -14,6 +14,7 @@ import {
   type TakeTurn,
   type WorkerOptions,
 } from '../queue/delivery-queue';
+import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { withTimeout } from '../with-timeout';
 import { channelOf, migrationSql, SCHEMA_NAME } from './schema';
 
@@ -97,10 +98,8 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
   private readonly enqueueTimeoutMs: number;
   private readonly pollIntervalMs: number;
   private readonly deadLetterRetentionMs: number;
-  private readonly maxPendingBytes: number;
-  /** Enqueues under way in this process, by key: a copy arriving meanwhile shares one. */
-  private readonly pending = new Map<string, Promise<'queued' | 'duplicate' | 'collision'>>();
-  private pendingBytes = 0;
+  /** Enqueues under way in this process, by key, and the bytes they hold. */
+  private readonly pending: PendingEnqueues;
 
   /** @throws TypeError on a missing pool or an invalid option */
   constructor(options: PostgresDeliveryQueueOptions) {
@@ -125,7 +124,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
     this.pollIntervalMs = seconds(options.pollInterval, 'pollInterval', 5, 3600) * 1000;
     this.deadLetterRetentionMs = seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400) * 1000;
-    this.maxPendingBytes = maxPendingBytes;
+    this.pending = new PendingEnqueues(maxPendingBytes, 'Postgres');
   }
 
   /** Creates the schema and its tables if they are missing; safe to run at every start, from several processes at once. */
@@ -148,31 +147,15 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    * One insert, keyed by the delivery key: 200 `queued` only once it committed;
    * a key already there (waiting, running, done or dead) is a duplicate.
    */
-  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
-    const underWay = this.pending.get(delivery.deliveryKey);
-    if (underWay !== undefined) return this.bounded(underWay.then(() => 'duplicate' as const));
-    const size = delivery.rawBody.byteLength;
-    if (this.pendingBytes + size > this.maxPendingBytes) {
-      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxPendingBytes}) of deliveries are waiting for Postgres`));
-    }
-    this.pendingBytes += size;
-    // The bytes count until the insert itself settles, not the answer: an insert
-    // still waiting for a pool client after its 503 holds the body all the same.
-    const inserting = this.insert(delivery, retentionMs);
-    this.pending.set(delivery.deliveryKey, inserting);
-    const settled = () => {
-      this.pending.delete(delivery.deliveryKey);
-      this.pendingBytes -= size;
-    };
-    inserting.then(settled, settled);
-    return this.bounded(inserting);
+  enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    return withTimeout(
+      this.pending.run(delivery.deliveryKey, delivery.rawBody.byteLength, () => this.insert(delivery, retentionMs)),
+      this.enqueueTimeoutMs,
+      () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+    );
   }
 
-  private bounded<T>(work: Promise<T>): Promise<T> {
-    return withTimeout(work, this.enqueueTimeoutMs, () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`));
-  }
-
-  private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'> {
+  private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const refused = delivery.refused ?? null;
     // An authentic delivery the schema refused is kept as a dead letter at once.
     const inserted = await this.pool.query({

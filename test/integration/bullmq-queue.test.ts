@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
+import IORedis from 'ioredis';
 import { MitpoWebhooks, type DeliveryContext } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { jobIdOf } from '../../src/bullmq/job-id';
@@ -130,6 +131,33 @@ describeRedis('queued processing on BullMQ', () => {
       // Three fit under the cap and waited for Redis until enqueueTimeout; the two past it were refused first, at once.
       expect(order.slice(0, 2).sort()).toEqual([3, 4]);
     } finally {
+      await proxy.close();
+    }
+  });
+
+  // Found in review: with the app's own Redis client (no command timeout of ours), the bytes
+  // were released at the 503 while the enqueue still waited for Redis with the body.
+  it("keeps maxPendingBytes while enqueues on the app's own client wait for a frozen Redis: past it, refused at once", async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    const client = new IORedis(proxy.url, { maxRetriesPerRequest: null });
+    try {
+      const webhooks = receiver({ connection: client, enqueueTimeout: 0.5, maxPendingBytes: 3 * 1024 * 1024 });
+      const causes: string[] = [];
+      webhooks.onFailure((error) => causes.push(String((error.cause as Error | undefined)?.message)));
+      const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).status).toBe(200);
+      proxy.freeze();
+      const big = (n: number) => signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: `big-${n}`, channel: 'meta_ads', status: 'completed', notes: 'x'.repeat(900 * 1024) } });
+      const receiveAll = (deliveries: ReturnType<typeof big>[]) => Promise.all(deliveries.map((delivery) => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })));
+      // Three fit under the cap and wait for Redis, which never answers: 503 at enqueueTimeout.
+      expect((await receiveAll([big(0), big(1), big(2)])).map((answer) => answer.status)).toEqual([503, 503, 503]);
+      expect(causes).toEqual(Array(3).fill('Redis did not acknowledge the delivery within 0.5 s'));
+      // Their commands still hold the bodies, so the next deliveries are refused at once, never held.
+      causes.length = 0;
+      expect((await receiveAll([big(3), big(4)])).map((answer) => answer.status)).toEqual([503, 503]);
+      expect(causes).toEqual(Array(2).fill(`more than maxPendingBytes (${3 * 1024 * 1024}) of deliveries are waiting for Redis`));
+    } finally {
+      client.disconnect();
       await proxy.close();
     }
   });
