@@ -111,7 +111,7 @@ export async function keyed(delivery: VerifiedDelivery, checks: Checks, trace: D
   trace.deliveryKey = deliveryKey;
   // Written out, not `{ ...delivery, deliveryKey }`: V8 adds a property to a spread copy
   // on its slow path, and every later read of the delivery then missed its inline cache.
-  // Worth 10 to 20 % of a delivery's CPU on node:http and on Fastify in `npm run bench`.
+  // Worth about a quarter of a delivery's CPU on node:http and a sixth on Fastify in `npm run bench`.
   return { event: delivery.event, rawBody: delivery.rawBody, deliveryKey };
 }
 
