@@ -9,6 +9,7 @@ import pg from 'pg';
 import { MitpoWebhooks } from 'mitpo-webhooks';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
 import { PostgresDeliveryQueue } from 'mitpo-webhooks/postgres';
+import { serveForBench } from './serve-for-bench.mjs';
 
 export const SECRET = 'whsec_bench_0123456789abcdef';
 const [role, kind, concurrency = '1', timed = '0'] = process.argv.slice(2);
@@ -43,16 +44,8 @@ if (role === 'worker') {
   process.send({ ready: true });
 } else {
   const middleware = webhooks.middleware();
-  const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
-  process.on('message', async (message) => {
-    if (message === 'stats') {
-      const { user, system } = process.cpuUsage();
-      process.send({ cpuMicros: user + system, runs: 0, maxRss: process.resourceUsage().maxRSS * 1024 });
-    } else if (message === 'exit') {
-      await webhooks.close({ timeout: 2 });
-      process.exit(0);
-    }
-  });
+  serveForBench(
+    http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end())),
+    { beforeExit: () => webhooks.close({ timeout: 2 }) },
+  );
 }

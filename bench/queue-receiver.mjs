@@ -8,6 +8,7 @@ import Redis from 'ioredis';
 import { MitpoWebhooks } from 'mitpo-webhooks';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
+import { serveForBench } from './serve-for-bench.mjs';
 
 export const SECRET = 'whsec_bench_0123456789abcdef';
 const [mode, handlerMs, role] = process.argv.slice(2);
@@ -36,16 +37,8 @@ if (role === 'worker') {
     webhooks.onAny(handler);
   }
   const middleware = webhooks.middleware();
-  const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
-  process.on('message', async (message) => {
-    if (message === 'stats') {
-      const { user, system } = process.cpuUsage();
-      process.send({ cpuMicros: user + system, runs: 0, maxRss: process.resourceUsage().maxRSS * 1024 });
-    } else if (message === 'exit') {
-      worker?.kill('SIGKILL');
-      process.exit(0);
-    }
-  });
+  serveForBench(
+    http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end())),
+    { beforeExit: async () => worker?.kill('SIGKILL') },
+  );
 }

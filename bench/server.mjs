@@ -11,6 +11,7 @@ import { Webhooks as OctokitWebhooks, createNodeMiddleware as octokitMiddleware 
 import { MemoryReplayStore, MitpoWebhooks, parseEvent } from 'mitpo-webhooks';
 import { createHash } from 'node:crypto';
 import { createReplayCheckByHand, verifyByHand } from './hand-written.mjs';
+import { serveForBench } from './serve-for-bench.mjs';
 
 export const SECRET = 'whsec_bench_0123456789abcdef';
 const PATH = '/webhooks/mitpo';
@@ -204,15 +205,5 @@ Object.assign(scenarios, otelScenarios, floorScenarios);
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const made = scenarios[process.argv[2]]();
   // A Fastify app serves through its own server once ready.
-  const server = typeof made.ready === 'function' ? (await made.ready(), made.server) : made;
-  server.keepAliveTimeout = 60_000;
-  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
-  process.on('message', (message) => {
-    if (message === 'stats') {
-      const { user, system } = process.cpuUsage();
-      process.send({ cpuMicros: user + system, user, system, runs, maxRss: process.resourceUsage().maxRSS * 1024 });
-    } else if (message === 'exit') {
-      process.exit(0);
-    }
-  });
+  serveForBench(typeof made.ready === 'function' ? (await made.ready(), made.server) : made, { runs: () => runs });
 }
