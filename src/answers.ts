@@ -19,17 +19,19 @@ export interface Outcome extends WebhookResponse {
   error?: WebhookVerificationError;
   /** The body as JSON text, when it is fixed: the answers most deliveries get are serialised once. */
   readonly json?: string;
+  /** What kind of success a fixed answer is, as telemetry and logs record it. */
+  readonly name?: string;
 }
 
-function fixedAnswer(body: WebhookResponseBody): Outcome {
-  return Object.freeze({ status: 200, body: Object.freeze(body), json: JSON.stringify(body) });
+function fixedAnswer(name: string, body: WebhookResponseBody): Outcome {
+  return Object.freeze({ status: 200, body: Object.freeze(body), json: JSON.stringify(body), name });
 }
 
-export const SUCCESS = fixedAnswer({ success: true });
-export const QUEUED = fixedAnswer({ success: true, queued: true });
-export const DUPLICATE = fixedAnswer({ success: true, duplicate: true });
+export const SUCCESS = fixedAnswer('success', { success: true });
+export const QUEUED = fixedAnswer('queued', { success: true, queued: true });
+export const DUPLICATE = fixedAnswer('duplicate', { success: true, duplicate: true });
 /** A stale event (`ordering`): not applied, and MITPO need not retry it. */
-export const STALE = fixedAnswer({ success: true, stale: true });
+export const STALE = fixedAnswer('stale', { success: true, stale: true });
 
 /** The answer to a refused delivery, in MITPO's envelope. */
 export function refusal(error: WebhookVerificationError): Outcome {
@@ -43,5 +45,5 @@ export function answerJson(outcome: Outcome): string {
 
 /** The code telemetry and logs record an answer under: its error's, or what kind of success it was. */
 export function outcomeName(outcome: Outcome): string {
-  return outcome.error?.code ?? (outcome === DUPLICATE ? 'duplicate' : outcome === QUEUED ? 'queued' : outcome === STALE ? 'stale' : 'success');
+  return outcome.error?.code ?? outcome.name ?? 'success';
 }

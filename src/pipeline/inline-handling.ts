@@ -46,8 +46,6 @@ export class InlineHandling {
   async handle({ event, rawBody, deliveryKey }: KeyedDelivery, trace: DeliveryTrace): Promise<Outcome> {
     if (this.shutdown.pastDeadline) throw shuttingDown('the delivery was not handled');
     let claim: Claim<DeliveryTrace> | undefined;
-    // On Node the bytes are a Buffer, as the context's type says.
-    const ctx: DeliveryContext = { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
     if (this.claims !== undefined) {
       const order = this.options.orderOf?.(event);
       let taken: Awaited<ReturnType<Claims<DeliveryTrace>['take']>>;
@@ -68,7 +66,7 @@ export class InlineHandling {
         throw new WebhookVerificationError('resource_in_flight', 'Another event of the same resource is being handled right now; retry later');
       }
       if ('stale' in taken) {
-        this.stale.skipped(event, ctx, taken.stale);
+        this.stale.skipped(event, contextOf(rawBody, deliveryKey, trace), taken.stale);
         return STALE;
       }
       claim = taken;
@@ -78,7 +76,7 @@ export class InlineHandling {
         throw shuttingDown('the delivery was not handled');
       }
     }
-    const handling = this.router.dispatch(event, ctx, aroundHandlers(trace.telemetry, event.event));
+    const handling = this.router.dispatch(event, contextOf(rawBody, deliveryKey, trace), aroundHandlers(trace.telemetry, event.event));
     const failures = await this.bounded(handling);
     if (failures === SHUT_DOWN) {
       // Released, never completed: MITPO's retry runs the handlers again elsewhere or later.
@@ -125,8 +123,7 @@ export class InlineHandling {
   private async settle(claim: Claim<DeliveryTrace>, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
     try {
       if (failures.length > 0) await this.claims!.release(claim);
-      // An applied position is kept as long as an older event of the resource could still pass the age check.
-      else await this.claims!.complete(claim, this.options.retentionMs, this.options.retentionMs);
+      else await this.claims!.complete(claim, this.options.retentionMs);
     } catch (error) {
       this.failures.storeTrouble(
         failures.length > 0
@@ -137,4 +134,10 @@ export class InlineHandling {
       );
     }
   }
+}
+
+/** What the handlers (or `onStale`) are told of a delivery handled in its request: its first attempt. */
+function contextOf(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): DeliveryContext {
+  // On Node the bytes are a Buffer, as the context's type says.
+  return { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
 }

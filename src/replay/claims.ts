@@ -62,15 +62,16 @@ export class Claims<Owner> {
   }
 
   /**
-   * Marks the delivery handled: a retry is then answered as a duplicate. With
-   * ordering, its position is recorded in the same step, for `orderRetentionMs`.
+   * Marks the delivery handled for `retentionMs`: a retry is then answered as a
+   * duplicate. With ordering, its position is recorded in the same step, kept as
+   * long: as long as an older event of the resource could still pass the age check.
    * @throws what the store throws
    */
-  complete(claim: Claim<Owner>, retentionMs: number, orderRetentionMs: number): Promise<void> {
+  complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
     this.live.delete(claim);
     return claim.order === undefined
       ? this.store.complete(claim.key, retentionMs, claim.token)
-      : this.store.completeInOrder!(claim.key, claim.order, retentionMs, orderRetentionMs, claim.token);
+      : this.store.completeInOrder!(claim.key, claim.order, retentionMs, retentionMs, claim.token);
   }
 
   /** Lets the delivery be handled again (a handler failed), and frees its resource. @throws what the store throws */
