@@ -7,7 +7,7 @@ export type { WebhookLogger } from '../options';
 export type { FetchHandler } from '../adapters/fetch-handler';
 export type { DeliveryInput } from '../delivery-input';
 export type { WebhookResponse, WebhookResponseBody } from '../answers';
-export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler, FailureContext, FailureHandler, DeliveryKeyFunction } from './types';
+export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler, FailureContext, FailureHandler, DeliveryKeyFunction, StaleHandler } from './types';
 export type { SecretOption, Secrets } from '../secrets/secret-source';
 export { WebhookVerificationError, type WebhookErrorCode } from '../errors';
 export { parseEvent } from '../events/parse-event';
@@ -25,4 +25,5 @@ export {
   type UnknownMitpoEvent,
 } from '../events/schemas';
 export { MemoryReplayStore, type MemoryReplayStoreOptions } from '../replay/memory-replay-store';
-export type { ReplayStore, ClaimResult } from '../replay/replay-store';
+export type { ReplayStore, ClaimResult, OrderedClaimResult } from '../replay/replay-store';
+export type { OrderingOption, EventOrder, EventPosition } from '../ordering/event-order';

@@ -2,6 +2,7 @@ import type { MitpoEventName } from '../events/schemas';
 import type { DeliveryKeyFunction as CoreDeliveryKeyFunction } from '../options';
 import type { FailureContext as CoreFailureContext, FailureHandler as CoreFailureHandler } from '../pipeline/failure-report';
 import type * as core from '../router/types';
+import type { StaleHandler as CoreStaleHandler } from '../ordering/stale-events';
 
 // Node's types with the bytes a Web runtime has: `Uint8Array` where Node has `Buffer`.
 
@@ -19,3 +20,5 @@ export type FailureContext = CoreFailureContext<Uint8Array>;
 export type FailureHandler = CoreFailureHandler<Uint8Array>;
 /** Computes the replay key of a verified delivery. */
 export type DeliveryKeyFunction = CoreDeliveryKeyFunction<Uint8Array>;
+/** Told of each stale event `ordering` skipped. */
+export type StaleHandler = CoreStaleHandler<Uint8Array>;
