@@ -1,4 +1,5 @@
 import { sanitizeText } from '../text/sanitize-text';
+import { withTimeout } from '../with-timeout';
 
 /** What a command may touch, passed in so each command reads as a function of it. */
 export interface CliIo {
@@ -27,4 +28,20 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
  */
 export function hasControlCharacters(text: string): boolean {
   return sanitizeText(text, Number.POSITIVE_INFINITY) !== text;
+}
+
+/** What `deliveries retry` says of a retried delivery, whatever its queue. */
+export const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';
+
+/**
+ * `work` against a store (`Redis`, `Postgres`) within `ms`: a store that does not
+ * answer, or fails, is a CommandError naming it; the command's own errors pass through.
+ */
+export async function storeCall<T>(store: string, ms: number, work: Promise<T>): Promise<T> {
+  try {
+    return await withTimeout(work, ms, () => new CommandError(`${store} did not answer within ${ms / 1000} s`));
+  } catch (error) {
+    if (error instanceof CommandError || error instanceof UsageError) throw error;
+    throw new CommandError(`${store} could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
+  }
 }

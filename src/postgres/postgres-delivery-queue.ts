@@ -1,5 +1,6 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
+import { toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
 import {
@@ -395,7 +396,7 @@ class PostgresWorker implements DeliveryWorker {
       await this.run(client, row);
       return true;
     } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error));
+      broken = toError(error);
       throw error;
     } finally {
       if (this.running.delete(client)) client.release(broken);

@@ -2,10 +2,9 @@ import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
 import { sanitizeText } from '../../text/sanitize-text';
-import { withTimeout } from '../../with-timeout';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
-import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, RETRY_NOTE, storeCall, UsageError, type CliIo } from '../cli-io';
 
 export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
 
@@ -198,7 +197,6 @@ async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<
   return EXIT.ok;
 }
 
-const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';
 
 /**
  * Marks the job as an operator's retry (it then runs whatever its event's age)
@@ -269,11 +267,6 @@ function bodyText(data: StoredDelivery): string {
   return Buffer.from(data.body ?? '', 'base64').toString('utf8');
 }
 
-async function redis<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await withTimeout(work, REDIS_TIMEOUT_MS, () => new CommandError(`Redis did not answer within ${REDIS_TIMEOUT_MS / 1000} s`));
-  } catch (error) {
-    if (error instanceof CommandError) throw error;
-    throw new CommandError(`Redis could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
-  }
+function redis<T>(work: Promise<T>): Promise<T> {
+  return storeCall('Redis', REDIS_TIMEOUT_MS, work);
 }

@@ -1,8 +1,7 @@
 import type { Pool } from 'pg';
 import { channelOf } from '../../postgres/schema';
 import { sanitizeText } from '../../text/sanitize-text';
-import { withTimeout } from '../../with-timeout';
-import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, RETRY_NOTE, storeCall, UsageError, type CliIo } from '../cli-io';
 
 /** Each query gets this long: a CLI must say Postgres is unreachable, not hang. */
 const POSTGRES_TIMEOUT_MS = 5000;
@@ -106,7 +105,6 @@ export async function postgresDeliveries(
   return EXIT.ok;
 }
 
-const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';
 
 function stateOf(row: Row): string {
   return row.state === 'dead' ? 'failed' : row.state === 'done' ? 'completed' : row.due ? 'waiting' : 'delayed';
@@ -152,11 +150,6 @@ function asRecord(row: Row) {
   };
 }
 
-export async function postgres<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await withTimeout(work, POSTGRES_TIMEOUT_MS, () => new CommandError(`Postgres did not answer within ${POSTGRES_TIMEOUT_MS / 1000} s`));
-  } catch (error) {
-    if (error instanceof CommandError || error instanceof UsageError) throw error;
-    throw new CommandError(`Postgres could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
-  }
+export function postgres<T>(work: Promise<T>): Promise<T> {
+  return storeCall('Postgres', POSTGRES_TIMEOUT_MS, work);
 }
