@@ -18,6 +18,7 @@ import { sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
+import { resourceKeys, staleAnswer } from '../redis/resource-keys';
 
 /** Options of {@link BullMQDeliveryQueue}. */
 export interface BullMQDeliveryQueueOptions {
@@ -330,7 +331,8 @@ class ResourceTurn {
   ) {}
 
   async take(order: EventOrder): ReturnType<TakeTurn> {
-    const keys: [string, string] = [`${this.queue.qualifiedName}:resource:${order.resource}:applied`, `${this.queue.qualifiedName}:resource:${order.resource}:holder`];
+    const { applied, holder } = resourceKeys(`${this.queue.qualifiedName}:`, order.resource);
+    const keys: [string, string] = [applied, holder];
     const answer = await this.eval(TAKE_TURN, keys, [this.token, this.lockMs, order.position]);
     if (answer === 'taken') {
       const renewal = setInterval(() => void this.eval(RENEW_TURN, [keys[1]], [this.token, this.lockMs]).catch(() => undefined), this.lockMs / 3);
@@ -339,8 +341,8 @@ class ResourceTurn {
       return 'taken';
     }
     if (answer === 'busy') return 'busy';
-    const stale = typeof answer === 'string' && answer.startsWith('stale:') ? Number(answer.slice(6)) : NaN;
-    if (Number.isFinite(stale)) return { stale };
+    const stale = staleAnswer(answer);
+    if (stale !== undefined) return stale;
     throw new Error(`unexpected answer from Redis to a resource's turn: ${String(answer)}`);
   }
 

@@ -4,6 +4,7 @@ import { withTimeout } from '../with-timeout';
 import type { EventOrder } from '../ordering/event-order';
 import type { ClaimResult, OrderedClaimResult, ReplayStore } from '../replay/replay-store';
 import { commandRunner, type RedisClientLike, type RunCommand } from './redis-client';
+import { resourceKeys, staleAnswer } from './resource-keys';
 
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
@@ -176,8 +177,8 @@ export class RedisReplayStore implements ReplayStore {
       throw error;
     }
     if (result === 'claimed' || result === 'in_flight' || result === 'done' || result === 'resource_in_flight') return result;
-    const stale = typeof result === 'string' && result.startsWith('stale:') ? Number(result.slice(6)) : NaN;
-    if (Number.isFinite(stale)) return { stale };
+    const stale = staleAnswer(result);
+    if (stale !== undefined) return stale;
     throw new Error(`unexpected answer from Redis to a claim: ${String(result)}`);
   }
 
@@ -197,7 +198,7 @@ export class RedisReplayStore implements ReplayStore {
 
   /** A resource's two keys, beside the delivery keys under the same prefix. */
   private resourceKeys({ resource }: EventOrder): { applied: string; holder: string } {
-    return { applied: `${this.prefix}resource:${resource}:applied`, holder: `${this.prefix}resource:${resource}:holder` };
+    return resourceKeys(this.prefix, resource);
   }
 
   private undoClaim(key: string, token: string, attemptsLeft: number, delayMs: number, order?: EventOrder): void {
