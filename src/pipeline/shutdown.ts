@@ -1,4 +1,5 @@
 import { WebhookVerificationError } from '../errors';
+import { LiveList } from '../live-list';
 
 /** Seconds MITPO is asked to wait before retrying a delivery refused during a shutdown. */
 const RETRY_AFTER_SECONDS = 10;
@@ -19,12 +20,12 @@ export class Shutdown {
   /** True once the deadline was reached: a delivery still to be handled is refused. */
   pastDeadline = false;
   /**
-   * Told when the deadline is reached. A set of callbacks, each removed when its
+   * Told when the deadline is reached. Callbacks, each removed when its
    * delivery settles, rather than one pending promise every delivery chains on:
    * reactions on a promise that is not settled until shutdown would be kept for
    * every delivery the process ever handled.
    */
-  private readonly atDeadline = new Set<() => void>();
+  private readonly atDeadline = new LiveList<() => void>();
   private closed: Promise<void> | undefined;
 
   get closing(): boolean {
@@ -54,13 +55,13 @@ export class Shutdown {
 
   /** Calls `stop` when the deadline is reached, unless `cancel` (returned) was called first. */
   onDeadline(stop: () => void): () => void {
-    this.atDeadline.add(stop);
-    return () => this.atDeadline.delete(stop);
+    const entry = this.atDeadline.add(stop);
+    return () => this.atDeadline.remove(entry);
   }
 
   private reachDeadline(): void {
     this.pastDeadline = true;
-    for (const stop of this.atDeadline) stop();
+    for (const stop of this.atDeadline.values()) stop();
     this.atDeadline.clear();
   }
 

@@ -1,3 +1,4 @@
+import { LiveList, type LiveEntry } from '../live-list';
 import type { EventOrder } from '../ordering/event-order';
 import type { OrderedClaimResult, ReplayStore } from './replay-store';
 
@@ -13,6 +14,8 @@ export interface Claim<Owner = unknown> {
   readonly token: string;
   /** With `ordering`: the resource this attempt also holds, and the event's place in it. */
   readonly order: EventOrder | undefined;
+  /** Its place among the live claims, which `Claims` renews; not listed once completed or released. */
+  live: LiveEntry<Claim<Owner>> | undefined;
 }
 
 /**
@@ -31,7 +34,7 @@ export class Claims<Owner> {
    */
   private tokenPrefix: string | undefined;
   private taken = 0;
-  private readonly live = new Set<Claim<Owner>>();
+  private readonly live = new LiveList<Claim<Owner>>();
   private renewal: ReturnType<typeof setInterval> | undefined;
 
   constructor(
@@ -55,8 +58,8 @@ export class Claims<Owner> {
     if (result === 'in_flight' || result === 'done' || (order !== undefined && result === 'resource_in_flight')) return result;
     if (order !== undefined && typeof (result as { stale?: unknown } | null)?.stale === 'number') return result as { stale: number };
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
-    const claim = { key, owner, token, order };
-    this.live.add(claim);
+    const claim: Claim<Owner> = { key, owner, token, order, live: undefined };
+    claim.live = this.live.add(claim);
     this.renewal ??= this.detached(() => this.startRenewal());
     return claim;
   }
@@ -68,7 +71,7 @@ export class Claims<Owner> {
    * @throws what the store throws
    */
   complete(claim: Claim<Owner>, retentionMs: number): Promise<void> {
-    this.live.delete(claim);
+    if (claim.live !== undefined) this.live.remove(claim.live);
     return claim.order === undefined
       ? this.store.complete(claim.key, retentionMs, claim.token)
       : this.store.completeInOrder!(claim.key, claim.order, retentionMs, retentionMs, claim.token);
@@ -76,7 +79,7 @@ export class Claims<Owner> {
 
   /** Lets the delivery be handled again (a handler failed), and frees its resource. @throws what the store throws */
   release(claim: Claim<Owner>): Promise<void> {
-    this.live.delete(claim);
+    if (claim.live !== undefined) this.live.remove(claim.live);
     return claim.order === undefined ? this.store.release(claim.key, claim.token) : this.store.releaseInOrder!(claim.key, claim.order, claim.token);
   }
 
@@ -88,7 +91,7 @@ export class Claims<Owner> {
         this.renewal = undefined;
         return;
       }
-      for (const claim of this.live) this.renew(claim);
+      for (const claim of this.live.values()) this.renew(claim);
     }, this.inFlightTtlMs / 3);
     // Timers are objects with unref() on Node, numbers elsewhere.
     (renewal as { unref?: () => void }).unref?.();
@@ -105,7 +108,7 @@ export class Claims<Owner> {
       )
       .then(
         (held) => {
-          if (!held && this.live.has(claim)) {
+          if (!held && claim.live?.listed === true) {
             this.trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined, claim.owner);
           }
         },

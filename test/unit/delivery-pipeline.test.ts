@@ -106,6 +106,21 @@ describe('stores', () => {
     expect((await webhooks.receive(delivery())).status).toBe(200);
     expect(records[0]).toMatchObject({ level: 'error', message: expect.stringContaining(said), record: { event: 'dispatch.completed' } });
   });
+
+  it('logs no lost claim when a renewal answers "not held" after the delivery was completed meanwhile', async () => {
+    const { logger, records } = recordingLogger();
+    const store = new MemoryReplayStore();
+    const renewing = deferred();
+    const answer = deferred<boolean>();
+    store.renew = () => (renewing.resolve(), answer.promise);
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.03, logger });
+    // The handler ends once a renewal is under way, so the claim completes before the store answers it.
+    webhooks.onAny(() => renewing.promise);
+    expect((await webhooks.receive(delivery())).status).toBe(200);
+    answer.resolve(false);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(records.filter((record) => record.message.includes('lost a claim'))).toEqual([]);
+  });
 });
 
 describe('RedisReplayStore commands', () => {
