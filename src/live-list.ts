@@ -16,7 +16,7 @@ export interface LiveEntry<T> {
  * and V8 gives a `Set` a new, resized table each time it shrinks or grows past a
  * bound (`Runtime_SetShrink` in the profile); adding and removing here is a few
  * field writes. In place of those two `Set`s it cut the CPU per delivery of
- * mitpo-webhooks on node:http by 7 to 8 % in `npm run bench`'s receiver (300 B,
+ * mitpo-webhooks on node:http by about 7 % in `npm run bench`'s receiver (300 B,
  * async handler): 61.2 to 56.5 µs (medians of four alternating runs of
  * `bench/run.mjs --only 4,5 --size 300`), 63.0 to 58.7 µs (12 interleaved rounds),
  * and its peak RSS from 139–160 MB to 127–129 MB. It keeps no order that anything
