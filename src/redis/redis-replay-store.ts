@@ -168,7 +168,7 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async claimInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult> {
-    const { applied, holder } = this.resourceKeys(order);
+    const { applied, holder } = resourceKeys(this.prefix, order.resource);
     let result: unknown;
     try {
       result = await this.command('EVAL', [CLAIM_IN_ORDER, 3, this.prefix + key, applied, holder, wholeMs(inFlightTtlMs), token, order.position]);
@@ -183,22 +183,17 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
-    const { applied, holder } = this.resourceKeys(order);
+    const { applied, holder } = resourceKeys(this.prefix, order.resource);
     await this.command('EVAL', [COMPLETE_IN_ORDER, 3, this.prefix + key, applied, holder, wholeMs(retentionMs), token, order.position, wholeMs(orderRetentionMs)]);
   }
 
   async releaseInOrder(key: string, order: EventOrder, token: string): Promise<void> {
-    await this.command('EVAL', [RELEASE_IN_ORDER, 2, this.prefix + key, this.resourceKeys(order).holder, token]);
+    await this.command('EVAL', [RELEASE_IN_ORDER, 2, this.prefix + key, resourceKeys(this.prefix, order.resource).holder, token]);
   }
 
   async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
-    const renewed = await this.command('EVAL', [RENEW_IN_ORDER, 2, this.prefix + key, this.resourceKeys(order).holder, wholeMs(inFlightTtlMs), token]);
+    const renewed = await this.command('EVAL', [RENEW_IN_ORDER, 2, this.prefix + key, resourceKeys(this.prefix, order.resource).holder, wholeMs(inFlightTtlMs), token]);
     return Number(renewed) === 1;
-  }
-
-  /** A resource's two keys, beside the delivery keys under the same prefix. */
-  private resourceKeys({ resource }: EventOrder): { applied: string; holder: string } {
-    return resourceKeys(this.prefix, resource);
   }
 
   private undoClaim(key: string, token: string, attemptsLeft: number, delayMs: number, order?: EventOrder): void {
