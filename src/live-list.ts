@@ -25,10 +25,12 @@ export interface LiveEntry<T> {
  */
 export class LiveList<T> {
   private head: LiveEntry<T> | undefined;
-  private count = 0;
 
+  /** Counted on asking: only a renewal tick asks, not a delivery. */
   get size(): number {
-    return this.count;
+    let size = 0;
+    for (let entry = this.head; entry !== undefined; entry = entry.next) size += 1;
+    return size;
   }
 
   /** @returns the entry to remove it by */
@@ -36,7 +38,6 @@ export class LiveList<T> {
     const entry: LiveEntry<T> = { value, listed: true, prev: undefined, next: this.head };
     if (this.head !== undefined) this.head.prev = entry;
     this.head = entry;
-    this.count += 1;
     return entry;
   }
 
@@ -49,7 +50,6 @@ export class LiveList<T> {
     if (entry.next !== undefined) entry.next.prev = entry.prev;
     entry.prev = undefined;
     entry.next = undefined;
-    this.count -= 1;
   }
 
   /** The values now listed, copied, so a caller may remove entries while it goes through them. */
