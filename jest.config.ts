@@ -33,4 +33,7 @@ const config: Config = {
   testTimeout: 20_000,
 };
 
-export default config;
+// CommonJS, not `export default`: Node 22.18+ and 24 load this file natively (types
+// stripped) before jest falls back to ts-node, and without "type": "module" an ES export
+// fails there with a warning on every run.
+module.exports = config;
