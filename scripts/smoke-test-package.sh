@@ -104,7 +104,7 @@ echo '{"event":"connection.active","timestamp":"2026-03-22T10:30:00Z","data":{}}
 
 echo "-- TypeScript consumers"
 cat > consumer.ts <<'TS'
-import { MitpoWebhooks, type MitpoEventOf } from 'mitpo-webhooks';
+import { MitpoWebhooks, type DeliveryContext, type MitpoEventOf } from 'mitpo-webhooks';
 import { signedDelivery } from 'mitpo-webhooks/testing';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { BullMQDeliveryQueue } from 'mitpo-webhooks/bullmq';
@@ -133,6 +133,9 @@ webhooks.on('dispatch.completed', (event: MitpoEventOf<'dispatch.completed'>) =>
 });
 // @ts-expect-error: not an event MITPO sends
 webhooks.on('dispatch.complete', () => {});
+// On Node the bytes are a Buffer, in the handlers and in the exported types alike.
+webhooks.onAny((_event, ctx) => ctx.rawBody.toString('base64'));
+export const firstByte = (ctx: DeliveryContext) => ctx.rawBody.readUInt8(0);
 const delivery: { body: string; headers: Record<string, string> } = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_smoke' });
 export const uses = [delivery, RedisReplayStore, webhooks.fetchHandler(), webhooks.middleware({ path: '/webhooks/mitpo' })];
 TS
@@ -148,6 +151,25 @@ npx --no-install tsc -p tsconfig.node16.json
 echo "tsc moduleResolution node16 (CommonJS and ESM files): ok"
 npx --no-install tsc -p tsconfig.bundler.json
 echo "tsc moduleResolution bundler: ok"
+
+# A Worker project: no Node types at all, and every declaration file checked, so
+# nothing that mitpo-webhooks/web's types reach may name Buffer or a node: module.
+cat > worker.ts <<'TS'
+import { MitpoWebhooks, type DeliveryContext } from 'mitpo-webhooks/web';
+const webhooks = new MitpoWebhooks({ secret: 'whsec_smoke' });
+webhooks.on('dispatch.completed', (event, ctx: DeliveryContext) => {
+  const bytes: Uint8Array = ctx.rawBody;
+  // @ts-expect-error: a Uint8Array, not Node's Buffer
+  void ctx.rawBody.toString('base64');
+  return [event.data.dispatch_id, bytes.byteLength];
+});
+export default { fetch: webhooks.fetchHandler() };
+TS
+cat > tsconfig.worker.json <<'JSON'
+{ "compilerOptions": { "module": "esnext", "moduleResolution": "bundler", "strict": true, "noEmit": true, "skipLibCheck": false, "types": [], "lib": ["ES2022", "WebWorker"] }, "files": ["worker.ts"] }
+JSON
+npx --no-install tsc -p tsconfig.worker.json
+echo "tsc for a Worker without Node's types, declarations checked: ok"
 
 # The frameworks: each version gets a project of its own, since two majors of one
 # framework cannot share a node_modules and the adapters must work with what npm

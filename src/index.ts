@@ -1,10 +1,8 @@
 export { MitpoWebhooks } from './mitpo-webhooks';
-export type { MitpoWebhooksOptions, WebhookLogger, DeliveryKeyFunction } from './options';
+export type { WebhookLogger } from './options';
 export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
 export type { FetchHandler } from './adapters/fetch-handler';
 export type { DeliveryInput } from './delivery-input';
-export type { DeadLetterHandler } from './pipeline/queued-runs';
-export type { StaleHandler } from './ordering/stale-events';
 export type { OrderingOption, EventOrder, EventPosition } from './ordering/event-order';
 export {
   DeferredDelivery,
@@ -18,9 +16,20 @@ export {
   type WorkerOptions,
   type TakeTurn,
 } from './queue/delivery-queue';
-export type { FailureContext, FailureHandler } from './pipeline/failure-report';
 export type { WebhookResponse, WebhookResponseBody } from './answers';
-export type { DeliveryContext, DatabaseClient, EventHandler, AnyEventHandler, HandlerErrorHandler } from './router/types';
+export type { DatabaseClient } from './router/types';
+export type {
+  DeliveryContext,
+  EventHandler,
+  AnyEventHandler,
+  HandlerErrorHandler,
+  FailureContext,
+  FailureHandler,
+  DeliveryKeyFunction,
+  StaleHandler,
+  DeadLetterHandler,
+  MitpoWebhooksOptions,
+} from './node-types';
 export type { SecretOption, Secrets } from './secrets/secret-source';
 export { WebhookVerificationError, type WebhookErrorCode } from './errors';
 export { sign } from './signature/sign';

@@ -1,11 +1,10 @@
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
 import { readSeconds } from './duration-option';
-import type { MitpoWebhooksOptions } from './options';
+import type { DeadLetterHandler, MitpoWebhooksOptions } from './node-types';
 import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import { nodePlatform } from './platform/node-platform';
 import type { DeliveryPipeline } from './pipeline/delivery-pipeline';
 import { pipelineOf } from './pipeline/pipeline-of';
-import type { DeadLetterHandler } from './pipeline/queued-runs';
 import { WebhooksCore } from './receiver/webhooks-core';
 
 /**

@@ -17,10 +17,10 @@ export interface WebhookLogger {
 }
 
 /** Computes the replay key of a verified delivery; see {@link MitpoWebhooksOptions.deliveryKey}. `Bytes` as in `DeliveryContext`. */
-export type DeliveryKeyFunction<Bytes extends Uint8Array = Buffer> = (event: MitpoEvent | UnknownMitpoEvent, rawBody: Bytes) => string;
+export type DeliveryKeyFunction<Bytes extends Uint8Array = Uint8Array> = (event: MitpoEvent | UnknownMitpoEvent, rawBody: Bytes) => string;
 
 /** Options of `new MitpoWebhooks()`. Every duration is in seconds (fractions allowed); `Bytes` as in `DeliveryContext`. */
-export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Buffer> {
+export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Uint8Array> {
   /** The signing secret as issued (`whsec_...`), several during a rotation, or a function returning them (a secrets manager). */
   secret: SecretOption;
   /** Seconds `X-MITPO-Timestamp` may differ from this server's clock, past or future. Default 300. */

@@ -187,7 +187,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     const data: JobData = {
       ...(delivery.bodyDigest === undefined ? {} : { bodyDigest: delivery.bodyDigest }),
       deliveryKey: delivery.deliveryKey,
-      body: delivery.rawBody.toString('base64'),
+      // A view, not a copy: the receiver queues a Buffer, but the type allows any bytes.
+      body: Buffer.from(delivery.rawBody.buffer, delivery.rawBody.byteOffset, delivery.rawBody.byteLength).toString('base64'),
       headers: { ...delivery.headers },
       receivedAt: delivery.receivedAt,
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),

@@ -16,7 +16,8 @@ import { readSeconds } from '../duration-option';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
 import { registerWebhookRoute } from '../fastify/fastify-route';
 import { MitpoWebhooks } from '../mitpo-webhooks';
-import { KNOWN_OPTIONS, type MitpoWebhooksOptions } from '../options';
+import { KNOWN_OPTIONS } from '../options';
+import type { MitpoWebhooksOptions } from '../node-types';
 import { pipelineOf } from '../pipeline/pipeline-of';
 import { eventsHandledBy } from './on-mitpo-event';
 

@@ -1,6 +1,6 @@
 import type { MitpoEventName } from '../events/schemas';
 import { namesOf } from '../router/event-router';
-import type { EventHandler } from '../router/types';
+import type { EventHandler } from '../node-types';
 
 /**
  * The event names of each decorated method, by class prototype and method name.

@@ -5,7 +5,7 @@ import type { DeliveryContext } from '../router/types';
 import { positionOf, type EventPosition } from './event-order';
 
 /** Told of a stale event, skipped because `latest`, a later event of its resource, was already applied. */
-export type StaleHandler<Bytes extends Uint8Array = Buffer> = (
+export type StaleHandler<Bytes extends Uint8Array = Uint8Array> = (
   event: MitpoEvent | UnknownMitpoEvent,
   ctx: DeliveryContext<Bytes>,
   stale: { latest: EventPosition },

@@ -29,7 +29,9 @@ export class DeliveryPipeline {
   private readonly checks: Checks;
   private readonly inline: InlineHandling;
   private readonly queued: QueuedRuns | undefined;
-  readonly deadLetters = new Listeners<Parameters<DeadLetterHandler>>('onDeadLetter');
+  // Typed here, not inferred: an inferred type is written into the declarations through
+  // the main entry, which would bring Node's types into `mitpo-webhooks/web`'s.
+  readonly deadLetters: Listeners<Parameters<DeadLetterHandler>> = new Listeners('onDeadLetter');
   readonly stale: StaleEvents;
 
   constructor(options: ResolvedOptions, router: EventRouter, platform: Platform) {

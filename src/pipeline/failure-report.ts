@@ -6,7 +6,7 @@ import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import { sanitizeText } from '../text/sanitize-text';
 
 /** What `onFailure` is told besides the error; `Bytes` as in `DeliveryContext`. */
-export interface FailureContext<Bytes extends Uint8Array = Buffer> {
+export interface FailureContext<Bytes extends Uint8Array = Uint8Array> {
   /** The request's headers: a plain object, names in lower case. */
   headers: DeliveryHeaders;
   /** True when the signature was valid: the delivery really came from MITPO. */
@@ -18,7 +18,7 @@ export interface FailureContext<Bytes extends Uint8Array = Buffer> {
 }
 
 /** Told once for every delivery answered with a non-2xx; it cannot change the answer. */
-export type FailureHandler<Bytes extends Uint8Array = Buffer> = (error: WebhookVerificationError, context: FailureContext<Bytes>) => unknown;
+export type FailureHandler<Bytes extends Uint8Array = Uint8Array> = (error: WebhookVerificationError, context: FailureContext<Bytes>) => unknown;
 
 /** What the pipeline learns about a delivery as it passes each check, for `onFailure` and the logger. */
 export interface DeliveryTrace {
@@ -99,7 +99,7 @@ function fields(trace: Partial<DeliveryTrace>, now: number): Record<string, unkn
 
 function failureContext(error: WebhookVerificationError, trace: DeliveryTrace): FailureContext {
   if (trace.rawBody === undefined) return { headers: trace.headers };
-  const context: FailureContext = { headers: trace.headers, authenticated: true, rawBody: trace.rawBody as Buffer };
+  const context: FailureContext = { headers: trace.headers, authenticated: true, rawBody: trace.rawBody };
   const issues = (error.cause as { issues?: FailureContext['issues'] } | undefined)?.issues;
   if (error.code === 'invalid_payload' && Array.isArray(issues)) context.issues = issues;
   return context;

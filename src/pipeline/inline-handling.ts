@@ -138,6 +138,5 @@ export class InlineHandling {
 
 /** What the handlers (or `onStale`) are told of a delivery handled in its request: its first attempt. */
 function contextOf(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): DeliveryContext {
-  // On Node the bytes are a Buffer, as the context's type says.
-  return { headers: trace.headers, rawBody: rawBody as Buffer, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
+  return { headers: trace.headers, rawBody, deliveryKey, receivedAt: new Date(trace.startedAt), attempt: 1 };
 }

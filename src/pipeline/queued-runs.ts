@@ -13,8 +13,12 @@ import { aroundHandlers, handlerFailed } from './handler-runs';
 import { asVerificationError, keyed, verified, type Checks, type KeyedDelivery } from './verified';
 import { checkEventAge } from '../freshness/event-age';
 
-/** Told when a queued delivery becomes a dead letter; `event` is undefined when it could not be read. */
-export type DeadLetterHandler = (event: MitpoEvent | UnknownMitpoEvent | undefined, ctx: DeliveryContext, error: Error) => unknown;
+/** Told when a queued delivery becomes a dead letter; `event` is undefined when it could not be read. `Bytes` as in `DeliveryContext`. */
+export type DeadLetterHandler<Bytes extends Uint8Array = Uint8Array> = (
+  event: MitpoEvent | UnknownMitpoEvent | undefined,
+  ctx: DeliveryContext<Bytes>,
+  error: Error,
+) => unknown;
 
 /** What a queue keeps of the request: the type and what is needed to verify the bytes again. */
 const QUEUED_HEADERS = ['content-type', 'x-mitpo-signature', 'x-mitpo-timestamp', 'x-mitpo-event'] as const;
@@ -143,8 +147,7 @@ export class QueuedRuns {
       throw this.tampered('its id or key is not the one its verified bytes give', delivery.deliveryKey);
     }
     onVerified(event.event);
-    // On Node the bytes are a Buffer, as the context's type says.
-    const ctx: DeliveryContext = { headers, rawBody: checked.rawBody as Buffer, deliveryKey, receivedAt, attempt, ...(db && { db }) };
+    const ctx: DeliveryContext = { headers, rawBody: checked.rawBody, deliveryKey, receivedAt, attempt, ...(db && { db }) };
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
       this.deadLetter(event, ctx, died);
@@ -258,6 +261,5 @@ function storedRequest(rawBody: Uint8Array, headers: Record<string, string>) {
 function queuedDelivery(rawBody: Uint8Array, deliveryKey: string, trace: DeliveryTrace): QueuedDelivery {
   const headers = keptHeaders(trace.headers);
   const traceparent = trace.telemetry?.traceparent();
-  // On Node the bytes are a Buffer, as the queue's type says.
-  return { deliveryKey, rawBody: rawBody as Buffer, headers, receivedAt: trace.startedAt, ...(traceparent && { traceparent }) };
+  return { deliveryKey, rawBody, headers, receivedAt: trace.startedAt, ...(traceparent && { traceparent }) };
 }

@@ -119,8 +119,7 @@ export async function keyed(delivery: VerifiedDelivery, checks: Checks, trace: D
 export function deliveryKeyOf(event: MitpoEvent | UnknownMitpoEvent, rawBody: Uint8Array, { options, platform }: Checks): string | Promise<string> {
   const custom = options.deliveryKey;
   if (custom === undefined) return platform.sha256Hex(rawBody);
-  // The option is typed for Node's Buffer, which is what Node's adapters read.
-  const key: unknown = custom(event, rawBody as Buffer);
+  const key: unknown = custom(event, rawBody);
   if (typeof key !== 'string' || key === '') {
     throw new TypeError(
       `mitpo-webhooks: the deliveryKey option returned ${typeof key === 'string' ? 'an empty string' : typeof key}; it must return a non-empty string`,

@@ -13,8 +13,8 @@ export interface QueuedDelivery {
    * option): a queue that finds the key taken by other bytes answers `'collision'`.
    */
   bodyDigest?: string;
-  /** The raw body exactly as received. */
-  rawBody: Buffer;
+  /** The raw body exactly as received: a `Buffer` when the receiver queued it (a `Uint8Array` is enough for a queue to hand back). */
+  rawBody: Uint8Array;
   /** `content-type` and the `x-mitpo-*` headers, lower-case names. */
   headers: Readonly<Record<string, string>>;
   /** When the receiver got it, milliseconds since the epoch. */

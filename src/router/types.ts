@@ -3,9 +3,10 @@ import type { DeliveryHeaders } from '../headers/delivery-headers';
 
 /**
  * What a handler learns about the delivery besides the event. `Bytes` is the
- * runtime's type of bytes: `Buffer` on Node, `Uint8Array` from `mitpo-webhooks/web`.
+ * runtime's type of bytes: `Buffer` on Node (the main entry's types say so),
+ * `Uint8Array` from `mitpo-webhooks/web`.
  */
-export interface DeliveryContext<Bytes extends Uint8Array = Buffer> {
+export interface DeliveryContext<Bytes extends Uint8Array = Uint8Array> {
   /** The request's headers: a plain object, names in lower case, under every adapter. */
   headers: DeliveryHeaders;
   /** The body exactly as received. */
@@ -34,16 +35,16 @@ export interface DatabaseClient {
 }
 
 /** A handler for the named event(s); may be sync or async. The answer waits for it. */
-export type EventHandler<N extends MitpoEventName = MitpoEventName, Bytes extends Uint8Array = Buffer> = (
+export type EventHandler<N extends MitpoEventName = MitpoEventName, Bytes extends Uint8Array = Uint8Array> = (
   event: MitpoEventOf<N>,
   ctx: DeliveryContext<Bytes>,
 ) => unknown;
 
 /** A handler for every verified event, including types this version does not know. */
-export type AnyEventHandler<Bytes extends Uint8Array = Buffer> = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext<Bytes>) => unknown;
+export type AnyEventHandler<Bytes extends Uint8Array = Uint8Array> = (event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext<Bytes>) => unknown;
 
 /** Told when a handler throws or rejects; `error` is always an `Error` (a thrown non-Error is wrapped, kept as `cause`). */
-export type HandlerErrorHandler<Bytes extends Uint8Array = Buffer> = (
+export type HandlerErrorHandler<Bytes extends Uint8Array = Uint8Array> = (
   error: Error,
   event: MitpoEvent | UnknownMitpoEvent,
   ctx: DeliveryContext<Bytes>,
