@@ -135,7 +135,10 @@ webhooks.on('dispatch.completed', (event: MitpoEventOf<'dispatch.completed'>) =>
 webhooks.on('dispatch.complete', () => {});
 // On Node the bytes are a Buffer, in the handlers and in the exported types alike.
 webhooks.onAny((_event, ctx) => ctx.rawBody.toString('base64'));
+webhooks.onFailure((_error, context) => context.rawBody?.toString('base64'));
 export const firstByte = (ctx: DeliveryContext) => ctx.rawBody.readUInt8(0);
+export const keyedByHand = new MitpoWebhooks({ secret: 'whsec_smoke', deliveryKey: (_event, rawBody) => rawBody.toString('hex') });
+export const deadLetters = () => queued().onDeadLetter((_event, ctx) => ctx.rawBody.toString('base64'));
 const delivery: { body: string; headers: Record<string, string> } = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_smoke' });
 export const uses = [delivery, RedisReplayStore, webhooks.fetchHandler(), webhooks.middleware({ path: '/webhooks/mitpo' })];
 TS

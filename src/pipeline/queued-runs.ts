@@ -134,7 +134,9 @@ export class QueuedRuns {
       // that threw), may pass on a later run; what the sender's bytes are never will.
       if ((refused.code === 'secret_unavailable' || refused.code === 'internal_error') && !lastAttempt) throw refused;
       if (TAMPERED.has(refused.code)) throw this.tampered(`its ${refused.code === 'event_mismatch' ? 'X-MITPO-Event' : 'signature'} does not hold`, delivery.deliveryKey, refused);
-      const ctx: DeliveryContext = { headers, rawBody: delivery.rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
+      // As the platform's bytes (a Buffer on Node), as the handlers' types say, whatever the queue handed back.
+      const rawBody = this.checks.platform.bytes(delivery.rawBody);
+      const ctx: DeliveryContext = { headers, rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
       this.deadLetter(readEvent, ctx, refused);
       throw new FinalDeliveryFailure(refused.message, { cause: refused });
     }

@@ -153,6 +153,22 @@ describe('queued processing, the pipeline side', () => {
     expect(deadLetters.map((d) => d.code)).toEqual(['invalid_payload']);
   });
 
+  it('gives onDeadLetter the bytes as a Buffer, whatever Uint8Array the queue handed back', async () => {
+    const queue = new MemoryQueue();
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+    const bodies: unknown[] = [];
+    webhooks.onDeadLetter((_event, ctx) => void bodies.push(ctx.rawBody));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 7 } as never });
+    const { job } = await queued(webhooks, queue, delivery);
+    // A queue of the app's own may store and return the bytes as a plain Uint8Array.
+    const handedBack = { ...job, rawBody: new Uint8Array(job.rawBody) };
+    await expect(queue.run(handedBack)).rejects.toMatchObject({ name: 'FinalDeliveryFailure' });
+    expect(bodies).toHaveLength(1);
+    expect(Buffer.isBuffer(bodies[0])).toBe(true);
+    expect((bodies[0] as Buffer).toString('utf8')).toBe(delivery.body);
+  });
+
   it('does not freshness-check a queued delivery again: a retry hours later still runs', async () => {
     let now = Date.now();
     const queue = new MemoryQueue();
