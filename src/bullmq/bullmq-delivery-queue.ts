@@ -14,7 +14,7 @@ import {
   type TakeTurn,
   type WorkerOptions,
 } from '../queue/delivery-queue';
-import { sha256HexOf } from '../platform/node-platform';
+import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
@@ -187,8 +187,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     const data: JobData = {
       ...(delivery.bodyDigest === undefined ? {} : { bodyDigest: delivery.bodyDigest }),
       deliveryKey: delivery.deliveryKey,
-      // A view, not a copy: the receiver queues a Buffer, but the type allows any bytes.
-      body: Buffer.from(delivery.rawBody.buffer, delivery.rawBody.byteOffset, delivery.rawBody.byteLength).toString('base64'),
+      body: bufferOf(delivery.rawBody).toString('base64'),
       headers: { ...delivery.headers },
       receivedAt: delivery.receivedAt,
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),

@@ -116,12 +116,14 @@ export class QueuedRuns {
     onVerified: (event: string) => void = () => undefined,
   ): Promise<'success' | 'stale'> {
     const headers = keptHeaders(delivery.headers);
+    // The platform's bytes (a Buffer on Node, as the handlers' types say), whatever Uint8Array the queue handed back.
+    const rawBody = this.checks.platform.bytes(delivery.rawBody);
     const receivedAt = new Date(receiveTime(delivery.receivedAt, queuedAt, this.checks.options.now()));
     const trace: DeliveryTrace = { headers, startedAt: this.checks.options.now() };
     let checked: KeyedDelivery;
     let readEvent: MitpoEvent | UnknownMitpoEvent | undefined;
     try {
-      const read = await verified(storedRequest(delivery.rawBody, headers), this.checks, trace, 'stored');
+      const read = await verified(storedRequest(rawBody, headers), this.checks, trace, 'stored');
       readEvent = read.event;
       checked = await keyed(read, this.checks, trace);
       // An event past maxEventAge runs only when an operator retried its dead letter:
@@ -134,8 +136,6 @@ export class QueuedRuns {
       // that threw), may pass on a later run; what the sender's bytes are never will.
       if ((refused.code === 'secret_unavailable' || refused.code === 'internal_error') && !lastAttempt) throw refused;
       if (TAMPERED.has(refused.code)) throw this.tampered(`its ${refused.code === 'event_mismatch' ? 'X-MITPO-Event' : 'signature'} does not hold`, delivery.deliveryKey, refused);
-      // As the platform's bytes (a Buffer on Node), as the handlers' types say, whatever the queue handed back.
-      const rawBody = this.checks.platform.bytes(delivery.rawBody);
       const ctx: DeliveryContext = { headers, rawBody, deliveryKey: trace.deliveryKey ?? delivery.deliveryKey, receivedAt, attempt };
       this.deadLetter(readEvent, ctx, refused);
       throw new FinalDeliveryFailure(refused.message, { cause: refused });

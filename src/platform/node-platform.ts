@@ -35,12 +35,15 @@ export const nodePlatform: Platform<KeyObject> = {
     return OUTSIDE_ANY_REQUEST.runInAsyncScope(start);
   },
 
-  bytes(view) {
-    return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
-  },
+  bytes: bufferOf,
 
   openTelemetry: loadOtelApi,
 };
+
+/** `view` as a Buffer over the same memory: a Buffer as it is, other bytes without a copy. */
+export function bufferOf(view: Uint8Array): Buffer {
+  return Buffer.isBuffer(view) ? view : Buffer.from(view.buffer, view.byteOffset, view.byteLength);
+}
 
 /** The async context this module was loaded in: the app's start-up, not a request. */
 const OUTSIDE_ANY_REQUEST = new AsyncResource('mitpo-webhooks');

@@ -7,7 +7,11 @@ export type { WebhookLogger } from '../options';
 export type { FetchHandler } from '../adapters/fetch-handler';
 export type { DeliveryInput } from '../delivery-input';
 export type { WebhookResponse, WebhookResponseBody } from '../answers';
-export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler, FailureContext, FailureHandler, DeliveryKeyFunction, StaleHandler } from './types';
+// The core's types: their bytes default to `Uint8Array`, what a Web runtime reads.
+export type { DeliveryContext, EventHandler, AnyEventHandler, HandlerErrorHandler } from '../router/types';
+export type { FailureContext, FailureHandler } from '../pipeline/failure-report';
+export type { DeliveryKeyFunction } from '../options';
+export type { StaleHandler } from '../ordering/stale-events';
 export type { SecretOption, Secrets } from '../secrets/secret-source';
 export { WebhookVerificationError, type WebhookErrorCode } from '../errors';
 export { parseEvent } from '../events/parse-event';
