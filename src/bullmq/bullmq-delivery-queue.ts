@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
+import { toError } from '../errors';
 import {
   DeferredDelivery,
   FinalDeliveryFailure,
@@ -253,8 +254,11 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
           // A delivery that can never succeed (a forged job, a refused payload) is
-          // a dead letter at once rather than after every backoff.
-          if (error instanceof FinalDeliveryFailure) throw new UnrecoverableError(error.message);
+          // a dead letter at once rather than after every backoff. So is one that failed
+          // the worker's last attempt: BullMQ would retry it, counting only finished runs
+          // (attemptsMade) where the worker counts a dead worker's too, and the run after
+          // would report the dead letter a second time.
+          if (error instanceof FinalDeliveryFailure || attempt >= attempts) throw new UnrecoverableError(toError(error).message);
           throw error;
         }
       },

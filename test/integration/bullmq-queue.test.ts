@@ -389,6 +389,31 @@ describeRedis('queued processing on BullMQ', () => {
     expect(shown.stdout).toContain('attempts:    3 of 3');
   }, 40_000);
 
+  // The worker counts the run whose worker died (BullMQ's attemptsStarted); BullMQ's
+  // own retry decision counts only finished runs. They must agree on the last one.
+  it('after one worker death and then failing handlers (attempts 3), reports the dead letter once, on attempt 3, and runs no fourth time', async () => {
+    const producer = receiver({ attempts: 3 });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    const child = startHangingWorkerProcess(name);
+    children.push(child);
+    await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
+    child.kill('SIGKILL');
+    const survivor = receiver({ attempts: 3 });
+    const runs: number[] = [];
+    survivor.onAny((_event, ctx) => {
+      runs.push(ctx.attempt);
+      throw new Error('handler down');
+    });
+    const deadLetters: string[] = [];
+    survivor.onDeadLetter((_event, ctx, error) => void deadLetters.push(`${ctx.attempt} ${error.message}`));
+    survivor.startWorker();
+    await waitFor(async () => (await stateOf(delivery.body)) === 'failed', 20_000);
+    expect({ runs, deadLetters }).toEqual({ runs: [2, 3], deadLetters: [expect.stringMatching(/^3 A handler failed.*handler down/)] });
+    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
+    expect(job?.failedReason).toMatch(/handler down/);
+  }, 40_000);
+
   it('close(): refuses new deliveries with 503 shutting_down and Retry-After, lets a running job finish, then closes', async () => {
     const webhooks = receiver();
     const release = deferred();
