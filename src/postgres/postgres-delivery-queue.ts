@@ -158,18 +158,14 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
 
   private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const refused = delivery.refused ?? null;
-    // An authentic delivery the schema refused is kept as a dead letter at once.
+    // An authentic delivery the schema refused waits like any other: a worker checks it
+    // again and, refused again, keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
     const inserted = await this.pool.query({
       // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
       query_timeout: this.enqueueTimeoutMs,
       text: `insert into ${this.table}
-         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent,
-          state, errors, finished_at, keep_until)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-          case when $9::jsonb is null then 'waiting' else 'dead' end,
-          case when $9::jsonb is null then '[]'::jsonb else jsonb_build_array($9::jsonb->>'message') end,
-          case when $9::jsonb is null then null else now() end,
-          case when $9::jsonb is null then null else now() + make_interval(secs => $11::double precision / 1000) end)
+         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
        on conflict (delivery_key) do nothing`,
       values: [
         delivery.deliveryKey,
@@ -182,7 +178,6 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
         delivery.bodyDigest ?? null,
         refused === null ? null : JSON.stringify(refused),
         delivery.traceparent ?? null,
-        this.deadLetterRetentionMs,
       ],
     } as QueryConfig);
     if (inserted.rowCount === 1) return 'queued';

@@ -88,11 +88,8 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       const other = delivery.bodyDigest !== undefined && Buffer.compare(Buffer.from(known.delivery.rawBody), Buffer.from(delivery.rawBody)) !== 0;
       return Promise.resolve(other ? 'collision' : 'duplicate');
     }
+    // A delivery the schema refused waits too: the worker refuses it again and reports the dead letter, as on BullMQ.
     const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs };
-    if (delivery.refused !== undefined) {
-      job.state = 'failed';
-      job.error = Object.assign(new Error(delivery.refused.message), { code: delivery.refused.code, issues: delivery.refused.issues });
-    }
     this.jobs.set(delivery.deliveryKey, job);
     return Promise.resolve('queued');
   }

@@ -355,15 +355,22 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
   });
 
-  it('keeps an authentic delivery its schema refuses as a dead letter at once, with the refusal', async () => {
+  it('keeps an authentic delivery its schema refuses as a dead letter, with the refusal, and tells onDeadLetter once, as on BullMQ', async () => {
     const webhooks = receiver();
+    const told: string[] = [];
+    webhooks.onDeadLetter((event, ctx, error) => void told.push(`${event?.event} ${ctx.attempt} ${(error as { code?: string }).code}`));
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    webhooks.startWorker();
     const body = JSON.stringify({ event: 'dispatch.completed', timestamp: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z'), data: { dispatch_id: 42 } });
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     const headers = { ...delivery.headers, 'X-MITPO-Signature': sign(body, SECRET) };
     expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(400);
+    await waitFor(async () => (await rowOf(deliveryKeyOf(body)))?.state === 'dead');
     const row = await rowOf(deliveryKeyOf(body));
-    expect(row?.state).toBe('dead');
-    expect(row?.errors).toHaveLength(1);
+    expect(row?.errors).toEqual([expect.stringContaining('dispatch_id')]);
+    expect(told).toEqual(['undefined 1 invalid_payload']);
+    expect(ran).not.toHaveBeenCalled();
   });
 
   it('removes done rows past their retention and dead letters past theirs, and keeps the rest', async () => {

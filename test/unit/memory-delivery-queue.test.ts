@@ -67,13 +67,16 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     expect(letter!.deliveryKey).toMatch(/^[0-9a-f]{64}$/);
   });
 
-  it('keeps an authentic delivery the schema refused, with its issues, answered 400', async () => {
-    const { queue, receive } = queued();
+  it('keeps an authentic delivery the schema refused as a dead letter, answered 400, and tells onDeadLetter once, as on BullMQ', async () => {
+    const { queue, receive, deadLetters } = queued();
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 42 } as never });
     expect((await receive(delivery)).status).toBe(400);
+    await queue.drain();
+    expect(deadLetters).toEqual([{ event: undefined, message: expect.stringContaining('dispatch_id') }]);
     const [letter] = queue.deadLetters();
-    expect(letter).toMatchObject({ attempts: 0, error: { code: 'invalid_payload' } });
-    expect((letter!.error as Error & { issues?: unknown[] }).issues).toEqual(expect.arrayContaining([expect.objectContaining({ path: ['data', 'dispatch_id'] })]));
+    expect(letter).toMatchObject({ attempts: 1, error: { cause: { code: 'invalid_payload' } } });
+    const refusal = (letter!.error as Error & { cause: Error & { cause?: { issues?: unknown[] } } }).cause;
+    expect(refusal.cause?.issues).toEqual(expect.arrayContaining([expect.objectContaining({ path: ['data', 'dispatch_id'] })]));
   });
 
   it('needs a worker to drain, and refuses options BullMQ would refuse', async () => {
