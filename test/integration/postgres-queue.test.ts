@@ -393,6 +393,17 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect((await rowOf(deliveryKeyOf(kept.body)))?.state).toBe('done');
   });
 
+  // Found in review: one batch of 1000 a minute per worker, so past about 17 deliveries a second the table only grew.
+  it('removes a backlog of expired rows batch after batch, not one batch a minute', async () => {
+    await pool.query(
+      `insert into "${schema}".deliveries (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, state, finished_at, keep_until)
+       select 'expired-' || g, '\\x00', '{}', 0, 5, 10, 1000, case when g % 2 = 0 then 'done' else 'dead' end, now() - interval '1 day', now() - interval '1 hour'
+         from generate_series(1, 2500) g`,
+    );
+    receiver().startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 0, 20_000);
+  }, 30_000);
+
   // Found in review: the bytes were released at the 503, while the insert still waited for a pool client with the body.
   it('keeps maxPendingBytes while inserts wait for a pool client: past it, 503 at once, and no more is held or inserted', async () => {
     const tiny = new Pool({ connectionString: DATABASE_URL, max: 1 });
