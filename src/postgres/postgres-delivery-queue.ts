@@ -423,11 +423,9 @@ class PostgresWorker implements DeliveryWorker {
       };
       // The done mark and the applied position, committed with the handlers' writes.
       // It fails (the run then fails) when a handler left the transaction aborted.
-      let committing = false;
+      let commitSent = false;
       let committed = false;
       const complete = async () => {
-        committing = true;
-        await client.query('release savepoint handlers');
         if (turn !== undefined) {
           await client.query(
             `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
@@ -442,6 +440,7 @@ class PostgresWorker implements DeliveryWorker {
              keep_until = now() + make_interval(secs => $2::double precision / 1000) where delivery_key = $1`,
           [key, Number(row.retention_ms)],
         );
+        commitSent = true;
         await client.query('commit');
         committed = true;
       };
@@ -464,13 +463,19 @@ class PostgresWorker implements DeliveryWorker {
         if (committed) throw error;
         failure = error;
       }
-      if (committing) {
-        // The transaction may be over, or aborted: the run's outcome is recorded in a new one.
+      if (commitSent) {
+        // The COMMIT itself failed, so the transaction and its lock are gone: the outcome is
+        // recorded in a new one, and only if no other worker took the row meanwhile.
         await client.query('rollback');
         await client.query('begin');
-        await client.query(`select 1 from ${this.table} where delivery_key = $1 for update`, [key]);
+        const still = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update`, [key, row.started]);
+        if (still.rowCount !== 1) {
+          await client.query('commit');
+          return;
+        }
       } else {
-        // The handlers' writes are undone; the outcome of the run is what commits.
+        // The handlers' writes (and a done mark that failed) are undone; the row's lock, taken
+        // before the savepoint, is kept, so no other worker takes the row before the outcome commits.
         await client.query('rollback to savepoint handlers');
       }
       await this.failed(client, row, attempt, failure);

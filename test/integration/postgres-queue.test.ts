@@ -452,6 +452,65 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(row?.errors).toHaveLength(2);
   });
 
+  // Found in review: a done mark that failed rolled the whole transaction back, and so let go of the
+  // row's lock; another worker whose lease had lapsed took the row in that gap and reported a second dead letter.
+  it('keeps the row locked when the done mark fails: no other worker takes it, and the dead letter is reported once', async () => {
+    const key = { value: '' };
+    const tookAgain = async () => (await rowOf(key.value))?.started === 2;
+    // The first worker's connections: its lease lapses as its run begins (as after a slow handler), and a
+    // full rollback waits until another worker could take the row, so the gap, if there is one, is seen.
+    const lapsing = {
+      query: pool.query.bind(pool),
+      connect: async () => {
+        const client = await pool.connect();
+        const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+        const gated = async (...args: unknown[]) => {
+          if (args[0] === 'begin' && key.value !== '') {
+            await pool.query(`update "${schema}".deliveries set lease_until = now() - interval '1 second' where delivery_key = $1`, [key.value]);
+          }
+          const result = await query(...args);
+          if (args[0] === 'rollback') await waitFor(tookAgain);
+          return result;
+        };
+        const release = client.release.bind(client);
+        return Object.assign(client, {
+          query: gated,
+          release: (error?: Error | boolean) => {
+            Object.assign(client, { query });
+            return release(error);
+          },
+        });
+      },
+    } as unknown as Pool;
+    const told: string[] = [];
+    const first = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: lapsing, schema, attempts: 1, pollInterval: 0.2 }) });
+    const second = receiver({ attempts: 1 });
+    opened.push(first);
+    const started = deferred();
+    const carryOn = deferred();
+    first.onAny(async (_event, ctx) => {
+      started.resolve();
+      await carryOn.promise;
+      // A handler that swallowed a failed query: the transaction is aborted, so the done mark fails.
+      await ctx.db!.query('select 1/0').catch(() => undefined);
+    });
+    const secondRan = jest.fn();
+    second.onAny(secondRan);
+    for (const webhooks of [first, second]) webhooks.onDeadLetter((_event, ctx, error) => void told.push(`${ctx.attempt} ${error.message.slice(0, 60)}`));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    key.value = deliveryKeyOf(delivery.body);
+    await deliver(first, delivery);
+    first.startWorker();
+    await started.promise;
+    second.startWorker();
+    carryOn.resolve();
+    await waitFor(async () => (await rowOf(key.value))?.state === 'dead');
+    await first.close({ timeout: 5 });
+    expect(told).toEqual([expect.stringMatching(/^1 The handlers succeeded, but their writes could not be commit/)]);
+    expect(secondRan).not.toHaveBeenCalled();
+    expect(await rowOf(key.value)).toMatchObject({ state: 'dead', started: 1 });
+  }, 30_000);
+
   // Found in review: a loop between its look and its take when close() came still started a run.
   it('starts no run once close() was called', async () => {
     const webhooks = receiver();
