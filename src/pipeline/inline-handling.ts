@@ -85,7 +85,18 @@ export class InlineHandling {
     }
     if (failures === TIMED_OUT) {
       // The claim stays (and is renewed) until the handlers settle, so a retry meanwhile is 409, never a second run.
-      if (claim !== undefined) void handling.then((late) => this.settle(claim, late, trace), (error: unknown) => this.settle(claim, [toError(error)], trace));
+      // They are still running: close() waits for them as for any other, and at its deadline
+      // the claim is released, never completed, and nothing reaches the store after that.
+      this.shutdown.enter();
+      let over = false;
+      const end = (outcome: readonly Error[]) => {
+        if (over) return;
+        over = true;
+        cancelDeadline();
+        void (claim === undefined ? Promise.resolve() : this.settle(claim, outcome, trace)).finally(() => this.shutdown.leave());
+      };
+      const cancelDeadline = this.shutdown.onDeadline(() => end([new Error('abandoned at shutdown')]));
+      void handling.then(end, (error: unknown) => end([toError(error)]));
       throw new WebhookVerificationError(
         'handler_timeout',
         `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +

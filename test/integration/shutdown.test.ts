@@ -72,6 +72,26 @@ describe('close() without a queue', () => {
     expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('claimed');
   });
 
+  // Found in review: answered 503 handler_timeout, the delivery no longer counted as under way, so close()
+  // resolved at once, and the handlers, still running, later completed the claim on a store the app had closed.
+  it('after a handler_timeout, still waits for the handlers running on: at the deadline their claim is released, never completed', async () => {
+    const store = new MemoryReplayStore();
+    const completed = jest.spyOn(store, 'complete');
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, handlerTimeout: 0.05 });
+    const release = deferred();
+    webhooks.onAny(() => release.promise);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answer = await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    expect(answer).toMatchObject({ status: 503, body: { error: { code: 'handler_timeout' } } });
+    await webhooks.close({ timeout: 0.1 });
+    expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('claimed');
+    // The handlers end after close(): nothing reaches the store then.
+    release.resolve();
+    await release.promise;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(completed).not.toHaveBeenCalled();
+  });
+
   it('resolves at once with nothing under way, and the same way when called twice', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     const first = webhooks.close();
