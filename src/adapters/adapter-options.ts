@@ -26,13 +26,17 @@ export function routePath(path: unknown, where: string, required: boolean): stri
   return normalizePath(path);
 }
 
+/** The scheme and host of a request line's absolute form (`POST http://host/path`). */
+const SCHEME_AND_HOST = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
 /**
- * A URL's path without its query string, fragment or a trailing slash. A raw
- * `#` reaches the server (Node accepts it) and Express routes without what
- * follows it, so it must not make the path another one here.
+ * A URL's path without its scheme and host, query string, fragment or a
+ * trailing slash. Each is something Node passes on as sent and Express routes
+ * without (a full URL in the request line; a raw `#`), so none may make the
+ * path another one here.
  */
 export function normalizePath(url: string | undefined): string {
-  const pathname = (url ?? '/').split(/[?#]/, 1)[0]!;
+  const pathname = (url ?? '/').replace(SCHEME_AND_HOST, '').split(/[?#]/, 1)[0]! || '/';
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
 }
 

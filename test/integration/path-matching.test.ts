@@ -15,7 +15,19 @@ import { SECRET } from '../helpers/recorder';
 // to case, with or without one trailing slash. Matched more strictly, a spelling
 // such as /Webhooks/MITPO/ would skip the verifying middleware and reach the
 // app's next route unverified.
-const SPELLINGS = ['/webhooks/mitpo', '/Webhooks/Mitpo', '/WEBHOOKS/MITPO/', '/webhooks/mitpo/?x=1', '/webhooks/mitpo#x', '/webhooks/mitpo/#', '/Webhooks/Mitpo?#'];
+// The absolute form (a full URL in the request line) is one more spelling: Node passes it on
+// as sent, and Express and Connect route it by its path.
+const SPELLINGS = [
+  '/webhooks/mitpo',
+  '/Webhooks/Mitpo',
+  '/WEBHOOKS/MITPO/',
+  '/webhooks/mitpo/?x=1',
+  '/webhooks/mitpo#x',
+  '/webhooks/mitpo/#',
+  '/Webhooks/Mitpo?#',
+  'http://127.0.0.1/webhooks/mitpo',
+  'HTTPS://Example.COM:8443/Webhooks/MITPO/?x=1',
+];
 
 type Handler = http.RequestListener;
 
