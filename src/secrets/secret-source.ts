@@ -1,5 +1,12 @@
 import { WebhookVerificationError } from '../errors';
+import { withTimeout } from '../with-timeout';
 import { secretProblem } from './secret-rules';
+
+/**
+ * How long a call of the secret function may take. Deliveries share a pending
+ * call, so one that never settled would hold every later delivery for ever.
+ */
+const SECRET_CALL_TIMEOUT_MS = 10_000;
 
 /** One secret or several (during a rotation). */
 export type Secrets = string | readonly string[];
@@ -24,7 +31,7 @@ export interface SigningKeys<Key = unknown> {
  * called, and reused for `cacheTtlMs`: the function runs only after a
  * delivery's headers passed, but forged traffic with well-formed headers must
  * still not become one secrets-manager call per request. Concurrent deliveries
- * share one pending call, and a failure is not cached.
+ * share one pending call; a failure, or a call still pending after 10 s, is not cached.
  *
  * @throws TypeError for a fixed secret that is missing, empty, padded, quoted or only the prefix, or an empty list
  */
@@ -39,7 +46,9 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
   let pending: Promise<readonly Key[]> | undefined;
   const resolve = (): Promise<readonly Key[]> => {
     if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
-    pending ??= fetchAndCheck(fetchSecrets, toKey).then(
+    pending ??= withTimeout(fetchAndCheck(fetchSecrets, toKey), SECRET_CALL_TIMEOUT_MS, () =>
+      unavailable(`the secret function did not settle within ${SECRET_CALL_TIMEOUT_MS / 1000} s`),
+    ).then(
       (keys) => {
         pending = undefined;
         cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;

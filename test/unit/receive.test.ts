@@ -495,6 +495,23 @@ describe('the secret function is not called once per forged request', () => {
     expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
     expect(calls).toBe(2);
   });
+
+  // Found in review: every later delivery shared the call that never settled, so none was ever answered.
+  it('does not wait for ever on a call that never settles: 503 after 10 s, and the next delivery calls again', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date'] });
+    try {
+      let calls = 0;
+      const webhooks = new MitpoWebhooks({ secret: () => (++calls === 1 ? new Promise<string>(() => {}) : SECRET) });
+      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      const meanwhile = deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+      await jest.advanceTimersByTimeAsync(10_000);
+      for (const reply of [await first, await meanwhile]) expect(reply).toMatchObject({ status: 503, body: { error: { code: 'secret_unavailable' } } });
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect(calls).toBe(2);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
 
 describe('request text is stripped of control characters before it is echoed', () => {
