@@ -230,17 +230,20 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const started = job.attemptsStarted - deferrals;
         const attempt = Math.max(started, job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
+        const lastAttempt = attempt >= attempts;
         const turn = new ResourceTurn(this.queue, this.lockDurationMs, keptFor(job));
+        let processed = false;
         try {
           await processor({
             delivery: deliveryOf(job),
             storedAs: String(job.id),
             queuedAt: job.timestamp,
             attempt,
-            lastAttempt: attempt >= attempts,
+            lastAttempt,
             ...(started > attempts && { exhausted: true }),
             takeTurn: (order) => turn.take(order),
           });
+          processed = true;
           await turn.applied();
         } catch (error) {
           await turn.free();
@@ -254,11 +257,11 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
           // A delivery that can never succeed (a forged job, a refused payload) is
-          // a dead letter at once rather than after every backoff. So is one that failed
-          // the worker's last attempt: BullMQ would retry it, counting only finished runs
-          // (attemptsMade) where the worker counts a dead worker's too, and the run after
-          // would report the dead letter a second time.
-          if (error instanceof FinalDeliveryFailure || attempt >= attempts) throw new UnrecoverableError(toError(error).message);
+          // a dead letter at once rather than after every backoff. So is one whose run
+          // failed on the worker's last attempt (the processor has reported it): BullMQ
+          // would retry it, counting only finished runs (attemptsMade) where the worker
+          // counts a dead worker's too, and the run after would report it a second time.
+          if (error instanceof FinalDeliveryFailure || (lastAttempt && !processed)) throw new UnrecoverableError(toError(error).message);
           throw error;
         }
       },

@@ -3,7 +3,7 @@ import { toError, WebhookVerificationError } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
 import type { StaleEvents } from '../ordering/stale-events';
-import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun, type TakeTurn } from '../queue/delivery-queue';
+import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
@@ -158,14 +158,7 @@ export class QueuedRuns {
     const order = this.checks.options.orderOf?.(event);
     if (order !== undefined) {
       if (takeTurn === undefined) throw new Error('the queue gave this run no takeTurn, so it cannot keep order');
-      let turn: Awaited<ReturnType<TakeTurn>>;
-      try {
-        turn = await takeTurn(order);
-      } catch (error) {
-        // The store failed, not the delivery: retried like a failed handler, and reported when it was the last attempt.
-        if (lastAttempt) this.deadLetter(event, ctx, toError(error));
-        throw error;
-      }
+      const turn = await takeTurn(order);
       if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
       if (turn !== 'taken') {
         await this.completed(complete, event, ctx, lastAttempt);

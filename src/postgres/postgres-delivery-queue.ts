@@ -60,8 +60,8 @@ interface DeliveryRow {
  * that counts its start and the transaction that locks it for its run (a
  * millisecond or so). A worker that dies mid-run leaves its delivery waiting
  * this long. Were a live worker slower than this, another could take the
- * delivery too: its run would wait on the first's row lock and then find it
- * done, so the lease guards the attempt count, not exactly-once.
+ * delivery too: whichever run finds the row locked by the other, or its start
+ * count moved on, leaves it, so the lease guards the attempt count, not exactly-once.
  */
 const LEASE_SECONDS = 2;
 /** How long a run whose resource is busy (`ordering`) first waits before it is tried again, and at most. */
@@ -402,9 +402,7 @@ class PostgresWorker implements DeliveryWorker {
     const key = row.delivery_key;
     await client.query('begin');
     try {
-      // Still ours: no other worker took it after our lease lapsed (it would have counted another start).
-      const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update`, [key, row.started]);
-      if (locked.rowCount !== 1) {
+      if (!(await this.stillOurs(client, row))) {
         await client.query('commit');
         return;
       }
@@ -422,10 +420,12 @@ class PostgresWorker implements DeliveryWorker {
         return 'taken';
       };
       // The done mark and the applied position, committed with the handlers' writes.
-      // It fails (the run then fails) when a handler left the transaction aborted.
       let commitSent = false;
       let committed = false;
       const complete = async () => {
+        // Fails in an aborted transaction, or outside one: a handler that broke or ended the
+        // run's transaction through ctx.db fails its run, and the done mark never commits on its own.
+        await client.query('savepoint done_mark');
         if (turn !== undefined) {
           await client.query(
             `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
@@ -463,20 +463,18 @@ class PostgresWorker implements DeliveryWorker {
         if (committed) throw error;
         failure = error;
       }
-      if (commitSent) {
-        // The COMMIT itself failed, so the transaction and its lock are gone: the outcome is
-        // recorded in a new one, and only if no other worker took the row meanwhile.
+      // The handlers' writes (and a done mark that failed) are undone, and the row's lock, taken
+      // before the savepoint, is kept: no other worker takes the row before the outcome commits.
+      const undone = !commitSent && (await client.query('rollback to savepoint handlers').then(() => true, () => false));
+      if (!undone) {
+        // The transaction is over (its COMMIT failed, or a handler ended it), and its lock with
+        // it: the outcome is recorded in a new one, only if no other worker took the row meanwhile.
         await client.query('rollback');
         await client.query('begin');
-        const still = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update`, [key, row.started]);
-        if (still.rowCount !== 1) {
+        if (!(await this.stillOurs(client, row))) {
           await client.query('commit');
           return;
         }
-      } else {
-        // The handlers' writes (and a done mark that failed) are undone; the row's lock, taken
-        // before the savepoint, is kept, so no other worker takes the row before the outcome commits.
-        await client.query('rollback to savepoint handlers');
       }
       await this.failed(client, row, attempt, failure);
       await client.query('commit');
@@ -484,6 +482,19 @@ class PostgresWorker implements DeliveryWorker {
       await client.query('rollback').catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Locks the row for this run if it is still this run's: waiting, with no other
+   * start counted since (a worker that took it after this one's lease lapsed),
+   * and not locked by that worker's run.
+   */
+  private async stillOurs(client: PoolClient, row: DeliveryRow): Promise<boolean> {
+    const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked`, [
+      row.delivery_key,
+      row.started,
+    ]);
+    return locked.rowCount === 1;
   }
 
   private async failed(client: PoolClient, row: DeliveryRow, attempt: number, failure: unknown): Promise<void> {

@@ -31,7 +31,8 @@ export interface SigningKeys<Key = unknown> {
  * called, and reused for `cacheTtlMs`: the function runs only after a
  * delivery's headers passed, but forged traffic with well-formed headers must
  * still not become one secrets-manager call per request. Concurrent deliveries
- * share one pending call; a failure, or a call still pending after 10 s, is not cached.
+ * share one pending call; a failure, or a call still pending after 10 s, is not
+ * cached (a result that comes later is).
  *
  * @throws TypeError for a fixed secret that is missing, empty, padded, quoted or only the prefix, or an empty list
  */
@@ -46,19 +47,18 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
   let pending: Promise<readonly Key[]> | undefined;
   const resolve = (): Promise<readonly Key[]> => {
     if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
-    pending ??= withTimeout(fetchAndCheck(fetchSecrets, toKey), SECRET_CALL_TIMEOUT_MS, () =>
-      unavailable(`the secret function did not settle within ${SECRET_CALL_TIMEOUT_MS / 1000} s`),
-    ).then(
-      (keys) => {
-        pending = undefined;
-        cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;
-        return keys;
-      },
-      (error: unknown) => {
-        pending = undefined;
-        throw error;
-      },
-    );
+    if (pending === undefined) {
+      const call = fetchAndCheck(fetchSecrets, toKey);
+      // Kept even when it comes after the timeout, so a secrets manager slower than that
+      // still serves the deliveries that follow.
+      call.then((keys) => void (cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined), () => undefined);
+      const settled = withTimeout(call, SECRET_CALL_TIMEOUT_MS, () =>
+        unavailable(`the secret function did not settle within ${SECRET_CALL_TIMEOUT_MS / 1000} s`),
+      );
+      const forget = () => void (pending = undefined);
+      settled.then(forget, forget);
+      pending = settled;
+    }
     return pending;
   };
   return { fixed: undefined, resolve };

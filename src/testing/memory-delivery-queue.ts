@@ -26,7 +26,7 @@ export interface MemoryDeadLetter {
   deliveryKey: string;
   /** The event, when the stored body could be read as one. */
   event: MitpoEvent | UnknownMitpoEvent | undefined;
-  /** Why its last run failed (or why it was kept: an authentic delivery refused as `invalid_payload`). */
+  /** Why its last run failed: for a delivery no run could help (one refused as `invalid_payload`, say), a `FinalDeliveryFailure` whose `cause` says why. */
   error: Error;
   /** Runs it had. */
   attempts: number;

@@ -511,6 +511,23 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await rowOf(key.value)).toMatchObject({ state: 'dead', started: 1 });
   }, 30_000);
 
+  // Found in review: with the done mark no longer behind a statement that fails outside a transaction,
+  // a handler that ended the run's transaction had the done mark commit on its own, and its run count as done.
+  it('fails the run of a handler that ended its transaction through ctx.db: the done mark never commits on its own', async () => {
+    const webhooks = receiver({ attempts: 2 });
+    const runs: number[] = [];
+    webhooks.onAny(async (_event, ctx) => {
+      runs.push(ctx.attempt);
+      await ctx.db!.query('rollback');
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state !== 'waiting');
+    expect(runs).toEqual([1, 2]);
+    expect(await rowOf(deliveryKeyOf(delivery.body))).toMatchObject({ state: 'dead', started: 2 });
+  });
+
   // Found in review: a loop between its look and its take when close() came still started a run.
   it('starts no run once close() was called', async () => {
     const webhooks = receiver();

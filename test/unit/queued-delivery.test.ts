@@ -81,23 +81,6 @@ describe('queued processing, the pipeline side', () => {
     expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: undefined, message: expect.stringContaining('still down') }]);
   });
 
-  it('reports a dead letter when the store fails on the last attempt, before any handler (ordering: its resource\'s turn)', async () => {
-    const queue = Object.assign(new MemoryQueue(), { keepsOrder: true });
-    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ordering: true });
-    const told: string[] = [];
-    webhooks.onDeadLetter((event, ctx, error) => void told.push(`${event?.event} ${ctx.attempt} ${error.message}`));
-    const ran = jest.fn();
-    webhooks.onAny(ran);
-    webhooks.startWorker();
-    const { job } = await queued(webhooks, queue);
-    const takeTurn = () => Promise.reject(new Error('ECONNRESET'));
-    await expect(queue.processor!({ delivery: job, attempt: 1, lastAttempt: false, takeTurn })).rejects.toThrow('ECONNRESET');
-    expect(told).toEqual([]);
-    await expect(queue.processor!({ delivery: job, attempt: 3, lastAttempt: true, takeTurn })).rejects.toThrow('ECONNRESET');
-    expect(told).toEqual(['dispatch.completed 3 ECONNRESET']);
-    expect(ran).not.toHaveBeenCalled();
-  });
-
   describe('a worker believes only the signature', () => {
     function tamperSetUp() {
       const warnings: Array<{ record: object; message: string }> = [];

@@ -512,6 +512,29 @@ describe('the secret function is not called once per forged request', () => {
       jest.useRealTimers();
     }
   });
+
+  it('keeps the result of a call that settled after those 10 s, for the deliveries that follow', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
+    try {
+      let calls = 0;
+      let answer: (secret: string) => void = () => undefined;
+      const webhooks = new MitpoWebhooks({
+        secret: () => {
+          calls += 1;
+          return new Promise<string>((resolve) => (answer = resolve));
+        },
+      });
+      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      await jest.advanceTimersByTimeAsync(10_000);
+      expect((await first).status).toBe(503);
+      answer(SECRET);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect(calls).toBe(1);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
 
 describe('request text is stripped of control characters before it is echoed', () => {
