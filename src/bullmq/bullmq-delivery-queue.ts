@@ -218,9 +218,22 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
     const tampered = new Set<string>();
     let settled: () => void = () => undefined;
+    let closing = false;
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
+        if (closing) {
+          // BullMQ hands over the next job with the last one's completion, even once
+          // close() paused the worker: that job would start after close() saw nothing
+          // running, with its lock no longer renewed, and run again elsewhere. It is put
+          // back unstarted (not counted as an attempt), or, with the connection gone,
+          // left to lapse and be recovered by another worker.
+          if (token !== undefined) {
+            await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 }).catch(() => undefined);
+            await job.moveToDelayed(Date.now(), token).catch(() => undefined);
+          }
+          throw new DelayedError();
+        }
         unfinished.add(String(job.id));
         // Every started run counts, a run whose worker died included (BullMQ's
         // attemptsStarted), except runs put off for their resource's turn: a handler
@@ -287,6 +300,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     worker.on('error', () => undefined);
     return {
       close: async (timeoutSeconds: number) => {
+        closing = true;
         // No new jobs; then the running ones get until the deadline. A plain
         // worker.close() would wait for them too, but it never ends while Redis is
         // unreachable and cannot be forced once begun; so the wait is ours, and the

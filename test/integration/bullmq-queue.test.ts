@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Queue } from 'bullmq';
+import { Job, Queue } from 'bullmq';
 import IORedis from 'ioredis';
 import { MitpoWebhooks, type DeliveryContext } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
@@ -460,6 +460,43 @@ describeRedis('queued processing on BullMQ', () => {
     await handled.promise;
     await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
   });
+
+  // Found in review: BullMQ hands the worker the next job with the previous one's completion
+  // (fetchNext), even when close() paused the worker while that completion was on its way to
+  // Redis. The job started after close() had seen nothing running, its lock was then no longer
+  // renewed, and another worker ran it again while its first run's handlers were still going.
+  it('close(): runs no job BullMQ hands over after close() began; another worker runs it, once', async () => {
+    const first = receiver();
+    const a = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_A', channel: 'email', status: 'completed' } });
+    const b = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_B', channel: 'email', status: 'completed' } });
+    const runs: string[] = [];
+    first.onAny((_event, ctx) => void runs.push(`first ${ctx.deliveryKey === deliveryKeyOf(b.body) ? 'B' : 'A'}`));
+    for (const delivery of [a, b]) expect((await first.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    // A's completion (which asks BullMQ for the next job) is held on its way to Redis until close() has begun.
+    const completing = deferred();
+    const redisAnswers = deferred();
+    const moveToCompleted = Job.prototype.moveToCompleted;
+    const held = jest.spyOn(Job.prototype, 'moveToCompleted').mockImplementation(async function (this: Job, ...args: Parameters<Job['moveToCompleted']>) {
+      completing.resolve();
+      await redisAnswers.promise;
+      return moveToCompleted.apply(this, args);
+    });
+    try {
+      first.startWorker({ concurrency: 1 });
+      await completing.promise;
+      const closed = first.close({ timeout: 5 });
+      await new Promise((resolve) => setImmediate(resolve));
+      redisAnswers.resolve();
+      await closed;
+    } finally {
+      held.mockRestore();
+    }
+    const second = receiver();
+    second.onAny((_event, ctx) => void runs.push(`second ${ctx.deliveryKey === deliveryKeyOf(b.body) ? 'B' : 'A'}`));
+    second.startWorker();
+    await waitFor(async () => (await stateOf(b.body)) === 'completed', 15_000);
+    expect(runs).toEqual(['first A', 'second B']);
+  }, 30_000);
 
   // Handlers already running are awaited at close(), but no new job is taken, even
   // while a receive begun before close() is still enqueueing.
