@@ -64,6 +64,15 @@ export class Telemetry {
   startDelivery(name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', run?: RunStart): DeliveryTelemetry | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
+    try {
+      return this.started(api, name, run);
+    } catch {
+      // The SDK's processors are the app's code, and it lets what they throw through: that delivery goes unrecorded.
+      return undefined;
+    }
+  }
+
+  private started(api: OtelApi, name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', run: RunStart | undefined): DeliveryTelemetry | undefined {
     const tracing = (api.trace.getTracerProvider() as InstanceType<OtelApi['ProxyTracerProvider']>).getDelegate() !== this.noopTracerProvider;
     const instruments = this.currentInstruments(api);
     if (!tracing && instruments === undefined) return undefined;
@@ -89,7 +98,7 @@ export class Telemetry {
   deadLetter(event: string | undefined): void {
     const api = this.api;
     if (api === undefined) return;
-    this.currentInstruments(api)?.deadLetters.add(1, event === undefined ? {} : { [EVENT]: safe(event) });
+    recording(() => this.currentInstruments(api)?.deadLetters.add(1, event === undefined ? {} : { [EVENT]: safe(event) }));
   }
 
   private currentInstruments(api: OtelApi): Instruments | undefined {
@@ -132,19 +141,27 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
   /** One handler run, as a child span `mitpo.webhook.handle`, timed in the handler duration histogram. */
   async handle(event: string, run: () => unknown): Promise<void> {
     const started = performance.now();
-    const span = this.span === undefined ? undefined : this.api.trace.getTracer(NAME).startSpan('mitpo.webhook.handle', { attributes: { [EVENT]: safe(event) } }, this.context);
+    let span: Span | undefined;
+    if (this.span !== undefined) {
+      recording(() => (span = this.api.trace.getTracer(NAME).startSpan('mitpo.webhook.handle', { attributes: { [EVENT]: safe(event) } }, this.context)));
+    }
     let outcome = 'success';
     try {
       await (span === undefined ? run() : this.api.context.with(this.api.trace.setSpan(this.context, span), run));
     } catch (error) {
       outcome = 'handler_failed';
-      span?.recordException(error as Error);
-      span?.setStatus({ code: this.api.SpanStatusCode.ERROR });
+      recording(() => {
+        span?.recordException(error as Error);
+        span?.setStatus({ code: this.api.SpanStatusCode.ERROR });
+      });
       throw error;
     } finally {
-      span?.setAttribute(OUTCOME, outcome);
-      span?.end();
-      this.instruments?.handlerDuration.record((performance.now() - started) / 1000, { [EVENT]: safe(event), [OUTCOME]: outcome });
+      // Never the handler's outcome: a handler that succeeded is not failed by the SDK.
+      recording(() => {
+        span?.setAttribute(OUTCOME, outcome);
+        span?.end();
+      });
+      recording(() => this.instruments?.handlerDuration.record((performance.now() - started) / 1000, { [EVENT]: safe(event), [OUTCOME]: outcome }));
     }
   }
 
@@ -155,17 +172,22 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
       [OUTCOME]: result.outcome,
       ...(result.status === undefined ? {} : { [STATUS_CODE]: result.status }),
     };
-    if (this.span !== undefined) {
-      this.span.setAttributes(attributes);
-      if (result.deliveryKey !== undefined) this.span.setAttribute(DELIVERY_KEY, sanitizeText(result.deliveryKey, 200));
-      // A 5xx answer, or a worker's run that did not succeed.
-      if (result.status === undefined ? result.outcome !== 'success' : result.status >= 500) {
-        this.span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
-      }
-      this.span.end();
+    const span = this.span;
+    if (span !== undefined) {
+      recording(() => {
+        span.setAttributes(attributes);
+        if (result.deliveryKey !== undefined) span.setAttribute(DELIVERY_KEY, sanitizeText(result.deliveryKey, 200));
+        // A 5xx answer, or a worker's run that did not succeed (a stale event skipped did: its job is done).
+        if (result.status === undefined ? result.outcome !== 'success' && result.outcome !== 'stale' : result.status >= 500) {
+          span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
+        }
+        span.end();
+      });
     }
-    this.instruments?.deliveries.add(1, attributes);
-    this.instruments?.inFlight.add(-1);
+    recording(() => {
+      this.instruments?.deliveries.add(1, attributes);
+      this.instruments?.inFlight.add(-1);
+    });
   }
 }
 
@@ -197,6 +219,19 @@ function spanContextOf(api: OtelApi, traceparent: string) {
   if (match === null) return undefined;
   const context = { traceId: match[1]!, spanId: match[2]!, traceFlags: Number.parseInt(match[3]!, 16), isRemote: true };
   return api.isSpanContextValid(context) ? context : undefined;
+}
+
+/**
+ * Runs what records into the SDK. Its span processors and exporters are the
+ * app's code, run inside these calls, and the SDK lets what they throw through:
+ * telemetry is lost then, never an answer or a handler's success.
+ */
+function recording(record: () => void): void {
+  try {
+    record();
+  } catch {
+    // Nothing to tell: the logger is not telemetry's, and an exporter that throws once throws again.
+  }
 }
 
 function safe(event: string): string {

@@ -2,7 +2,7 @@ import http from 'node:http';
 import { context, metrics, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { DataPointType, MeterProvider, MetricReader, type HistogramMetricData, type SumMetricData } from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
@@ -24,9 +24,22 @@ const spans = new InMemorySpanExporter();
 const reader = new TestReader();
 const contextManager = new AsyncLocalStorageContextManager().enable();
 
+/** A span processor with a bug, as a vendor's may have: it throws when the span named here starts or ends. */
+const faulty = { on: undefined as undefined | 'start' | 'end', span: '' };
+const faultyProcessor: SpanProcessor = {
+  onStart: (span) => {
+    if (faulty.on === 'start' && (span as unknown as ReadableSpan).name === faulty.span) throw new Error('a processor bug');
+  },
+  onEnd: (span) => {
+    if (faulty.on === 'end' && span.name === faulty.span) throw new Error('a processor bug');
+  },
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
+
 beforeAll(() => {
   context.setGlobalContextManager(contextManager);
-  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] }));
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans), faultyProcessor] }));
   metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
 });
 afterAll(() => {
@@ -99,6 +112,31 @@ describe('telemetry under the Fetch handler', () => {
     });
     expect(response.status).toBe(200);
     expect(parentOf(named('mitpo.webhook.receive')[0]!)).toBe(named('POST /api/webhooks')[0]!.spanContext().spanId);
+  });
+});
+
+// Found in review: the SDK calls its span processors inside our calls, and lets what they throw through.
+describe('an exception inside the OpenTelemetry SDK', () => {
+  afterEach(() => (faulty.on = undefined));
+
+  it.each([
+    ['start', 'mitpo.webhook.receive'],
+    ['end', 'mitpo.webhook.receive'],
+    ['start', 'mitpo.webhook.handle'],
+    ['end', 'mitpo.webhook.handle'],
+  ] as const)('on the %s of %s never changes the answer, nor runs a handler twice', async (on, span) => {
+    Object.assign(faulty, { on, span });
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const ran = jest.fn();
+    webhooks.on('dispatch.completed', ran);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answers = [];
+    for (let i = 0; i < 2; i++) answers.push(await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers }).catch((error: Error) => `rejected: ${error.message}`));
+    expect(answers).toEqual([
+      { status: 200, body: { success: true } },
+      { status: 200, body: { success: true, duplicate: true } },
+    ]);
+    expect(ran).toHaveBeenCalledTimes(1);
   });
 });
 
@@ -222,6 +260,25 @@ describe('the logger', () => {
 describe("a queue worker's telemetry", () => {
   const scopeMetrics = async () =>
     (await reader.collect()).resourceMetrics.scopeMetrics.filter((scope) => scope.scope.name === 'mitpo-webhooks').flatMap((scope) => scope.metrics);
+
+  it('ends the process span of a stale event skipped (ordering) without ERROR: its run succeeded', async () => {
+    const queue = new MemoryDeliveryQueue({ attempts: 1 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ordering: true });
+    webhooks.onAny(() => undefined);
+    webhooks.startWorker();
+    const data = (status: string) => ({ dispatch_id: 'disp_stale_span', channel: 'email', status });
+    const later = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed'), timestamp: new Date(Date.now() - 1000) });
+    const earlier = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: data('accepted'), timestamp: new Date(Date.now() - 60_000) });
+    for (const delivery of [later, earlier]) {
+      await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+      await queue.drain();
+    }
+    const runs = named('mitpo.webhook.process').map((span) => [span.attributes['mitpo.webhook.outcome'], span.status.code]);
+    expect(runs).toEqual([
+      ['success', SpanStatusCode.UNSET],
+      ['stale', SpanStatusCode.UNSET],
+    ]);
+  });
 
   async function queuedRun(options: { trace?: 'link' | 'child'; fail?: boolean } = {}) {
     const queue = new MemoryDeliveryQueue({ attempts: 1 });
