@@ -295,6 +295,24 @@ describeRedis('queued processing on BullMQ', () => {
     expect((await cli('show', 'no-such-key')).code).toBe(1);
   });
 
+  // Found in review: it read the failed list again after each page, so a retried job that a worker
+  // failed again meanwhile was retried again, its handlers run and its dead letter reported each time.
+  it('deliveries retry --all-failed retries each dead letter once, while workers fail them again', async () => {
+    const webhooks = receiver({ attempts: 1 });
+    webhooks.onAny(() => {
+      throw new Error('the CRM is still down');
+    });
+    webhooks.startWorker({ concurrency: 50 });
+    const count = 150;
+    for (let i = 0; i < count; i++) {
+      const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    }
+    await waitFor(async () => (await inspect.getFailedCount()) === count, 20_000);
+    const retried = await runCli(['deliveries', 'retry', '--all-failed', '--queue', name], { env: { REDIS_URL } });
+    expect({ code: retried.code, stdout: retried.stdout }).toEqual({ code: 0, stdout: expect.stringContaining(`retried ${count} dead letters`) });
+  }, 60_000);
+
   it('answers 400 to an authentic delivery its schema refuses, and keeps it as a dead letter with the issues', async () => {
     const webhooks = receiver();
     const ran = jest.fn();

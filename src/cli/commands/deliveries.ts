@@ -181,10 +181,13 @@ async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promis
 async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<number> {
   if (key === undefined) {
     let retried = 0;
-    // Page by page from the start: each retried job leaves the failed list.
-    for (let page = await redis(queue.getFailed(0, 99)); page.length > 0; page = await redis(queue.getFailed(0, 99))) {
-      for (const job of page) await retryDeadLetter(job);
-      retried += page.length;
+    // The dead letters as they are now, by id, each retried once: a retried job that a
+    // worker fails again meanwhile goes back to the failed list, and is not this command's.
+    for (const id of await redis(queue.getRanges(['failed'], 0, -1))) {
+      const job = await redis(queue.getJob(id));
+      if (job === undefined || (await redis(job.getState())) !== 'failed') continue;
+      await retryDeadLetter(job);
+      retried += 1;
     }
     io.out(`retried ${retried} dead letter${retried === 1 ? '' : 's'} in queue ${queue.name}${retried > 0 ? `: ${RETRY_NOTE}` : ''}`);
     return EXIT.ok;
