@@ -281,6 +281,23 @@ describe('mitpo-webhooks listen', () => {
   });
 });
 
+describe('mitpo-webhooks listen, printing what a sender wrote', () => {
+  // Found in review: the event's text reached the terminal raw, escape sequences and all.
+  it('strips control, bidirectional and zero-width characters from the event it prints', async () => {
+    const listener = startCli(['listen', '--port', '0', '--secret', SECRET], /Listening on (http:\/\/\S+)/);
+    try {
+      const url = (await listener.started)[1]!;
+      const data = JSON.stringify({ dispatch_id: 'dsp_1\u001b[2J\u001b]0;pwned\u0007\n10:00:00  401 refused', channel: 'meta\u202eads', status: 'completed' });
+      expect((await runCli(['send', url, '--event', 'dispatch.completed', '--data', data, '--secret', SECRET])).code).toBe(0);
+    } finally {
+      expect(await listener.stop()).toBe(0);
+    }
+    const lines = listener.output().trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toMatch(/200 accepted {2}dispatch\.completed at \S+ {2}dispatch_id=dsp_1\[2J\]0;pwned10:00:00 {2}401 refused channel=metaads status=completed$/);
+  });
+});
+
 describe('mitpo-webhooks endpoints', () => {
   let api: Awaited<ReturnType<typeof startMitpoApiMock>>;
   let closedBaseUrl: string;

@@ -6,6 +6,7 @@ import { MitpoWebhooks } from '../../mitpo-webhooks';
 import type { WebhookVerificationError } from '../../errors';
 import { EXIT, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
+import { sanitizeText } from '../../text/sanitize-text';
 
 export const LISTEN_USAGE = `Usage: mitpo-webhooks listen [--port 3000] [--path /webhooks/mitpo] [--host 127.0.0.1] [--secret <s>]
 
@@ -76,11 +77,12 @@ function describeDelivery(method: string | undefined, url: string | undefined, s
   return `${time}  ${status} ${method ?? '?'} ${url ?? ''}`;
 }
 
+/** A verified event in one line; signed or not, its text is the sender's, so none of it reaches the terminal raw. */
 function describeEvent(event: MitpoEvent | UnknownMitpoEvent): string {
   const data = event.data as Record<string, unknown>;
   const fields = ['dispatch_id', 'connection_id', 'channel', 'status', 'provider_resource_id']
     .filter((key) => typeof data[key] === 'string' || typeof data[key] === 'number')
-    .map((key) => `${key}=${String(data[key])}`);
-  return `${event.event} at ${event.timestamp}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}`;
+    .map((key) => `${key}=${sanitizeText(String(data[key]), 200)}`);
+  return `${sanitizeText(event.event, 64)} at ${sanitizeText(event.timestamp, 40)}${fields.length > 0 ? `  ${fields.join(' ')}` : ''}`;
 }
 
