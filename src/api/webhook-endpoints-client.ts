@@ -144,12 +144,10 @@ export class WebhookEndpointsClient {
     if (!response.ok) {
       const parsed = apiErrorEnvelopeSchema.safeParse(json);
       const error = parsed.success ? parsed.data.error : undefined;
-      // MITPO's code, message and request id are the server's text: stripped of control
-      // characters before they reach an error message, a log or a terminal.
-      const requestId = parsed.success && parsed.data.request_id !== undefined ? sanitizeText(parsed.data.request_id, 100) : undefined;
+      const requestId = parsed.success && parsed.data.request_id !== undefined ? this.serverText(parsed.data.request_id, 100) : undefined;
       throw new MitpoApiError(
-        error?.code ? sanitizeText(error.code, 100) : `http_${response.status}`,
-        `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${sanitizeText(error.message, 500)}` : ''}${hint(response.status)}`,
+        error?.code ? this.serverText(error.code, 100) : `http_${response.status}`,
+        `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${this.serverText(error.message, 500)}` : ''}${hint(response.status)}`,
         { status: response.status, requestId },
       );
     }
@@ -175,6 +173,15 @@ export class WebhookEndpointsClient {
         : `Could not reach MITPO's API at ${this.baseUrl} (${sanitizeText(describeNetworkError(error), 200)})`,
       { cause: error },
     );
+  }
+
+  /**
+   * MITPO's code, message or request id, as it may reach an error message, a log
+   * or a terminal: stripped of control characters, then of the API key, should the
+   * server echo it (stripped first, so characters it strips cannot hide the key).
+   */
+  private serverText(text: string, maxLength: number): string {
+    return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).split(this.apiKey).join('[redacted]'), maxLength);
   }
 }
 

@@ -207,6 +207,18 @@ describe('WebhookEndpointsClient', () => {
     expect(api.requests[0]!.authorization).toBe(`Bearer ${wrongKey}`);
   });
 
+  // Found in review: the server's text was cleaned of control characters, but could still carry the key.
+  it('never passes on the API key in what the server answered, even split by characters it strips', async () => {
+    const key = 'mk_live_s3cr3t_4f5e6d7c';
+    const echoed = `Invalid API key ${key}, or mk_live_s3cr3t\u200b_4f5e6d7c`;
+    const body = JSON.stringify({ success: false, error: { code: key, message: echoed }, request_id: key });
+    const client = new WebhookEndpointsClient({ apiKey: key, fetch: async () => new Response(body, { status: 401 }) });
+    const error = (await client.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(error).toBeInstanceOf(MitpoApiError);
+    expect(JSON.stringify({ code: error.code, message: error.message, requestId: error.requestId })).not.toContain('s3cr3t');
+    expect(error.message).toContain('Invalid API key [redacted], or [redacted]');
+  });
+
   it.each([
     [
       'a 403 envelope without request_id',
