@@ -17,6 +17,7 @@ import {
 } from '../queue/delivery-queue';
 import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
+import { startedRuns } from './started-runs';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { resourceKeys, staleAnswer } from '../redis/resource-keys';
@@ -235,12 +236,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           throw new DelayedError();
         }
         unfinished.add(String(job.id));
-        // Every started run counts, a run whose worker died included (BullMQ's
-        // attemptsStarted), except runs put off for their resource's turn: a handler
-        // that kills its worker runs at most `attempts` times, and then the delivery
-        // is reported as a dead letter.
-        const deferrals = Math.min(Math.max(0, Math.trunc(Number(job.data.deferrals) || 0)), Math.max(0, job.attemptsStarted - 1));
-        const started = job.attemptsStarted - deferrals;
+        // A run whose worker died counts: a handler that kills its worker runs at most
+        // `attempts` times, and then the delivery is reported as a dead letter.
+        const deferrals = Math.max(0, Math.trunc(Number(job.data.deferrals) || 0));
+        const started = startedRuns(job);
         const attempt = Math.max(started, job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
         const lastAttempt = attempt >= attempts;

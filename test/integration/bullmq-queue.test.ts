@@ -313,6 +313,34 @@ describeRedis('queued processing on BullMQ', () => {
     expect({ code: retried.code, stdout: retried.stdout }).toEqual({ code: 0, stdout: expect.stringContaining(`retried ${count} dead letters`) });
   }, 60_000);
 
+  // Found in review: the command counted a run put off for its resource's turn as an attempt; the worker does not.
+  it('deliveries show counts attempts as the worker does: a run deferred for its resource (ordering) is none', async () => {
+    const webhooks = receiver({ attempts: 3, backoff: 60 }, { ordering: true });
+    const release = deferred();
+    const attempts: number[] = [];
+    webhooks.on('dispatch.accepted', () => release.promise);
+    webhooks.on('dispatch.completed', (_event, ctx) => {
+      attempts.push(ctx.attempt);
+      throw new Error('the CRM is down');
+    });
+    webhooks.startWorker({ concurrency: 2 });
+    const data = (status: string) => ({ dispatch_id: 'dsp_show_attempts', channel: 'meta_ads', status });
+    const first = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: data('accepted'), timestamp: new Date(Date.now() - 60_000) });
+    const second = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed'), timestamp: new Date(Date.now() - 1_000) });
+    const jobOf = (body: string) => inspect.getJob(jobIdOf(deliveryKeyOf(body)));
+    expect((await webhooks.receive({ rawBody: first.body, headers: first.headers })).status).toBe(200);
+    await waitFor(async () => (await jobOf(first.body))?.attemptsStarted === 1);
+    expect((await webhooks.receive({ rawBody: second.body, headers: second.headers })).status).toBe(200);
+    await waitFor(async () => Number((await jobOf(second.body))?.data.deferrals ?? 0) >= 1, 15_000);
+    release.resolve();
+    await waitFor(async () => (await jobOf(second.body))?.attemptsMade === 1, 15_000);
+    expect(attempts).toEqual([1]);
+    const shown = await runCli(['deliveries', 'show', deliveryKeyOf(second.body), '--queue', name], { env: { REDIS_URL } });
+    expect(shown.stdout).toContain('attempts:    1 of 3');
+    const json = await runCli(['deliveries', 'show', deliveryKeyOf(second.body), '--queue', name, '--json'], { env: { REDIS_URL } });
+    expect(JSON.parse(json.stdout).attempts).toBe(1);
+  }, 40_000);
+
   it('answers 400 to an authentic delivery its schema refuses, and keeps it as a dead letter with the issues', async () => {
     const webhooks = receiver();
     const ran = jest.fn();

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
+import { startedRuns } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
@@ -243,12 +244,13 @@ function asRecord(job: Job, state: string) {
 }
 
 /**
- * Runs as the worker counts them: every started run, a run whose worker died
- * included. The start after the last attempt only reports the dead letter (it runs
- * no handler), so it is not shown as one more, unless an operator retried the job.
+ * Runs as the worker counts them ({@link startedRuns}): every started run, a run
+ * whose worker died included, but none put off for its resource's turn. The
+ * start after the last attempt only reports the dead letter (it runs no
+ * handler), so it is not shown as one more, unless an operator retried the job.
  */
 function attemptsOf(job: Job): number {
-  const started = Math.max(job.attemptsStarted ?? 0, job.attemptsMade);
+  const started = Math.max(startedRuns({ attemptsStarted: job.attemptsStarted ?? 0, data: job.data }), job.attemptsMade);
   return (job.data as { retriedByOperator?: boolean }).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
 }
 
