@@ -308,6 +308,18 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   });
 
+  // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
+  it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    const missing = await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', 'no_such_schema']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain(schema);
+    const listed = await runCli(['deliveries', 'list', '--state', 'waiting', '--json', '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(JSON.parse(listed.stdout)).toMatchObject({ deliveryKey: deliveryKeyOf(delivery.body), jobId: deliveryKeyOf(delivery.body) });
+  });
+
   it('reports its depth by state, for the queue.depth gauge', async () => {
     const webhooks = receiver({ attempts: 1 });
     webhooks.onAny(() => {

@@ -30,7 +30,7 @@ Options:
   -h, --help       this help
 
 Exits 0 on success, 1 when a delivery is not found or the store cannot be reached, 2 on
-bad arguments or a queue that does not exist there (for Redis, the message names those that do).`;
+bad arguments or a queue that does not exist there (the message names those that do).`;
 
 const STATES = ['failed', 'waiting', 'active', 'completed', 'delayed'] as const;
 type State = (typeof STATES)[number];

@@ -53,7 +53,7 @@ export async function postgresDeliveries(
 ): Promise<number> {
   const table = `"${schema}".deliveries`;
   const exists = await postgres(pool.query(`select to_regclass($1) is not null as found`, [`"${schema}".deliveries`]));
-  if (exists.rows[0]?.found !== true) throw new UsageError(`no Postgres queue in schema ${sanitizeText(schema, 64)} there (run mitpo-webhooks migrate --postgres <url> first?)`);
+  if (exists.rows[0]?.found !== true) throw new UsageError(`no Postgres queue in schema ${sanitizeText(schema, 64)} there; ${await queueSchemas(pool)}`);
   const columns = `delivery_key, state, run_after <= now() as due, body, headers, received_at, started, attempts, errors, refused, retried_by_operator`;
   if (action === 'list') {
     const where = WHERE_STATE[state];
@@ -130,6 +130,21 @@ function eventOf(row: Row): string {
   }
 }
 
+/**
+ * A schema with no queue is a mistake (a typo), never an empty list: the message
+ * names the schemas that hold one (a `deliveries` table with a `delivery_key`).
+ */
+async function queueSchemas(pool: Pool): Promise<string> {
+  const { rows } = await postgres(
+    pool.query<{ schema: string }>(
+      `select table_schema as schema from information_schema.columns
+        where table_name = 'deliveries' and column_name = 'delivery_key' order by 1 limit 100`,
+    ),
+  );
+  if (rows.length === 0) return 'there is none (run mitpo-webhooks migrate --postgres <url> first?)';
+  return `the queues there are in schemas ${rows.map((row) => sanitizeText(row.schema, 64)).join(', ')}`;
+}
+
 function describe(row: Row): string {
   const errors = errorsOf(row);
   const last = stateOf(row) === 'failed' && errors.length > 0 ? `  ${errors.at(-1)!.slice(0, 200)}` : '';
@@ -140,6 +155,8 @@ function asRecord(row: Row) {
   const errors = errorsOf(row);
   return {
     deliveryKey: sanitizeText(row.delivery_key, 200),
+    // The Postgres queue keeps each delivery under its key: that is its job's id.
+    jobId: sanitizeText(row.delivery_key, 200),
     state: stateOf(row),
     event: sanitizeText(eventOf(row), 64),
     attempts: attemptsOf(row),
