@@ -118,7 +118,7 @@ export class WebhookEndpointsClient {
       throw new MitpoApiError(
         'redirect',
         `MITPO's API answered ${method} ${path} with a redirect (${response.status})` +
-          `${location ? ` to ${sanitizeText(location, 200)}` : ''}; redirects are not followed: check MITPO_API_BASE_URL`,
+          `${location ? ` to ${this.serverText(location, 200)}` : ''}; redirects are not followed: check MITPO_API_BASE_URL`,
         { status: response.status },
       );
     }
@@ -157,7 +157,7 @@ export class WebhookEndpointsClient {
       const where = issue ? `${issue.path.join('.') || 'body'}: ${issue.message}` : 'not JSON';
       throw new MitpoApiError(
         'invalid_response',
-        `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${sanitizeText(where, 300)})`,
+        `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${this.serverText(where, 300)})`,
         { status: response.status, cause: parsed.error },
       );
     }
@@ -170,15 +170,17 @@ export class WebhookEndpointsClient {
       timedOut ? 'timeout' : 'network_error',
       timedOut
         ? `MITPO's API at ${this.baseUrl} did not answer ${method} ${path} within ${this.timeoutMs / 1000} s`
-        : `Could not reach MITPO's API at ${this.baseUrl} (${sanitizeText(describeNetworkError(error), 200)})`,
+        : `Could not reach MITPO's API at ${this.baseUrl} (${this.serverText(describeNetworkError(error), 200)})`,
       { cause: error },
     );
   }
 
   /**
-   * MITPO's code, message or request id, as it may reach an error message, a log
-   * or a terminal: stripped of control characters, then of the API key, should the
-   * server echo it (stripped first, so characters it strips cannot hide the key).
+   * Text from the server or the network (MITPO's code, message or request id, a
+   * redirect's target, a field its answer lacked, a connection error), as it may
+   * reach an error message, a log or a terminal: stripped of control characters,
+   * then of the API key, should it be echoed (stripped first, so characters it
+   * strips cannot hide the key).
    */
   private serverText(text: string, maxLength: number): string {
     return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).split(this.apiKey).join('[redacted]'), maxLength);

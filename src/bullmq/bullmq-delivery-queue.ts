@@ -223,19 +223,24 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
+        unfinished.add(String(job.id));
         if (closing) {
           // BullMQ hands over the next job with the last one's completion, even once
           // close() paused the worker: that job would start after close() saw nothing
           // running, with its lock no longer renewed, and run again elsewhere. It is put
-          // back unstarted (not counted as an attempt), or, with the connection gone,
-          // left to lapse and be recovered by another worker.
-          if (token !== undefined) {
-            await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 }).catch(() => undefined);
-            await job.moveToDelayed(Date.now(), token).catch(() => undefined);
+          // back unstarted, not counted as an attempt; close() waits for that.
+          try {
+            if (token !== undefined) {
+              await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 });
+              await job.moveToDelayed(Date.now(), token);
+            }
+          } catch {
+            // Redis is gone: the job's lock lapses, and another worker recovers it.
+          } finally {
+            recorded(job);
           }
           throw new DelayedError();
         }
-        unfinished.add(String(job.id));
         // A run whose worker died counts: a handler that kills its worker runs at most
         // `attempts` times, and then the delivery is reported as a dead letter.
         const deferrals = Math.max(0, Math.trunc(Number(job.data.deferrals) || 0));
@@ -244,7 +249,6 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const attempts = job.opts.attempts ?? 1;
         const lastAttempt = attempt >= attempts;
         const turn = new ResourceTurn(this.queue, this.lockDurationMs, keptFor(job));
-        let processed = false;
         try {
           await processor({
             delivery: deliveryOf(job),
@@ -254,9 +258,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
             lastAttempt,
             ...(started > attempts && { exhausted: true }),
             takeTurn: (order) => turn.take(order),
+            // The applied position is recorded once the handlers succeeded, as the run's
+            // completion: a failure to record it fails the run, and is reported as one.
+            complete: () => turn.applied(),
           });
-          processed = true;
-          await turn.applied();
         } catch (error) {
           await turn.free();
           if (error instanceof DeferredDelivery && token !== undefined) {
@@ -270,10 +275,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
           // A delivery that can never succeed (a forged job, a refused payload) is
           // a dead letter at once rather than after every backoff. So is one whose run
-          // failed on the worker's last attempt (the processor has reported it): BullMQ
+          // failed on the worker's last attempt (the processor reported it): BullMQ
           // would retry it, counting only finished runs (attemptsMade) where the worker
           // counts a dead worker's too, and the run after would report it a second time.
-          if (error instanceof FinalDeliveryFailure || (lastAttempt && !processed)) throw new UnrecoverableError(toError(error).message);
+          if (error instanceof FinalDeliveryFailure || lastAttempt) throw new UnrecoverableError(toError(error).message);
           throw error;
         }
       },
@@ -306,11 +311,18 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // close is forced. A job still running is taken up by another worker once
         // its lock lapses (BullMQ's recovery of stalled jobs).
         await withTimeout(worker.pause(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-        if (unfinished.size > 0) {
+        const deadline = Date.now() + timeoutSeconds * 1000;
+        // A turn of the event loop after each wait: a job BullMQ hands over with the
+        // last one's completion reaches the processor a few steps after that completion
+        // is told, and is then waited for while it is put back.
+        for (;;) {
+          await new Promise((resolve) => setImmediate(resolve));
+          const left = deadline - Date.now();
+          if (unfinished.size === 0 || left <= 0) break;
           const idle = new Promise<void>((resolve) => {
             settled = resolve;
           });
-          await withTimeout(idle, timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
+          await withTimeout(idle, left, () => new Error('timeout')).catch(() => undefined);
         }
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },

@@ -45,13 +45,21 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
   const fetchSecrets = option as () => unknown;
   let cached: { keys: readonly Key[]; until: number } | undefined;
   let pending: Promise<readonly Key[]> | undefined;
+  // Calls made, and the one whose result is cached: a late result never replaces a newer one.
+  let calls = 0;
+  let cachedCall = 0;
   const resolve = (): Promise<readonly Key[]> => {
     if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
     if (pending === undefined) {
       const call = fetchAndCheck(fetchSecrets, toKey);
+      const callNumber = (calls += 1);
       // Kept even when it comes after the timeout, so a secrets manager slower than that
       // still serves the deliveries that follow.
-      call.then((keys) => void (cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined), () => undefined);
+      call.then((keys) => {
+        if (callNumber < cachedCall) return;
+        cachedCall = callNumber;
+        cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;
+      }, () => undefined);
       const settled = withTimeout(call, SECRET_CALL_TIMEOUT_MS, () =>
         unavailable(`the secret function did not settle within ${SECRET_CALL_TIMEOUT_MS / 1000} s`),
       );

@@ -64,15 +64,6 @@ export class Telemetry {
   startDelivery(name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', run?: RunStart): DeliveryTelemetry | undefined {
     const api = this.api;
     if (api === undefined) return undefined;
-    try {
-      return this.started(api, name, run);
-    } catch {
-      // The SDK's processors are the app's code, and it lets what they throw through: that delivery goes unrecorded.
-      return undefined;
-    }
-  }
-
-  private started(api: OtelApi, name: 'mitpo.webhook.receive' | 'mitpo.webhook.process', run: RunStart | undefined): DeliveryTelemetry | undefined {
     const tracing = (api.trace.getTracerProvider() as InstanceType<OtelApi['ProxyTracerProvider']>).getDelegate() !== this.noopTracerProvider;
     const instruments = this.currentInstruments(api);
     if (!tracing && instruments === undefined) return undefined;
@@ -80,18 +71,16 @@ export class Telemetry {
     if (tracing) {
       const received = run?.traceparent === undefined ? undefined : spanContextOf(api, run.traceparent);
       const parent = received !== undefined && run?.trace === 'child' ? api.trace.setSpanContext(api.context.active(), received) : undefined;
-      span = api.trace.getTracer(NAME).startSpan(
-        name,
-        {
-          kind: name === 'mitpo.webhook.process' ? api.SpanKind.CONSUMER : api.SpanKind.INTERNAL,
-          ...(received !== undefined && parent === undefined ? { links: [{ context: received }] } : {}),
-          ...(run === undefined ? {} : { attributes: { [ATTEMPT]: run.attempt } }),
-        },
-        parent,
-      );
+      const options = {
+        kind: name === 'mitpo.webhook.process' ? api.SpanKind.CONSUMER : api.SpanKind.INTERNAL,
+        ...(received !== undefined && parent === undefined ? { links: [{ context: received }] } : {}),
+        ...(run === undefined ? {} : { attributes: { [ATTEMPT]: run.attempt } }),
+      };
+      recording(() => (span = api.trace.getTracer(NAME).startSpan(name, options, parent)));
     }
-    instruments?.inFlight.add(1);
-    return new OtelDeliveryTelemetry(api, span, instruments);
+    // Taken back when the delivery ends only if counted now, so an SDK that throws cannot unbalance it.
+    const counted = instruments !== undefined && recording(() => instruments.inFlight.add(1));
+    return new OtelDeliveryTelemetry(api, span, instruments, counted);
   }
 
   /** Counts a dead letter (a no-op without an SDK). */
@@ -121,6 +110,7 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
     private readonly api: OtelApi,
     private readonly span: Span | undefined,
     private readonly instruments: Instruments | undefined,
+    private readonly counted: boolean,
   ) {
     const active = api.context.active();
     this.context = span === undefined ? active : api.trace.setSpan(active, span);
@@ -184,10 +174,8 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
         span.end();
       });
     }
-    recording(() => {
-      this.instruments?.deliveries.add(1, attributes);
-      this.instruments?.inFlight.add(-1);
-    });
+    if (this.counted) recording(() => this.instruments?.inFlight.add(-1));
+    recording(() => this.instruments?.deliveries.add(1, attributes));
   }
 }
 
@@ -226,11 +214,13 @@ function spanContextOf(api: OtelApi, traceparent: string) {
  * app's code, run inside these calls, and the SDK lets what they throw through:
  * telemetry is lost then, never an answer or a handler's success.
  */
-function recording(record: () => void): void {
+function recording(record: () => void): boolean {
   try {
     record();
+    return true;
   } catch {
     // Nothing to tell: the logger is not telemetry's, and an exporter that throws once throws again.
+    return false;
   }
 }
 

@@ -511,12 +511,14 @@ describeRedis('queued processing on BullMQ', () => {
   // (fetchNext), even when close() paused the worker while that completion was on its way to
   // Redis. The job started after close() had seen nothing running, its lock was then no longer
   // renewed, and another worker ran it again while its first run's handlers were still going.
-  it('close(): runs no job BullMQ hands over after close() began; another worker runs it, once', async () => {
-    const first = receiver();
+  it('close(): runs no job BullMQ hands over after close() began, and puts it back unstarted for another worker', async () => {
+    const first = receiver({ attempts: 1 });
     const a = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_A', channel: 'email', status: 'completed' } });
     const b = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_B', channel: 'email', status: 'completed' } });
     const runs: string[] = [];
-    first.onAny((_event, ctx) => void runs.push(`first ${ctx.deliveryKey === deliveryKeyOf(b.body) ? 'B' : 'A'}`));
+    const deadLetters: string[] = [];
+    const ran = (who: string) => (_event: unknown, ctx: DeliveryContext) => void runs.push(`${who} ${ctx.deliveryKey === deliveryKeyOf(b.body) ? 'B' : 'A'} ${ctx.attempt}`);
+    first.onAny(ran('first'));
     for (const delivery of [a, b]) expect((await first.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
     // A's completion (which asks BullMQ for the next job) is held on its way to Redis until close() has begun.
     const completing = deferred();
@@ -537,11 +539,15 @@ describeRedis('queued processing on BullMQ', () => {
     } finally {
       held.mockRestore();
     }
-    const second = receiver();
-    second.onAny((_event, ctx) => void runs.push(`second ${ctx.deliveryKey === deliveryKeyOf(b.body) ? 'B' : 'A'}`));
+    // Put back, not left active with a lock nobody renews: not counted as an attempt.
+    const handedOver = await inspect.getJob(jobIdOf(deliveryKeyOf(b.body)));
+    expect({ state: await handedOver?.getState(), deferrals: handedOver?.data.deferrals }).toEqual({ state: 'delayed', deferrals: 1 });
+    const second = receiver({ attempts: 1 });
+    second.onAny(ran('second'));
+    second.onDeadLetter((_event, _ctx, error) => void deadLetters.push(error.message));
     second.startWorker();
     await waitFor(async () => (await stateOf(b.body)) === 'completed', 15_000);
-    expect(runs).toEqual(['first A', 'second B']);
+    expect({ runs, deadLetters }).toEqual({ runs: ['first A 1', 'second B 1'], deadLetters: [] });
   }, 30_000);
 
   // Handlers already running are awaited at close(), but no new job is taken, even

@@ -22,6 +22,7 @@ class TestReader extends MetricReader {
 
 const spans = new InMemorySpanExporter();
 const reader = new TestReader();
+const meterProvider = new MeterProvider({ readers: [reader] });
 const contextManager = new AsyncLocalStorageContextManager().enable();
 
 /** A span processor with a bug, as a vendor's may have: it throws when the span named here starts or ends. */
@@ -40,7 +41,7 @@ const faultyProcessor: SpanProcessor = {
 beforeAll(() => {
   context.setGlobalContextManager(contextManager);
   trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans), faultyProcessor] }));
-  metrics.setGlobalMeterProvider(new MeterProvider({ readers: [reader] }));
+  metrics.setGlobalMeterProvider(meterProvider);
 });
 afterAll(() => {
   trace.disable();
@@ -137,6 +138,31 @@ describe('an exception inside the OpenTelemetry SDK', () => {
       { status: 200, body: { success: true, duplicate: true } },
     ]);
     expect(ran).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('an exception inside the OpenTelemetry SDK, in its metrics', () => {
+  it('leaves nothing counted in flight when counting the answer throws', async () => {
+    const throwing = new TestReader();
+    const provider = new MeterProvider({
+      readers: [throwing],
+      views: [{ instrumentName: 'mitpo.webhook.deliveries', attributesProcessors: [{ process: () => { throw new Error('a view bug'); } }] }],
+    });
+    metrics.disable();
+    metrics.setGlobalMeterProvider(provider);
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET });
+      for (let i = 0; i < 3; i++) {
+        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      }
+      const collected = (await throwing.collect()).resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics);
+      const inFlight = collected.find((metric) => metric.descriptor.name === 'mitpo.webhook.in_flight') as SumMetricData;
+      expect(inFlight.dataPoints.reduce((sum, point) => sum + point.value, 0)).toBe(0);
+    } finally {
+      metrics.disable();
+      metrics.setGlobalMeterProvider(meterProvider);
+    }
   });
 });
 

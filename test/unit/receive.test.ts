@@ -513,6 +513,28 @@ describe('the secret function is not called once per forged request', () => {
     }
   });
 
+  it('never lets a late result replace a newer one: a rotated secret stays in use', async () => {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
+    try {
+      const rotated = 'whsec_rotated_0123456789';
+      let lateAnswer: (secret: string) => void = () => undefined;
+      let calls = 0;
+      const webhooks = new MitpoWebhooks({
+        secret: () => ((calls += 1) === 1 ? new Promise<string>((resolve) => (lateAnswer = resolve)) : rotated),
+      });
+      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }));
+      await jest.advanceTimersByTimeAsync(10_000);
+      expect((await first).status).toBe(503);
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
+      lateAnswer(SECRET);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
+      expect(calls).toBe(2);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('keeps the result of a call that settled after those 10 s, for the deliveries that follow', async () => {
     jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
     try {

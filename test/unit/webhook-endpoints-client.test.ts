@@ -217,6 +217,9 @@ describe('WebhookEndpointsClient', () => {
     expect(error).toBeInstanceOf(MitpoApiError);
     expect(JSON.stringify({ code: error.code, message: error.message, requestId: error.requestId })).not.toContain('s3cr3t');
     expect(error.message).toContain('Invalid API key [redacted], or [redacted]');
+    const redirecting = new WebhookEndpointsClient({ apiKey: key, fetch: async () => new Response(null, { status: 302, headers: { location: `https://elsewhere.example/?k=${key}` } }) });
+    const redirected = (await redirecting.list().catch((e: unknown) => e)) as MitpoApiError;
+    expect(redirected.message).toContain('https://elsewhere.example/?k=[redacted]');
   });
 
   it.each([
