@@ -496,48 +496,37 @@ describe('the secret function is not called once per forged request', () => {
     expect(calls).toBe(2);
   });
 
-  // Found in review: every later delivery shared the call that never settled, so none was ever answered.
-  it('does not wait for ever on a call that never settles: 503 after 10 s, and the next delivery calls again', async () => {
-    jest.useFakeTimers({ doNotFake: ['Date'] });
+  /** Runs `test` on jest's fake timers (the clock and setImmediate left real), so the 10 s pass without being waited. */
+  async function onFakeTimers(test: () => Promise<void>): Promise<void> {
+    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
     try {
+      await test();
+    } finally {
+      jest.useRealTimers();
+    }
+  }
+
+  /** A delivery answered while the secret function's first call is still pending, once its 10 s are up. */
+  async function answeredAfterTimeout(webhooks: MitpoWebhooks, secret: string) {
+    const answer = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret }));
+    await jest.advanceTimersByTimeAsync(10_000);
+    return answer;
+  }
+
+  // Found in review: every later delivery shared the call that never settled, so none was ever answered.
+  it('does not wait for ever on a call that never settles: 503 after 10 s, and the next delivery calls again', () =>
+    onFakeTimers(async () => {
       let calls = 0;
       const webhooks = new MitpoWebhooks({ secret: () => (++calls === 1 ? new Promise<string>(() => {}) : SECRET) });
-      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
       const meanwhile = deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
-      await jest.advanceTimersByTimeAsync(10_000);
-      for (const reply of [await first, await meanwhile]) expect(reply).toMatchObject({ status: 503, body: { error: { code: 'secret_unavailable' } } });
+      const first = await answeredAfterTimeout(webhooks, SECRET);
+      for (const reply of [first, await meanwhile]) expect(reply).toMatchObject({ status: 503, body: { error: { code: 'secret_unavailable' } } });
       expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
       expect(calls).toBe(2);
-    } finally {
-      jest.useRealTimers();
-    }
-  });
+    }));
 
-  it('never lets a late result replace a newer one: a rotated secret stays in use', async () => {
-    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
-    try {
-      const rotated = 'whsec_rotated_0123456789';
-      let lateAnswer: (secret: string) => void = () => undefined;
-      let calls = 0;
-      const webhooks = new MitpoWebhooks({
-        secret: () => ((calls += 1) === 1 ? new Promise<string>((resolve) => (lateAnswer = resolve)) : rotated),
-      });
-      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }));
-      await jest.advanceTimersByTimeAsync(10_000);
-      expect((await first).status).toBe(503);
-      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
-      lateAnswer(SECRET);
-      await new Promise((resolve) => setImmediate(resolve));
-      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
-      expect(calls).toBe(2);
-    } finally {
-      jest.useRealTimers();
-    }
-  });
-
-  it('keeps the result of a call that settled after those 10 s, for the deliveries that follow', async () => {
-    jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
-    try {
+  it('keeps the result of a call that settled after those 10 s, for the deliveries that follow', () =>
+    onFakeTimers(async () => {
       let calls = 0;
       let answer: (secret: string) => void = () => undefined;
       const webhooks = new MitpoWebhooks({
@@ -546,17 +535,28 @@ describe('the secret function is not called once per forged request', () => {
           return new Promise<string>((resolve) => (answer = resolve));
         },
       });
-      const first = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
-      await jest.advanceTimersByTimeAsync(10_000);
-      expect((await first).status).toBe(503);
+      expect((await answeredAfterTimeout(webhooks, SECRET)).status).toBe(503);
       answer(SECRET);
       await new Promise((resolve) => setImmediate(resolve));
       expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
       expect(calls).toBe(1);
-    } finally {
-      jest.useRealTimers();
-    }
-  });
+    }));
+
+  it('never lets a late result replace a newer one: a rotated secret stays in use', () =>
+    onFakeTimers(async () => {
+      const rotated = 'whsec_rotated_0123456789';
+      let lateAnswer: (secret: string) => void = () => undefined;
+      let calls = 0;
+      const webhooks = new MitpoWebhooks({
+        secret: () => ((calls += 1) === 1 ? new Promise<string>((resolve) => (lateAnswer = resolve)) : rotated),
+      });
+      expect((await answeredAfterTimeout(webhooks, rotated)).status).toBe(503);
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
+      lateAnswer(SECRET);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: rotated }))).status).toBe(200);
+      expect(calls).toBe(2);
+    }));
 });
 
 describe('request text is stripped of control characters before it is echoed', () => {
