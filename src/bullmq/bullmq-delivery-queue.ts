@@ -213,31 +213,21 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
-    // Jobs this worker started and BullMQ has not yet recorded as completed or
-    // failed: closing waits for these, so a handled job is never left to look stalled.
-    const unfinished = new Set<string>();
     // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
     const tampered = new Set<string>();
-    let settled: () => void = () => undefined;
     let closing = false;
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
-        unfinished.add(String(job.id));
         if (closing) {
-          // BullMQ hands over the next job with the last one's completion, even once
-          // close() paused the worker: that job would start after close() saw nothing
-          // running, with its lock no longer renewed, and run again elsewhere. It is put
-          // back unstarted, not counted as an attempt; close() waits for that.
-          try {
-            if (token !== undefined) {
-              await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 });
-              await job.moveToDelayed(Date.now(), token);
-            }
-          } catch {
-            // Redis is gone: the job's lock lapses, and another worker recovers it.
-          } finally {
-            recorded(job);
+          // BullMQ hands over the next job with the last one's completion or deferral,
+          // even once close() paused the worker: run, it would outlive the close, its lock
+          // no longer renewed, and run again elsewhere. It is put back unstarted, not
+          // counted as an attempt (close() waits for that). With Redis gone, its lock
+          // lapses and another worker recovers it, as a started run.
+          if (token !== undefined) {
+            await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 }).catch(() => undefined);
+            await job.moveToDelayed(Date.now(), token).catch(() => undefined);
           }
           throw new DelayedError();
         }
@@ -268,8 +258,6 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
             await job.updateData({ ...job.data, deferrals: deferrals + 1 });
             // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
             await job.moveToDelayed(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS), token);
-            // BullMQ tells neither 'completed' nor 'failed' of a delayed job: it is not this worker's to wait for.
-            recorded(job);
             throw new DelayedError();
           }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));
@@ -293,37 +281,21 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         maxStalledCount: this.attempts,
       },
     );
-    const recorded = (job: Job | undefined) => {
-      if (job !== undefined && unfinished.delete(String(job.id)) && unfinished.size === 0) settled();
-    };
-    worker.on('completed', recorded);
     worker.on('failed', (job) => {
       if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
-      recorded(job);
     });
     worker.on('error', () => undefined);
     return {
       close: async (timeoutSeconds: number) => {
         closing = true;
-        // No new jobs; then the running ones get until the deadline. A plain
-        // worker.close() would wait for them too, but it never ends while Redis is
-        // unreachable and cannot be forced once begun; so the wait is ours, and the
-        // close is forced. A job still running is taken up by another worker once
-        // its lock lapses (BullMQ's recovery of stalled jobs).
-        await withTimeout(worker.pause(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-        const deadline = Date.now() + timeoutSeconds * 1000;
-        // A turn of the event loop after each wait: a job BullMQ hands over with the
-        // last one's completion reaches the processor a few steps after that completion
-        // is told, and is then waited for while it is put back.
-        for (;;) {
-          await new Promise((resolve) => setImmediate(resolve));
-          const left = deadline - Date.now();
-          if (unfinished.size === 0 || left <= 0) break;
-          const idle = new Promise<void>((resolve) => {
-            settled = resolve;
-          });
-          await withTimeout(idle, left, () => new Error('timeout')).catch(() => undefined);
-        }
+        // No new jobs; then, until the deadline, BullMQ's own loop is waited for: the
+        // running jobs until BullMQ has recorded them (a handled job never left to look
+        // stalled), and any job it hands over with a completion or a deferral, put back
+        // above. A plain worker.close() would wait too, but it never ends while Redis is
+        // unreachable and cannot be forced once begun; so the wait is bounded, and the
+        // close is forced. A job still running is taken up by another worker once its
+        // lock lapses (BullMQ's recovery of stalled jobs).
+        await withTimeout(worker.pause(), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },
     };

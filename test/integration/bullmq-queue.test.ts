@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Job, Queue } from 'bullmq';
+import { Job, Queue, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import { MitpoWebhooks, type DeliveryContext } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
@@ -548,6 +548,61 @@ describeRedis('queued processing on BullMQ', () => {
     second.startWorker();
     await waitFor(async () => (await stateOf(b.body)) === 'completed', 15_000);
     expect({ runs, deadLetters }).toEqual({ runs: ['first A 1', 'second B 1'], deadLetters: [] });
+  }, 30_000);
+
+  // Found in review: after a run put off for its resource's turn, BullMQ fetches the next job in a
+  // round trip of its own, which close() did not know to wait for; that job was left active, unrun.
+  it('close(): puts back a job BullMQ fetches after a deferral, when close() came during the fetch', async () => {
+    const data = (id: string, status: string) => ({ dispatch_id: id, channel: 'email', status });
+    const holder = receiver({}, { ordering: true });
+    const holding = deferred();
+    const releaseHolder = deferred();
+    holder.onAny(async () => {
+      holding.resolve();
+      await releaseHolder.promise;
+    });
+    const earlier = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: data('disp_R', 'accepted'), timestamp: new Date(Date.now() - 60_000) });
+    await holder.receive({ rawBody: earlier.body, headers: earlier.headers });
+    holder.startWorker({ concurrency: 1 });
+    await holding.promise;
+    const later = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('disp_R', 'completed'), timestamp: new Date(Date.now() - 1000) });
+    const other = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('disp_Z', 'completed') });
+    for (const delivery of [later, other]) await holder.receive({ rawBody: delivery.body, headers: delivery.headers });
+    // The deferred run's follow-up fetch is held on its way to Redis until close() has begun.
+    let deferredOnce = false;
+    const moveToDelayed = Job.prototype.moveToDelayed;
+    const deferring = jest.spyOn(Job.prototype, 'moveToDelayed').mockImplementation(function (this: Job, ...args: Parameters<Job['moveToDelayed']>) {
+      deferredOnce = true;
+      return moveToDelayed.apply(this, args);
+    });
+    const fetching = deferred();
+    const redisAnswers = deferred();
+    const moveToActive = (Worker.prototype as unknown as { moveToActive: (...args: unknown[]) => Promise<unknown> }).moveToActive;
+    const fetch = jest.spyOn(Worker.prototype as unknown as { moveToActive: (...args: unknown[]) => Promise<unknown> }, 'moveToActive').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      if (deferredOnce) {
+        fetching.resolve();
+        await redisAnswers.promise;
+      }
+      return moveToActive.apply(this, args);
+    });
+    const deferrer = receiver({}, { ordering: true });
+    const ran = jest.fn();
+    deferrer.onAny(ran);
+    try {
+      deferrer.startWorker({ concurrency: 1 });
+      await fetching.promise;
+      const closed = deferrer.close({ timeout: 5 });
+      await new Promise((resolve) => setImmediate(resolve));
+      redisAnswers.resolve();
+      await closed;
+    } finally {
+      deferring.mockRestore();
+      fetch.mockRestore();
+      releaseHolder.resolve();
+    }
+    expect(ran).not.toHaveBeenCalled();
+    const fetched = await inspect.getJob(jobIdOf(deliveryKeyOf(other.body)));
+    expect({ state: await fetched?.getState(), deferrals: fetched?.data.deferrals }).toEqual({ state: 'delayed', deferrals: 1 });
   }, 30_000);
 
   // Handlers already running are awaited at close(), but no new job is taken, even
