@@ -34,6 +34,22 @@ describeRedis('queued processing on BullMQ', () => {
 
   const stateOf = async (body: string) => (await inspect.getJob(jobIdOf(deliveryKeyOf(body))))?.getState();
 
+  /** A job as close() left it: put back unstarted is delayed, its hand-over counted as a deferral, not an attempt. */
+  const leftAs = async (body: string) => {
+    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(body)));
+    return { state: await job?.getState(), deferrals: job?.data.deferrals };
+  };
+
+  /** Starts the worker, closes it once a Redis call held on its way is reached, then lets that call through. */
+  async function closeWhileHeld(webhooks: MitpoWebhooks, held: { reached: Promise<unknown>; release: () => void }) {
+    webhooks.startWorker({ concurrency: 1 });
+    await held.reached;
+    const closed = webhooks.close({ timeout: 5 });
+    await new Promise((resolve) => setImmediate(resolve));
+    held.release();
+    await closed;
+  }
+
   beforeAll(() => assertRedisReachable());
   beforeEach(() => {
     name = `mitpo-test-${randomUUID()}`;
@@ -530,18 +546,12 @@ describeRedis('queued processing on BullMQ', () => {
       return moveToCompleted.apply(this, args);
     });
     try {
-      first.startWorker({ concurrency: 1 });
-      await completing.promise;
-      const closed = first.close({ timeout: 5 });
-      await new Promise((resolve) => setImmediate(resolve));
-      redisAnswers.resolve();
-      await closed;
+      await closeWhileHeld(first, { reached: completing.promise, release: () => redisAnswers.resolve() });
     } finally {
       held.mockRestore();
     }
-    // Put back, not left active with a lock nobody renews: not counted as an attempt.
-    const handedOver = await inspect.getJob(jobIdOf(deliveryKeyOf(b.body)));
-    expect({ state: await handedOver?.getState(), deferrals: handedOver?.data.deferrals }).toEqual({ state: 'delayed', deferrals: 1 });
+    // Put back, not left active with a lock nobody renews.
+    expect(await leftAs(b.body)).toEqual({ state: 'delayed', deferrals: 1 });
     const second = receiver({ attempts: 1 });
     second.onAny(ran('second'));
     second.onDeadLetter((_event, _ctx, error) => void deadLetters.push(error.message));
@@ -589,20 +599,14 @@ describeRedis('queued processing on BullMQ', () => {
     const ran = jest.fn();
     deferrer.onAny(ran);
     try {
-      deferrer.startWorker({ concurrency: 1 });
-      await fetching.promise;
-      const closed = deferrer.close({ timeout: 5 });
-      await new Promise((resolve) => setImmediate(resolve));
-      redisAnswers.resolve();
-      await closed;
+      await closeWhileHeld(deferrer, { reached: fetching.promise, release: () => redisAnswers.resolve() });
     } finally {
       deferring.mockRestore();
       fetch.mockRestore();
       releaseHolder.resolve();
     }
     expect(ran).not.toHaveBeenCalled();
-    const fetched = await inspect.getJob(jobIdOf(deliveryKeyOf(other.body)));
-    expect({ state: await fetched?.getState(), deferrals: fetched?.data.deferrals }).toEqual({ state: 'delayed', deferrals: 1 });
+    expect(await leftAs(other.body)).toEqual({ state: 'delayed', deferrals: 1 });
   }, 30_000);
 
   // Handlers already running are awaited at close(), but no new job is taken, even
