@@ -528,7 +528,8 @@ describeRedis('queued processing on BullMQ', () => {
   // Redis. The job started after close() had seen nothing running, its lock was then no longer
   // renewed, and another worker ran it again while its first run's handlers were still going.
   it('close(): runs no job BullMQ hands over after close() began, and puts it back unstarted for another worker', async () => {
-    const first = receiver({ attempts: 1 });
+    // Locks longer than the suite's 1 s: on a loaded machine a lock could lapse between the fetch and the put-back.
+    const first = receiver({ attempts: 1, lockDuration: 10 });
     const a = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_A', channel: 'email', status: 'completed' } });
     const b = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'disp_B', channel: 'email', status: 'completed' } });
     const runs: string[] = [];
@@ -564,7 +565,8 @@ describeRedis('queued processing on BullMQ', () => {
   // round trip of its own, which close() did not know to wait for; that job was left active, unrun.
   it('close(): puts back a job BullMQ fetches after a deferral, when close() came during the fetch', async () => {
     const data = (id: string, status: string) => ({ dispatch_id: id, channel: 'email', status });
-    const holder = receiver({}, { ordering: true });
+    // Locks longer than the suite's 1 s: on a loaded machine a lock could lapse between the fetch and the put-back.
+    const holder = receiver({ lockDuration: 10 }, { ordering: true });
     const holding = deferred();
     const releaseHolder = deferred();
     holder.onAny(async () => {
@@ -595,7 +597,7 @@ describeRedis('queued processing on BullMQ', () => {
       }
       return moveToActive.apply(this, args);
     });
-    const deferrer = receiver({}, { ordering: true });
+    const deferrer = receiver({ lockDuration: 10 }, { ordering: true });
     const ran = jest.fn();
     deferrer.onAny(ran);
     try {
