@@ -183,7 +183,7 @@ export class WebhookEndpointsClient {
    * strips cannot hide the key).
    */
   private serverText(text: string, maxLength: number): string {
-    return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).split(this.apiKey).join('[redacted]'), maxLength);
+    return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).replaceAll(this.apiKey, '[redacted]'), maxLength);
   }
 }
 

@@ -17,7 +17,7 @@ import {
 } from '../queue/delivery-queue';
 import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
-import { startedRuns } from './started-runs';
+import { deferralsOf, startedRuns } from './started-runs';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { resourceKeys, staleAnswer } from '../redis/resource-keys';
@@ -219,21 +219,23 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
+        const deferrals = deferralsOf(job);
+        // Back to waiting until `runAt`, not counted as an attempt.
+        const putOff = async (runAt: number) => {
+          await job.updateData({ ...job.data, deferrals: deferrals + 1 });
+          await job.moveToDelayed(runAt, token);
+        };
         if (closing) {
           // BullMQ hands over the next job with the last one's completion or deferral,
           // even once close() paused the worker: run, it would outlive the close, its lock
           // no longer renewed, and run again elsewhere. It is put back unstarted, not
           // counted as an attempt (close() waits for that). With Redis gone, its lock
           // lapses and another worker recovers it, as a started run.
-          if (token !== undefined) {
-            await job.updateData({ ...job.data, deferrals: (Number(job.data.deferrals) || 0) + 1 }).catch(() => undefined);
-            await job.moveToDelayed(Date.now(), token).catch(() => undefined);
-          }
+          if (token !== undefined) await putOff(Date.now()).catch(() => undefined);
           throw new DelayedError();
         }
         // A run whose worker died counts: a handler that kills its worker runs at most
         // `attempts` times, and then the delivery is reported as a dead letter.
-        const deferrals = Math.max(0, Math.trunc(Number(job.data.deferrals) || 0));
         const started = startedRuns(job);
         const attempt = Math.max(started, job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
@@ -255,9 +257,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         } catch (error) {
           await turn.free();
           if (error instanceof DeferredDelivery && token !== undefined) {
-            await job.updateData({ ...job.data, deferrals: deferrals + 1 });
             // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
-            await job.moveToDelayed(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS), token);
+            await putOff(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS));
             throw new DelayedError();
           }
           if (error instanceof TamperedDelivery) tampered.add(String(job.id));

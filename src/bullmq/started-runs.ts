@@ -1,5 +1,10 @@
 import type { Job } from 'bullmq';
 
+/** The runs of a job the worker put off (for its resource's turn, or handed back at close), as the job records them. */
+export function deferralsOf(job: Pick<Job, 'data'>): number {
+  return Math.max(0, Math.trunc(Number((job.data as { deferrals?: unknown }).deferrals) || 0));
+}
+
 /**
  * The runs of a job that count as attempts, as the worker counts them: every
  * start BullMQ recorded (`attemptsStarted`), a dead worker's included, but not
@@ -7,6 +12,6 @@ import type { Job } from 'bullmq';
  * tallies in the job's `deferrals`. The command line shows the same count.
  */
 export function startedRuns(job: Pick<Job, 'attemptsStarted' | 'data'>): number {
-  const deferrals = Math.min(Math.max(0, Math.trunc(Number((job.data as { deferrals?: unknown }).deferrals) || 0)), Math.max(0, job.attemptsStarted - 1));
-  return job.attemptsStarted - deferrals;
+  const started = job.attemptsStarted ?? 0;
+  return started - Math.min(deferralsOf(job), Math.max(0, started - 1));
 }

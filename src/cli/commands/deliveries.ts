@@ -250,7 +250,7 @@ function asRecord(job: Job, state: string) {
  * handler), so it is not shown as one more, unless an operator retried the job.
  */
 function attemptsOf(job: Job): number {
-  const started = Math.max(startedRuns({ attemptsStarted: job.attemptsStarted ?? 0, data: job.data }), job.attemptsMade);
+  const started = Math.max(startedRuns(job), job.attemptsMade);
   return (job.data as { retriedByOperator?: boolean }).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
 }
 
