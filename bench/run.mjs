@@ -188,7 +188,9 @@ const mode = process.argv.includes('--queue')
     ? import('./postgres.mjs').then((m) => m.runPostgresBench())
     : process.argv.includes('--web')
       ? import('./web.mjs').then((m) => m.runWebBench({ quick }))
-      : main();
+      : process.argv.includes('--instructions')
+        ? import('./instructions.mjs').then((m) => m.runInstructionsBench({ only: ONLY?.split(',').map(Number) }))
+        : main();
 mode.catch((error) => {
   console.error(error);
   process.exit(1);
