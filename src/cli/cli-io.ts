@@ -7,6 +7,8 @@ export interface CliIo {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean };
   out(line: string): void;
   err(line: string): void;
+  /** Aborted when stdout's reader has gone away (`… | head`): a long-running command then stops. */
+  outputClosed?: AbortSignal;
 }
 
 /** Bad arguments: the command prints the message and its usage, and exits 2. */

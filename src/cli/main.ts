@@ -63,11 +63,23 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
+  // Once the reader of stdout has gone (`… | head` with its lines), every write fails
+  // with EPIPE, which unhandled crashes with a stack trace. What is left to print has
+  // no reader: it is dropped, the command keeps its own exit code, and a long-running
+  // one (listen) stops as on Ctrl-C, as a Unix tool ends on SIGPIPE.
+  const output = new AbortController();
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    output.abort();
+  });
   main(process.argv.slice(2), {
     env: process.env,
     stdin: process.stdin,
-    out: (line) => process.stdout.write(`${line}\n`),
+    out: (line) => {
+      if (!output.signal.aborted) process.stdout.write(`${line}\n`);
+    },
     err: (line) => process.stderr.write(`${line}\n`),
+    outputClosed: output.signal,
   }).then(
     (code) => {
       process.exitCode = code;

@@ -11,7 +11,11 @@ export interface CliRun {
 }
 
 /** Runs the bin as a child process, without blocking this process's servers. */
-export function runCli(args: string[], options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string } = {}): Promise<CliRun> {
+/** With `stdoutClosed`, the reader of its stdout is gone from the start, as `| head` leaves it once it has its lines. */
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string; stdoutClosed?: boolean } = {},
+): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: cliEnv(options.env),
@@ -20,7 +24,8 @@ export function runCli(args: string[], options: { env?: Record<string, string | 
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    if (options.stdoutClosed) child.stdout.destroy();
+    else child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
@@ -46,6 +51,10 @@ export function startCli(args: string[], ready: RegExp, env: Record<string, stri
   return {
     started,
     output: () => stdout,
+    errors: () => stderr,
+    /** Closes the reading end of its stdout, as `| head` does once it has its lines. */
+    closeOutput: () => child.stdout!.destroy(),
+    exited,
     stop: async () => {
       child.kill('SIGTERM');
       return exited;

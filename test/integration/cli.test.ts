@@ -298,6 +298,30 @@ describe('mitpo-webhooks listen, printing what a sender wrote', () => {
   });
 });
 
+describe('a reader that goes away (… | head)', () => {
+  // Found in review: the EPIPE on stdout went unhandled and crashed the command with a stack trace.
+  it('send: drops the rest of its output quietly and still exits with the answer’s code', async () => {
+    const receiver = await liveReceiver();
+    try {
+      const run = await runCli(['send', receiver.server.url, '--event', 'dispatch.completed', '--secret', SECRET], { stdoutClosed: true });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(receiver.handled).toEqual(['dispatch.completed']);
+    } finally {
+      await receiver.server.close();
+    }
+  });
+
+  it('listen: stops as on Ctrl-C, exit 0, once it has no reader', async () => {
+    const listener = startCli(['listen', '--port', '0', '--secret', SECRET], /Listening on (http:\/\/\S+)/);
+    const url = (await listener.started)[1]!;
+    listener.closeOutput();
+    expect((await runCli(['send', url, '--event', 'dispatch.completed', '--secret', SECRET])).code).toBe(0);
+    expect(await listener.exited).toBe(0);
+    expect(listener.errors()).toBe('');
+  });
+});
+
 describe('mitpo-webhooks endpoints', () => {
   let api: Awaited<ReturnType<typeof startMitpoApiMock>>;
   let closedBaseUrl: string;

@@ -65,6 +65,7 @@ export async function listen(argv: string[], io: CliIo): Promise<number> {
     const stop = () => server.close(() => resolve());
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    io.outputClosed?.addEventListener('abort', stop, { once: true });
   });
   return EXIT.ok;
 }
