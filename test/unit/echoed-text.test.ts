@@ -1,4 +1,4 @@
-import { MitpoWebhooks } from '../../src';
+import { MitpoWebhooks, parseEvent } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
 
@@ -28,5 +28,31 @@ describe('text from a request, echoed in an answer, a log record or onFailure', 
     // The characters themselves are gone: what is left is still readable.
     for (const text of [answer, ...told, ...records]) expect(text).not.toMatch(UNSAFE);
     expect(told[0]).toMatch(code === 'event_mismatch' ? /dispatch\.failed/ : /text\//);
+  });
+});
+
+describe('text echoed with half of a UTF-16 pair', () => {
+  // Half of a pair alone is not text: a strict JSON or UTF-8 consumer of a log refuses it.
+  const LONE_SURROGATE = /[\ud800-\udfff]/u;
+  const refusal = (value: unknown): string => {
+    try {
+      parseEvent(value);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    throw new Error('parseEvent accepted it');
+  };
+
+  // Found in review: the cut after 64 characters could fall inside a pair, leaving its first half.
+  it('never cuts a character in two: a name cut after 64 characters ends on a whole one', () => {
+    const message = refusal({ event: `${'x'.repeat(63)}😀y`, timestamp: '2026-03-22T10:30:00Z', data: {} });
+    expect(message).not.toMatch(LONE_SURROGATE);
+    expect(message).toContain(`"${'x'.repeat(63)}…"`);
+  });
+
+  it('strips a lone half a sender wrote as a JSON escape, and keeps a whole pair', () => {
+    const message = refusal(JSON.parse('{"event":"dispatch.\\ud800done\\ud83d\\ude00","timestamp":"2026-03-22T10:30:00Z","data":{}}'));
+    expect(message).not.toMatch(LONE_SURROGATE);
+    expect(message).toContain('"dispatch.done😀"');
   });
 });
