@@ -30,11 +30,14 @@ async function count(name, load, { forged = false } = {}) {
     'valgrind',
     ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${dir}/out`, process.execPath,
       fileURLToPath(new URL('./server.mjs', import.meta.url)), name],
-    { stdio: ['ignore', 'ignore', 'ignore', 'ipc'] },
+    { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] },
   );
+  let stderr = '';
+  receiver.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-2000)));
+  const exited = new Promise((resolve) => receiver.once('exit', resolve));
   try {
     const port = await new Promise((resolve, reject) => {
-      receiver.once('exit', (code) => reject(new Error(`${name} under valgrind exited (${code})`)));
+      exited.then((code) => reject(new Error(`${name} under valgrind exited (${code}):\n${stderr}`)));
       receiver.on('message', (message) => message.port && resolve(message.port));
     });
     const send = async (amount) => {
@@ -54,7 +57,10 @@ async function count(name, load, { forged = false } = {}) {
     if (!(total > 0)) throw new Error(`${name}: callgrind wrote no count for the main thread`);
     return total / COUNTED;
   } finally {
-    receiver.kill('SIGKILL');
+    // SIGTERM, not SIGKILL: valgrind then removes the pipes it made for callgrind_control
+    // (its last dump goes into `dir`, removed with it).
+    receiver.kill('SIGTERM');
+    await exited;
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -68,8 +74,12 @@ export async function runInstructionsBench({ only } = {}) {
     process.exit(1);
   }
   const numbers = only ?? [3, 4, 5, 6, 7, 9, 10];
+  if (numbers.some((n) => SCENARIOS[n - 1] === undefined)) {
+    console.error(`--only takes scenario numbers from 1 to ${SCENARIOS.length}, e.g. --only 4,5`);
+    process.exit(2);
+  }
   console.log(`mitpo-webhooks benchmark, instructions per delivery (callgrind): node ${process.version}`);
-  console.log(`300 B, ${CONNECTIONS} connections; ${WARM_UP} deliveries to warm up, then ${COUNTED} counted; two to four minutes a scenario`);
+  console.log(`300 B, ${CONNECTIONS} connections; ${WARM_UP} deliveries to warm up, then ${COUNTED} counted; one to four minutes a scenario`);
   console.log('instructions per delivery on the main thread:\n');
   const load = start('./load.mjs', [], 1);
   await load.ask(undefined, (m) => m.started);

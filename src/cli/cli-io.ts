@@ -24,11 +24,12 @@ export class CommandError extends Error {
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 /**
- * Whether text has a C0 control, DEL or a C1 control: the characters sanitizeText
- * strips. Used where stripping would change a value's meaning (a secret, an event
+ * Whether text has a character sanitizeText strips: a C0 or C1 control, DEL, a
+ * bidirectional control, a zero-width character, or half of a UTF-16 pair on its
+ * own. Used where stripping would change a value's meaning (a secret, an event
  * name), so the value is refused instead.
  */
-export function hasControlCharacters(text: string): boolean {
+export function hasUnprintableCharacters(text: string): boolean {
   return sanitizeText(text, Number.POSITIVE_INFINITY) !== text;
 }
 

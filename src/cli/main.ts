@@ -63,30 +63,36 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
 }
 
 if (require.main === module) {
-  // Once the reader of stdout has gone (`… | head` with its lines), every write fails
-  // with EPIPE, which unhandled crashes with a stack trace. What is left to print has
-  // no reader: it is dropped, the command keeps its own exit code, and a long-running
-  // one (listen) stops as on Ctrl-C, as a Unix tool ends on SIGPIPE.
-  const output = new AbortController();
-  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-    if (error.code !== 'EPIPE') throw error;
-    output.abort();
-  });
-  main(process.argv.slice(2), {
-    env: process.env,
-    stdin: process.stdin,
-    out: (line) => {
-      if (!output.signal.aborted) process.stdout.write(`${line}\n`);
-    },
-    err: (line) => process.stderr.write(`${line}\n`),
-    outputClosed: output.signal,
-  }).then(
+  const out = writerUntilGone(process.stdout);
+  const err = writerUntilGone(process.stderr);
+  main(process.argv.slice(2), { env: process.env, stdin: process.stdin, out: out.write, err: err.write, outputClosed: out.gone }).then(
     (code) => {
       process.exitCode = code;
     },
     (error: unknown) => {
-      process.stderr.write(`mitpo-webhooks: ${String(error)}\n`);
+      err.write(`mitpo-webhooks: ${String(error)}`);
       process.exitCode = 1;
     },
   );
+}
+
+/**
+ * Lines to `stream` until its reader has gone (`… | head` with its lines, or
+ * `2>&1 | head`): from then on every write fails with EPIPE, which unhandled
+ * crashes the command with a stack trace. What is left has no reader, so it is
+ * dropped and the command keeps its own exit code; `gone` tells a long-running
+ * command (listen) to stop, as a Unix tool ends on SIGPIPE.
+ */
+function writerUntilGone(stream: NodeJS.WriteStream): { write: (line: string) => void; gone: AbortSignal } {
+  const gone = new AbortController();
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    gone.abort();
+  });
+  return {
+    write: (line) => {
+      if (!gone.signal.aborted) stream.write(`${line}\n`);
+    },
+    gone: gone.signal,
+  };
 }

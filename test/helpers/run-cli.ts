@@ -10,11 +10,14 @@ export interface CliRun {
   stderr: string;
 }
 
-/** Runs the bin as a child process, without blocking this process's servers. */
-/** With `stdoutClosed`, the reader of its stdout is gone from the start, as `| head` leaves it once it has its lines. */
+/**
+ * Runs the bin as a child process, without blocking this process's servers.
+ * With `stdoutClosed` or `stderrClosed`, that stream's reader is gone from the
+ * start, as `| head` leaves it once it has its lines.
+ */
 export function runCli(
   args: string[],
-  options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string; stdoutClosed?: boolean } = {},
+  options: { env?: Record<string, string | undefined>; input?: string | Buffer; cwd?: string; stdoutClosed?: boolean; stderrClosed?: boolean } = {},
 ): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
@@ -26,7 +29,8 @@ export function runCli(
     let stderr = '';
     if (options.stdoutClosed) child.stdout.destroy();
     else child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    if (options.stderrClosed) child.stderr.destroy();
+    else child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
     child.stdin.end(options.input);

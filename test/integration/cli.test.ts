@@ -234,7 +234,8 @@ describe('mitpo-webhooks sign', () => {
     ['a bad timestamp', '{"event":"dispatch.cancelled","timestamp":"yesterday","data":{}}', /event schema: timestamp: /],
     ['a numeric timestamp', '{"event":"connection.active","timestamp":1774175400,"data":{}}', /event schema: timestamp: /],
     ['a known type missing a required field', `{"event":"dispatch.completed",${TS},"data":{"channel":"c","status":"s"}}`, /"dispatch\.completed" event schema: data\.dispatch_id: /],
-    ['an event name with a newline', `{"event":"dispatch.x\\nX-Evil: 1",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains control characters\n$/],
+    ['an event name with a newline', `{"event":"dispatch.x\\nX-Evil: 1",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains characters that cannot be printed as they are \(control, /],
+    ['an event name with half of a UTF-16 pair', `{"event":"dispatch.\\ud800done",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains characters that cannot be printed as they are \(control, /],
   ])('exits 1 on a body that is not a MITPO event (%s), printing no headers', async (_name, input, message) => {
     const run = await runCli(['sign', '--secret', SECRET], { input });
     expect(run.code).toBe(1);
@@ -312,13 +313,34 @@ describe('a reader that goes away (… | head)', () => {
     }
   });
 
-  it('listen: stops as on Ctrl-C, exit 0, once it has no reader', async () => {
+  it('send: exits 1 on a non-2xx answer all the same', async () => {
+    const refusing = await fixedServer((res) => res.writeHead(500, { 'content-type': 'application/json' }).end('{"success":false}'));
+    try {
+      const run = await runCli(['send', refusing.server.url, '--event', 'dispatch.completed', '--secret', SECRET], { stdoutClosed: true });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(1);
+      expect(refusing.requests()).toBe(1);
+    } finally {
+      await refusing.server.close();
+    }
+  });
+
+  it('keeps the exit code of bad arguments (2) when the reader of its errors has gone (2>&1 | head)', async () => {
+    const run = await runCli(['send', '--no-such-option'], { stderrClosed: true });
+    expect(run.code).toBe(2);
+  });
+
+  it('listen: stops as on Ctrl-C, exit 0, at the first delivery after its reader has gone', async () => {
     const listener = startCli(['listen', '--port', '0', '--secret', SECRET], /Listening on (http:\/\/\S+)/);
-    const url = (await listener.started)[1]!;
-    listener.closeOutput();
-    expect((await runCli(['send', url, '--event', 'dispatch.completed', '--secret', SECRET])).code).toBe(0);
-    expect(await listener.exited).toBe(0);
-    expect(listener.errors()).toBe('');
+    try {
+      const url = (await listener.started)[1]!;
+      listener.closeOutput();
+      expect((await runCli(['send', url, '--event', 'dispatch.completed', '--secret', SECRET])).code).toBe(0);
+      expect(await listener.exited).toBe(0);
+      expect(listener.errors()).toBe('');
+    } finally {
+      await listener.stop();
+    }
   });
 });
 

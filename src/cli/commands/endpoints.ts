@@ -7,7 +7,7 @@ import { WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
 import { MITPO_EVENT_NAMES } from '../../events/schemas';
 import { secretProblem } from '../../secrets/secret-rules';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, hasControlCharacters, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UsageError, type CliIo } from '../cli-io';
 
 export const ENDPOINTS_USAGE = `Usage:
   mitpo-webhooks endpoints create --url <https-url> --events <a,b> [--write-env <file>]
@@ -118,7 +118,7 @@ function shown(text: string): string {
  * rather than sent to the terminal, so the value can still be recovered.
  */
 function escapeControlCharacters(text: string): string {
-  return Array.from(text, (c) => (hasControlCharacters(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
+  return Array.from(text, (c) => (hasUnprintableCharacters(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
 }
 
 // Not in Node's constants on Windows, which has no symbolic-link following to turn off
@@ -147,7 +147,7 @@ function envFileProblem(file: string): string | undefined {
  */
 function writeEnvFile(file: string, name: string, value: string): void {
   // A newline in the value would add a line of its own to the file (another variable).
-  if (hasControlCharacters(value)) {
+  if (hasUnprintableCharacters(value)) {
     throw new CommandError(`the signing secret MITPO returned contains control characters: not written to ${file}`);
   }
   const problem = secretProblem(value);

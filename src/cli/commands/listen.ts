@@ -65,7 +65,9 @@ export async function listen(argv: string[], io: CliIo): Promise<number> {
     const stop = () => server.close(() => resolve());
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    io.outputClosed?.addEventListener('abort', stop, { once: true });
+    // Its reader has gone: found at the first line written after that, as with SIGPIPE.
+    if (io.outputClosed?.aborted) stop();
+    else io.outputClosed?.addEventListener('abort', stop, { once: true });
   });
   return EXIT.ok;
 }

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { readLimitedBody, type LimitedBody } from '../../api/read-limited-body';
 import { sanitizeText } from '../../text/sanitize-text';
 import { signedDelivery } from '../../testing/signed-delivery';
-import { CommandError, EXIT, hasControlCharacters, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 /** The most of an answer's body `send` prints; a receiver's answer is a few dozen bytes. */
@@ -45,7 +45,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
   if (values.event === undefined || values.event === '') throw new UsageError('send needs --event <type>, e.g. --event dispatch.completed');
   // It becomes the X-MITPO-Event header, which cannot carry control characters.
-  if (hasControlCharacters(values.event)) throw new UsageError('--event must not contain control characters');
+  if (hasUnprintableCharacters(values.event)) throw new UsageError('--event must not contain control characters');
   if (values.data !== undefined && values.file !== undefined) throw new UsageError('pass --data or --file, not both');
   const secret = secretFrom(values.secret, io.env);
   const data = dataFrom(values.data, values.file);
