@@ -589,8 +589,10 @@ describeRedis('queued processing on BullMQ', () => {
     });
     const fetching = deferred();
     const redisAnswers = deferred();
-    const moveToActive = (Worker.prototype as unknown as { moveToActive: (...args: unknown[]) => Promise<unknown> }).moveToActive;
-    const fetch = jest.spyOn(Worker.prototype as unknown as { moveToActive: (...args: unknown[]) => Promise<unknown> }, 'moveToActive').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+    // BullMQ's fetch of the next job, which its types keep protected.
+    const workerFetch = Worker.prototype as unknown as { moveToActive: (...args: unknown[]) => Promise<unknown> };
+    const moveToActive = workerFetch.moveToActive;
+    const fetch = jest.spyOn(workerFetch, 'moveToActive').mockImplementation(async function (this: unknown, ...args: unknown[]) {
       if (deferredOnce) {
         fetching.resolve();
         await redisAnswers.promise;
