@@ -3,7 +3,12 @@ import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-stor
 
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
-  /** Most keys held at once, in flight or done; past it the oldest goes first. Default 100 000 (about 20 MB when full). */
+  /**
+   * Most keys held at once; past it the oldest settled key goes first. A key whose
+   * delivery is still being handled is never forgotten, so the store holds more
+   * only when more deliveries were handled at once than it had room for.
+   * Default 100 000 (about 20 MB when full).
+   */
   maxEntries?: number;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
   now?: () => number;
@@ -15,6 +20,9 @@ interface Entry {
   /** The claim's owner; a completed key has none. */
   token: string | undefined;
 }
+
+/** How many keys, or resources, one eviction looks at before it gives up and lets the map grow by one. */
+const EVICTION_LOOKS = 32;
 
 /** A resource's applied position and who holds its turn now (`ordering`). */
 interface Resource {
@@ -29,10 +37,12 @@ interface Resource {
  * Several instances behind a load balancer need a shared store such as
  * `RedisReplayStore` from `mitpo-webhooks/redis`.
  *
- * Holds at most `maxEntries` keys; past it the oldest is forgotten, so size it
- * above the deliveries you receive within `maxEventAge`. A released key frees its
- * place at once, so no stream of failing or repeated deliveries can push a
- * handled delivery out early. Memory grows with use.
+ * Holds `maxEntries` keys; past it the oldest settled one is forgotten, so size
+ * it above the deliveries you receive within `maxEventAge`. A delivery whose
+ * handlers are still running keeps its key, so MITPO's retry meanwhile is 409
+ * `in_flight`, never a second run. A released key frees its place at once, so no
+ * stream of failing or repeated deliveries can push a handled delivery out
+ * early. Memory grows with use.
  *
  * @example
  * new MitpoWebhooks({ secret, replay: new MemoryReplayStore({ maxEntries: 50_000 }) });
@@ -75,14 +85,15 @@ export class MemoryReplayStore implements ReplayStore {
       if (entry.expiresAt > now) return entry.done ? 'done' : 'in_flight';
       this.entries.delete(key);
     }
-    if (this.entries.size >= this.maxEntries) this.evictOldest();
+    if (this.entries.size >= this.maxEntries) this.evictOldest(now);
     this.entries.set(key, { done: false, expiresAt: now + inFlightTtlMs, token });
     return 'claimed';
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
     const entry = this.entries.get(key);
-    const expiresAt = this.now() + retentionMs;
+    const now = this.now();
+    const expiresAt = now + retentionMs;
     if (entry !== undefined) {
       entry.done = true;
       entry.expiresAt = expiresAt;
@@ -90,7 +101,7 @@ export class MemoryReplayStore implements ReplayStore {
       return;
     }
     // The claim lapsed or was evicted meanwhile: the handlers did succeed, so the key is kept all the same.
-    if (this.entries.size >= this.maxEntries) this.evictOldest();
+    if (this.entries.size >= this.maxEntries) this.evictOldest(now);
     this.entries.set(key, { done: true, expiresAt, token: undefined });
   }
 
@@ -168,16 +179,30 @@ export class MemoryReplayStore implements ReplayStore {
         this.resources.delete(name);
         return;
       }
-      if ((looked += 1) >= 32) return;
+      if ((looked += 1) >= EVICTION_LOOKS) return;
     }
   }
 
-  private evictOldest(): void {
-    let next = this.oldest?.next();
-    if (next === undefined || next.done === true) {
-      this.oldest = this.entries.keys();
-      next = this.oldest.next();
+  /**
+   * Forgets the oldest key no live claim holds. A claim still in flight is moved
+   * to the newest end instead: forgetting it would let MITPO's retry of a delivery
+   * whose handlers are still running claim it again and run them a second time.
+   * Looks at a few only; if all are in flight, the map grows by one. Only
+   * deliveries being handled right now are kept past `maxEntries` this way, and a
+   * lapsed claim (its process died) goes like a settled one.
+   */
+  private evictOldest(now: number): void {
+    for (let looked = 0; looked < EVICTION_LOOKS && looked < this.entries.size; looked += 1) {
+      let next = this.oldest?.next();
+      if (next === undefined || next.done === true) {
+        this.oldest = this.entries.keys();
+        next = this.oldest.next();
+      }
+      if (next.done === true) return;
+      const entry = this.entries.get(next.value)!;
+      this.entries.delete(next.value);
+      if (entry.done || entry.expiresAt <= now) return;
+      this.entries.set(next.value, entry);
     }
-    if (next.done !== true) this.entries.delete(next.value);
   }
 }

@@ -131,6 +131,33 @@ describe('replay protection when the store is full', () => {
   });
 });
 
+describe('replay protection when the store is full of handled deliveries', () => {
+  it('keeps the claim of a delivery whose handler is still running, so its retry is 409 in_flight and the handler runs once', async () => {
+    const maxEntries = 3;
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new MemoryReplayStore({ maxEntries }) });
+    const release = deferred();
+    const started = deferred();
+    let slowRuns = 0;
+    webhooks.on('dispatch.failed', async () => {
+      slowRuns += 1;
+      started.resolve();
+      if (slowRuns === 1) await release.promise;
+    });
+    const slow = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const first = deliver(webhooks, slow);
+    await started.promise;
+    // More deliveries than the store holds, all handled while the slow one runs.
+    for (let i = 0; i < maxEntries * 2; i++) {
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+    }
+    expect((await deliver(webhooks, replayed(slow))).body).toMatchObject({ error: { code: 'in_flight' } });
+    release.resolve();
+    expect((await first).status).toBe(200);
+    expect((await deliver(webhooks, replayed(slow))).body).toEqual({ success: true, duplicate: true });
+    expect(slowRuns).toBe(1);
+  });
+});
+
 describe('the claim held while a handler runs', () => {
   afterEach(() => jest.useRealTimers());
 

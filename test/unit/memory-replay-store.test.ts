@@ -57,10 +57,51 @@ describe('MemoryReplayStore', () => {
     expect(store.size).toBe(3);
   });
 
-  it('stays bounded under a flood of distinct keys', async () => {
-    const { store } = storeWithClock(1000);
-    for (let i = 0; i < 20_000; i++) await store.claim(`key-${i}`, 1000);
+  it('never forgets a delivery still being handled to make room, so its retry meanwhile is in_flight, not run again', async () => {
+    const { store } = storeWithClock(2);
+    expect(await store.claim('slow', 60_000, 'first')).toBe('claimed');
+    for (const key of ['a', 'b', 'c']) {
+      await store.claim(key, 1000);
+      await store.complete(key, 60_000);
+    }
+    expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
+    expect(await store.claim('c', 1000)).toBe('done');
+    expect(store.size).toBe(2);
+  });
+
+  it('forgets a claim whose in-flight TTL has lapsed (its process died) like any settled key', async () => {
+    const { store, clock } = storeWithClock(2);
+    await store.claim('crashed', 1000);
+    clock.now += 1001;
+    await store.claim('a', 1000);
+    await store.claim('b', 1000);
+    expect(store.size).toBe(2);
+    expect(await store.claim('a', 1000)).toBe('in_flight');
+    expect(await store.claim('b', 1000)).toBe('in_flight');
+  });
+
+  it('stays bounded under a flood of distinct keys once their claims settle or lapse', async () => {
+    const { store, clock } = storeWithClock(1000);
+    for (let i = 0; i < 20_000; i++) {
+      const key = `key-${i}`;
+      await store.claim(key, 100, key);
+      if (i % 3 === 0) await store.complete(key, 60_000);
+      else if (i % 3 === 1) await store.release(key, key);
+      // Every third claim is abandoned: its process died, and its TTL lapses 100 claims later.
+      clock.now += 1;
+    }
+    await store.claim('one more', 100);
     expect(store.size).toBe(1000);
+  });
+
+  it('goes past maxEntries only by the deliveries being handled at that moment', async () => {
+    const { store } = storeWithClock(10);
+    for (let i = 0; i < 10; i++) await store.claim(`done-${i}`, 1000).then(() => store.complete(`done-${i}`, 60_000));
+    for (let i = 0; i < 50; i++) await store.claim(`running-${i}`, 1000);
+    expect(store.size).toBe(50);
+    for (let i = 0; i < 50; i++) await store.complete(`running-${i}`, 60_000);
+    await store.claim('next', 1000);
+    expect(store.size).toBe(50);
   });
 });
 
@@ -74,7 +115,8 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     await store.claim('c', 1000); // the ring is full: frees a's stale slot, nothing else
     expect(await store.claim('a', 1000)).toBe('in_flight');
     expect(await store.claim('b', 1000)).toBe('in_flight');
-    await store.claim('d', 1000); // now b, the oldest live key, goes
+    await store.complete('b', 60_000);
+    await store.claim('d', 1000); // now b, the oldest settled key, goes
     expect(store.size).toBe(3);
     expect(await store.claim('a', 1000)).toBe('in_flight');
     expect(await store.claim('b', 1000)).toBe('claimed');
