@@ -33,6 +33,9 @@ export function hasUnprintableCharacters(text: string): boolean {
   return sanitizeText(text, Number.POSITIVE_INFINITY) !== text;
 }
 
+/** What a refusal says of a value {@link hasUnprintableCharacters} matched, so every command names the same set. */
+export const UNPRINTABLE_CHARACTERS = 'characters that cannot be printed as they are (control, bidirectional, zero-width, or half of a UTF-16 pair)';
+
 /** What `deliveries retry` says of a retried delivery, whatever its queue. */
 export const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';
 

@@ -153,7 +153,9 @@ describe('mitpo-webhooks send', () => {
     [['send', 'ftp://x', '--event', 'dispatch.completed'], /must start with http/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed'], /no signing secret/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', ' whsec_x'], /whitespace/],
-    [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch\ncompleted', '--secret', SECRET], /--event must not contain control characters/],
+    [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch\ncompleted', '--secret', SECRET], /--event contains characters that cannot be printed as they are/],
+    // Not a control character, yet it would make two event names that look alike differ.
+    [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.\u200bcompleted', '--secret', SECRET], /--event contains characters that cannot be printed as they are \(control, bidirectional, zero-width/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '{nope'], /--data is not valid JSON/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '[]'], /must be a JSON object/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'x', '--secret', SECRET, '--data', '{}', '--file', 'f'], /not both/],
@@ -446,7 +448,7 @@ describe('mitpo-webhooks endpoints', () => {
     const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
     expect(run.code).toBe(1);
     expect(run.stdout).toContain('Signing secret (MITPO shows it only now): whsec_ctl\\u000aEVIL=1\n');
-    expect(run.stderr).toBe(`mitpo-webhooks endpoints: the signing secret MITPO returned contains control characters: not written to ${file}\n`);
+    expect(run.stderr).toBe(`mitpo-webhooks endpoints: the signing secret MITPO returned contains characters that cannot be printed as they are (control, bidirectional, zero-width, or half of a UTF-16 pair): not written to ${file}\n`);
     expect(readFileSync(file, 'utf8')).toBe('PORT=3000\n');
     expect(readdirSync(dir)).toEqual(['.env']);
   });

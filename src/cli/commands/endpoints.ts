@@ -7,7 +7,7 @@ import { WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
 import { MITPO_EVENT_NAMES } from '../../events/schemas';
 import { secretProblem } from '../../secrets/secret-rules';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, hasUnprintableCharacters, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
 
 export const ENDPOINTS_USAGE = `Usage:
   mitpo-webhooks endpoints create --url <https-url> --events <a,b> [--write-env <file>]
@@ -148,7 +148,7 @@ function envFileProblem(file: string): string | undefined {
 function writeEnvFile(file: string, name: string, value: string): void {
   // A newline in the value would add a line of its own to the file (another variable).
   if (hasUnprintableCharacters(value)) {
-    throw new CommandError(`the signing secret MITPO returned contains control characters: not written to ${file}`);
+    throw new CommandError(`the signing secret MITPO returned contains ${UNPRINTABLE_CHARACTERS}: not written to ${file}`);
   }
   const problem = secretProblem(value);
   if (problem !== undefined) throw new CommandError(`the signing secret MITPO returned ${problem}: not written to ${file}`);

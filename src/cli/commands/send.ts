@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { readLimitedBody, type LimitedBody } from '../../api/read-limited-body';
 import { sanitizeText } from '../../text/sanitize-text';
 import { signedDelivery } from '../../testing/signed-delivery';
-import { CommandError, EXIT, hasUnprintableCharacters, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 /** The most of an answer's body `send` prints; a receiver's answer is a few dozen bytes. */
@@ -44,8 +44,8 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
   if (values.event === undefined || values.event === '') throw new UsageError('send needs --event <type>, e.g. --event dispatch.completed');
-  // It becomes the X-MITPO-Event header, which cannot carry control characters.
-  if (hasUnprintableCharacters(values.event)) throw new UsageError('--event must not contain control characters');
+  // It becomes the X-MITPO-Event header, which cannot carry control characters, and is echoed.
+  if (hasUnprintableCharacters(values.event)) throw new UsageError(`--event contains ${UNPRINTABLE_CHARACTERS}`);
   if (values.data !== undefined && values.file !== undefined) throw new UsageError('pass --data or --file, not both');
   const secret = secretFrom(values.secret, io.env);
   const data = dataFrom(values.data, values.file);

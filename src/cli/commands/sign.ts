@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { parseAnyEvent } from '../../events/parse-event';
 import { sign as signBody } from '../../signature/sign';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, hasUnprintableCharacters, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 export const SIGN_USAGE = `Usage: mitpo-webhooks sign [--file <path>] [--secret <s>] [--sent-at <unix seconds>]
@@ -75,7 +75,7 @@ function eventNameOf(body: Buffer): string {
   }
   // The name becomes a header line: a control character (a newline above all) would
   // break it, and no HTTP header could carry it to a receiver anyway.
-  if (hasUnprintableCharacters(name)) throw new CommandError('the body is not a MITPO event: its "event" contains characters that cannot be printed as they are (control, bidirectional, zero-width, or half of a UTF-16 pair)');
+  if (hasUnprintableCharacters(name)) throw new CommandError(`the body is not a MITPO event: its "event" contains ${UNPRINTABLE_CHARACTERS}`);
   return name;
 }
 
