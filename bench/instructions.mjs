@@ -26,6 +26,7 @@ const CONNECTIONS = 16;
  */
 async function count(name, load, { forged = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mitpo-callgrind-'));
+  underWay.add(dir);
   const receiver = spawn(
     'valgrind',
     ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${dir}/out`, process.execPath,
@@ -62,7 +63,22 @@ async function count(name, load, { forged = false } = {}) {
     receiver.kill('SIGTERM');
     await exited;
     fs.rmSync(dir, { recursive: true, force: true });
+    underWay.delete(dir);
   }
+}
+
+/**
+ * The callgrind directories of the scenario being counted. Ctrl-C ends this
+ * process before `count`'s `finally` runs (valgrind, in the same process group,
+ * gets the signal too), so they are removed here, or each would stay in the
+ * temporary directory with its dumps.
+ */
+const underWay = new Set();
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    for (const dir of underWay) fs.rmSync(dir, { recursive: true, force: true });
+    process.exit(128 + os.constants.signals[signal]);
+  });
 }
 
 /** The scenarios `only` names (by their number in the main table), or those of the budget, counted one after another. */
