@@ -183,7 +183,9 @@ export class QueuedRuns {
   /**
    * The queue's completion, where it can fail: a handler that swallowed a
    * failed `ctx.db` query leaves the transaction aborted, and then nothing it
-   * wrote can commit. That run failed, and is reported and retried as one.
+   * wrote can commit; on a queue without a transaction (BullMQ recording the
+   * applied position) the handlers' writes stand. Either way the run failed,
+   * and is reported and retried as one; the words say which.
    */
   private async completed(
     complete: QueuedRun['complete'],
@@ -195,11 +197,17 @@ export class QueuedRuns {
     try {
       await complete();
     } catch (error) {
-      const failed = new Error(`The handlers succeeded, but their writes could not be committed with the done mark: ${toError(error).message}`, { cause: error });
+      const inTransaction = ctx.db !== undefined;
+      const failed = new Error(
+        `${inTransaction ? 'The handlers succeeded, but their writes could not be committed with the done mark' : 'The handlers succeeded, but the queue could not record their completion'}: ${toError(error).message}`,
+        { cause: error },
+      );
       this.failures.worker(
         'error',
         { code: 'commit_failed', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
-        `mitpo-webhooks: a queued delivery's transaction could not commit (attempt ${ctx.attempt}); none of its writes were applied`,
+        inTransaction
+          ? `mitpo-webhooks: a queued delivery's transaction could not commit (attempt ${ctx.attempt}); none of its writes were applied`
+          : `mitpo-webhooks: a queued delivery's handlers succeeded but its completion could not be recorded (attempt ${ctx.attempt}); the run counts as failed`,
       );
       if (lastAttempt) this.deadLetter(event, ctx, failed);
       throw failed;

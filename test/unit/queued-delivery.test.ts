@@ -182,6 +182,42 @@ describe('queued processing, the pipeline side', () => {
     expect(ran).toHaveBeenCalledTimes(1);
   });
 
+  describe('a completion that fails after the handlers succeeded', () => {
+    function completionSetUp() {
+      const errors: Array<{ record: { code?: string; err?: Error }; message: string }> = [];
+      const logger = { debug() {}, info() {}, warn() {}, error: (record: object, message: string) => errors.push({ record, message }) };
+      const queue = new MemoryQueue();
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger });
+      webhooks.startWorker();
+      return { queue, webhooks, errors };
+    }
+    const refused = () => Promise.reject(new Error('READONLY You can\'t write against a read only replica'));
+
+    it('from a queue without a transaction (BullMQ recording the applied position): says the handlers ran, not that nothing was applied', async () => {
+      const { queue, webhooks, errors } = completionSetUp();
+      const { job } = await queued(webhooks, queue);
+      const run = queue.processor!({ delivery: job, attempt: 1, lastAttempt: false, complete: refused });
+      await expect(run).rejects.toThrow('The handlers succeeded, but the queue could not record their completion: READONLY');
+      expect(errors).toEqual([
+        {
+          record: expect.objectContaining({ code: 'commit_failed' }),
+          message: "mitpo-webhooks: a queued delivery's handlers succeeded but its completion could not be recorded (attempt 1); the run counts as failed",
+        },
+      ]);
+    });
+
+    it('from a queue whose handlers write in its transaction (Postgres, ctx.db): says none of their writes were applied', async () => {
+      const { queue, webhooks, errors } = completionSetUp();
+      const { job } = await queued(webhooks, queue);
+      const db = { query: async () => ({ rows: [], rowCount: 0 }) };
+      const run = queue.processor!({ delivery: job, attempt: 1, lastAttempt: false, db, complete: refused });
+      await expect(run).rejects.toThrow('The handlers succeeded, but their writes could not be committed with the done mark: READONLY');
+      expect(errors.map((e) => e.message)).toEqual([
+        "mitpo-webhooks: a queued delivery's transaction could not commit (attempt 1); none of its writes were applied",
+      ]);
+    });
+  });
+
   it('retries a run whose secret could not be resolved, until the last attempt', async () => {
     let vaultUp = true;
     const queue = new MemoryQueue();
