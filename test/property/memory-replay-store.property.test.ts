@@ -1,71 +1,75 @@
 import fc from 'fast-check';
 import { MemoryReplayStore } from '../../src';
 
-interface ModelEntry {
+interface Handled {
   key: string;
-  done: boolean;
+  expiresAt: number;
+}
+
+interface Held {
+  key: string;
   expiresAt: number;
   token: string | undefined;
 }
 
 /**
- * The store's contract in the plainest form: a list of live keys in claim
- * order, the first one that is not in flight out when a new key needs room.
+ * The store's contract in the plainest form: the handled keys in the order
+ * they were completed, at most `max` of them, the first one out when another
+ * needs room; and the claims held now, never forgotten to make room, only
+ * when they lapse (swept once `max` of them, then twice the live ones, are held).
  */
 class ReferenceStore {
-  private entries: ModelEntry[] = [];
+  private handled: Handled[] = [];
+  private held: Held[] = [];
+  private sweepAt: number;
   constructor(
     private readonly max: number,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.sweepAt = max;
+  }
   claim(key: string, ttl: number, token: string | undefined) {
-    const entry = this.find(key);
-    if (entry) {
-      if (entry.expiresAt > this.now()) return entry.done ? 'done' : 'in_flight';
-      this.remove(entry);
+    const done = this.handled.find((entry) => entry.key === key);
+    if (done) {
+      if (done.expiresAt > this.now()) return 'done';
+      this.handled = this.handled.filter((entry) => entry !== done);
     }
-    this.insert({ key, done: false, expiresAt: this.now() + ttl, token });
+    const claim = this.held.find((entry) => entry.key === key);
+    if (claim) {
+      if (claim.expiresAt > this.now()) return 'in_flight';
+      this.held = this.held.filter((entry) => entry !== claim);
+    }
+    if (this.held.length >= this.sweepAt) {
+      this.held = this.held.filter((entry) => entry.expiresAt > this.now());
+      this.sweepAt = Math.max(this.max, 2 * this.held.length);
+    }
+    this.held.push({ key, expiresAt: this.now() + ttl, token });
     return 'claimed';
   }
   complete(key: string, retention: number) {
-    const entry = this.find(key);
-    if (!entry) return this.insert({ key, done: true, expiresAt: this.now() + retention, token: undefined });
-    entry.done = true;
-    entry.expiresAt = this.now() + retention;
-    entry.token = undefined;
+    this.held = this.held.filter((entry) => entry.key !== key);
+    const before = this.handled.length;
+    this.handled = this.handled.filter((entry) => entry.key !== key);
+    if (this.handled.length === before && this.handled.length >= this.max) this.handled.shift();
+    this.handled.push({ key, expiresAt: this.now() + retention });
   }
   release(key: string, token: string | undefined) {
-    const entry = this.find(key);
-    if (entry && !entry.done && (token === undefined || token === entry.token)) this.remove(entry);
+    this.held = this.held.filter((entry) => entry.key !== key || (token !== undefined && token !== entry.token));
   }
   renew(key: string, ttl: number, token: string) {
-    const entry = this.find(key);
-    if (!entry || entry.done || entry.token !== token) return false;
-    entry.expiresAt = this.now() + ttl;
+    const claim = this.held.find((entry) => entry.key === key);
+    if (!claim || claim.token !== token) return false;
+    claim.expiresAt = this.now() + ttl;
     return true;
   }
   get size() {
-    return this.entries.length;
+    return this.handled.length + this.held.length;
   }
-  get unsettled() {
-    return this.entries.filter((entry) => !entry.done).length;
+  get handledKeys() {
+    return this.handled.length;
   }
-  private find(key: string) {
-    return this.entries.find((entry) => entry.key === key);
-  }
-  private remove(entry: ModelEntry) {
-    this.entries = this.entries.filter((other) => other !== entry);
-  }
-  /** Room is made by dropping the oldest key not in flight; a claim in flight moves to the back, up to 32 looks. */
-  private insert(entry: ModelEntry) {
-    if (this.entries.length >= this.max) {
-      for (let looked = 0; looked < 32 && looked < this.entries.length; looked++) {
-        const oldest = this.entries.shift()!;
-        if (oldest.done || oldest.expiresAt <= this.now()) break;
-        this.entries.push(oldest);
-      }
-    }
-    this.entries.push(entry);
+  get live() {
+    return this.held.filter((entry) => entry.expiresAt > this.now()).length;
   }
 }
 
@@ -87,7 +91,7 @@ describe('MemoryReplayStore, against an independent model', () => {
         let clock = 1_000;
         const store = new MemoryReplayStore({ maxEntries: max, now: () => clock });
         const model = new ReferenceStore(max, () => clock);
-        let peak = 0;
+        let peakLive = 0;
         for (const { kind, key, ttl, token } of ops) {
           if (kind === 'tick') clock += ttl;
           else if (kind === 'claim') expect(await store.claim(key, ttl, token)).toBe(model.claim(key, ttl, token));
@@ -100,9 +104,10 @@ describe('MemoryReplayStore, against an independent model', () => {
             model.release(key, token);
           }
           expect(store.size).toBe(model.size);
-          // Past maxEntries only by as many claims as were ever unsettled at once.
-          peak = Math.max(peak, model.unsettled);
-          expect(store.size).toBeLessThanOrEqual(max + peak);
+          // Never more than max handled keys; claims besides, lapsed ones only until a sweep.
+          expect(model.handledKeys).toBeLessThanOrEqual(max);
+          peakLive = Math.max(peakLive, model.live);
+          expect(store.size).toBeLessThanOrEqual(max + Math.max(max, 2 * peakLive));
         }
       }),
       { seed: 20_261_127, numRuns: 400 },

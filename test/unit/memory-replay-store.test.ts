@@ -54,7 +54,7 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('e', 1000)).toBe('done');
     expect(await store.claim('c', 1000)).toBe('done');
     expect(await store.claim('a', 1000)).toBe('claimed');
-    expect(store.size).toBe(3);
+    expect(store.size).toBe(4); // c, d and e handled, and a's claim
   });
 
   it('never forgets a delivery still being handled to make room, so its retry meanwhile is in_flight, not run again', async () => {
@@ -66,7 +66,8 @@ describe('MemoryReplayStore', () => {
     }
     expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
     expect(await store.claim('c', 1000)).toBe('done');
-    expect(store.size).toBe(2);
+    expect(await store.claim('a', 1000)).toBe('claimed'); // a, the oldest handled key, made room
+    expect(store.size).toBe(4); // b and c handled, and the claims of slow and a
   });
 
   it('forgets a claim whose in-flight TTL has lapsed (its process died) like any settled key', async () => {
@@ -80,55 +81,76 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('b', 1000)).toBe('in_flight');
   });
 
-  it('stays bounded under a flood of distinct keys once their claims settle or lapse', async () => {
-    const { store, clock } = storeWithClock(1000);
+  it('stays at maxEntries under a flood of distinct keys that are handled or released', async () => {
+    const { store } = storeWithClock(1000);
     for (let i = 0; i < 20_000; i++) {
       const key = `key-${i}`;
       await store.claim(key, 100, key);
-      if (i % 3 === 0) await store.complete(key, 60_000);
-      else if (i % 3 === 1) await store.release(key, key);
-      // Every third claim is abandoned: its process died, and its TTL lapses 100 claims later.
-      clock.now += 1;
+      if (i % 2 === 0) await store.complete(key, 60_000);
+      else await store.release(key, key);
     }
-    await store.claim('one more', 100);
     expect(store.size).toBe(1000);
   });
 
-  it('goes past maxEntries only by the deliveries being handled at that moment', async () => {
+  it('forgets claims that were never settled once their TTL has lapsed, so abandoned claims stay within maxEntries', async () => {
+    const { store, clock } = storeWithClock(1000);
+    for (let i = 0; i < 20_000; i++) {
+      // Claimed and abandoned, as by a process that died mid-delivery: each lapses 100 claims later.
+      await store.claim(`abandoned-${i}`, 100);
+      clock.now += 1;
+      expect(store.size).toBeLessThanOrEqual(1000);
+    }
+    expect(await store.claim('abandoned-0', 100)).toBe('claimed');
+    expect(await store.claim('abandoned-19999', 100)).toBe('in_flight');
+  });
+
+  it('holds exactly maxEntries handled keys plus the claims held, however long slow deliveries run beside a steady stream', async () => {
+    const { store } = storeWithClock(100);
+    for (let i = 0; i < 40; i++) await store.claim(`slow-${i}`, 60_000, `slow-${i}`);
+    for (let i = 0; i < 20_000; i++) {
+      await store.claim(`quick-${i}`, 60_000, `quick-${i}`);
+      await store.complete(`quick-${i}`, 60_000);
+    }
+    expect(store.size).toBe(140);
+    for (let i = 0; i < 40; i++) expect(await store.claim(`slow-${i}`, 60_000, 'retry')).toBe('in_flight');
+  });
+
+  it('holds past maxEntries only the deliveries being handled, and is back to maxEntries once they are', async () => {
     const { store } = storeWithClock(10);
     for (let i = 0; i < 10; i++) await store.claim(`done-${i}`, 1000).then(() => store.complete(`done-${i}`, 60_000));
     for (let i = 0; i < 50; i++) await store.claim(`running-${i}`, 1000);
-    expect(store.size).toBe(50);
+    expect(store.size).toBe(60);
+    for (let i = 0; i < 50; i++) expect(await store.claim(`running-${i}`, 1000)).toBe('in_flight');
     for (let i = 0; i < 50; i++) await store.complete(`running-${i}`, 60_000);
-    await store.claim('next', 1000);
-    expect(store.size).toBe(50);
+    expect(store.size).toBe(10);
+    expect(await store.claim('running-49', 1000)).toBe('done');
+    expect(await store.claim('done-9', 1000)).toBe('claimed');
   });
 });
 
 describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
-  it('never drops a re-claimed key because of the slot its released claim left behind', async () => {
+  it('keeps a released and re-claimed key claimed however many handled keys are forgotten meanwhile', async () => {
     const { store } = storeWithClock(3);
     await store.claim('a', 1000);
     await store.release('a');
     await store.claim('b', 1000);
-    await store.claim('a', 1000); // a again, in a newer slot
-    await store.claim('c', 1000); // the ring is full: frees a's stale slot, nothing else
+    await store.claim('a', 1000);
+    for (const key of ['w', 'x', 'y', 'z']) await store.complete(key, 60_000);
     expect(await store.claim('a', 1000)).toBe('in_flight');
     expect(await store.claim('b', 1000)).toBe('in_flight');
-    await store.complete('b', 60_000);
-    await store.claim('d', 1000); // now b, the oldest settled key, goes
-    expect(store.size).toBe(3);
-    expect(await store.claim('a', 1000)).toBe('in_flight');
-    expect(await store.claim('b', 1000)).toBe('claimed');
+    expect(await store.claim('w', 1000)).toBe('claimed');
+    expect(await store.claim('x', 1000)).toBe('done');
   });
 
-  it('keeps a completed key in its claim-time place, so completion does not extend its life in the ring', async () => {
+  it('forgets handled keys in the order they were completed', async () => {
     const { store } = storeWithClock(2);
     await store.claim('a', 1000);
     await store.claim('b', 1000);
+    await store.complete('b', 60_000);
     await store.complete('a', 60_000);
-    await store.claim('c', 1000);
-    expect(await store.claim('a', 1000)).toBe('claimed');
+    await store.complete('c', 60_000); // b, completed first, makes room
+    expect(await store.claim('a', 1000)).toBe('done');
+    expect(await store.claim('b', 1000)).toBe('claimed');
   });
 
   it('completes the right key when the claimed one was evicted and its place reused before the handlers finished', async () => {
