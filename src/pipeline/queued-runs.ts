@@ -161,14 +161,14 @@ export class QueuedRuns {
       const turn = await takeTurn(order);
       if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
       if (turn !== 'taken') {
-        await this.completed(complete, event, ctx, lastAttempt);
+        await this.completed(complete, event, ctx, lastAttempt, 'stale');
         this.stale.skipped(event, ctx, turn.stale);
         return 'stale';
       }
     }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
     if (failures.length === 0) {
-      await this.completed(complete, event, ctx, lastAttempt);
+      await this.completed(complete, event, ctx, lastAttempt, 'handled');
       return 'success';
     }
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
@@ -185,29 +185,38 @@ export class QueuedRuns {
    * failed `ctx.db` query leaves the transaction aborted, and then nothing it
    * wrote can commit; on a queue without a transaction (BullMQ recording the
    * applied position) the handlers' writes stand. Either way the run failed,
-   * and is reported and retried as one; the words say which.
+   * and is reported and retried as one; the words say which, and whether any
+   * handler ran (`stale`: none did).
    */
   private async completed(
     complete: QueuedRun['complete'],
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
+    run: 'handled' | 'stale',
   ): Promise<void> {
     if (complete === undefined) return;
     try {
       await complete();
     } catch (error) {
       const inTransaction = ctx.db !== undefined;
-      const failed = new Error(
-        `${inTransaction ? 'The handlers succeeded, but their writes could not be committed with the done mark' : 'The handlers succeeded, but the queue could not record their completion'}: ${toError(error).message}`,
-        { cause: error },
-      );
+      const what =
+        run === 'handled'
+          ? inTransaction
+            ? 'The handlers succeeded, but their writes could not be committed with the done mark'
+            : 'The handlers succeeded, but the queue could not record their completion'
+          : inTransaction
+            ? 'The event was skipped as stale, but its done mark could not be committed'
+            : 'The event was skipped as stale, but the queue could not record it';
+      const failed = new Error(`${what}: ${toError(error).message}`, { cause: error });
       this.failures.worker(
         'error',
         { code: 'commit_failed', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
         inTransaction
           ? `mitpo-webhooks: a queued delivery's transaction could not commit (attempt ${ctx.attempt}); none of its writes were applied`
-          : `mitpo-webhooks: a queued delivery's handlers succeeded but its completion could not be recorded (attempt ${ctx.attempt}); the run counts as failed`,
+          : run === 'handled'
+            ? `mitpo-webhooks: a queued delivery's handlers succeeded but its completion could not be recorded (attempt ${ctx.attempt}); the run counts as failed`
+            : `mitpo-webhooks: a queued delivery skipped as stale could not be recorded as done (attempt ${ctx.attempt}); the run counts as failed`,
       );
       if (lastAttempt) this.deadLetter(event, ctx, failed);
       throw failed;

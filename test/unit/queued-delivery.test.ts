@@ -206,6 +206,30 @@ describe('queued processing, the pipeline side', () => {
       ]);
     });
 
+    it('on a stale event (ordering), where no handler ran: says the event was skipped, not that handlers succeeded', async () => {
+      const errors: string[] = [];
+      const logger = { debug() {}, info() {}, warn() {}, error: (_record: object, message: string) => errors.push(message) };
+      const queue = Object.assign(new MemoryQueue(), { keepsOrder: true });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger, ordering: true });
+      const handler = jest.fn();
+      webhooks.onAny(handler);
+      webhooks.startWorker();
+      const { job } = await queued(webhooks, queue);
+      const db = { query: async () => ({ rows: [], rowCount: 0 }) };
+      const stale = { stale: Number.MAX_SAFE_INTEGER };
+      await expect(queue.processor!({ delivery: job, attempt: 1, lastAttempt: false, db, takeTurn: async () => stale, complete: refused })).rejects.toThrow(
+        'The event was skipped as stale, but its done mark could not be committed: READONLY',
+      );
+      await expect(queue.processor!({ delivery: job, attempt: 2, lastAttempt: false, takeTurn: async () => stale, complete: refused })).rejects.toThrow(
+        'The event was skipped as stale, but the queue could not record it: READONLY',
+      );
+      expect(handler).not.toHaveBeenCalled();
+      expect(errors).toEqual([
+        "mitpo-webhooks: a queued delivery's transaction could not commit (attempt 1); none of its writes were applied",
+        "mitpo-webhooks: a queued delivery skipped as stale could not be recorded as done (attempt 2); the run counts as failed",
+      ]);
+    });
+
     it('from a queue whose handlers write in its transaction (Postgres, ctx.db): says none of their writes were applied', async () => {
       const { queue, webhooks, errors } = completionSetUp();
       const { job } = await queued(webhooks, queue);
