@@ -26,7 +26,6 @@ const CONNECTIONS = 16;
  */
 async function count(name, load, { forged = false } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mitpo-callgrind-'));
-  underWay.add(dir);
   const receiver = spawn(
     'valgrind',
     ['--tool=callgrind', '--separate-threads=yes', '--smc-check=all-non-file', `--callgrind-out-file=${dir}/out`, process.execPath,
@@ -36,6 +35,8 @@ async function count(name, load, { forged = false } = {}) {
   let stderr = '';
   receiver.stderr.on('data', (chunk) => (stderr = (stderr + chunk).slice(-2000)));
   const exited = new Promise((resolve) => receiver.once('exit', resolve));
+  const counting = { receiver, exited, dir };
+  underWay.add(counting);
   try {
     const port = await new Promise((resolve, reject) => {
       exited.then((code) => reject(new Error(`${name} under valgrind exited (${code}):\n${stderr}`)));
@@ -63,20 +64,27 @@ async function count(name, load, { forged = false } = {}) {
     receiver.kill('SIGTERM');
     await exited;
     fs.rmSync(dir, { recursive: true, force: true });
-    underWay.delete(dir);
+    underWay.delete(counting);
   }
 }
 
 /**
- * The callgrind directories of the scenario being counted. Ctrl-C ends this
- * process before `count`'s `finally` runs (valgrind, in the same process group,
- * gets the signal too), so they are removed here, or each would stay in the
- * temporary directory with its dumps.
+ * The receiver under valgrind being counted, and its callgrind directory. A
+ * signal ends this process before `count`'s `finally` runs, so the receiver is
+ * stopped here (Ctrl-C reaches it anyway, a `kill` of this process alone does
+ * not), and its directory removed once valgrind has written its last dump, or
+ * each would stay behind.
  */
 const underWay = new Set();
 for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    for (const dir of underWay) fs.rmSync(dir, { recursive: true, force: true });
+  process.once(signal, async () => {
+    await Promise.all(
+      [...underWay].map(async ({ receiver, exited, dir }) => {
+        receiver.kill('SIGTERM');
+        await exited;
+        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+      }),
+    );
     process.exit(128 + os.constants.signals[signal]);
   });
 }
