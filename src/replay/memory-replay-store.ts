@@ -4,28 +4,27 @@ import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-stor
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
   /**
-   * Most handled keys kept at once; past it the oldest goes first. Keys whose
-   * deliveries are being handled are kept besides, never forgotten to make room.
-   * Default 100 000 (about 14 MB when full).
+   * Most handled keys kept at once, and most resources' applied positions
+   * (`ordering`); past it the oldest goes first. The claims of deliveries being
+   * handled are kept besides, never forgotten to make room. Default 100 000
+   * (about 14 MB of handled keys when full).
    */
   maxEntries?: number;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
   now?: () => number;
 }
 
-/** A claim not yet completed or released: a delivery being handled. */
-interface HeldClaim {
-  expiresAt: number;
+/** A claim not yet completed or released: a delivery being handled, or a resource's turn taken. */
+interface Hold {
+  until: number;
   /** The claim's owner. */
   token: string | undefined;
 }
 
-/** A resource's applied position and who holds its turn now (`ordering`). */
-interface Resource {
-  applied: number | undefined;
-  appliedUntil: number;
-  holder: string | undefined;
-  heldUntil: number;
+/** A resource's last applied position (`ordering`), and until when it counts. */
+interface Applied {
+  position: number;
+  until: number;
 }
 
 /**
@@ -36,40 +35,28 @@ interface Resource {
  * Keeps at most `maxEntries` handled keys, the oldest forgotten first, so size
  * it above the deliveries you receive within `maxEventAge`. A delivery whose
  * handlers are still running keeps its claim however many others arrive, so
- * MITPO's retry meanwhile is 409 `in_flight`, never a second run. A released
- * key frees its place at once, so no stream of failing or repeated deliveries
- * can push a handled delivery out early. Memory grows with use.
+ * MITPO's retry meanwhile is 409 `in_flight`, never a second run. A failed or
+ * replayed delivery never becomes a handled key, so no stream of them can push
+ * a handled delivery out early. Memory grows with use.
  *
  * @example
  * new MitpoWebhooks({ secret, replay: new MemoryReplayStore({ maxEntries: 50_000 }) });
  */
 export class MemoryReplayStore implements ReplayStore {
   readonly maxEntries: number;
-  /**
-   * Handled keys and until when each answers `done`, in the order they were
-   * completed: a Map keeps insertion order, so its first entry is the oldest,
-   * the one forgotten when there is no room.
-   */
-  private readonly handled = new Map<string, number>();
-  /**
-   * Eviction walks `handled` from its oldest entry. A fresh iterator per eviction
-   * would start at the table's first slot and step over every entry deleted
-   * since V8 last compacted it, the evicted ones included (quadratic once the
-   * store is full), so one iterator lives on; V8 keeps it valid across deletes
-   * and rehashes, and everything before it has already been evicted.
-   */
-  private oldest: Iterator<string> | undefined;
+  /** Handled keys, and until when each answers `done`. */
+  private readonly handled: OldestFirst<number>;
   /**
    * Claims held now. Apart from `handled` so that making room never takes one:
    * a claim forgotten while its handlers run would let a retry of the same
    * delivery claim it again and run them a second time, alongside.
    */
-  private readonly held = new Map<string, HeldClaim>();
-  /** When `held` is next swept of lapsed claims: it doubles, so a sweep costs O(1) a claim however many are live. */
-  private sweepAt: number;
+  private readonly held: Holds;
+  /** `ordering`: each resource's last applied position, bounded like the handled keys. */
+  private readonly applied: OldestFirst<Applied>;
+  /** `ordering`: who holds each resource's turn; never forgotten to make room, or a second event of it could run alongside. */
+  private readonly turns: Holds;
   private readonly now: () => number;
-  /** For `ordering`; the oldest resource no claim holds is forgotten past `maxEntries` (see `evictResource`). */
-  private readonly resources = new Map<string, Resource>();
 
   /** @throws TypeError when `maxEntries` is not a whole number from 1 to 16 777 216 */
   constructor(options: MemoryReplayStoreOptions = {}) {
@@ -78,11 +65,14 @@ export class MemoryReplayStore implements ReplayStore {
       throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 16777216 (got ${String(maxEntries)})`);
     }
     this.maxEntries = maxEntries;
-    this.sweepAt = maxEntries;
+    this.handled = new OldestFirst(maxEntries);
+    this.held = new Holds(maxEntries);
+    this.applied = new OldestFirst(maxEntries);
+    this.turns = new Holds(maxEntries);
     this.now = options.now ?? Date.now;
   }
 
-  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up, swept or evicted). */
+  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up or swept). */
   get size(): number {
     return this.handled.size + this.held.size;
   }
@@ -91,31 +81,54 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     const answer = this.lookUp(key, now);
     if (answer !== undefined) return answer;
-    if (this.held.size >= this.sweepAt) this.sweepLapsedClaims(now);
-    this.held.set(key, { expiresAt: now + inFlightTtlMs, token });
+    this.held.set(key, { until: now + inFlightTtlMs, token }, now);
     return 'claimed';
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
     // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the same.
     this.held.delete(key);
-    // Deleted first so that it goes to the newest end, not where an earlier completion left it.
-    if (!this.handled.delete(key) && this.handled.size >= this.maxEntries) this.forgetOldestHandled();
     this.handled.set(key, this.now() + retentionMs);
   }
 
   async release(key: string, token?: string): Promise<void> {
-    const claim = this.held.get(key);
-    if (claim === undefined) return;
-    if (token !== undefined && claim.token !== token) return;
-    this.held.delete(key);
+    this.held.release(key, token);
   }
 
   async renew(key: string, inFlightTtlMs: number, token: string): Promise<boolean> {
-    const claim = this.held.get(key);
-    if (claim === undefined || claim.token !== token) return false;
-    claim.expiresAt = this.now() + inFlightTtlMs;
-    return true;
+    return this.held.renew(key, token, this.now() + inFlightTtlMs);
+  }
+
+  async claimInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult> {
+    const now = this.now();
+    const answer = this.lookUp(key, now);
+    if (answer !== undefined) return answer;
+    const applied = this.appliedPosition(order.resource, now);
+    if (applied !== undefined && applied > order.position) return { stale: applied };
+    const turn = this.turns.live(order.resource, now);
+    if (turn !== undefined && turn.token !== token) return 'resource_in_flight';
+    this.turns.set(order.resource, { until: now + inFlightTtlMs, token }, now);
+    this.held.set(key, { until: now + inFlightTtlMs, token }, now);
+    return 'claimed';
+  }
+
+  async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
+    const now = this.now();
+    const applied = this.appliedPosition(order.resource, now);
+    if (applied === undefined || applied < order.position) this.applied.set(order.resource, { position: order.position, until: now + orderRetentionMs });
+    this.turns.release(order.resource, token);
+    await this.complete(key, retentionMs);
+  }
+
+  async releaseInOrder(key: string, order: EventOrder, token: string): Promise<void> {
+    this.turns.release(order.resource, token);
+    await this.release(key, token);
+  }
+
+  async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
+    const until = this.now() + inFlightTtlMs;
+    this.turns.renew(order.resource, token, until);
+    return this.held.renew(key, token, until);
   }
 
   /** `done` or `in_flight` for a key a live entry holds; undefined (after forgetting a lapsed one) when it can be claimed. */
@@ -125,95 +138,112 @@ export class MemoryReplayStore implements ReplayStore {
       if (handledUntil > now) return 'done';
       this.handled.delete(key);
     }
-    const claim = this.held.get(key);
-    if (claim !== undefined) {
-      if (claim.expiresAt > now) return 'in_flight';
-      this.held.delete(key);
+    return this.held.live(key, now) === undefined ? undefined : 'in_flight';
+  }
+
+  /** The resource's applied position while it counts; a lapsed one is forgotten. */
+  private appliedPosition(resource: string, now: number): number | undefined {
+    const applied = this.applied.get(resource);
+    if (applied === undefined || applied.until > now) return applied?.position;
+    this.applied.delete(resource);
+    return undefined;
+  }
+}
+
+/**
+ * Values in the order they were last set, at most `max`: past it the oldest
+ * goes, in one step. A fresh iterator per eviction would start at the table's
+ * first slot and step over every entry deleted since V8 last compacted it, the
+ * evicted ones included (quadratic once full), so one iterator lives on; V8
+ * keeps it valid across deletes and rehashes, and everything before it has
+ * already been evicted.
+ */
+class OldestFirst<V> {
+  private readonly entries = new Map<string, V>();
+  private oldest: Iterator<string> | undefined;
+
+  constructor(private readonly max: number) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(key: string): V | undefined {
+    return this.entries.get(key);
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
+  /** Sets `key` as the newest entry (deleted first, so an update moves it), forgetting the oldest when full. */
+  set(key: string, value: V): void {
+    if (!this.entries.delete(key) && this.entries.size >= this.max) {
+      let next = this.oldest?.next();
+      if (next === undefined || next.done === true) {
+        this.oldest = this.entries.keys();
+        next = this.oldest.next();
+      }
+      if (next.done !== true) this.entries.delete(next.value);
     }
+    this.entries.set(key, value);
+  }
+}
+
+/**
+ * Claims, each held until it is released or lapses: never forgotten to make
+ * room. Only a caller that claims and never settles leaves lapsed ones (the
+ * pipeline settles or renews every claim it takes), so they are swept once
+ * `floor` are held, then once twice as many are held as were live at the last
+ * sweep: each sweep is paid for by as many claims since the one before.
+ */
+class Holds {
+  private readonly entries = new Map<string, Hold>();
+  private sweepAt: number;
+
+  constructor(private readonly floor: number) {
+    this.sweepAt = floor;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** The hold on `key` if it has not lapsed by `now`; a lapsed one is forgotten. */
+  live(key: string, now: number): Hold | undefined {
+    const hold = this.entries.get(key);
+    if (hold === undefined || hold.until > now) return hold;
+    this.entries.delete(key);
     return undefined;
   }
 
-  async claimInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<OrderedClaimResult> {
-    const now = this.now();
-    const answer = this.lookUp(key, now);
-    if (answer !== undefined) return answer;
-    const resource = this.resource(order.resource, now);
-    if (resource.applied !== undefined && resource.applied > order.position) return { stale: resource.applied };
-    if (resource.holder !== undefined && resource.holder !== token) return 'resource_in_flight';
-    resource.holder = token;
-    resource.heldUntil = now + inFlightTtlMs;
-    return this.claim(key, inFlightTtlMs, token);
-  }
-
-  async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
-    const now = this.now();
-    const resource = this.resource(order.resource, now);
-    if (resource.applied === undefined || resource.applied < order.position) {
-      resource.applied = order.position;
-      resource.appliedUntil = now + orderRetentionMs;
+  set(key: string, hold: Hold, now: number): void {
+    if (this.entries.size >= this.sweepAt && !this.entries.has(key)) {
+      for (const [other, { until }] of this.entries) if (until <= now) this.entries.delete(other);
+      this.sweepAt = Math.max(this.floor, 2 * this.entries.size);
     }
-    if (resource.holder === token) resource.holder = undefined;
-    await this.complete(key, retentionMs);
+    this.entries.set(key, hold);
   }
 
-  async releaseInOrder(key: string, order: EventOrder, token: string): Promise<void> {
-    const resource = this.resources.get(order.resource);
-    if (resource?.holder === token) resource.holder = undefined;
-    await this.release(key, token);
+  delete(key: string): void {
+    this.entries.delete(key);
   }
 
-  async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
-    const resource = this.resources.get(order.resource);
-    if (resource?.holder === token) resource.heldUntil = this.now() + inFlightTtlMs;
-    return this.renew(key, inFlightTtlMs, token);
-  }
-
-  /** The resource's record, with what has lapsed forgotten. */
-  private resource(name: string, now: number): Resource {
-    let resource = this.resources.get(name);
-    if (resource === undefined) {
-      if (this.resources.size >= this.maxEntries) this.evictResource(now);
-      resource = { applied: undefined, appliedUntil: 0, holder: undefined, heldUntil: 0 };
-      this.resources.set(name, resource);
-    }
-    if (resource.applied !== undefined && resource.appliedUntil <= now) resource.applied = undefined;
-    if (resource.holder !== undefined && resource.heldUntil <= now) resource.holder = undefined;
-    return resource;
+  /** Lets go of `key`, if `token` holds it (any holder without a token). */
+  release(key: string, token: string | undefined): void {
+    const hold = this.entries.get(key);
+    if (hold !== undefined && (token === undefined || hold.token === token)) this.entries.delete(key);
   }
 
   /**
-   * Forgets the oldest resource no claim holds: a held one stays, or a second
-   * event of it could run alongside. Looks at 32 only; if all are held, the map
-   * grows by one, and does not shrink back when they are released later.
+   * Extends `token`'s hold on `key` to `until`. A lapsed hold no one else has
+   * taken is still `token`'s, until a sweep forgets it.
+   * @returns false when `token` no longer holds `key`
    */
-  private evictResource(now: number): void {
-    let looked = 0;
-    for (const [name, resource] of this.resources) {
-      if (resource.holder === undefined || resource.heldUntil <= now) {
-        this.resources.delete(name);
-        return;
-      }
-      if ((looked += 1) >= 32) return;
-    }
-  }
-
-  /** Past `maxEntries`, the oldest handled key goes: one step, however the map was used. */
-  private forgetOldestHandled(): void {
-    let next = this.oldest?.next();
-    if (next === undefined || next.done === true) {
-      this.oldest = this.handled.keys();
-      next = this.oldest.next();
-    }
-    if (next.done !== true) this.handled.delete(next.value);
-  }
-
-  /**
-   * Forgets claims whose in-flight TTL lapsed: the pipeline settles or renews
-   * every claim it takes, so only a caller that claimed and never settled leaves
-   * one. The next sweep waits until twice as many are held as are live now.
-   */
-  private sweepLapsedClaims(now: number): void {
-    for (const [key, claim] of this.held) if (claim.expiresAt <= now) this.held.delete(key);
-    this.sweepAt = Math.max(this.maxEntries, 2 * this.held.size);
+  renew(key: string, token: string, until: number): boolean {
+    const hold = this.entries.get(key);
+    if (hold === undefined || hold.token !== token) return false;
+    hold.until = until;
+    return true;
   }
 }

@@ -87,7 +87,7 @@ const op = fc.oneof(
 describe('MemoryReplayStore, against an independent model', () => {
   it('answers every sequence of operations as the plain reference model does', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 300 }), async (max, ops) => {
+      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.array(op, { maxLength: 300, size: 'max' }), async (max, ops) => {
         let clock = 1_000;
         const store = new MemoryReplayStore({ maxEntries: max, now: () => clock });
         const model = new ReferenceStore(max, () => clock);
@@ -122,7 +122,7 @@ describe('MemoryReplayStore, against an independent model', () => {
       fc.asyncProperty(
         // Room for the handled key and the one replay being handled at a time.
         fc.integer({ min: 2, max: 50 }),
-        fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 3_000 }),
+        fc.array(fc.integer({ min: 0, max: 5_000 }), { minLength: 1, maxLength: 3_000, size: 'max' }),
         async (max, replays) => {
           const store = new MemoryReplayStore({ maxEntries: max });
           const handled = 'f'.repeat(64);

@@ -153,22 +153,47 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     expect(await store.claim('b', 1000)).toBe('claimed');
   });
 
-  it('completes the right key when the claimed one was evicted and its place reused before the handlers finished', async () => {
+  it('completes a claimed key while another key completed in the meantime fills the only room', async () => {
     const { store } = storeWithClock(1);
     expect(await store.claim('a', 1000)).toBe('claimed');
-    // One entry only: recording x evicts a and takes its place in the ring.
-    await store.complete('x', 60_000);
-    await store.complete('a', 60_000);
+    await store.complete('x', 60_000); // recorded without a claim, as after a lapse
+    await store.complete('a', 60_000); // x, the oldest handled key, makes room
     expect(await store.claim('a', 1000)).toBe('done');
+    expect(await store.claim('x', 1000)).toBe('claimed');
   });
 
-  it('keeps a key being handled as in flight when another key completes after taking over its place', async () => {
+  it('keeps a key being handled as in flight while other keys complete past maxEntries', async () => {
     const { store } = storeWithClock(2);
     await store.claim('a', 1000);
     await store.claim('b', 1000);
-    await store.claim('c', 1000); // evicts a; c sits where a was
-    await store.complete('a', 60_000); // a is gone: recorded anew, evicting b
+    await store.claim('c', 1000);
+    for (const key of ['a', 'b', 'x', 'y']) await store.complete(key, 60_000);
     expect(await store.claim('c', 1000)).toBe('in_flight');
+  });
+});
+
+describe('MemoryReplayStore with ordering, when full', () => {
+  const order = (resource: string, position: number) => ({ resource, position });
+
+  it('keeps at most maxEntries applied positions, the oldest forgotten first, even while the oldest resources are held', async () => {
+    const { store } = storeWithClock(100);
+    // The turns of 32 resources held by slow deliveries, taken before anything else.
+    for (let i = 0; i < 32; i++) expect(await store.claimInOrder(`slow-${i}`, order(`busy-${i}`, 1), 60_000, `slow-${i}`)).toBe('claimed');
+    await store.claimInOrder('early', order('early', 10), 60_000, 'early');
+    await store.completeInOrder('early', order('early', 10), 60_000, 60_000, 'early');
+    for (let i = 0; i < 5000; i++) {
+      await store.claimInOrder(`k-${i}`, order(`r-${i}`, 1), 60_000, `k-${i}`);
+      await store.completeInOrder(`k-${i}`, order(`r-${i}`, 1), 60_000, 60_000, `k-${i}`);
+    }
+    // Forgotten to make room: an older event of that resource is no longer judged stale.
+    expect(await store.claimInOrder('early-older', order('early', 5), 60_000, 'late')).toBe('claimed');
+    expect(await store.claimInOrder('recent-older', order('r-4999', 0), 60_000, 'late')).toEqual({ stale: 1 });
+    // The held turns are never forgotten.
+    for (let i = 0; i < 32; i++) expect(await store.claimInOrder(`other-${i}`, order(`busy-${i}`, 2), 60_000, `other-${i}`)).toBe('resource_in_flight');
+    // What is kept of the resources, by the store's own counts: what the docs promise of memory.
+    const kept = store as unknown as { applied: { size: number }; turns: { size: number } };
+    expect(kept.applied.size).toBe(100);
+    expect(kept.turns.size).toBe(33); // the 32 busy ones and early-older's
   });
 });
 
