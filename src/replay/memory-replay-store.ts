@@ -7,7 +7,7 @@ export interface MemoryReplayStoreOptions {
    * Most handled keys kept at once, and most resources' applied positions
    * (`ordering`); past it the oldest goes first. The claims of deliveries being
    * handled are kept besides, never forgotten to make room. Default 100 000
-   * (about 14 MB of handled keys when full).
+   * (about 14 MB of handled keys when full, and 16 MB of positions with `ordering`).
    */
   maxEntries?: number;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
@@ -72,7 +72,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.now = options.now ?? Date.now;
   }
 
-  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up or swept). */
+  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up, evicted or swept). */
   get size(): number {
     return this.handled.size + this.held.size;
   }
@@ -103,9 +103,10 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     const answer = this.lookUp(key, now);
     if (answer !== undefined) return answer;
+    // Looked at first, so a lapsed turn is forgotten whatever the answer.
+    const turn = this.turns.live(order.resource, now);
     const applied = this.appliedPosition(order.resource, now);
     if (applied !== undefined && applied > order.position) return { stale: applied };
-    const turn = this.turns.live(order.resource, now);
     if (turn !== undefined && turn.token !== token) return 'resource_in_flight';
     this.turns.set(order.resource, { until: now + inFlightTtlMs, token }, now);
     this.held.set(key, { until: now + inFlightTtlMs, token }, now);
@@ -116,7 +117,8 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     const applied = this.appliedPosition(order.resource, now);
     if (applied === undefined || applied < order.position) this.applied.set(order.resource, { position: order.position, until: now + orderRetentionMs });
-    this.turns.release(order.resource, token);
+    // A lapsed turn goes whoever took it last, as its expiry removes it in Redis.
+    if (this.turns.live(order.resource, now) !== undefined) this.turns.release(order.resource, token);
     await this.complete(key, retentionMs);
   }
 
@@ -237,7 +239,7 @@ class Holds {
 
   /**
    * Extends `token`'s hold on `key` to `until`. A lapsed hold no one else has
-   * taken is still `token`'s, until a sweep forgets it.
+   * taken is still `token`'s, until a look-up of `key` or a sweep forgets it.
    * @returns false when `token` no longer holds `key`
    */
   renew(key: string, token: string, until: number): boolean {

@@ -195,6 +195,33 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(kept.applied.size).toBe(100);
     expect(kept.turns.size).toBe(33); // the 32 busy ones and early-older's
   });
+
+  it('never forgets a held turn to make room, however many more resources are held than maxEntries', async () => {
+    const { store } = storeWithClock(10);
+    for (let i = 0; i < 50; i++) expect(await store.claimInOrder(`slow-${i}`, order(`busy-${i}`, 1), 60_000, `slow-${i}`)).toBe('claimed');
+    for (let i = 0; i < 50; i++) expect(await store.claimInOrder(`other-${i}`, order(`busy-${i}`, 2), 60_000, `other-${i}`)).toBe('resource_in_flight');
+  });
+
+  it('sweeps turns nobody settled once they lapse, and frees a lapsed turn at once for another event', async () => {
+    const { store, clock } = storeWithClock(10);
+    for (let i = 0; i < 10; i++) await store.claimInOrder(`abandoned-${i}`, order(`gone-${i}`, 1), 1000, `abandoned-${i}`);
+    clock.now += 1001;
+    expect(await store.claimInOrder('next', order('gone-0', 2), 1000, 'next')).toBe('claimed');
+    await store.claimInOrder('one more', order('fresh', 1), 1000, 'one more'); // the eleventh turn: the lapsed ones are swept
+    const kept = store as unknown as { turns: { size: number } };
+    expect(kept.turns.size).toBe(2); // gone-0's new turn, and fresh's
+  });
+
+  it('frees a lapsed turn when an earlier attempt completes, as Redis lets it expire', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('k', order('res', 1), 1000, 'first');
+    clock.now += 1001;
+    expect(await store.claimInOrder('k', order('res', 1), 1000, 'retry')).toBe('claimed');
+    clock.now += 1001;
+    await store.completeInOrder('k', order('res', 1), 60_000, 60_000, 'first');
+    await store.renewInOrder('k', order('res', 1), 1000, 'retry');
+    expect(await store.claimInOrder('k2', order('res', 2), 1000, 'another')).toBe('claimed');
+  });
 });
 
 describe('MemoryReplayStore with attempts that overlap', () => {
