@@ -131,30 +131,39 @@ describe('replay protection when the store is full', () => {
   });
 });
 
+/**
+ * A handler for `event` whose first run waits until `release()`; later runs
+ * return at once, so a second run fails the test's count instead of hanging it.
+ */
+function slowFirstRun(webhooks: MitpoWebhooks, event: 'dispatch.completed' | 'dispatch.failed') {
+  const released = deferred();
+  const started = deferred();
+  let runs = 0;
+  webhooks.on(event, async () => {
+    runs += 1;
+    started.resolve();
+    if (runs === 1) await released.promise;
+  });
+  return { started: started.promise, release: () => released.resolve(), runs: () => runs };
+}
+
 describe('replay protection when the store is full of handled deliveries', () => {
   it('keeps the claim of a delivery whose handler is still running, so its retry is 409 in_flight and the handler runs once', async () => {
     const maxEntries = 3;
     const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new MemoryReplayStore({ maxEntries }) });
-    const release = deferred();
-    const started = deferred();
-    let slowRuns = 0;
-    webhooks.on('dispatch.failed', async () => {
-      slowRuns += 1;
-      started.resolve();
-      if (slowRuns === 1) await release.promise;
-    });
+    const handler = slowFirstRun(webhooks, 'dispatch.failed');
     const slow = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
     const first = deliver(webhooks, slow);
-    await started.promise;
+    await handler.started;
     // More deliveries than the store holds, all handled while the slow one runs.
     for (let i = 0; i < maxEntries * 2; i++) {
       expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
     }
     expect((await deliver(webhooks, replayed(slow))).body).toMatchObject({ error: { code: 'in_flight' } });
-    release.resolve();
+    handler.release();
     expect((await first).status).toBe(200);
     expect((await deliver(webhooks, replayed(slow))).body).toEqual({ success: true, duplicate: true });
-    expect(slowRuns).toBe(1);
+    expect(handler.runs()).toBe(1);
   });
 });
 
@@ -172,24 +181,17 @@ describe('the claim held while a handler runs', () => {
       return held;
     };
     const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.3 });
-    const release = deferred();
-    const started = deferred();
-    let runs = 0;
-    webhooks.on('dispatch.completed', async () => {
-      runs += 1;
-      started.resolve();
-      await release.promise;
-    });
+    const handler = slowFirstRun(webhooks, 'dispatch.completed');
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     const first = deliver(webhooks, delivery);
-    await started.promise;
+    await handler.started;
     // Far past the claim's TTL by the store's clock: only a renewal after the jump keeps it.
     clock += 60_000;
     await new Promise<void>((resolve) => (onRenew = resolve));
     expect((await deliver(webhooks, replayed(delivery))).body).toMatchObject({ error: { code: 'in_flight' } });
-    release.resolve();
+    handler.release();
     expect((await first).status).toBe(200);
-    expect(runs).toBe(1);
+    expect(handler.runs()).toBe(1);
   });
 
   // The renewal runs from a timer: a custom store's renew() that throws (or returns
