@@ -41,8 +41,8 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * `event` is undefined when the delivery could not be read as an event. The
    * delivery is kept, and can be retried with `mitpo-webhooks deliveries retry`.
    * Told just before the queue records it: a worker that dies between the two
-   * has it told again when the delivery is taken up, so key what the handler
-   * does by `ctx.deliveryKey`.
+   * may have it told again when the delivery is taken up, so key what the
+   * handler does by `ctx.deliveryKey`.
    */
   onDeadLetter(handler: DeadLetterHandler): this {
     this.nodePipeline.deadLetters.add(handler);
