@@ -59,32 +59,32 @@ async function count(name, load, { forged = false } = {}) {
     if (!(total > 0)) throw new Error(`${name}: callgrind wrote no count for the main thread`);
     return total / COUNTED;
   } finally {
-    // SIGTERM, not SIGKILL: valgrind then removes the pipes it made for callgrind_control
-    // (its last dump goes into `dir`, removed with it).
-    receiver.kill('SIGTERM');
-    await exited;
-    fs.rmSync(dir, { recursive: true, force: true });
-    underWay.delete(counting);
+    await stop(counting);
   }
+}
+
+/**
+ * Ends a receiver under valgrind and removes its directory. SIGTERM, not
+ * SIGKILL: valgrind then removes the pipes it made for callgrind_control, and
+ * writes its last dump into `dir` before exiting, so `dir` goes after that.
+ */
+async function stop(counting) {
+  counting.receiver.kill('SIGTERM');
+  await counting.exited;
+  fs.rmSync(counting.dir, { recursive: true, force: true, maxRetries: 3 });
+  underWay.delete(counting);
 }
 
 /**
  * The receiver under valgrind being counted, and its callgrind directory. A
  * signal ends this process before `count`'s `finally` runs, so the receiver is
- * stopped here (Ctrl-C reaches it anyway, a `kill` of this process alone does
- * not), and its directory removed once valgrind has written its last dump, or
- * each would stay behind.
+ * stopped here too (Ctrl-C reaches it anyway, a `kill` of this process alone
+ * does not), or it and its directory would stay behind.
  */
 const underWay = new Set();
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, async () => {
-    await Promise.all(
-      [...underWay].map(async ({ receiver, exited, dir }) => {
-        receiver.kill('SIGTERM');
-        await exited;
-        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
-      }),
-    );
+    await Promise.all([...underWay].map(stop));
     process.exit(128 + os.constants.signals[signal]);
   });
 }

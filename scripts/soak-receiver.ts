@@ -33,8 +33,9 @@ setInterval(() => {
   const { rss, heapUsed } = process.memoryUsage();
   peakRss = Math.max(peakRss, rss);
   peakHeap = Math.max(peakHeap, heapUsed);
-  // Once the store holds maxEntries live keys it holds all it ever will: from then on
-  // every new key evicts the oldest, and the heap must stay flat.
+  // Once the store holds maxEntries handled keys it holds all it ever will (its size counts
+  // the few claims in flight besides): from then on every completion evicts the oldest key,
+  // and the heap must stay flat.
   if (atSaturation === undefined && store.size >= maxEntries) atSaturation = memory();
 }, 100).unref();
 

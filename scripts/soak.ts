@@ -95,7 +95,7 @@ async function main(): Promise<number> {
     ['receiver RSS / heap before (after GC)', `${mb(report.before.rss)} / ${mb(report.before.heapUsed)}`],
     ['  when the store first held maxEntries keys', report.atSaturation ? `${mb(report.atSaturation.rss)} / ${mb(report.atSaturation.heapUsed)}` : 'not reached'],
     ['  after the run (after GC)', `${mb(report.after.rss)} / ${mb(report.after.heapUsed)}`],
-    ['replay store live keys (maxEntries)', `${report.storeSize} (${MAX_ENTRIES})`],
+    ['replay store keys at the end, handled and claimed (maxEntries)', `${report.storeSize} (${MAX_ENTRIES})`],
   ] as const;
   for (const [label, value] of lines) console.log(`${label.padEnd(46)} ${value}`);
   const heapGrowth = report.atSaturation ? report.after.heapUsed - report.atSaturation.heapUsed : Number.NaN;

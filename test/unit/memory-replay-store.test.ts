@@ -212,6 +212,26 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(kept.turns.size).toBe(2); // gone-0's new turn, and fresh's
   });
 
+  it('forgets a lapsed turn even when the event that finds it is stale, so its old holder cannot renew it', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('new', order('res', 5), 1000, 'applier');
+    await store.completeInOrder('new', order('res', 5), 60_000, 60_000, 'applier');
+    await store.claimInOrder('k', order('res', 6), 1000, 'holder');
+    clock.now += 1001; // the holder's turn lapses
+    expect(await store.claimInOrder('old', order('res', 1), 1000, 'old')).toEqual({ stale: 5 });
+    expect(await store.renewInOrder('k', order('res', 6), 1000, 'holder')).toBe(true); // its key's claim was never looked at
+    expect(await store.claimInOrder('k2', order('res', 7), 1000, 'another')).toBe('claimed');
+  });
+
+  it('renews the turn with the claim, so the resource stays busy past the TTL while its handlers run', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('k', order('res', 1), 1000, 'holder');
+    clock.now += 900;
+    expect(await store.renewInOrder('k', order('res', 1), 1000, 'holder')).toBe(true);
+    clock.now += 900;
+    expect(await store.claimInOrder('k2', order('res', 2), 1000, 'another')).toBe('resource_in_flight');
+  });
+
   it('frees a lapsed turn when an earlier attempt completes, as Redis lets it expire', async () => {
     const { store, clock } = storeWithClock();
     await store.claimInOrder('k', order('res', 1), 1000, 'first');
