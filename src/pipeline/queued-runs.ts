@@ -24,6 +24,35 @@ export type DeadLetterHandler<Bytes extends Uint8Array = Uint8Array> = (
 const QUEUED_HEADERS = ['content-type', 'x-mitpo-signature', 'x-mitpo-timestamp', 'x-mitpo-event'] as const;
 
 /**
+ * What a failed completion is called: `committed` on a queue whose handlers
+ * write in its transaction (Postgres: nothing was applied), `recorded` on one
+ * without (BullMQ's applied position: the handlers' writes stand); `stale` when
+ * no handler ran.
+ */
+const COMPLETION_FAILED = {
+  committed: {
+    handled: {
+      error: 'The handlers succeeded, but their writes could not be committed with the done mark',
+      log: (attempt: number) => `a queued delivery's transaction could not commit (attempt ${attempt}); none of its writes were applied`,
+    },
+    stale: {
+      error: 'The event was skipped as stale, but its done mark could not be committed',
+      log: (attempt: number) => `a queued delivery's transaction could not commit (attempt ${attempt}); none of its writes were applied`,
+    },
+  },
+  recorded: {
+    handled: {
+      error: 'The handlers succeeded, but the queue could not record their completion',
+      log: (attempt: number) => `a queued delivery's handlers succeeded but its completion could not be recorded (attempt ${attempt}); the run counts as failed`,
+    },
+    stale: {
+      error: 'The event was skipped as stale, but the queue could not record it',
+      log: (attempt: number) => `a queued delivery skipped as stale could not be recorded as done (attempt ${attempt}); the run counts as failed`,
+    },
+  },
+} as const;
+
+/**
  * Durable processing: the receiver queues a verified delivery and answers at
  * once; a worker runs it later, after checking it again, since the queue's
  * storage is not trusted. A failed run is retried by the queue; after the last
@@ -185,8 +214,7 @@ export class QueuedRuns {
    * failed `ctx.db` query leaves the transaction aborted, and then nothing it
    * wrote can commit; on a queue without a transaction (BullMQ recording the
    * applied position) the handlers' writes stand. Either way the run failed,
-   * and is reported and retried as one; the words say which, and whether any
-   * handler ran (`stale`: none did).
+   * and is reported and retried as one, in the words of `COMPLETION_FAILED`.
    */
   private async completed(
     complete: QueuedRun['complete'],
@@ -199,24 +227,12 @@ export class QueuedRuns {
     try {
       await complete();
     } catch (error) {
-      const inTransaction = ctx.db !== undefined;
-      const what =
-        run === 'handled'
-          ? inTransaction
-            ? 'The handlers succeeded, but their writes could not be committed with the done mark'
-            : 'The handlers succeeded, but the queue could not record their completion'
-          : inTransaction
-            ? 'The event was skipped as stale, but its done mark could not be committed'
-            : 'The event was skipped as stale, but the queue could not record it';
-      const failed = new Error(`${what}: ${toError(error).message}`, { cause: error });
+      const words = COMPLETION_FAILED[ctx.db === undefined ? 'recorded' : 'committed'][run];
+      const failed = new Error(`${words.error}: ${toError(error).message}`, { cause: error });
       this.failures.worker(
         'error',
         { code: 'commit_failed', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
-        inTransaction
-          ? `mitpo-webhooks: a queued delivery's transaction could not commit (attempt ${ctx.attempt}); none of its writes were applied`
-          : run === 'handled'
-            ? `mitpo-webhooks: a queued delivery's handlers succeeded but its completion could not be recorded (attempt ${ctx.attempt}); the run counts as failed`
-            : `mitpo-webhooks: a queued delivery skipped as stale could not be recorded as done (attempt ${ctx.attempt}); the run counts as failed`,
+        `mitpo-webhooks: ${words.log(ctx.attempt)}`,
       );
       if (lastAttempt) this.deadLetter(event, ctx, failed);
       throw failed;
