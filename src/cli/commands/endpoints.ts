@@ -60,7 +60,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         const created = await apiClient().create({ url: values.url, events: events as typeof MITPO_EVENT_NAMES });
         io.out(`Created endpoint ${shown(created.id)} for ${shown(created.url)}`);
         io.out(`Events: ${created.events.map(shown).join(', ')}`);
-        io.out(`Signing secret (MITPO shows it only now): ${escapeControlCharacters(created.signing_secret)}`);
+        io.out(`Signing secret (MITPO shows it only now): ${escapeUnprintable(created.signing_secret)}`);
         if (envFile !== undefined) {
           writeEnvFile(envFile, 'MITPO_WEBHOOK_SECRET', created.signing_secret);
           io.out(`Wrote MITPO_WEBHOOK_SECRET to ${envFile}`);
@@ -113,11 +113,11 @@ function shown(text: string): string {
 }
 
 /**
- * The signing secret, printed whole since MITPO shows it only once; a control
- * character in it (which no real secret has) is shown as a `\uXXXX` escape
- * rather than sent to the terminal, so the value can still be recovered.
+ * The signing secret, printed whole since MITPO shows it only once; a character
+ * in it that cannot be printed as it is (which no real secret has) is shown as a
+ * `\uXXXX` escape rather than sent to the terminal, so the value can still be recovered.
  */
-function escapeControlCharacters(text: string): string {
+function escapeUnprintable(text: string): string {
   return Array.from(text, (c) => (hasUnprintableCharacters(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
 }
 
