@@ -4,15 +4,20 @@ import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-stor
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
   /**
-   * Most handled keys kept at once, and most resources' applied positions
-   * (`ordering`); past it the oldest goes first. The claims of deliveries being
-   * handled are kept besides, never forgotten to make room. Default 100 000
-   * (about 14 MB of handled keys when full, and 16 MB of positions with `ordering`).
+   * Most keys kept at once, handled and in flight together, and most resources'
+   * applied positions (`ordering`). Past it the oldest handled key goes first; a
+   * claim of a delivery being handled is never forgotten to make room, so when
+   * all of them are claims, a new claim is refused (the delivery is answered 503
+   * and retried). Default 100 000 (about 14 MB of handled keys when full, and
+   * 16 MB of positions with `ordering`).
    */
   maxEntries?: number;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
   now?: () => number;
 }
+
+/** Holds kept before the first sweep of lapsed ones: more than a receiver has in flight in the usual run. */
+const SWEEP_FLOOR = 64;
 
 /** A claim not yet completed or released: a delivery being handled, or a resource's turn taken. */
 interface Hold {
@@ -32,12 +37,14 @@ interface Applied {
  * Several instances behind a load balancer need a shared store such as
  * `RedisReplayStore` from `mitpo-webhooks/redis`.
  *
- * Keeps at most `maxEntries` handled keys, the oldest forgotten first, so size
- * it above the deliveries you receive within `maxEventAge`. A delivery whose
- * handlers are still running keeps its claim however many others arrive, so
- * MITPO's retry meanwhile is 409 `in_flight`, never a second run. A failed or
- * replayed delivery never becomes a handled key, so no stream of them can push
- * a handled delivery out early. Memory grows with use.
+ * Keeps at most `maxEntries` keys, handled and in flight together, the oldest
+ * handled one forgotten first, so size it above the deliveries you receive
+ * within `maxEventAge`. A delivery whose handlers are still running keeps its
+ * claim however many others arrive, so MITPO's retry meanwhile is 409
+ * `in_flight`, never a second run; with `maxEntries` deliveries in flight at
+ * once, the next claim is refused (503, retried) rather than any forgotten. A
+ * released delivery frees its place at once, so no stream of failing or
+ * replayed deliveries can push a handled one out early. Memory grows with use.
  *
  * @example
  * new MitpoWebhooks({ secret, replay: new MemoryReplayStore({ maxEntries: 50_000 }) });
@@ -49,7 +56,8 @@ export class MemoryReplayStore implements ReplayStore {
   /**
    * Claims held now. Apart from `handled` so that making room never takes one:
    * a claim forgotten while its handlers run would let a retry of the same
-   * delivery claim it again and run them a second time, alongside.
+   * delivery claim it again and run them a second time, alongside. They share
+   * `maxEntries` with the handled keys.
    */
   private readonly held: Holds;
   /** `ordering`: each resource's last applied position, bounded like the handled keys. */
@@ -65,10 +73,10 @@ export class MemoryReplayStore implements ReplayStore {
       throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 16777216 (got ${String(maxEntries)})`);
     }
     this.maxEntries = maxEntries;
-    this.handled = new OldestFirst(maxEntries);
-    this.held = new Holds(maxEntries);
-    this.applied = new OldestFirst(maxEntries);
-    this.turns = new Holds(maxEntries);
+    this.handled = new OldestFirst();
+    this.held = new Holds();
+    this.applied = new OldestFirst();
+    this.turns = new Holds();
     this.now = options.now ?? Date.now;
   }
 
@@ -81,13 +89,16 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     const answer = this.lookUp(key, now);
     if (answer !== undefined) return answer;
-    this.held.set(key, { until: now + inFlightTtlMs, token }, now);
+    this.roomForClaim(now);
+    this.held.set(key, { until: now + inFlightTtlMs, token });
     return 'claimed';
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
-    // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the same.
+    // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the
+    // same, even past `maxEntries` by this one key when every other place is a live claim.
     this.held.delete(key);
+    if (this.handled.get(key) === undefined) this.roomForHandled();
     this.handled.set(key, this.now() + retentionMs);
   }
 
@@ -108,15 +119,20 @@ export class MemoryReplayStore implements ReplayStore {
     const applied = this.appliedPosition(order.resource, now);
     if (applied !== undefined && applied > order.position) return { stale: applied };
     if (turn !== undefined && turn.token !== token) return 'resource_in_flight';
-    this.turns.set(order.resource, { until: now + inFlightTtlMs, token }, now);
-    this.held.set(key, { until: now + inFlightTtlMs, token }, now);
+    this.roomForClaim(now);
+    this.turns.sweepIfDue(now);
+    this.turns.set(order.resource, { until: now + inFlightTtlMs, token });
+    this.held.set(key, { until: now + inFlightTtlMs, token });
     return 'claimed';
   }
 
   async completeInOrder(key: string, order: EventOrder, retentionMs: number, orderRetentionMs: number, token: string): Promise<void> {
     const now = this.now();
     const applied = this.appliedPosition(order.resource, now);
-    if (applied === undefined || applied < order.position) this.applied.set(order.resource, { position: order.position, until: now + orderRetentionMs });
+    if (applied === undefined || applied < order.position) {
+      if (this.applied.size >= this.maxEntries) this.applied.deleteOldest();
+      this.applied.set(order.resource, { position: order.position, until: now + orderRetentionMs });
+    }
     // A lapsed turn goes whoever took it last, as its expiry removes it in Redis.
     if (this.turns.live(order.resource, now) !== undefined) this.turns.release(order.resource, token);
     await this.complete(key, retentionMs);
@@ -131,6 +147,28 @@ export class MemoryReplayStore implements ReplayStore {
     const until = this.now() + inFlightTtlMs;
     this.turns.renew(order.resource, token, until);
     return this.held.renew(key, token, until);
+  }
+
+  /**
+   * Room for one more claim within `maxEntries`: the oldest handled key goes;
+   * when every key is a claim, the lapsed ones are swept.
+   * @throws Error when every key is the claim of a delivery being handled
+   */
+  private roomForClaim(now: number): void {
+    this.held.sweepIfDue(now);
+    this.roomForHandled();
+    if (this.held.size < this.maxEntries) return;
+    // Reached only with `maxEntries` verified deliveries in flight at once, never by forged
+    // requests, so a full sweep here (on every claim while it lasts) is affordable.
+    this.held.sweep(now);
+    if (this.held.size >= this.maxEntries) {
+      throw new Error(`MemoryReplayStore is full: ${this.maxEntries} deliveries (maxEntries) are being handled at once`);
+    }
+  }
+
+  /** Forgets the oldest handled keys until there is room for one more key, as far as handled keys can make it. */
+  private roomForHandled(): void {
+    while (this.handled.size > 0 && this.handled.size + this.held.size >= this.maxEntries) this.handled.deleteOldest();
   }
 
   /** `done` or `in_flight` for a key a live entry holds; undefined (after forgetting a lapsed one) when it can be claimed. */
@@ -153,18 +191,15 @@ export class MemoryReplayStore implements ReplayStore {
 }
 
 /**
- * Values in the order they were last set, at most `max`: past it the oldest
- * goes, in one step. A fresh iterator per eviction would start at the table's
- * first slot and step over every entry deleted since V8 last compacted it, the
- * evicted ones included (quadratic once full), so one iterator lives on; V8
- * keeps it valid across deletes and rehashes, and everything before it has
- * already been evicted.
+ * Values in the order they were last set, the oldest forgotten in one step. A
+ * fresh iterator per eviction would start at the table's first slot and step
+ * over every entry deleted since V8 last compacted it, the evicted ones
+ * included (quadratic once full), so one iterator lives on; V8 keeps it valid
+ * across deletes and rehashes, and everything before it has already been evicted.
  */
 class OldestFirst<V> {
   private readonly entries = new Map<string, V>();
   private oldest: Iterator<string> | undefined;
-
-  constructor(private readonly max: number) {}
 
   get size(): number {
     return this.entries.size;
@@ -178,17 +213,19 @@ class OldestFirst<V> {
     this.entries.delete(key);
   }
 
-  /** Sets `key` as the newest entry (deleted first, so an update moves it), forgetting the oldest when full. */
+  /** Sets `key` as the newest entry (deleted first, so an update moves it). */
   set(key: string, value: V): void {
-    if (!this.entries.delete(key) && this.entries.size >= this.max) {
-      let next = this.oldest?.next();
-      if (next === undefined || next.done === true) {
-        this.oldest = this.entries.keys();
-        next = this.oldest.next();
-      }
-      if (next.done !== true) this.entries.delete(next.value);
-    }
+    this.entries.delete(key);
     this.entries.set(key, value);
+  }
+
+  deleteOldest(): void {
+    let next = this.oldest?.next();
+    if (next === undefined || next.done === true) {
+      this.oldest = this.entries.keys();
+      next = this.oldest.next();
+    }
+    if (next.done !== true) this.entries.delete(next.value);
   }
 }
 
@@ -196,16 +233,13 @@ class OldestFirst<V> {
  * Claims, each held until it is released or lapses: never forgotten to make
  * room. Only a caller that claims and never settles leaves lapsed ones (the
  * pipeline settles or renews every claim it takes), so they are swept once
- * `floor` are held, then once twice as many are held as were live at the last
- * sweep: each sweep is paid for by as many claims since the one before.
+ * `SWEEP_FLOOR` are held, then once twice as many are held as were live at the
+ * last sweep: each sweep is paid for by as many claims since the one before,
+ * and lapsed claims never take more than about half the room.
  */
 class Holds {
   private readonly entries = new Map<string, Hold>();
-  private sweepAt: number;
-
-  constructor(private readonly floor: number) {
-    this.sweepAt = floor;
-  }
+  private sweepAt = SWEEP_FLOOR;
 
   get size(): number {
     return this.entries.size;
@@ -219,16 +253,23 @@ class Holds {
     return undefined;
   }
 
-  set(key: string, hold: Hold, now: number): void {
-    if (this.entries.size >= this.sweepAt && !this.entries.has(key)) {
-      for (const [other, { until }] of this.entries) if (until <= now) this.entries.delete(other);
-      this.sweepAt = Math.max(this.floor, 2 * this.entries.size);
-    }
+  set(key: string, hold: Hold): void {
     this.entries.set(key, hold);
   }
 
-  delete(key: string): void {
-    this.entries.delete(key);
+  sweepIfDue(now: number): void {
+    if (this.entries.size >= this.sweepAt) this.sweep(now);
+  }
+
+  /** Forgets every lapsed hold. */
+  sweep(now: number): void {
+    for (const [key, { until }] of this.entries) if (until <= now) this.entries.delete(key);
+    this.sweepAt = Math.max(SWEEP_FLOOR, 2 * this.entries.size);
+  }
+
+  /** @returns whether `key` was held */
+  delete(key: string): boolean {
+    return this.entries.delete(key);
   }
 
   /** Lets go of `key`, if `token` holds it (any holder without a token). */

@@ -165,6 +165,28 @@ describe('replay protection when the store is full of handled deliveries', () =>
     expect((await deliver(webhooks, replayed(slow))).body).toEqual({ success: true, duplicate: true });
     expect(handler.runs()).toBe(1);
   });
+
+  it('answers 503 replay_store_unavailable, running nothing, when every place is a delivery being handled; the retry runs once one settles', async () => {
+    const logged: string[] = [];
+    const log = (record: { err?: Error }, message?: string) => logged.push(`${message ?? ''} ${String(record.err?.cause ?? record.err)}`);
+    const logger = { debug: log, info: log, warn: log, error: log };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new MemoryReplayStore({ maxEntries: 1 }), logger });
+    const handler = slowFirstRun(webhooks, 'dispatch.failed');
+    const completed = jest.fn();
+    webhooks.on('dispatch.completed', completed);
+    const first = deliver(webhooks, signedDelivery({ event: 'dispatch.failed', secret: SECRET }));
+    await handler.started;
+    const other = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const refused = await deliver(webhooks, other);
+    expect(refused.status).toBe(503);
+    expect(refused.body).toMatchObject({ error: { code: 'replay_store_unavailable' } });
+    expect(completed).not.toHaveBeenCalled();
+    expect(logged.join('\n')).toContain('MemoryReplayStore is full: 1 deliveries (maxEntries) are being handled at once');
+    handler.release();
+    expect((await first).status).toBe(200);
+    expect((await deliver(webhooks, replayed(other))).status).toBe(200);
+    expect(completed).toHaveBeenCalledTimes(1);
+  });
 });
 
 describe('the claim held while a handler runs', () => {

@@ -13,21 +13,21 @@ interface Held {
 }
 
 /**
- * The store's contract in the plainest form: the handled keys in the order
- * they were completed, at most `max` of them, the first one out when another
- * needs room; and the claims held now, never forgotten to make room, only
- * when they lapse (swept once `max` of them, then twice the live ones, are held).
+ * The store's contract in the plainest form: at most `max` keys, handled and
+ * claimed together. Handled keys in the order they were completed, the first
+ * one out when another key needs room; claims never forgotten to make room,
+ * only when they lapse (swept once 64 are held, then twice the live ones, and
+ * whenever a claim finds no handled key to make room), and a claim refused when
+ * every place is a live claim.
  */
 class ReferenceStore {
   private handled: Handled[] = [];
   private held: Held[] = [];
-  private sweepAt: number;
+  private sweepAt = 64;
   constructor(
     private readonly max: number,
     private readonly now: () => number,
-  ) {
-    this.sweepAt = max;
-  }
+  ) {}
   claim(key: string, ttl: number, token: string | undefined) {
     const done = this.handled.find((entry) => entry.key === key);
     if (done) {
@@ -39,10 +39,10 @@ class ReferenceStore {
       if (claim.expiresAt > this.now()) return 'in_flight';
       this.held = this.held.filter((entry) => entry !== claim);
     }
-    if (this.held.length >= this.sweepAt) {
-      this.held = this.held.filter((entry) => entry.expiresAt > this.now());
-      this.sweepAt = Math.max(this.max, 2 * this.held.length);
-    }
+    if (this.held.length >= this.sweepAt) this.sweep();
+    this.makeRoom();
+    if (this.held.length >= this.max) this.sweep();
+    if (this.held.length >= this.max) return 'full';
     this.held.push({ key, expiresAt: this.now() + ttl, token });
     return 'claimed';
   }
@@ -50,8 +50,15 @@ class ReferenceStore {
     this.held = this.held.filter((entry) => entry.key !== key);
     const before = this.handled.length;
     this.handled = this.handled.filter((entry) => entry.key !== key);
-    if (this.handled.length === before && this.handled.length >= this.max) this.handled.shift();
+    if (this.handled.length === before) this.makeRoom();
     this.handled.push({ key, expiresAt: this.now() + retention });
+  }
+  private makeRoom() {
+    while (this.handled.length > 0 && this.handled.length + this.held.length >= this.max) this.handled.shift();
+  }
+  private sweep() {
+    this.held = this.held.filter((entry) => entry.expiresAt > this.now());
+    this.sweepAt = Math.max(64, 2 * this.held.length);
   }
   release(key: string, token: string | undefined) {
     this.held = this.held.filter((entry) => entry.key !== key || (token !== undefined && token !== entry.token));
@@ -67,9 +74,6 @@ class ReferenceStore {
   }
   get handledKeys() {
     return this.handled.length;
-  }
-  get live() {
-    return this.held.filter((entry) => entry.expiresAt > this.now()).length;
   }
 }
 
@@ -91,10 +95,9 @@ describe('MemoryReplayStore, against an independent model', () => {
         let clock = 1_000;
         const store = new MemoryReplayStore({ maxEntries: max, now: () => clock });
         const model = new ReferenceStore(max, () => clock);
-        let peakLive = 0;
         for (const { kind, key, ttl, token } of ops) {
           if (kind === 'tick') clock += ttl;
-          else if (kind === 'claim') expect(await store.claim(key, ttl, token)).toBe(model.claim(key, ttl, token));
+          else if (kind === 'claim') expect(await store.claim(key, ttl, token).catch(() => 'full')).toBe(model.claim(key, ttl, token));
           else if (kind === 'renew') expect(await store.renew(key, ttl, token!)).toBe(model.renew(key, ttl, token!));
           else if (kind === 'complete') {
             await store.complete(key, ttl);
@@ -104,10 +107,9 @@ describe('MemoryReplayStore, against an independent model', () => {
             model.release(key, token);
           }
           expect(store.size).toBe(model.size);
-          // Never more than max handled keys; claims besides, lapsed ones only until a sweep.
-          expect(model.handledKeys).toBeLessThanOrEqual(max);
-          peakLive = Math.max(peakLive, model.live);
-          expect(store.size).toBeLessThanOrEqual(max + Math.max(max, 2 * peakLive));
+          // At most max keys in all; one more only for a key completed after its claim was forgotten
+          // while every other place was a live claim, until the next key needs room.
+          expect(store.size <= max || (store.size === max + 1 && model.handledKeys === 1)).toBe(true);
         }
       }),
       { seed: 20_261_127, numRuns: 400 },

@@ -53,8 +53,9 @@ describe('MemoryReplayStore', () => {
     expect(store.size).toBe(3);
     expect(await store.claim('e', 1000)).toBe('done');
     expect(await store.claim('c', 1000)).toBe('done');
-    expect(await store.claim('a', 1000)).toBe('claimed');
-    expect(store.size).toBe(4); // c, d and e handled, and a's claim
+    expect(await store.claim('a', 1000)).toBe('claimed'); // c, the oldest, made room for its claim
+    expect(store.size).toBe(3); // d and e handled, and a's claim
+    expect(await store.claim('c', 1000)).toBe('claimed');
   });
 
   it('never forgets a delivery still being handled to make room, so its retry meanwhile is in_flight, not run again', async () => {
@@ -65,9 +66,10 @@ describe('MemoryReplayStore', () => {
       await store.complete(key, 60_000);
     }
     expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
-    expect(await store.claim('c', 1000)).toBe('done');
-    expect(await store.claim('a', 1000)).toBe('claimed'); // a, the oldest handled key, made room
-    expect(store.size).toBe(4); // b and c handled, and the claims of slow and a
+    expect(await store.claim('c', 1000)).toBe('done'); // the only place left for a handled key
+    expect(await store.claim('a', 1000)).toBe('claimed'); // c made room
+    expect(store.size).toBe(2); // the claims of slow and a
+    expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
   });
 
   it('forgets a claim whose in-flight TTL has lapsed (its process died) like any settled key', async () => {
@@ -88,8 +90,9 @@ describe('MemoryReplayStore', () => {
       await store.claim(key, 100, key);
       if (i % 2 === 0) await store.complete(key, 60_000);
       else await store.release(key, key);
+      expect(store.size).toBeLessThanOrEqual(1000);
     }
-    expect(store.size).toBe(1000);
+    expect(store.size).toBe(999); // the last key was released
   });
 
   it('forgets claims that were never settled once their TTL has lapsed, so abandoned claims stay within maxEntries', async () => {
@@ -104,27 +107,47 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('abandoned-19999', 100)).toBe('in_flight');
   });
 
-  it('holds exactly maxEntries handled keys plus the claims held, however long slow deliveries run beside a steady stream', async () => {
+  it('sweeps lapsed claims before they take the places of handled keys', async () => {
+    const { store, clock } = storeWithClock(1000);
+    // Claimed and abandoned one a millisecond, each lapsing 100 ms later: about 100 live at a time.
+    for (let i = 0; i < 5000; i++) {
+      await store.claim(`abandoned-${i}`, 100);
+      clock.now += 1;
+    }
+    clock.now += 101;
+    for (let i = 0; i < 2000; i++) {
+      await store.claim(`quick-${i}`, 100, `quick-${i}`);
+      await store.complete(`quick-${i}`, 60_000);
+    }
+    expect(store.size).toBeLessThanOrEqual(1000);
+    expect(await store.claim('quick-1200', 100)).toBe('done'); // at most 200 places taken by lapsed claims
+  });
+
+  it('holds maxEntries keys in all, the claims of slow deliveries among them, however long they run beside a steady stream', async () => {
     const { store } = storeWithClock(100);
     for (let i = 0; i < 40; i++) await store.claim(`slow-${i}`, 60_000, `slow-${i}`);
     for (let i = 0; i < 20_000; i++) {
       await store.claim(`quick-${i}`, 60_000, `quick-${i}`);
       await store.complete(`quick-${i}`, 60_000);
     }
-    expect(store.size).toBe(140);
+    expect(store.size).toBe(100);
     for (let i = 0; i < 40; i++) expect(await store.claim(`slow-${i}`, 60_000, 'retry')).toBe('in_flight');
+    for (let i = 19_940; i < 20_000; i++) expect(await store.claim(`quick-${i}`, 60_000, 'retry')).toBe('done');
   });
 
-  it('holds past maxEntries only the deliveries being handled, and is back to maxEntries once they are', async () => {
-    const { store } = storeWithClock(10);
+  it('refuses a claim once maxEntries deliveries are being handled at once, and takes one again when a place frees', async () => {
+    const { store, clock } = storeWithClock(10);
     for (let i = 0; i < 10; i++) await store.claim(`done-${i}`, 1000).then(() => store.complete(`done-${i}`, 60_000));
-    for (let i = 0; i < 50; i++) await store.claim(`running-${i}`, 1000);
-    expect(store.size).toBe(60);
-    for (let i = 0; i < 50; i++) expect(await store.claim(`running-${i}`, 1000)).toBe('in_flight');
-    for (let i = 0; i < 50; i++) await store.complete(`running-${i}`, 60_000);
+    for (let i = 0; i < 10; i++) expect(await store.claim(`running-${i}`, 1000, `running-${i}`)).toBe('claimed');
+    await expect(store.claim('one too many', 1000)).rejects.toThrow('MemoryReplayStore is full: 10 deliveries (maxEntries) are being handled at once');
     expect(store.size).toBe(10);
-    expect(await store.claim('running-49', 1000)).toBe('done');
-    expect(await store.claim('done-9', 1000)).toBe('claimed');
+    for (let i = 0; i < 10; i++) expect(await store.claim(`running-${i}`, 1000, 'retry')).toBe('in_flight');
+    await expect(store.claim('done-0', 1000)).rejects.toThrow('is full'); // forgotten to make room for the claims
+    await store.complete('running-0', 60_000);
+    expect(await store.claim('one too many', 1000)).toBe('claimed'); // running-0's handled key made room
+    clock.now += 1001; // every claim lapses, as when their process died: the full store sweeps them
+    expect(await store.claim('after the lapse', 1000)).toBe('claimed');
+    expect(store.size).toBe(1);
   });
 });
 
@@ -138,8 +161,8 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     for (const key of ['w', 'x', 'y', 'z']) await store.complete(key, 60_000);
     expect(await store.claim('a', 1000)).toBe('in_flight');
     expect(await store.claim('b', 1000)).toBe('in_flight');
-    expect(await store.claim('w', 1000)).toBe('claimed');
-    expect(await store.claim('x', 1000)).toBe('done');
+    expect(await store.claim('z', 1000)).toBe('done'); // the one place the claims leave
+    expect(await store.claim('y', 1000)).toBe('claimed');
   });
 
   it('forgets handled keys in the order they were completed', async () => {
@@ -163,7 +186,7 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
   });
 
   it('keeps a key being handled as in flight while other keys complete past maxEntries', async () => {
-    const { store } = storeWithClock(2);
+    const { store } = storeWithClock(3);
     await store.claim('a', 1000);
     await store.claim('b', 1000);
     await store.claim('c', 1000);
@@ -196,20 +219,27 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(kept.turns.size).toBe(33); // the 32 busy ones and early-older's
   });
 
-  it('never forgets a held turn to make room, however many more resources are held than maxEntries', async () => {
+  it('never forgets a held turn to make room: with maxEntries of them held, another resource is refused', async () => {
     const { store } = storeWithClock(10);
-    for (let i = 0; i < 50; i++) expect(await store.claimInOrder(`slow-${i}`, order(`busy-${i}`, 1), 60_000, `slow-${i}`)).toBe('claimed');
-    for (let i = 0; i < 50; i++) expect(await store.claimInOrder(`other-${i}`, order(`busy-${i}`, 2), 60_000, `other-${i}`)).toBe('resource_in_flight');
+    for (let i = 0; i < 10; i++) expect(await store.claimInOrder(`slow-${i}`, order(`busy-${i}`, 1), 60_000, `slow-${i}`)).toBe('claimed');
+    for (let i = 0; i < 10; i++) expect(await store.claimInOrder(`other-${i}`, order(`busy-${i}`, 2), 60_000, `other-${i}`)).toBe('resource_in_flight');
+    await expect(store.claimInOrder('new', order('idle', 1), 60_000, 'new')).rejects.toThrow('MemoryReplayStore is full');
+    await store.completeInOrder('slow-0', order('busy-0', 1), 60_000, 60_000, 'slow-0');
+    expect(await store.claimInOrder('new', order('idle', 1), 60_000, 'new')).toBe('claimed');
   });
 
   it('sweeps turns nobody settled once they lapse, and frees a lapsed turn at once for another event', async () => {
     const { store, clock } = storeWithClock(10);
-    for (let i = 0; i < 10; i++) await store.claimInOrder(`abandoned-${i}`, order(`gone-${i}`, 1), 1000, `abandoned-${i}`);
-    clock.now += 1001;
-    expect(await store.claimInOrder('next', order('gone-0', 2), 1000, 'next')).toBe('claimed');
-    await store.claimInOrder('one more', order('fresh', 1), 1000, 'one more'); // the eleventh turn: the lapsed ones are swept
     const kept = store as unknown as { turns: { size: number } };
-    expect(kept.turns.size).toBe(2); // gone-0's new turn, and fresh's
+    let most = 0;
+    for (let i = 0; i < 1000; i++) {
+      expect(await store.claimInOrder(`abandoned-${i}`, order(`gone-${i}`, 1), 1000, `abandoned-${i}`)).toBe('claimed');
+      clock.now += 1001;
+      most = Math.max(most, kept.turns.size);
+    }
+    expect(most).toBeLessThanOrEqual(65); // swept once 64 are held, whatever maxEntries is
+    expect(store.size).toBeLessThanOrEqual(10);
+    expect(await store.claimInOrder('next', order('gone-999', 2), 1000, 'next')).toBe('claimed');
   });
 
   it('forgets a lapsed turn even when the event that finds it is stale, so its old holder cannot renew it', async () => {
