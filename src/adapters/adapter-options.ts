@@ -26,17 +26,31 @@ export function routePath(path: unknown, where: string, required: boolean): stri
   return normalizePath(path);
 }
 
-/** The scheme and host of a request line's absolute form (`POST http://host/path`). */
-const SCHEME_AND_HOST = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+/**
+ * The scheme and host of a request line's absolute form (`POST http://host/path`).
+ * `url.parse` takes any scheme, and for most a host even without `//`
+ * (`x:host/path`); whatever it makes the path, it starts at the first `/` after
+ * the host or does not start with `/` at all (and then matches no route), so
+ * everything up to that `/` goes.
+ */
+const SCHEME_AND_HOST = /^[a-z0-9.+-]+:(?:\/\/)?[^/?#]*/i;
+
+/** What Node's `url.parse` trims from either end of a URL: C0 controls, space, U+00A0 and U+FEFF. */
+const URL_PADDING = /^[\0-\x20\u00a0\ufeff]+|[\0-\x20\u00a0\ufeff]+$/g;
 
 /**
  * A URL's path without its scheme and host, query string, fragment or a
- * trailing slash. Each is something Node passes on as sent and Express routes
- * without (a full URL in the request line; a raw `#`), so none may make the
- * path another one here.
+ * trailing slash, read at least as loosely as Express and Connect read it:
+ * they take the path with `parseurl`, which falls back to Node's `url.parse`
+ * for a URL with a `#`, white space, or in the absolute form, and `url.parse`
+ * trims the URL and takes `\` for `/` before its query string. So a spelling
+ * such as `/webhooks\mitpo#` routed there by Express is this path here too.
+ * (Read this way without the fallback, a `\` only makes the middleware own a
+ * spelling Express would route nowhere: refused, never let through.)
  */
 export function normalizePath(url: string | undefined): string {
-  const pathname = (url ?? '/').replace(SCHEME_AND_HOST, '').split(/[?#]/, 1)[0]! || '/';
+  const beforeQuery = (url ?? '/').replace(URL_PADDING, '').split(/[?#]/, 1)[0]!;
+  const pathname = beforeQuery.replaceAll('\\', '/').replace(SCHEME_AND_HOST, '') || '/';
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
 }
 

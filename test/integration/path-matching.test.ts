@@ -16,7 +16,9 @@ import { SECRET } from '../helpers/recorder';
 // such as /Webhooks/MITPO/ would skip the verifying middleware and reach the
 // app's next route unverified.
 // The absolute form (a full URL in the request line) is one more spelling: Node passes it on
-// as sent, and Express and Connect route it by its path.
+// as sent, and Express and Connect route it by its path. So is a backslash: where a URL has a
+// `#` or is in the absolute form, Express and Connect read it with url.parse, which takes `\`
+// for `/`.
 const SPELLINGS = [
   '/webhooks/mitpo',
   '/Webhooks/Mitpo',
@@ -27,6 +29,10 @@ const SPELLINGS = [
   '/Webhooks/Mitpo?#',
   'http://127.0.0.1/webhooks/mitpo',
   'HTTPS://Example.COM:8443/Webhooks/MITPO/?x=1',
+  '/webhooks\\mitpo#',
+  '/webhooks/mitpo\\#',
+  '/Webhooks\\MITPO\\?x=1#',
+  'http://127.0.0.1/webhooks\\mitpo',
 ];
 
 type Handler = http.RequestListener;
