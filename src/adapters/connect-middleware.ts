@@ -21,8 +21,9 @@ export interface MiddlewareOptions {
   path?: string;
   /**
    * Hand every non-2xx outcome to `next(err)` as a `WebhookVerificationError`
-   * instead of answering, with nothing written yet: for apps with their own error
-   * handler. Successes and duplicates are still answered here. Default false.
+   * instead of answering, with nothing written yet (a refusal made before the
+   * body was read to its end has `Connection: close` set): for apps with their
+   * own error handler. Successes and duplicates are still answered here. Default false.
    */
   passErrors?: boolean;
 }
@@ -59,7 +60,7 @@ export function createConnectMiddleware(
         readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions, keptOnNodeRequest(req as NodeRequest, framework)),
       })
       .then((outcome) => {
-        if (passErrors && outcome.error !== undefined) next(outcome.error);
+        if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next);
         else writeOutcome(req, res, outcome, pipeline.shutdown.closing);
       })
       .catch(next);
@@ -71,6 +72,16 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
   const { status, headers, json } = nodeAnswer(req, outcome, closing);
   res.writeHead(status, headers);
   res.end(json);
+}
+
+/**
+ * Hands a refusal to the app's error handler with nothing written. A body left
+ * unread would be read to its end by Node to keep the connection alive, however
+ * long the sender makes it: the answer closes the connection instead, as ours does.
+ */
+function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void): void {
+  if (!req.readableEnded && req.httpVersionMajor < 2 && !res.headersSent) res.setHeader('connection', 'close');
+  next(error);
 }
 
 function ownsPath(req: IncomingMessage, path: string): boolean {

@@ -4,6 +4,7 @@ import express4 from 'express4';
 import { MitpoWebhooks, WebhookVerificationError, type ReplayStore } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
+import { rawSocket, requestHead } from '../helpers/raw-socket';
 import { deferred, SECRET } from '../helpers/recorder';
 import { listen, WEBHOOK_PATH } from '../helpers/servers';
 
@@ -48,6 +49,21 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
       expect((await send(url, good)).json).toEqual({ success: true, duplicate: true });
       expect(seen).toHaveLength(1);
       expect(runs).toBe(1);
+    });
+  });
+
+  it('closes the connection of a refusal made before the body was read, so the rest of it is never read', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    await withApp(webhooks, true, async (url, seen) => {
+      const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+      await socket.connected;
+      // A body declared far longer than what is sent: only a closed connection ends this exchange.
+      const head = requestHead(WEBHOOK_PATH, { 'Content-Type': 'application/json', 'X-MITPO-Signature': 'bogus', 'Content-Length': '1000000' });
+      await socket.write(`${head}{"event":`);
+      expect(await socket.status()).toBe(400);
+      expect(socket.received().toLowerCase()).toContain('\r\nconnection: close\r\n');
+      await socket.closed;
+      expect(seen).toMatchObject([{ headersSent: false }]);
     });
   });
 
