@@ -1,11 +1,11 @@
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
-import { readSeconds } from './duration-option';
+import { checkOptionKeys } from './option-keys';
 import type { DeadLetterHandler, MitpoWebhooksOptions } from './node-types';
 import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import { nodePlatform } from './platform/node-platform';
 import type { DeliveryPipeline } from './pipeline/delivery-pipeline';
 import { pipelineOf } from './pipeline/pipeline-of';
-import { WebhooksCore } from './receiver/webhooks-core';
+import { closeTimeoutOf, WebhooksCore } from './receiver/webhooks-core';
 
 /**
  * Receives MITPO webhooks: verifies the signature and freshness, parses the
@@ -66,6 +66,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     const queue = this.queue;
     if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
     if (this.nodePipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
+    checkOptionKeys(options, 'startWorker()', ['concurrency', 'trace']);
     const { trace = 'link', ...queueOptions } = options;
     if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
     const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions);
@@ -90,7 +91,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
   override close(options: { timeout?: number } = {}): Promise<void> {
-    const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
+    const timeout = closeTimeoutOf(options);
     // Workers stop taking jobs at once, not after the deliveries being received:
     // only handlers already running are awaited.
     const workersClosed = this.nodePipeline.shutdown.closing

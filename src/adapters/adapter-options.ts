@@ -1,21 +1,8 @@
 /**
- * The options every mounting takes (a path, and a few of its own), checked the
- * same way everywhere: a typo or a relative path fails at mount time with a
- * TypeError, not as a route that silently never matches.
+ * The path every mounting takes, checked the same way everywhere: a relative
+ * path fails at mount time with a TypeError, not as a route that silently
+ * never matches; and how a request's URL is matched against it.
  */
-
-/** Throws on anything but an object, and on a key outside `known`. Returns the object. */
-export function checkOptionKeys(options: unknown, where: string, known: readonly string[], shown = known): Record<string, unknown> {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`mitpo-webhooks: ${where} takes an options object, e.g. { path: "/webhooks/mitpo" }`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) {
-      throw new TypeError(`mitpo-webhooks: unknown ${where} option "${key}"; known options are ${shown.join(', ')}`);
-    }
-  }
-  return options as Record<string, unknown>;
-}
 
 /** A route path as given, checked and normalized; `undefined` stays so when the path is optional. */
 export function routePath(path: unknown, where: string, required: boolean): string | undefined {

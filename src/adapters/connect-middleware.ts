@@ -4,7 +4,8 @@ import type { BodySource } from '../body/body-errors';
 import { keptOnNodeRequest, readNodeBody, type NodeRequest } from '../body/read-node-body';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
-import { checkOptionKeys, isServedPath, routePath } from './adapter-options';
+import { checkOptionKeys } from '../option-keys';
+import { isServedPath, routePath } from './adapter-options';
 import { nodeAnswer } from './node-answer';
 
 /** Options of `webhooks.middleware()`. */

@@ -7,12 +7,15 @@ const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
  * what body-parser users already write: a byte count, or `'100kb'`, `'1mb'`.
  */
 export function parseSizeLimit(limit: unknown): number {
-  if (typeof limit === 'number') {
-    if (Number.isFinite(limit) && limit >= 0) return Math.floor(limit);
-  } else if (typeof limit === 'string') {
-    const match = SIZE.exec(limit);
-    if (match) return Math.floor(Number(match[1]) * UNITS[(match[2] ?? 'b').toLowerCase()]!);
-  }
+  const bytes = bytesOf(limit);
+  // Under one byte, every delivery would be refused 413.
+  if (bytes !== undefined && bytes >= 1) return bytes;
   const shown = typeof limit === 'string' ? JSON.stringify(limit.slice(0, 40)) : String(limit);
-  throw new TypeError(`mitpo-webhooks: limit must be a number of bytes or a size such as '512kb' or '1mb' (got ${shown})`);
+  throw new TypeError(`mitpo-webhooks: limit must be at least 1 byte: a number of bytes or a size such as '512kb' or '1mb' (got ${shown})`);
+}
+
+function bytesOf(limit: unknown): number | undefined {
+  if (typeof limit === 'number') return Number.isFinite(limit) ? Math.floor(limit) : undefined;
+  const match = typeof limit === 'string' ? SIZE.exec(limit) : null;
+  return match ? Math.floor(Number(match[1]) * UNITS[(match[2] ?? 'b').toLowerCase()]!) : undefined;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
+import { checkOptionKeys } from '../option-keys';
 import { toError } from '../errors';
 import {
   DeferredDelivery,
@@ -136,6 +137,16 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (typeof options?.connection !== 'object' || options.connection === null) {
       throw new TypeError('mitpo-webhooks/bullmq: connection is required, e.g. { url: process.env.REDIS_URL }');
     }
+    checkOptionKeys(options, 'BullMQDeliveryQueue', [
+      'connection',
+      'name',
+      'attempts',
+      'backoff',
+      'enqueueTimeout',
+      'lockDuration',
+      'deadLetterRetention',
+      'maxPendingBytes',
+    ]);
     const { name = 'mitpo-webhooks', attempts = 5 } = options;
     if (typeof name !== 'string' || name === '' || name.includes(':')) {
       throw new TypeError('mitpo-webhooks/bullmq: name must be a non-empty string without ":"');
@@ -146,7 +157,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     this.name = name;
     this.attempts = attempts;
     this.connection = options.connection;
-    this.backoffMs = seconds(options.backoff, 'backoff', 10, 86_400) * 1000;
+    this.backoffMs = seconds(options.backoff, 'backoff', 10, 3600) * 1000;
     this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
     this.lockDurationMs = seconds(options.lockDuration, 'lockDuration', 30, 3600) * 1000;
     this.deadLetterRetentionSeconds = Math.ceil(seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400));

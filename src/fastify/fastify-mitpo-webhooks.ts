@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { checkOptionKeys, routePath } from '../adapters/adapter-options';
+import { routePath } from '../adapters/adapter-options';
+import { checkOptionKeys } from '../option-keys';
 import type { MitpoWebhooks } from '../mitpo-webhooks';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { pipelineOf } from '../pipeline/pipeline-of';

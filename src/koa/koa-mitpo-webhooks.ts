@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { checkOptionKeys, isServedPath, routePath } from '../adapters/adapter-options';
+import { isServedPath, routePath } from '../adapters/adapter-options';
+import { checkOptionKeys } from '../option-keys';
 import { nodeAnswer } from '../adapters/node-answer';
 import { readNodeBody } from '../body/read-node-body';
 import type { DeliveryHeaders } from '../headers/delivery-headers';

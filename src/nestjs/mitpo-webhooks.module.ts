@@ -11,7 +11,8 @@ import {
   type Provider,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
-import { checkOptionKeys, normalizePath, routePath } from '../adapters/adapter-options';
+import { normalizePath, routePath } from '../adapters/adapter-options';
+import { checkOptionKeys } from '../option-keys';
 import { readSeconds } from '../duration-option';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
 import { registerWebhookRoute } from '../fastify/fastify-route';

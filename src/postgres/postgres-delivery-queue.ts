@@ -1,5 +1,6 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
+import { checkOptionKeys } from '../option-keys';
 import { toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
@@ -107,6 +108,16 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     if (typeof options?.pool?.query !== 'function' || typeof options.pool.connect !== 'function') {
       throw new TypeError('mitpo-webhooks/postgres: pool is required: a pg Pool, e.g. new Pool({ connectionString: process.env.DATABASE_URL })');
     }
+    checkOptionKeys(options, 'PostgresDeliveryQueue', [
+      'pool',
+      'schema',
+      'attempts',
+      'backoff',
+      'enqueueTimeout',
+      'pollInterval',
+      'deadLetterRetention',
+      'maxPendingBytes',
+    ]);
     const { schema = 'mitpo_webhooks', attempts = 5, maxPendingBytes = 32 * 1024 * 1024 } = options;
     if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
       throw new TypeError('mitpo-webhooks/postgres: schema must be lower-case letters, digits and _ (at most 48), starting with a letter or _');
@@ -121,7 +132,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     this.schema = schema;
     this.table = `"${schema}".deliveries`;
     this.attempts = attempts;
-    this.backoffMs = seconds(options.backoff, 'backoff', 10, 86_400) * 1000;
+    this.backoffMs = seconds(options.backoff, 'backoff', 10, 3600) * 1000;
     this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
     this.pollIntervalMs = seconds(options.pollInterval, 'pollInterval', 5, 3600) * 1000;
     this.deadLetterRetentionMs = seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400) * 1000;

@@ -2,6 +2,7 @@ import { createFetchHandler, type FetchHandler } from '../adapters/fetch-handler
 import type { WebhookResponse } from '../answers';
 import { requestFromInput, type DeliveryInput } from '../delivery-input';
 import { readSeconds } from '../duration-option';
+import { checkOptionKeys } from '../option-keys';
 import type { MitpoEvent, MitpoEventName } from '../events/schemas';
 import { resolveOptions } from '../options';
 import { DeliveryPipeline } from '../pipeline/delivery-pipeline';
@@ -97,7 +98,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
   close(options: { timeout?: number } = {}): Promise<void> {
-    const timeout = readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
+    const timeout = closeTimeoutOf(options);
     return this.pipeline.shutdown.close(timeout, () => Promise.resolve());
   }
 
@@ -135,4 +136,10 @@ export class WebhooksCore<Bytes extends Uint8Array> {
     const { status, body } = await this.pipeline.process(requestFromInput(input));
     return { status, body };
   }
+}
+
+/** `close()`'s options, checked: its `timeout` in seconds (default 30). @throws TypeError */
+export function closeTimeoutOf(options: { timeout?: number }): number {
+  checkOptionKeys(options, 'close()', ['timeout']);
+  return readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
 }

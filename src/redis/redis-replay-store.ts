@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { readSeconds } from '../duration-option';
+import { checkOptionKeys } from '../option-keys';
 import { withTimeout } from '../with-timeout';
 import type { EventOrder } from '../ordering/event-order';
 import type { ClaimResult, OrderedClaimResult, ReplayStore } from '../replay/replay-store';
@@ -125,6 +126,7 @@ export class RedisReplayStore implements ReplayStore {
   /** @throws TypeError when the client is neither ioredis nor node-redis, or an option is invalid */
   constructor(client: RedisClientLike, options: RedisReplayStoreOptions = {}) {
     this.run = commandRunner(client);
+    checkOptionKeys(options, 'RedisReplayStore', ['prefix', 'commandTimeout']);
     const { prefix = 'mitpo-webhooks:' } = options;
     if (typeof prefix !== 'string') throw new TypeError('mitpo-webhooks/redis: prefix must be a string');
     this.prefix = prefix;

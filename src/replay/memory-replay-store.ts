@@ -1,3 +1,4 @@
+import { checkOptionKeys } from '../option-keys';
 import type { EventOrder } from '../ordering/event-order';
 import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-store';
 
@@ -66,8 +67,9 @@ export class MemoryReplayStore implements ReplayStore {
   private readonly turns: Holds;
   private readonly now: () => number;
 
-  /** @throws TypeError when `maxEntries` is not a whole number from 1 to 16 777 216 */
+  /** @throws TypeError on an unknown option, a `maxEntries` that is not a whole number from 1 to 16 777 216, or a `now` that is not a function */
   constructor(options: MemoryReplayStoreOptions = {}) {
+    checkOptionKeys(options, 'MemoryReplayStore', ['maxEntries', 'now']);
     const maxEntries = options.maxEntries ?? 100_000;
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1 || maxEntries > 2 ** 24) {
       throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 16777216 (got ${String(maxEntries)})`);
@@ -77,7 +79,9 @@ export class MemoryReplayStore implements ReplayStore {
     this.held = new Holds();
     this.applied = new OldestFirst();
     this.turns = new Holds();
-    this.now = options.now ?? Date.now;
+    const now = options.now ?? Date.now;
+    if (typeof now !== 'function') throw new TypeError('mitpo-webhooks: MemoryReplayStore now must be a function returning milliseconds since the epoch');
+    this.now = now;
   }
 
   /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up, evicted or swept). */

@@ -1,4 +1,8 @@
 import { MitpoWebhooks, MemoryReplayStore } from '../../src';
+import { BullMQDeliveryQueue } from '../../src/bullmq';
+import { PostgresDeliveryQueue } from '../../src/postgres';
+import { RedisReplayStore } from '../../src/redis';
+import { MemoryDeliveryQueue } from '../../src/testing';
 
 const SECRET = 'whsec_valid_secret';
 
@@ -22,6 +26,8 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
     ['an unreadable limit', { secret: SECRET, limit: '1 megabyte' }, /limit must be/],
     ['a logger without error()', { secret: SECRET, logger: { warn() {} } }, /logger/],
     ['a misspelt option', { secret: SECRET, tolerence: 60 }, /unknown option "tolerence"/],
+    ['a limit of no bytes, which refuses every delivery', { secret: SECRET, limit: 0 }, /limit must be/],
+    ['a limit under one byte', { secret: SECRET, limit: '0.5b' }, /limit must be/],
   ])('%s', (_name, options, message) => {
     expect(() => new MitpoWebhooks(options as never)).toThrow(TypeError);
     expect(() => new MitpoWebhooks(options as never)).toThrow(message);
@@ -102,6 +108,33 @@ describe('MemoryReplayStore options', () => {
       expect(() => new MemoryReplayStore({ maxEntries })).toThrow(TypeError);
     }
   });
+
+  it('refuses a clock that is not a function when it is built, not at the first delivery', () => {
+    expect(() => new MemoryReplayStore({ now: 'x' as never })).toThrow(/MemoryReplayStore now must be a function/);
+  });
+});
+
+// A misspelt option would otherwise be ignored in silence and its default used (`atempts: 3`
+// retrying five times), so every options object is checked where it is given.
+describe('a misspelt option is a TypeError wherever options are given', () => {
+  const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
+  const redis = { call: async () => null };
+  it.each<[string, () => unknown, string]>([
+    ['new MemoryReplayStore()', () => new MemoryReplayStore({ maxEntrie: 5 } as never), 'unknown MemoryReplayStore option "maxEntrie"; known options are maxEntries, now'],
+    ['new MemoryDeliveryQueue()', () => new MemoryDeliveryQueue({ atempts: 1 } as never), 'unknown MemoryDeliveryQueue option "atempts"'],
+    ['new RedisReplayStore()', () => new RedisReplayStore(redis, { prefx: 'x' } as never), 'unknown RedisReplayStore option "prefx"'],
+    ['new BullMQDeliveryQueue()', () => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, atempts: 3 } as never), 'unknown BullMQDeliveryQueue option "atempts"'],
+    ['new PostgresDeliveryQueue()', () => new PostgresDeliveryQueue({ pool, pollIntervall: 1 } as never), 'unknown PostgresDeliveryQueue option "pollIntervall"'],
+    ['webhooks.close()', () => new MitpoWebhooks({ secret: SECRET }).close({ timout: 1 } as never), 'unknown close() option "timout"'],
+    [
+      'webhooks.startWorker()',
+      () => new MitpoWebhooks({ secret: SECRET, replay: false, queue: new MemoryDeliveryQueue() }).startWorker({ concurency: 10 } as never),
+      'unknown startWorker() option "concurency"; known options are concurrency, trace',
+    ],
+  ])('%s', (_name, build, message) => {
+    expect(build).toThrow(TypeError);
+    expect(build).toThrow(message);
+  });
 });
 
 describe('duration options a millisecond slip cannot pass', () => {
@@ -113,5 +146,17 @@ describe('duration options a millisecond slip cannot pass', () => {
     expect(() => new MitpoWebhooks({ secret: SECRET, [name]: most })).not.toThrow();
     expect(() => new MitpoWebhooks({ secret: SECRET, [name]: most + 1 })).toThrow(TypeError);
     expect(() => new MitpoWebhooks({ secret: SECRET, [name]: slip })).toThrow(new RegExp(`${name} is ${slip} seconds.*not milliseconds`));
+  });
+});
+
+describe("a queue's backoff in milliseconds is refused, naming the unit", () => {
+  const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
+  it.each<[string, (backoff: number) => unknown]>([
+    ['BullMQDeliveryQueue', (backoff) => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, backoff })],
+    ['PostgresDeliveryQueue', (backoff) => new PostgresDeliveryQueue({ pool: pool as never, backoff })],
+    ['MemoryDeliveryQueue', (backoff) => new MemoryDeliveryQueue({ backoff })],
+  ])('%s: at most an hour, so its default written in milliseconds (10000) cannot pass', (_name, build) => {
+    expect(() => build(10_000)).toThrow(/backoff is 10000 seconds.*not milliseconds/);
+    expect(() => build(3601)).toThrow(TypeError);
   });
 });
