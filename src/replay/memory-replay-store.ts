@@ -17,9 +17,6 @@ export interface MemoryReplayStoreOptions {
   now?: () => number;
 }
 
-/** Holds kept before the first sweep of lapsed ones: more than a receiver has in flight in the usual run. */
-const SWEEP_FLOOR = 64;
-
 /** A claim not yet completed or released: a delivery being handled, or a resource's turn taken. */
 interface Hold {
   until: number;
@@ -101,9 +98,10 @@ export class MemoryReplayStore implements ReplayStore {
   async complete(key: string, retentionMs: number): Promise<void> {
     // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the
     // same, even past `maxEntries` by this one key when every other place is a live claim.
+    const now = this.now();
     this.held.delete(key);
-    if (this.handled.get(key) === undefined) this.roomForHandled();
-    this.handled.set(key, this.now() + retentionMs);
+    if (this.handled.get(key) === undefined) this.makeRoom(now);
+    this.handled.set(key, now + retentionMs);
   }
 
   async release(key: string, token?: string): Promise<void> {
@@ -124,7 +122,8 @@ export class MemoryReplayStore implements ReplayStore {
     if (applied !== undefined && applied > order.position) return { stale: applied };
     if (turn !== undefined && turn.token !== token) return 'resource_in_flight';
     this.roomForClaim(now);
-    this.turns.sweepIfDue(now);
+    // A live turn goes with a live claim, so only lapsed ones can take the store past `maxEntries` turns.
+    if (this.turns.size >= this.maxEntries) this.turns.forgetLapsed(now);
     this.turns.set(order.resource, { until: now + inFlightTtlMs, token });
     this.held.set(key, { until: now + inFlightTtlMs, token });
     return 'claimed';
@@ -134,7 +133,7 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     const applied = this.appliedPosition(order.resource, now);
     if (applied === undefined || applied < order.position) {
-      if (this.applied.size >= this.maxEntries) this.applied.deleteOldest();
+      if (applied === undefined && this.applied.size >= this.maxEntries) this.applied.deleteOldest();
       this.applied.set(order.resource, { position: order.position, until: now + orderRetentionMs });
     }
     // A lapsed turn goes whoever took it last, as its expiry removes it in Redis.
@@ -154,24 +153,24 @@ export class MemoryReplayStore implements ReplayStore {
   }
 
   /**
-   * Room for one more claim within `maxEntries`: the oldest handled key goes;
-   * when every key is a claim, the lapsed ones are swept.
+   * Room for one more claim within `maxEntries`.
    * @throws Error when every key is the claim of a delivery being handled
    */
   private roomForClaim(now: number): void {
-    this.held.sweepIfDue(now);
-    this.roomForHandled();
-    if (this.held.size < this.maxEntries) return;
-    // Reached only with `maxEntries` verified deliveries in flight at once, never by forged
-    // requests, so a full sweep here (on every claim while it lasts) is affordable.
-    this.held.sweep(now);
+    this.makeRoom(now);
     if (this.held.size >= this.maxEntries) {
       throw new Error(`MemoryReplayStore is full: ${this.maxEntries} deliveries (maxEntries) are being handled at once`);
     }
   }
 
-  /** Forgets the oldest handled keys until there is room for one more key, as far as handled keys can make it. */
-  private roomForHandled(): void {
+  /**
+   * Room for one more key when the store is full, as far as keys can be
+   * forgotten: lapsed claims first, so they never take the place of a live
+   * handled key, then the oldest handled keys.
+   */
+  private makeRoom(now: number): void {
+    if (this.handled.size + this.held.size < this.maxEntries) return;
+    this.held.forgetLapsed(now);
     while (this.handled.size > 0 && this.handled.size + this.held.size >= this.maxEntries) this.handled.deleteOldest();
   }
 
@@ -236,14 +235,13 @@ class OldestFirst<V> {
 /**
  * Claims, each held until it is released or lapses: never forgotten to make
  * room. Only a caller that claims and never settles leaves lapsed ones (the
- * pipeline settles or renews every claim it takes), so they are swept once
- * `SWEEP_FLOOR` are held, then once twice as many are held as were live at the
- * last sweep: each sweep is paid for by as many claims since the one before,
- * and lapsed claims never take more than about half the room.
+ * pipeline settles or renews every claim it takes); they are forgotten when
+ * the room is needed. `earliest` is at most the earliest `until` held, so that
+ * a full store looks through its claims only once one may have lapsed.
  */
 class Holds {
   private readonly entries = new Map<string, Hold>();
-  private sweepAt = SWEEP_FLOOR;
+  private earliest = Infinity;
 
   get size(): number {
     return this.entries.size;
@@ -259,16 +257,17 @@ class Holds {
 
   set(key: string, hold: Hold): void {
     this.entries.set(key, hold);
+    this.earliest = Math.min(this.earliest, hold.until);
   }
 
-  sweepIfDue(now: number): void {
-    if (this.entries.size >= this.sweepAt) this.sweep(now);
-  }
-
-  /** Forgets every lapsed hold. */
-  sweep(now: number): void {
-    for (const [key, { until }] of this.entries) if (until <= now) this.entries.delete(key);
-    this.sweepAt = Math.max(SWEEP_FLOOR, 2 * this.entries.size);
+  /** Forgets every hold lapsed by `now`. */
+  forgetLapsed(now: number): void {
+    if (now < this.earliest) return;
+    this.earliest = Infinity;
+    for (const [key, { until }] of this.entries) {
+      if (until <= now) this.entries.delete(key);
+      else this.earliest = Math.min(this.earliest, until);
+    }
   }
 
   /** @returns whether `key` was held */
@@ -284,13 +283,14 @@ class Holds {
 
   /**
    * Extends `token`'s hold on `key` to `until`. A lapsed hold no one else has
-   * taken is still `token`'s, until a look-up of `key` or a sweep forgets it.
+   * taken is still `token`'s, until a look-up of `key` forgets it or its place is needed.
    * @returns false when `token` no longer holds `key`
    */
   renew(key: string, token: string, until: number): boolean {
     const hold = this.entries.get(key);
     if (hold === undefined || hold.token !== token) return false;
     hold.until = until;
+    this.earliest = Math.min(this.earliest, until);
     return true;
   }
 }

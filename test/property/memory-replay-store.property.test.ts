@@ -14,16 +14,13 @@ interface Held {
 
 /**
  * The store's contract in the plainest form: at most `max` keys, handled and
- * claimed together. Handled keys in the order they were completed, the first
- * one out when another key needs room; claims never forgotten to make room,
- * only when they lapse (swept once 64 are held, then twice the live ones, and
- * whenever a claim finds no handled key to make room), and a claim refused when
- * every place is a live claim.
+ * claimed together. When another key needs a place in a full store, the lapsed
+ * claims go first, then the handled keys in the order they were completed; a
+ * live claim never goes, and a claim is refused when every place is a live claim.
  */
 class ReferenceStore {
   private handled: Handled[] = [];
   private held: Held[] = [];
-  private sweepAt = 64;
   constructor(
     private readonly max: number,
     private readonly now: () => number,
@@ -39,9 +36,7 @@ class ReferenceStore {
       if (claim.expiresAt > this.now()) return 'in_flight';
       this.held = this.held.filter((entry) => entry !== claim);
     }
-    if (this.held.length >= this.sweepAt) this.sweep();
     this.makeRoom();
-    if (this.held.length >= this.max) this.sweep();
     if (this.held.length >= this.max) return 'full';
     this.held.push({ key, expiresAt: this.now() + ttl, token });
     return 'claimed';
@@ -54,11 +49,9 @@ class ReferenceStore {
     this.handled.push({ key, expiresAt: this.now() + retention });
   }
   private makeRoom() {
-    while (this.handled.length > 0 && this.handled.length + this.held.length >= this.max) this.handled.shift();
-  }
-  private sweep() {
+    if (this.handled.length + this.held.length < this.max) return;
     this.held = this.held.filter((entry) => entry.expiresAt > this.now());
-    this.sweepAt = Math.max(64, 2 * this.held.length);
+    while (this.handled.length > 0 && this.handled.length + this.held.length >= this.max) this.handled.shift();
   }
   release(key: string, token: string | undefined) {
     this.held = this.held.filter((entry) => entry.key !== key || (token !== undefined && token !== entry.token));

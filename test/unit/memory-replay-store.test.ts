@@ -119,8 +119,19 @@ describe('MemoryReplayStore', () => {
       await store.claim(`quick-${i}`, 100, `quick-${i}`);
       await store.complete(`quick-${i}`, 60_000);
     }
-    expect(store.size).toBeLessThanOrEqual(1000);
-    expect(await store.claim('quick-1200', 100)).toBe('done'); // at most 200 places taken by lapsed claims
+    expect(store.size).toBe(1000);
+    expect(await store.claim('quick-1000', 100)).toBe('done'); // the 1000 handled last: no place taken by a lapsed claim
+  });
+
+  it('forgets lapsed claims, not a live handled key, to make room for a claim', async () => {
+    const { store, clock } = storeWithClock(10);
+    await store.claim('handled', 100);
+    await store.complete('handled', 60_000);
+    for (let i = 0; i < 9; i++) await store.claim(`abandoned-${i}`, 100);
+    clock.now += 101;
+    expect(await store.claim('new', 100)).toBe('claimed');
+    expect(store.size).toBe(2);
+    expect(await store.claim('handled', 100)).toBe('done');
   });
 
   it('holds maxEntries keys in all, the claims of slow deliveries among them, however long they run beside a steady stream', async () => {
@@ -219,6 +230,15 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(kept.turns.size).toBe(33); // the 32 busy ones and early-older's
   });
 
+  it('keeps maxEntries applied positions when a resource already kept records a later one', async () => {
+    const { store } = storeWithClock(2);
+    for (const [key, resource, position] of [['a5', 'A', 5], ['b5', 'B', 5], ['b6', 'B', 6]] as const) {
+      await store.claimInOrder(key, order(resource, position), 60_000, key);
+      await store.completeInOrder(key, order(resource, position), 60_000, 60_000, key);
+    }
+    expect(await store.claimInOrder('a1', order('A', 1), 60_000, 'a1')).toEqual({ stale: 5 });
+  });
+
   it('never forgets a held turn to make room: with maxEntries of them held, another resource is refused', async () => {
     const { store } = storeWithClock(10);
     for (let i = 0; i < 10; i++) expect(await store.claimInOrder(`slow-${i}`, order(`busy-${i}`, 1), 60_000, `slow-${i}`)).toBe('claimed');
@@ -237,7 +257,7 @@ describe('MemoryReplayStore with ordering, when full', () => {
       clock.now += 1001;
       most = Math.max(most, kept.turns.size);
     }
-    expect(most).toBeLessThanOrEqual(65); // swept once 64 are held, whatever maxEntries is
+    expect(most).toBeLessThanOrEqual(11); // forgotten once maxEntries are held
     expect(store.size).toBeLessThanOrEqual(10);
     expect(await store.claimInOrder('next', order('gone-999', 2), 1000, 'next')).toBe('claimed');
   });
