@@ -139,7 +139,10 @@ export class WebhooksCore<Bytes extends Uint8Array> {
 }
 
 /** `close()`'s options, checked: its `timeout` in seconds (default 30). @throws TypeError */
-export function closeTimeoutOf(options: { timeout?: number }): number {
-  checkOptionKeys(options, 'close()', ['timeout']);
-  return readSeconds(options.timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
+export function closeTimeoutOf(options: unknown): number {
+  // Anything but an object is no options: `process.on('SIGTERM', webhooks.close.bind(webhooks))`
+  // hands close() the signal's name, and a shutdown must not throw there.
+  if (typeof options !== 'object' || options === null) return closeTimeoutOf({});
+  const { timeout } = checkOptionKeys(options, 'close()', ['timeout']);
+  return readSeconds(timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
 }

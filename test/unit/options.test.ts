@@ -160,3 +160,12 @@ describe("a queue's backoff in milliseconds is refused, naming the unit", () => 
     expect(() => build(3601)).toThrow(TypeError);
   });
 });
+
+describe('close() handed a signal name, as process.on(signal, webhooks.close.bind(webhooks)) does', () => {
+  it('closes with its defaults instead of throwing in the signal handler', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    await expect((webhooks.close as (signal: unknown) => Promise<void>)('SIGTERM')).resolves.toBeUndefined();
+    const { status } = await webhooks.receive({ rawBody: '{}', headers: {} });
+    expect(status).toBe(503);
+  });
+});
