@@ -81,7 +81,7 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
  * long the sender makes it: the answer closes the connection instead, as ours does.
  */
 function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void): void {
-  if (!req.readableEnded && req.httpVersionMajor < 2 && !res.headersSent) res.setHeader('connection', 'close');
+  if (!req.complete && req.httpVersionMajor < 2 && !res.headersSent) res.setHeader('connection', 'close');
   next(error);
 }
 

@@ -24,6 +24,6 @@ export function nodeAnswer(req: IncomingMessage, outcome: Outcome, closing = fal
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
-  if ((closing || !req.readableEnded) && req.httpVersionMajor < 2) headers.connection = 'close';
+  if ((closing || !req.complete) && req.httpVersionMajor < 2) headers.connection = 'close';
   return { status: outcome.status, headers, json };
 }

@@ -67,6 +67,18 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
     });
   });
 
+  it('keeps the connection of a refused request that has all arrived, with nothing left to read', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    await withApp(webhooks, true, async (url) => {
+      const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+      await socket.connected;
+      await socket.write(`PUT ${WEBHOOK_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n`);
+      expect(await socket.status()).toBe(405);
+      expect(socket.received().toLowerCase()).not.toContain('connection: close');
+      socket.destroy();
+    });
+  });
+
   it('lets Express’s own error handler answer with the error’s status, Allow included on a 405', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     await withApp(webhooks, false, async (url) => {

@@ -3,9 +3,10 @@ import { SUCCESS } from '../../src/answers';
 import { nodeAnswer } from '../../src/adapters/node-answer';
 
 describe('nodeAnswer', () => {
-  const request = (httpVersionMajor: number, readableEnded: boolean) => ({ httpVersionMajor, readableEnded }) as IncomingMessage;
+  const request = (httpVersionMajor: number, complete: boolean) => ({ httpVersionMajor, complete }) as IncomingMessage;
 
-  it('closes an HTTP/1 connection whose body was never read, so a refused sender cannot make us drain it', () => {
+  // `complete`: the whole message has arrived, so nothing is left for Node to read, whether or not anyone read it.
+  it('closes an HTTP/1 connection whose body has not all arrived, so a refused sender cannot make us drain it', () => {
     expect(nodeAnswer(request(1, false), SUCCESS).headers.connection).toBe('close');
     expect(nodeAnswer(request(1, true), SUCCESS).headers.connection).toBeUndefined();
   });
