@@ -385,6 +385,11 @@ class PostgresWorker implements DeliveryWorker {
     const client = await this.pool.connect();
     this.running.add(client);
     let broken: Error | undefined;
+    // A connection lost while no query runs (a handler doing other work) is an 'error'
+    // event on the client, which the pool stops listening for while it is checked out:
+    // unheard, it would end the process. The run then fails on its next query.
+    const lost = (error: Error) => (broken = error);
+    client.on('error', lost);
     try {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
@@ -405,6 +410,7 @@ class PostgresWorker implements DeliveryWorker {
       broken = toError(error);
       throw error;
     } finally {
+      client.off('error', lost);
       if (this.running.delete(client)) client.release(broken);
     }
   }

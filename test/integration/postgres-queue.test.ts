@@ -112,6 +112,29 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await effects(key)).toBe(1);
   });
 
+  it('outlives the loss of a running delivery’s connection: the run fails, the process stays up, and the retry applies the write once', async () => {
+    const webhooks = receiver();
+    const attempts: number[] = [];
+    webhooks.onAny(async (_event, ctx) => {
+      attempts.push(ctx.attempt);
+      await writeEffect(ctx);
+      if (ctx.attempt > 1) return;
+      // Postgres ends the connection while the handler does other work (a restart, a failover, a proxy's timeout).
+      const client = ctx.db as unknown as Pool & { once(event: 'end', listener: () => void): void };
+      const ended = new Promise<void>((resolve) => client.once('end', resolve));
+      const { rows } = await ctx.db!.query('select pg_backend_pid() as pid');
+      await pool.query('select pg_terminate_backend($1)', [(rows[0] as { pid: number }).pid]);
+      await ended;
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'done');
+    expect(attempts).toEqual([1, 2]);
+    expect(await effects(key)).toBe(1);
+  });
+
   it('rolls back the writes of a failed run: a handler that writes through ctx.db and then fails, retried to success, applied once', async () => {
     const webhooks = receiver();
     const attempts: number[] = [];
