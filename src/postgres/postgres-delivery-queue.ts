@@ -530,7 +530,9 @@ class PostgresWorker implements DeliveryWorker {
       );
       return;
     }
-    const message = failure instanceof Error ? failure.message : String(failure);
+    // Postgres text cannot hold U+0000, which a handler's message may echo from a payload: refused,
+    // the failure would go unrecorded, and its run retried at once rather than after its backoff.
+    const message = (failure instanceof Error ? failure.message : String(failure)).replaceAll('\u0000', '\ufffd');
     if (failure instanceof FinalDeliveryFailure || attempt >= row.attempts) {
       await client.query(
         `update ${this.table} set state = 'dead', errors = errors || jsonb_build_array($2::text), finished_at = now(), lease_until = null,

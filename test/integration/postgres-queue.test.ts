@@ -135,6 +135,20 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await effects(key)).toBe(1);
   });
 
+  it('records a failure whose message holds a NUL character (Postgres text cannot), and waits out the backoff', async () => {
+    const webhooks = receiver({ backoff: 60 });
+    webhooks.onAny(() => {
+      throw new Error('payload said "a\u0000b"');
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => ((await rowOf(key))?.errors.length ?? 0) > 0);
+    const row = (await pool.query(`select errors, started, run_after > now() + interval '30 seconds' as backed_off from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
+    expect(row).toEqual({ errors: [expect.stringMatching(/: payload said "a\ufffdb"$/)], started: 1, backed_off: true });
+  });
+
   it('rolls back the writes of a failed run: a handler that writes through ctx.db and then fails, retried to success, applied once', async () => {
     const webhooks = receiver();
     const attempts: number[] = [];
