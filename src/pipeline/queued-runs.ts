@@ -3,7 +3,7 @@ import { toError, WebhookVerificationError } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
 import type { StaleEvents } from '../ordering/stale-events';
-import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun } from '../queue/delivery-queue';
+import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun, type TakeTurn } from '../queue/delivery-queue';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
@@ -184,16 +184,12 @@ export class QueuedRuns {
       this.deadLetter(event, ctx, died);
       throw died;
     }
-    const order = this.checks.options.orderOf?.(event);
-    if (order !== undefined) {
-      if (takeTurn === undefined) throw new Error('the queue gave this run no takeTurn, so it cannot keep order');
-      const turn = await takeTurn(order);
-      if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
-      if (turn !== 'taken') {
-        await this.completed(complete, event, ctx, lastAttempt, 'stale');
-        this.stale.skipped(event, ctx, turn.stale);
-        return 'stale';
-      }
+    const turn = await this.turnOf(event, takeTurn, ctx, lastAttempt);
+    if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
+    if (turn !== undefined && turn !== 'taken') {
+      await this.completed(complete, event, ctx, lastAttempt, 'stale');
+      this.stale.skipped(event, ctx, turn.stale);
+      return 'stale';
     }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
     if (failures.length === 0) {
@@ -207,6 +203,35 @@ export class QueuedRuns {
     this.failures.worker('error', { code: 'handler_failed', event: event.event, deliveryKey, attempt, err: failed }, `mitpo-webhooks: a queued delivery's handlers failed (attempt ${attempt})`);
     if (lastAttempt) this.deadLetter(event, ctx, failed);
     throw failed;
+  }
+
+  /**
+   * With `ordering`, the resource's turn for this run; undefined without it, or
+   * for an event of no resource. Our side's failure here (an `ordering.key`
+   * that threw, the queue's store) fails the run like a failed handler: retried,
+   * and after the last attempt a dead letter that `onDeadLetter` is told of.
+   */
+  private async turnOf(
+    event: MitpoEvent | UnknownMitpoEvent,
+    takeTurn: TakeTurn | undefined,
+    ctx: DeliveryContext,
+    lastAttempt: boolean,
+  ): Promise<Awaited<ReturnType<TakeTurn>> | undefined> {
+    try {
+      const order = this.checks.options.orderOf?.(event);
+      if (order === undefined) return undefined;
+      if (takeTurn === undefined) throw new Error('the queue gave this run no takeTurn, so it cannot keep order');
+      return await takeTurn(order);
+    } catch (error) {
+      const failed = toError(error);
+      this.failures.worker(
+        'error',
+        { code: 'internal_error', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
+        `mitpo-webhooks: a queued delivery could not take its resource's turn (attempt ${ctx.attempt})`,
+      );
+      if (lastAttempt) this.deadLetter(event, ctx, failed);
+      throw failed;
+    }
   }
 
   /**

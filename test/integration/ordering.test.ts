@@ -209,6 +209,29 @@ describe('ordering, in MemoryDeliveryQueue workers', () => {
     expect(stale.map((s) => s.event)).toEqual(['dispatch.accepted']);
     expect(queue.deadLetters()).toEqual([]);
   });
+
+  it('retries a run whose resource key throws, then tells onDeadLetter of it once, as of a failed handler', async () => {
+    const queue = new MemoryDeliveryQueue({ attempts: 2, backoff: 0 });
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      queue,
+      ordering: {
+        key: () => {
+          throw new Error('key bug');
+        },
+      },
+    });
+    const handler = jest.fn();
+    webhooks.onAny(handler);
+    const told: string[] = [];
+    webhooks.onDeadLetter((event, _ctx, error) => void told.push(`${event?.event}: ${error.message}`));
+    webhooks.startWorker();
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+    await queue.drain();
+    expect(handler).not.toHaveBeenCalled();
+    expect(told).toEqual(['dispatch.completed: key bug']);
+    expect(queue.deadLetters()).toHaveLength(1);
+  });
 });
 
 const describeRedis = describeWithRedis('the ordering tests on Redis');
