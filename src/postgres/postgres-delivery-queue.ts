@@ -268,12 +268,13 @@ class PostgresWorker implements DeliveryWorker {
   async close(timeoutSeconds: number): Promise<void> {
     this.closing = true;
     this.wake();
-    await withTimeout(Promise.all(this.loops), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
+    // The LISTEN connection being opened is waited for within the timeout too: one that
+    // comes later is dropped when it does (openListener sees `closing`).
+    await withTimeout(Promise.all([...this.loops, this.listening]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
     // A run still going is abandoned: its connection is destroyed, its transaction
     // rolls back, and another worker runs the delivery again.
     for (const client of this.running) client.release(new Error('mitpo-webhooks: the worker closed'));
     this.running.clear();
-    await this.listening;
     this.dropListener();
   }
 

@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { Pool } from 'pg';
@@ -32,6 +33,23 @@ describe('PostgresDeliveryQueue options (no database needed)', () => {
   it('is a TypeError to start a worker with a concurrency below 1', () => {
     expect(() => new PostgresDeliveryQueue({ pool }).startWorker(() => Promise.resolve(), { concurrency: 0 })).toThrow(/concurrency/);
   });
+
+  it('closes within its timeout when Postgres takes connections but never answers', async () => {
+    // A server that accepts and stays silent, as a hung database or a black-holing proxy does.
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const hungPool = new Pool({ host: '127.0.0.1', port: (silent.address() as AddressInfo).port, user: 'x', database: 'x' });
+    hungPool.on('error', () => undefined);
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: hungPool, pollInterval: 0.1 }) });
+      webhooks.startWorker();
+      await webhooks.close({ timeout: 0.2 });
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  }, 10_000);
 });
 
 describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
