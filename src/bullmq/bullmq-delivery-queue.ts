@@ -398,14 +398,21 @@ function keptFor(job: Job<JobData>): number {
 /** maxEventAge's default plus tolerance's, for a job that carries no retention. */
 const DEFAULT_KEPT_MS = (3 * 86_400 + 300) * 1000;
 
+/**
+ * The job as the worker's checks take it. Only the signature vouches for what
+ * Redis hands back: a field of a type the receiver never writes becomes bytes
+ * or a key that cannot verify, so the run finds the job tampered with and
+ * removes it, rather than failing on it until it is a dead letter.
+ */
 function deliveryOf(job: Job<JobData>): QueuedDelivery {
-  const { deliveryKey, body, headers, receivedAt, refused, traceparent, retriedByOperator } = job.data;
+  const { deliveryKey, body, headers, receivedAt, refused, traceparent, retriedByOperator } = (job.data ?? {}) as Partial<JobData>;
   return {
     ...(retriedByOperator === true && { retriedByOperator }),
-    deliveryKey,
-    rawBody: Buffer.from(body, 'base64'),
-    headers,
-    receivedAt,
+    deliveryKey: typeof deliveryKey === 'string' ? deliveryKey : '',
+    rawBody: typeof body === 'string' ? Buffer.from(body, 'base64') : Buffer.alloc(0),
+    headers: headers ?? {},
+    // Taken only when it is a time just before the job was queued (queued-runs' receiveTime).
+    receivedAt: receivedAt as number,
     ...(refused === undefined ? {} : { refused }),
     ...(traceparent === undefined ? {} : { traceparent }),
   };

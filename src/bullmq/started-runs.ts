@@ -2,7 +2,7 @@ import type { Job } from 'bullmq';
 
 /** The runs of a job the worker put off (for its resource's turn, or handed back at close), as the job records them. */
 export function deferralsOf(job: Pick<Job, 'data'>): number {
-  return Math.max(0, Math.trunc(Number((job.data as { deferrals?: unknown }).deferrals) || 0));
+  return Math.max(0, Math.trunc(Number((job.data as { deferrals?: unknown } | null)?.deferrals) || 0));
 }
 
 /**

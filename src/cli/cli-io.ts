@@ -51,3 +51,13 @@ export async function storeCall<T>(store: string, ms: number, work: Promise<T>):
     throw new CommandError(`${store} could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
   }
 }
+
+/**
+ * A time kept in a queue's storage, in milliseconds since the epoch, as ISO
+ * text; null when it is no date (storage is not an authority: one odd job must
+ * not stop a listing of the others).
+ */
+export function storedTime(ms: unknown): string | null {
+  const time = typeof ms === 'number' || typeof ms === 'string' ? new Date(Number(ms)) : undefined;
+  return time === undefined || Number.isNaN(time.getTime()) ? null : time.toISOString();
+}

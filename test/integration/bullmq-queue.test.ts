@@ -102,11 +102,14 @@ describeRedis('queued processing on BullMQ', () => {
       await inspect.add('mitpo-delivery', done!.data, { jobId: 'replayed-under-a-new-id' }),
       await inspect.add('mitpo-delivery', { ...done!.data, deliveryKey: 'attacker-chosen-key' }, { jobId: 'replayed-with-another-key' }),
       await inspect.add('mitpo-delivery', { ...done!.data, body: Buffer.from(forged.body).toString('base64'), headers: forgedHeaders }, { jobId: jobIdOf(deliveryKeyOf(forged.body)) }),
+      // Fields of types the receiver never writes, and no data at all.
+      await inspect.add('mitpo-delivery', { ...done!.data, body: 12345 }, { jobId: 'a-body-that-is-no-text' }),
+      await inspect.add('mitpo-delivery', null, { jobId: 'no-data-at-all' }),
     ];
     await waitFor(async () => (await Promise.all(added.map((job) => inspect.getJob(job.id!)))).every((job) => job === undefined));
     expect(keys).toEqual([deliveryKeyOf(delivery.body)]);
     expect(deadLetter).not.toHaveBeenCalled();
-    expect(warnings.filter((record) => record.code === 'tampered_delivery')).toHaveLength(3);
+    expect(warnings.filter((record) => record.code === 'tampered_delivery')).toHaveLength(5);
     expect(await stateOf(delivery.body)).toBe('completed');
   });
 
@@ -309,6 +312,26 @@ describeRedis('queued processing on BullMQ', () => {
     await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
     expect((await cli('list')).stdout).toContain('no failed deliveries');
     expect((await cli('show', 'no-such-key')).code).toBe(1);
+  });
+
+  // Storage is not an authority: a job written by another tool must not stop the listing of every other one.
+  it('the command line: lists and shows a job whose stored fields are not the types the receiver writes', async () => {
+    receiver();
+    const raw = new Queue(name, { connection: { url: REDIS_URL! } });
+    try {
+      await raw.add('odd', { deliveryKey: 42, headers: { 'x-mitpo-event': 123 }, receivedAt: 1e20, body: 12345 }, { jobId: 'odd-job' });
+      await raw.add('empty', null, { jobId: 'empty-job' });
+    } finally {
+      await raw.close();
+    }
+    const cli = (...args: string[]) => runCli(['deliveries', ...args, '--queue', name], { env: { REDIS_URL } });
+    const listed = await cli('list', '--state', 'waiting');
+    expect(listed).toMatchObject({ code: 0, stderr: '' });
+    expect(listed.stdout).toContain('odd-job');
+    expect(listed.stdout).toContain('empty-job');
+    const asJson = (await cli('list', '--state', 'waiting', '--json')).stdout.trim().split('\n').map((line) => JSON.parse(line) as unknown);
+    expect(asJson).toEqual(expect.arrayContaining([expect.objectContaining({ deliveryKey: 'odd-job', event: null, receivedAt: null })]));
+    expect((await cli('show', 'odd-job')).code).toBe(0);
   });
 
   // Found in review: it read the failed list again after each page, so a retried job that a worker

@@ -375,6 +375,21 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(JSON.parse(listed.stdout)).toMatchObject({ deliveryKey: deliveryKeyOf(delivery.body), jobId: deliveryKeyOf(delivery.body) });
   });
 
+  // Storage is not an authority: a row written by hand (or by another tool) must not stop the listing of every other one.
+  it('the command line: lists, as JSON too, a row whose stored event header is not text and whose receive time is no date', async () => {
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    const key = deliveryKeyOf(delivery.body);
+    await pool.query(`update "${schema}".deliveries set headers = headers || '{"x-mitpo-event": 123}'::jsonb, received_at = 9000000000000000000 where delivery_key = $1`, [key]);
+    const listed = await runCli(['deliveries', 'list', '--state', 'waiting', '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(listed).toMatchObject({ code: 0, stderr: '' });
+    expect(listed.stdout).toContain(key);
+    const json = await runCli(['deliveries', 'list', '--state', 'waiting', '--json', '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ deliveryKey: key, event: 'dispatch.completed', receivedAt: null });
+    expect((await runCli(['deliveries', 'show', key, '--postgres', DATABASE_URL!, '--schema', schema])).code).toBe(0);
+  });
+
   it('reports its depth by state, for the queue.depth gauge', async () => {
     const webhooks = receiver({ attempts: 1 });
     webhooks.onAny(() => {

@@ -5,7 +5,7 @@ import { startedRuns } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
-import { CommandError, EXIT, RETRY_NOTE, storeCall, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, RETRY_NOTE, storeCall, storedTime, UsageError, type CliIo } from '../cli-io';
 
 export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
 
@@ -161,7 +161,7 @@ async function list(queue: Queue, state: State, limit: number, io: CliIo, json: 
 
 async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promise<number> {
   const job = await findJob(queue, key);
-  const data = job.data as StoredDelivery;
+  const data = (job.data ?? {}) as StoredDelivery;
   const state = await redis(job.getState());
   if (json) {
     io.out(JSON.stringify({ ...asRecord(job, state), body: sanitizeText(bodyText(data), 64 * 1024) }));
@@ -170,7 +170,7 @@ async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promis
   io.out(describeJob(job, state));
   io.out(`state:       ${state}`);
   io.out(`attempts:    ${attemptsOf(job)} of ${job.opts.attempts ?? 1}`);
-  if (data.receivedAt !== undefined) io.out(`received at: ${new Date(data.receivedAt).toISOString()}`);
+  if (data.receivedAt !== undefined) io.out(`received at: ${storedTime(data.receivedAt) ?? '(not a date)'}`);
   errorsOf(job).forEach((error, n) => io.out(`error ${n + 1}:     ${error}`));
   if (job.failedReason) io.out(`last error:  ${sanitizeText(job.failedReason, 500)}`);
   if (data.refused?.issues !== undefined) io.out(`schema issues: ${sanitizeText(JSON.stringify(data.refused.issues), 2000)}`);
@@ -220,24 +220,24 @@ async function findJob(queue: Queue, key: string): Promise<Job> {
 }
 
 function describeJob(job: Job, state: string): string {
-  const data = job.data as StoredDelivery;
-  const event = data.headers?.['x-mitpo-event'] ?? eventOf(data) ?? '(unknown event)';
+  const data = (job.data ?? {}) as StoredDelivery;
+  const event = storedEventOf(data) ?? '(unknown event)';
   const error = state === 'failed' && job.failedReason ? `  ${sanitizeText(job.failedReason, 200)}` : '';
-  return `${sanitizeText(data.deliveryKey ?? String(job.id), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${attemptsOf(job)}${error}`;
+  return `${sanitizeText(storedKeyOf(job), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${attemptsOf(job)}${error}`;
 }
 
 /** A delivery for scripts (`--json`): what `list` and `show` print, every text from Redis sanitised. */
 function asRecord(job: Job, state: string) {
-  const data = job.data as StoredDelivery;
-  const event = data.headers?.['x-mitpo-event'] ?? eventOf(data);
+  const data = (job.data ?? {}) as StoredDelivery;
+  const event = storedEventOf(data);
   return {
-    deliveryKey: sanitizeText(data.deliveryKey ?? String(job.id), 200),
+    deliveryKey: sanitizeText(storedKeyOf(job), 200),
     jobId: sanitizeText(String(job.id), 200),
     state,
     event: event === undefined ? null : sanitizeText(event, 64),
     attempts: attemptsOf(job),
     maxAttempts: job.opts.attempts ?? 1,
-    receivedAt: typeof data.receivedAt === 'number' ? new Date(data.receivedAt).toISOString() : null,
+    receivedAt: storedTime(data.receivedAt),
     errors: errorsOf(job),
     lastError: job.failedReason ? sanitizeText(job.failedReason, 500) : null,
   };
@@ -251,7 +251,7 @@ function asRecord(job: Job, state: string) {
  */
 function attemptsOf(job: Job): number {
   const started = Math.max(startedRuns(job), job.attemptsMade);
-  return (job.data as { retriedByOperator?: boolean }).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
+  return (job.data as { retriedByOperator?: boolean } | null)?.retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
 }
 
 /** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
@@ -268,8 +268,19 @@ function eventOf(data: StoredDelivery): string | undefined {
   }
 }
 
+/** The job's fields as stored, which nothing but their shape vouches for: what is not text is not shown as text. */
+function storedEventOf(data: StoredDelivery): string | undefined {
+  const header: unknown = data.headers?.['x-mitpo-event'];
+  return typeof header === 'string' ? header : eventOf(data);
+}
+
+function storedKeyOf(job: Job): string {
+  const key: unknown = (job.data as StoredDelivery | null)?.deliveryKey;
+  return typeof key === 'string' ? key : String(job.id);
+}
+
 function bodyText(data: StoredDelivery): string {
-  return Buffer.from(data.body ?? '', 'base64').toString('utf8');
+  return typeof data.body === 'string' ? Buffer.from(data.body, 'base64').toString('utf8') : '';
 }
 
 function redis<T>(work: Promise<T>): Promise<T> {

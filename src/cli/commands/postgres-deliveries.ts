@@ -1,7 +1,7 @@
 import type { Pool } from 'pg';
 import { channelOf } from '../../postgres/schema';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, RETRY_NOTE, storeCall, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, RETRY_NOTE, storeCall, storedTime, UsageError, type CliIo } from '../cli-io';
 
 /** Each query gets this long: a CLI must say Postgres is unreachable, not hang. */
 const POSTGRES_TIMEOUT_MS = 5000;
@@ -74,7 +74,7 @@ export async function postgresDeliveries(
     io.out(describe(row));
     io.out(`state:       ${stateOf(row)}`);
     io.out(`attempts:    ${attemptsOf(row)} of ${row.attempts}`);
-    io.out(`received at: ${new Date(Number(row.received_at)).toISOString()}`);
+    io.out(`received at: ${storedTime(row.received_at) ?? '(not a date)'}`);
     errorsOf(row).forEach((error, n) => io.out(`error ${n + 1}:     ${error}`));
     if (row.refused?.issues !== undefined) io.out(`schema issues: ${sanitizeText(JSON.stringify(row.refused.issues), 2000)}`);
     io.out('event:');
@@ -161,7 +161,7 @@ function asRecord(row: Row) {
     event: sanitizeText(eventOf(row), 64),
     attempts: attemptsOf(row),
     maxAttempts: row.attempts,
-    receivedAt: new Date(Number(row.received_at)).toISOString(),
+    receivedAt: storedTime(row.received_at),
     errors,
     lastError: errors.at(-1) ?? null,
   };
