@@ -73,6 +73,8 @@ interface JobData {
 }
 
 const JOB_NAME = 'mitpo-delivery';
+/** The most `attempts` a job can have. */
+const MOST_ATTEMPTS = 100;
 
 /** How long a run whose resource is busy (`ordering`) first waits before it tries again, and at most. */
 const DEFER_MS = 250;
@@ -151,8 +153,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (typeof name !== 'string' || name === '' || name.includes(':')) {
       throw new TypeError('mitpo-webhooks/bullmq: name must be a non-empty string without ":"');
     }
-    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
-      throw new TypeError(`mitpo-webhooks/bullmq: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+    if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > MOST_ATTEMPTS) {
+      throw new TypeError(`mitpo-webhooks/bullmq: attempts must be a whole number from 1 to ${MOST_ATTEMPTS} (got ${String(attempts)})`);
     }
     this.name = name;
     this.attempts = attempts;
@@ -289,8 +291,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         stalledInterval: this.lockDurationMs,
         // BullMQ fails a job whose worker died more than once by default, without
         // telling anyone but its event listeners. Here a death counts as a started run
-        // (see above), and the run after the last one reports the dead letter.
-        maxStalledCount: this.attempts,
+        // (see above), and the run after the last one reports the dead letter. The job's
+        // own attempts decide that, and a worker's queue may be built without them, so
+        // the limit is the most attempts a job can have: BullMQ's never comes first.
+        maxStalledCount: MOST_ATTEMPTS,
       },
     );
     worker.on('failed', (job) => {
