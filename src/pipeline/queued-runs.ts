@@ -188,7 +188,7 @@ export class QueuedRuns {
     if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
     if (turn !== undefined && turn !== 'taken') {
       await this.completed(complete, event, ctx, lastAttempt, 'stale');
-      this.stale.skipped(event, ctx, turn.stale);
+      this.stale.skipped(event, toldOf(ctx), turn.stale);
       return 'stale';
     }
     const failures = await this.router.dispatch(event, ctx, aroundHandlers(telemetry, event.event));
@@ -272,7 +272,7 @@ export class QueuedRuns {
       'mitpo-webhooks: a queued delivery is kept as a dead letter; retry it with mitpo-webhooks deliveries retry',
     );
     this.telemetry.deadLetter(event?.event);
-    this.deadLetters.emit(event, ctx, error);
+    this.deadLetters.emit(event, toldOf(ctx), error);
   }
 
   private tampered(reason: string, storedKey: string, cause?: Error): TamperedDelivery {
@@ -300,6 +300,17 @@ function receiveTime(stored: unknown, queuedAt: number | undefined, now: number)
   const took = queuedAt ?? now;
   const claimed = typeof stored === 'number' && Number.isFinite(stored) ? stored : undefined;
   return claimed !== undefined && claimed <= took && claimed >= took - MOST_RECEIVE_TO_QUEUE_MS ? claimed : took;
+}
+
+/**
+ * `ctx` as `onStale` and `onDeadLetter` are told it: without `db`, which only the
+ * handlers write through, inside the run's transaction. `onStale` is told after
+ * that transaction committed, and `onDeadLetter` in a run whose writes roll back.
+ */
+function toldOf(ctx: DeliveryContext): DeliveryContext {
+  if (ctx.db === undefined) return ctx;
+  const { db: _onlyForHandlers, ...told } = ctx;
+  return told;
 }
 
 /** Only the headers a queue keeps, as strings: anything else a store holds is not the request's. */

@@ -18,9 +18,10 @@ export interface DeliveryContext<Bytes extends Uint8Array = Uint8Array> {
   /** Which run of the handlers this is, from 1: above 1 only for a queued delivery a worker retries. */
   attempt: number;
   /**
-   * With the Postgres queue (`mitpo-webhooks/postgres`): a client inside the
-   * transaction that also marks this delivery done. What handlers write through
-   * it is applied exactly once; undefined in every other mode.
+   * With the Postgres queue (`mitpo-webhooks/postgres`), in handlers: a client
+   * inside the transaction that also marks this delivery done. What handlers
+   * write through it is applied exactly once; undefined in every other mode, and
+   * for `onStale` and `onDeadLetter`, which are told outside that transaction.
    */
   db?: DatabaseClient;
 }

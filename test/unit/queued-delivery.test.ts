@@ -226,6 +226,24 @@ describe('queued processing, the pipeline side', () => {
       ]);
     });
 
+    // onStale is told after the done mark committed, and onDeadLetter inside a run whose writes are
+    // rolled back: a ctx.db in either would write outside the exactly-once transaction, or not at all.
+    it('gives onStale and onDeadLetter no ctx.db, which only the handlers write through', async () => {
+      const { queue, webhooks } = completionSetUp({ ordering: true });
+      const seen: string[] = [];
+      webhooks.onStale((_event, ctx) => void seen.push(`onStale db ${'db' in ctx}`));
+      webhooks.onDeadLetter((_event, ctx) => void seen.push(`onDeadLetter db ${'db' in ctx}`));
+      webhooks.onAny(() => {
+        throw new Error('down');
+      });
+      const db = { query: async () => ({ rows: [], rowCount: 0 }) };
+      const { job } = await queued(webhooks, queue);
+      const complete = async () => undefined;
+      await queue.processor!({ delivery: job, attempt: 1, lastAttempt: false, db, takeTurn: async () => ({ stale: Number.MAX_SAFE_INTEGER }), complete });
+      await expect(queue.processor!({ delivery: job, attempt: 2, lastAttempt: true, db, takeTurn: async () => 'taken' as const, complete })).rejects.toThrow('down');
+      expect(seen).toEqual(['onStale db false', 'onDeadLetter db false']);
+    });
+
     it('from a queue whose handlers write in its transaction (Postgres, ctx.db): says none of their writes were applied', async () => {
       const { queue, webhooks, errors } = completionSetUp();
       const { job } = await queued(webhooks, queue);
