@@ -37,7 +37,7 @@ const COMPLETION_FAILED = {
     },
     stale: {
       error: 'The event was skipped as stale, but its done mark could not be committed',
-      log: (attempt: number) => `a queued delivery's transaction could not commit (attempt ${attempt}); none of its writes were applied`,
+      log: (attempt: number) => `a queued delivery skipped as stale could not be marked done (attempt ${attempt}); the run counts as failed`,
     },
   },
   recorded: {

@@ -221,8 +221,8 @@ describe('queued processing, the pipeline side', () => {
       );
       expect(handler).not.toHaveBeenCalled();
       expect(errors.map((e) => e.message)).toEqual([
-        "mitpo-webhooks: a queued delivery's transaction could not commit (attempt 1); none of its writes were applied",
-        "mitpo-webhooks: a queued delivery skipped as stale could not be recorded as done (attempt 2); the run counts as failed",
+        'mitpo-webhooks: a queued delivery skipped as stale could not be marked done (attempt 1); the run counts as failed',
+        'mitpo-webhooks: a queued delivery skipped as stale could not be recorded as done (attempt 2); the run counts as failed',
       ]);
     });
 
