@@ -24,6 +24,15 @@ export function nodeAnswer(req: IncomingMessage, outcome: Outcome, closing = fal
   // A refused body that was never read would otherwise be drained by Node to keep
   // the connection alive; closing it bounds what a hostile sender can make us read.
   // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
-  if ((closing || !req.complete) && req.httpVersionMajor < 2) headers.connection = 'close';
+  if ((closing || !hasAllArrived(req)) && req.httpVersionMajor < 2) headers.connection = 'close';
   return { status: outcome.status, headers, json };
+}
+
+/**
+ * Whether nothing of the request is left to arrive, so Node has nothing to read
+ * after the answer: the parser saw its end (`complete`), or someone read it to
+ * its end (a request built without Node's parser, as by `fastify.inject()`).
+ */
+export function hasAllArrived(req: IncomingMessage): boolean {
+  return req.complete || req.readableEnded;
 }

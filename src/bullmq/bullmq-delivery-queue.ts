@@ -196,8 +196,11 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       if (delivery.bodyDigest === undefined) return 'duplicate';
       // A key of the app's own: only then is the stored job read, to tell a copy from a collision.
       const stored = await this.queue.getJob(jobId);
-      const storedDigest = stored?.data.bodyDigest ?? (stored === undefined ? undefined : sha256HexOf(Buffer.from(stored.data.body, 'base64')));
-      return storedDigest === undefined || storedDigest === delivery.bodyDigest ? 'duplicate' : 'collision';
+      if (stored === undefined) return 'duplicate';
+      // Read as deliveryOf reads it: a job whose body is no text holds no delivery of these bytes.
+      const { bodyDigest, body } = (stored.data ?? {}) as Partial<JobData>;
+      const storedDigest = bodyDigest ?? (typeof body === 'string' ? sha256HexOf(Buffer.from(body, 'base64')) : undefined);
+      return storedDigest === delivery.bodyDigest ? 'duplicate' : 'collision';
     }
     const data: JobData = {
       ...(delivery.bodyDigest === undefined ? {} : { bodyDigest: delivery.bodyDigest }),

@@ -58,6 +58,7 @@ export async function storeCall<T>(store: string, ms: number, work: Promise<T>):
  * not stop a listing of the others).
  */
 export function storedTime(ms: unknown): string | null {
-  const time = typeof ms === 'number' || typeof ms === 'string' ? new Date(Number(ms)) : undefined;
+  // A number as BullMQ keeps it, or digits as node-postgres gives a bigint.
+  const time = typeof ms === 'number' || (typeof ms === 'string' && /^\d{1,16}$/.test(ms)) ? new Date(Number(ms)) : undefined;
   return time === undefined || Number.isNaN(time.getTime()) ? null : time.toISOString();
 }

@@ -140,9 +140,9 @@ export class WebhooksCore<Bytes extends Uint8Array> {
 
 /** `close()`'s options, checked: its `timeout` in seconds (default 30). @throws TypeError */
 export function closeTimeoutOf(options: unknown): number {
-  // Anything but an object is no options: `process.on('SIGTERM', webhooks.close.bind(webhooks))`
-  // hands close() the signal's name, and a shutdown must not throw there.
-  if (typeof options !== 'object' || options === null) return closeTimeoutOf({});
+  // A signal's name is no options: `process.on('SIGTERM', webhooks.close.bind(webhooks))` hands it
+  // to close(), and a shutdown must not throw there. Anything else but an object is a TypeError.
+  if (typeof options === 'string') return closeTimeoutOf({});
   const { timeout } = checkOptionKeys(options, 'close()', ['timeout']);
   return readSeconds(timeout, { name: 'close() timeout', fallback: 30, max: 3600 })!;
 }

@@ -6,10 +6,10 @@ import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-stor
 export interface MemoryReplayStoreOptions {
   /**
    * Most keys kept at once, handled and in flight together, and most resources'
-   * applied positions (`ordering`). Past it the oldest handled key goes first; a
-   * claim of a delivery being handled is never forgotten to make room, so when
-   * all of them are claims, a new claim is refused (the delivery is answered 503
-   * and retried). Default 100 000 (about 14 MB of handled keys when full, and
+   * applied positions (`ordering`). Past it lapsed claims go first, then the
+   * oldest handled key; a claim of a delivery being handled is never forgotten
+   * to make room, so when all of them are claims, a new claim is refused (the
+   * delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when full, and
    * 16 MB of positions with `ordering`).
    */
   maxEntries?: number;
@@ -81,7 +81,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.now = now;
   }
 
-  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up, evicted or swept). */
+  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up or their place is needed). */
   get size(): number {
     return this.handled.size + this.held.size;
   }

@@ -195,6 +195,16 @@ describeRedis('queued processing on BullMQ', () => {
     expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'key-dsp_9' })]);
   });
 
+  it('answers a delivery whose key of your own holds a job with no data in Redis, never 503 for ever', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };
+    const webhooks = receiver({}, { logger, deliveryKey: (event) => `key-${String((event.data as { dispatch_id?: string }).dispatch_id)}` });
+    await inspect.add('mitpo-delivery', null, { jobId: jobIdOf('key-dsp_7') });
+    const delivery = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: { dispatch_id: 'dsp_7', channel: 'meta_ads', status: 'accepted' } });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, duplicate: true });
+    expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'key-dsp_7' })]);
+  });
+
   it('refuses every failed check before queueing anything', async () => {
     const server = await serve(receiver());
     const forged = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker' });

@@ -107,7 +107,7 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('abandoned-19999', 100)).toBe('in_flight');
   });
 
-  it('sweeps lapsed claims before they take the places of handled keys', async () => {
+  it('forgets lapsed claims before they take the places of handled keys', async () => {
     const { store, clock } = storeWithClock(1000);
     // Claimed and abandoned one a millisecond, each lapsing 100 ms later: about 100 live at a time.
     for (let i = 0; i < 5000; i++) {
@@ -156,7 +156,7 @@ describe('MemoryReplayStore', () => {
     await expect(store.claim('done-0', 1000)).rejects.toThrow('is full'); // forgotten to make room for the claims
     await store.complete('running-0', 60_000);
     expect(await store.claim('one too many', 1000)).toBe('claimed'); // running-0's handled key made room
-    clock.now += 1001; // every claim lapses, as when their process died: the full store sweeps them
+    clock.now += 1001; // every claim lapses, as when their process died: the full store forgets them
     expect(await store.claim('after the lapse', 1000)).toBe('claimed');
     expect(store.size).toBe(1);
   });
@@ -248,7 +248,7 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(await store.claimInOrder('new', order('idle', 1), 60_000, 'new')).toBe('claimed');
   });
 
-  it('sweeps turns nobody settled once they lapse, and frees a lapsed turn at once for another event', async () => {
+  it('forgets turns nobody settled once they lapse, and frees a lapsed turn at once for another event', async () => {
     const { store, clock } = storeWithClock(10);
     const kept = store as unknown as { turns: { size: number } };
     let most = 0;

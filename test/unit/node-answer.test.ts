@@ -3,12 +3,16 @@ import { SUCCESS } from '../../src/answers';
 import { nodeAnswer } from '../../src/adapters/node-answer';
 
 describe('nodeAnswer', () => {
-  const request = (httpVersionMajor: number, complete: boolean) => ({ httpVersionMajor, complete }) as IncomingMessage;
+  const request = (httpVersionMajor: number, complete: boolean, readableEnded = false) => ({ httpVersionMajor, complete, readableEnded }) as IncomingMessage;
 
   // `complete`: the whole message has arrived, so nothing is left for Node to read, whether or not anyone read it.
   it('closes an HTTP/1 connection whose body has not all arrived, so a refused sender cannot make us drain it', () => {
     expect(nodeAnswer(request(1, false), SUCCESS).headers.connection).toBe('close');
     expect(nodeAnswer(request(1, true), SUCCESS).headers.connection).toBeUndefined();
+  });
+
+  it('keeps the connection of a request read to its end that Node never parsed (fastify.inject(), a hand-built IncomingMessage)', () => {
+    expect(nodeAnswer(request(1, false, true), SUCCESS).headers.connection).toBeUndefined();
   });
 
   it('sends no Connection header over HTTP/2, which forbids it (the answer ends the stream there)', () => {

@@ -168,4 +168,8 @@ describe('close() handed a signal name, as process.on(signal, webhooks.close.bin
     const { status } = await webhooks.receive({ rawBody: '{}', headers: {} });
     expect(status).toBe(503);
   });
+
+  it('is still a TypeError given a number, which can only be a timeout given the wrong way', () => {
+    expect(() => new MitpoWebhooks({ secret: SECRET }).close(10 as never)).toThrow(TypeError);
+  });
 });
