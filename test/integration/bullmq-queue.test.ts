@@ -429,37 +429,15 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
-  // A worker keeps BullMQ's maxStalledCount of 1 unless told otherwise: a job whose
-  // worker died twice mid-job must still be run (attempts 5), or at the least be
-  // reported to onDeadLetter, never failed silently as stalled.
-  it('hands a job to another worker after its worker died twice mid-job (attempts 5), or at least reports the dead letter', async () => {
-    const producer = receiver();
+  /**
+   * A delivery whose worker was SIGKILLed mid-job `deaths` times, then a healthy
+   * worker: what that worker saw of it, and the job's failedReason.
+   */
+  async function afterWorkerDeaths(deaths: number, queueOptions: { attempts?: number } = {}) {
+    const producer = receiver(queueOptions);
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-    for (let death = 0; death < 2; death++) {
-      const child = startHangingWorkerProcess(name);
-      children.push(child);
-      await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
-      child.kill('SIGKILL');
-    }
-    const survivor = receiver();
-    const outcome = deferred<string>();
-    survivor.onAny(() => outcome.resolve('handled'));
-    survivor.onDeadLetter(() => outcome.resolve('dead letter reported'));
-    survivor.startWorker();
-    const timedOut = new Promise<string>((resolve) => setTimeout(() => resolve('neither: silently failed as stalled'), 8000).unref());
-    const seen = await Promise.race([outcome.promise, timedOut]);
-    const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
-    expect({ seen, failedReason: job?.failedReason ?? null }).toEqual({ seen: 'handled', failedReason: null });
-  }, 30_000);
-
-  // The job's attempts travel with it; the workers' queues are built without them (default 5),
-  // so no limit of the workers' own may fail a job that still has attempts left.
-  it('runs a job whose worker died more times than the workers’ own default attempts, while the job’s attempts (7) allow', async () => {
-    const producer = receiver({ attempts: 7 });
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-    for (let death = 0; death < 6; death++) {
+    for (let death = 0; death < deaths; death++) {
       const child = startHangingWorkerProcess(name);
       children.push(child);
       await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
@@ -473,7 +451,20 @@ describeRedis('queued processing on BullMQ', () => {
     const timedOut = new Promise<string>((resolve) => setTimeout(() => resolve('neither: silently failed as stalled'), 8000).unref());
     const seen = await Promise.race([outcome.promise, timedOut]);
     const job = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
-    expect({ seen, failedReason: job?.failedReason ?? null }).toEqual({ seen: 'handled on attempt 7', failedReason: null });
+    return { seen, failedReason: job?.failedReason ?? null };
+  }
+
+  // A worker keeps BullMQ's maxStalledCount of 1 unless told otherwise: a job whose
+  // worker died twice mid-job must still be run (attempts 5), or at the least be
+  // reported to onDeadLetter, never failed silently as stalled.
+  it('hands a job to another worker after its worker died twice mid-job (attempts 5), or at least reports the dead letter', async () => {
+    expect(await afterWorkerDeaths(2)).toEqual({ seen: 'handled on attempt 3', failedReason: null });
+  }, 30_000);
+
+  // The job's attempts travel with it; the workers' queues are built without them (default 5),
+  // so no limit of the workers' own may fail a job that still has attempts left.
+  it('runs a job whose worker died more times than the workers’ own default attempts, while the job’s attempts (7) allow', async () => {
+    expect(await afterWorkerDeaths(6, { attempts: 7 })).toEqual({ seen: 'handled on attempt 7', failedReason: null });
   }, 60_000);
 
   it('counts a run whose worker died as an attempt: killed on every attempt (attempts 3), it runs 3 times, then its dead letter is reported once', async () => {
