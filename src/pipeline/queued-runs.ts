@@ -200,9 +200,7 @@ export class QueuedRuns {
     const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
     });
-    this.failures.worker('error', { code: 'handler_failed', event: event.event, deliveryKey, attempt, err: failed }, `mitpo-webhooks: a queued delivery's handlers failed (attempt ${attempt})`);
-    if (lastAttempt) this.deadLetter(event, ctx, failed);
-    throw failed;
+    throw this.failedRun('handler_failed', `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt, failed);
   }
 
   /**
@@ -223,14 +221,8 @@ export class QueuedRuns {
       if (takeTurn === undefined) throw new Error('the queue gave this run no takeTurn, so it cannot keep order');
       return await takeTurn(order);
     } catch (error) {
-      const failed = toError(error);
-      this.failures.worker(
-        'error',
-        { code: 'internal_error', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
-        `mitpo-webhooks: a queued delivery could not take its resource's turn (attempt ${ctx.attempt})`,
-      );
-      if (lastAttempt) this.deadLetter(event, ctx, failed);
-      throw failed;
+      const message = `a queued delivery could not take its resource's turn (attempt ${ctx.attempt})`;
+      throw this.failedRun('internal_error', message, event, ctx, lastAttempt, toError(error));
     }
   }
 
@@ -254,14 +246,19 @@ export class QueuedRuns {
     } catch (error) {
       const words = COMPLETION_FAILED[ctx.db === undefined ? 'recorded' : 'committed'][run];
       const failed = new Error(`${words.error}: ${toError(error).message}`, { cause: error });
-      this.failures.worker(
-        'error',
-        { code: 'commit_failed', event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed },
-        `mitpo-webhooks: ${words.log(ctx.attempt)}`,
-      );
-      if (lastAttempt) this.deadLetter(event, ctx, failed);
-      throw failed;
+      throw this.failedRun('commit_failed', words.log(ctx.attempt), event, ctx, lastAttempt, failed);
     }
+  }
+
+  /**
+   * A run that failed, the handlers' fault or our side's: logged at `error`
+   * under `code`, told to `onDeadLetter` on the last attempt, and returned to
+   * be thrown, so the queue retries it or keeps it as that dead letter.
+   */
+  private failedRun(code: string, message: string, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, lastAttempt: boolean, failed: Error): Error {
+    this.failures.worker('error', { code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
+    if (lastAttempt) this.deadLetter(event, ctx, failed);
+    return failed;
   }
 
   /** Told once, when the queue keeps the delivery as a dead letter. */
