@@ -197,9 +197,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       // A key of the app's own: only then is the stored job read, to tell a copy from a collision.
       const stored = await this.queue.getJob(jobId);
       if (stored === undefined) return 'duplicate';
-      // Read as deliveryOf reads it: a job whose body is no text holds no delivery of these bytes.
-      const { bodyDigest, body } = (stored.data ?? {}) as Partial<JobData>;
-      const storedDigest = bodyDigest ?? (typeof body === 'string' ? sha256HexOf(Buffer.from(body, 'base64')) : undefined);
+      // Read as the worker reads it: a job whose body is no text holds no delivery of these bytes.
+      const storedDigest = (stored.data as Partial<JobData> | null)?.bodyDigest ?? sha256HexOf(deliveryOf(stored).rawBody);
       return storedDigest === delivery.bodyDigest ? 'duplicate' : 'collision';
     }
     const data: JobData = {
