@@ -42,6 +42,7 @@ interface StoredDelivery {
   headers?: Record<string, string>;
   receivedAt?: number;
   refused?: { code?: string; message?: string; issues?: unknown };
+  retriedByOperator?: boolean;
 }
 
 /** Each Redis call gets this long: a CLI must say Redis is unreachable, not hang. */
@@ -161,7 +162,7 @@ async function list(queue: Queue, state: State, limit: number, io: CliIo, json: 
 
 async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promise<number> {
   const job = await findJob(queue, key);
-  const data = (job.data ?? {}) as StoredDelivery;
+  const data = storedOf(job);
   const state = await redis(job.getState());
   if (json) {
     io.out(JSON.stringify({ ...asRecord(job, state), body: sanitizeText(bodyText(data), 64 * 1024) }));
@@ -220,7 +221,7 @@ async function findJob(queue: Queue, key: string): Promise<Job> {
 }
 
 function describeJob(job: Job, state: string): string {
-  const data = (job.data ?? {}) as StoredDelivery;
+  const data = storedOf(job);
   const event = storedEventOf(data) ?? '(unknown event)';
   const error = state === 'failed' && job.failedReason ? `  ${sanitizeText(job.failedReason, 200)}` : '';
   return `${sanitizeText(storedKeyOf(job), 100)}  ${state}  ${sanitizeText(event, 64)}  attempts ${attemptsOf(job)}${error}`;
@@ -228,7 +229,7 @@ function describeJob(job: Job, state: string): string {
 
 /** A delivery for scripts (`--json`): what `list` and `show` print, every text from Redis sanitised. */
 function asRecord(job: Job, state: string) {
-  const data = (job.data ?? {}) as StoredDelivery;
+  const data = storedOf(job);
   const event = storedEventOf(data);
   return {
     deliveryKey: sanitizeText(storedKeyOf(job), 200),
@@ -251,7 +252,7 @@ function asRecord(job: Job, state: string) {
  */
 function attemptsOf(job: Job): number {
   const started = Math.max(startedRuns(job), job.attemptsMade);
-  return (job.data as { retriedByOperator?: boolean } | null)?.retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
+  return storedOf(job).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
 }
 
 /** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
@@ -275,8 +276,13 @@ function storedEventOf(data: StoredDelivery): string | undefined {
 }
 
 function storedKeyOf(job: Job): string {
-  const key: unknown = (job.data as StoredDelivery | null)?.deliveryKey;
+  const key: unknown = storedOf(job).deliveryKey;
   return typeof key === 'string' ? key : String(job.id);
+}
+
+/** The job's data as stored: an object of unchecked fields, empty when Redis holds none. */
+function storedOf(job: Job): StoredDelivery {
+  return (job.data ?? {}) as StoredDelivery;
 }
 
 function bodyText(data: StoredDelivery): string {
