@@ -6,7 +6,7 @@ import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 import { checkOptionKeys } from '../option-keys';
 import { isServedPath, routePath } from './adapter-options';
-import { hasAllArrived, nodeAnswer } from './node-answer';
+import { closesConnection, nodeAnswer } from './node-answer';
 
 /** Options of `webhooks.middleware()`. */
 export interface MiddlewareOptions {
@@ -81,7 +81,7 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
  * long the sender makes it: the answer closes the connection instead, as ours does.
  */
 function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void): void {
-  if (!hasAllArrived(req) && req.httpVersionMajor < 2 && !res.headersSent) res.setHeader('connection', 'close');
+  if (closesConnection(req) && !res.headersSent) res.setHeader('connection', 'close');
   next(error);
 }
 

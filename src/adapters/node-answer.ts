@@ -21,18 +21,19 @@ export function nodeAnswer(req: IncomingMessage, outcome: Outcome, closing = fal
     'content-length': String(Buffer.byteLength(json)),
     ...outcome.error?.headers,
   };
-  // A refused body that was never read would otherwise be drained by Node to keep
-  // the connection alive; closing it bounds what a hostile sender can make us read.
-  // (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
-  if ((closing || !hasAllArrived(req)) && req.httpVersionMajor < 2) headers.connection = 'close';
+  if (closesConnection(req, closing)) headers.connection = 'close';
   return { status: outcome.status, headers, json };
 }
 
 /**
- * Whether nothing of the request is left to arrive, so Node has nothing to read
- * after the answer: the parser saw its end (`complete`), or someone read it to
- * its end (a request built without Node's parser, as by `fastify.inject()`).
+ * Whether the answer must close an HTTP/1 connection: while shutting down, or
+ * while some of the request has still to arrive. A refused body that was never
+ * read would otherwise be drained by Node to keep the connection alive; closing
+ * it bounds what a hostile sender can make us read. Nothing is left to arrive
+ * once the parser saw the request's end (`complete`), or someone read it to its
+ * end (a request built without Node's parser, as by `fastify.inject()`).
+ * (HTTP/2 has no such header: there the answer ends the stream, not the connection.)
  */
-export function hasAllArrived(req: IncomingMessage): boolean {
-  return req.complete || req.readableEnded;
+export function closesConnection(req: IncomingMessage, closing = false): boolean {
+  return (closing || !(req.complete || req.readableEnded)) && req.httpVersionMajor < 2;
 }
