@@ -100,7 +100,8 @@ export class MemoryReplayStore implements ReplayStore {
     // same, even past `maxEntries` by this one key when every other place is a live claim.
     const now = this.now();
     this.held.delete(key);
-    if (this.handled.get(key) === undefined) this.makeRoom(now);
+    // Room only when full, and only for a key not kept already.
+    if (this.size >= this.maxEntries && this.handled.get(key) === undefined) this.makeRoom(now);
     this.handled.set(key, now + retentionMs);
   }
 
@@ -169,9 +170,9 @@ export class MemoryReplayStore implements ReplayStore {
    * handled key, then the oldest handled keys.
    */
   private makeRoom(now: number): void {
-    if (this.handled.size + this.held.size < this.maxEntries) return;
+    if (this.size < this.maxEntries) return;
     this.held.forgetLapsed(now);
-    while (this.handled.size > 0 && this.handled.size + this.held.size >= this.maxEntries) this.handled.deleteOldest();
+    while (this.handled.size > 0 && this.size >= this.maxEntries) this.handled.deleteOldest();
   }
 
   /** `done` or `in_flight` for a key a live entry holds; undefined (after forgetting a lapsed one) when it can be claimed. */
