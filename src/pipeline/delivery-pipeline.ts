@@ -92,6 +92,8 @@ export class DeliveryPipeline {
 
   /** Every check but replay, for bytes in hand; no handler runs. @throws WebhookVerificationError */
   async verify(request: DeliveryRequest): Promise<MitpoEvent> {
+    // The first check of the contract's table, as for a delivery the receiver is given.
+    if (this.shutdown.closing) throw shuttingDown('it verifies no new deliveries');
     const trace: DeliveryTrace = { headers: request.headers, startedAt: this.checks.options.now() };
     const { event } = await verified(request, this.checks, trace, 'arrival');
     if (!isMitpoEventName(event.event)) {

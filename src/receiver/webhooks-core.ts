@@ -117,6 +117,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
 
   /**
    * Every check except replay; runs no handler and leaves the replay store untouched.
+   * Once `close()` was called it rejects with `shutting_down`, as the receiver answers.
    *
    * @returns the verified event
    * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)

@@ -92,6 +92,14 @@ describe('close() without a queue', () => {
     expect(completed).not.toHaveBeenCalled();
   });
 
+  it('refuses verify() once closed, with the same shutting_down the receiver answers', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await expect(webhooks.verify({ rawBody: delivery.body, headers: delivery.headers })).resolves.toMatchObject({ event: 'dispatch.completed' });
+    await webhooks.close({ timeout: 1 });
+    await expect(webhooks.verify({ rawBody: delivery.body, headers: delivery.headers })).rejects.toMatchObject({ code: 'shutting_down', status: 503 });
+  });
+
   it('resolves at once with nothing under way, and the same way when called twice', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     const first = webhooks.close();
