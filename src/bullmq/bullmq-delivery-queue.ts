@@ -184,7 +184,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const jobId = jobIdOf(delivery.deliveryKey);
     return withTimeout(
-      this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs)),
+      this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest),
       this.enqueueTimeoutMs,
       () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
     );
@@ -194,12 +194,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
     if ((await this.queue.getJobState(jobId)) !== 'unknown') {
       if (delivery.bodyDigest === undefined) return 'duplicate';
-      // A key of the app's own: only then is the stored job read, to tell a copy from a collision.
-      const stored = await this.queue.getJob(jobId);
-      if (stored === undefined) return 'duplicate';
-      // Read as the worker reads it: a job whose body is no text holds no delivery of these bytes.
-      const storedDigest = (stored.data as Partial<JobData> | null)?.bodyDigest ?? sha256HexOf(deliveryOf(stored).rawBody);
-      return storedDigest === delivery.bodyDigest ? 'duplicate' : 'collision';
+      return (await this.holdsOtherBytes(jobId, delivery.bodyDigest)) ? 'collision' : 'duplicate';
     }
     const data: JobData = {
       ...(delivery.bodyDigest === undefined ? {} : { bodyDigest: delivery.bodyDigest }),
@@ -210,7 +205,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),
       ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
     };
-    // With an id already taken (another instance queued it meanwhile), add() changes nothing.
+    // With an id already taken (another instance queued it since the check), add() changes nothing.
     await this.queue.add(JOB_NAME, data, {
       jobId,
       attempts: this.attempts,
@@ -220,7 +215,18 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       removeOnComplete: { age: Math.ceil(retentionMs / 1000) },
       removeOnFail: { age: this.deadLetterRetentionSeconds },
     });
+    // So with a key of the app's own, whose job it is now is read back: another's is a collision.
+    if (delivery.bodyDigest !== undefined && (await this.holdsOtherBytes(jobId, delivery.bodyDigest))) return 'collision';
     return 'queued';
+  }
+
+  /** A key of the app's own: only then is the stored job read, to tell a copy from a collision. */
+  private async holdsOtherBytes(jobId: string, bodyDigest: string): Promise<boolean> {
+    const stored = await this.queue.getJob(jobId);
+    if (stored === undefined) return false;
+    // Read as the worker reads it: a job whose body is no text holds no delivery of these bytes.
+    const storedDigest = (stored.data as Partial<JobData> | null)?.bodyDigest ?? sha256HexOf(deliveryOf(stored).rawBody);
+    return storedDigest !== bodyDigest;
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {

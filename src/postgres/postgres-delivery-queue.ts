@@ -161,7 +161,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     return withTimeout(
-      this.pending.run(delivery.deliveryKey, delivery.rawBody.byteLength, () => this.insert(delivery, retentionMs)),
+      this.pending.run(delivery.deliveryKey, delivery.rawBody.byteLength, () => this.insert(delivery, retentionMs), delivery.bodyDigest),
       this.enqueueTimeoutMs,
       () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
     );

@@ -10,7 +10,7 @@ export type EnqueueResult = 'queued' | 'duplicate' | 'collision';
  * would let a hung store pile up bodies past the cap.
  */
 export class PendingEnqueues {
-  private readonly underWay = new Map<string, Promise<EnqueueResult>>();
+  private readonly underWay = new Map<string, { writing: Promise<EnqueueResult>; bodyDigest: string | undefined }>();
   private bytes = 0;
 
   /**
@@ -23,20 +23,24 @@ export class PendingEnqueues {
   ) {}
 
   /**
-   * Starts `write` for `key`, or shares the one under way (a copy is then a
-   * duplicate once it settles). Past `maxBytes` it rejects at once, and nothing
-   * is held. The returned promise is the write's own: the queue bounds the wait
-   * for it with its `enqueueTimeout`.
+   * Starts `write` for `key`, or shares the one under way: once it settles, a
+   * copy is a duplicate, and other bytes under a key of the app's own (told
+   * apart by `bodyDigest`, as the queue's store does) a collision. Past
+   * `maxBytes` it rejects at once, and nothing is held. The returned promise is
+   * the write's own: the queue bounds the wait for it with its `enqueueTimeout`.
    */
-  run(key: string, size: number, write: () => Promise<EnqueueResult>): Promise<EnqueueResult> {
+  run(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest?: string): Promise<EnqueueResult> {
     const sharing = this.underWay.get(key);
-    if (sharing !== undefined) return sharing.then(() => 'duplicate' as const);
+    if (sharing !== undefined) {
+      const answer = bodyDigest !== undefined && bodyDigest !== sharing.bodyDigest ? 'collision' : 'duplicate';
+      return sharing.writing.then(() => answer);
+    }
     if (this.bytes + size > this.maxBytes) {
       return Promise.reject(new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`));
     }
     this.bytes += size;
     const writing = write();
-    this.underWay.set(key, writing);
+    this.underWay.set(key, { writing, bodyDigest });
     const settled = () => {
       this.underWay.delete(key);
       this.bytes -= size;

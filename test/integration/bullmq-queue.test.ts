@@ -195,6 +195,48 @@ describeRedis('queued processing on BullMQ', () => {
     expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'key-dsp_9' })]);
   });
 
+  describe('two deliveries with other bytes given one key of your own at the same moment', () => {
+    const byDispatch = (event: { data: unknown }) => `key-${String((event.data as { dispatch_id?: string }).dispatch_id)}`;
+    const pair = (): [ReturnType<typeof signedDelivery>, ReturnType<typeof signedDelivery>] => [
+      signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: { dispatch_id: 'dsp_5', channel: 'meta_ads', status: 'accepted' } }),
+      signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_5', channel: 'meta_ads', status: 'completed' } }),
+    ];
+    const collisions = (records: Array<Record<string, unknown>>) => records.filter((record) => record.code === 'delivery_key_collision');
+
+    it('queues one and answers the other as a collision, in one process (the second shares the first one\'s enqueue)', async () => {
+      const warnings: Array<Record<string, unknown>> = [];
+      const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };
+      const webhooks = receiver({}, { logger, deliveryKey: byDispatch });
+      const answers = await Promise.all(pair().map((delivery) => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })));
+      expect(answers.map((answer) => answer.body)).toEqual([
+        { success: true, queued: true },
+        { success: true, duplicate: true },
+      ]);
+      expect(collisions(warnings)).toEqual([expect.objectContaining({ deliveryKey: 'key-dsp_5' })]);
+    });
+
+    it('answers a collision, not queued, when another instance queued its delivery between this one\'s check and its add', async () => {
+      const warnings: Array<Record<string, unknown>> = [];
+      const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };
+      const [first, other] = pair();
+      const elsewhere = receiver({}, { deliveryKey: byDispatch });
+      const queue = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name });
+      const here = receiver(queue, { logger, deliveryKey: byDispatch });
+      // The race, made certain: this instance finds the key free, then the other instance's job lands.
+      const bull = (queue as unknown as { queue: Queue }).queue;
+      const check = bull.getJobState.bind(bull);
+      bull.getJobState = async (jobId: string) => {
+        const state = await check(jobId);
+        expect((await elsewhere.receive({ rawBody: first.body, headers: first.headers })).body).toEqual({ success: true, queued: true });
+        return state;
+      };
+      expect((await here.receive({ rawBody: other.body, headers: other.headers })).body).toEqual({ success: true, duplicate: true });
+      expect(collisions(warnings)).toEqual([expect.objectContaining({ deliveryKey: 'key-dsp_5' })]);
+      const stored = await inspect.getJob(jobIdOf('key-dsp_5'));
+      expect(Buffer.from(stored!.data.body, 'base64').toString()).toBe(first.body);
+    });
+  });
+
   it('answers a delivery whose key of your own holds a job with no data in Redis, never 503 for ever', async () => {
     const warnings: Array<Record<string, unknown>> = [];
     const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };

@@ -437,6 +437,27 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
   });
 
+  it('tells a collision from a copy while the first delivery\'s insert is still under way in this process', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    const webhooks = receiver(
+      {},
+      {
+        deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`,
+        logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
+      },
+    );
+    const data = (status: string) => ({ dispatch_id: 'at-once', channel: 'email', status });
+    const answers = await Promise.all(
+      [data('completed'), data('other')].map((fields) => deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: fields }))),
+    );
+    expect(answers.map((answer) => answer.body)).toEqual([
+      { success: true, queued: true },
+      { success: true, duplicate: true },
+    ]);
+    expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
+  });
+
   it('keeps an authentic delivery its schema refuses as a dead letter, with the refusal, and tells onDeadLetter once, as on BullMQ', async () => {
     const webhooks = receiver();
     const told: string[] = [];
