@@ -204,6 +204,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       receivedAt: delivery.receivedAt,
       ...(delivery.refused === undefined ? {} : { refused: delivery.refused }),
       ...(delivery.traceparent === undefined ? {} : { traceparent: delivery.traceparent }),
+      // A dead letter an operator retried keeps that through a move to its own key.
+      ...(delivery.retriedByOperator === true && { retriedByOperator: true }),
     };
     // With an id already taken (another instance queued it since the check), add() changes nothing.
     await this.queue.add(JOB_NAME, data, {

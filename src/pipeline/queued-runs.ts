@@ -4,6 +4,7 @@ import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
 import type { StaleEvents } from '../ordering/stale-events';
 import { DeferredDelivery, FinalDeliveryFailure, TamperedDelivery, type DeliveryQueue, type QueuedDelivery, type QueuedRun, type TakeTurn } from '../queue/delivery-queue';
+import type { EnqueueResult } from '../queue/pending-enqueues';
 import type { EventRouter } from '../router/event-router';
 import type { DeliveryContext } from '../router/types';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
@@ -39,6 +40,10 @@ const COMPLETION_FAILED = {
       error: 'The event was skipped as stale, but its done mark could not be committed',
       log: (attempt: number) => `a queued delivery skipped as stale could not be marked done (attempt ${attempt}); the run counts as failed`,
     },
+    moved: {
+      error: 'The delivery was queued under its own key, but its kept copy could not be marked done',
+      log: (attempt: number) => `a kept refused delivery was queued under its own key, but the copy could not be marked done (attempt ${attempt}); the run counts as failed`,
+    },
   },
   recorded: {
     handled: {
@@ -48,6 +53,10 @@ const COMPLETION_FAILED = {
     stale: {
       error: 'The event was skipped as stale, but the queue could not record it',
       log: (attempt: number) => `a queued delivery skipped as stale could not be recorded as done (attempt ${attempt}); the run counts as failed`,
+    },
+    moved: {
+      error: 'The delivery was queued under its own key, but the queue could not record its kept copy as done',
+      log: (attempt: number) => `a kept refused delivery was queued under its own key, but the copy could not be recorded as done (attempt ${attempt}); the run counts as failed`,
     },
   },
 } as const;
@@ -84,14 +93,16 @@ export class QueuedRuns {
         { cause: error },
       );
     }
-    if (queued === 'collision') {
-      this.failures.worker(
-        'warn',
-        { code: 'delivery_key_collision', deliveryKey, ...(trace.event === undefined ? {} : { event: trace.event }) },
-        'mitpo-webhooks: a delivery with other bytes already holds this delivery key, so this one was answered as a duplicate and not queued: the deliveryKey option must give each delivery its own key',
-      );
-    }
+    if (queued === 'collision') this.collided(deliveryKey, trace.event);
     return queued === 'queued' ? QUEUED : DUPLICATE;
+  }
+
+  private collided(deliveryKey: string, event: string | undefined): void {
+    this.failures.worker(
+      'warn',
+      { code: 'delivery_key_collision', deliveryKey, ...(event === undefined ? {} : { event }) },
+      'mitpo-webhooks: a delivery with other bytes already holds this delivery key, so this one was answered as a duplicate and not queued: the deliveryKey option must give each delivery its own key',
+    );
   }
 
   /**
@@ -143,7 +154,7 @@ export class QueuedRuns {
     { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
-  ): Promise<'success' | 'stale'> {
+  ): Promise<'success' | 'stale' | 'queued' | 'duplicate'> {
     const headers = keptHeaders(delivery.headers);
     // The platform's bytes (a Buffer on Node, as the handlers' types say), whatever Uint8Array the queue handed back.
     const rawBody = this.checks.platform.bytes(delivery.rawBody);
@@ -184,6 +195,12 @@ export class QueuedRuns {
       this.deadLetter(event, ctx, died);
       throw died;
     }
+    // Kept under the hash of its bytes, it would run beside MITPO's retry of it, queued under
+    // the app's own key after the 400: so it moves there, where only one of the two can be.
+    if (storedKey !== deliveryKey) {
+      const ownKey = { ...delivery, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime() };
+      return this.moved(ownKey, storedKey, event, ctx, lastAttempt, complete);
+    }
     const turn = await this.turnOf(event, takeTurn, ctx, lastAttempt);
     if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
     if (turn !== undefined && turn !== 'taken') {
@@ -201,6 +218,34 @@ export class QueuedRuns {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
     });
     throw this.failedRun('handler_failed', `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt, failed);
+  }
+
+  /**
+   * A delivery the schema refused on arrival, kept under the hash of its bytes
+   * (its key of the app's own could not be computed then), that passes now (a
+   * newer version runs the worker): queued again under that key, as the
+   * receiver would queue it, and its kept copy done without running a handler.
+   * Which of it and MITPO's retry comes first runs; the other is a duplicate.
+   */
+  private async moved(
+    delivery: QueuedDelivery,
+    bodyDigest: string,
+    event: MitpoEvent | UnknownMitpoEvent,
+    ctx: DeliveryContext,
+    lastAttempt: boolean,
+    complete: QueuedRun['complete'],
+  ): Promise<'queued' | 'duplicate'> {
+    const { refused: _passesNow, ...moving } = delivery;
+    let queued: EnqueueResult;
+    try {
+      queued = await this.queue.enqueue({ ...moving, bodyDigest }, this.checks.options.retentionMs);
+    } catch (error) {
+      const message = `a kept refused delivery that passes now could not be queued under its own key (attempt ${ctx.attempt})`;
+      throw this.failedRun('queue_unavailable', message, event, ctx, lastAttempt, toError(error));
+    }
+    if (queued === 'collision') this.collided(delivery.deliveryKey, event.event);
+    await this.completed(complete, event, ctx, lastAttempt, 'moved');
+    return queued === 'queued' ? 'queued' : 'duplicate';
   }
 
   /**
@@ -238,7 +283,7 @@ export class QueuedRuns {
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
-    run: 'handled' | 'stale',
+    run: keyof (typeof COMPLETION_FAILED)['committed'],
   ): Promise<void> {
     if (complete === undefined) return;
     try {

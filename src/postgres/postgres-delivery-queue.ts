@@ -175,8 +175,8 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
       query_timeout: this.enqueueTimeoutMs,
       text: `insert into ${this.table}
-         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent, retried_by_operator)
+       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        on conflict (delivery_key) do nothing`,
       values: [
         delivery.deliveryKey,
@@ -189,6 +189,8 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
         delivery.bodyDigest ?? null,
         refused === null ? null : JSON.stringify(refused),
         delivery.traceparent ?? null,
+        // A dead letter an operator retried keeps that through a move to its own key.
+        delivery.retriedByOperator === true,
       ],
     } as QueryConfig);
     if (inserted.rowCount === 1) return 'queued';

@@ -237,6 +237,51 @@ describeRedis('queued processing on BullMQ', () => {
     });
   });
 
+  it('with a deliveryKey of your own, runs once a delivery an older version refused and kept, then MITPO\'s retry of it', async () => {
+    const webhooks = receiver({}, { deliveryKey: (event) => `key-${String((event.data as { dispatch_id?: string }).dispatch_id)}` });
+    const keys: string[] = [];
+    webhooks.onAny((_event, ctx) => void keys.push(ctx.deliveryKey));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_8', channel: 'meta_ads', status: 'completed' } });
+    // What an older version's receiver keeps when its schema refuses the payload: the bytes under their hash.
+    const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+    const older = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name });
+    try {
+      expect(await older.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000)).toBe('queued');
+    } finally {
+      await older.close();
+    }
+    webhooks.startWorker();
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed');
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, duplicate: true });
+    await waitFor(async () => (await (await inspect.getJob(jobIdOf('key-dsp_8')))?.getState()) === 'completed');
+    expect(keys).toEqual(['key-dsp_8']);
+  });
+
+  it('keeps an operator\'s retry through that move: a kept delivery past maxEventAge, retried from the CLI, runs under its own key', async () => {
+    const webhooks = receiver({}, { maxEventAge: 60, deliveryKey: (event) => `key-${String((event.data as { dispatch_id?: string }).dispatch_id)}` });
+    const keys: string[] = [];
+    webhooks.onAny((_event, ctx) => void keys.push(ctx.deliveryKey));
+    const hoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: hoursAgo, data: { dispatch_id: 'dsp_late', channel: 'meta_ads', status: 'completed' } });
+    const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+    const older = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name });
+    try {
+      await older.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+    } finally {
+      await older.close();
+    }
+    // As `deliveries retry` marks it.
+    const kept = await inspect.getJob(jobIdOf(deliveryKeyOf(delivery.body)));
+    await kept!.updateData({ ...kept!.data, retriedByOperator: true });
+    webhooks.startWorker();
+    const moved = async () => (await (await inspect.getJob(jobIdOf('key-dsp_late')))?.getState()) ?? '';
+    await waitFor(async () => ['completed', 'failed'].includes(await moved()));
+    expect(await moved()).toBe('completed');
+    expect(keys).toEqual(['key-dsp_late']);
+  });
+
   it('answers a delivery whose key of your own holds a job with no data in Redis, never 503 for ever', async () => {
     const warnings: Array<Record<string, unknown>> = [];
     const logger = { debug() {}, info() {}, error() {}, warn: (record: Record<string, unknown>) => void warnings.push(record) };

@@ -476,6 +476,39 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(ran).not.toHaveBeenCalled();
   });
 
+  it('with a deliveryKey of your own, applies once a delivery an older version refused and kept, then MITPO\'s retry of it', async () => {
+    const webhooks = receiver({}, { deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
+    webhooks.onAny((_event, ctx) => writeEffect(ctx));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'rolled', channel: 'email', status: 'completed' } });
+    // What an older version's receiver keeps when its schema refuses the payload: the bytes under their hash.
+    const queue = new PostgresDeliveryQueue({ pool, schema });
+    const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+    expect(await queue.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000)).toBe('queued');
+    webhooks.startWorker();
+    await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'done');
+    expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+    await waitFor(async () => (await rowOf('dispatch-rolled'))?.state === 'done');
+    expect(await effects()).toBe(1);
+    expect(await effects('dispatch-rolled')).toBe(1);
+  });
+
+  it('keeps an operator\'s retry through that move: a kept delivery past maxEventAge, retried from the CLI, runs under its own key', async () => {
+    const webhooks = receiver({}, { maxEventAge: 60, deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
+    webhooks.onAny((_event, ctx) => writeEffect(ctx));
+    const hoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: hoursAgo, data: { dispatch_id: 'late', channel: 'email', status: 'completed' } });
+    const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+    const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+    await new PostgresDeliveryQueue({ pool, schema }).enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+    // As `deliveries retry` marks it.
+    await pool.query(`update "${schema}".deliveries set retried_by_operator = true where delivery_key = $1`, [deliveryKeyOf(delivery.body)]);
+    webhooks.startWorker();
+    await waitFor(async () => ['done', 'dead'].includes((await rowOf('dispatch-late'))?.state ?? ''));
+    expect((await rowOf('dispatch-late'))?.state).toBe('done');
+    expect(await effects('dispatch-late')).toBe(1);
+  });
+
   it('removes done rows past their retention and dead letters past theirs, and keeps the rest', async () => {
     const webhooks = receiver({ attempts: 1 });
     webhooks.onAny((event) => {

@@ -197,6 +197,49 @@ describe('a deliveryKey of your own that is not unique', () => {
     expect(warnings).toEqual([expect.objectContaining({ code: 'delivery_key_collision', deliveryKey: 'dsp_1', event: 'dispatch.completed' })]);
   });
 
+  describe('a deliveryKey of your own, and a delivery an older version refused (a rolling deploy)', () => {
+    const byDispatch = (event: { event: string; data: unknown }) => `${event.event}|${String((event.data as { dispatch_id?: string }).dispatch_id)}`;
+
+    /** What a receiver of an older version, whose schema refused the payload, kept: the bytes under their hash. */
+    function keptByOlderVersion(queue: MemoryDeliveryQueue, delivery: ReturnType<typeof signedDelivery>) {
+      const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+      const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+      const deliveryKey = createHash('sha256').update(delivery.body).digest('hex');
+      return queue.enqueue({ deliveryKey, rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+    }
+
+    function setUp() {
+      const queue = new MemoryDeliveryQueue({ backoff: 0.001 });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, deliveryKey: byDispatch });
+      const keys: string[] = [];
+      webhooks.onAny((_event, ctx) => void keys.push(ctx.deliveryKey));
+      webhooks.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_2', channel: 'meta_ads', status: 'completed' } });
+      const receive = () => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+      return { queue, keys, delivery, receive };
+    }
+
+    it('runs it once when its kept copy runs first: the copy moves to its own key, and MITPO\'s retry is a duplicate', async () => {
+      const { queue, keys, delivery, receive } = setUp();
+      expect(await keptByOlderVersion(queue, delivery)).toBe('queued');
+      await queue.drain();
+      expect(keys).toEqual(['dispatch.completed|dsp_2']);
+      expect((await receive()).body).toEqual({ success: true, duplicate: true });
+      await queue.drain();
+      expect(keys).toEqual(['dispatch.completed|dsp_2']);
+      expect(queue.deadLetters()).toEqual([]);
+    });
+
+    it('runs it once when MITPO\'s retry was queued first: the kept copy is then a duplicate', async () => {
+      const { queue, keys, delivery, receive } = setUp();
+      expect((await receive()).body).toEqual({ success: true, queued: true });
+      expect(await keptByOlderVersion(queue, delivery)).toBe('queued');
+      await queue.drain();
+      expect(keys).toEqual(['dispatch.completed|dsp_2']);
+      expect(queue.deadLetters()).toEqual([]);
+    });
+  });
+
   it('removes a stored delivery that was tampered with, unrun and never a dead letter', async () => {
     const { queue, webhooks, deadLetters } = queued();
     let ran = 0;
