@@ -114,6 +114,49 @@ describe('fetchHandler() specifics', () => {
     expect(runs).toHaveLength(0);
   });
 
+  it('holds a body sent in one-byte chunks in about its own size, not one object per chunk', async () => {
+    const handler = new MitpoWebhooks({ secret: SECRET, limit: '1mb' }).fetchHandler();
+    const size = 1024 * 1024;
+    let sent = 0;
+    let heapAtEnd = 0;
+    const heapBefore = process.memoryUsage().heapUsed;
+    // A forged 1 MB body in one-byte chunks, as a hostile sender's chunked encoding can make a bridge yield it.
+    const trickle = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent === size) {
+          heapAtEnd = process.memoryUsage().heapUsed;
+          controller.close();
+          return;
+        }
+        sent += 1;
+        controller.enqueue(new Uint8Array([0x20]));
+      },
+    });
+    const headers = { 'content-type': 'application/json', 'x-mitpo-signature': `sha256=${'0'.repeat(64)}`, 'x-mitpo-timestamp': String(Math.floor(Date.now() / 1000)) };
+    const response = await handler(new Request(URL_, { method: 'POST', headers, body: trickle, duplex: 'half' } as RequestInit));
+    expect(response.status).toBe(401);
+    // One object kept per chunk held some 200 MB here; the bytes themselves are 1 MB.
+    expect(heapAtEnd - heapBefore).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('answers 408 body_timeout to a body stream that yields empty chunks without end, holding none of them', async () => {
+    const { webhooks, runs } = recordingReceiver({ bodyTimeout: 0.2 });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    let pulls = 0;
+    // Never waits, so no timer can run while it is read; it gives up after two million chunks.
+    const empty = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        pulls += 1;
+        if (pulls > 2_000_000) controller.close();
+        else controller.enqueue(new Uint8Array(0));
+      },
+    });
+    const response = await webhooks.fetchHandler()(new Request(URL_, { method: 'POST', headers, body: empty, duplex: 'half' } as RequestInit));
+    expect(response.status).toBe(408);
+    expect(await response.json()).toMatchObject({ error: { code: 'body_timeout' } });
+    expect(runs).toHaveLength(0);
+  });
+
   it('answers 409 in_flight to a copy arriving while the first is handled', async () => {
     const { webhooks } = recordingReceiver();
     const gate = deferred();
