@@ -149,8 +149,11 @@ export class MemoryReplayStore implements ReplayStore {
 
   async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
     const until = this.now() + inFlightTtlMs;
-    this.turns.renew(order.resource, token, until);
-    return this.held.renew(key, token, until);
+    const turnHeld = this.turns.renew(order.resource, token, until);
+    const claimHeld = this.held.renew(key, token, until);
+    // A turn another event of the resource took once it lapsed is lost as well: the two run
+    // at once. (On Redis the claim lapses with the turn, so its renewal says so there.)
+    return turnHeld && claimHeld;
   }
 
   /**

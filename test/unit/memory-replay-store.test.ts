@@ -269,8 +269,18 @@ describe('MemoryReplayStore with ordering, when full', () => {
     await store.claimInOrder('k', order('res', 6), 1000, 'holder');
     clock.now += 1001; // the holder's turn lapses
     expect(await store.claimInOrder('old', order('res', 1), 1000, 'old')).toEqual({ stale: 5 });
-    expect(await store.renewInOrder('k', order('res', 6), 1000, 'holder')).toBe(true); // its key's claim was never looked at
+    expect(await store.renewInOrder('k', order('res', 6), 1000, 'holder')).toBe(false); // its turn is gone, though its key's claim was never looked at
     expect(await store.claimInOrder('k2', order('res', 7), 1000, 'another')).toBe('claimed');
+  });
+
+  it('reports a turn taken by another event of the resource after it lapsed as lost, though its own claim was never looked at', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('a', order('res', 1), 1000, 'first');
+    clock.now += 1001; // the first event's claim and turn lapse
+    expect(await store.claimInOrder('b', order('res', 2), 1000, 'second')).toBe('claimed');
+    // Both now run at once: the renewal must say so, so that it is logged, as on Redis.
+    expect(await store.renewInOrder('a', order('res', 1), 1000, 'first')).toBe(false);
+    expect(await store.claimInOrder('c', order('res', 3), 1000, 'third')).toBe('resource_in_flight');
   });
 
   it('renews the turn with the claim, so the resource stays busy past the TTL while its handlers run', async () => {
