@@ -22,6 +22,13 @@ export function routePath(path: unknown, where: string, required: boolean): stri
  */
 const SCHEME_AND_HOST = /^[a-z0-9.+-]+:(?:\/\/)?[^/?#]*/i;
 
+/**
+ * A host without a scheme: `url.parse` takes `//user@host` for one (its
+ * `hostPattern`), so `//x@y/webhooks/mitpo#` is routed by Express to
+ * `/webhooks/mitpo`; everything up to the next `/` goes, as above.
+ */
+const USER_AND_HOST = /^\/\/[^@/]+@[^@/][^/]*/;
+
 /** What Node's `url.parse` trims from either end of a URL: C0 controls, space, U+00A0 and U+FEFF. */
 const URL_PADDING = /^[\0-\x20\u00a0\ufeff]+|[\0-\x20\u00a0\ufeff]+$/g;
 
@@ -30,14 +37,15 @@ const URL_PADDING = /^[\0-\x20\u00a0\ufeff]+|[\0-\x20\u00a0\ufeff]+$/g;
  * trailing slash, read at least as loosely as Express and Connect read it:
  * they take the path with `parseurl`, which falls back to Node's `url.parse`
  * for a URL with a `#`, white space, or in the absolute form, and `url.parse`
- * trims the URL and takes `\` for `/` before its query string. So a spelling
- * such as `/webhooks\mitpo#` routed there by Express is this path here too.
+ * trims the URL, takes `\` for `/` before its query string and `//user@host`
+ * for a host. So a spelling such as `/webhooks\mitpo#` or
+ * `//x@y/webhooks/mitpo#` routed there by Express is this path here too.
  * (Read this way without the fallback, a `\` only makes the middleware own a
  * spelling Express would route nowhere: refused, never let through.)
  */
 export function normalizePath(url: string | undefined): string {
   const beforeQuery = (url ?? '/').replace(URL_PADDING, '').split(/[?#]/, 1)[0]!;
-  const pathname = beforeQuery.replaceAll('\\', '/').replace(SCHEME_AND_HOST, '') || '/';
+  const pathname = beforeQuery.replaceAll('\\', '/').replace(SCHEME_AND_HOST, '').replace(USER_AND_HOST, '') || '/';
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
 }
 

@@ -33,6 +33,8 @@ const SPELLINGS = [
   '/webhooks/mitpo\\#',
   '/Webhooks\\MITPO\\?x=1#',
   'http://127.0.0.1/webhooks\\mitpo',
+  '//x@y/webhooks/mitpo#',
+  '//x@y/Webhooks/MITPO/?a#',
 ];
 
 type Handler = http.RequestListener;

@@ -25,7 +25,7 @@ const piece = fc.constantFrom('/', '\\', '//', '?', '#', ' ', '\t', '\u00a0', '\
 const word = (name: string) => fc.constantFrom(name, name.toUpperCase(), name[0]!.toUpperCase() + name.slice(1));
 const spelling = fc
   .tuple(
-    fc.constantFrom('', 'http://h', 'HTTP://Host:8080', 'http:', 'http:/', 'https:\\\\h', '//h', ' ', '\u00a0', 'x:', '0.+-:', 'http://u@h', 'http://h h', 'http://h:x', 'javascript:', 'javascript://h', 'x:h', 'x:a b@h', 'http:h', 'http://a b@h', 'file:', 'ws://h'),
+    fc.constantFrom('', 'http://h', 'HTTP://Host:8080', 'http:', 'http:/', 'https:\\\\h', '//h', ' ', '\u00a0', 'x:', '0.+-:', 'http://u@h', 'http://h h', 'http://h:x', 'javascript:', 'javascript://h', 'x:h', 'x:a b@h', 'http:h', 'http://a b@h', 'file:', 'ws://h', '//u@h', '\\\\u@h', '//a@b@c', '//u@h:1', '//u@h h'),
     fc.array(piece, { maxLength: 2 }),
     word('webhooks'),
     fc.constantFrom('/', '\\', '//', '\\/'),
@@ -52,7 +52,7 @@ describe.each<[string, Create]>([
     expect(routed).toBeGreaterThan(150);
   });
 
-  it.each(['/webhooks\\mitpo#', '/webhooks/mitpo\\#', 'http://h/webhooks\\mitpo', '/webhooks/mitpo\u00a0', 'http:/webhooks/mitpo', 'x:h/webhooks/mitpo', '0.+-:./webhooks/mitpo', ' /Webhooks/MITPO#'])(
+  it.each(['/webhooks\\mitpo#', '/webhooks/mitpo\\#', 'http://h/webhooks\\mitpo', '/webhooks/mitpo\u00a0', 'http:/webhooks/mitpo', 'x:h/webhooks/mitpo', '0.+-:./webhooks/mitpo', ' /Webhooks/MITPO#', '//x@y/webhooks/mitpo#', '\\\\x@y\\webhooks/mitpo#', '//a@b@c/Webhooks/Mitpo/#'])(
     'owns %j, which the router takes there',
     async (url) => {
       expect(await routedThere(create, url)).toBe(true);
