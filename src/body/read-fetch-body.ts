@@ -26,6 +26,7 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
   let size = 0;
   // A stream can yield without ever waiting, and then no timer runs while it is read.
   const deadline = Date.now() + options.timeoutSeconds * 1000;
+  let emptyChunks = 0;
   if (reader !== undefined) {
     try {
       await withTimeout(
@@ -34,7 +35,11 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
             const chunk: unknown = read.value;
             if (!(chunk instanceof Uint8Array)) throw bodyReadFailed('The request body stream yielded something other than bytes');
             if (Date.now() > deadline) throw bodyTimedOut(options.timeoutSeconds);
-            if (chunk.byteLength === 0) continue;
+            if (chunk.byteLength === 0) {
+              // Each costs a turn of the loop and adds nothing; no network stream yields many.
+              if ((emptyChunks += 1) > MOST_EMPTY_CHUNKS) throw bodyReadFailed('The request body stream yielded empty chunks without end');
+              continue;
+            }
             if (size + chunk.byteLength > limit) throw payloadTooLarge(limit);
             if (first === undefined) first = chunk;
             else {
@@ -60,13 +65,22 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
   return buffer?.subarray(0, size) ?? first ?? new Uint8Array(0);
 }
 
+/** How many empty chunks a body stream may yield before it is refused. */
+const MOST_EMPTY_CHUNKS = 1000;
+
+/** The least a buffer grows by, so a body in tiny chunks is copied a few times, not once a chunk. */
+const LEAST_GROWTH = 16 * 1024;
+
 /**
  * A buffer with room for `needed` bytes, holding the `used` bytes of `kept`:
- * the declared length at once, otherwise double what is kept, never more than
- * `limit` (which `needed` is within).
+ * double what is kept, but no more than the declared length while the body
+ * keeps within it, nor than `limit` (which `needed` is within). Never the
+ * declared length at once: a sender that declares 1 MB and sends two bytes
+ * would have it held for the whole body timeout.
  */
 function grown(kept: Uint8Array, used: number, needed: number, limit: number, declared: number | undefined): Uint8Array {
-  const bytes = new Uint8Array(Math.min(limit, Math.max(needed, declared ?? 0, kept.byteLength * 2)));
+  const most = declared !== undefined && needed <= declared ? declared : limit;
+  const bytes = new Uint8Array(Math.min(most, Math.max(needed, kept.byteLength * 2, LEAST_GROWTH)));
   bytes.set(kept.subarray(0, used));
   return bytes;
 }
