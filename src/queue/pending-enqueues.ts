@@ -23,17 +23,21 @@ export class PendingEnqueues {
   ) {}
 
   /**
-   * Starts `write` for `key`, or shares the one under way: once it settles, a
-   * copy is a duplicate, and other bytes under a key of the app's own (told
-   * apart by `bodyDigest`, as the queue's store does) a collision. Past
-   * `maxBytes` it rejects at once, and nothing is held. The returned promise is
-   * the write's own: the queue bounds the wait for it with its `enqueueTimeout`.
+   * Starts `write` for `key`, or shares the one under way. Once that settles,
+   * the store holds its bytes (it was queued, or found a copy), so a copy is a
+   * duplicate and other bytes under a key of the app's own (told apart by
+   * `bodyDigest`, as the store does) a collision; if it found yet other bytes
+   * there, this delivery's own write looks for itself. Past `maxBytes` it
+   * rejects at once, and nothing is held. The returned promise is the write's
+   * own: the queue bounds the wait for it with its `enqueueTimeout`.
    */
   run(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest?: string): Promise<EnqueueResult> {
     const sharing = this.underWay.get(key);
     if (sharing !== undefined) {
-      const answer = bodyDigest !== undefined && bodyDigest !== sharing.bodyDigest ? 'collision' : 'duplicate';
-      return sharing.writing.then(() => answer);
+      return sharing.writing.then((found) => {
+        if (found === 'collision') return this.run(key, size, write, bodyDigest);
+        return bodyDigest !== undefined && bodyDigest !== sharing.bodyDigest ? 'collision' : 'duplicate';
+      });
     }
     if (this.bytes + size > this.maxBytes) {
       return Promise.reject(new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`));

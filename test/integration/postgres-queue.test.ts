@@ -458,6 +458,29 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
   });
 
+  it('answers a copy of the stored delivery a plain duplicate while a colliding delivery\'s insert is under way', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    const webhooks = receiver(
+      {},
+      {
+        deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`,
+        logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
+      },
+    );
+    const data = (status: string) => ({ dispatch_id: 'kept', channel: 'email', status });
+    const stored = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed') });
+    expect((await deliver(webhooks, stored)).body).toEqual({ success: true, queued: true });
+    const other = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('other') });
+    const answers = await Promise.all([deliver(webhooks, other), deliver(webhooks, stored)]);
+    expect(answers.map((answer) => answer.body)).toEqual([
+      { success: true, duplicate: true },
+      { success: true, duplicate: true },
+    ]);
+    // Only the delivery with other bytes collided.
+    expect(warnings.map((record) => record.code)).toEqual(['delivery_key_collision']);
+  });
+
   it('keeps an authentic delivery its schema refuses as a dead letter, with the refusal, and tells onDeadLetter once, as on BullMQ', async () => {
     const webhooks = receiver();
     const told: string[] = [];
