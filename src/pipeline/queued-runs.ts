@@ -151,7 +151,7 @@ export class QueuedRuns {
    * before any handler: a stale event is skipped, a busy resource defers the run.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete, enqueueHere }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
   ): Promise<'success' | 'stale' | 'queued' | 'duplicate'> {
@@ -190,16 +190,18 @@ export class QueuedRuns {
     }
     onVerified(event.event);
     const ctx: DeliveryContext = { headers, rawBody: checked.rawBody, deliveryKey, receivedAt, attempt, ...(db && { db }) };
+    // Kept under the hash of its bytes, it would run beside MITPO's retry of it, queued under
+    // the app's own key after the 400: so it moves there, where only one of the two can be.
+    // No handler runs on the kept copy, so workers that died on it leave nothing to report.
+    if (storedKey !== deliveryKey) {
+      const ownKey = { ...delivery, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime() };
+      const enqueue = enqueueHere ?? ((moving: QueuedDelivery) => this.queue.enqueue(moving, this.checks.options.retentionMs));
+      return this.moved(ownKey, storedKey, enqueue, event, ctx, lastAttempt, complete);
+    }
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
       this.deadLetter(event, ctx, died);
       throw died;
-    }
-    // Kept under the hash of its bytes, it would run beside MITPO's retry of it, queued under
-    // the app's own key after the 400: so it moves there, where only one of the two can be.
-    if (storedKey !== deliveryKey) {
-      const ownKey = { ...delivery, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime() };
-      return this.moved(ownKey, storedKey, event, ctx, lastAttempt, complete);
     }
     const turn = await this.turnOf(event, takeTurn, ctx, lastAttempt);
     if (turn === 'busy') throw new DeferredDelivery('another event of the same resource is being handled; this one runs after it');
@@ -226,10 +228,14 @@ export class QueuedRuns {
    * newer version runs the worker): queued again under that key, as the
    * receiver would queue it, and its kept copy done without running a handler.
    * Which of it and MITPO's retry comes first runs; the other is a duplicate.
+   * On a queue with transactions the two commit together, on the run's own
+   * connection; elsewhere a move that timed out may still land, and the kept
+   * copy's retry then finds it a duplicate.
    */
   private async moved(
     delivery: QueuedDelivery,
     bodyDigest: string,
+    enqueue: (delivery: QueuedDelivery) => Promise<EnqueueResult>,
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
@@ -238,7 +244,7 @@ export class QueuedRuns {
     const { refused: _passesNow, ...moving } = delivery;
     let queued: EnqueueResult;
     try {
-      queued = await this.queue.enqueue({ ...moving, bodyDigest }, this.checks.options.retentionMs);
+      queued = await enqueue({ ...moving, bodyDigest });
     } catch (error) {
       const message = `a kept refused delivery that passes now could not be queued under its own key (attempt ${ctx.attempt})`;
       throw this.failedRun('queue_unavailable', message, event, ctx, lastAttempt, toError(error));

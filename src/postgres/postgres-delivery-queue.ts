@@ -167,42 +167,10 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     );
   }
 
-  private async insert(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
-    const refused = delivery.refused ?? null;
-    // An authentic delivery the schema refused waits like any other: a worker checks it
-    // again and, refused again, keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
-    const inserted = await this.pool.query({
-      // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
-      query_timeout: this.enqueueTimeoutMs,
-      text: `insert into ${this.table}
-         (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent, retried_by_operator)
-       values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-       on conflict (delivery_key) do nothing`,
-      values: [
-        delivery.deliveryKey,
-        delivery.rawBody,
-        JSON.stringify(delivery.headers),
-        delivery.receivedAt,
-        this.attempts,
-        this.backoffMs,
-        Math.ceil(retentionMs),
-        delivery.bodyDigest ?? null,
-        refused === null ? null : JSON.stringify(refused),
-        delivery.traceparent ?? null,
-        // A dead letter an operator retried keeps that through a move to its own key.
-        delivery.retriedByOperator === true,
-      ],
-    } as QueryConfig);
-    if (inserted.rowCount === 1) return 'queued';
-    if (delivery.bodyDigest === undefined) return 'duplicate';
-    // A key of the app's own: only then is the stored row read, to tell a copy from a collision.
-    const stored = await this.pool.query<{ body_digest: string | null; body: Buffer }>(
-      `select body_digest, body from ${this.table} where delivery_key = $1`,
-      [delivery.deliveryKey],
-    );
-    const row = stored.rows[0];
-    if (row === undefined) return 'duplicate';
-    return (row.body_digest ?? sha256HexOf(row.body)) === delivery.bodyDigest ? 'duplicate' : 'collision';
+  private insert(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    // A refused delivery waits like any other: a worker checks it again and, refused again,
+    // keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
+    return insertDelivery(this.pool, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs: this.enqueueTimeoutMs });
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
@@ -210,7 +178,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
-    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs);
+    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, this.enqueueTimeoutMs);
   }
 
   idOf(deliveryKey: string): string {
@@ -262,6 +230,7 @@ class PostgresWorker implements DeliveryWorker {
     concurrency: number,
     private readonly pollIntervalMs: number,
     private readonly deadLetterRetentionMs: number,
+    private readonly enqueueTimeoutMs: number,
   ) {
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
@@ -476,6 +445,14 @@ class PostgresWorker implements DeliveryWorker {
           takeTurn,
           db: client,
           complete,
+          // In this transaction, on this client: a move commits with the done mark, and needs no other client.
+          enqueueHere: (delivery) =>
+            insertDelivery(client, this.table, delivery, {
+              attempts: row.attempts,
+              backoffMs: Number(row.backoff_ms),
+              retentionMs: Number(row.retention_ms),
+              timeoutMs: this.enqueueTimeoutMs,
+            }),
         });
         if (!committed) await complete();
         return;
@@ -577,6 +554,48 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
     ...(row.refused === null ? {} : { refused: row.refused }),
     ...(row.traceparent === null ? {} : { traceparent: row.traceparent }),
   };
+}
+
+/**
+ * One insert keyed by the delivery key, through `db`: the pool for a receiver,
+ * or a run's client inside its transaction. A key already there (waiting,
+ * running, done or dead) is a duplicate; with a key of the app's own, only
+ * then is the stored row read, to tell a copy from a collision.
+ */
+async function insertDelivery(
+  db: Pool | PoolClient,
+  table: string,
+  delivery: QueuedDelivery,
+  { attempts, backoffMs, retentionMs, timeoutMs }: { attempts: number; backoffMs: number; retentionMs: number; timeoutMs: number },
+): Promise<EnqueueResult> {
+  const inserted = await db.query({
+    // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
+    query_timeout: timeoutMs,
+    text: `insert into ${table}
+       (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent, retried_by_operator)
+     values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     on conflict (delivery_key) do nothing`,
+    values: [
+      delivery.deliveryKey,
+      delivery.rawBody,
+      JSON.stringify(delivery.headers),
+      delivery.receivedAt,
+      attempts,
+      backoffMs,
+      Math.ceil(retentionMs),
+      delivery.bodyDigest ?? null,
+      delivery.refused === undefined ? null : JSON.stringify(delivery.refused),
+      delivery.traceparent ?? null,
+      // A dead letter an operator retried keeps that through a move to its own key.
+      delivery.retriedByOperator === true,
+    ],
+  } as QueryConfig);
+  if (inserted.rowCount === 1) return 'queued';
+  if (delivery.bodyDigest === undefined) return 'duplicate';
+  const stored = await db.query<{ body_digest: string | null; body: Buffer }>(`select body_digest, body from ${table} where delivery_key = $1`, [delivery.deliveryKey]);
+  const row = stored.rows[0];
+  if (row === undefined) return 'duplicate';
+  return (row.body_digest ?? sha256HexOf(row.body)) === delivery.bodyDigest ? 'duplicate' : 'collision';
 }
 
 function seconds(value: unknown, name: string, fallback: number, max: number): number {

@@ -64,6 +64,13 @@ export interface QueuedRun {
    * have, and a rejection makes the run a failed one, retried or a dead letter.
    */
   complete?: () => Promise<void>;
+  /**
+   * Given by a queue whose runs hold a transaction (the Postgres queue): queues
+   * a delivery in it, through the run's own connection, so that it commits
+   * with the run's completion or not at all. Used to move a kept refused
+   * delivery that passes now to its own key; without it, `enqueue()`.
+   */
+  enqueueHere?: (delivery: QueuedDelivery) => Promise<'queued' | 'duplicate' | 'collision'>;
 }
 
 /**

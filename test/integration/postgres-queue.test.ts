@@ -516,6 +516,32 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await effects('dispatch-rolled')).toBe(1);
   });
 
+  it('moves such a kept delivery in its run\'s own transaction, needing no pool client beyond the worker\'s', async () => {
+    // One client for LISTEN, one for the worker's loop: none left for an insert of its own.
+    const small = new Pool({ connectionString: DATABASE_URL, max: 2 });
+    try {
+      const queue = new PostgresDeliveryQueue({ pool: small, schema, attempts: 1, pollInterval: 0.2, enqueueTimeout: 1 });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
+      opened.push(webhooks);
+      const told: string[] = [];
+      webhooks.onDeadLetter((_event, ctx, error) => void told.push(`${ctx.deliveryKey}: ${error.message}`));
+      webhooks.onAny((_event, ctx) => writeEffect(ctx));
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'tight', channel: 'email', status: 'completed' } });
+      const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
+      const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
+      await queue.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+      webhooks.startWorker({ concurrency: 1 });
+      await waitFor(async () => ['done', 'dead'].includes((await rowOf(deliveryKeyOf(delivery.body)))?.state ?? ''));
+      expect(told).toEqual([]);
+      expect((await rowOf(deliveryKeyOf(delivery.body)))?.state).toBe('done');
+      await waitFor(async () => (await rowOf('dispatch-tight'))?.state === 'done');
+      expect(await effects()).toBe(1);
+    } finally {
+      await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+      await small.end();
+    }
+  });
+
   it('keeps an operator\'s retry through that move: a kept delivery past maxEventAge, retried from the CLI, runs under its own key', async () => {
     const webhooks = receiver({}, { maxEventAge: 60, deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
     webhooks.onAny((_event, ctx) => writeEffect(ctx));
