@@ -61,7 +61,7 @@ export function createConnectMiddleware(
         readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions, keptOnNodeRequest(req as NodeRequest, framework)),
       })
       .then((outcome) => {
-        if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next);
+        if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next, pipeline.shutdown.closing);
         else writeOutcome(req, res, outcome, pipeline.shutdown.closing);
       })
       .catch(next);
@@ -78,10 +78,12 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
 /**
  * Hands a refusal to the app's error handler with nothing written. A body left
  * unread would be read to its end by Node to keep the connection alive, however
- * long the sender makes it: the answer closes the connection instead, as ours does.
+ * long the sender makes it, and a connection kept while the receiver shuts down
+ * would be reset under the client's next request: the answer closes the
+ * connection in both cases, as ours does.
  */
-function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void): void {
-  if (closesConnection(req) && !res.headersSent) res.setHeader('connection', 'close');
+function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void, closing: boolean): void {
+  if (closesConnection(req, closing) && !res.headersSent) res.setHeader('connection', 'close');
   next(error);
 }
 

@@ -79,6 +79,28 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
     });
   });
 
+  it('closes the connection of a delivery the shutdown cut off, as its own answers then do', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const started = deferred();
+    webhooks.onAny(() => {
+      started.resolve();
+      return new Promise(() => undefined);
+    });
+    await withApp(webhooks, true, async (url, seen) => {
+      const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+      await socket.connected;
+      const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      // All of it read, on a keep-alive connection: only the shutdown is a reason to close it.
+      await socket.write(requestHead(WEBHOOK_PATH, { ...headers, 'Content-Length': String(Buffer.byteLength(body)) }) + body);
+      await started.promise;
+      await webhooks.close({ timeout: 0.1 });
+      expect(await socket.status()).toBe(503);
+      expect(socket.received().toLowerCase()).toContain('\r\nconnection: close\r\n');
+      expect(seen).toMatchObject([{ err: { code: 'shutting_down' } }]);
+      socket.destroy();
+    });
+  });
+
   it('lets Express’s own error handler answer with the error’s status, Allow included on a 405', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     await withApp(webhooks, false, async (url) => {
