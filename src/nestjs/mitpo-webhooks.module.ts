@@ -79,14 +79,16 @@ class MitpoWebhooksRoute implements OnModuleInit {
     if (this.served || adapter === undefined || adapter === null) return;
     const pipeline = pipelineOf(this.webhooks, 'MitpoWebhooksModule');
     const path = normalizePath(this.options.path);
+    const platform = adapter.getType();
     // On Express a second module on the same path would never see a delivery (the
-    // first answers them all); on Fastify it fails with a message that names neither.
+    // first answers them all, in any case of its letters, as Express routes); on
+    // Fastify, which routes by case, it fails with a message that names neither.
+    const served = platform === 'express' ? path.toLowerCase() : path;
     const paths = servedPaths.get(adapter) ?? new Set<string>();
-    if (paths.has(path)) {
+    if (paths.has(served)) {
       throw new Error(`mitpo-webhooks: MitpoWebhooksModule already serves ${path} in this app; import it once per path`);
     }
-    servedPaths.set(adapter, paths.add(path));
-    const platform = adapter.getType();
+    servedPaths.set(adapter, paths.add(served));
     if (platform === 'express') {
       adapter.getInstance().use(createConnectMiddleware(pipeline, { path }, 'nestjs'));
     } else if (platform === 'fastify') {

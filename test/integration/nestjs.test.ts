@@ -191,6 +191,16 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     );
   });
 
+  it(`${platform === 'express' ? 'refuses' : 'serves'} a second module on the path in another case${platform === 'express' ? ', which the first would answer (Express ignores case)' : ' (Fastify routes by case)'}`, async () => {
+    const started = apps.start({ platform, rawBody, secondModulePath: '/Webhooks/MITPO' });
+    if (platform === 'express') {
+      await expect(started).rejects.toThrow(/MitpoWebhooksModule already serves \/Webhooks\/MITPO in this app; import it once per path/);
+    } else {
+      await started;
+      await apps.close();
+    }
+  });
+
   it('refuses at start-up an option it does not know, naming the module', async () => {
     await expect(apps.start({ platform, rawBody, moduleOptions: { shutdowntimeout: 5 } })).rejects.toThrow(
       /unknown MitpoWebhooksModule option "shutdowntimeout"; known options are .*path, shutdownTimeout/,
