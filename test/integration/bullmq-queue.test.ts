@@ -431,6 +431,26 @@ describeRedis('queued processing on BullMQ', () => {
     expect((await cli('show', 'odd-job')).code).toBe(0);
   });
 
+  it('the command line: prints a job\'s stored attempts as a number, never the text Redis holds', async () => {
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    const jobId = jobIdOf(deliveryKeyOf(delivery.body));
+    // Redis is not trusted: someone able to write to it rewrites the job's options.
+    const redis = new IORedis(REDIS_URL!);
+    try {
+      await redis.hset(`bull:${name}:${jobId}`, 'opts', JSON.stringify({ attempts: '3\u001b]0;owned\u0007\u001b[2J\u001b[31mFAKE\u202e' }));
+    } finally {
+      redis.disconnect();
+    }
+    const cli = (...args: string[]) => runCli(['deliveries', ...args, '--queue', name], { env: { REDIS_URL } });
+    for (const run of [await cli('show', deliveryKeyOf(delivery.body)), await cli('show', deliveryKeyOf(delivery.body), '--json'), await cli('list', '--state', 'waiting')]) {
+      expect(run.code).toBe(0);
+      expect(run.stdout).not.toMatch(/[\u001b\u0007\u009b\u202e]|FAKE|NaN/);
+    }
+    expect(JSON.parse((await cli('show', deliveryKeyOf(delivery.body), '--json')).stdout)).toMatchObject({ attempts: 0, maxAttempts: 1 });
+  });
+
   // Found in review: it read the failed list again after each page, so a retried job that a worker
   // failed again meanwhile was retried again, its handlers run and its dead letter reported each time.
   it('deliveries retry --all-failed retries each dead letter once, while workers fail them again', async () => {

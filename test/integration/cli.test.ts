@@ -138,6 +138,12 @@ describe('mitpo-webhooks send', () => {
     expect(receiver.handled).toEqual([]);
   });
 
+  it.each(['http://[::1', 'http://a b/'])('exits 2 on a URL that is not one: %j', async (url) => {
+    const run = await runCli(['send', url, '--event', 'dispatch.completed', '--secret', SECRET]);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('is not a URL');
+  });
+
   it('exits 1 when nothing answers', async () => {
     const url = receiver.server.url;
     await receiver.server.close();
@@ -545,6 +551,8 @@ describe('mitpo-webhooks deliveries', () => {
     [['deliveries', 'show', '--redis', 'redis://127.0.0.1:1'], /needs a delivery key/],
     [['deliveries', 'retry', 'k', '--all-failed', '--redis', 'redis://127.0.0.1:1'], /a delivery key, or --all-failed \(not both\)/],
     [['deliveries', 'list', '--state', 'lost', '--redis', 'redis://127.0.0.1:1'], /--state must be one of/],
+    [['deliveries', 'list', '--queue', 'a:b', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
+    [['deliveries', 'list', '--queue', '', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
   ])('exits 2 on bad arguments: %j', async (args, message) => {
     const run = await runCli(args, { env: { REDIS_URL: undefined, DATABASE_URL: undefined } });
     expect(run.code).toBe(2);

@@ -79,6 +79,8 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   if (action === 'list' && key !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(key)}`);
 
   if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
+  // BullMQ refuses these itself, with a stack trace; a name is the user's to correct.
+  if (values.queue === '' || values.queue.includes(':')) throw new UsageError(`--queue must be a BullMQ queue name, not empty and without ":" (got ${JSON.stringify(values.queue)})`);
 
   // Postgres when asked for (--postgres, or --schema with $DATABASE_URL), or when only $DATABASE_URL says where a queue is.
   const postgresUrl =
@@ -170,7 +172,7 @@ async function show(queue: Queue, key: string, io: CliIo, json: boolean): Promis
   }
   io.out(describeJob(job, state));
   io.out(`state:       ${state}`);
-  io.out(`attempts:    ${attemptsOf(job)} of ${job.opts.attempts ?? 1}`);
+  io.out(`attempts:    ${attemptsOf(job)} of ${maxAttemptsOf(job)}`);
   if (data.receivedAt !== undefined) io.out(`received at: ${storedTime(data.receivedAt) ?? '(not a date)'}`);
   errorsOf(job).forEach((error, n) => io.out(`error ${n + 1}:     ${error}`));
   if (job.failedReason) io.out(`last error:  ${sanitizeText(job.failedReason, 500)}`);
@@ -237,7 +239,7 @@ function asRecord(job: Job, state: string) {
     state,
     event: event === undefined ? null : sanitizeText(event, 64),
     attempts: attemptsOf(job),
-    maxAttempts: job.opts.attempts ?? 1,
+    maxAttempts: maxAttemptsOf(job),
     receivedAt: storedTime(data.receivedAt),
     errors: errorsOf(job),
     lastError: job.failedReason ? sanitizeText(job.failedReason, 500) : null,
@@ -252,7 +254,13 @@ function asRecord(job: Job, state: string) {
  */
 function attemptsOf(job: Job): number {
   const started = Math.max(startedRuns(job), job.attemptsMade);
-  return storedOf(job).retriedByOperator === true ? started : Math.min(started, job.opts.attempts ?? 1);
+  return storedOf(job).retriedByOperator === true ? started : Math.min(started, maxAttemptsOf(job));
+}
+
+/** The attempts a job was queued with, as a number: its options are Redis's text, and Redis is not trusted. */
+function maxAttemptsOf(job: Job): number {
+  const attempts: unknown = job.opts.attempts;
+  return typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : 1;
 }
 
 /** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */

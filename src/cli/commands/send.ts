@@ -43,6 +43,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   if (url === undefined) throw new UsageError('send needs the receiver URL, e.g. http://127.0.0.1:3000/webhooks/mitpo');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
+  if (!URL.canParse(url)) throw new UsageError(`${JSON.stringify(url)} is not a URL`);
   if (values.event === undefined || values.event === '') throw new UsageError('send needs --event <type>, e.g. --event dispatch.completed');
   // It becomes the X-MITPO-Event header, which cannot carry control characters, and is echoed.
   if (hasUnprintableCharacters(values.event)) throw new UsageError(`--event contains ${UNPRINTABLE_CHARACTERS}`);
