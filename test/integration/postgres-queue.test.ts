@@ -418,7 +418,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(refused.body).toMatchObject({ error: { code: 'queue_unavailable' } });
   });
 
-  it('answers duplicate to a second delivery with other bytes under a deliveryKey of your own, and warns of the collision', async () => {
+  /** A receiver keyed by dispatch_id (a deliveryKey of the app's own), and the warnings it logs. */
+  function keyedByDispatch() {
     const warnings: Array<Record<string, unknown>> = [];
     const quiet = () => undefined;
     const webhooks = receiver(
@@ -428,6 +429,11 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
         logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
       },
     );
+    return { webhooks, warnings };
+  }
+
+  it('answers duplicate to a second delivery with other bytes under a deliveryKey of your own, and warns of the collision', async () => {
+    const { webhooks, warnings } = keyedByDispatch();
     const data = (status: string) => ({ dispatch_id: 'same', channel: 'email', status });
     const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed') });
     expect((await deliver(webhooks, first)).body).toEqual({ success: true, queued: true });
@@ -438,15 +444,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   });
 
   it('tells a collision from a copy while the first delivery\'s insert is still under way in this process', async () => {
-    const warnings: Array<Record<string, unknown>> = [];
-    const quiet = () => undefined;
-    const webhooks = receiver(
-      {},
-      {
-        deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`,
-        logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
-      },
-    );
+    const { webhooks, warnings } = keyedByDispatch();
     const data = (status: string) => ({ dispatch_id: 'at-once', channel: 'email', status });
     const answers = await Promise.all(
       [data('completed'), data('other')].map((fields) => deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: fields }))),
@@ -459,15 +457,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   });
 
   it('answers a copy of the stored delivery a plain duplicate while a colliding delivery\'s insert is under way', async () => {
-    const warnings: Array<Record<string, unknown>> = [];
-    const quiet = () => undefined;
-    const webhooks = receiver(
-      {},
-      {
-        deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`,
-        logger: { debug: quiet, info: quiet, error: quiet, warn: (record) => warnings.push(record as Record<string, unknown>) },
-      },
-    );
+    const { webhooks, warnings } = keyedByDispatch();
     const data = (status: string) => ({ dispatch_id: 'kept', channel: 'email', status });
     const stored = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed') });
     expect((await deliver(webhooks, stored)).body).toEqual({ success: true, queued: true });
