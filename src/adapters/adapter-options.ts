@@ -25,9 +25,14 @@ const SCHEME_AND_HOST = /^[a-z0-9.+-]+:(?:\/\/)?[^/?#]*/i;
 /**
  * A host without a scheme: `url.parse` takes `//user@host` for one (its
  * `hostPattern`), so `//x@y/webhooks/mitpo#` is routed by Express to
- * `/webhooks/mitpo`; everything up to the next `/` goes, as above.
+ * `/webhooks/mitpo`; everything up to the next `/` goes, as above. Anywhere in
+ * the path, not only at its start: a Router mounted at `/webhooks` is given
+ * what is left of the raw URL (`//x@y/mitpo#`), which is read again.
  */
-const USER_AND_HOST = /^\/\/[^@/]+@[^@/][^/]*/;
+const USER_AND_HOST = /\/\/[^@/]+@[^@/][^/]*/g;
+
+/** Runs of `/`: Express 4 cuts a mount path with one more `/` than it matched, so `/webhooks//mitpo` reaches a route at `/mitpo` there. */
+const SLASHES = /\/{2,}/g;
 
 /** What Node's `url.parse` trims from either end of a URL: C0 controls, space, U+00A0 and U+FEFF. */
 const URL_PADDING = /^[\0-\x20\u00a0\ufeff]+|[\0-\x20\u00a0\ufeff]+$/g;
@@ -38,14 +43,16 @@ const URL_PADDING = /^[\0-\x20\u00a0\ufeff]+|[\0-\x20\u00a0\ufeff]+$/g;
  * they take the path with `parseurl`, which falls back to Node's `url.parse`
  * for a URL with a `#`, white space, or in the absolute form, and `url.parse`
  * trims the URL, takes `\` for `/` before its query string and `//user@host`
- * for a host. So a spelling such as `/webhooks\mitpo#` or
- * `//x@y/webhooks/mitpo#` routed there by Express is this path here too.
+ * for a host; and a Router mounted at a part of the path reads what is left of
+ * the raw URL again. So a spelling such as `/webhooks\mitpo#`,
+ * `//x@y/webhooks/mitpo#` or `/webhooks//x@y/mitpo#` that Express routes to
+ * the path, or to its end in such a Router, is this path here too.
  * (Read this way without the fallback, a `\` only makes the middleware own a
  * spelling Express would route nowhere: refused, never let through.)
  */
 export function normalizePath(url: string | undefined): string {
   const beforeQuery = (url ?? '/').replace(URL_PADDING, '').split(/[?#]/, 1)[0]!;
-  const pathname = beforeQuery.replaceAll('\\', '/').replace(SCHEME_AND_HOST, '').replace(USER_AND_HOST, '') || '/';
+  const pathname = beforeQuery.replaceAll('\\', '/').replace(SCHEME_AND_HOST, '').replace(USER_AND_HOST, '/').replace(SLASHES, '/') || '/';
   return pathname.length > 1 && pathname.endsWith('/') ? pathname.slice(0, -1) : pathname;
 }
 

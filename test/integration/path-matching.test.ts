@@ -35,6 +35,9 @@ const SPELLINGS = [
   'http://127.0.0.1/webhooks\\mitpo',
   '//x@y/webhooks/mitpo#',
   '//x@y/Webhooks/MITPO/?a#',
+  '/webhooks//mitpo',
+  '/webhooks//x@y/mitpo#',
+  '/webhooks\\\\x@y/mitpo#',
 ];
 
 type Handler = http.RequestListener;
@@ -49,15 +52,17 @@ async function serve(handler: Handler): Promise<{ url: string; close(): Promise<
 /** A forged delivery: well-formed, signed with another secret. Only the verifying middleware refuses it (401). */
 const forged = () => signedDelivery({ event: 'dispatch.completed', secret: 'whsec_not_the_receivers' });
 
-function express(create: typeof express5 | typeof express4, mount: 'app' | 'under /webhooks'): Handler {
+function express(create: typeof express5 | typeof express4, mount: 'app' | 'under /webhooks', next: 'app.post' | 'a Router at /webhooks' = 'app.post'): Handler {
   const app = create();
   const webhooks = new MitpoWebhooks({ secret: SECRET });
   if (mount === 'app') app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
   else app.use('/webhooks', webhooks.middleware({ path: '/webhooks/mitpo' }));
-  // The app's next route, which takes any spelling Express routes to it.
-  app.post('/webhooks/mitpo', (_req, res) => {
-    res.status(418).send('reached the next route');
-  });
+  // The app's next route, which takes any spelling Express routes to it: at the path, or
+  // at its last segment in a Router mounted at the first (Express cuts the mount path off
+  // the raw URL and reads what is left again).
+  const reached = (_req: unknown, res: express5.Response) => void res.status(418).send('reached the next route');
+  if (next === 'app.post') app.post('/webhooks/mitpo', reached);
+  else app.use('/webhooks', create.Router().post('/mitpo', reached));
   return app as unknown as Handler;
 }
 
@@ -65,6 +70,9 @@ const MOUNTINGS: Array<[string, () => Handler]> = [
   ['Express 5, app.use', () => express(express5, 'app')],
   ['Express 5, under app.use("/webhooks")', () => express(express5, 'under /webhooks')],
   ['Express 4, app.use', () => express(express4, 'app')],
+  ['Express 5, app.use, the route in a Router at /webhooks', () => express(express5, 'app', 'a Router at /webhooks')],
+  ['Express 5, under app.use("/webhooks"), the route in a Router at /webhooks', () => express(express5, 'under /webhooks', 'a Router at /webhooks')],
+  ['Express 4, app.use, the route in a Router at /webhooks', () => express(express4, 'app', 'a Router at /webhooks')],
   [
     'Connect',
     () => {
