@@ -27,21 +27,37 @@ export class PendingEnqueues {
    * the store holds its bytes (it was queued, or found a copy), so a copy is a
    * duplicate and other bytes under a key of the app's own (told apart by
    * `bodyDigest`, as the store does) a collision; if it found yet other bytes
-   * there, this delivery's own write looks for itself. Past `maxBytes` it
+   * there, a copy of its own bytes is a collision too, and other bytes look
+   * for themselves with their own write. A copy that shares holds its body
+   * while it waits, so its bytes count as the write's do. Past `maxBytes` it
    * rejects at once, and nothing is held. The returned promise is the write's
    * own: the queue bounds the wait for it with its `enqueueTimeout`.
    */
   run(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest?: string): Promise<EnqueueResult> {
     const sharing = this.underWay.get(key);
-    if (sharing !== undefined) {
-      return sharing.writing.then((found) => {
-        if (found === 'collision') return this.run(key, size, write, bodyDigest);
-        return bodyDigest !== undefined && bodyDigest !== sharing.bodyDigest ? 'collision' : 'duplicate';
-      });
-    }
-    if (this.bytes + size > this.maxBytes) {
-      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`));
-    }
+    if (sharing === undefined) return this.started(key, size, write, bodyDigest);
+    if (this.bytes + size > this.maxBytes) return Promise.reject(this.full());
+    this.bytes += size;
+    const sameBytes = bodyDigest === sharing.bodyDigest;
+    return sharing.writing.then(
+      (found) => {
+        this.bytes -= size;
+        if (found === 'collision' && !sameBytes) return this.run(key, size, write, bodyDigest);
+        return found === 'collision' || !sameBytes ? 'collision' : 'duplicate';
+      },
+      (error: unknown) => {
+        this.bytes -= size;
+        throw error;
+      },
+    );
+  }
+
+  private full(): Error {
+    return new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`);
+  }
+
+  private started(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest: string | undefined): Promise<EnqueueResult> {
+    if (this.bytes + size > this.maxBytes) return Promise.reject(this.full());
     this.bytes += size;
     const writing = write();
     this.underWay.set(key, { writing, bodyDigest });
