@@ -195,7 +195,7 @@ export class QueuedRuns {
     // No handler runs on the kept copy, so workers that died on it leave nothing to report.
     if (storedKey !== deliveryKey) {
       const ownKey = { ...delivery, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime() };
-      const enqueue = enqueueHere ?? ((moving: QueuedDelivery) => this.queue.enqueue(moving, this.checks.options.retentionMs));
+      const enqueue = enqueueHere ?? ((moving: QueuedDelivery, retentionMs: number) => this.queue.enqueue(moving, retentionMs));
       return this.moved(ownKey, storedKey, enqueue, event, ctx, lastAttempt, complete);
     }
     if (exhausted === true) {
@@ -235,7 +235,7 @@ export class QueuedRuns {
   private async moved(
     delivery: QueuedDelivery,
     bodyDigest: string,
-    enqueue: (delivery: QueuedDelivery) => Promise<EnqueueResult>,
+    enqueue: (delivery: QueuedDelivery, retentionMs: number) => Promise<EnqueueResult>,
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
@@ -244,7 +244,7 @@ export class QueuedRuns {
     const { refused: _passesNow, ...moving } = delivery;
     let queued: EnqueueResult;
     try {
-      queued = await enqueue({ ...moving, bodyDigest });
+      queued = await enqueue({ ...moving, bodyDigest }, this.checks.options.retentionMs);
     } catch (error) {
       const message = `a kept refused delivery that passes now could not be queued under its own key (attempt ${ctx.attempt})`;
       throw this.failedRun('queue_unavailable', message, event, ctx, lastAttempt, toError(error));

@@ -178,7 +178,8 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
-    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, this.enqueueTimeoutMs);
+    const inserts = { attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.enqueueTimeoutMs };
+    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts);
   }
 
   idOf(deliveryKey: string): string {
@@ -230,7 +231,8 @@ class PostgresWorker implements DeliveryWorker {
     concurrency: number,
     private readonly pollIntervalMs: number,
     private readonly deadLetterRetentionMs: number,
-    private readonly enqueueTimeoutMs: number,
+    /** This queue's settings for a delivery a run queues (`enqueueHere`): its own, not the run's row's. */
+    private readonly inserts: Omit<InsertSettings, 'retentionMs'>,
   ) {
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
@@ -446,13 +448,7 @@ class PostgresWorker implements DeliveryWorker {
           db: client,
           complete,
           // In this transaction, on this client: a move commits with the done mark, and needs no other client.
-          enqueueHere: (delivery) =>
-            insertDelivery(client, this.table, delivery, {
-              attempts: row.attempts,
-              backoffMs: Number(row.backoff_ms),
-              retentionMs: Number(row.retention_ms),
-              timeoutMs: this.enqueueTimeoutMs,
-            }),
+          enqueueHere: (delivery, retentionMs) => insertDelivery(client, this.table, delivery, { ...this.inserts, retentionMs }),
         });
         if (!committed) await complete();
         return;
@@ -556,6 +552,15 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
   };
 }
 
+/** What a queued delivery's row is given besides the delivery: the queue's settings, milliseconds. */
+interface InsertSettings {
+  attempts: number;
+  backoffMs: number;
+  retentionMs: number;
+  /** Bounds the insert once it has a connection. */
+  timeoutMs: number;
+}
+
 /**
  * One insert keyed by the delivery key, through `db`: the pool for a receiver,
  * or a run's client inside its transaction. A key already there (waiting,
@@ -566,7 +571,7 @@ async function insertDelivery(
   db: Pool | PoolClient,
   table: string,
   delivery: QueuedDelivery,
-  { attempts, backoffMs, retentionMs, timeoutMs }: { attempts: number; backoffMs: number; retentionMs: number; timeoutMs: number },
+  { attempts, backoffMs, retentionMs, timeoutMs }: InsertSettings,
 ): Promise<EnqueueResult> {
   const inserted = await db.query({
     // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.

@@ -70,7 +70,7 @@ export interface QueuedRun {
    * with the run's completion or not at all. Used to move a kept refused
    * delivery that passes now to its own key; without it, `enqueue()`.
    */
-  enqueueHere?: (delivery: QueuedDelivery) => Promise<'queued' | 'duplicate' | 'collision'>;
+  enqueueHere?: (delivery: QueuedDelivery, retentionMs: number) => Promise<'queued' | 'duplicate' | 'collision'>;
 }
 
 /**

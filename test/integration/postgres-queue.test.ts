@@ -489,15 +489,20 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(ran).not.toHaveBeenCalled();
   });
 
-  it('with a deliveryKey of your own, applies once a delivery an older version refused and kept, then MITPO\'s retry of it', async () => {
-    const webhooks = receiver({}, { deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
-    webhooks.onAny((_event, ctx) => writeEffect(ctx));
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'rolled', channel: 'email', status: 'completed' } });
-    // What an older version's receiver keeps when its schema refuses the payload: the bytes under their hash.
-    const queue = new PostgresDeliveryQueue({ pool, schema });
+  const byDispatch = (event: { data: unknown }) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}`;
+
+  /** What an older version's receiver keeps when its schema refuses the payload: the bytes under their hash. */
+  function keptByOlderVersion(queue: PostgresDeliveryQueue, delivery: ReturnType<typeof signedDelivery>) {
     const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
     const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
-    expect(await queue.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000)).toBe('queued');
+    return queue.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+  }
+
+  it('with a deliveryKey of your own, applies once a delivery an older version refused and kept, then MITPO\'s retry of it', async () => {
+    const webhooks = receiver({}, { deliveryKey: byDispatch });
+    webhooks.onAny((_event, ctx) => writeEffect(ctx));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'rolled', channel: 'email', status: 'completed' } });
+    expect(await keptByOlderVersion(new PostgresDeliveryQueue({ pool, schema }), delivery)).toBe('queued');
     webhooks.startWorker();
     await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'done');
     expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
@@ -511,15 +516,13 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const small = new Pool({ connectionString: DATABASE_URL, max: 2 });
     try {
       const queue = new PostgresDeliveryQueue({ pool: small, schema, attempts: 1, pollInterval: 0.2, enqueueTimeout: 1 });
-      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue, deliveryKey: byDispatch });
       opened.push(webhooks);
       const told: string[] = [];
       webhooks.onDeadLetter((_event, ctx, error) => void told.push(`${ctx.deliveryKey}: ${error.message}`));
       webhooks.onAny((_event, ctx) => writeEffect(ctx));
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'tight', channel: 'email', status: 'completed' } });
-      const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
-      const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
-      await queue.enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+      await keptByOlderVersion(queue, delivery);
       webhooks.startWorker({ concurrency: 1 });
       await waitFor(async () => ['done', 'dead'].includes((await rowOf(deliveryKeyOf(delivery.body)))?.state ?? ''));
       expect(told).toEqual([]);
@@ -532,14 +535,27 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   });
 
+  it('queues the moved delivery with the worker\'s own attempts and backoff, not the kept copy\'s', async () => {
+    const webhooks = receiver({ attempts: 5, backoff: 30 }, { deliveryKey: byDispatch });
+    webhooks.onAny(() => {
+      throw new Error('down');
+    });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'settings', channel: 'email', status: 'completed' } });
+    await keptByOlderVersion(new PostgresDeliveryQueue({ pool, schema, attempts: 1, backoff: 1 }), delivery);
+    webhooks.startWorker();
+    const own = async () =>
+      (await pool.query<{ attempts: number; backoff_ms: string }>(`select attempts, backoff_ms from "${schema}".deliveries where delivery_key = 'dispatch-settings'`)).rows[0];
+    await waitFor(async () => (await own()) !== undefined);
+    expect(await own()).toMatchObject({ attempts: 5 });
+    expect(Number((await own())!.backoff_ms)).toBe(30_000);
+  });
+
   it('keeps an operator\'s retry through that move: a kept delivery past maxEventAge, retried from the CLI, runs under its own key', async () => {
-    const webhooks = receiver({}, { maxEventAge: 60, deliveryKey: (event) => `dispatch-${(event.data as { dispatch_id: string }).dispatch_id}` });
+    const webhooks = receiver({}, { maxEventAge: 60, deliveryKey: byDispatch });
     webhooks.onAny((_event, ctx) => writeEffect(ctx));
     const hoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: hoursAgo, data: { dispatch_id: 'late', channel: 'email', status: 'completed' } });
-    const headers = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value]));
-    const refused = { code: 'invalid_payload', message: 'Event payload does not match the dispatch.completed schema' };
-    await new PostgresDeliveryQueue({ pool, schema }).enqueue({ deliveryKey: deliveryKeyOf(delivery.body), rawBody: Buffer.from(delivery.body), headers, receivedAt: Date.now(), refused }, 600_000);
+    await keptByOlderVersion(new PostgresDeliveryQueue({ pool, schema }), delivery);
     // As `deliveries retry` marks it.
     await pool.query(`update "${schema}".deliveries set retried_by_operator = true where delivery_key = $1`, [deliveryKeyOf(delivery.body)]);
     webhooks.startWorker();
