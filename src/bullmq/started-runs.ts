@@ -12,6 +12,11 @@ export function deferralsOf(job: Pick<Job, 'data'>): number {
  * tallies in the job's `deferrals`. The command line shows the same count.
  */
 export function startedRuns(job: Pick<Job, 'attemptsStarted' | 'data'>): number {
-  const started = job.attemptsStarted ?? 0;
+  const started = runsOf(job.attemptsStarted);
   return started - Math.min(deferralsOf(job), Math.max(0, started - 1));
+}
+
+/** A count of runs BullMQ read from Redis, which is not trusted: anything but a whole number from 0 is 0. */
+export function runsOf(stored: unknown): number {
+  return typeof stored === 'number' && Number.isSafeInteger(stored) && stored >= 0 ? stored : 0;
 }

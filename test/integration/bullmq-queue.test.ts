@@ -431,7 +431,7 @@ describeRedis('queued processing on BullMQ', () => {
     expect((await cli('show', 'odd-job')).code).toBe(0);
   });
 
-  it('the command line: prints a job\'s stored attempts as a number, never the text Redis holds', async () => {
+  it('the command line: prints a job\'s stored attempts and runs as numbers, never the text Redis holds', async () => {
     const webhooks = receiver();
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
@@ -439,7 +439,7 @@ describeRedis('queued processing on BullMQ', () => {
     // Redis is not trusted: someone able to write to it rewrites the job's options.
     const redis = new IORedis(REDIS_URL!);
     try {
-      await redis.hset(`bull:${name}:${jobId}`, 'opts', JSON.stringify({ attempts: '3\u001b]0;owned\u0007\u001b[2J\u001b[31mFAKE\u202e' }));
+      await redis.hset(`bull:${name}:${jobId}`, 'opts', JSON.stringify({ attempts: '3\u001b]0;owned\u0007\u001b[2J\u001b[31mFAKE\u202e' }), 'ats', 'x', 'atm', 'y');
     } finally {
       redis.disconnect();
     }

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
-import { startedRuns } from '../../bullmq/started-runs';
+import { runsOf, startedRuns } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
@@ -253,7 +253,7 @@ function asRecord(job: Job, state: string) {
  * handler), so it is not shown as one more, unless an operator retried the job.
  */
 function attemptsOf(job: Job): number {
-  const started = Math.max(startedRuns(job), job.attemptsMade);
+  const started = Math.max(startedRuns(job), runsOf(job.attemptsMade));
   return storedOf(job).retriedByOperator === true ? started : Math.min(started, maxAttemptsOf(job));
 }
 
