@@ -446,7 +446,7 @@ describeRedis('queued processing on BullMQ', () => {
     const cli = (...args: string[]) => runCli(['deliveries', ...args, '--queue', name], { env: { REDIS_URL } });
     for (const run of [await cli('show', deliveryKeyOf(delivery.body)), await cli('show', deliveryKeyOf(delivery.body), '--json'), await cli('list', '--state', 'waiting')]) {
       expect(run.code).toBe(0);
-      expect(run.stdout).not.toMatch(/[\u001b\u0007\u009b\u202e]|FAKE|NaN/);
+      for (const written of ['\u001b', '\u0007', '\u009b', '\u202e', 'FAKE', 'NaN']) expect(run.stdout).not.toContain(written);
     }
     expect(JSON.parse((await cli('show', deliveryKeyOf(delivery.body), '--json')).stdout)).toMatchObject({ attempts: 0, maxAttempts: 1 });
   });
