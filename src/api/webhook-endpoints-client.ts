@@ -48,17 +48,24 @@ const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
  * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
  */
+/** What an API key can be: printable ASCII, nothing else (no space, no control character). */
+const API_KEY = /^[\x21-\x7e]+$/;
+
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   private readonly apiKey: string;
   private readonly timeoutMs: number;
   private readonly fetch: typeof fetch;
 
-  /** @throws TypeError on a missing or padded API key, a base URL that is not http(s), or a bad timeout */
+  /** @throws TypeError on a missing API key or one with a character no key has, a base URL that is not http(s), or a bad timeout */
   constructor(options: WebhookEndpointsClientOptions) {
     const apiKey = (options as Partial<WebhookEndpointsClientOptions> | undefined)?.apiKey;
-    if (typeof apiKey !== 'string' || apiKey === '' || apiKey.trim() !== apiKey) {
-      throw new TypeError('mitpo-webhooks: apiKey must be a MITPO API key (a non-empty string without surrounding whitespace), e.g. process.env.MITPO_API_KEY');
+    // Never quoted: a key with a line break pasted into it is still most of a key.
+    // fetch would refuse it as a header value, quoting it in its message.
+    if (typeof apiKey !== 'string' || !API_KEY.test(apiKey)) {
+      throw new TypeError(
+        'mitpo-webhooks: apiKey must be a MITPO API key: printable ASCII, without white space or line breaks (is one pasted into it?), e.g. process.env.MITPO_API_KEY',
+      );
     }
     const baseUrl = (options.baseUrl ?? 'https://api.mitpo.io').replace(/\/+$/, '');
     if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`mitpo-webhooks: baseUrl must be an http(s) URL (got ${JSON.stringify(baseUrl)})`);

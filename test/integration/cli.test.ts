@@ -520,6 +520,14 @@ describe('mitpo-webhooks endpoints', () => {
     expect(api.requests).toHaveLength(0);
   });
 
+  it('exits 2 when MITPO_API_KEY holds a character no key has, never printing the key', async () => {
+    const run = await runCli(['endpoints', 'list'], { env: { MITPO_API_KEY: 'mk_live_K3YB0DY\nPART2', MITPO_API_BASE_URL: api.baseUrl } });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('MITPO_API_KEY holds');
+    expect(run.stdout + run.stderr).not.toMatch(/K3YB0DY|PART2/);
+    expect(api.requests).toHaveLength(0);
+  });
+
   it('exits 2 when MITPO_API_KEY is not set', async () => {
     const run = await runCli(['endpoints', 'list'], { env: { MITPO_API_BASE_URL: api.baseUrl } });
     expect(run.code).toBe(2);

@@ -43,6 +43,19 @@ describe('WebhookEndpointsClient', () => {
     }
   });
 
+  it('refuses an API key with a character no key has (a line break pasted into it), never quoting the key', () => {
+    for (const apiKey of ['mk_live_SECRET\nPART2', 'mk_live_SECRET\u0000X', 'mk_live_SECRET\rX', 'mk_live_SECRET X', 'mk_live_SECRÉT']) {
+      let thrown: unknown;
+      try {
+        new WebhookEndpointsClient({ apiKey });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(TypeError);
+      expect(String((thrown as Error).message)).not.toContain('SECR');
+    }
+  });
+
   it('reports a timeout as such', async () => {
     const hang: typeof fetch = (_url, init) =>
       new Promise((_resolve, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason)));
