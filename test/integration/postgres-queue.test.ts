@@ -130,12 +130,28 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await effects(key)).toBe(1);
   });
 
-  it('outlives the loss of a running delivery’s connection: the run fails, the process stays up, and the retry applies the write once', async () => {
+  /**
+   * Runs one delivery to done, its handler writing through ctx.db and then doing
+   * `after` (failing, or losing its connection) on the attempts it chooses.
+   */
+  async function runToDone(after: (ctx: DeliveryContext) => Promise<void> | void) {
     const webhooks = receiver();
     const attempts: number[] = [];
     webhooks.onAny(async (_event, ctx) => {
       attempts.push(ctx.attempt);
       await writeEffect(ctx);
+      await after(ctx);
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'done');
+    return { attempts, key };
+  }
+
+  it('outlives the loss of a running delivery’s connection: the run fails, the process stays up, and the retry applies the write once', async () => {
+    const { attempts, key } = await runToDone(async (ctx) => {
       if (ctx.attempt > 1) return;
       // Postgres ends the connection while the handler does other work (a restart, a failover, a proxy's timeout).
       const client = ctx.db as unknown as Pool & { once(event: 'end', listener: () => void): void };
@@ -144,11 +160,6 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       await pool.query('select pg_terminate_backend($1)', [(rows[0] as { pid: number }).pid]);
       await ended;
     });
-    webhooks.startWorker();
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    const key = deliveryKeyOf(delivery.body);
-    await deliver(webhooks, delivery);
-    await waitFor(async () => (await rowOf(key))?.state === 'done');
     expect(attempts).toEqual([1, 2]);
     expect(await effects(key)).toBe(1);
   });
@@ -168,18 +179,9 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   });
 
   it('rolls back the writes of a failed run: a handler that writes through ctx.db and then fails, retried to success, applied once', async () => {
-    const webhooks = receiver();
-    const attempts: number[] = [];
-    webhooks.onAny(async (_event, ctx) => {
-      attempts.push(ctx.attempt);
-      await writeEffect(ctx);
+    const { attempts, key } = await runToDone((ctx) => {
       if (ctx.attempt < 3) throw new Error(`failing on attempt ${ctx.attempt}`);
     });
-    webhooks.startWorker();
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    const key = deliveryKeyOf(delivery.body);
-    await deliver(webhooks, delivery);
-    await waitFor(async () => (await rowOf(key))?.state === 'done');
     expect(attempts).toEqual([1, 2, 3]);
     expect(await effects(key)).toBe(1);
     expect((await rowOf(key))!.errors).toHaveLength(2);
