@@ -33,6 +33,15 @@ export interface WebhookEndpointsClientOptions {
  */
 export const MAX_ANSWER_BYTES = 1024 * 1024;
 
+/**
+ * Whether `key` can be a MITPO API key: printable ASCII, nothing else (no space,
+ * no control character). A key with a line break pasted into it is refused here,
+ * never quoted: fetch would refuse it as a header value, quoting it in its message.
+ */
+export function isApiKey(key: unknown): key is string {
+  return typeof key === 'string' && /^[\x21-\x7e]+$/.test(key);
+}
+
 const createdEnvelope = apiEnvelope(createdWebhookEndpointSchema);
 const listEnvelope = apiEnvelope(webhookEndpointSchema.array());
 const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
@@ -48,9 +57,6 @@ const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
  * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
  */
-/** What an API key can be: printable ASCII, nothing else (no space, no control character). */
-const API_KEY = /^[\x21-\x7e]+$/;
-
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   private readonly apiKey: string;
@@ -61,8 +67,7 @@ export class WebhookEndpointsClient {
   constructor(options: WebhookEndpointsClientOptions) {
     const apiKey = (options as Partial<WebhookEndpointsClientOptions> | undefined)?.apiKey;
     // Never quoted: a key with a line break pasted into it is still most of a key.
-    // fetch would refuse it as a header value, quoting it in its message.
-    if (typeof apiKey !== 'string' || !API_KEY.test(apiKey)) {
+    if (!isApiKey(apiKey)) {
       throw new TypeError(
         'mitpo-webhooks: apiKey must be a MITPO API key: printable ASCII, without white space or line breaks (is one pasted into it?), e.g. process.env.MITPO_API_KEY',
       );

@@ -3,7 +3,7 @@ import { closeSync, constants, type Stats, fchmodSync, fstatSync, fsyncSync, lst
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MitpoApiError } from '../../api/mitpo-api-error';
-import { WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
+import { isApiKey, WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
 import { MITPO_EVENT_NAMES } from '../../events/schemas';
 import { secretProblem } from '../../secrets/secret-rules';
 import { sanitizeText } from '../../text/sanitize-text';
@@ -104,7 +104,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
 function client(env: NodeJS.ProcessEnv): WebhookEndpointsClient {
   const apiKey = env.MITPO_API_KEY;
   if (apiKey === undefined || apiKey === '') throw new UsageError('MITPO_API_KEY is not set: export your MITPO API key (mk_live_...) first');
-  if (!/^[\x21-\x7e]+$/.test(apiKey)) {
+  if (!isApiKey(apiKey)) {
     throw new UsageError('MITPO_API_KEY holds white space or a character no API key has (a line break pasted into it?); set it to the key alone');
   }
   return new WebhookEndpointsClient({ apiKey, ...(env.MITPO_API_BASE_URL ? { baseUrl: env.MITPO_API_BASE_URL } : {}) });
