@@ -194,9 +194,9 @@ export class QueuedRuns {
     // the app's own key after the 400: so it moves there, where only one of the two can be.
     // No handler runs on the kept copy, so workers that died on it leave nothing to report.
     if (storedKey !== deliveryKey) {
-      const ownKey = { ...delivery, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime() };
-      const enqueue = enqueueHere ?? ((moving: QueuedDelivery, retentionMs: number) => this.queue.enqueue(moving, retentionMs));
-      return this.moved(ownKey, storedKey, enqueue, event, ctx, lastAttempt, complete);
+      const { refused: _passesNow, ...kept } = delivery;
+      const moving = { ...kept, deliveryKey, rawBody: checked.rawBody, headers, receivedAt: receivedAt.getTime(), bodyDigest: storedKey };
+      return this.moved(moving, enqueueHere ?? this.queue.enqueue.bind(this.queue), event, ctx, lastAttempt, complete);
     }
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
@@ -234,17 +234,15 @@ export class QueuedRuns {
    */
   private async moved(
     delivery: QueuedDelivery,
-    bodyDigest: string,
     enqueue: (delivery: QueuedDelivery, retentionMs: number) => Promise<EnqueueResult>,
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
     complete: QueuedRun['complete'],
   ): Promise<'queued' | 'duplicate'> {
-    const { refused: _passesNow, ...moving } = delivery;
     let queued: EnqueueResult;
     try {
-      queued = await enqueue({ ...moving, bodyDigest }, this.checks.options.retentionMs);
+      queued = await enqueue(delivery, this.checks.options.retentionMs);
     } catch (error) {
       const message = `a kept refused delivery that passes now could not be queued under its own key (attempt ${ctx.attempt})`;
       throw this.failedRun('queue_unavailable', message, event, ctx, lastAttempt, toError(error));
