@@ -34,38 +34,26 @@ export class PendingEnqueues {
    * own: the queue bounds the wait for it with its `enqueueTimeout`.
    */
   run(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest?: string): Promise<EnqueueResult> {
+    if (this.bytes + size > this.maxBytes) {
+      return Promise.reject(new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`));
+    }
+    this.bytes += size;
+    const release = () => void (this.bytes -= size);
     const sharing = this.underWay.get(key);
-    if (sharing === undefined) return this.started(key, size, write, bodyDigest);
-    if (this.bytes + size > this.maxBytes) return Promise.reject(this.full());
-    this.bytes += size;
+    if (sharing === undefined) {
+      const writing = write();
+      this.underWay.set(key, { writing, bodyDigest });
+      const settled = () => {
+        this.underWay.delete(key);
+        release();
+      };
+      writing.then(settled, settled);
+      return writing;
+    }
     const sameBytes = bodyDigest === sharing.bodyDigest;
-    return sharing.writing.then(
-      (found) => {
-        this.bytes -= size;
-        if (found === 'collision' && !sameBytes) return this.run(key, size, write, bodyDigest);
-        return found === 'collision' || !sameBytes ? 'collision' : 'duplicate';
-      },
-      (error: unknown) => {
-        this.bytes -= size;
-        throw error;
-      },
-    );
-  }
-
-  private full(): Error {
-    return new Error(`more than maxPendingBytes (${this.maxBytes}) of deliveries are waiting for ${this.store}`);
-  }
-
-  private started(key: string, size: number, write: () => Promise<EnqueueResult>, bodyDigest: string | undefined): Promise<EnqueueResult> {
-    if (this.bytes + size > this.maxBytes) return Promise.reject(this.full());
-    this.bytes += size;
-    const writing = write();
-    this.underWay.set(key, { writing, bodyDigest });
-    const settled = () => {
-      this.underWay.delete(key);
-      this.bytes -= size;
-    };
-    writing.then(settled, settled);
-    return writing;
+    return sharing.writing.finally(release).then((found) => {
+      if (found === 'collision' && !sameBytes) return this.run(key, size, write, bodyDigest);
+      return found === 'collision' || !sameBytes ? 'collision' : 'duplicate';
+    });
   }
 }
