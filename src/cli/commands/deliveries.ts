@@ -259,8 +259,7 @@ function attemptsOf(job: Job): number {
 
 /** The attempts a job was queued with, as a number: its options are Redis's text, and Redis is not trusted. */
 function maxAttemptsOf(job: Job): number {
-  const attempts: unknown = job.opts.attempts;
-  return typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : 1;
+  return runsOf(job.opts.attempts) || 1;
 }
 
 /** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
