@@ -4,13 +4,23 @@
  * never matches; and how a request's URL is matched against it.
  */
 
-/** A route path as given, checked and normalized; `undefined` stays so when the path is optional. */
-export function routePath(path: unknown, where: string, required: boolean): string | undefined {
+/**
+ * A route path, checked and returned as given: what a router registers (Fastify,
+ * NestJS on Fastify), where a trailing slash or a `//` is part of the route.
+ * `undefined` stays so when the path is optional.
+ */
+export function checkedPath(path: unknown, where: string, required: boolean): string | undefined {
   if (path === undefined && !required) return undefined;
   if (typeof path !== 'string' || !path.startsWith('/')) {
     throw new TypeError(`mitpo-webhooks: ${where} path must be a string starting with "/" (got ${JSON.stringify(path)})`);
   }
-  return normalizePath(path);
+  return path;
+}
+
+/** A path to match requests against (middleware, Koa), checked and normalized as request URLs are. */
+export function routePath(path: unknown, where: string, required: boolean): string | undefined {
+  const checked = checkedPath(path, where, required);
+  return checked === undefined ? undefined : normalizePath(checked);
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
-import { routePath } from '../adapters/adapter-options';
+import { checkedPath } from '../adapters/adapter-options';
 import { checkOptionKeys } from '../option-keys';
 import type { MitpoWebhooks } from '../mitpo-webhooks';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
@@ -29,7 +29,7 @@ async function mitpoWebhooksPlugin(fastify: FastifyInstance, options: FastifyMit
 
 function checkOptions(options: unknown): { pipeline: DeliveryPipeline; path: string } {
   const { webhooks, path } = checkOptionKeys(options, 'fastifyMitpoWebhooks', KNOWN_OPTIONS, ['webhooks', 'path']);
-  return { pipeline: pipelineOf(webhooks, 'fastifyMitpoWebhooks'), path: routePath(path, 'fastifyMitpoWebhooks', true)! };
+  return { pipeline: pipelineOf(webhooks, 'fastifyMitpoWebhooks'), path: checkedPath(path, 'fastifyMitpoWebhooks', true)! };
 }
 
 /**

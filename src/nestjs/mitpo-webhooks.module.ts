@@ -11,7 +11,7 @@ import {
   type Provider,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
-import { normalizePath, routePath } from '../adapters/adapter-options';
+import { checkedPath, normalizePath } from '../adapters/adapter-options';
 import { checkOptionKeys } from '../option-keys';
 import { readSeconds } from '../duration-option';
 import { createConnectMiddleware } from '../adapters/connect-middleware';
@@ -78,8 +78,10 @@ class MitpoWebhooksRoute implements OnModuleInit {
     const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (this.served || adapter === undefined || adapter === null) return;
     const pipeline = pipelineOf(this.webhooks, 'MitpoWebhooksModule');
-    const path = normalizePath(this.options.path);
     const platform = adapter.getType();
+    // Express routes every case and a trailing slash to one route, so the
+    // middleware matches the normalized path; Fastify routes the path as given.
+    const path = platform === 'express' ? normalizePath(this.options.path) : this.options.path;
     // On Express a second module on the same path would never see a delivery (the
     // first answers them all, in any case of its letters, as Express routes); on
     // Fastify, which routes by case, it fails with a message that names neither.
@@ -173,7 +175,7 @@ function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
   checkOptionKeys(options, 'MitpoWebhooksModule', MODULE_OPTION_NAMES);
   // shutdownTimeout is MitpoWebhooksHandlers' to read; the receiver does not take it.
   const { path, shutdownTimeout: _shutdownTimeout, ...receiverOptions } = options;
-  routePath(path, 'MitpoWebhooksModule', true);
+  checkedPath(path, 'MitpoWebhooksModule', true);
   return new MitpoWebhooks(receiverOptions);
 }
 

@@ -118,6 +118,16 @@ describe.each([
     });
   });
 
+  it('serves its path as given: a trailing slash is part of the route, as in any Fastify route', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const app = fastify();
+    await app.register(fastifyMitpoWebhooks, { webhooks, path: `${WEBHOOK_PATH}/` });
+    await whileServing(app, async (base) => {
+      expect((await send(`${base}${WEBHOOK_PATH}/`, delivery())).status).toBe(200);
+      expect(runs).toHaveLength(2);
+    });
+  });
+
   it('serves under the prefix it is registered with, and as a CommonJS module object', async () => {
     const { webhooks, runs } = recordingReceiver();
     const app = fastify();

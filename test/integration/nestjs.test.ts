@@ -185,10 +185,30 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     }
   });
 
+  it('serves a path given with a trailing slash at that path', async () => {
+    const { base } = await apps.start({ platform, rawBody, moduleOptions: { path: '/webhooks/mitpo/' } });
+    try {
+      expect((await send(`${base}/webhooks/mitpo/`, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect(await apps.runs()).toHaveLength(2);
+    } finally {
+      await apps.close();
+    }
+  });
+
   it('refuses at start-up a second module on a path already served', async () => {
-    await expect(apps.start({ platform, rawBody, secondModulePath: '/webhooks/mitpo/' })).rejects.toThrow(
+    await expect(apps.start({ platform, rawBody, secondModulePath: '/webhooks/mitpo' })).rejects.toThrow(
       /MitpoWebhooksModule already serves \/webhooks\/mitpo in this app; import it once per path/,
     );
+  });
+
+  it(`${platform === 'express' ? 'refuses' : 'serves'} a second module on the path with a trailing slash${platform === 'express' ? ', which the first would answer (Express ignores it)' : ' (Fastify routes it apart)'}`, async () => {
+    const started = apps.start({ platform, rawBody, secondModulePath: '/webhooks/mitpo/' });
+    if (platform === 'express') {
+      await expect(started).rejects.toThrow(/MitpoWebhooksModule already serves \/webhooks\/mitpo in this app; import it once per path/);
+    } else {
+      await started;
+      await apps.close();
+    }
   });
 
   it(`${platform === 'express' ? 'refuses' : 'serves'} a second module on the path in another case${platform === 'express' ? ', which the first would answer (Express ignores case)' : ' (Fastify routes by case)'}`, async () => {
