@@ -58,13 +58,17 @@ interface DeliveryRow {
 
 /**
  * How long a taken delivery is reserved for its worker between the statement
- * that counts its start and the transaction that locks it for its run (a
- * millisecond or so). A worker that dies mid-run leaves its delivery waiting
- * this long. Were a live worker slower than this, another could take the
- * delivery too: whichever run finds the row locked by the other, or its start
- * count moved on, leaves it, so the lease guards the attempt count, not exactly-once.
+ * that counts its start and the transaction that locks it for its run: a
+ * millisecond or so, unless the worker's event loop is held up (a long GC
+ * pause, synchronous work in another run). Until then another worker takes it
+ * only when the taker's connection (`taken_by`) is gone, as it is once its
+ * worker died. With 2 s, a live worker held up that long lost its delivery to
+ * another, which on the last attempt reported it as a dead letter whose
+ * workers died, with no handler run. Were a live worker held up longer than
+ * this, whichever run finds the row locked by the other, or its start count
+ * moved on, leaves it: the lease guards the attempt count, not exactly-once.
  */
-const LEASE_SECONDS = 2;
+const LEASE_SECONDS = 30;
 /** How long a run whose resource is busy (`ordering`) first waits before it is tried again, and at most. */
 const DEFER_MS = 250;
 const MAX_DEFER_MS = 10_000;
@@ -368,10 +372,11 @@ class PostgresWorker implements DeliveryWorker {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
       const taken = await client.query<DeliveryRow>(
-        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
+        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds', taken_by = pg_backend_pid()
           where delivery_key = (
             select delivery_key from ${this.table}
-             where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
+             where state = 'waiting' and run_after <= now()
+               and (lease_until is null or lease_until < now() or not exists (select 1 from pg_stat_activity where pid = taken_by))
              order by run_after limit 1 for update skip locked)
           returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
                     started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`,
@@ -443,7 +448,8 @@ class PostgresWorker implements DeliveryWorker {
           queuedAt: Number(row.queued_ms),
           attempt,
           lastAttempt: attempt >= row.attempts,
-          ...(attempt > row.attempts && { exhausted: true }),
+          // An operator's retry runs once more past its attempts (deliveries retry), as on BullMQ.
+          ...(attempt > row.attempts + (row.retried_by_operator ? 1 : 0) && { exhausted: true }),
           takeTurn,
           db: client,
           complete,

@@ -365,6 +365,87 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   });
 
+  // Found in a hunt: a retried dead letter got a whole new set of attempts, ctx.attempt from 1 again.
+  it('runs a dead letter an operator retried once more, as its last attempt, counting on from its earlier runs, as on BullMQ', async () => {
+    const webhooks = receiver({ attempts: 2 });
+    const attempts: number[] = [];
+    const deadLetters: number[] = [];
+    webhooks.onAny((_event, ctx) => {
+      attempts.push(ctx.attempt);
+      throw new Error('the CRM is down');
+    });
+    webhooks.onDeadLetter((_event, ctx) => void deadLetters.push(ctx.attempt));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'dead');
+    expect(deadLetters).toEqual([2]);
+    const retried = await runCli(['deliveries', 'retry', key, '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(retried.code).toBe(0);
+    await waitFor(async () => deadLetters.length === 2);
+    expect(attempts).toEqual([1, 2, 3]);
+    expect(deadLetters).toEqual([2, 3]);
+    expect((await rowOf(key))?.state).toBe('dead');
+  });
+
+  // Found in a hunt: the reservation between a run's start and its lock lasted 2 s, so a worker held up
+  // that long (a GC pause, synchronous work in another run) found its delivery taken by another worker,
+  // which, on the last attempt, reported it as a dead letter whose workers died, with no handler run.
+  it('runs once, and reports no dead letter, a delivery whose worker is held up for seconds between taking it and its run', async () => {
+    const pools = [new Pool({ connectionString: DATABASE_URL, max: 4 }), new Pool({ connectionString: DATABASE_URL, max: 4 })];
+    const isTake = (text: unknown) => typeof text === 'string' && text.includes('set started = started + 1');
+    let takenAt = 0;
+    let held = false;
+    const heldUp = deferred();
+    const triedLate = deferred();
+    // Worker A: its first transaction waits until worker B has tried to take a delivery more than 2.3 s after A took it.
+    pools[0]!.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        if (args[0] === 'begin' && takenAt > 0 && !held) {
+          held = true;
+          heldUp.resolve();
+          await triedLate.promise;
+        }
+        const result = await query(...args);
+        if (isTake(args[0]) && (result as { rowCount: number }).rowCount === 1 && takenAt === 0) takenAt = Date.now();
+        return result;
+      };
+    });
+    pools[1]!.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const result = await query(...args);
+        if (isTake(args[0]) && Date.now() - takenAt > 2300) triedLate.resolve();
+        return result;
+      };
+    });
+    try {
+      const [a, b] = pools.map((own) => {
+        const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: own, schema, attempts: 1, pollInterval: 0.1 }) });
+        opened.push(webhooks);
+        webhooks.onAny((_event, ctx) => writeEffect(ctx));
+        return webhooks;
+      });
+      const deadLetters: string[] = [];
+      for (const webhooks of [a!, b!]) webhooks.onDeadLetter((_event, _ctx, error) => void deadLetters.push(error.message));
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const key = deliveryKeyOf(delivery.body);
+      await deliver(a!, delivery);
+      a!.startWorker();
+      await heldUp.promise;
+      b!.startWorker();
+      await waitFor(async () => (await rowOf(key))?.state !== 'waiting');
+      expect(deadLetters).toEqual([]);
+      expect(await rowOf(key)).toMatchObject({ state: 'done', started: 1 });
+      expect(await effects(key)).toBe(1);
+    } finally {
+      await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+      await Promise.all(pools.map((own) => own.end()));
+    }
+  }, 20_000);
+
   // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
   it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
     const webhooks = receiver();

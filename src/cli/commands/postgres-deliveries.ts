@@ -81,10 +81,12 @@ export async function postgresDeliveries(
     io.out(sanitizeText(row.body.toString('utf8'), 64 * 1024));
     return EXIT.ok;
   }
-  // An operator's retry runs whatever the event's age, its earlier starts not counted against it.
+  // An operator's retry runs whatever the event's age, and as on BullMQ its attempts count on
+  // from its earlier runs: one that used them all runs once more (the worker allows a
+  // retried delivery one start past its attempts), as its last attempt.
   const retried = await postgres(
     pool.query(
-      `update ${table} set state = 'waiting', run_after = now(), started = 0, lease_until = null, retried_by_operator = true, finished_at = null, keep_until = null
+      `update ${table} set state = 'waiting', run_after = now(), started = least(started, attempts), lease_until = null, retried_by_operator = true, finished_at = null, keep_until = null
         where state = 'dead' ${key === undefined ? '' : 'and delivery_key = $1'}`,
       key === undefined ? [] : [key],
     ),
