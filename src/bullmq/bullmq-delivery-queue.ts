@@ -91,14 +91,26 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then return 'taken' end
 return 'busy'
 `;
 
-// Recording the applied position frees the turn in the same step.
+// Recording the applied position frees the turn in the same step. The position
+// is kept at least as long as it already was (see KEEP_POSITION).
 const APPLIED = `
 local applied = redis.call('GET', KEYS[1])
 if not applied or tonumber(applied) < tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', math.max(tonumber(ARGV[3]), redis.call('PTTL', KEYS[1])))
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
+`;
+
+// A dead letter keeps its resource's applied position (or, with none yet, one
+// below every event's) as long as the dead letter is kept: an operator may retry
+// it after maxEventAge, past which positions are otherwise forgotten, and it must
+// then still be stale if a later event of its resource was applied meanwhile.
+const KEEP_POSITION = `
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -2 then return redis.call('SET', KEYS[1], '0', 'PX', ARGV[1]) end
+if ttl >= 0 and ttl < tonumber(ARGV[1]) then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return 0
 `;
 
 const FREE_TURN = `
@@ -278,6 +290,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
             complete: () => turn.applied(),
           });
         } catch (error) {
+          const deadLetter = (error instanceof FinalDeliveryFailure || lastAttempt) && !(error instanceof DeferredDelivery) && !(error instanceof TamperedDelivery);
+          if (deadLetter) await turn.keepPosition(this.deadLetterRetentionSeconds * 1000);
           await turn.free();
           if (error instanceof DeferredDelivery && token !== undefined) {
             // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
@@ -383,6 +397,12 @@ class ResourceTurn {
     this.held = undefined;
     clearInterval(held.renewal);
     await this.eval(APPLIED, held.keys, [this.token, held.order.position, this.keepMs]);
+  }
+
+  /** The run is a dead letter: its resource's position is kept as long as it is (KEEP_POSITION). Never throws: with Redis failing, BullMQ cannot record the dead letter either, and the job is taken up again. */
+  async keepPosition(keepMs: number): Promise<void> {
+    if (this.held === undefined) return;
+    await this.eval(KEEP_POSITION, [this.held.keys[0]], [keepMs]).catch(() => undefined);
   }
 
   /** The run failed or was put off: the turn is freed, nothing recorded. Never throws: the turn lapses anyway. */

@@ -427,7 +427,7 @@ class PostgresWorker implements DeliveryWorker {
             `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
              on conflict (resource) do update set
                position = greatest(case when resources.keep_until > now() then resources.position end, excluded.position),
-               keep_until = excluded.keep_until`,
+               keep_until = greatest(resources.keep_until, excluded.keep_until)`,
             [turn.resource, turn.position, Number(row.retention_ms)],
           );
         }
@@ -475,7 +475,7 @@ class PostgresWorker implements DeliveryWorker {
           return;
         }
       }
-      await this.failed(client, row, attempt, failure);
+      await this.failed(client, row, attempt, failure, turn);
       await client.query('commit');
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
@@ -496,7 +496,7 @@ class PostgresWorker implements DeliveryWorker {
     return locked.rowCount === 1;
   }
 
-  private async failed(client: PoolClient, row: DeliveryRow, attempt: number, failure: unknown): Promise<void> {
+  private async failed(client: PoolClient, row: DeliveryRow, attempt: number, failure: unknown, turn: EventOrder | undefined): Promise<void> {
     const key = row.delivery_key;
     if (failure instanceof TamperedDelivery) {
       await client.query(`delete from ${this.table} where delivery_key = $1`, [key]);
@@ -521,12 +521,28 @@ class PostgresWorker implements DeliveryWorker {
            keep_until = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
         [key, message, this.deadLetterRetentionMs],
       );
+      if (turn !== undefined) await this.keepPositionFor(client, turn.resource, this.deadLetterRetentionMs);
       return;
     }
     await client.query(
       `update ${this.table} set errors = errors || jsonb_build_array($2::text), lease_until = null,
          run_after = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
       [key, message, row.backoff_ms * 2 ** (attempt - 1)],
+    );
+  }
+
+  /**
+   * A dead letter of a resource keeps the resource's applied position (or, with
+   * none yet, a position below every event's) as long as the dead letter is kept:
+   * an operator may retry it after `maxEventAge`, past which positions are
+   * otherwise forgotten, and it must then still be stale if a later event of
+   * its resource was applied meanwhile.
+   */
+  private async keepPositionFor(client: PoolClient, resource: string, keepMs: number): Promise<void> {
+    await client.query(
+      `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, 0, now() + make_interval(secs => $2::double precision / 1000))
+       on conflict (resource) do update set keep_until = greatest(resources.keep_until, excluded.keep_until)`,
+      [resource, keepMs],
     );
   }
 

@@ -14,6 +14,7 @@ import { queuedReceivers } from '../helpers/queued-receivers';
 import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-process';
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
+import { agedOutRetry } from '../helpers/aged-out-retry';
 import { freezingProxy } from '../helpers/freezing-proxy';
 import { mount, type RunningServer } from '../helpers/servers';
 
@@ -410,6 +411,17 @@ describeRedis('queued processing on BullMQ', () => {
     expect((await cli('list')).stdout).toContain('no failed deliveries');
     expect((await cli('show', 'no-such-key')).code).toBe(1);
   });
+
+  // Found in a hunt (on Postgres): the position was kept only maxEventAge, which an operator's retry is exempt from.
+  it("with ordering, an operator's retry of a dead letter after maxEventAge is stale when a later event of its resource was applied", async () => {
+    const webhooks = receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 });
+    const outcome = await agedOutRetry(webhooks, {
+      retentionMs: 3000,
+      isDeadLetter: async (body) => (await stateOf(body)) === 'failed',
+      retry: (body) => runCli(['deliveries', 'retry', deliveryKeyOf(body), '--queue', name], { env: { REDIS_URL } }),
+    });
+    expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
+  }, 30_000);
 
   // Storage is not an authority: a job written by another tool must not stop the listing of every other one.
   it('the command line: lists and shows a job whose stored fields are not the types the receiver writes', async () => {

@@ -6,6 +6,7 @@ import { Pool } from 'pg';
 import { MitpoWebhooks, sign, type DeliveryContext, type MitpoWebhooksOptions } from '../../src';
 import { PostgresDeliveryQueue, type PostgresDeliveryQueueOptions } from '../../src/postgres';
 import { signedDelivery } from '../../src/testing';
+import { agedOutRetry } from '../helpers/aged-out-retry';
 import { deliver } from '../helpers/deliver';
 import { deliveryKeyOf } from '../helpers/delivery-key';
 import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, testSchema } from '../helpers/postgres';
@@ -445,6 +446,17 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       await Promise.all(pools.map((own) => own.end()));
     }
   }, 20_000);
+
+  // Found in a hunt: the position was kept only maxEventAge, which an operator's retry is exempt from.
+  it("with ordering, an operator's retry of a dead letter after maxEventAge is stale when a later event of its resource was applied", async () => {
+    const webhooks = receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 });
+    const outcome = await agedOutRetry(webhooks, {
+      retentionMs: 3000,
+      isDeadLetter: async (body) => (await rowOf(deliveryKeyOf(body)))?.state === 'dead',
+      retry: (body) => runCli(['deliveries', 'retry', deliveryKeyOf(body), '--postgres', DATABASE_URL!, '--schema', schema]),
+    });
+    expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
+  }, 30_000);
 
   // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
   it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
