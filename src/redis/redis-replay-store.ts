@@ -41,11 +41,18 @@ end
 return 0
 `;
 
+// A claim that lapsed (its process's event loop was held up past the TTL, or
+// Redis was out of reach) and that no other attempt took since is taken back,
+// as MemoryReplayStore does: a live claim is renewed for as long as its handlers
+// run, not only until its first lapse. One another attempt took, or that was
+// marked done, is lost (0), which the receiver logs. A renewal is sent before
+// its own claim's release or completion, on the same connection, so it never
+// brings back a claim its attempt gave up.
 const RENEW = `
-if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[2] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return 0
+local value = redis.call('GET', KEYS[1])
+if value and value ~= 'in_flight:' .. ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], 'in_flight:' .. ARGV[2], 'PX', ARGV[1])
+return 1
 `;
 
 // With ordering, the delivery key, the resource's applied position and the
@@ -85,12 +92,18 @@ end
 return 0
 `;
 
+// As RENEW, for the claim and the resource's turn: each taken back when it
+// lapsed and no one took it since. A turn another event of the resource took
+// is lost (0), while the claim is still kept, so no retry of this delivery
+// runs beside it.
 const RENEW_IN_ORDER = `
-if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
-if redis.call('GET', KEYS[1]) == 'in_flight:' .. ARGV[2] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return 0
+local value = redis.call('GET', KEYS[1])
+if value and value ~= 'in_flight:' .. ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], 'in_flight:' .. ARGV[2], 'PX', ARGV[1])
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
+return 1
 `;
 
 /** How often, and how far apart at first, a timed-out claim's undo is tried. */

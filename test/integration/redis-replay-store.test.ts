@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { MitpoWebhooks, type WebhookVerificationError } from '../../src';
 import { RedisReplayStore } from '../../src/redis';
+import { resourceKeys } from '../../src/redis/resource-keys';
 import { signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { SECRET } from '../helpers/recorder';
@@ -99,6 +100,35 @@ describeRedis.each(CLIENTS)('RedisReplayStore with %s', (library) => {
     await store.complete('k', 3_600_000);
     expect(await store.renew('k', 1_000, 'mine')).toBe(false);
     expect(await store.claim('k', 1_000)).toBe('done');
+  });
+
+  // Found in a hunt: a claim that lapsed once (an event loop held up past the TTL) was never taken
+  // back, so a retry later in its handlers' run ran them a second time alongside.
+  it('takes back a lapsed claim no other attempt took, and its turn with ordering, as MemoryReplayStore does', async () => {
+    const store = new RedisReplayStore(a.client, { prefix });
+    expect(await store.claim('k', 50, 'mine')).toBe('claimed');
+    const turn = { resource: 'res', position: 10 };
+    expect(await store.claimInOrder('o', turn, 50, 'ordered')).toBe('claimed');
+    // Redis expires the keys on its own clock: the claims and the turn lapse, and no one takes them.
+    await waitFor(async () => Number(await a.raw('EXISTS', `${prefix}k`, `${prefix}o`, resourceKeys(prefix, 'res').holder)) === 0, 5000);
+    expect(await store.renew('k', 60_000, 'mine')).toBe(true);
+    expect(await store.renewInOrder('o', turn, 60_000, 'ordered')).toBe(true);
+    expect(await store.claim('k', 60_000, 'retry')).toBe('in_flight');
+    expect(await store.claimInOrder('o', turn, 60_000, 'retry')).toBe('in_flight');
+    expect(await store.claimInOrder('newer', { resource: 'res', position: 20 }, 60_000, 'newer')).toBe('resource_in_flight');
+  });
+
+  it('reports a lapsed claim another attempt took, or its turn another event took, as lost, and keeps the claim while its turn is lost', async () => {
+    const store = new RedisReplayStore(a.client, { prefix });
+    expect(await store.claim('k', 50, 'first')).toBe('claimed');
+    const turn = { resource: 'res', position: 10 };
+    expect(await store.claimInOrder('o', turn, 50, 'ordered')).toBe('claimed');
+    await waitFor(async () => Number(await a.raw('EXISTS', `${prefix}k`, `${prefix}o`, resourceKeys(prefix, 'res').holder)) === 0, 5000);
+    expect(await store.claimInOrder('newer', { resource: 'res', position: 20 }, 60_000, 'newer')).toBe('claimed');
+    expect(await store.claim('k', 60_000, 'second')).toBe('claimed');
+    expect(await store.renew('k', 60_000, 'first')).toBe(false);
+    expect(await store.renewInOrder('o', turn, 60_000, 'ordered')).toBe(false);
+    expect(await store.claimInOrder('o', turn, 60_000, 'retry')).toBe('in_flight');
   });
 
   it('leaves no claim behind when its command timed out but Redis ran it later', async () => {
