@@ -134,7 +134,7 @@ describe('RedisReplayStore commands', () => {
     const held = fakeRedis(1);
     expect(await held.store.renew('k', 30_000, 'tok')).toBe(true);
     expect(held.sent[0]!.slice(2)).toEqual([1, 'p:k', 30_000, 'tok']);
-    expect(String(held.sent[0]![1])).toContain('PEXPIRE');
+    expect(String(held.sent[0]![1])).toContain("'in_flight:' .. ARGV[2]");
     expect(await fakeRedis(0).store.renew('k', 30_000, 'tok')).toBe(false);
   });
 
