@@ -60,13 +60,16 @@ interface DeliveryRow {
  * How long a taken delivery is reserved for its worker between the statement
  * that counts its start and the transaction that locks it for its run: a
  * millisecond or so, unless the worker's event loop is held up (a long GC
- * pause, synchronous work in another run). Until then another worker takes it
- * only when the taker's connection (`taken_by`) is gone, as it is once its
- * worker died. With 2 s, a live worker held up that long lost its delivery to
+ * pause, synchronous work in another run). A worker that dies before its run
+ * ends leaves its delivery waiting until then, as BullMQ's stalled-job check
+ * does (30 s). With 2 s, a live worker held up that long lost its delivery to
  * another, which on the last attempt reported it as a dead letter whose
- * workers died, with no handler run. Were a live worker held up longer than
- * this, whichever run finds the row locked by the other, or its start count
- * moved on, leaves it: the lease guards the attempt count, not exactly-once.
+ * workers died, with no handler run. (Telling a live taker from a dead one by
+ * its connection, through pg_stat_activity, was tried: a role that may not read
+ * it stopped every run, and behind a pooler the connection outlives the worker.)
+ * Were a live worker held up longer still, whichever run finds the row locked
+ * by the other, or its start count moved on, leaves it: the lease guards the
+ * attempt count, not exactly-once.
  */
 const LEASE_SECONDS = 30;
 /** How long a run whose resource is busy (`ordering`) first waits before it is tried again, and at most. */
@@ -368,20 +371,20 @@ class PostgresWorker implements DeliveryWorker {
     // unheard, it would end the process. The run then fails on its next query.
     const lost = (error: Error) => (broken = error);
     client.on('error', lost);
+    let row: DeliveryRow | undefined;
     try {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
       const taken = await client.query<DeliveryRow>(
-        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds', taken_by = pg_backend_pid()
+        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
           where delivery_key = (
             select delivery_key from ${this.table}
-             where state = 'waiting' and run_after <= now()
-               and (lease_until is null or lease_until < now() or not exists (select 1 from pg_stat_activity where pid = taken_by))
+             where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
              order by run_after limit 1 for update skip locked)
           returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
                     started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`,
       );
-      const row = taken.rows[0];
+      row = taken.rows[0];
       if (row === undefined) return false;
       await this.run(client, row);
       return true;
@@ -391,7 +394,23 @@ class PostgresWorker implements DeliveryWorker {
     } finally {
       client.off('error', lost);
       if (this.running.delete(client)) client.release(broken);
+      if (broken !== undefined && row !== undefined) await this.liftLease(row).catch(() => undefined);
     }
+  }
+
+  /**
+   * A run whose connection failed (Postgres restarted, failed over, or ended it)
+   * took its transaction and the row's lock with it, but not its reservation:
+   * lifted here, from another connection, its retry need not wait out
+   * LEASE_SECONDS. A row still locked (the old transaction alive on the server,
+   * across a partition), taken again or finished meanwhile is left alone.
+   */
+  private async liftLease(row: DeliveryRow): Promise<void> {
+    await this.pool.query(
+      `update ${this.table} set lease_until = null where delivery_key = (
+         select delivery_key from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked)`,
+      [row.delivery_key, row.started],
+    );
   }
 
   private async run(client: PoolClient, row: DeliveryRow): Promise<void> {
@@ -448,8 +467,7 @@ class PostgresWorker implements DeliveryWorker {
           queuedAt: Number(row.queued_ms),
           attempt,
           lastAttempt: attempt >= row.attempts,
-          // An operator's retry runs once more past its attempts (deliveries retry), as on BullMQ.
-          ...(attempt > row.attempts + (row.retried_by_operator ? 1 : 0) && { exhausted: true }),
+          ...(attempt > row.attempts && { exhausted: true }),
           takeTurn,
           db: client,
           complete,

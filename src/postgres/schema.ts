@@ -30,7 +30,6 @@ export function migrationSql(schema: string): string[] {
       started integer not null default 0,
       deferrals integer not null default 0,
       lease_until timestamptz,
-      taken_by integer,
       attempts integer not null,
       backoff_ms integer not null,
       retention_ms bigint not null,
@@ -42,8 +41,6 @@ export function migrationSql(schema: string): string[] {
       finished_at timestamptz,
       keep_until timestamptz
     )`,
-    // Added after the first release of the table: a schema migrated before gets it here.
-    `alter table ${s}.deliveries add column if not exists taken_by integer`,
     `create index if not exists deliveries_due on ${s}.deliveries (run_after) where state = 'waiting'`,
     `create index if not exists deliveries_kept on ${s}.deliveries (keep_until) where state <> 'waiting'`,
     `create table if not exists ${s}.resources (

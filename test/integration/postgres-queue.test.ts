@@ -228,10 +228,11 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       ran.resolve(ctx.attempt);
     });
     survivor.startWorker();
+    // Taken up once the killed run's 30 s reservation ends.
     expect(await ran.promise).toBe(2);
     await waitFor(async () => (await rowOf(key))?.state === 'done', 20_000);
     expect(await effects(key)).toBe(1);
-  }, 30_000);
+  }, 60_000);
 
   it("starts a delivery's handler within 1 s of its answer with an idle worker (LISTEN/NOTIFY, not polling)", async () => {
     const webhooks = receiver({ pollInterval: 60 });
@@ -387,7 +388,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await waitFor(async () => deadLetters.length === 2);
     expect(attempts).toEqual([1, 2, 3]);
     expect(deadLetters).toEqual([2, 3]);
-    expect((await rowOf(key))?.state).toBe('dead');
+    // onDeadLetter is told before the dead mark commits.
+    await waitFor(async () => (await rowOf(key))?.state === 'dead');
   });
 
   // Found in a hunt: the reservation between a run's start and its lock lasted 2 s, so a worker held up

@@ -82,11 +82,10 @@ export async function postgresDeliveries(
     return EXIT.ok;
   }
   // An operator's retry runs whatever the event's age, and as on BullMQ its attempts count on
-  // from its earlier runs: one that used them all runs once more (the worker allows a
-  // retried delivery one start past its attempts), as its last attempt.
+  // from its earlier runs: one that used them all gets one more, its last.
   const retried = await postgres(
     pool.query(
-      `update ${table} set state = 'waiting', run_after = now(), started = least(started, attempts), lease_until = null, retried_by_operator = true, finished_at = null, keep_until = null
+      `update ${table} set state = 'waiting', run_after = now(), attempts = greatest(attempts, started + 1), lease_until = null, retried_by_operator = true, finished_at = null, keep_until = null
         where state = 'dead' ${key === undefined ? '' : 'and delivery_key = $1'}`,
       key === undefined ? [] : [key],
     ),
