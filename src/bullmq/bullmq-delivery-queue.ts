@@ -291,7 +291,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           });
         } catch (error) {
           const deadLetter = (error instanceof FinalDeliveryFailure || lastAttempt) && !(error instanceof DeferredDelivery) && !(error instanceof TamperedDelivery);
-          if (deadLetter) await turn.keepPosition(this.deadLetterRetentionSeconds * 1000);
+          if (deadLetter) await turn.keepPosition(this.deadLetterRetentionSeconds * 1000, error instanceof FinalDeliveryFailure ? error.order : undefined);
           await turn.free();
           if (error instanceof DeferredDelivery && token !== undefined) {
             // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
@@ -399,10 +399,11 @@ class ResourceTurn {
     await this.eval(APPLIED, held.keys, [this.token, held.order.position, this.keepMs]);
   }
 
-  /** The run is a dead letter: its resource's position is kept as long as it is (KEEP_POSITION). Never throws: with Redis failing, BullMQ cannot record the dead letter either, and the job is taken up again. */
-  async keepPosition(keepMs: number): Promise<void> {
-    if (this.held === undefined) return;
-    await this.eval(KEEP_POSITION, [this.held.keys[0]], [keepMs]).catch(() => undefined);
+  /** The run is a dead letter: its resource's position (that of its turn, or `untaken`'s when it took none) is kept as long as it is (KEEP_POSITION). Never throws: with Redis failing, BullMQ cannot record the dead letter either, and the job is taken up again. */
+  async keepPosition(keepMs: number, untaken?: EventOrder): Promise<void> {
+    const applied = this.held?.keys[0] ?? (untaken && resourceKeys(`${this.queue.qualifiedName}:`, untaken.resource).applied);
+    if (applied === undefined) return;
+    await this.eval(KEEP_POSITION, [applied], [keepMs]).catch(() => undefined);
   }
 
   /** The run failed or was put off: the turn is freed, nothing recorded. Never throws: the turn lapses anyway. */

@@ -200,6 +200,13 @@ export class QueuedRuns {
     }
     if (exhausted === true) {
       const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
+      // Its resource's position is kept as long as the dead letter, as for a run that failed
+      // holding its turn: an operator may retry it after maxEventAge.
+      try {
+        died.order = this.checks.options.orderOf?.(event);
+      } catch {
+        // An ordering.key that throws leaves nothing to keep; the dead letter is reported all the same.
+      }
       this.deadLetter(event, ctx, died);
       throw died;
     }

@@ -539,7 +539,8 @@ class PostgresWorker implements DeliveryWorker {
            keep_until = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
         [key, message, this.deadLetterRetentionMs],
       );
-      if (turn !== undefined) await this.keepPositionFor(client, turn.resource, this.deadLetterRetentionMs);
+      const order = turn ?? (failure instanceof FinalDeliveryFailure ? failure.order : undefined);
+      if (order !== undefined) await this.keepPositionFor(client, order.resource, this.deadLetterRetentionMs);
       return;
     }
     await client.query(

@@ -159,6 +159,12 @@ export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
  */
 export class FinalDeliveryFailure extends Error {
   override readonly name: string = 'FinalDeliveryFailure';
+  /**
+   * With `ordering`, the event's place in its resource, when the run never took
+   * its turn (its workers died): the queue keeps the resource's applied position
+   * as long as this dead letter, as it does for a run that took its turn.
+   */
+  order?: EventOrder;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { MitpoWebhooks } from '../../src';
+import type { DeliveryContext, MitpoWebhooks } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { deliver } from './deliver';
 import { SECRET } from './recorder';
@@ -7,19 +7,27 @@ import { waitFor } from './redis';
 /**
  * With `ordering` on a queued receiver whose `maxEventAge` plus `tolerance` is
  * `retentionMs`: a dispatch.accepted that fails its only attempt (a dead
- * letter), then its dispatch.completed applied; once that position's
+ * letter; `fail` makes it fail, by default by throwing), then its
+ * dispatch.completed applied; once that position's
  * retention has passed, an operator retries the dead letter. Resolves with the
  * events whose handlers succeeded and those told to onStale.
  */
 export async function agedOutRetry(
   webhooks: MitpoWebhooks,
-  { retentionMs, isDeadLetter, retry }: { retentionMs: number; isDeadLetter: (body: string) => Promise<boolean>; retry: (body: string) => Promise<unknown> },
+  {
+    retentionMs,
+    isDeadLetter,
+    retry,
+    fail = () => {
+      throw new Error('the CRM is down');
+    },
+  }: { retentionMs: number; isDeadLetter: (body: string) => Promise<boolean>; retry: (body: string) => Promise<unknown>; fail?: (ctx: DeliveryContext) => unknown },
 ): Promise<{ applied: string[]; stale: string[] }> {
   const applied: string[] = [];
   const stale: string[] = [];
   let failAccepted = true;
-  webhooks.on(['dispatch.accepted', 'dispatch.completed'], (event) => {
-    if (event.event === 'dispatch.accepted' && failAccepted) throw new Error('the CRM is down');
+  webhooks.on(['dispatch.accepted', 'dispatch.completed'], async (event, ctx) => {
+    if (event.event === 'dispatch.accepted' && failAccepted) await fail(ctx);
     applied.push(event.event);
   });
   webhooks.onStale((event) => void stale.push(event.event));

@@ -15,6 +15,7 @@ import { nextMessage, startHangingWorkerProcess } from '../helpers/worker-proces
 import { assertRedisReachable, describeWithRedis, REDIS_URL, waitFor } from '../helpers/redis';
 import { runCli } from '../helpers/run-cli';
 import { agedOutRetry } from '../helpers/aged-out-retry';
+import { resourceKeys } from '../../src/redis/resource-keys';
 import { freezingProxy } from '../helpers/freezing-proxy';
 import { mount, type RunningServer } from '../helpers/servers';
 
@@ -615,6 +616,29 @@ describeRedis('queued processing on BullMQ', () => {
     // The command counts the runs as the workers do: three, not the start that only reported it.
     const shown = await runCli(['deliveries', 'show', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } });
     expect(shown.stdout).toContain('attempts:    3 of 3');
+  }, 40_000);
+
+  // Found in review: a dead letter reported by a run that found its attempts used up by workers that died
+  // never took its resource's turn, and its resource's position was not kept as long as it.
+  it("with ordering, keeps the resource's position as long as a dead letter whose workers died", async () => {
+    const producer = receiver({ attempts: 1 }, { ordering: true });
+    const data = { dispatch_id: 'dsp_workers_died', channel: 'email', status: 'completed' };
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data });
+    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    const child = startHangingWorkerProcess(name);
+    children.push(child);
+    await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
+    child.kill('SIGKILL');
+    const survivor = receiver({ attempts: 1 }, { ordering: true });
+    const reported = deferred();
+    survivor.onDeadLetter(() => reported.resolve());
+    survivor.startWorker();
+    await reported.promise;
+    await waitFor(async () => (await stateOf(delivery.body)) === 'failed');
+    // Kept for the dead letters' 30 days, not the 3 days and 5 minutes of maxEventAge and tolerance.
+    const applied = resourceKeys(`${inspect.qualifiedName}:`, 'dispatch:dsp_workers_died').applied;
+    const client = (await inspect.getBackend().client) as unknown as { pttl(key: string): Promise<number> };
+    expect(Number(await client.pttl(applied))).toBeGreaterThan(4 * 86_400_000);
   }, 40_000);
 
   // The worker counts the run whose worker died (BullMQ's attemptsStarted); BullMQ's

@@ -460,6 +460,22 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
   }, 30_000);
 
+  // Found in review: a dead letter whose run lost its worker (here its connection) mid-handler was reported
+  // by a later run that never took the turn, and kept nothing.
+  it("with ordering, keeps the position of a dead letter whose worker's run was lost mid-handler, and a later retry of it is stale", async () => {
+    const webhooks = receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 });
+    const outcome = await agedOutRetry(webhooks, {
+      retentionMs: 3000,
+      isDeadLetter: async (body) => (await rowOf(deliveryKeyOf(body)))?.state === 'dead',
+      retry: (body) => runCli(['deliveries', 'retry', deliveryKeyOf(body), '--postgres', DATABASE_URL!, '--schema', schema]),
+      // Postgres ends the run's connection: the run never records its failure, and the next start finds its attempts used up.
+      fail: async (ctx) => {
+        await ctx.db!.query('select pg_terminate_backend(pg_backend_pid())');
+      },
+    });
+    expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
+  }, 30_000);
+
   // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
   it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
     const webhooks = receiver();
