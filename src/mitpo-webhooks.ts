@@ -69,7 +69,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     checkOptionKeys(options, 'startWorker()', ['concurrency', 'trace']);
     const { trace = 'link', ...queueOptions } = options;
     if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
-    const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions);
+    const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions, (error) => this.nodePipeline.failures.workerTrouble(error));
     this.workers.add(worker);
     return {
       close: async (timeoutSeconds: number) => {

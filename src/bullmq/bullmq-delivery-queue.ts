@@ -243,7 +243,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     return storedDigest !== bodyDigest;
   }
 
-  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
@@ -324,7 +324,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     worker.on('failed', (job) => {
       if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
     });
-    worker.on('error', () => undefined);
+    // Redis unreachable, a command refused: BullMQ tries again; the receiver logs it, at most once a minute.
+    worker.on('error', (error) => trouble(error));
     return {
       close: async (timeoutSeconds: number) => {
         closing = true;

@@ -40,8 +40,14 @@ export interface DeliveryTrace {
  * throwing logger. A forged delivery's body is never handed on, and nothing in
  * a record is a secret or an expected signature.
  */
+/** The least time between two records of a worker's trouble. */
+const WORKER_TROUBLE_EVERY_MS = 60_000;
+
 export class FailureReport {
   private readonly listeners = new Listeners<[WebhookVerificationError, FailureContext]>('onFailure');
+  /** When a worker's trouble was last logged, and how many times it came since. */
+  private troubleLoggedAt = -Infinity;
+  private troubleSince = 0;
 
   constructor(
     private readonly logger: WebhookLogger | undefined,
@@ -66,6 +72,24 @@ export class FailureReport {
   worker(level: 'info' | 'warn' | 'error', record: Record<string, unknown> & Pick<DeliveryTrace, 'event' | 'deliveryKey'>, message: string): void {
     // The same cleaning as every other record: a stored key or event is the store's text.
     this.write(level, { ...record, ...fields(record, this.now()) }, message);
+  }
+
+  /**
+   * A worker that cannot take or settle deliveries (its store unreachable, a
+   * query refused) tries again at every poll: logged at `error` once a minute at
+   * most, with how many more there were, so a worker that is stuck is never
+   * silent and one whose store is down does not flood the log.
+   */
+  workerTrouble(error: unknown): void {
+    const now = this.now();
+    if (now - this.troubleLoggedAt < WORKER_TROUBLE_EVERY_MS) {
+      this.troubleSince += 1;
+      return;
+    }
+    const repeated = this.troubleSince;
+    this.troubleLoggedAt = now;
+    this.troubleSince = 0;
+    this.write('error', { err: toError(error), ...(repeated > 0 && { repeated }) }, "mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again");
   }
 
   private log(error: WebhookVerificationError, trace: DeliveryTrace): void {

@@ -180,13 +180,13 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     return insertDelivery(this.pool, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs: this.enqueueTimeoutMs });
   }
 
-  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker {
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
     const inserts = { attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.enqueueTimeoutMs };
-    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts);
+    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts, trouble);
   }
 
   idOf(deliveryKey: string): string {
@@ -240,6 +240,7 @@ class PostgresWorker implements DeliveryWorker {
     private readonly deadLetterRetentionMs: number,
     /** This queue's settings for a delivery a run queues (`enqueueHere`): its own, not the run's row's. */
     private readonly inserts: Omit<InsertSettings, 'retentionMs'>,
+    private readonly trouble: (error: unknown) => void,
   ) {
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
@@ -331,8 +332,9 @@ class PostgresWorker implements DeliveryWorker {
       try {
         await this.cleanUp();
         if (!this.closing) took = await this.runOne();
-      } catch {
-        // Postgres unreachable: the next poll tries again.
+      } catch (error) {
+        // Postgres unreachable, or a query refused (a schema not migrated, a missing grant): the next poll tries again.
+        this.trouble(error);
       }
       if (took || this.closing) continue;
       if (this.listener === undefined) void this.listen();

@@ -128,8 +128,12 @@ export interface DeliveryQueue {
    * @throws when the queue could not take it in time (the receiver answers 503 `queue_unavailable`)
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<'queued' | 'duplicate' | 'collision'>;
-  /** Starts a worker that runs `processor` for each delivery. */
-  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions): DeliveryWorker;
+  /**
+   * Starts a worker that runs `processor` for each delivery. `trouble` is told
+   * when the worker cannot take or settle deliveries (its store unreachable, a
+   * query refused), which it tries again: the receiver logs it.
+   */
+  startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble?: (error: unknown) => void): DeliveryWorker;
   /** Closes the connections the queue opened, also when Redis is unreachable. */
   close(): Promise<void>;
   /** The id a delivery with this key is held under, for a queue with ids of its own (`storedAs`). */

@@ -424,6 +424,16 @@ describeRedis('queued processing on BullMQ', () => {
     expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
   }, 30_000);
 
+  // Found in review (on Postgres): a worker that could not reach its store said nothing.
+  it("logs a worker that cannot reach Redis, instead of waiting in silence", async () => {
+    const errors: string[] = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (_record: object, message: string) => void errors.push(message) };
+    const webhooks = receiver({ connection: { url: 'redis://127.0.0.1:1' } }, { logger });
+    webhooks.startWorker();
+    await waitFor(() => errors.length > 0);
+    expect(errors).toEqual(["mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again"]);
+  });
+
   // Storage is not an authority: a job written by another tool must not stop the listing of every other one.
   it('the command line: lists and shows a job whose stored fields are not the types the receiver writes', async () => {
     receiver();

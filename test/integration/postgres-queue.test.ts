@@ -476,6 +476,19 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
   }, 30_000);
 
+  // Found in review: a worker whose every take failed (a schema not migrated, a grant missing) said nothing.
+  it("logs a worker that cannot take deliveries, instead of waiting in silence", async () => {
+    const errors: Array<{ record: Record<string, unknown>; message: string }> = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (record: Record<string, unknown>, message: string) => void errors.push({ record, message }) };
+    // A schema left behind by another version: the column the worker counts starts in is not there.
+    await pool.query(`alter table "${schema}".deliveries rename column started to started_elsewhere`);
+    const webhooks = receiver({ pollInterval: 0.05 }, { logger });
+    webhooks.startWorker({ concurrency: 2 });
+    await waitFor(() => errors.length > 0);
+    expect(errors[0]!.message).toBe("mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again");
+    expect(String((errors[0]!.record.err as Error).message)).toContain('started');
+  });
+
   // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
   it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
     const webhooks = receiver();
