@@ -18,7 +18,7 @@ import {
 } from '../queue/delivery-queue';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { withTimeout } from '../with-timeout';
-import { channelOf, migrationSql, SCHEMA_NAME } from './schema';
+import { channelOf, migratedSql, migrationSql, SCHEMA_NAME } from './schema';
 
 /** Options of {@link PostgresDeliveryQueue}. */
 export interface PostgresDeliveryQueueOptions {
@@ -150,6 +150,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
   async migrate(): Promise<void> {
     const client = await this.pool.connect();
     try {
+      if ((await client.query<{ migrated: boolean }>(migratedSql(this.schema))).rows[0]?.migrated === true) return;
       await client.query('begin');
       await client.query('select pg_advisory_xact_lock(hashtextextended($1, 0))', [`mitpo-webhooks migrate ${this.schema}`]);
       for (const statement of migrationSql(this.schema)) await client.query(statement);

@@ -59,3 +59,21 @@ export function migrationSql(schema: string): string[] {
     `create trigger deliveries_announce after insert on ${s}.deliveries for each statement execute function ${s}.announce_delivery()`,
   ];
 }
+
+/**
+ * Whether every object `migrationSql` makes is there already. `migrate()` then
+ * runs none of it: `drop trigger` and `create index` lock the table against
+ * inserts even with nothing to change, and on a live queue they wait for its
+ * longest run, while every delivery arriving meanwhile waits behind them (503
+ * after `enqueueTimeout`). A release that changes what `migrationSql` makes
+ * changes this check with it.
+ */
+export function migratedSql(schema: string): string {
+  const s = `"${schema}"`;
+  return `select to_regclass('${s}.deliveries') is not null
+            and to_regclass('${s}.resources') is not null
+            and to_regclass('${s}.deliveries_due') is not null
+            and to_regclass('${s}.deliveries_kept') is not null
+            and to_regprocedure('${s}.announce_delivery()') is not null
+            and exists (select 1 from pg_trigger where tgname = 'deliveries_announce' and tgrelid = to_regclass('${s}.deliveries')) as migrated`;
+}

@@ -96,6 +96,39 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(tables.rows.map((row) => row.table_name)).toEqual(['deliveries', 'effects', 'resources']);
   });
 
+  // Found in review: migrate() on a live queue took table locks even with nothing to change, so it waited
+  // for the longest run, and every delivery arriving meanwhile waited behind it.
+  it('migrates a live queue that is already migrated without waiting for its runs, or holding up deliveries', async () => {
+    const webhooks = receiver();
+    const entered = deferred();
+    const hold = deferred();
+    webhooks.onAny(async () => {
+      entered.resolve();
+      await hold.promise;
+    });
+    webhooks.startWorker();
+    await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    await entered.promise;
+    try {
+      const blocked = new Promise<string>((resolve) => setTimeout(() => resolve('blocked behind the run'), 5000).unref());
+      const migrated = new PostgresDeliveryQueue({ pool, schema }).migrate().then(() => 'migrated');
+      expect(await Promise.race([migrated, blocked])).toBe('migrated');
+      expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).body).toEqual({ success: true, queued: true });
+    } finally {
+      hold.resolve();
+    }
+  }, 20_000);
+
+  it('migrates again a schema with a part missing: the trigger that wakes the workers, an index', async () => {
+    await pool.query(`drop trigger deliveries_announce on "${schema}".deliveries; drop index "${schema}".deliveries_kept`);
+    await new PostgresDeliveryQueue({ pool, schema }).migrate();
+    const parts = await pool.query(
+      `select (select count(*) from pg_trigger where tgname = 'deliveries_announce' and tgrelid = to_regclass($1))::int as triggers, to_regclass($2) is not null as indexed`,
+      [`"${schema}".deliveries`, `"${schema}".deliveries_kept`],
+    );
+    expect(parts.rows[0]).toEqual({ triggers: 1, indexed: true });
+  });
+
   it('answers 200 queued once the insert committed, and runs no handler in the receiver', async () => {
     const webhooks = receiver();
     let ran = 0;
