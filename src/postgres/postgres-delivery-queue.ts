@@ -334,8 +334,9 @@ class PostgresWorker implements DeliveryWorker {
         await this.cleanUp();
         if (!this.closing) took = await this.runOne();
       } catch (error) {
-        // Postgres unreachable, or a query refused (a schema not migrated, a missing grant): the next poll tries again.
-        this.trouble(error);
+        // Postgres unreachable, or a query refused (a schema not migrated, a missing grant): the next poll
+        // tries again. A run close() left behind fails on its closed client: nothing is tried again then.
+        if (!this.closing) this.trouble(error);
       }
       if (took || this.closing) continue;
       if (this.listener === undefined) void this.listen();

@@ -44,8 +44,10 @@ return 0
 // A claim that lapsed (its process's event loop was held up past the TTL, or
 // Redis was out of reach) and that no other attempt took since is taken back,
 // as MemoryReplayStore does: a live claim is renewed for as long as its handlers
-// run, not only until its first lapse. One another attempt took, or that was
-// marked done, is lost (0), which the receiver logs. A renewal is sent before
+// run, not only until its first lapse. One another attempt holds, or that was
+// marked done, is lost (0), which the receiver logs. (One another attempt took
+// and released since looks the same as one no one took: it is taken back, and
+// that overlap goes unlogged.) A renewal is sent before
 // its own claim's release or completion, on the same connection, so it never
 // brings back a claim its attempt gave up.
 const RENEW = `

@@ -522,6 +522,28 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(String((errors[0]!.record.err as Error).message)).toContain('started');
   });
 
+  // Found in review: a run close() left behind failed on its closed client after close() returned, and that was logged as a stuck worker.
+  it('logs no worker trouble for a run that close() left behind', async () => {
+    const errors: string[] = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (_record: object, message: string) => void errors.push(message) };
+    const webhooks = receiver({}, { logger });
+    const entered = deferred();
+    const hold = deferred();
+    webhooks.onAny(async () => {
+      entered.resolve();
+      await hold.promise;
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    await entered.promise;
+    await webhooks.close({ timeout: 0.1 });
+    hold.resolve();
+    // The left run fails on its closed client, and lifts its reservation: then it is over.
+    await waitFor(async () => (await pool.query(`select lease_until from "${schema}".deliveries where delivery_key = $1`, [deliveryKeyOf(delivery.body)])).rows[0].lease_until === null);
+    expect(errors.filter((message) => message.includes("the queue's worker could not take or settle deliveries"))).toEqual([]);
+  });
+
   // Found in review: as with BullMQ, a queue that is not there names those that are; --json carries the jobId docs/cli.md lists.
   it('the command line: a schema with no queue names the schemas that have one, and --json gives a jobId', async () => {
     const webhooks = receiver();
