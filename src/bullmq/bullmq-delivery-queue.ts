@@ -325,7 +325,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
     });
     // Redis unreachable, a command refused: BullMQ tries again; the receiver logs it, at most once a minute.
-    worker.on('error', (error) => trouble(error));
+    worker.on('error', (error) => {
+      if (!closing) trouble(error);
+    });
     return {
       close: async (timeoutSeconds: number) => {
         closing = true;

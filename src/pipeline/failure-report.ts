@@ -34,15 +34,15 @@ export interface DeliveryTrace {
   telemetry?: DeliveryTelemetry;
 }
 
+/** The least time between two records of a worker's trouble. */
+const WORKER_TROUBLE_EVERY_MS = 60_000;
+
 /**
  * Tells `onFailure` and the logger about a refused delivery. Neither can change
  * the answer: a throwing or rejecting `onFailure` is ignored, and so is a
  * throwing logger. A forged delivery's body is never handed on, and nothing in
  * a record is a secret or an expected signature.
  */
-/** The least time between two records of a worker's trouble. */
-const WORKER_TROUBLE_EVERY_MS = 60_000;
-
 export class FailureReport {
   private readonly listeners = new Listeners<[WebhookVerificationError, FailureContext]>('onFailure');
   /** When a worker's trouble was last logged, and how many times it came since. */
