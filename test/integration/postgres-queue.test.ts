@@ -482,29 +482,26 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   }, 20_000);
 
-  // Found in a hunt: the position was kept only maxEventAge, which an operator's retry is exempt from.
-  it("with ordering, an operator's retry of a dead letter after maxEventAge is stale when a later event of its resource was applied", async () => {
-    const webhooks = receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 });
-    const outcome = await agedOutRetry(webhooks, {
+  /** agedOutRetry() on this queue, with ordering, one attempt and a retention of 3 s; `fail` as it takes it. */
+  const agedOutRetryHere = (fail?: (ctx: DeliveryContext) => unknown) =>
+    agedOutRetry(receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 }), {
       retentionMs: 3000,
       isDeadLetter: async (body) => (await rowOf(deliveryKeyOf(body)))?.state === 'dead',
       retry: (body) => runCli(['deliveries', 'retry', deliveryKeyOf(body), '--postgres', DATABASE_URL!, '--schema', schema]),
+      ...(fail && { fail }),
     });
-    expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
+
+  // Found in a hunt: the position was kept only maxEventAge, which an operator's retry is exempt from.
+  it("with ordering, an operator's retry of a dead letter after maxEventAge is stale when a later event of its resource was applied", async () => {
+    expect(await agedOutRetryHere()).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
   }, 30_000);
 
   // Found in review: a dead letter whose run lost its worker (here its connection) mid-handler was reported
   // by a later run that never took the turn, and kept nothing.
   it("with ordering, keeps the position of a dead letter whose worker's run was lost mid-handler, and a later retry of it is stale", async () => {
-    const webhooks = receiver({ attempts: 1 }, { ordering: true, maxEventAge: 2, tolerance: 1 });
-    const outcome = await agedOutRetry(webhooks, {
-      retentionMs: 3000,
-      isDeadLetter: async (body) => (await rowOf(deliveryKeyOf(body)))?.state === 'dead',
-      retry: (body) => runCli(['deliveries', 'retry', deliveryKeyOf(body), '--postgres', DATABASE_URL!, '--schema', schema]),
-      // Postgres ends the run's connection: the run never records its failure, and the next start finds its attempts used up.
-      fail: async (ctx) => {
-        await ctx.db!.query('select pg_terminate_backend(pg_backend_pid())');
-      },
+    // Postgres ends the run's connection: the run never records its failure, and the next start finds its attempts used up.
+    const outcome = await agedOutRetryHere(async (ctx) => {
+      await ctx.db!.query('select pg_terminate_backend(pg_backend_pid())');
     });
     expect(outcome).toEqual({ applied: ['dispatch.completed'], stale: ['dispatch.accepted'] });
   }, 30_000);
