@@ -89,6 +89,21 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     (await pool.query<{ state: string; started: number; errors: string[] }>(`select state, started, errors from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
   const writeEffect = (ctx: DeliveryContext) => ctx.db!.query(`insert into "${schema}".effects (delivery_key) values ($1)`, [ctx.deliveryKey]);
 
+  /** Starts the worker on one delivery whose handler, once entered, waits for `hold`. */
+  async function runHeld(webhooks: MitpoWebhooks) {
+    const entered = deferred();
+    const hold = deferred();
+    webhooks.onAny(async () => {
+      entered.resolve();
+      await hold.promise;
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    await entered.promise;
+    return { delivery, hold };
+  }
+
   it('migrates idempotently, also from two processes at once', async () => {
     const queue = new PostgresDeliveryQueue({ pool, schema });
     await Promise.all([queue.migrate(), queue.migrate(), new PostgresDeliveryQueue({ pool, schema }).migrate()]);
@@ -100,15 +115,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   // for the longest run, and every delivery arriving meanwhile waited behind it.
   it('migrates a live queue that is already migrated without waiting for its runs, or holding up deliveries', async () => {
     const webhooks = receiver();
-    const entered = deferred();
-    const hold = deferred();
-    webhooks.onAny(async () => {
-      entered.resolve();
-      await hold.promise;
-    });
-    webhooks.startWorker();
-    await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
-    await entered.promise;
+    const { hold } = await runHeld(webhooks);
     try {
       const blocked = new Promise<string>((resolve) => setTimeout(() => resolve('blocked behind the run'), 5000).unref());
       const migrated = new PostgresDeliveryQueue({ pool, schema }).migrate().then(() => 'migrated');
@@ -524,16 +531,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const errors: string[] = [];
     const logger = { debug() {}, info() {}, warn() {}, error: (_record: object, message: string) => void errors.push(message) };
     const webhooks = receiver({}, { logger });
-    const entered = deferred();
-    const hold = deferred();
-    webhooks.onAny(async () => {
-      entered.resolve();
-      await hold.promise;
-    });
-    webhooks.startWorker();
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    await deliver(webhooks, delivery);
-    await entered.promise;
+    const { delivery, hold } = await runHeld(webhooks);
     await webhooks.close({ timeout: 0.1 });
     hold.resolve();
     // The left run fails on its closed client, and lifts its reservation: then it is over.
