@@ -16,6 +16,15 @@ export function startedRuns(job: Pick<Job, 'attemptsStarted' | 'data'>): number 
   return started - Math.min(deferralsOf(job), Math.max(0, started - 1));
 }
 
+/**
+ * The runs of a job before an operator's retry (`deliveries retry`), which resets
+ * BullMQ's count of started runs so that earlier dead workers do not use up the
+ * retried run: its attempt number counts on from them.
+ */
+export function runsBeforeRetryOf(job: Pick<Job, 'data'>): number {
+  return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry);
+}
+
 /** A count of runs BullMQ read from Redis, which is not trusted: anything but a whole number from 0 is 0. */
 export function runsOf(stored: unknown): number {
   return typeof stored === 'number' && Number.isSafeInteger(stored) && stored >= 0 ? stored : 0;

@@ -628,6 +628,35 @@ describeRedis('queued processing on BullMQ', () => {
     expect(shown.stdout).toContain('attempts:    3 of 3');
   }, 40_000);
 
+  // Found in a hunt: the retry reset BullMQ's count of started runs, and a run whose worker died never
+  // counted as a finished one, so the retried run took the number of the run before it.
+  it("counts on, after an operator's retry, from every earlier run, a dead worker's included", async () => {
+    const producer = receiver({ attempts: 2 });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    const child = startHangingWorkerProcess(name);
+    children.push(child);
+    await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
+    child.kill('SIGKILL');
+    const survivor = receiver({ attempts: 2 });
+    const attempts: number[] = [];
+    survivor.onAny((_event, ctx) => {
+      attempts.push(ctx.attempt);
+      throw new Error('the CRM is down');
+    });
+    const deadLetters: number[] = [];
+    survivor.onDeadLetter((_event, ctx) => void deadLetters.push(ctx.attempt));
+    survivor.startWorker();
+    await waitFor(async () => deadLetters.length === 1 && (await stateOf(delivery.body)) === 'failed', 20_000);
+    const retried = await runCli(['deliveries', 'retry', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } });
+    expect(retried.code).toBe(0);
+    await waitFor(async () => deadLetters.length === 2 && (await stateOf(delivery.body)) === 'failed', 20_000);
+    expect(attempts).toEqual([2, 3]);
+    expect(deadLetters).toEqual([2, 3]);
+    const shown = await runCli(['deliveries', 'show', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } });
+    expect(shown.stdout).toContain('attempts:    3 of 2');
+  }, 40_000);
+
   // Found in review: a dead letter reported by a run that found its attempts used up by workers that died
   // never took its resource's turn, and its resource's position was not kept as long as it.
   it("with ordering, keeps the resource's position as long as a dead letter whose workers died", async () => {

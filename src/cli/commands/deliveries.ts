@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
-import { runsOf, startedRuns } from '../../bullmq/started-runs';
+import { runsBeforeRetryOf, runsOf, startedRuns } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
@@ -208,10 +208,12 @@ async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<
 /**
  * Marks the job as an operator's retry (it then runs whatever its event's age)
  * and runs it once more, its started runs counted afresh so that the deaths
- * of earlier workers do not use up this one.
+ * of earlier workers do not use up this one; they are kept in the job's data,
+ * so that its attempt number counts on from them.
  */
 async function retryDeadLetter(job: Job): Promise<void> {
-  await redis(job.updateData({ ...job.data, retriedByOperator: true }));
+  const runsBeforeRetry = runsBeforeRetryOf(job) + startedRuns(job);
+  await redis(job.updateData({ ...job.data, retriedByOperator: true, runsBeforeRetry, deferrals: 0 }));
   await redis(job.retry('failed', { resetAttemptsStarted: true }));
 }
 
@@ -253,7 +255,7 @@ function asRecord(job: Job, state: string) {
  * handler), so it is not shown as one more, unless an operator retried the job.
  */
 function attemptsOf(job: Job): number {
-  const started = Math.max(startedRuns(job), runsOf(job.attemptsMade));
+  const started = Math.max(runsBeforeRetryOf(job) + startedRuns(job), runsOf(job.attemptsMade));
   return storedOf(job).retriedByOperator === true ? started : Math.min(started, maxAttemptsOf(job));
 }
 
