@@ -422,6 +422,14 @@ class PostgresWorker implements DeliveryWorker {
     await client.query('begin');
     try {
       if (!(await this.stillOurs(client, row))) {
+        // Skipped as locked: by the run of a worker that took it after this one's lease lapsed
+        // (its start moved on, and this changes nothing), or for a moment by another worker's
+        // take looking at it. Then it is given back, its start uncounted, rather than left
+        // reserved for LEASE_SECONDS with no one to run it.
+        await client.query(`update ${this.table} set started = started - 1, lease_until = null where delivery_key = $1 and started = $2 and state = 'waiting'`, [
+          row.delivery_key,
+          row.started,
+        ]);
         await client.query('commit');
         return;
       }

@@ -407,6 +407,50 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   });
 
+  // Found by CI: with the 30 s reservation, a run that found its row locked for a moment by another
+  // worker's take (which looks at rows it then leaves) left the row reserved, and no one ran it for 30 s.
+  it('gives a taken delivery back, its start uncounted, when another worker held its row for a moment as its run began', async () => {
+    const own = new Pool({ connectionString: DATABASE_URL, max: 4 });
+    const locker = await pool.connect();
+    let held = false;
+    own.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
+        const [text, values] = args as [unknown, unknown[] | undefined];
+        if (!held && typeof text === 'string' && text.includes('for update skip locked') && text.includes('started = $2')) {
+          // As another worker's take does: the row locked for a moment, then left.
+          held = true;
+          await locker.query('begin');
+          await locker.query(`select 1 from "${schema}".deliveries where delivery_key = $1 for update`, [values![0]]);
+          const result = await query(...args);
+          setTimeout(() => void locker.query('commit'), 50);
+          return result;
+        }
+        return query(...args);
+      };
+    });
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: own, schema, attempts: 1, pollInterval: 0.1 }) });
+      opened.push(webhooks);
+      const attempts: number[] = [];
+      webhooks.onAny(async (_event, ctx) => {
+        attempts.push(ctx.attempt);
+        await writeEffect(ctx);
+      });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(webhooks, delivery);
+      webhooks.startWorker();
+      await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'done', 10_000);
+      expect(held).toBe(true);
+      expect(attempts).toEqual([1]);
+      expect(await effects(deliveryKeyOf(delivery.body))).toBe(1);
+    } finally {
+      await Promise.all(opened.splice(0).map((webhooks) => webhooks.close({ timeout: 1 })));
+      locker.release();
+      await own.end();
+    }
+  }, 20_000);
+
   // Found in a hunt: a retried dead letter got a whole new set of attempts, ctx.attempt from 1 again.
   it('runs a dead letter an operator retried once more, as its last attempt, counting on from its earlier runs, as on BullMQ', async () => {
     const webhooks = receiver({ attempts: 2 });
