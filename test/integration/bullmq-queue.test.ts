@@ -628,17 +628,22 @@ describeRedis('queued processing on BullMQ', () => {
     expect(shown.stdout).toContain('attempts:    3 of 3');
   }, 40_000);
 
-  // Found in a hunt: the retry reset BullMQ's count of started runs, and a run whose worker died never
-  // counted as a finished one, so the retried run took the number of the run before it.
-  it("counts on, after an operator's retry, from every earlier run, a dead worker's included", async () => {
-    const producer = receiver({ attempts: 2 });
+  /** A delivery queued with `attempts`, whose first run's worker was SIGKILLed mid-job, and a receiver to run it next (not started). */
+  async function afterOneWorkerDeath(attempts: number) {
+    const producer = receiver({ attempts });
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
     const child = startHangingWorkerProcess(name);
     children.push(child);
     await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
     child.kill('SIGKILL');
-    const survivor = receiver({ attempts: 2 });
+    return { delivery, survivor: receiver({ attempts }) };
+  }
+
+  // Found in a hunt: the retry reset BullMQ's count of started runs, and a run whose worker died never
+  // counted as a finished one, so the retried run took the number of the run before it.
+  it("counts on, after an operator's retry, from every earlier run, a dead worker's included", async () => {
+    const { delivery, survivor } = await afterOneWorkerDeath(2);
     const attempts: number[] = [];
     survivor.onAny((_event, ctx) => {
       attempts.push(ctx.attempt);
@@ -683,14 +688,7 @@ describeRedis('queued processing on BullMQ', () => {
   // The worker counts the run whose worker died (BullMQ's attemptsStarted); BullMQ's
   // own retry decision counts only finished runs. They must agree on the last one.
   it('after one worker death and then failing handlers (attempts 3), reports the dead letter once, on attempt 3, and runs no fourth time', async () => {
-    const producer = receiver({ attempts: 3 });
-    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    expect((await producer.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-    const child = startHangingWorkerProcess(name);
-    children.push(child);
-    await nextMessage(child, (m) => m.started === deliveryKeyOf(delivery.body));
-    child.kill('SIGKILL');
-    const survivor = receiver({ attempts: 3 });
+    const { delivery, survivor } = await afterOneWorkerDeath(3);
     const runs: number[] = [];
     survivor.onAny((_event, ctx) => {
       runs.push(ctx.attempt);
