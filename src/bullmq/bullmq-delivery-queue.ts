@@ -18,7 +18,7 @@ import {
 } from '../queue/delivery-queue';
 import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
-import { deferralsOf, runsBeforeRetryOf, startedRuns } from './started-runs';
+import { deferralsOf, runsSoFar, startedRuns } from './started-runs';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { resourceKeys, staleAnswer } from '../redis/resource-keys';
@@ -62,7 +62,7 @@ interface JobData {
   bodyDigest?: string;
   /** Set by `deliveries retry`. */
   retriedByOperator?: boolean;
-  /** The runs counted before `deliveries retry` reset BullMQ's count (see `runsBeforeRetryOf`). */
+  /** The runs counted before `deliveries retry` reset BullMQ's count (see `runsSoFar`). */
   runsBeforeRetry?: number;
   /** Runs put off because their resource was busy (`ordering`): started, but not attempts. */
   deferrals?: number;
@@ -274,7 +274,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // A run whose worker died counts: a handler that kills its worker runs at most
         // `attempts` times, and then the delivery is reported as a dead letter.
         const started = startedRuns(job);
-        const attempt = Math.max(runsBeforeRetryOf(job) + started, job.attemptsMade + 1);
+        const attempt = Math.max(runsSoFar(job), job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
         const lastAttempt = attempt >= attempts;
         const turn = new ResourceTurn(this.queue, this.lockDurationMs, keptFor(job));

@@ -17,12 +17,14 @@ export function startedRuns(job: Pick<Job, 'attemptsStarted' | 'data'>): number 
 }
 
 /**
- * The runs of a job before an operator's retry (`deliveries retry`), which resets
- * BullMQ's count of started runs so that earlier dead workers do not use up the
- * retried run: its attempt number counts on from them.
+ * Every run of a job that counted as an attempt: those since BullMQ's count was
+ * last reset ({@link startedRuns}) and those before it. An operator's retry
+ * (`deliveries retry`) resets that count, so that earlier dead workers do not use
+ * up the retried run, and keeps the runs before it in the job's `runsBeforeRetry`:
+ * its attempt number counts on from them.
  */
-export function runsBeforeRetryOf(job: Pick<Job, 'data'>): number {
-  return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry);
+export function runsSoFar(job: Pick<Job, 'attemptsStarted' | 'data'>): number {
+  return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry) + startedRuns(job);
 }
 
 /** A count of runs BullMQ read from Redis, which is not trusted: anything but a whole number from 0 is 0. */
