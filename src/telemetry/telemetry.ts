@@ -94,8 +94,12 @@ export class Telemetry {
     const provider = api.metrics.getMeterProvider();
     if (provider !== this.meterProvider) {
       this.meterProvider = provider;
-      const meter = provider.getMeter(NAME);
-      this.instruments = meter === api.createNoopMeter() ? undefined : instrumentsOf(meter, this.depth);
+      this.instruments = undefined;
+      // The provider is the app's: one that throws here records nothing, and is not asked again.
+      recording(() => {
+        const meter = provider.getMeter(NAME);
+        if (meter !== api.createNoopMeter()) this.instruments = instrumentsOf(meter, this.depth);
+      });
     }
     return this.instruments;
   }

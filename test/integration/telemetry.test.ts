@@ -166,6 +166,37 @@ describe('an exception inside the OpenTelemetry SDK, in its metrics', () => {
   });
 });
 
+describe('a meter provider that throws', () => {
+  const real = new MeterProvider().getMeter('real');
+  it.each([
+    ['getMeter', { getMeter: () => { throw new Error('a provider bug'); } }],
+    ['createCounter', { getMeter: () => Object.create(real, { createCounter: { value: () => { throw new Error('a meter bug'); } } }) as typeof real }],
+  ])('in %s never changes an answer, nor keeps a queued delivery from its handlers', async (_where, provider) => {
+    const ran = jest.fn();
+    const queue = new MemoryDeliveryQueue({ attempts: 1 });
+    const queued = new MitpoWebhooks({ secret: SECRET, queue });
+    queued.on('dispatch.completed', ran);
+    queued.startWorker();
+    const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await queued.receive({ rawBody: first.body, headers: first.headers })).body).toEqual({ success: true, queued: true });
+    metrics.disable();
+    metrics.setGlobalMeterProvider(provider);
+    try {
+      // The worker meets the new provider on its run; a new receiver on its first delivery.
+      await queue.drain();
+      const inline = new MitpoWebhooks({ secret: SECRET });
+      inline.on('dispatch.completed', ran);
+      const second = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect(await inline.receive({ rawBody: second.body, headers: second.headers })).toEqual({ status: 200, body: { success: true } });
+      expect(ran).toHaveBeenCalledTimes(2);
+      expect(queue.deadLetters()).toEqual([]);
+    } finally {
+      metrics.disable();
+      metrics.setGlobalMeterProvider(meterProvider);
+    }
+  });
+});
+
 describe('telemetry outcomes and metrics', () => {
   it('records each outcome on the span, ERROR for a 5xx, and no event for a refused delivery', async () => {
     const webhooks = tracedReceiver();
