@@ -130,14 +130,17 @@ export class QueuedRuns {
       return;
     }
     let outcome = 'success';
+    let failed = false;
     let event: string | undefined;
     try {
       outcome = await telemetry.within(() => this.runChecked(run, telemetry, (name) => (event = name)));
     } catch (error) {
-      outcome = (error as { code?: string }).code ?? 'handler_failed';
+      outcome = outcomeOf(error);
+      // A run put off is neither an attempt nor a failure: it runs again when its resource is free.
+      failed = !(error instanceof DeferredDelivery);
       throw error;
     } finally {
-      telemetry.end({ outcome, status: undefined, event, deliveryKey: run.delivery.deliveryKey });
+      telemetry.end({ outcome, status: undefined, failed, event, deliveryKey: run.delivery.deliveryKey });
     }
   }
 
@@ -165,6 +168,7 @@ export class QueuedRuns {
     try {
       const read = await verified(storedRequest(rawBody, headers), this.checks, trace, 'stored');
       readEvent = read.event;
+      onVerified(read.event.event);
       checked = await keyed(read, this.checks, trace);
       // An event past maxEventAge runs only when an operator retried its dead letter:
       // otherwise a genuine delivery put back in the store could be run again for ever.
@@ -188,7 +192,6 @@ export class QueuedRuns {
     if (storedKey !== delivery.deliveryKey || (storedAs !== undefined && idOf !== undefined && storedAs !== idOf(storedKey))) {
       throw this.tampered('its id or key is not the one its verified bytes give', delivery.deliveryKey);
     }
-    onVerified(event.event);
     const ctx: DeliveryContext = { headers, rawBody: checked.rawBody, deliveryKey, receivedAt, attempt, ...(db && { db }) };
     // Kept under the hash of its bytes, it would run beside MITPO's retry of it, queued under
     // the app's own key after the 400: so it moves there, where only one of the two can be.
@@ -223,10 +226,10 @@ export class QueuedRuns {
       return 'success';
     }
     // The queue keeps this message as the job's last error, for `deliveries show`: it names the handlers' own errors.
-    const failed = new Error(`${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
+    const failed = new RunFailure('handler_failed', `${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
     });
-    throw this.failedRun('handler_failed', `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt, failed);
+    throw this.failedRun(failed, `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt);
   }
 
   /**
@@ -252,7 +255,7 @@ export class QueuedRuns {
       queued = await enqueue(delivery, this.checks.options.retentionMs);
     } catch (error) {
       const message = `a kept refused delivery that passes now could not be queued under its own key (attempt ${ctx.attempt})`;
-      throw this.failedRun('queue_unavailable', message, event, ctx, lastAttempt, toError(error));
+      throw this.failedRun(RunFailure.of('queue_unavailable', error), message, event, ctx, lastAttempt);
     }
     if (queued === 'collision') this.collided(delivery.deliveryKey, event.event);
     await this.completed(complete, event, ctx, lastAttempt, 'moved');
@@ -278,7 +281,7 @@ export class QueuedRuns {
       return await takeTurn(order);
     } catch (error) {
       const message = `a queued delivery could not take its resource's turn (attempt ${ctx.attempt})`;
-      throw this.failedRun('internal_error', message, event, ctx, lastAttempt, toError(error));
+      throw this.failedRun(RunFailure.of('internal_error', error), message, event, ctx, lastAttempt);
     }
   }
 
@@ -301,8 +304,8 @@ export class QueuedRuns {
       await complete();
     } catch (error) {
       const words = COMPLETION_FAILED[ctx.db === undefined ? 'recorded' : 'committed'][run];
-      const failed = new Error(`${words.error}: ${toError(error).message}`, { cause: error });
-      throw this.failedRun('commit_failed', words.log(ctx.attempt), event, ctx, lastAttempt, failed);
+      const failed = new RunFailure('commit_failed', `${words.error}: ${toError(error).message}`, { cause: error });
+      throw this.failedRun(failed, words.log(ctx.attempt), event, ctx, lastAttempt);
     }
   }
 
@@ -311,8 +314,8 @@ export class QueuedRuns {
    * under `code`, told to `onDeadLetter` on the last attempt, and returned to
    * be thrown, so the queue retries it or keeps it as that dead letter.
    */
-  private failedRun(code: string, message: string, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, lastAttempt: boolean, failed: Error): Error {
-    this.failures.worker('error', { code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
+  private failedRun(failed: RunFailure, message: string, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, lastAttempt: boolean): RunFailure {
+    this.failures.worker('error', { code: failed.code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
     if (lastAttempt) this.deadLetter(event, ctx, failed);
     return failed;
   }
@@ -333,6 +336,35 @@ export class QueuedRuns {
     this.failures.worker('warn', { code: 'tampered_delivery', deliveryKey: storedKey }, message);
     return new TamperedDelivery(message, cause === undefined ? undefined : { cause });
   }
+}
+
+/**
+ * A run that failed, the handlers' fault or our side's, under the code it is
+ * logged with: the run's outcome in telemetry, and `error.code` for
+ * `onDeadLetter`. The queue keeps its message as the job's last error.
+ */
+class RunFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options: ErrorOptions,
+  ) {
+    super(message, options);
+  }
+
+  /** Our side's failure `error` (the queue's, an `ordering.key`'s), its message kept. */
+  static of(code: string, error: unknown): RunFailure {
+    return new RunFailure(code, toError(error).message, { cause: error });
+  }
+}
+
+/** A failed run's outcome, as its span and the deliveries counter record it. */
+function outcomeOf(error: unknown): string {
+  if (error instanceof DeferredDelivery) return 'deferred';
+  if (error instanceof RunFailure || error instanceof WebhookVerificationError || error instanceof TamperedDelivery) return error.code;
+  // Refused by the worker's checks (an event past maxEventAge, a schema that refuses it), or its workers died.
+  if (error instanceof FinalDeliveryFailure) return error.cause instanceof WebhookVerificationError ? error.cause.code : 'dead_letter';
+  return 'internal_error';
 }
 
 /**

@@ -22,4 +22,6 @@ export interface DeliveryResult {
   /** Only a verified event's name: the header is the sender's, and must not multiply metric series. */
   event: string | undefined;
   deliveryKey: string | undefined;
+  /** A worker's run that did not succeed (its span's status is ERROR); unset for a receive, whose status decides. */
+  failed?: boolean;
 }

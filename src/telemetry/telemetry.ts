@@ -171,8 +171,8 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
       recording(() => {
         span.setAttributes(attributes);
         if (result.deliveryKey !== undefined) span.setAttribute(DELIVERY_KEY, sanitizeText(result.deliveryKey, 200));
-        // A 5xx answer, or a worker's run that did not succeed (a stale event skipped did: its job is done).
-        if (result.status === undefined ? result.outcome !== 'success' && result.outcome !== 'stale' : result.status >= 500) {
+        // A 5xx answer, or a worker's run that did not succeed.
+        if (result.status === undefined ? result.failed === true : result.status >= 500) {
           span.setStatus({ code: this.api.SpanStatusCode.ERROR, message: result.outcome });
         }
         span.end();

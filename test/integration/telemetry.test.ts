@@ -6,8 +6,10 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { Queue } from 'bullmq';
 import { MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
+import type { QueuedDelivery } from '../../src/queue/delivery-queue';
 import { MemoryDeliveryQueue, signedDelivery } from '../../src/testing';
 import { CHECK_CASES } from '../helpers/check-cases';
+import { deliveryKeyOf } from '../helpers/delivery-key';
 import { toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
@@ -337,6 +339,40 @@ describe("a queue worker's telemetry", () => {
     ]);
   });
 
+  it('records a run put off, a run that moved its delivery and a worker refusal as what they were: only a failed run is ERROR', async () => {
+    /** A queue whose resource is busy for the first run, as when another worker holds its turn. */
+    class BusyOnce extends MemoryDeliveryQueue {
+      override startWorker(...[processor, ...rest]: Parameters<MemoryDeliveryQueue['startWorker']>) {
+        let busy = true;
+        return super.startWorker((run) => processor({ ...run, takeTurn: (order) => (busy ? ((busy = false), Promise.resolve('busy' as const)) : run.takeTurn!(order)) }), ...rest);
+      }
+    }
+    const queue = new BusyOnce({ attempts: 2, backoff: 0.01 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, ordering: true, deliveryKey: (event) => `key-${event.timestamp}` });
+    webhooks.onAny(() => undefined);
+    webhooks.startWorker();
+    const deferred = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: deferred.body, headers: deferred.headers });
+    await queue.drain();
+    const stored = (delivery: ReturnType<typeof signedDelivery>, deliveryKey: string, refused?: QueuedDelivery['refused']) =>
+      queue.enqueue({ deliveryKey, rawBody: Buffer.from(delivery.body), headers: Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name.toLowerCase(), value])), receivedAt: Date.now(), ...(refused && { refused }) }, 60_000);
+    // Kept as refused on arrival (an older schema), it passes now and moves to its own key.
+    const kept = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, timestamp: new Date(Date.now() - 5000) });
+    await stored(kept, deliveryKeyOf(kept.body), { code: 'invalid_payload', message: 'an older schema' });
+    await queue.drain();
+    const aged = signedDelivery({ event: 'dispatch.failed', secret: SECRET, timestamp: new Date(Date.now() - 8 * 24 * 3600_000) });
+    await stored(aged, `key-${(JSON.parse(aged.body) as { timestamp: string }).timestamp}`);
+    await queue.drain();
+    const runs = named('mitpo.webhook.process').map((span) => [span.attributes['mitpo.webhook.event'], span.attributes['mitpo.webhook.outcome'], span.status.code]);
+    expect(runs).toEqual([
+      ['dispatch.completed', 'deferred', SpanStatusCode.UNSET],
+      ['dispatch.completed', 'success', SpanStatusCode.UNSET],
+      ['dispatch.accepted', 'queued', SpanStatusCode.UNSET],
+      ['dispatch.accepted', 'success', SpanStatusCode.UNSET],
+      ['dispatch.failed', 'event_too_old', SpanStatusCode.ERROR],
+    ]);
+  });
+
   async function queuedRun(options: { trace?: 'link' | 'child'; fail?: boolean } = {}) {
     const queue = new MemoryDeliveryQueue({ attempts: 1 });
     const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
@@ -386,6 +422,7 @@ describe("a queue worker's telemetry", () => {
     expect(await depthOf()).toMatchObject({ waiting: 0, failed: 1 });
     expect((await deadLettersOf()) - before).toBe(1);
     const [processed] = named('mitpo.webhook.process');
+    expect(processed!.attributes['mitpo.webhook.outcome']).toBe('handler_failed');
     expect(processed!.status.code).toBe(SpanStatusCode.ERROR);
   });
 });
