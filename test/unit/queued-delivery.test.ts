@@ -78,7 +78,7 @@ describe('queued processing, the pipeline side', () => {
     await expect(queue.run(job, 1, false)).rejects.toThrow();
     expect(deadLetters).toEqual([]);
     await expect(queue.run(job, 3, true)).rejects.toThrow();
-    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: undefined, message: expect.stringContaining('still down') }]);
+    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'handler_failed', message: expect.stringContaining('still down') }]);
   });
 
   describe('a worker believes only the signature', () => {
