@@ -148,6 +148,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   /** Enqueues under way in this process, by job id, and the bytes they hold. */
   private readonly pending: PendingEnqueues;
 
+  /** Whether BullMQ's connection has been ready once: from then on every command has enqueueTimeout as its own. */
+  private reachedRedis = false;
+
   /** @throws TypeError on a missing connection or an invalid option */
   constructor(options: BullMQDeliveryQueueOptions) {
     if (typeof options?.connection !== 'object' || options.connection === null) {
@@ -197,11 +200,21 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const jobId = jobIdOf(delivery.deliveryKey);
+    const enqueueing = () => this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest);
+    let answered = false;
     return withTimeout(
-      this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest),
+      // Until Redis is first reached, BullMQ waits for it with no timeout (no command is
+      // sent yet, so none times out): that wait holds no bytes, and a delivery already
+      // answered 503 is not sent when Redis comes up, behind its answer.
+      this.reachedRedis ? enqueueing() : this.firstConnection().then(() => (answered ? Promise.reject(new Error('answered already')) : enqueueing())),
       this.enqueueTimeoutMs,
       () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+      () => (answered = true),
     );
+  }
+
+  private firstConnection(): Promise<unknown> {
+    return this.queue.waitUntilReady().then(() => (this.reachedRedis = true));
   }
 
   private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
