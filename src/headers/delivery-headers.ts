@@ -11,6 +11,8 @@ export type DeliveryHeaders = Readonly<Record<string, string | readonly string[]
  * every handler's `ctx.headers`, reads them the same way under every adapter.
  * Two names that differ only in case are one header sent twice, kept as an
  * array so a repeated signature stays visible (and is refused as malformed).
+ * Values lose the spaces and tabs around them, which are not part of a header's
+ * value (RFC 9110): Node's parser and undici drop them, workerd hands them on.
  */
 export function toDeliveryHeaders(headers: unknown): DeliveryHeaders {
   const plain: Record<string, string | string[]> = {};
@@ -18,12 +20,21 @@ export function toDeliveryHeaders(headers: unknown): DeliveryHeaders {
   const entries: Iterable<[string, unknown]> = isFetchHeaders(headers) ? headers.entries() : Object.entries(headers);
   for (const [name, raw] of entries) {
     const value = typeof raw === 'number' ? String(raw) : raw;
-    if (typeof value !== 'string' && !(Array.isArray(value) && value.every((item) => typeof item === 'string'))) continue;
+    let trimmed: string | string[];
+    if (typeof value === 'string') trimmed = withoutSpaceAround(value);
+    else if (Array.isArray(value) && value.every((item) => typeof item === 'string')) trimmed = value.map(withoutSpaceAround);
+    else continue;
     const lower = name.toLowerCase();
     const existing = plain[lower];
-    plain[lower] = existing === undefined ? (value as string | string[]) : [existing, value as string | string[]].flat();
+    plain[lower] = existing === undefined ? trimmed : [existing, trimmed].flat();
   }
   return plain;
+}
+
+const SPACE_AROUND = /^[ \t]+|[ \t]+$/g;
+
+function withoutSpaceAround(value: string): string {
+  return value.replace(SPACE_AROUND, '');
 }
 
 function isFetchHeaders(headers: object): headers is Headers {

@@ -19,7 +19,7 @@ export const webPlatform: Platform<Promise<CryptoKey>> = {
 
   async signatureMatches(keys, payload, signatureHex) {
     const signature = fromHex(signatureHex);
-    const data = payload as Uint8Array<ArrayBuffer>;
+    const data = webCryptoBytes(payload);
     const matches = await Promise.all(keys.map(async (key) => crypto.subtle.verify('HMAC', await key, signature, data)));
     return matches.includes(true);
   },
@@ -67,5 +67,16 @@ export function importHmacKey(secret: string, usage: 'sign' | 'verify'): Promise
 
 /** The hex SHA-256 of `bytes` through `crypto.subtle.digest`: the default delivery key. */
 export async function sha256HexOf(bytes: Uint8Array): Promise<string> {
-  return toHex(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  return toHex(await crypto.subtle.digest('SHA-256', webCryptoBytes(bytes)));
+}
+
+/**
+ * `bytes` as WebCrypto takes them: it refuses a view on a SharedArrayBuffer
+ * (a body copied out of a worker, say), which Node's crypto takes, so such
+ * bytes are copied first and get the same answer on both entries.
+ */
+export function webCryptoBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  // By its tag, not instanceof: a buffer from another realm (a worker, a vm context) is one too.
+  const shared = Object.prototype.toString.call(bytes.buffer) === '[object SharedArrayBuffer]';
+  return (shared ? bytes.slice() : bytes) as Uint8Array<ArrayBuffer>;
 }

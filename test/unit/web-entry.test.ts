@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { runInThisContext } from 'node:vm';
 import * as node from '../../src';
 import * as web from '../../src/web';
 import { MemoryDeliveryQueue, signedDelivery } from '../../src/testing';
@@ -54,10 +55,46 @@ describe('mitpo-webhooks/web on Node', () => {
     expect(await web.verifySignature({ not: 'bytes' } as never, header, SECRET)).toBe(false);
   });
 
-  it('refuses an unusable secret or payload to sign() at once', () => {
-    expect(() => web.sign('x', '')).toThrow(TypeError);
-    expect(() => web.sign('x', 'whsec_')).toThrow(TypeError);
-    expect(() => web.sign(42 as never, SECRET)).toThrow(/payload must be a string or a Uint8Array/);
+  it('refuses an unusable secret or payload to sign() with a rejected promise, as its type says, never a throw', async () => {
+    const signing = (payload: unknown, secret: string) => {
+      try {
+        return web.sign(payload as string, secret);
+      } catch (error) {
+        return `threw ${String(error)}`;
+      }
+    };
+    await expect(signing('x', '')).rejects.toThrow(TypeError);
+    await expect(signing('x', 'whsec_')).rejects.toThrow(TypeError);
+    await expect(signing(42, SECRET)).rejects.toThrow(/payload must be a string or a Uint8Array/);
+  });
+
+  it("reads header values without the spaces and tabs around them, as Node's HTTP parser does (workerd hands them on)", async () => {
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const padded = Object.fromEntries(Object.entries(delivery.headers).map(([name, value]) => [name, ` ${value} \t`]));
+    // A Fetch Headers as workerd's behaves: undici's (Node's) strips the whitespace on the way in.
+    const workerdHeaders = { get: (name: string) => padded[name] ?? null, entries: () => Object.entries(padded)[Symbol.iterator]() };
+    const shapes = [
+      ['Node, plain object', new node.MitpoWebhooks({ secret: SECRET }), padded],
+      ['Web, plain object', new web.MitpoWebhooks({ secret: SECRET }), padded],
+      ["Web, workerd's Headers", new web.MitpoWebhooks({ secret: SECRET }), workerdHeaders],
+    ] as const;
+    for (const [shape, webhooks, headers] of shapes) {
+      const answer = await webhooks.receive({ rawBody: delivery.body, headers: headers as never });
+      expect([shape, answer]).toEqual([shape, { status: 200, body: { success: true } }]);
+    }
+  });
+
+  it("verifies, keys and signs bytes on a SharedArrayBuffer, which WebCrypto does not take, as the Node entry does", async () => {
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const bytes = Buffer.from(delivery.body);
+    // Node's own SharedArrayBuffer: Jest's sandbox has another, which WebCrypto does not recognise.
+    const NodeSharedArrayBuffer = runInThisContext('SharedArrayBuffer') as typeof SharedArrayBuffer;
+    const shared = new Uint8Array(new NodeSharedArrayBuffer(bytes.byteLength));
+    shared.set(bytes);
+    const header = delivery.headers['X-MITPO-Signature'];
+    expect(await new web.MitpoWebhooks({ secret: SECRET }).receive({ rawBody: shared, headers: delivery.headers })).toEqual({ status: 200, body: { success: true } });
+    expect(await web.verifySignature(shared, header, SECRET)).toBe(true);
+    expect(await web.sign(shared, SECRET)).toBe(header);
   });
 
   it('refuses the queue option, whose workers are Node-only, and unknown options', () => {
