@@ -36,7 +36,7 @@ export interface SignedDelivery {
  * with fresh ids; with `data` (and fixed moments) the body is the same on every call.
  *
  * @throws TypeError on an unusable secret (empty, padded, quoted, or only `whsec_`;
- *   the message never contains it) or an invalid moment
+ *   the message never contains it), an invalid moment, or an event name no HTTP header can carry
  * @example
  * const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret });
  * await request(app).post('/webhooks/mitpo').set(headers).send(body).expect(200);
@@ -44,6 +44,10 @@ export interface SignedDelivery {
 export function signedDelivery<N extends string>(options: SignedDeliveryOptions<N>): SignedDelivery {
   const { event, secret } = options;
   if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
+  // It is the X-MITPO-Event header too: a name no header can carry made a delivery that no client could send.
+  if (!HEADER_TEXT.test(event)) {
+    throw new TypeError('signedDelivery: event cannot be sent as the X-MITPO-Event header: it has a control character or a character above U+00FF');
+  }
   const data = options.data ?? sampleData(event);
   const body = JSON.stringify({ event, timestamp: isoSeconds(toDate(options.timestamp, 'timestamp')), data });
   const sentAt = Math.floor(toDate(options.sentAt, 'sentAt').getTime() / 1000);
@@ -57,6 +61,9 @@ export function signedDelivery<N extends string>(options: SignedDeliveryOptions<
     },
   };
 }
+
+/** What an HTTP header value carries (Fetch's ByteString, Node's check): Latin-1 without control characters. */
+const HEADER_TEXT = /^[\x20-\x7e\x80-\xff]+$/;
 
 function toDate(moment: Moment | undefined, name: string): Date {
   const date = moment === undefined ? new Date() : typeof moment === 'number' ? new Date(moment * 1000) : moment;

@@ -162,6 +162,8 @@ describe('mitpo-webhooks send', () => {
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch\ncompleted', '--secret', SECRET], /--event contains characters that cannot be printed as they are/],
     // Not a control character, yet it would make two event names that look alike differ.
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.\u200bcompleted', '--secret', SECRET], /--event contains characters that cannot be printed as they are \(control, bidirectional, zero-width/],
+    // It was sent, and the header's failure reported as "no answer from" the receiver.
+    [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.\u{1F600}', '--secret', SECRET], /--event cannot be sent as the X-MITPO-Event header: it has a character above U\+00FF/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '{nope'], /--data is not valid JSON/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'dispatch.completed', '--secret', SECRET, '--data', '[]'], /must be a JSON object/],
     [['send', 'http://127.0.0.1:1/x', '--event', 'x', '--secret', SECRET, '--data', '{}', '--file', 'f'], /not both/],
