@@ -47,7 +47,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   if (values.event === undefined || values.event === '') throw new UsageError('send needs --event <type>, e.g. --event dispatch.completed');
   // It becomes the X-MITPO-Event header, which cannot carry control characters, and is echoed.
   if (hasUnprintableCharacters(values.event)) throw new UsageError(`--event contains ${UNPRINTABLE_CHARACTERS}`);
-  if (/[^\u0000-\u00ff]/.test(values.event)) throw new UsageError('--event cannot be sent as the X-MITPO-Event header: it has a character above U+00FF');
+  if (/[\u0100-\u{10ffff}]/u.test(values.event)) throw new UsageError('--event cannot be sent as the X-MITPO-Event header: it has a character above U+00FF');
   if (values.data !== undefined && values.file !== undefined) throw new UsageError('pass --data or --file, not both');
   const secret = secretFrom(values.secret, io.env);
   const data = dataFrom(values.data, values.file);
