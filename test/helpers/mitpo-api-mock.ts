@@ -10,7 +10,7 @@ export const API_KEY = 'mk_test_4f5e6d7c8b9a';
  * - `huge_declared`: 200 with `Content-Length` 400 MiB, then the same stream;
  * - `control_chars`: an error answer, and endpoint fields, full of terminal escapes.
  */
-export type ApiMode = 'normal' | 'server_error' | 'malformed' | 'redirect' | 'huge' | 'huge_declared' | 'control_chars';
+export type ApiMode = 'normal' | 'server_error' | 'malformed' | 'redirect' | 'huge' | 'huge_declared' | 'control_chars' | 'hash_in_secret';
 
 /** C0, DEL and C1 controls a hostile server might put in its text: ESC sequences, CSI, a newline. */
 export const CONTROL_TEXT = '\u001b[2J\u001b[31mred\u0007\r\nX-Injected: yes\u007f\u009b1m';
@@ -67,7 +67,8 @@ export async function startMitpoApiMock() {
       const id = `whk_${String(next++).padStart(8, 'r')}`;
       const endpoint = { id, url: body.url, events: body.events, created_at: '2026-03-22T10:00:00Z' };
       endpoints.set(id, endpoint);
-      return answer(200, { success: true, data: { ...endpoint, signing_secret: `whsec_${id}_secret` }, request_id: requestId });
+      const secret = mode === 'hash_in_secret' ? `whsec_${id}#secret` : `whsec_${id}_secret`;
+      return answer(200, { success: true, data: { ...endpoint, signing_secret: secret }, request_id: requestId });
     }
     if (req.method === 'GET' && req.url === '/v1/webhooks') {
       return answer(200, { success: true, data: [...endpoints.values()], request_id: requestId });

@@ -2,6 +2,7 @@ import { chmodSync, lstatSync, mkdtempSync, readdirSync, readFileSync, statSync,
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { parseEnv } from 'node:util';
 import { MitpoWebhooks, MITPO_EVENT_NAMES, verifySignature } from '../../src';
 import { send as post } from '../helpers/http-client';
 import { API_KEY, startMitpoApiMock } from '../helpers/mitpo-api-mock';
@@ -410,6 +411,40 @@ describe('mitpo-webhooks endpoints', () => {
     const fresh = path.join(dir, 'new.env');
     await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', fresh], { env: env() });
     expect(statSync(fresh).mode & 0o777).toBe(0o600);
+  });
+
+  // Found by a hunt: only the first line was replaced, so the old secret, read last, won (every delivery 401).
+  it('replaces every MITPO_WEBHOOK_SECRET line of an env file, and keeps its other lines byte for byte, UTF-8 or not', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const file = path.join(dir, '.env');
+    const latin1Line = Buffer.from('PASSWORD=caf\xe9', 'latin1');
+    writeFileSync(file, Buffer.concat([Buffer.from('PORT=3000\nMITPO_WEBHOOK_SECRET=whsec_old1\n'), latin1Line, Buffer.from('\nMITPO_WEBHOOK_SECRET=whsec_old2\n')]));
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
+    expect(run.code).toBe(0);
+    const secret = /Signing secret \(MITPO shows it only now\): (\S+)/.exec(run.stdout)![1]!;
+    expect(readFileSync(file)).toEqual(Buffer.concat([Buffer.from(`PORT=3000\nMITPO_WEBHOOK_SECRET=${secret}\n`), latin1Line, Buffer.from('\n')]));
+  });
+
+  it("quotes a secret an env file's reader would cut short (a #), so the file gives back the secret MITPO issued", async () => {
+    api.setMode('hash_in_secret');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const file = path.join(dir, '.env');
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
+    expect(run.code).toBe(0);
+    const secret = /Signing secret \(MITPO shows it only now\): (\S+)/.exec(run.stdout)![1]!;
+    expect(secret).toContain('#');
+    expect(parseEnv(readFileSync(file, 'utf8')).MITPO_WEBHOOK_SECRET).toBe(secret);
+  });
+
+  it.each([
+    ['a directory that does not exist', (dir: string) => path.join(dir, 'missing', '.env')],
+    ['an empty path', () => ''],
+  ])('refuses --write-env in %s with exit 2, before creating the endpoint', async (_case, fileIn) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', fileIn(dir)], { env: env() });
+    expect(run.code).toBe(2);
+    expect(run.stdout).not.toContain('Signing secret');
+    expect(api.endpoints.size).toBe(0);
   });
 
   it('leaves an existing 0644 env file 0600, with no temporary file left behind', async () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, type Stats, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, type Stats, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MitpoApiError } from '../../api/mitpo-api-error';
@@ -128,13 +128,17 @@ function escapeUnprintable(text: string): string {
 // at open; the lstat checks still apply there.
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0;
 
-/** Why an env file path must not be written, or undefined when it may (a missing file is fine). */
+/** Why an env file path must not be written, or undefined when it may (a missing file in a directory that exists is fine). */
 function envFileProblem(file: string): string | undefined {
+  if (file === '') return '--write-env needs the path of a file';
   let stats: Stats;
   try {
     stats = lstatSync(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      const dir = path.dirname(file);
+      return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `cannot use --write-env ${file}: its directory ${dir} does not exist`;
+    }
     return `cannot use --write-env ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
   }
   if (stats.isSymbolicLink()) return `refusing --write-env ${file}: it is a symbolic link, never written through; pass the path of the file itself`;
@@ -156,13 +160,34 @@ function writeEnvFile(file: string, name: string, value: string): void {
   const problem = secretProblem(value);
   if (problem !== undefined) throw new CommandError(`the signing secret MITPO returned ${problem}: not written to ${file}`);
 
+  // Latin-1 both ways keeps every other line byte for byte, whatever its encoding.
   const text = (readEnvFile(file) ?? '').replace(/\n+$/, '');
   const lines = text === '' ? [] : text.split('\n');
-  const line = `${name}=${value}`;
-  const index = lines.findIndex((l) => l.startsWith(`${name}=`));
-  if (index >= 0) lines[index] = line;
-  else lines.push(line);
-  replaceFile(file, `${lines.join('\n')}\n`);
+  const line = Buffer.from(`${name}=${envValue(value, file)}`, 'utf8').toString('latin1');
+  // The first assignment is replaced and any later one dropped: a reader takes the last,
+  // and an old secret left there would win.
+  const kept: string[] = [];
+  let written = false;
+  for (const l of lines) {
+    if (!l.startsWith(`${name}=`)) kept.push(l);
+    else if (!written) {
+      kept.push(line);
+      written = true;
+    }
+  }
+  if (!written) kept.push(line);
+  replaceFile(file, Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+}
+
+/**
+ * The value as env file readers (Node's --env-file, dotenv) give it back: bare when
+ * it holds nothing they would read otherwise, else in single quotes, which they
+ * take literally. `#` starts a comment in a bare value.
+ */
+function envValue(value: string, file: string): string {
+  if (/^[\w+/=.:@-]+$/.test(value)) return value;
+  if (!value.includes("'")) return `'${value}'`;
+  throw new CommandError(`the signing secret MITPO returned holds both characters an env file cannot take bare and a single quote: not written to ${file}`);
 }
 
 /** The env file's text, or undefined when there is none; never read through a symbolic link. */
@@ -181,13 +206,13 @@ function readEnvFile(file: string): string | undefined {
   }
   try {
     if (!fstatSync(fd).isFile()) throw new CommandError(`refusing --write-env ${file}: it is not a regular file`);
-    return readFileSync(fd, 'utf8');
+    return readFileSync(fd, 'latin1');
   } finally {
     closeSync(fd);
   }
 }
 
-function replaceFile(file: string, content: string): void {
+function replaceFile(file: string, content: Buffer): void {
   const temp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   let fd: number;
   try {
