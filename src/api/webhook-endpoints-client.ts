@@ -57,6 +57,25 @@ const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
  * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
  */
+const BASE_URL_RULE = 'baseUrl must be an http(s) URL without a user name, password, query or fragment, e.g. https://api.mitpo.io';
+
+/**
+ * The base URL as requests are built from it: parsed, since a query or a
+ * fragment would move every request's path, and never echoed when it holds
+ * credentials, which error messages would otherwise print.
+ */
+function checkedBaseUrl(given: unknown): string {
+  const text = typeof given === 'string' ? given : '';
+  const url = URL.canParse(text) ? new URL(text) : undefined;
+  const credentials = url !== undefined && (url.username !== '' || url.password !== '');
+  // A bare `?` or `#` leaves search and hash empty, and is no base for a path either.
+  if (url === undefined || credentials || !/^https?:\/\/[^/]/i.test(text) || /[?#]/.test(text)) {
+    const shown = credentials ? 'a URL with a user name or password' : JSON.stringify(sanitizeText(String(given), 200));
+    throw new TypeError(`mitpo-webhooks: ${BASE_URL_RULE} (got ${shown})`);
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
+}
+
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   private readonly apiKey: string;
@@ -72,10 +91,8 @@ export class WebhookEndpointsClient {
         'mitpo-webhooks: apiKey must be a MITPO API key: printable ASCII, without white space or line breaks (is one pasted into it?), e.g. process.env.MITPO_API_KEY',
       );
     }
-    const baseUrl = (options.baseUrl ?? 'https://api.mitpo.io').replace(/\/+$/, '');
-    if (!/^https?:\/\/[^/]/.test(baseUrl)) throw new TypeError(`mitpo-webhooks: baseUrl must be an http(s) URL (got ${JSON.stringify(baseUrl)})`);
     this.apiKey = apiKey;
-    this.baseUrl = baseUrl;
+    this.baseUrl = checkedBaseUrl(options.baseUrl ?? 'https://api.mitpo.io');
     // AbortSignal.timeout takes whole milliseconds; the seconds rule keeps it in range.
     this.timeoutMs = Math.ceil(readSeconds(options.timeout, { name: 'timeout', fallback: 15, max: 600 })! * 1000);
     this.fetch = options.fetch ?? globalThis.fetch;

@@ -140,8 +140,19 @@ describe('WebhookEndpointsClient', () => {
   });
 
   it('refuses a base URL that is not http(s), or a timeout that is not positive, at construction', () => {
-    for (const baseUrl of ['ftp://api.mitpo.io', 'api.mitpo.io', 'https://', 'https:///v1', 'javascript:alert(1)']) {
+    for (const baseUrl of ['ftp://api.mitpo.io', 'api.mitpo.io', 'https://', 'https:///v1', 'javascript:alert(1)', 'https://a b']) {
       expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl })).toThrow(/baseUrl must be an http\(s\) URL/);
+    }
+    // Found by a hunt: a query or fragment moved every request to another path, and a password was printed in errors.
+    for (const baseUrl of ['https://api.mitpo.io?x=1', 'https://api.mitpo.io#f', 'https://user:hunter2@api.mitpo.io']) {
+      let message = '';
+      expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl })).toThrow(/baseUrl must be an http\(s\) URL without a user name, password, query or fragment/);
+      try {
+        new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl });
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).not.toContain('hunter2');
     }
     for (const timeout of [0, -1, Number.NaN, Infinity]) {
       expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeout })).toThrow(/timeout must be a positive number of seconds/);
