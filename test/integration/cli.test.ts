@@ -247,6 +247,8 @@ describe('mitpo-webhooks sign', () => {
     ['a known type missing a required field', `{"event":"dispatch.completed",${TS},"data":{"channel":"c","status":"s"}}`, /"dispatch\.completed" event schema: data\.dispatch_id: /],
     ['an event name with a newline', `{"event":"dispatch.x\\nX-Evil: 1",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains characters that cannot be printed as they are \(control, /],
     ['an event name with half of a UTF-16 pair', `{"event":"dispatch.\\ud800done",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" contains characters that cannot be printed as they are \(control, /],
+    // Sent as UTF-8 by curl, read as Latin-1 by Node: event_mismatch at every receiver.
+    ['an event name outside ASCII', `{"event":"dispatch.\u5b8c\u6210",${TS},"data":{}}`, /^mitpo-webhooks sign: the body is not a MITPO event: its "event" has characters outside ASCII, which the X-MITPO-Event header cannot carry as sent/],
   ])('exits 1 on a body that is not a MITPO event (%s), printing no headers', async (_name, input, message) => {
     const run = await runCli(['sign', '--secret', SECRET], { input });
     expect(run.code).toBe(1);

@@ -76,6 +76,10 @@ function eventNameOf(body: Buffer): string {
   // The name becomes a header line: a control character (a newline above all) would
   // break it, and no HTTP header could carry it to a receiver anyway.
   if (hasUnprintableCharacters(name)) throw new CommandError(`the body is not a MITPO event: its "event" contains ${UNPRINTABLE_CHARACTERS}`);
+  // Sent as UTF-8 (curl), read back as Latin-1 (Node): it would never match the body's event.
+  if (/[^\x20-\x7e]/.test(name)) {
+    throw new CommandError('the body is not a MITPO event: its "event" has characters outside ASCII, which the X-MITPO-Event header cannot carry as sent');
+  }
   return name;
 }
 
