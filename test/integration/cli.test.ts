@@ -506,7 +506,7 @@ describe('mitpo-webhooks endpoints', () => {
     expect(listed.stdout).toBe(`whk_${clean}  https://example.com/${clean}  [${clean}]  created ${clean}\n`);
     const failed = await runCli(['endpoints', 'delete', 'whk_1'], { env: env() });
     expect(failed.code).toBe(1);
-    expect(failed.stderr).toBe(`mitpo-webhooks endpoints: MITPO's API answered DELETE /v1/webhooks/whk_1 with 500: Broken ${clean}\n`);
+    expect(failed.stderr).toBe(`mitpo-webhooks endpoints: MITPO's API answered DELETE /v1/webhooks/whk_1 with 500: Broken ${clean} (MITPO request id req_${clean})\n`);
   });
 
   it('exits 1 on a redirect from the API, never following it', async () => {
@@ -534,7 +534,8 @@ describe('mitpo-webhooks endpoints', () => {
 
   it.each([
     ['a wrong API key (401)', () => ({ MITPO_API_KEY: 'mk_test_wrong', MITPO_API_BASE_URL: api.baseUrl }), /answered GET \/v1\/webhooks with 401: Invalid API key \(check MITPO_API_KEY\)/],
-    ['a server error (500)', () => (api.setMode('server_error'), env()), /answered GET \/v1\/webhooks with 500: Something went wrong/],
+    // With MITPO's request id, which its support asks for.
+    ['a server error (500)', () => (api.setMode('server_error'), env()), /answered GET \/v1\/webhooks with 500: Something went wrong.* \(MITPO request id req_\d{8}\)\n$/],
     ['a malformed envelope', () => (api.setMode('malformed'), env()), /unexpected body \(success: /],
     ['a refused connection', () => ({ MITPO_API_KEY: API_KEY, MITPO_API_BASE_URL: closedBaseUrl }), /Could not reach MITPO's API at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/],
   ])('exits 1 with a clear message on %s, never printing the key', async (_name, makeEnv, message) => {

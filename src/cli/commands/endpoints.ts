@@ -93,7 +93,8 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         throw new UsageError(`unknown endpoints action ${JSON.stringify(action)}; use create, list or delete`);
     }
   } catch (error) {
-    if (error instanceof MitpoApiError) throw new CommandError(error.message);
+    // The request id is what MITPO's support asks for (already cleaned of control characters).
+    if (error instanceof MitpoApiError) throw new CommandError(`${error.message}${error.requestId === undefined ? '' : ` (MITPO request id ${error.requestId})`}`);
     if (error instanceof TypeError && error.message.startsWith('mitpo-webhooks: ')) {
       throw new UsageError(error.message.slice('mitpo-webhooks: '.length));
     }
