@@ -150,6 +150,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   /** Whether BullMQ's connection has been ready once: from then on every command has enqueueTimeout as its own. */
   private reachedRedis = false;
+  /** BullMQ's wait for its first connection, shared by the deliveries that wait for it. */
+  private firstConnection: Promise<void> | undefined;
+  /** A delivery waited its whole enqueueTimeout for the first connection, in vain. */
+  private unreached = false;
 
   /** @throws TypeError on a missing connection or an invalid option */
   constructor(options: BullMQDeliveryQueueOptions) {
@@ -199,22 +203,39 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    * more than `maxPendingBytes` of bodies.
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    return this.reachedRedis ? this.enqueueNow(delivery, retentionMs) : this.enqueueOnceReached(delivery, retentionMs);
+  }
+
+  private enqueueNow(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const jobId = jobIdOf(delivery.deliveryKey);
-    const enqueueing = () => this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest);
-    let answered = false;
     return withTimeout(
-      // Until Redis is first reached, BullMQ waits for it with no timeout (no command is
-      // sent yet, so none times out): that wait holds no bytes, and a delivery already
-      // answered 503 is not sent when Redis comes up, behind its answer.
-      this.reachedRedis ? enqueueing() : this.firstConnection().then(() => (answered ? Promise.reject(new Error('answered already')) : enqueueing())),
+      this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest),
       this.enqueueTimeoutMs,
       () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
-      () => (answered = true),
     );
   }
 
-  private firstConnection(): Promise<unknown> {
-    return this.queue.waitUntilReady().then(() => (this.reachedRedis = true));
+  /**
+   * Until Redis is first reached, BullMQ waits for it with no timeout (no command
+   * is sent yet, so none times out). A delivery waits for that up to
+   * enqueueTimeout holding no counted bytes, lets go of its body when answered,
+   * and is not sent if Redis comes up after its answer. Once one such wait ran
+   * out, the next deliveries are refused at once until Redis is reached: a long
+   * outage at start-up holds nothing per delivery.
+   */
+  private enqueueOnceReached(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    if (this.unreached) return Promise.reject(new Error('Redis has not been reached since the queue was made'));
+    this.firstConnection ??= this.queue.waitUntilReady().then(() => void (this.reachedRedis = true));
+    let waiting: QueuedDelivery | undefined = delivery;
+    return withTimeout(
+      this.firstConnection.then(() => (waiting === undefined ? Promise.reject(new Error('answered already')) : this.enqueueNow(waiting, retentionMs))),
+      this.enqueueTimeoutMs,
+      () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+      () => {
+        waiting = undefined;
+        this.unreached = true;
+      },
+    );
   }
 
   private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {

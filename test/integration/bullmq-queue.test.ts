@@ -303,7 +303,7 @@ describeRedis('queued processing on BullMQ', () => {
 
   // Found by a hunt: BullMQ waits for its first connection with no timeout, so the delivery
   // kept its bytes counted and was queued once Redis came up, after its 503.
-  (redisServerInstalled() ? it : it.skip)('holds no bytes for a delivery answered 503 before Redis was first reached, and never queues it later', async () => {
+  (redisServerInstalled() ? it : it.skip)('holds nothing for a delivery answered 503 before Redis was first reached, and never queues it later', async () => {
     const redis = await privateRedisServer();
     await redis.stop();
     let started = false;
@@ -317,8 +317,9 @@ describeRedis('queued processing on BullMQ', () => {
       webhooks.onAny((_event, ctx) => void handled.push(ctx.deliveryKey));
       const receive = (delivery: typeof first) => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
       expect((await receive(first)).status).toBe(503);
+      // Once one delivery waited in vain, the next are refused at once: a long outage holds nothing per delivery.
       expect((await receive(second)).status).toBe(503);
-      expect(causes).toEqual(Array(2).fill('Redis did not acknowledge the delivery within 0.5 s'));
+      expect(causes).toEqual(['Redis did not acknowledge the delivery within 0.5 s', 'Redis has not been reached since the queue was made']);
       await redis.start();
       started = true;
       webhooks.startWorker();
