@@ -78,5 +78,6 @@ export async function sha256HexOf(bytes: Uint8Array): Promise<string> {
 export function webCryptoBytes(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   // By its tag, not instanceof: a buffer from another realm (a worker, a vm context) is one too.
   const shared = Object.prototype.toString.call(bytes.buffer) === '[object SharedArrayBuffer]';
-  return (shared ? bytes.slice() : bytes) as Uint8Array<ArrayBuffer>;
+  // A copy, never slice(): a Buffer's slice() is a view on the same memory.
+  return (shared ? new Uint8Array(bytes) : bytes) as Uint8Array<ArrayBuffer>;
 }
