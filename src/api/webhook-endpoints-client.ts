@@ -67,10 +67,11 @@ const BASE_URL_RULE = 'baseUrl must be an http(s) URL without a user name, passw
 function checkedBaseUrl(given: unknown): string {
   const text = typeof given === 'string' ? given : '';
   const url = URL.canParse(text) ? new URL(text) : undefined;
-  const credentials = url !== undefined && (url.username !== '' || url.password !== '');
+  // Read from the text, not the parsed URL: one that does not parse may hold a password too.
+  const secretive = /@|\?/.test(text);
   // A bare `?` or `#` leaves search and hash empty, and is no base for a path either.
-  if (url === undefined || credentials || !/^https?:\/\/[^/]/i.test(text) || /[?#]/.test(text)) {
-    const shown = credentials ? 'a URL with a user name or password' : JSON.stringify(sanitizeText(String(given), 200));
+  if (url === undefined || secretive || !/^https?:\/\/[^/]/i.test(text) || text.includes('#')) {
+    const shown = secretive ? 'a URL with a user name, password or query, not shown' : JSON.stringify(sanitizeText(String(given), 200));
     throw new TypeError(`mitpo-webhooks: ${BASE_URL_RULE} (got ${shown})`);
   }
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;

@@ -144,7 +144,8 @@ describe('WebhookEndpointsClient', () => {
       expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl })).toThrow(/baseUrl must be an http\(s\) URL/);
     }
     // Found by a hunt: a query or fragment moved every request to another path, and a password was printed in errors.
-    for (const baseUrl of ['https://api.mitpo.io?x=1', 'https://api.mitpo.io#f', 'https://user:hunter2@api.mitpo.io']) {
+    // Also when it does not parse (a bad port, a space), or carries a token in its query.
+    for (const baseUrl of ['https://api.mitpo.io?x=1', 'https://api.mitpo.io#f', 'https://user:hunter2@api.mitpo.io', 'https://user:hunter2@host:99999', 'https://u:hunter2@exa mple.com', 'https://api.mitpo.io/?token=hunter2']) {
       let message = '';
       expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl })).toThrow(/baseUrl must be an http\(s\) URL without a user name, password, query or fragment/);
       try {
