@@ -427,6 +427,17 @@ describe('mitpo-webhooks endpoints', () => {
     expect(readFileSync(file)).toEqual(Buffer.concat([Buffer.from(`PORT=3000\nMITPO_WEBHOOK_SECRET=${secret}\n`), latin1Line, Buffer.from('\n')]));
   });
 
+  it('replaces an assignment written with export or spaces, and keeps CRLF line ends', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));
+    const file = path.join(dir, '.env');
+    writeFileSync(file, 'PORT=3000\r\nexport MITPO_WEBHOOK_SECRET=whsec_old1\r\nB=2\r\n  MITPO_WEBHOOK_SECRET = whsec_old2\r\n\r\n');
+    const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
+    expect(run.code).toBe(0);
+    const secret = /Signing secret \(MITPO shows it only now\): (\S+)/.exec(run.stdout)![1]!;
+    expect(readFileSync(file, 'utf8')).toBe(`PORT=3000\r\nMITPO_WEBHOOK_SECRET=${secret}\r\nB=2\r\n`);
+    expect(parseEnv(readFileSync(file, 'utf8')).MITPO_WEBHOOK_SECRET).toBe(secret);
+  });
+
   it("quotes a secret an env file's reader would cut short (a #), so the file gives back the secret MITPO issued", async () => {
     api.setMode('hash_in_secret');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'mitpo-cli-'));

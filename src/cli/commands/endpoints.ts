@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, existsSync, type Stats, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, type Stats, fchmodSync, fstatSync, fsyncSync, lstatSync, openSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MitpoApiError } from '../../api/mitpo-api-error';
@@ -138,7 +138,7 @@ function envFileProblem(file: string): string | undefined {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       const dir = path.dirname(file);
-      return existsSync(dir) && statSync(dir).isDirectory() ? undefined : `cannot use --write-env ${file}: its directory ${dir} does not exist`;
+      return statSync(dir, { throwIfNoEntry: false })?.isDirectory() ? undefined : `cannot use --write-env ${file}: its directory ${dir} does not exist`;
     }
     return `cannot use --write-env ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`;
   }
@@ -162,22 +162,26 @@ function writeEnvFile(file: string, name: string, value: string): void {
   if (problem !== undefined) throw new CommandError(`the signing secret MITPO returned ${problem}: not written to ${file}`);
 
   // Latin-1 both ways keeps every other line byte for byte, whatever its encoding.
-  const text = (readEnvFile(file) ?? '').replace(/\n+$/, '');
-  const lines = text === '' ? [] : text.split('\n');
+  const text = readEnvFile(file) ?? '';
+  // A file written on Windows keeps its CRLF line ends.
+  const eol = text.includes('\r\n') ? '\r\n' : '\n';
+  const lines = text.split(/\r?\n/);
+  while (lines.length > 0 && lines.at(-1) === '') lines.pop();
   const line = Buffer.from(`${name}=${envValue(value, file)}`, 'utf8').toString('latin1');
-  // The first assignment is replaced and any later one dropped: a reader takes the last,
-  // and an old secret left there would win.
+  // Any form a reader takes (`export NAME=`, spaces around `=`): the first is replaced and
+  // any later one dropped, since a reader takes the last, and an old secret there would win.
+  const assignment = new RegExp(`^\\s*(export\\s+)?${name}\\s*=`);
   const kept: string[] = [];
   let written = false;
   for (const l of lines) {
-    if (!l.startsWith(`${name}=`)) kept.push(l);
+    if (!assignment.test(l)) kept.push(l);
     else if (!written) {
       kept.push(line);
       written = true;
     }
   }
   if (!written) kept.push(line);
-  replaceFile(file, Buffer.from(`${kept.join('\n')}\n`, 'latin1'));
+  replaceFile(file, Buffer.from(`${kept.join(eol)}${eol}`, 'latin1'));
 }
 
 /**
