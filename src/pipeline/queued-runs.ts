@@ -202,7 +202,7 @@ export class QueuedRuns {
       return this.moved(moving, enqueueHere ?? this.queue.enqueue.bind(this.queue), event, ctx, lastAttempt, complete);
     }
     if (exhausted === true) {
-      const died = new FinalDeliveryFailure(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
+      const died = new WorkersDied(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
       // Its resource's position is kept as long as the dead letter, as for a run that failed
       // holding its turn: an operator may retry it after maxEventAge.
       try {
@@ -344,6 +344,8 @@ export class QueuedRuns {
  * `onDeadLetter`. The queue keeps its message as the job's last error.
  */
 class RunFailure extends Error {
+  override readonly name = 'RunFailure';
+
   constructor(
     readonly code: string,
     message: string,
@@ -358,12 +360,18 @@ class RunFailure extends Error {
   }
 }
 
+/** A delivery whose every attempt started and none finished: a dead letter with no handler run in this attempt. */
+class WorkersDied extends FinalDeliveryFailure {
+  override readonly name = 'WorkersDied';
+  readonly code = 'workers_died';
+}
+
 /** A failed run's outcome, as its span and the deliveries counter record it. */
 function outcomeOf(error: unknown): string {
   if (error instanceof DeferredDelivery) return 'deferred';
-  if (error instanceof RunFailure || error instanceof WebhookVerificationError || error instanceof TamperedDelivery) return error.code;
-  // Refused by the worker's checks (an event past maxEventAge, a schema that refuses it), or its workers died.
-  if (error instanceof FinalDeliveryFailure) return error.cause instanceof WebhookVerificationError ? error.cause.code : 'dead_letter';
+  if (error instanceof RunFailure || error instanceof WebhookVerificationError || error instanceof TamperedDelivery || error instanceof WorkersDied) return error.code;
+  // Refused by the worker's checks: an event past maxEventAge, a schema that refuses it.
+  if (error instanceof FinalDeliveryFailure && error.cause instanceof WebhookVerificationError) return error.cause.code;
   return 'internal_error';
 }
 

@@ -18,8 +18,8 @@ class MemoryQueue implements DeliveryQueue {
     return { close: async () => undefined };
   }
   async close() {}
-  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false) {
-    return this.processor!({ delivery, attempt, lastAttempt });
+  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false, exhausted = false) {
+    return this.processor!({ delivery, attempt, lastAttempt, ...(exhausted && { exhausted }) });
   }
 }
 
@@ -79,6 +79,16 @@ describe('queued processing, the pipeline side', () => {
     expect(deadLetters).toEqual([]);
     await expect(queue.run(job, 3, true)).rejects.toThrow();
     expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'handler_failed', message: expect.stringContaining('still down') }]);
+  });
+
+  it('tells onDeadLetter workers_died in error.code for a delivery whose every attempt started and none finished', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const { job } = await queued(webhooks, queue);
+    await expect(queue.run(job, 4, true, true)).rejects.toMatchObject({ name: 'WorkersDied', code: 'workers_died' });
+    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'workers_died', message: expect.stringContaining('the workers running it died') }]);
+    expect(ran).not.toHaveBeenCalled();
   });
 
   describe('a worker believes only the signature', () => {
