@@ -45,8 +45,8 @@ export function signedDelivery<N extends string>(options: SignedDeliveryOptions<
   const { event, secret } = options;
   if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
   // It is the X-MITPO-Event header too: a name no header can carry made a delivery that no client could send.
-  if (!HEADER_TEXT.test(event)) {
-    throw new TypeError('signedDelivery: event cannot be sent as the X-MITPO-Event header: it has a control character or a character above U+00FF');
+  if (!HEADER_TEXT.test(event) || event.trim() !== event) {
+    throw new TypeError('signedDelivery: event cannot be sent as the X-MITPO-Event header: it has a control character, a character above U+00FF or spaces around it');
   }
   const data = options.data ?? sampleData(event);
   const body = JSON.stringify({ event, timestamp: isoSeconds(toDate(options.timestamp, 'timestamp')), data });

@@ -89,6 +89,8 @@ describe('signedDelivery', () => {
   it('refuses an event name no HTTP header can carry, where it made a delivery nothing could send', () => {
     expect(() => signedDelivery({ event: 'dispatch.\u{1F600}', secret: SECRET })).toThrow(/X-MITPO-Event.*above U\+00FF/);
     expect(() => signedDelivery({ event: 'dispatch.x\r\nX-Evil: 1', secret: SECRET })).toThrow(TypeError);
+    // Clients and receivers drop the spaces around a header value: it would never match the body's event.
+    expect(() => signedDelivery({ event: 'dispatch.completed ', secret: SECRET })).toThrow(/spaces around it/);
     // What a header carries (Latin-1) is still taken: a test may send any name MITPO could.
     expect(signedDelivery({ event: 'dispatch.\u00e9t\u00e9', secret: SECRET }).headers['X-MITPO-Event']).toBe('dispatch.\u00e9t\u00e9');
   });
