@@ -168,17 +168,46 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    * a key already there (waiting, running, done or dead) is a duplicate.
    */
   enqueue(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    const answer = { given: false };
     return withTimeout(
-      this.pending.run(delivery.deliveryKey, delivery.rawBody.byteLength, () => this.insert(delivery, retentionMs), delivery.bodyDigest),
+      this.pending.run(delivery.deliveryKey, delivery.rawBody.byteLength, () => this.insert(delivery, retentionMs, answer), delivery.bodyDigest),
       this.enqueueTimeoutMs,
       () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+      () => (answer.given = true),
     );
   }
 
-  private insert(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
-    // A refused delivery waits like any other: a worker checks it again and, refused again,
-    // keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
-    return insertDelivery(this.pool, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs: this.enqueueTimeoutMs });
+  /**
+   * The insert, on a pool client taken within the deadline. The pool waits for a
+   * client with no end unless it has connectionTimeoutMillis, and would then send
+   * the insert long after the delivery was answered 503: so the wait is cut at the
+   * deadline (its bytes no longer counted, its body not held), and a client that
+   * comes after the answer is handed back unused.
+   */
+  private async insert(delivery: QueuedDelivery, retentionMs: number, answer: { given: boolean }): Promise<EnqueueResult> {
+    const connecting = this.pool.connect();
+    const client = await withTimeout(
+      connecting,
+      this.enqueueTimeoutMs,
+      () => new Error(`no pool client came within enqueueTimeout (${this.enqueueTimeoutMs / 1000} s)`),
+      () => void connecting.then((late) => late.release(), () => undefined),
+    );
+    if (answer.given) {
+      client.release();
+      throw new Error('answered already');
+    }
+    let failed: Error | undefined;
+    try {
+      // A refused delivery waits like any other: a worker checks it again and, refused again,
+      // keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
+      return await insertDelivery(client, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs: this.enqueueTimeoutMs });
+    } catch (error) {
+      failed = toError(error);
+      throw error;
+    } finally {
+      // A client whose query failed (timed out on a connection that hangs) is not put back to be used again.
+      client.release(failed);
+    }
   }
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {

@@ -815,25 +815,30 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 0, 20_000);
   }, 30_000);
 
-  // Found in review: the bytes were released at the 503, while the insert still waited for a pool client with the body.
-  it('keeps maxPendingBytes while inserts wait for a pool client: past it, 503 at once, and no more is held or inserted', async () => {
+  // Found by a hunt: the insert waited for a pool client with no end, its bytes counted and its body held,
+  // and was sent when a client came, long after the 503 ("it was not queued"). With the wait unending
+  // (a connection that hangs), maxPendingBytes stayed full and every later delivery was 503 for good.
+  it('holds nothing for deliveries answered 503 while they waited for a pool client, and never inserts them later', async () => {
     const tiny = new Pool({ connectionString: DATABASE_URL, max: 1 });
     const held = await tiny.connect();
     try {
       const queue = new PostgresDeliveryQueue({ pool: tiny, schema, enqueueTimeout: 0.2, maxPendingBytes: 1024 * 1024 });
       const webhooks = new MitpoWebhooks({ secret: SECRET, queue, limit: '1mb' });
+      const causes: string[] = [];
+      webhooks.onFailure((error) => causes.push(String((error.cause as Error | undefined)?.message)));
       const big = () => signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: randomUUID(), channel: 'email', status: 'x'.repeat(400_000) } });
       const answers = [];
       for (let i = 0; i < 6; i++) answers.push(await deliver(webhooks, big()));
       expect(answers.map((answer) => answer.status)).toEqual([503, 503, 503, 503, 503, 503]);
-      // Only what fits under the cap was ever waiting; the rest was refused without being held.
-      expect(tiny.waitingCount).toBe(2);
+      // Each waited its own enqueueTimeout: none was refused for the bytes of those answered before it.
+      expect(causes).toEqual(Array(6).fill('no pool client came within enqueueTimeout (0.2 s)'));
     } finally {
       held.release();
-      await waitFor(() => tiny.waitingCount === 0);
+      // Behind the clients handed back unused: any insert sent late would have committed by now.
+      await tiny.query('select 1');
       await tiny.end();
     }
-    expect(Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count)).toBe(2);
+    expect(Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count)).toBe(0);
   });
 
   // Found in review: a handler that swallowed a failed ctx.db query left the transaction aborted;
