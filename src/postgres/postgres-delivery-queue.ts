@@ -78,6 +78,7 @@ const MAX_DEFER_MS = 10_000;
 /** Done and dead rows past their time are removed by the workers this often, this many at a time (batch after batch while batches come back full). */
 const CLEANUP_EVERY_MS = 60_000;
 const CLEANUP_BATCH = 1000;
+const MIN_STATEMENT_TIMEOUT_MS = 10_000;
 /** The least an idle worker waits before it looks again, woken earlier only by a notification. */
 const MIN_IDLE_MS = 100;
 
@@ -259,6 +260,8 @@ class PostgresWorker implements DeliveryWorker {
   private listener: PoolClient | undefined;
   private listening: Promise<void> | undefined;
   private lastCleanup = 0;
+  /** For the worker's own statements (see bounded()): as long as an insert may take, and at least 10 s, so a busy database is not called out of reach. */
+  private readonly statementTimeoutMs: number;
 
   constructor(
     private readonly pool: Pool,
@@ -272,6 +275,7 @@ class PostgresWorker implements DeliveryWorker {
     private readonly inserts: Omit<InsertSettings, 'retentionMs'>,
     private readonly trouble: (error: unknown) => void,
   ) {
+    this.statementTimeoutMs = Math.max(inserts.timeoutMs, MIN_STATEMENT_TIMEOUT_MS);
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
   }
@@ -343,7 +347,7 @@ class PostgresWorker implements DeliveryWorker {
         // Lost: dropped once (a second release would throw), and opened again at the next idle moment.
         if (this.listener === held) this.dropListener();
       });
-      await held.query(`listen "${channelOf(this.schema)}"`);
+      await held.query(this.bounded(`listen "${channelOf(this.schema)}"`));
       this.listener = held;
       if (this.closing) this.dropListener();
     } catch {
@@ -381,8 +385,8 @@ class PostgresWorker implements DeliveryWorker {
   private async untilNextDue(): Promise<number> {
     // A row whose lease lapsed is running (locked) or its worker died: the poll finds the latter.
     const { rows } = await this.pool.query<{ wait_ms: number | null }>(
-      `select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
-         from ${this.table} where state = 'waiting' and (lease_until is null or lease_until > now())`,
+      this.bounded(`select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
+         from ${this.table} where state = 'waiting' and (lease_until is null or lease_until > now())`),
     );
     const waitMs = rows[0]?.wait_ms;
     return waitMs === null || waitMs === undefined ? this.pollIntervalMs : Math.min(this.pollIntervalMs, Math.max(0, Math.ceil(Number(waitMs))));
@@ -409,13 +413,13 @@ class PostgresWorker implements DeliveryWorker {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
       const taken = await client.query<DeliveryRow>(
-        `update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
+        this.bounded(`update ${this.table} set started = started + 1, lease_until = now() + interval '${LEASE_SECONDS} seconds'
           where delivery_key = (
             select delivery_key from ${this.table}
              where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
              order by run_after limit 1 for update skip locked)
           returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
-                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`,
+                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`),
       );
       row = taken.rows[0];
       if (row === undefined) return false;
@@ -440,26 +444,30 @@ class PostgresWorker implements DeliveryWorker {
    */
   private async liftLease(row: DeliveryRow): Promise<void> {
     await this.pool.query(
-      `update ${this.table} set lease_until = null where delivery_key = (
-         select delivery_key from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked)`,
-      [row.delivery_key, row.started],
+      this.bounded(
+        `update ${this.table} set lease_until = null where delivery_key = (
+           select delivery_key from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked)`,
+        [row.delivery_key, row.started],
+      ),
     );
   }
 
   private async run(client: PoolClient, row: DeliveryRow): Promise<void> {
     const key = row.delivery_key;
-    await client.query('begin');
+    await client.query(this.bounded('begin'));
     try {
       if (!(await this.stillOurs(client, row))) {
         // Skipped as locked: by the run of a worker that took it after this one's lease lapsed
         // (its start moved on, and this changes nothing), or for a moment by another worker's
         // take looking at it. Then it is given back, its start uncounted, rather than left
         // reserved for LEASE_SECONDS with no one to run it.
-        await client.query(`update ${this.table} set started = started - 1, lease_until = null where delivery_key = $1 and started = $2 and state = 'waiting'`, [
-          row.delivery_key,
-          row.started,
-        ]);
-        await client.query('commit');
+        await client.query(
+          this.bounded(`update ${this.table} set started = started - 1, lease_until = null where delivery_key = $1 and started = $2 and state = 'waiting'`, [
+            row.delivery_key,
+            row.started,
+          ]),
+        );
+        await client.query(this.bounded('commit'));
         return;
       }
       await client.query('savepoint handlers');
@@ -548,10 +556,9 @@ class PostgresWorker implements DeliveryWorker {
    * and not locked by that worker's run.
    */
   private async stillOurs(client: PoolClient, row: DeliveryRow): Promise<boolean> {
-    const locked = await client.query(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked`, [
-      row.delivery_key,
-      row.started,
-    ]);
+    const locked = await client.query(
+      this.bounded(`select 1 from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked`, [row.delivery_key, row.started]),
+    );
     return locked.rowCount === 1;
   }
 
@@ -606,19 +613,31 @@ class PostgresWorker implements DeliveryWorker {
     );
   }
 
+  /**
+   * One of the worker's own statements, outside a run's handlers and outcome:
+   * bounded, so that on a connection that stopped answering (a partition, a
+   * failover that left it open) it fails, the client is dropped, and the loop
+   * says so and tries again on a new one, instead of waiting on it for good.
+   * Never a run's outcome: a commit that timed out may still commit, and the
+   * handlers would then run again.
+   */
+  private bounded(text: string, values?: unknown[]): QueryConfig {
+    return { text, values, query_timeout: this.statementTimeoutMs } as QueryConfig;
+  }
+
   /** Done rows past their retention and dead letters past theirs, removed a batch at a time by whichever loop comes first. */
   private async cleanUp(): Promise<void> {
     const now = Date.now();
     if (now - this.lastCleanup < CLEANUP_EVERY_MS) return;
     this.lastCleanup = now;
     const deleted = await this.pool.query(
-      `delete from ${this.table} where delivery_key in (
-         select delivery_key from ${this.table} where state <> 'waiting' and keep_until < now() limit ${CLEANUP_BATCH} for update skip locked)`,
+      this.bounded(`delete from ${this.table} where delivery_key in (
+         select delivery_key from ${this.table} where state <> 'waiting' and keep_until < now() limit ${CLEANUP_BATCH} for update skip locked)`),
     );
     // A full batch: more may be past their time, so the next turn of a loop takes the next
     // batch rather than a minute later (a batch a minute would fall behind past ~17 deliveries a second).
     if (deleted.rowCount === CLEANUP_BATCH) this.lastCleanup = 0;
-    await this.pool.query(`delete from "${this.schema}".resources where keep_until < now()`);
+    await this.pool.query(this.bounded(`delete from "${this.schema}".resources where keep_until < now()`));
   }
 }
 

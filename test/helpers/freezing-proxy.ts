@@ -2,19 +2,21 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 
 /**
- * A TCP proxy in front of Redis that can freeze: while frozen it accepts
- * connections and bytes but forwards nothing either way, as a hung Redis (or a
- * network partition) would look to a client.
+ * A TCP proxy in front of Redis or Postgres that can freeze: while frozen it
+ * accepts connections and bytes but forwards nothing either way, as a hung
+ * server (or a network partition) would look to a client. `cutOff()` does that
+ * to the connections open now only: new ones pass, as after a failover that
+ * left the old connections open and silent.
  */
 export async function freezingProxy(target: string) {
   const { hostname, port } = new URL(target);
   let frozen = false;
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; cut: boolean }>();
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(port), hostname);
-    const pair = { client, upstream };
+    const pair = { client, upstream, cut: false };
     pairs.add(pair);
-    const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk) => (frozen ? undefined : to.write(chunk)));
+    const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk) => (frozen || pair.cut ? undefined : to.write(chunk)));
     forward(client, upstream);
     forward(upstream, client);
     const close = () => {
@@ -27,8 +29,12 @@ export async function freezingProxy(target: string) {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `redis://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    // The target's URL (its user, database) with the proxy's address.
+    url: Object.assign(new URL(target), { hostname: '127.0.0.1', port: String((server.address() as AddressInfo).port) }).href,
     freeze: () => void (frozen = true),
+    cutOff: () => {
+      for (const pair of pairs) pair.cut = true;
+    },
     close: async () => {
       for (const { client, upstream } of pairs) {
         client.destroy();

@@ -32,3 +32,11 @@ export function testSchema(): string {
 export async function dropSchema(pool: Pool, schema: string): Promise<void> {
   await pool.query(`drop schema if exists "${schema}" cascade`);
 }
+
+/** A pg query's text and values, whether it was passed as (text, values) or as one QueryConfig. */
+export function statementOf(args: unknown[]): { text: string | undefined; values: unknown[] | undefined } {
+  const [first, second] = args as [unknown, unknown];
+  if (typeof first === 'string') return { text: first, values: second as unknown[] | undefined };
+  const config = first as { text?: unknown; values?: unknown[] } | null;
+  return { text: typeof config?.text === 'string' ? config.text : undefined, values: config?.values };
+}

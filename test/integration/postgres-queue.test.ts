@@ -9,7 +9,8 @@ import { signedDelivery } from '../../src/testing';
 import { agedOutRetry } from '../helpers/aged-out-retry';
 import { deliver } from '../helpers/deliver';
 import { deliveryKeyOf } from '../helpers/delivery-key';
-import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, testSchema } from '../helpers/postgres';
+import { freezingProxy } from '../helpers/freezing-proxy';
+import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, statementOf, testSchema } from '../helpers/postgres';
 import { deferred, SECRET } from '../helpers/recorder';
 import { waitFor } from '../helpers/redis';
 import { nextMessage } from '../helpers/worker-process';
@@ -416,8 +417,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     own.on('connect', (client) => {
       const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
       (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const [text, values] = args as [unknown, unknown[] | undefined];
-        if (!held && typeof text === 'string' && text.includes('for update skip locked') && text.includes('started = $2')) {
+        const { text, values } = statementOf(args);
+        if (!held && text !== undefined && text.includes('for update skip locked') && text.includes('started = $2')) {
           // As another worker's take does: the row locked for a moment, then left.
           held = true;
           await locker.query('begin');
@@ -481,7 +482,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   // which, on the last attempt, reported it as a dead letter whose workers died, with no handler run.
   it('runs once, and reports no dead letter, a delivery whose worker is held up for seconds between taking it and its run', async () => {
     const pools = [new Pool({ connectionString: DATABASE_URL, max: 4 }), new Pool({ connectionString: DATABASE_URL, max: 4 })];
-    const isTake = (text: unknown) => typeof text === 'string' && text.includes('set started = started + 1');
+    const isTake = (args: unknown[]) => statementOf(args).text?.includes('set started = started + 1') === true;
     let takenAt = 0;
     let held = false;
     const heldUp = deferred();
@@ -490,13 +491,13 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     pools[0]!.on('connect', (client) => {
       const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
       (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        if (args[0] === 'begin' && takenAt > 0 && !held) {
+        if (statementOf(args).text === 'begin' && takenAt > 0 && !held) {
           held = true;
           heldUp.resolve();
           await triedLate.promise;
         }
         const result = await query(...args);
-        if (isTake(args[0]) && (result as { rowCount: number }).rowCount === 1 && takenAt === 0) takenAt = Date.now();
+        if (isTake(args) && (result as { rowCount: number }).rowCount === 1 && takenAt === 0) takenAt = Date.now();
         return result;
       };
     });
@@ -504,7 +505,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
       (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
         const result = await query(...args);
-        if (isTake(args[0]) && Date.now() - takenAt > 2300) triedLate.resolve();
+        if (isTake(args) && Date.now() - takenAt > 2300) triedLate.resolve();
         return result;
       };
     });
@@ -815,6 +816,35 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 0, 20_000);
   }, 30_000);
 
+  // Found by a hunt: the worker's own statements had no timeout, so once its connections stopped
+  // answering (a partition, a failover that left them open) it waited on them for good, and said nothing.
+  it('takes deliveries again, and says why it could not, after its connections stop answering', async () => {
+    const proxy = await freezingProxy(DATABASE_URL!);
+    const viaProxy = new Pool({ connectionString: proxy.url, max: 4 });
+    viaProxy.on('error', () => undefined);
+    const troubles: string[] = [];
+    const quiet = () => undefined;
+    const logger = { debug: quiet, info: quiet, warn: quiet, error: (_record: unknown, message?: string) => void troubles.push(String(message)) };
+    const worker = new MitpoWebhooks({ secret: SECRET, logger, queue: new PostgresDeliveryQueue({ pool: viaProxy, schema, pollInterval: 0.2, enqueueTimeout: 1 }) });
+    try {
+      const handled: string[] = [];
+      worker.onAny((_event, ctx) => void handled.push(ctx.deliveryKey));
+      worker.startWorker();
+      await deliver(receiver(), signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+      await waitFor(() => handled.length === 1);
+      proxy.cutOff();
+      const second = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver(), second);
+      await waitFor(() => handled.length === 2, 30_000);
+      expect(handled[1]).toBe(deliveryKeyOf(second.body));
+      expect(troubles).toEqual([expect.stringContaining('could not take or settle deliveries')]);
+    } finally {
+      await worker.close({ timeout: 1 });
+      await proxy.close();
+      await viaProxy.end();
+    }
+  }, 40_000);
+
   // Found by a hunt: the insert waited for a pool client with no end, its bytes counted and its body held,
   // and was sent when a client came, long after the 503 ("it was not queued"). With the wait unending
   // (a connection that hangs), maxPendingBytes stayed full and every later delivery was 503 for good.
@@ -881,7 +911,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
         const client = await pool.connect();
         const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
         const gated = async (...args: unknown[]) => {
-          if (args[0] === 'begin' && key.value !== '') {
+          if (statementOf(args).text === 'begin' && key.value !== '') {
             await pool.query(`update "${schema}".deliveries set lease_until = now() - interval '1 second' where delivery_key = $1`, [key.value]);
           }
           const result = await query(...args);
