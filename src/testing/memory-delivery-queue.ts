@@ -60,7 +60,8 @@ interface Job {
  * const webhooks = new MitpoWebhooks({ secret, queue });
  * webhooks.on('dispatch.completed', handler);
  * webhooks.startWorker();
- * await webhooks.receive(signedDelivery({ event: 'dispatch.completed', secret })); // 200 queued
+ * const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret });
+ * await webhooks.receive({ rawBody: body, headers }); // 200 queued
  * await queue.drain();
  * expect(queue.deadLetters()).toEqual([]);
  */
