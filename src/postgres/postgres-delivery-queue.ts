@@ -182,10 +182,13 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    * The insert, on a pool client taken within the deadline. The pool waits for a
    * client with no end unless it has connectionTimeoutMillis, and would then send
    * the insert long after the delivery was answered 503: so the wait is cut at the
-   * deadline (its bytes no longer counted, its body not held), and a client that
-   * comes after the answer is handed back unused.
+   * deadline (its bytes no longer counted, its body not held), a client that
+   * comes after the answer is handed back unused, and the insert has only the
+   * time left. One already sent may still commit after the answer, as any write
+   * whose reply is late: MITPO's retry is then a duplicate.
    */
   private async insert(delivery: QueuedDelivery, retentionMs: number, answer: { given: boolean }): Promise<EnqueueResult> {
+    const deadline = Date.now() + this.enqueueTimeoutMs;
     const connecting = this.pool.connect();
     const client = await withTimeout(
       connecting,
@@ -201,7 +204,8 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     try {
       // A refused delivery waits like any other: a worker checks it again and, refused again,
       // keeps it as a dead letter and tells onDeadLetter, as on BullMQ.
-      return await insertDelivery(client, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs: this.enqueueTimeoutMs });
+      const timeoutMs = Math.max(1, deadline - Date.now());
+      return await insertDelivery(client, this.table, delivery, { attempts: this.attempts, backoffMs: this.backoffMs, retentionMs, timeoutMs });
     } catch (error) {
       failed = toError(error);
       throw error;
@@ -409,6 +413,7 @@ class PostgresWorker implements DeliveryWorker {
     const lost = (error: Error) => (broken = error);
     client.on('error', lost);
     let row: DeliveryRow | undefined;
+    const progress = { handlersCalled: false };
     try {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
@@ -423,7 +428,7 @@ class PostgresWorker implements DeliveryWorker {
       );
       row = taken.rows[0];
       if (row === undefined) return false;
-      await this.run(client, row);
+      await this.run(client, row, progress);
       return true;
     } catch (error) {
       broken = toError(error);
@@ -431,7 +436,7 @@ class PostgresWorker implements DeliveryWorker {
     } finally {
       client.off('error', lost);
       if (this.running.delete(client)) client.release(broken);
-      if (broken !== undefined && row !== undefined) await this.liftLease(row).catch(() => undefined);
+      if (broken !== undefined && row !== undefined) await this.liftLease(row, !progress.handlersCalled).catch(() => undefined);
     }
   }
 
@@ -442,112 +447,112 @@ class PostgresWorker implements DeliveryWorker {
    * LEASE_SECONDS. A row still locked (the old transaction alive on the server,
    * across a partition), taken again or finished meanwhile is left alone.
    */
-  private async liftLease(row: DeliveryRow): Promise<void> {
+  private async liftLease(row: DeliveryRow, uncount: boolean): Promise<void> {
     await this.pool.query(
       this.bounded(
-        `update ${this.table} set lease_until = null where delivery_key = (
+        // A run that failed before its handlers were called was no attempt: its start is not counted, as when it gives the row back.
+        `update ${this.table} set lease_until = null${uncount ? ', started = started - 1' : ''} where delivery_key = (
            select delivery_key from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked)`,
         [row.delivery_key, row.started],
       ),
     );
   }
 
-  private async run(client: PoolClient, row: DeliveryRow): Promise<void> {
+  private async run(client: PoolClient, row: DeliveryRow, progress: { handlersCalled: boolean }): Promise<void> {
     const key = row.delivery_key;
     await client.query(this.bounded('begin'));
-    try {
-      if (!(await this.stillOurs(client, row))) {
-        // Skipped as locked: by the run of a worker that took it after this one's lease lapsed
-        // (its start moved on, and this changes nothing), or for a moment by another worker's
-        // take looking at it. Then it is given back, its start uncounted, rather than left
-        // reserved for LEASE_SECONDS with no one to run it.
-        await client.query(
-          this.bounded(`update ${this.table} set started = started - 1, lease_until = null where delivery_key = $1 and started = $2 and state = 'waiting'`, [
-            row.delivery_key,
-            row.started,
-          ]),
-        );
-        await client.query(this.bounded('commit'));
-        return;
-      }
-      await client.query('savepoint handlers');
-      const attempt = row.started;
-      let turn: EventOrder | undefined;
-      const takeTurn: TakeTurn = async (order) => {
-        // A lock per resource for this transaction: freed by commit, rollback or a lost connection.
-        const free = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as locked', [`mitpo:${order.resource}`]);
-        if (free.rows[0]?.locked !== true) return 'busy';
-        const applied = await client.query<{ position: string }>(`select position from "${this.schema}".resources where resource = $1 and keep_until > now()`, [order.resource]);
-        const position = applied.rows[0] === undefined ? undefined : Number(applied.rows[0].position);
-        if (position !== undefined && position > order.position) return { stale: position };
-        turn = order;
-        return 'taken';
-      };
-      // The done mark and the applied position, committed with the handlers' writes.
-      let commitSent = false;
-      let committed = false;
-      const complete = async () => {
-        // Fails in an aborted transaction, or outside one: a handler that broke or ended the
-        // run's transaction through ctx.db fails its run, and the done mark never commits on its own.
-        await client.query('savepoint done_mark');
-        if (turn !== undefined) {
-          await client.query(
-            `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
-             on conflict (resource) do update set
-               position = greatest(case when resources.keep_until > now() then resources.position end, excluded.position),
-               keep_until = greatest(resources.keep_until, excluded.keep_until)`,
-            [turn.resource, turn.position, Number(row.retention_ms)],
-          );
-        }
-        await client.query(
-          `update ${this.table} set state = 'done', finished_at = now(), lease_until = null,
-             keep_until = now() + make_interval(secs => $2::double precision / 1000) where delivery_key = $1`,
-          [key, Number(row.retention_ms)],
-        );
-        commitSent = true;
-        await client.query('commit');
-        committed = true;
-      };
-      let failure: unknown;
-      try {
-        await this.processor({
-          delivery: deliveryOf(row),
-          storedAs: key,
-          queuedAt: Number(row.queued_ms),
-          attempt,
-          lastAttempt: attempt >= row.attempts,
-          ...(attempt > row.attempts && { exhausted: true }),
-          takeTurn,
-          db: client,
-          complete,
-          // In this transaction, on this client: a move commits with the done mark, and needs no other client.
-          enqueueHere: (delivery, retentionMs) => insertDelivery(client, this.table, delivery, { ...this.inserts, retentionMs }),
-        });
-        if (!committed) await complete();
-        return;
-      } catch (error) {
-        if (committed) throw error;
-        failure = error;
-      }
-      // The handlers' writes (and a done mark that failed) are undone, and the row's lock, taken
-      // before the savepoint, is kept: no other worker takes the row before the outcome commits.
-      const undone = !commitSent && (await client.query('rollback to savepoint handlers').then(() => true, () => false));
-      if (!undone) {
-        // The transaction is over (its COMMIT failed, or a handler ended it), and its lock with
-        // it: the outcome is recorded in a new one, only if no other worker took the row meanwhile.
-        await client.query('rollback');
-        await client.query('begin');
-        if (!(await this.stillOurs(client, row))) {
-          await client.query('commit');
-          return;
-        }
-      }
-      await this.failed(client, row, attempt, failure, turn);
-      await client.query('commit');
-    } catch (error) {
-      await client.query('rollback').catch(() => undefined);
-      throw error;
+    // Any failure below leaves the transaction to runOne, which drops this client (released
+    // with the error) and so ends it: a rollback sent first would wait behind the statement
+    // that failed, for good on a connection that stopped answering.
+    if (!(await this.stillOurs(client, row))) {
+      // Skipped as locked: by the run of a worker that took it after this one's lease lapsed
+      // (its start moved on, and this changes nothing), or for a moment by another worker's
+      // take looking at it. Then it is given back, its start uncounted, rather than left
+      // reserved for LEASE_SECONDS with no one to run it.
+      await client.query(
+        this.bounded(`update ${this.table} set started = started - 1, lease_until = null where delivery_key = $1 and started = $2 and state = 'waiting'`, [
+          row.delivery_key,
+          row.started,
+        ]),
+      );
+      await client.query(this.bounded('commit'));
+      return;
     }
+    await client.query('savepoint handlers');
+    const attempt = row.started;
+    let turn: EventOrder | undefined;
+    const takeTurn: TakeTurn = async (order) => {
+      // A lock per resource for this transaction: freed by commit, rollback or a lost connection.
+      const free = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as locked', [`mitpo:${order.resource}`]);
+      if (free.rows[0]?.locked !== true) return 'busy';
+      const applied = await client.query<{ position: string }>(`select position from "${this.schema}".resources where resource = $1 and keep_until > now()`, [order.resource]);
+      const position = applied.rows[0] === undefined ? undefined : Number(applied.rows[0].position);
+      if (position !== undefined && position > order.position) return { stale: position };
+      turn = order;
+      return 'taken';
+    };
+    // The done mark and the applied position, committed with the handlers' writes.
+    let commitSent = false;
+    let committed = false;
+    const complete = async () => {
+      // Fails in an aborted transaction, or outside one: a handler that broke or ended the
+      // run's transaction through ctx.db fails its run, and the done mark never commits on its own.
+      await client.query('savepoint done_mark');
+      if (turn !== undefined) {
+        await client.query(
+          `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))
+           on conflict (resource) do update set
+             position = greatest(case when resources.keep_until > now() then resources.position end, excluded.position),
+             keep_until = greatest(resources.keep_until, excluded.keep_until)`,
+          [turn.resource, turn.position, Number(row.retention_ms)],
+        );
+      }
+      await client.query(
+        `update ${this.table} set state = 'done', finished_at = now(), lease_until = null,
+           keep_until = now() + make_interval(secs => $2::double precision / 1000) where delivery_key = $1`,
+        [key, Number(row.retention_ms)],
+      );
+      commitSent = true;
+      await client.query('commit');
+      committed = true;
+    };
+    let failure: unknown;
+    try {
+      progress.handlersCalled = true;
+      await this.processor({
+        delivery: deliveryOf(row),
+        storedAs: key,
+        queuedAt: Number(row.queued_ms),
+        attempt,
+        lastAttempt: attempt >= row.attempts,
+        ...(attempt > row.attempts && { exhausted: true }),
+        takeTurn,
+        db: client,
+        complete,
+        // In this transaction, on this client: a move commits with the done mark, and needs no other client.
+        enqueueHere: (delivery, retentionMs) => insertDelivery(client, this.table, delivery, { ...this.inserts, retentionMs }),
+      });
+      if (!committed) await complete();
+      return;
+    } catch (error) {
+      if (committed) throw error;
+      failure = error;
+    }
+    // The handlers' writes (and a done mark that failed) are undone, and the row's lock, taken
+    // before the savepoint, is kept: no other worker takes the row before the outcome commits.
+    const undone = !commitSent && (await client.query('rollback to savepoint handlers').then(() => true, () => false));
+    if (!undone) {
+      // The transaction is over (its COMMIT failed, or a handler ended it), and its lock with
+      // it: the outcome is recorded in a new one, only if no other worker took the row meanwhile.
+      await client.query('rollback');
+      await client.query('begin');
+      if (!(await this.stillOurs(client, row))) {
+        await client.query('commit');
+        return;
+      }
+    }
+    await this.failed(client, row, attempt, failure, turn);
+    await client.query('commit');
   }
 
   /**
@@ -675,7 +680,7 @@ async function insertDelivery(
   { attempts, backoffMs, retentionMs, timeoutMs }: InsertSettings,
 ): Promise<EnqueueResult> {
   const inserted = await db.query({
-    // Bounds a query that reached a connection; the wait for one is the pool's connectionTimeoutMillis.
+    // Bounds the statement on its connection (the wait for a connection is bounded by the caller).
     query_timeout: timeoutMs,
     text: `insert into ${table}
        (delivery_key, body, headers, received_at, attempts, backoff_ms, retention_ms, body_digest, refused, traceparent, retried_by_operator)
@@ -698,7 +703,11 @@ async function insertDelivery(
   } as QueryConfig);
   if (inserted.rowCount === 1) return 'queued';
   if (delivery.bodyDigest === undefined) return 'duplicate';
-  const stored = await db.query<{ body_digest: string | null; body: Buffer }>(`select body_digest, body from ${table} where delivery_key = $1`, [delivery.deliveryKey]);
+  const stored = await db.query<{ body_digest: string | null; body: Buffer }>({
+    query_timeout: timeoutMs,
+    text: `select body_digest, body from ${table} where delivery_key = $1`,
+    values: [delivery.deliveryKey],
+  } as QueryConfig);
   const row = stored.rows[0];
   if (row === undefined) return 'duplicate';
   return (row.body_digest ?? sha256HexOf(row.body)) === delivery.bodyDigest ? 'duplicate' : 'collision';

@@ -818,30 +818,91 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
 
   // Found by a hunt: the worker's own statements had no timeout, so once its connections stopped
   // answering (a partition, a failover that left them open) it waited on them for good, and said nothing.
-  it('takes deliveries again, and says why it could not, after its connections stop answering', async () => {
+  // A review found the second: the run's rollback then waited behind the row check that timed out.
+  it.each([
+    ['while the worker is idle', undefined],
+    ['as a run checks its row', 'started = $2 for update skip locked'],
+  ])('takes deliveries again, and says why it could not, after its connections stop answering %s', async (_when, cutAt) => {
     const proxy = await freezingProxy(DATABASE_URL!);
-    const viaProxy = new Pool({ connectionString: proxy.url, max: 4 });
+    // One client for the loop, one for LISTEN: no idle one left cut off, each of which would cost its own timeout.
+    const viaProxy = new Pool({ connectionString: proxy.url, max: 2 });
     viaProxy.on('error', () => undefined);
+    let cut = false;
+    viaProxy.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        if (!cut && cutAt !== undefined && statementOf(args).text?.includes(cutAt) === true) {
+          cut = true;
+          proxy.cutOff();
+        }
+        return query(...args);
+      };
+    });
     const troubles: string[] = [];
     const quiet = () => undefined;
     const logger = { debug: quiet, info: quiet, warn: quiet, error: (_record: unknown, message?: string) => void troubles.push(String(message)) };
     const worker = new MitpoWebhooks({ secret: SECRET, logger, queue: new PostgresDeliveryQueue({ pool: viaProxy, schema, pollInterval: 0.2, enqueueTimeout: 1 }) });
     try {
-      const handled: string[] = [];
-      worker.onAny((_event, ctx) => void handled.push(ctx.deliveryKey));
+      const handled: Array<[string, number]> = [];
+      worker.onAny((_event, ctx) => void handled.push([ctx.deliveryKey, ctx.attempt]));
       worker.startWorker();
-      await deliver(receiver(), signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
-      await waitFor(() => handled.length === 1);
-      proxy.cutOff();
+      const first = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver(), first);
+      if (cutAt === undefined) {
+        await waitFor(() => handled.length === 1);
+        proxy.cutOff();
+      }
       const second = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       await deliver(receiver(), second);
       await waitFor(() => handled.length === 2, 30_000);
-      expect(handled[1]).toBe(deliveryKeyOf(second.body));
+      // Each once, as its first attempt: a run cut off before its handlers is no attempt.
+      expect(handled.sort()).toEqual([[deliveryKeyOf(first.body), 1], [deliveryKeyOf(second.body), 1]].sort());
       expect(troubles).toEqual([expect.stringContaining('could not take or settle deliveries')]);
     } finally {
       await worker.close({ timeout: 1 });
       await proxy.close();
       await viaProxy.end();
+    }
+  }, 40_000);
+
+  // Found by a review: a start was counted for a run whose begin timed out, so with attempts: 1
+  // the delivery became a dead letter "whose workers died", its handlers never run.
+  it('does not count a run as an attempt when its first statement timed out on a slow database', async () => {
+    const slow = new Pool({ connectionString: DATABASE_URL, max: 4 });
+    let slowed = false;
+    slow.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        if (!slowed && statementOf(args).text === 'begin') {
+          slowed = true;
+          // Past the worker's statement timeout (10 s), as a begin stuck behind a busy server.
+          return query({ ...(args[0] as object), text: 'select pg_sleep(11)' });
+        }
+        return query(...args);
+      };
+    });
+    const quiet = () => undefined;
+    const worker = new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      queue: new PostgresDeliveryQueue({ pool: slow, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 1 }),
+    });
+    try {
+      const attempts: number[] = [];
+      const dead: string[] = [];
+      worker.onAny((_event, ctx) => void attempts.push(ctx.attempt));
+      worker.onDeadLetter((_event, _ctx, error) => void dead.push(error.message));
+      worker.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver({ attempts: 1 }), delivery);
+      await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state !== 'waiting', 30_000);
+      expect(slowed).toBe(true);
+      expect(attempts).toEqual([1]);
+      expect(dead).toEqual([]);
+      expect((await rowOf(deliveryKeyOf(delivery.body)))?.state).toBe('done');
+    } finally {
+      await worker.close({ timeout: 1 });
+      await slow.end();
     }
   }, 40_000);
 
