@@ -121,6 +121,11 @@ export function deliveryKeyOf(event: MitpoEvent | UnknownMitpoEvent, rawBody: Ui
   if (custom === undefined) return platform.sha256Hex(rawBody);
   const key: unknown = custom(event, rawBody);
   if (typeof key !== 'string' || key === '') {
+    if (typeof (key as PromiseLike<unknown> | null)?.then === 'function') {
+      // An async function's promise: left alone, its rejection would be unhandled and end the process.
+      Promise.resolve(key).catch(() => undefined);
+      throw new TypeError('mitpo-webhooks: the deliveryKey option returned a promise; it must return the key itself, synchronously');
+    }
     throw new TypeError(
       `mitpo-webhooks: the deliveryKey option returned ${typeof key === 'string' ? 'an empty string' : typeof key}; it must return a non-empty string`,
     );
