@@ -63,6 +63,16 @@ export class FailureReport {
     this.log(error, trace);
   }
 
+  /** Handlers that failed after `handlerTimeout` answered: onError hears them, and the log must too. */
+  lateHandlerFailure(failures: readonly Error[], trace: DeliveryTrace): void {
+    const err = failures.length === 1 ? failures[0] : new AggregateError(failures, 'Handlers failed');
+    this.write(
+      'error',
+      { code: 'handler_failed', ...fields(trace, this.now()), err },
+      'mitpo-webhooks: the handlers failed after handlerTimeout had answered the delivery; a retry runs them again',
+    );
+  }
+
   /** A store failure after the handlers ran (or in the background), which cannot change the answer any more. */
   storeTrouble(message: string, cause: unknown, trace: Partial<DeliveryTrace>): void {
     this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);

@@ -96,7 +96,13 @@ export class InlineHandling {
         void (claim === undefined ? Promise.resolve() : this.settle(claim, outcome, trace)).finally(() => this.shutdown.leave());
       };
       const cancelDeadline = this.shutdown.onDeadline(() => end([new Error('abandoned at shutdown')]));
-      void handling.then(end, (error: unknown) => end([toError(error)]));
+      void handling.then(
+        (late) => {
+          if (late.length > 0) this.failures.lateHandlerFailure(late, trace);
+          end(late);
+        },
+        (error: unknown) => end([toError(error)]),
+      );
       throw new WebhookVerificationError(
         'handler_timeout',
         `The handlers did not finish within handlerTimeout (${this.options.handlerTimeoutMs! / 1000} s); ` +

@@ -3,6 +3,7 @@ import { signedDelivery } from '../../src/testing';
 import { deliver } from '../helpers/deliver';
 import { send } from '../helpers/http-client';
 import { deferred, SECRET } from '../helpers/recorder';
+import { waitFor } from '../helpers/redis';
 import { mount, type RunningServer } from '../helpers/servers';
 
 const unhandled: unknown[] = [];
@@ -59,6 +60,45 @@ describe('handler faults', () => {
     expect(errors[0]).toBeInstanceOf(Error);
     expect((await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
     expect(fine).toBe(1);
+  });
+
+  // Found by a hunt: the promise an async deliveryKey returned was never handled, and its
+  // rejection ended the process (the 500 never reached the client).
+  it('a deliveryKey function that returns a promise: 500 internal_error, its rejection handled, server stays up', async () => {
+    const errors: Array<Record<string, unknown>> = [];
+    const quiet = () => undefined;
+    await start(
+      {
+        deliveryKey: (async () => Promise.reject(new Error('lookup failed'))) as never,
+        logger: { debug: quiet, info: quiet, warn: quiet, error: (record) => void errors.push(record as Record<string, unknown>) },
+      },
+      (webhooks) => webhooks.onAny(() => undefined),
+    );
+    const reply = await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    expect(reply.status).toBe(500);
+    expect(reply.json.error?.code).toBe('internal_error');
+    expect(String((errors[0]?.err as Error | undefined)?.message)).toMatch(/deliveryKey option returned a promise; it must return the key itself/);
+    await new Promise((resolve) => setImmediate(resolve));
+  });
+
+  // Found by a hunt: only onError heard it; the log said no more than "timed out".
+  it('a handler that fails after handlerTimeout answered: its error is logged at error, as handler_failed', async () => {
+    const gate = deferred();
+    const errors: Array<[Record<string, unknown>, string]> = [];
+    const quiet = () => undefined;
+    await start(
+      { handlerTimeout: 0.1, logger: { debug: quiet, info: quiet, warn: quiet, error: (record, message) => void errors.push([record as Record<string, unknown>, String(message)]) } },
+      (webhooks) =>
+        webhooks.on('dispatch.completed', async () => {
+          await gate.promise;
+          throw new Error('the CRM said no');
+        }),
+    );
+    expect((await send(server.url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).json.error?.code).toBe('handler_timeout');
+    gate.resolve();
+    await waitFor(() => errors.length === 2);
+    expect(errors[1]![0]).toMatchObject({ code: 'handler_failed', event: 'dispatch.completed', err: expect.objectContaining({ message: 'the CRM said no' }) });
+    expect(errors[1]![1]).toMatch(/failed after handlerTimeout/);
   });
 
   it('a handler that never settles, with handlerTimeout: 503 handler_timeout, 409 while it runs, then done once', async () => {
