@@ -41,6 +41,12 @@ export interface PostgresDeliveryQueueOptions {
 }
 
 /** A delivery row as a worker reads it. */
+/** A reservation to lift, and whether the run's start is uncounted with it (see liftLease). */
+interface Lift {
+  row: DeliveryRow;
+  uncount: boolean;
+}
+
 interface DeliveryRow {
   delivery_key: string;
   body: Buffer;
@@ -54,6 +60,8 @@ interface DeliveryRow {
   refused: QueuedDelivery['refused'] | null;
   traceparent: string | null;
   retried_by_operator: boolean;
+  /** The reservation this take made, exactly (as text, to the microsecond): which take a later lift may undo. */
+  lease_until: string;
 }
 
 /**
@@ -264,6 +272,7 @@ class PostgresWorker implements DeliveryWorker {
   private listener: PoolClient | undefined;
   private listening: Promise<void> | undefined;
   private lastCleanup = 0;
+  private readonly owedLifts = new Set<Lift>();
   /** For the worker's own statements (see bounded()): as long as an insert may take, and at least 10 s, so a busy database is not called out of reach. */
   private readonly statementTimeoutMs: number;
 
@@ -369,6 +378,7 @@ class PostgresWorker implements DeliveryWorker {
       let took = false;
       try {
         await this.cleanUp();
+        await this.payOwedLifts();
         if (!this.closing) took = await this.runOne();
       } catch (error) {
         // Postgres unreachable, or a query refused (a schema not migrated, a missing grant): the next poll
@@ -424,7 +434,7 @@ class PostgresWorker implements DeliveryWorker {
              where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
              order by run_after limit 1 for update skip locked)
           returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
-                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator`),
+                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator, lease_until::text`),
       );
       row = taken.rows[0];
       if (row === undefined) return false;
@@ -436,7 +446,19 @@ class PostgresWorker implements DeliveryWorker {
     } finally {
       client.off('error', lost);
       if (this.running.delete(client)) client.release(broken);
-      if (broken !== undefined && row !== undefined) await this.liftLease(row, !progress.handlersCalled).catch(() => undefined);
+      if (broken !== undefined && row !== undefined) {
+        const lift = { row, uncount: !progress.handlersCalled };
+        // Postgres out of reach for the lift too: owed, and tried again before the next take.
+        await this.liftLease(lift).catch(() => this.owedLifts.add(lift));
+      }
+    }
+  }
+
+  /** Lifts a run could not make when its connection failed; each is a no-op once its reservation has changed. */
+  private async payOwedLifts(): Promise<void> {
+    for (const lift of this.owedLifts) {
+      await this.liftLease(lift);
+      this.owedLifts.delete(lift);
     }
   }
 
@@ -447,13 +469,15 @@ class PostgresWorker implements DeliveryWorker {
    * LEASE_SECONDS. A row still locked (the old transaction alive on the server,
    * across a partition), taken again or finished meanwhile is left alone.
    */
-  private async liftLease(row: DeliveryRow, uncount: boolean): Promise<void> {
+  private async liftLease({ row, uncount }: Lift): Promise<void> {
     await this.pool.query(
       this.bounded(
         // A run that failed before its handlers were called was no attempt: its start is not counted, as when it gives the row back.
+        // Only this take's own reservation: a give-back, another worker's take or an outcome since has changed lease_until.
         `update ${this.table} set lease_until = null${uncount ? ', started = started - 1' : ''} where delivery_key = (
-           select delivery_key from ${this.table} where delivery_key = $1 and state = 'waiting' and started = $2 for update skip locked)`,
-        [row.delivery_key, row.started],
+           select delivery_key from ${this.table}
+            where delivery_key = $1 and state = 'waiting' and started = $2 and lease_until = $3::timestamptz for update skip locked)`,
+        [row.delivery_key, row.started, row.lease_until],
       ),
     );
   }
@@ -478,7 +502,7 @@ class PostgresWorker implements DeliveryWorker {
       await client.query(this.bounded('commit'));
       return;
     }
-    await client.query('savepoint handlers');
+    await client.query(this.bounded('savepoint handlers'));
     const attempt = row.started;
     let turn: EventOrder | undefined;
     const takeTurn: TakeTurn = async (order) => {
@@ -544,8 +568,8 @@ class PostgresWorker implements DeliveryWorker {
     if (!undone) {
       // The transaction is over (its COMMIT failed, or a handler ended it), and its lock with
       // it: the outcome is recorded in a new one, only if no other worker took the row meanwhile.
-      await client.query('rollback');
-      await client.query('begin');
+      await client.query(this.bounded('rollback'));
+      await client.query(this.bounded('begin'));
       if (!(await this.stillOurs(client, row))) {
         await client.query('commit');
         return;

@@ -32,6 +32,8 @@ export async function freezingProxy(target: string) {
     // The target's URL (its user, database) with the proxy's address.
     url: Object.assign(new URL(target), { hostname: '127.0.0.1', port: String((server.address() as AddressInfo).port) }).href,
     freeze: () => void (frozen = true),
+    /** Forwards again; what came while frozen was dropped, so a connection open then may be broken. */
+    unfreeze: () => void (frozen = false),
     cutOff: () => {
       for (const pair of pairs) pair.cut = true;
     },

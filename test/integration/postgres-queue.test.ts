@@ -865,6 +865,116 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   }, 40_000);
 
+  // Found by a review: with Postgres out of reach, the lift failed too, its start stayed
+  // counted, and with attempts: 1 the delivery became a dead letter "whose workers died", never run.
+  it('does not count a run cut off before its handlers as an attempt, also when Postgres was out of reach for a while', async () => {
+    const proxy = await freezingProxy(DATABASE_URL!);
+    const viaProxy = new Pool({ connectionString: proxy.url, max: 3, connectionTimeoutMillis: 2000 });
+    viaProxy.on('error', () => undefined);
+    let frozen = false;
+    viaProxy.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        if (!frozen && statementOf(args).text?.includes('started = $2 for update skip locked') === true) {
+          frozen = true;
+          proxy.freeze();
+          // Past the row check's timeout (10 s): its lift fails too, and is owed.
+          setTimeout(() => proxy.unfreeze(), 12_000);
+        }
+        return query(...args);
+      };
+    });
+    const quiet = () => undefined;
+    const worker = new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      queue: new PostgresDeliveryQueue({ pool: viaProxy, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 1 }),
+    });
+    try {
+      const attempts: number[] = [];
+      const dead: string[] = [];
+      worker.onAny((_event, ctx) => void attempts.push(ctx.attempt));
+      worker.onDeadLetter((_event, _ctx, error) => void dead.push(error.message));
+      worker.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver({ attempts: 1 }), delivery);
+      await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state !== 'waiting', 40_000);
+      expect(frozen).toBe(true);
+      expect(attempts).toEqual([1]);
+      expect(dead).toEqual([]);
+    } finally {
+      await worker.close({ timeout: 1 });
+      await proxy.close();
+      await viaProxy.end();
+    }
+  }, 60_000);
+
+  // Found by a review: the lift matched on the start count alone, which had gone down (the give-back)
+  // and up again (another worker's real attempt), so it uncounted that attempt: the handlers ran 3 times of 2.
+  it("never uncounts another worker's attempt when lifting a reservation late", async () => {
+    const slowReply = new Pool({ connectionString: DATABASE_URL, max: 4 });
+    slowReply.on('error', () => undefined);
+    let step: 'checking' | 'giving back' | 'committing' | 'done' = 'checking';
+    slowReply.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const { text } = statementOf(args);
+        // The row check finds the row locked for a moment (another worker's take looking at it): it is given back.
+        if (step === 'checking' && text?.includes('started = $2 for update skip locked') === true && text.startsWith('select 1')) {
+          step = 'giving back';
+          return query('select 1 where false');
+        }
+        // The give-back commits, but its reply comes past the statement timeout (10 s).
+        if (step === 'giving back' && text === 'commit') {
+          step = 'committing';
+          return query(...args).then(() => query({ text: 'select pg_sleep(11)', query_timeout: 10_000 }));
+        }
+        // Then the run, failed before its handlers, lifts its reservation and uncounts its start
+        // (through pool.query, which passes a callback).
+        const callback = args.at(-1);
+        if (step === 'committing' && text?.includes('started = started - 1 where') === true && typeof callback === 'function') {
+          return query(...args.slice(0, -1), (...results: unknown[]) => {
+            step = 'done';
+            (callback as (...results: unknown[]) => void)(...results);
+          });
+        }
+        return query(...args);
+      };
+    });
+    const quiet = () => undefined;
+    const logger = { debug: quiet, info: quiet, warn: quiet, error: quiet };
+    const worker = (pool: Pool) => {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, logger, queue: new PostgresDeliveryQueue({ pool, schema, attempts: 2, backoff: 12, pollInterval: 0.2 }) });
+      opened.push(webhooks);
+      return webhooks;
+    };
+    const slow = worker(slowReply);
+    const other = receiver({ attempts: 2, backoff: 12 });
+    const attempts: number[] = [];
+    for (const webhooks of [slow, other]) {
+      webhooks.onAny((_event, ctx) => {
+        attempts.push(ctx.attempt);
+        throw new Error('the CRM is down');
+      });
+    }
+    try {
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      slow.startWorker();
+      await deliver(other, delivery);
+      await waitFor(() => step === 'committing');
+      // The other worker takes the row given back, and its handlers fail: its attempt 1, counted.
+      other.startWorker();
+      await waitFor(() => attempts.length === 1);
+      await waitFor(() => step === 'done', 15_000);
+      // The slow worker's late lift came after that attempt: the count is still 1.
+      expect((await rowOf(deliveryKeyOf(delivery.body)))?.started).toBe(1);
+      expect(attempts).toEqual([1]);
+    } finally {
+      await slow.close({ timeout: 1 });
+      await slowReply.end();
+    }
+  }, 40_000);
+
   // Found by a review: a start was counted for a run whose begin timed out, so with attempts: 1
   // the delivery became a dead letter "whose workers died", its handlers never run.
   it('does not count a run as an attempt when its first statement timed out on a slow database', async () => {
