@@ -40,13 +40,16 @@ export interface PostgresDeliveryQueueOptions {
   maxPendingBytes?: number;
 }
 
-/** A delivery row as a worker reads it. */
 /** A reservation to lift, and whether the run's start is uncounted with it (see liftLease). */
 interface Lift {
   row: DeliveryRow;
   uncount: boolean;
 }
 
+/** A lift Postgres could not take: past `owedUntil` (ms), its reservation has lapsed, and it could only miss. */
+type OwedLift = Lift & { owedUntil: number };
+
+/** A delivery row as a worker reads it. */
 interface DeliveryRow {
   delivery_key: string;
   body: Buffer;
@@ -60,7 +63,7 @@ interface DeliveryRow {
   refused: QueuedDelivery['refused'] | null;
   traceparent: string | null;
   retried_by_operator: boolean;
-  /** The reservation this take made, exactly (as text, to the microsecond): which take a later lift may undo. */
+  /** The reservation this take made, exactly (ISO 8601, to the microsecond, whatever the session's DateStyle): which take a later lift may undo. */
   lease_until: string;
 }
 
@@ -272,7 +275,7 @@ class PostgresWorker implements DeliveryWorker {
   private listener: PoolClient | undefined;
   private listening: Promise<void> | undefined;
   private lastCleanup = 0;
-  private readonly owedLifts = new Set<Lift>();
+  private readonly owedLifts = new Set<OwedLift>();
   /** For the worker's own statements (see bounded()): as long as an insert may take, and at least 10 s, so a busy database is not called out of reach. */
   private readonly statementTimeoutMs: number;
 
@@ -434,7 +437,7 @@ class PostgresWorker implements DeliveryWorker {
              where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until < now())
              order by run_after limit 1 for update skip locked)
           returning delivery_key, body, headers, received_at, (extract(epoch from queued_at) * 1000)::bigint as queued_ms,
-                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator, lease_until::text`),
+                    started, attempts, backoff_ms, retention_ms, refused, traceparent, retried_by_operator, to_json(lease_until) #>> '{}' as lease_until`),
       );
       row = taken.rows[0];
       if (row === undefined) return false;
@@ -449,16 +452,28 @@ class PostgresWorker implements DeliveryWorker {
       if (broken !== undefined && row !== undefined) {
         const lift = { row, uncount: !progress.handlersCalled };
         // Postgres out of reach for the lift too: owed, and tried again before the next take.
-        await this.liftLease(lift).catch(() => this.owedLifts.add(lift));
+        await this.liftLease(lift).catch(() => this.owedLifts.add({ ...lift, owedUntil: Date.now() + LEASE_SECONDS * 1000 }));
       }
     }
   }
 
-  /** Lifts a run could not make when its connection failed; each is a no-op once its reservation has changed. */
+  /**
+   * Lifts a run could not make when its connection failed (each a no-op once its
+   * reservation has changed), tried again while the reservation lasts. Never in
+   * the way of a take: one that keeps failing is the lift's trouble, not the queue's.
+   */
   private async payOwedLifts(): Promise<void> {
     for (const lift of this.owedLifts) {
-      await this.liftLease(lift);
-      this.owedLifts.delete(lift);
+      if (Date.now() > lift.owedUntil) {
+        this.owedLifts.delete(lift);
+        continue;
+      }
+      try {
+        await this.liftLease(lift);
+        this.owedLifts.delete(lift);
+      } catch {
+        // Tried again at the next turn of a loop, until its reservation lapses.
+      }
     }
   }
 
