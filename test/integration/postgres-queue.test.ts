@@ -848,7 +848,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   it.each([
     ['while the worker is idle', undefined],
     ['as a run checks its row', 'started = $2 for update skip locked'],
-  ])('takes deliveries again, and says why it could not, after its connections stop answering %s', async (_when, cutAt) => {
+  ])('takes deliveries again after its connections stop answering %s', async (_when, cutAt) => {
     const proxy = await freezingProxy(DATABASE_URL!);
     // One client for the loop, one for LISTEN: no idle one left cut off, each of which would cost its own timeout.
     const viaProxy = new Pool({ connectionString: proxy.url, max: 2 });
@@ -883,7 +883,10 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       await waitFor(() => handled.length === 2, 30_000);
       // Each once, as its first attempt: a run cut off before its handlers is no attempt.
       expect(handled.sort()).toEqual([[deliveryKeyOf(first.body), 1], [deliveryKeyOf(second.body), 1]].sort());
-      expect(troubles).toEqual([expect.stringContaining('could not take or settle deliveries')]);
+      // A run that could not be made is logged. Idle, the dead connection may be met first by the
+      // look for the next due delivery, which falls back to the poll interval: nothing to tell then.
+      if (cutAt !== undefined) expect(troubles).toEqual([expect.stringContaining('could not take or settle deliveries')]);
+      else expect(troubles.length).toBeLessThanOrEqual(1);
     } finally {
       await worker.close({ timeout: 1 });
       await proxy.close();
