@@ -40,3 +40,14 @@ export function statementOf(args: unknown[]): { text: string | undefined; values
   const config = first as { text?: unknown; values?: unknown[] } | null;
   return { text: typeof config?.text === 'string' ? config.text : undefined, values: config?.values };
 }
+
+/**
+ * Runs `intercept` in place of every query a client of `pool` sends (as (text, values), a
+ * QueryConfig, or with pg-pool's callback); it sends one on, changed or not, through `query`.
+ */
+export function interceptQueries(pool: Pool, intercept: (args: unknown[], query: (...args: unknown[]) => Promise<unknown>) => unknown): void {
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    (client as unknown as { query: unknown }).query = (...args: unknown[]) => intercept(args, query);
+  });
+}

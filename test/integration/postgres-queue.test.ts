@@ -10,7 +10,7 @@ import { agedOutRetry } from '../helpers/aged-out-retry';
 import { deliver } from '../helpers/deliver';
 import { deliveryKeyOf } from '../helpers/delivery-key';
 import { freezingProxy } from '../helpers/freezing-proxy';
-import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, statementOf, testSchema } from '../helpers/postgres';
+import { assertPostgresReachable, DATABASE_URL, describeWithPostgres, dropSchema, interceptQueries, statementOf, testSchema } from '../helpers/postgres';
 import { deferred, SECRET } from '../helpers/recorder';
 import { waitFor } from '../helpers/redis';
 import { nextMessage } from '../helpers/worker-process';
@@ -440,21 +440,18 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const own = new Pool({ connectionString: DATABASE_URL, max: 4 });
     const locker = await pool.connect();
     let held = false;
-    own.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const { text, values } = statementOf(args);
-        if (!held && text !== undefined && text.includes('for update skip locked') && text.includes('started = $2')) {
-          // As another worker's take does: the row locked for a moment, then left.
-          held = true;
-          await locker.query('begin');
-          await locker.query(`select 1 from "${schema}".deliveries where delivery_key = $1 for update`, [values![0]]);
-          const result = await query(...args);
-          setTimeout(() => void locker.query('commit'), 50);
-          return result;
-        }
-        return query(...args);
-      };
+    interceptQueries(own, async (args, query) => {
+      const { text, values } = statementOf(args);
+      if (!held && text !== undefined && text.includes('for update skip locked') && text.includes('started = $2')) {
+        // As another worker's take does: the row locked for a moment, then left.
+        held = true;
+        await locker.query('begin');
+        await locker.query(`select 1 from "${schema}".deliveries where delivery_key = $1 for update`, [values![0]]);
+        const result = await query(...args);
+        setTimeout(() => void locker.query('commit'), 50);
+        return result;
+      }
+      return query(...args);
     });
     try {
       const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: own, schema, attempts: 1, pollInterval: 0.1 }) });
@@ -514,26 +511,20 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const heldUp = deferred();
     const triedLate = deferred();
     // Worker A: its first transaction waits until worker B has tried to take a delivery more than 2.3 s after A took it.
-    pools[0]!.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        if (statementOf(args).text === 'begin' && takenAt > 0 && !held) {
-          held = true;
-          heldUp.resolve();
-          await triedLate.promise;
-        }
-        const result = await query(...args);
-        if (isTake(args) && (result as { rowCount: number }).rowCount === 1 && takenAt === 0) takenAt = Date.now();
-        return result;
-      };
+    interceptQueries(pools[0]!, async (args, query) => {
+      if (statementOf(args).text === 'begin' && takenAt > 0 && !held) {
+        held = true;
+        heldUp.resolve();
+        await triedLate.promise;
+      }
+      const result = await query(...args);
+      if (isTake(args) && (result as { rowCount: number }).rowCount === 1 && takenAt === 0) takenAt = Date.now();
+      return result;
     });
-    pools[1]!.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = async (...args: unknown[]) => {
-        const result = await query(...args);
-        if (isTake(args) && Date.now() - takenAt > 2300) triedLate.resolve();
-        return result;
-      };
+    interceptQueries(pools[1]!, async (args, query) => {
+      const result = await query(...args);
+      if (isTake(args) && Date.now() - takenAt > 2300) triedLate.resolve();
+      return result;
     });
     try {
       const [a, b] = pools.map((own) => {
@@ -854,15 +845,12 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const viaProxy = new Pool({ connectionString: proxy.url, max: 2 });
     viaProxy.on('error', () => undefined);
     let cut = false;
-    viaProxy.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        if (!cut && cutAt !== undefined && statementOf(args).text?.includes(cutAt) === true) {
-          cut = true;
-          proxy.cutOff();
-        }
-        return query(...args);
-      };
+    interceptQueries(viaProxy, (args, query) => {
+      if (!cut && cutAt !== undefined && statementOf(args).text?.includes(cutAt) === true) {
+        cut = true;
+        proxy.cutOff();
+      }
+      return query(...args);
     });
     const troubles: string[] = [];
     const quiet = () => undefined;
@@ -901,17 +889,14 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const viaProxy = new Pool({ connectionString: proxy.url, max: 3, connectionTimeoutMillis: 2000 });
     viaProxy.on('error', () => undefined);
     let frozen = false;
-    viaProxy.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        if (!frozen && statementOf(args).text?.includes('started = $2 for update skip locked') === true) {
-          frozen = true;
-          proxy.freeze();
-          // Past the row check's timeout (10 s): its lift fails too, and is owed.
-          setTimeout(() => proxy.unfreeze(), 12_000);
-        }
-        return query(...args);
-      };
+    interceptQueries(viaProxy, (args, query) => {
+      if (!frozen && statementOf(args).text?.includes('started = $2 for update skip locked') === true) {
+        frozen = true;
+        proxy.freeze();
+        // Past the row check's timeout (10 s): its lift fails too, and is owed.
+        setTimeout(() => proxy.unfreeze(), 12_000);
+      }
+      return query(...args);
     });
     try {
       expect(await runOnlyAttempt(viaProxy, 40_000)).toEqual({ attempts: [1], dead: [], state: 'done' });
@@ -927,22 +912,19 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const own = new Pool({ connectionString: DATABASE_URL, max: 4 });
     own.on('error', () => undefined);
     let killed = false;
-    own.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        const { text } = statementOf(args);
-        // The first run's connection ends as it begins, and its lift is refused every time.
-        if (!killed && text === 'begin') {
-          killed = true;
-          return query('select pg_terminate_backend(pg_backend_pid())');
-        }
-        if (text?.includes('lease_until = $3::timestamptz') === true) {
-          // Through pool.query, which passes a callback.
-          const callback = args.at(-1) as (error: Error) => void;
-          return void setImmediate(() => callback(new Error('permission denied')));
-        }
-        return query(...args);
-      };
+    interceptQueries(own, (args, query) => {
+      const { text } = statementOf(args);
+      // The first run's connection ends as it begins, and its lift is refused every time.
+      if (!killed && text === 'begin') {
+        killed = true;
+        return query('select pg_terminate_backend(pg_backend_pid())');
+      }
+      if (text?.includes('lease_until = $3::timestamptz') === true) {
+        // Through pool.query, which passes a callback.
+        const callback = args.at(-1) as (error: Error) => void;
+        return void setImmediate(() => callback(new Error('permission denied')));
+      }
+      return query(...args);
     });
     const quiet = () => undefined;
     const worker = new MitpoWebhooks({ secret: SECRET, logger: { debug: quiet, info: quiet, warn: quiet, error: quiet }, queue: new PostgresDeliveryQueue({ pool: own, schema, pollInterval: 0.2 }) });
@@ -969,31 +951,28 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     const slowReply = new Pool({ connectionString: DATABASE_URL, max: 4 });
     slowReply.on('error', () => undefined);
     let step: 'checking' | 'giving back' | 'committing' | 'done' = 'checking';
-    slowReply.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        const { text } = statementOf(args);
-        // The row check finds the row locked for a moment (another worker's take looking at it): it is given back.
-        if (step === 'checking' && text?.includes('started = $2 for update skip locked') === true && text.startsWith('select 1')) {
-          step = 'giving back';
-          return query('select 1 where false');
-        }
-        // The give-back commits, but its reply comes past the statement timeout (10 s).
-        if (step === 'giving back' && text === 'commit') {
-          step = 'committing';
-          return query(...args).then(() => query({ text: 'select pg_sleep(11)', query_timeout: 10_000 }));
-        }
-        // Then the run, failed before its handlers, lifts its reservation and uncounts its start
-        // (through pool.query, which passes a callback).
-        const callback = args.at(-1);
-        if (step === 'committing' && text?.includes('started = started - 1 where') === true && typeof callback === 'function') {
-          return query(...args.slice(0, -1), (...results: unknown[]) => {
-            step = 'done';
-            (callback as (...results: unknown[]) => void)(...results);
-          });
-        }
-        return query(...args);
-      };
+    interceptQueries(slowReply, (args, query) => {
+      const { text } = statementOf(args);
+      // The row check finds the row locked for a moment (another worker's take looking at it): it is given back.
+      if (step === 'checking' && text?.includes('started = $2 for update skip locked') === true && text.startsWith('select 1')) {
+        step = 'giving back';
+        return query('select 1 where false');
+      }
+      // The give-back commits, but its reply comes past the statement timeout (10 s).
+      if (step === 'giving back' && text === 'commit') {
+        step = 'committing';
+        return query(...args).then(() => query({ text: 'select pg_sleep(11)', query_timeout: 10_000 }));
+      }
+      // Then the run, failed before its handlers, lifts its reservation and uncounts its start
+      // (through pool.query, which passes a callback).
+      const callback = args.at(-1);
+      if (step === 'committing' && text?.includes('started = started - 1 where') === true && typeof callback === 'function') {
+        return query(...args.slice(0, -1), (...results: unknown[]) => {
+          step = 'done';
+          (callback as (...results: unknown[]) => void)(...results);
+        });
+      }
+      return query(...args);
     });
     const quiet = () => undefined;
     const logger = { debug: quiet, info: quiet, warn: quiet, error: quiet };
@@ -1038,16 +1017,13 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   ])('does not count a run as an attempt when its first statement timed out on a slow database%s', async (_style, session) => {
     const slow = new Pool({ connectionString: DATABASE_URL, max: 4, ...session });
     let slowed = false;
-    slow.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-        if (!slowed && statementOf(args).text === 'begin') {
-          slowed = true;
-          // Past the worker's statement timeout (10 s), as a begin stuck behind a busy server.
-          return query({ ...(args[0] as object), text: 'select pg_sleep(11)' });
-        }
-        return query(...args);
-      };
+    interceptQueries(slow, (args, query) => {
+      if (!slowed && statementOf(args).text === 'begin') {
+        slowed = true;
+        // Past the worker's statement timeout (10 s), as a begin stuck behind a busy server.
+        return query({ ...(args[0] as object), text: 'select pg_sleep(11)' });
+      }
+      return query(...args);
     });
     try {
       expect(await runOnlyAttempt(slow, 30_000)).toEqual({ attempts: [1], dead: [], state: 'done' });
