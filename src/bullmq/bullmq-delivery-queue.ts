@@ -206,12 +206,14 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     return this.reachedRedis ? this.enqueueNow(delivery, retentionMs) : this.enqueueOnceReached(delivery, retentionMs);
   }
 
+  private readonly notAcknowledged = () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`);
+
   private enqueueNow(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     const jobId = jobIdOf(delivery.deliveryKey);
     return withTimeout(
       this.pending.run(jobId, delivery.rawBody.byteLength, () => this.add(jobId, delivery, retentionMs), delivery.bodyDigest),
       this.enqueueTimeoutMs,
-      () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+      this.notAcknowledged,
     );
   }
 
@@ -230,7 +232,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     return withTimeout(
       this.firstConnection.then(() => (waiting === undefined ? Promise.reject(new Error('answered already')) : this.enqueueNow(waiting, retentionMs))),
       this.enqueueTimeoutMs,
-      () => new Error(`Redis did not acknowledge the delivery within ${this.enqueueTimeoutMs / 1000} s`),
+      this.notAcknowledged,
       () => {
         waiting = undefined;
         this.unreached = true;

@@ -137,7 +137,7 @@ export class QueuedRuns {
     } catch (error) {
       outcome = outcomeOf(error);
       // A run put off is neither an attempt nor a failure: it runs again when its resource is free.
-      failed = !(error instanceof DeferredDelivery);
+      failed = outcome !== 'deferred';
       throw error;
     } finally {
       telemetry.end({ outcome, status: undefined, failed, event, deliveryKey: run.delivery.deliveryKey });
