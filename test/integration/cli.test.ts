@@ -564,6 +564,9 @@ describe('mitpo-webhooks endpoints', () => {
     [['endpoints', 'create', '--url', 'https://example.com/h'], /needs --events/],
     [['endpoints', 'delete'], /needs the endpoint id/],
     [['endpoints', 'rename'], /unknown endpoints action "rename"/],
+    [['endpoints', 'list', '--url', 'https://example.com/h'], /--url goes with create/],
+    [['endpoints', 'list', '--write-env', '.env'], /--write-env goes with create/],
+    [['endpoints', 'delete', 'whk_1', '--events', 'dispatch.completed'], /--events goes with create/],
   ])('exits 2 with the usage on bad arguments: %j', async (args, message) => {
     const run = await runCli(args, { env: env() });
     expect(run.code).toBe(2);

@@ -39,6 +39,12 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
     },
   });
   const [action, ...rest] = positionals;
+  // An option create alone reads, given to list or delete, would be dropped without a word
+  // (`list --write-env .env` writes nothing); say so before any request is made.
+  if (action === 'list' || action === 'delete') {
+    const createOnly = (['url', 'events', 'write-env'] as const).find((name) => values[name] !== undefined);
+    if (createOnly !== undefined) throw new UsageError(`--${createOnly} goes with create, not ${action}`);
+  }
   const apiClient = () => client(io.env);
   try {
     switch (action) {
