@@ -23,10 +23,13 @@ export interface RedisReplayStoreOptions {
 // One round trip, atomic in Redis: of two instances claiming the same key at
 // once, exactly one sets it. The claim's value carries the attempt's token, so
 // that renewing or releasing touches only that attempt's claim, never one
-// another attempt took after it lapsed.
+// another attempt took after it lapsed. A claim already holding this attempt's
+// token is its own claim sent again (ioredis resends a command whose reply a
+// dropped connection lost): answered 'claimed' again, not 'in_flight', which
+// would leave it held with no one to run it.
 const CLAIM = `
 local value = redis.call('GET', KEYS[1])
-if not value then
+if not value or value == 'in_flight:' .. ARGV[2] then
   redis.call('SET', KEYS[1], 'in_flight:' .. ARGV[2], 'PX', ARGV[1])
   return 'claimed'
 end
@@ -60,11 +63,13 @@ return 1
 // With ordering, the delivery key, the resource's applied position and the
 // resource's holder are read and set in one script: of two instances taking
 // two events of one resource at once, exactly one holds it, and no event older
-// than the applied one is ever claimed. KEYS: delivery, applied, holder.
+// than the applied one is ever claimed. KEYS: delivery, applied, holder. As in
+// CLAIM, this attempt's own claim sent again goes on as if the key were free:
+// its turn, taken with it, is this token's too.
 const CLAIM_IN_ORDER = `
 local value = redis.call('GET', KEYS[1])
 if value == 'done' then return 'done' end
-if value then return 'in_flight' end
+if value and value ~= 'in_flight:' .. ARGV[2] then return 'in_flight' end
 local applied = redis.call('GET', KEYS[2])
 if applied and tonumber(applied) > tonumber(ARGV[3]) then return 'stale:' .. applied end
 local holder = redis.call('GET', KEYS[3])

@@ -146,6 +146,25 @@ describeRedis.each(CLIENTS)('RedisReplayStore with %s', (library) => {
     expect(await new RedisReplayStore(b.client, { prefix }).claim('k', 60_000)).toBe('claimed');
   });
 
+  // Found in a hunt: ioredis sends again a command whose reply a dropped connection lost. The claim
+  // had been made, so the resent one found it and answered in_flight: the delivery was answered 409,
+  // no handler ran, and its claim (and turn) stayed with no one to run it for the in-flight TTL.
+  it("answers claimed to its own claim sent again (a resend after a lost reply), and takes no other attempt's", async () => {
+    const raw = (args: Array<string | number>) => a.raw(String(args[0]), ...args.slice(1).map(String));
+    // Each command runs twice, and the second reply is the one the store sees, as after a resend.
+    const resending = { call: (...args: Array<string | number>) => raw(args).then(() => raw(args)) };
+    const store = new RedisReplayStore(resending, { prefix });
+    expect(await store.claim('k', 60_000, 'mine')).toBe('claimed');
+    expect(await store.claimInOrder('o', { resource: 'res', position: 10 }, 60_000, 'ordered')).toBe('claimed');
+    expect(await store.claim('untokened', 60_000)).toBe('claimed');
+    // Another attempt's claim, or a turn another event holds, is still refused.
+    expect(await store.claim('k', 60_000, 'other')).toBe('in_flight');
+    expect(await store.claimInOrder('o', { resource: 'res', position: 10 }, 60_000, 'other')).toBe('in_flight');
+    expect(await store.claimInOrder('newer', { resource: 'res', position: 20 }, 60_000, 'newer')).toBe('resource_in_flight');
+    await store.complete('k', 60_000);
+    expect(await store.claim('k', 60_000, 'mine')).toBe('done');
+  });
+
   it('grants exactly one of many simultaneous claims across instances', async () => {
     const stores = [new RedisReplayStore(a.client, { prefix }), new RedisReplayStore(b.client, { prefix })];
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => stores[i % 2]!.claim('k', 60_000)));
