@@ -60,11 +60,12 @@ export function createConnectMiddleware(
         headers: req.headers as DeliveryHeaders,
         readBody: (bodyOptions) => readNodeBody(req as NodeRequest, bodyOptions, keptOnNodeRequest(req as NodeRequest, framework)),
       })
+      // Only a failure of ours goes to next: a throw from the app's own next (passOn) is
+      // the app's, and surfaces as it is rather than as a second call of next.
       .then((outcome) => {
         if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next, pipeline.shutdown.closing);
         else writeOutcome(req, res, outcome, pipeline.shutdown.closing);
-      })
-      .catch(next);
+      }, next);
   };
 }
 

@@ -1,4 +1,6 @@
+import { fork } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import express5 from 'express';
 import express4 from 'express4';
 import { MitpoWebhooks, WebhookVerificationError, type ReplayStore } from '../../src';
@@ -146,5 +148,30 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
       expect(reply.json).toEqual({ handledBy: 'the app', code });
       expect(seen).toHaveLength(1);
     });
+  });
+});
+
+// Found in a hunt: the middleware's `.catch(next)` also caught a throw from the app's own `next`
+// (plain node:http, whose `next` is the app's code) and called `next` a second time with it.
+// In a process of its own: what surfaces there is the process's to see, not Jest's.
+describe('middleware({ passErrors: true }) with a next that throws (plain node:http)', () => {
+  it('calls next once, and the app’s own throw surfaces as it is', async () => {
+    const child = fork(path.join(__dirname, '../helpers/throwing-next-receiver.ts'), [], {
+      execArgv: ['-r', 'ts-node/register/transpile-only'],
+      env: { ...process.env, SECRET },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      const { port } = await new Promise<{ port: number }>((resolve) => child.once('message', resolve as never));
+      const forged = await send(`http://127.0.0.1:${port}`, signedDelivery({ event: 'dispatch.completed', secret: 'whsec_other' }));
+      expect(forged.status).toBe(500);
+      expect(await exited).toBe(0);
+      expect(output.trim().split('\n')).toEqual(['next called with invalid_signature', 'surfaced: the app’s error handler broke']);
+    } finally {
+      child.kill();
+    }
   });
 });
