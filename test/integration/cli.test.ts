@@ -615,9 +615,13 @@ describe('mitpo-webhooks deliveries', () => {
     [['deliveries', 'list', '--state', 'lost', '--redis', 'redis://127.0.0.1:1'], /--state must be one of/],
     [['deliveries', 'list', '--queue', 'a:b', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
     [['deliveries', 'list', '--queue', '', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
+    // Found in a hunt: a URL pg cannot read was an "unexpected error" with pg's stack trace, exit 1.
+    [['deliveries', 'list', '--postgres', 'postgres://u:hunter2pw@127.0.0.1:notaport/test'], /the Postgres URL could not be read/],
+    [['migrate', '--postgres', 'postgres://u:hunter2pw@127.0.0.1:notaport/test'], /the Postgres URL could not be read/],
   ])('exits 2 on bad arguments: %j', async (args, message) => {
     const run = await runCli(args, { env: { REDIS_URL: undefined, DATABASE_URL: undefined } });
     expect(run.code).toBe(2);
     expect(run.stderr).toMatch(message);
+    expect(run.stderr).not.toMatch(/hunter2pw|\bat .*node_modules/);
   });
 });

@@ -37,6 +37,13 @@ export function openPool(url: string): Pool {
   } catch {
     throw new CommandError('--postgres needs the pg package: npm install pg');
   }
+  // pg reads the URL only at the first query, and a throw there is a stack trace; read
+  // here, it is a bad argument. Its error is not shown: it may quote the URL, password and all.
+  try {
+    new pg.Client({ connectionString: url });
+  } catch {
+    throw new UsageError('the Postgres URL could not be read (--postgres or DATABASE_URL): give it as postgres://user:password@host:5432/database');
+  }
   const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: POSTGRES_TIMEOUT_MS, max: 1 });
   pool.on('error', () => undefined);
   return pool;
