@@ -438,6 +438,12 @@ describeRedis('queued processing on BullMQ', () => {
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain(`no queue ${name}x in that Redis`);
     expect(typo.stderr).toContain(name);
+    // Found in a hunt: a database Redis does not have was read as database 0 (ioredis goes on
+    // there when its SELECT fails), so the listing, or a retry, was about another database's queues.
+    const noSuchDatabase = await runCli(['deliveries', 'list', '--queue', name], { env: { REDIS_URL: Object.assign(new URL(REDIS_URL!), { pathname: '/99' }).href } });
+    expect(noSuchDatabase.code).toBe(2);
+    expect(noSuchDatabase.stderr).toContain('Redis has no database 99');
+    expect(noSuchDatabase.stdout).toBe('');
 
     fail = false;
     const retried = await cli('retry', deliveryKeyOf(delivery.body));

@@ -132,9 +132,18 @@ function openQueue(name: string, url: string): Queue {
 async function assertQueueExists(queue: Queue): Promise<void> {
   // The raw client (ioredis, from the connection options openQueue gives): two plain commands.
   const client = (await redis(queue.getBackend().client)) as unknown as {
+    options?: { db?: unknown };
+    select(db: number): Promise<unknown>;
     exists(key: string): Promise<number>;
     scan(cursor: string, ...args: Array<string | number>): Promise<[string, string[]]>;
   };
+  // A database Redis does not have: ioredis's own SELECT fails in the background and it goes on
+  // in database 0, where every answer (or a retry) would be about another database's queues.
+  const db = Number(client.options?.db ?? 0);
+  if (db !== 0) {
+    const refused = await redis(client.select(db).then(() => undefined, (error: unknown) => error as Error));
+    if (refused !== undefined) throw new UsageError(`Redis has no database ${db} (${sanitizeText(refused.message, 200)})`);
+  }
   const prefix = queue.opts.prefix ?? 'bull';
   if ((await redis(client.exists(`${prefix}:${queue.name}:meta`))) === 1) return;
   const names = new Set<string>();
