@@ -615,6 +615,12 @@ describe('mitpo-webhooks deliveries', () => {
     [['deliveries', 'list', '--state', 'lost', '--redis', 'redis://127.0.0.1:1'], /--state must be one of/],
     [['deliveries', 'list', '--queue', 'a:b', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
     [['deliveries', 'list', '--queue', '', '--redis', 'redis://127.0.0.1:1'], /--queue must be a BullMQ queue name/],
+    // Options the action or the store does not read were dropped without a word.
+    [['deliveries', 'show', 'k', '--state', 'waiting', '--redis', 'redis://127.0.0.1:1'], /--state goes with list, not show/],
+    [['deliveries', 'retry', '--all-failed', '--limit', '5', '--redis', 'redis://127.0.0.1:1'], /--limit goes with list, not retry/],
+    [['deliveries', 'list', '--all-failed', '--redis', 'redis://127.0.0.1:1'], /--all-failed goes with retry, not list/],
+    [['deliveries', 'list', '--queue', 'mitpo', '--postgres', 'postgres://127.0.0.1:1/db'], /--queue names a BullMQ queue/],
+    [['deliveries', 'list', '--schema', 'mitpo', '--redis', 'redis://127.0.0.1:1'], /--schema goes with the Postgres queue/],
     // Found in a hunt: a URL pg cannot read was an "unexpected error" with pg's stack trace, exit 1.
     [['deliveries', 'list', '--postgres', 'postgres://u:hunter2pw@127.0.0.1:notaport/test'], /the Postgres URL could not be read/],
     [['migrate', '--postgres', 'postgres://u:hunter2pw@127.0.0.1:notaport/test'], /the Postgres URL could not be read/],

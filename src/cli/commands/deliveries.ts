@@ -56,9 +56,10 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
       redis: { type: 'string' },
       postgres: { type: 'string' },
       schema: { type: 'string' },
-      queue: { type: 'string', default: 'mitpo-webhooks' },
-      state: { type: 'string', default: 'failed' },
-      limit: { type: 'string', default: '50' },
+      // No defaults here: whether one was given tells an option the action or store does not read.
+      queue: { type: 'string' },
+      state: { type: 'string' },
+      limit: { type: 'string' },
       'all-failed': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
     },
@@ -68,9 +69,13 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
     throw new UsageError(action === undefined ? 'deliveries needs list, show or retry' : `unknown action ${JSON.stringify(action)}`);
   }
   if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
-  const state = values.state as State;
+  // An option the action does not read would be dropped without a word.
+  const listOnly = action === 'list' ? undefined : (['state', 'limit'] as const).find((name) => values[name] !== undefined);
+  if (listOnly !== undefined) throw new UsageError(`--${listOnly} goes with list, not ${action}`);
+  if (values['all-failed'] && action !== 'retry') throw new UsageError(`--all-failed goes with retry, not ${action}`);
+  const state = (values.state ?? 'failed') as State;
   if (!STATES.includes(state)) throw new UsageError(`--state must be one of ${STATES.join(', ')}`);
-  const limit = Number(values.limit);
+  const limit = Number(values.limit ?? '50');
   if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError('--limit must be a whole number from 1');
   if (action === 'show' && key === undefined) throw new UsageError('deliveries show needs a delivery key');
   if (action === 'retry' && (key === undefined) === !values['all-failed']) {
@@ -80,13 +85,15 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
 
   if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
   // BullMQ refuses these itself, with a stack trace; a name is the user's to correct.
-  if (values.queue === '' || values.queue.includes(':')) throw new UsageError(`--queue must be a BullMQ queue name, not empty and without ":" (got ${JSON.stringify(values.queue)})`);
+  const queueName = values.queue ?? 'mitpo-webhooks';
+  if (queueName === '' || queueName.includes(':')) throw new UsageError(`--queue must be a BullMQ queue name, not empty and without ":" (got ${JSON.stringify(queueName)})`);
 
   // Postgres when asked for (--postgres, or --schema with $DATABASE_URL), or when only $DATABASE_URL says where a queue is.
   const postgresUrl =
     values.postgres ?? (values.redis === undefined && (values.schema !== undefined || !io.env.REDIS_URL) ? io.env.DATABASE_URL || undefined : undefined);
   if (postgresUrl !== undefined) {
     if (values.redis !== undefined) throw new UsageError('--redis and --postgres do not go together');
+    if (values.queue !== undefined) throw new UsageError('--queue names a BullMQ queue: the Postgres queue is found by --schema');
     const schema = values.schema ?? 'mitpo_webhooks';
     if (!SCHEMA_NAME.test(schema)) throw new UsageError('--schema must be lower-case letters, digits and _');
     const pool = openPool(postgresUrl);
@@ -98,7 +105,8 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   }
   const url = values.redis ?? io.env.REDIS_URL;
   if (url === undefined || url === '') throw new UsageError('no queue: pass --redis redis://host:6379 or --postgres postgres://host/db, or set REDIS_URL or DATABASE_URL');
-  const queue = openQueue(values.queue, url);
+  if (values.schema !== undefined) throw new UsageError('--schema goes with the Postgres queue (--postgres or DATABASE_URL), not Redis');
+  const queue = openQueue(queueName, url);
   try {
     await assertQueueExists(queue);
     if (action === 'list') return await list(queue, state, limit, io, values.json);
