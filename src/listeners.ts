@@ -22,13 +22,17 @@ export class Listeners<Args extends unknown[]> {
   emit(...args: Args): void {
     for (const listener of this.list) {
       try {
-        const result = listener(...args);
-        if (isThenable(result)) result.then(undefined, ignore);
+        ignoreRejection(listener(...args));
       } catch {
         // A throwing listener changes nothing.
       }
     }
   }
+}
+
+/** What an app's function returned, when it is a promise: its rejection taken, so it is never unhandled. */
+export function ignoreRejection(value: unknown): void {
+  if (isThenable(value)) value.then(undefined, ignore);
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -1,6 +1,6 @@
 import { toError, type WebhookVerificationError } from '../errors';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
-import { Listeners } from '../listeners';
+import { ignoreRejection, Listeners } from '../listeners';
 import type { WebhookLogger } from '../options';
 import type { DeliveryTelemetry } from '../telemetry/delivery-telemetry';
 import { sanitizeText } from '../text/sanitize-text';
@@ -116,7 +116,8 @@ export class FailureReport {
 
   private write(level: keyof WebhookLogger, record: object, message: string): void {
     try {
-      this.logger?.[level](record, message);
+      // An async logger whose sink is down rejects: unhandled, that would end the process.
+      ignoreRejection(this.logger?.[level](record, message));
     } catch {
       // Logging must never change an answer.
     }

@@ -304,6 +304,29 @@ describe('receive()', () => {
     expect((await throwing.receive({ rawBody: '{}', headers: {} })).status).toBe(400);
   });
 
+  // Found in a hunt: an async logger whose sink was down rejected, unhandled, and ended the
+  // process on any refused delivery, a forged one included. Its promise is now handled.
+  it('handles the promise of an async logger, so one that rejects cannot end the process', async () => {
+    const handled: string[] = [];
+    // A promise that records whether anyone took its rejection.
+    const rejecting = (level: string) => () => ({
+      then: (_onFulfilled: unknown, onRejected: unknown) => {
+        if (typeof onRejected === 'function') handled.push(level);
+      },
+    });
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: rejecting('debug'), info: rejecting('info'), warn: rejecting('warn'), error: rejecting('error') } as never,
+    });
+    webhooks.on('dispatch.failed', () => {
+      throw new Error('boom');
+    });
+    expect((await webhooks.receive({ rawBody: '{}', headers: {} })).status).toBe(400);
+    const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: failing.body, headers: failing.headers })).status).toBe(500);
+    expect(handled).toEqual(['warn', 'error']);
+  });
+
   it('answers 200 when the handlers succeeded even if the store cannot record it, and says so in the log', async () => {
     const error = jest.fn();
     const store = spyStore();
