@@ -293,6 +293,19 @@ describe('mitpo-webhooks listen', () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--port must be a port number');
   });
+
+  // Found in a hunt: an address it cannot listen on was an "unexpected error" with Node's stack trace.
+  it('exits 1 with one line naming the address when it cannot listen there (a port in use)', async () => {
+    const taken = await listen(http.createServer());
+    try {
+      const port = new URL(taken.url).port;
+      const run = await runCli(['listen', '--port', port, '--secret', SECRET]);
+      expect(run.code).toBe(1);
+      expect(run.stderr.trim()).toBe(`mitpo-webhooks listen: cannot listen on 127.0.0.1:${port} (EADDRINUSE)`);
+    } finally {
+      await taken.close();
+    }
+  });
 });
 
 describe('mitpo-webhooks listen, printing what a sender wrote', () => {
@@ -309,6 +322,20 @@ describe('mitpo-webhooks listen, printing what a sender wrote', () => {
     const lines = listener.output().trim().split('\n');
     expect(lines).toHaveLength(2);
     expect(lines[1]).toMatch(/200 accepted {2}dispatch\.completed at \S+ {2}dispatch_id=dsp_1\[2J\]0;pwned10:00:00 {2}401 refused channel=metaads status=completed$/);
+  });
+
+  // Found in a hunt: the path of a request it does not serve was printed whole, however long.
+  it('cuts short the path of a request it does not serve', async () => {
+    const listener = startCli(['listen', '--port', '0', '--secret', SECRET], /Listening on (http:\/\/\S+)/);
+    try {
+      const url = (await listener.started)[1]!;
+      expect((await post(url.replace('/webhooks/mitpo', `/${'a'.repeat(5000)}`), { method: 'GET' })).status).toBe(404);
+    } finally {
+      expect(await listener.stop()).toBe(0);
+    }
+    const lines = listener.output().trim().split('\n');
+    expect(lines[1]).toMatch(/ 404 GET \/a+…$/);
+    expect(lines[1]!.length).toBeLessThan(300);
   });
 });
 

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { MitpoEvent, UnknownMitpoEvent } from '../../events/schemas';
 import { MitpoWebhooks } from '../../mitpo-webhooks';
 import type { WebhookVerificationError } from '../../errors';
-import { EXIT, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 import { sanitizeText } from '../../text/sanitize-text';
 
@@ -57,7 +57,10 @@ export async function listen(argv: string[], io: CliIo): Promise<number> {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`Not found: deliveries go to POST ${values.path}\n`);
     });
   });
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, values.host, resolve));
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, values.host, resolve)).catch((error: NodeJS.ErrnoException) => {
+    // A port in use, an address not this machine's: the user's to change, in one line.
+    throw new CommandError(`cannot listen on ${sanitizeText(values.host, 100)}:${port} (${error.code ?? sanitizeText(error.message, 200)})`);
+  });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   io.out(`Listening on http://${host}:${address.port}${values.path} (Ctrl-C to stop)`);
@@ -77,7 +80,8 @@ function describeDelivery(method: string | undefined, url: string | undefined, s
   if (seen?.event !== undefined) return `${time}  ${status} accepted  ${describeEvent(seen.event)}`;
   if (seen?.error !== undefined) return `${time}  ${status} refused   ${seen.error.code}: ${seen.error.message}`;
   if (status === 200) return `${time}  200 duplicate (already handled; not shown again)`;
-  return `${time}  ${status} ${method ?? '?'} ${url ?? ''}`;
+  // Node's parser lets no control character through, but not a path of any length.
+  return `${time}  ${status} ${sanitizeText(method ?? '?', 20)} ${sanitizeText(url ?? '', 200)}`;
 }
 
 /** A verified event in one line; signed or not, its text is the sender's, so none of it reaches the terminal raw. */
