@@ -45,7 +45,6 @@ export class Shutdown {
   private drainedWithin(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(resolve, ms);
-      (timer as { unref?: () => void }).unref?.();
       this.drained = () => {
         clearTimeout(timer);
         resolve();
@@ -74,9 +73,9 @@ export class Shutdown {
     this.closed ??= (async () => {
       const started = Date.now();
       this.closingSince = started;
+      // Kept referenced: the app awaits close(), and a process with nothing else left (a
+      // handler that never settles holds no handle) must not end before it resolves.
       const timer = setTimeout(() => this.reachDeadline(), timeoutSeconds * 1000);
-      // Timers are objects with unref() on Node, numbers elsewhere.
-      (timer as { unref?: () => void }).unref?.();
       // Every delivery either finishes or, in its handlers, gives up at the deadline.
       if (this.running > 0 && !this.pastDeadline) {
         await new Promise<void>((resolve) => {

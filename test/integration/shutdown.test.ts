@@ -253,3 +253,29 @@ describe('SIGTERM under load', () => {
     }
   }, 30_000);
 });
+
+// Found in a hunt: close()'s deadline was an unref'd timer, so with a handler that never settles
+// and nothing else left to keep the process alive, the process ended before close() resolved,
+// and the code the app put after `await close()` never ran.
+describe('close() in a process with nothing else to keep it alive', () => {
+  it('resolves at its deadline, and the code after it runs', async () => {
+    const script = `
+      const { MitpoWebhooks } = require(${JSON.stringify(path.join(__dirname, '../../dist/index.js'))});
+      const { signedDelivery } = require(${JSON.stringify(path.join(__dirname, '../../dist/testing/index.js'))});
+      const webhooks = new MitpoWebhooks({ secret: process.env.SECRET, handlerTimeout: 0.1 });
+      webhooks.onAny(() => new Promise(() => {}));
+      const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: process.env.SECRET });
+      void (async () => {
+        console.log('answered', (await webhooks.receive({ rawBody: body, headers })).status);
+        await webhooks.close({ timeout: 0.2 });
+        console.log('closed');
+      })();
+    `;
+    const child = fork('-e', [script], { execPath: process.execPath, execArgv: [], env: { ...process.env, SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+    expect(output.trim().split('\n')).toEqual(['answered 503', 'closed']);
+  });
+});
