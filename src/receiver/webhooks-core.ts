@@ -39,7 +39,8 @@ export class WebhooksCore<Bytes extends Uint8Array> {
   /**
    * Runs `handler` for every verified event of the given type(s), its `event`
    * narrowed to that type. Sync or async; the answer waits for it, and a throw
-   * or rejection answers 500 `handler_failed` so MITPO retries.
+   * or rejection answers 500 `handler_failed` so MITPO retries. A function
+   * already registered for a type is not added again (it runs once per delivery).
    *
    * @throws TypeError on an event name this version does not know (use `onAny` for those)
    */
@@ -48,7 +49,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
     return this;
   }
 
-  /** Runs `handler` for every verified event, including types this version does not know. */
+  /** Runs `handler` for every verified event, including types this version does not know; once, however often it is added. */
   onAny(handler: AnyEventHandler<Bytes>): this {
     this.router.onAny(handler);
     return this;

@@ -21,15 +21,18 @@ export class EventRouter {
 
   on(names: unknown, handler: unknown): void {
     assertHandler(handler, 'on');
+    // A function registered again for a name is registered once (as addEventListener): run
+    // twice, one delivery's effect would be applied twice.
     for (const name of namesOf(names, 'on')) {
-      this.byName.set(name, [...(this.byName.get(name) ?? []), handler as Handler]);
+      const current = this.byName.get(name) ?? [];
+      if (!current.includes(handler as Handler)) this.byName.set(name, [...current, handler as Handler]);
     }
     this.forName.clear();
   }
 
   onAny(handler: unknown): void {
     assertHandler(handler, 'onAny');
-    this.anyHandlers = [...this.anyHandlers, handler as AnyEventHandler];
+    if (!this.anyHandlers.includes(handler as AnyEventHandler)) this.anyHandlers = [...this.anyHandlers, handler as AnyEventHandler];
     this.forName.clear();
   }
 

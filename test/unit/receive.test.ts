@@ -196,6 +196,25 @@ describe('receive()', () => {
     expect(calls).toEqual(['b']);
   });
 
+  // Found in a hunt: a function registered twice for one event (or named twice in one list) ran
+  // twice for one delivery, its effect applied twice; one removeListener then took out both.
+  it('runs a function registered twice for an event once per delivery, as addEventListener does', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+    const calls: string[] = [];
+    const handler = (event: { event: string }) => void calls.push(event.event);
+    const any = () => void calls.push('any');
+    webhooks.on('dispatch.failed', handler).on(['dispatch.failed', 'dispatch.failed', 'dispatch.completed'], handler).onAny(any).onAny(any);
+    const failed = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    await webhooks.receive({ rawBody: failed.body, headers: failed.headers });
+    expect(calls.sort()).toEqual(['any', 'dispatch.failed']);
+    calls.length = 0;
+    webhooks.removeListener('dispatch.failed', handler);
+    await webhooks.receive({ rawBody: failed.body, headers: failed.headers });
+    const completed = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: completed.body, headers: completed.headers });
+    expect(calls.sort()).toEqual(['any', 'any', 'dispatch.completed']);
+  });
+
   it('tells onError about each failed handler, sync throws, rejections and non-Error values alike, and answers 500 once', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     const errors: Error[] = [];
