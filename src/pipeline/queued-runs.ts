@@ -303,6 +303,11 @@ export class QueuedRuns {
     try {
       await complete();
     } catch (error) {
+      // One no later attempt can help (the handlers ended the run's transaction): a dead letter now.
+      if (error instanceof FinalDeliveryFailure) {
+        const code = (error as { code?: unknown }).code;
+        throw this.failedRun(error, `a queued delivery cannot be completed (attempt ${ctx.attempt}): ${error.message}`, event, ctx, true, typeof code === 'string' ? code : 'commit_failed');
+      }
       const words = COMPLETION_FAILED[ctx.db === undefined ? 'recorded' : 'committed'][run];
       const failed = new RunFailure('commit_failed', `${words.error}: ${toError(error).message}`, { cause: error });
       throw this.failedRun(failed, words.log(ctx.attempt), event, ctx, lastAttempt);
@@ -314,8 +319,15 @@ export class QueuedRuns {
    * under `code`, told to `onDeadLetter` on the last attempt, and returned to
    * be thrown, so the queue retries it or keeps it as that dead letter.
    */
-  private failedRun(failed: RunFailure, message: string, event: MitpoEvent | UnknownMitpoEvent, ctx: DeliveryContext, lastAttempt: boolean): RunFailure {
-    this.failures.worker('error', { code: failed.code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
+  private failedRun<Failed extends Error>(
+    failed: Failed,
+    message: string,
+    event: MitpoEvent | UnknownMitpoEvent,
+    ctx: DeliveryContext,
+    lastAttempt: boolean,
+    code = (failed as Failed & { code?: string }).code,
+  ): Failed {
+    this.failures.worker('error', { code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
     if (lastAttempt) this.deadLetter(event, ctx, failed);
     return failed;
   }
@@ -369,9 +381,14 @@ class WorkersDied extends FinalDeliveryFailure {
 /** A failed run's outcome, as its span and the deliveries counter record it. */
 function outcomeOf(error: unknown): string {
   if (error instanceof DeferredDelivery) return 'deferred';
-  if (error instanceof RunFailure || error instanceof WebhookVerificationError || error instanceof TamperedDelivery || error instanceof WorkersDied) return error.code;
-  // Refused by the worker's checks: an event past maxEventAge, a schema that refuses it.
-  if (error instanceof FinalDeliveryFailure && error.cause instanceof WebhookVerificationError) return error.cause.code;
+  if (error instanceof RunFailure || error instanceof WebhookVerificationError || error instanceof TamperedDelivery) return error.code;
+  if (error instanceof FinalDeliveryFailure) {
+    // Refused by the worker's checks (an event past maxEventAge, a schema that refuses it), or
+    // a failure of its own code (workers that died, handlers that ended the run's transaction).
+    if (error.cause instanceof WebhookVerificationError) return error.cause.code;
+    const { code } = error as { code?: unknown };
+    if (typeof code === 'string') return code;
+  }
   return 'internal_error';
 }
 

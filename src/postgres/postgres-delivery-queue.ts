@@ -109,6 +109,25 @@ const MIN_IDLE_MS = 100;
  * webhooks.on('dispatch.completed', (event, ctx) => ctx.db!.query('update ...'));
  * webhooks.startWorker({ concurrency: 10 });
  */
+/**
+ * The run's transaction ended under its handlers: only their own COMMIT, ROLLBACK or
+ * END on ctx.db does that (Postgres: no_active_sql_transaction). What they wrote may
+ * then be committed without the done mark, and a retry would write it again: the
+ * delivery is a dead letter now, for an operator to look at, never run again on its own.
+ */
+class TransactionEnded extends FinalDeliveryFailure {
+  override readonly name = 'TransactionEnded';
+  readonly code = 'transaction_ended';
+}
+
+function endedByHandlers(error: unknown): unknown {
+  if ((error as { code?: unknown } | null)?.code !== '25P01') return error;
+  return new TransactionEnded(
+    "The handlers ended the run's transaction on ctx.db (a COMMIT or ROLLBACK of their own): what they wrote may be committed without the done mark, so the delivery is kept as a dead letter and not run again. Handlers must not begin, commit or roll back on ctx.db; use savepoints",
+    { cause: error },
+  );
+}
+
 export class PostgresDeliveryQueue implements DeliveryQueue {
   readonly schema: string;
   readonly attempts: number;
@@ -536,7 +555,9 @@ class PostgresWorker implements DeliveryWorker {
     const complete = async () => {
       // Fails in an aborted transaction, or outside one: a handler that broke or ended the
       // run's transaction through ctx.db fails its run, and the done mark never commits on its own.
-      await client.query('savepoint done_mark');
+      await client.query('savepoint done_mark').catch((error: unknown) => {
+        throw endedByHandlers(error);
+      });
       if (turn !== undefined) {
         await client.query(
           `insert into "${this.schema}".resources (resource, position, keep_until) values ($1, $2, now() + make_interval(secs => $3::double precision / 1000))

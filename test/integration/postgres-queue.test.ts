@@ -1147,19 +1147,33 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
 
   // Found in review: with the done mark no longer behind a statement that fails outside a transaction,
   // a handler that ended the run's transaction had the done mark commit on its own, and its run count as done.
-  it('fails the run of a handler that ended its transaction through ctx.db: the done mark never commits on its own', async () => {
-    const webhooks = receiver({ attempts: 2 });
+  // Found in a hunt: such a run was then retried, and a handler that wraps its work in its own
+  // BEGIN … COMMIT had its writes committed once per attempt (3 rows for attempts: 3), every later
+  // attempt failing at the done mark, and the log said none of its writes were applied.
+  it.each([
+    ['its own BEGIN … COMMIT around its write', ['begin', 'write', 'commit']],
+    ['a COMMIT after its write', ['write', 'commit']],
+    ['a ROLLBACK, then a write outside any transaction', ['rollback', 'write']],
+    ['a ROLLBACK alone', ['rollback']],
+  ])('keeps the run of a handler that ended its transaction through ctx.db (%s) as a dead letter at once: never run again', async (_name, steps) => {
+    const webhooks = receiver({ attempts: 3 });
     const runs: number[] = [];
+    const dead: Array<{ attempt: number; code: unknown }> = [];
     webhooks.onAny(async (_event, ctx) => {
       runs.push(ctx.attempt);
-      await ctx.db!.query('rollback');
+      for (const step of steps) await (step === 'write' ? writeEffect(ctx) : ctx.db!.query(step));
     });
+    webhooks.onDeadLetter((_event, ctx, error) => dead.push({ attempt: ctx.attempt, code: (error as { code?: unknown }).code }));
     webhooks.startWorker();
     const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
     await deliver(webhooks, delivery);
-    await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state !== 'waiting');
-    expect(runs).toEqual([1, 2]);
-    expect(await rowOf(deliveryKeyOf(delivery.body))).toMatchObject({ state: 'dead', started: 2 });
+    await waitFor(async () => (await rowOf(key))?.state !== 'waiting');
+    expect(runs).toEqual([1]);
+    expect(dead).toEqual([{ attempt: 1, code: 'transaction_ended' }]);
+    expect(await rowOf(key)).toMatchObject({ state: 'dead', started: 1 });
+    expect((await rowOf(key))!.errors).toEqual([expect.stringContaining("ended the run's transaction")]);
+    expect(await effects(key)).toBe(steps.includes('write') ? 1 : 0);
   });
 
   // Found in review: a loop between its look and its take when close() came still started a run.

@@ -4,7 +4,7 @@ import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-ho
 import { DataPointType, MeterProvider, MetricReader, type HistogramMetricData, type SumMetricData } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Queue } from 'bullmq';
-import { MitpoWebhooks } from '../../src';
+import { FinalDeliveryFailure, MitpoWebhooks } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import type { QueuedDelivery } from '../../src/queue/delivery-queue';
 import { MemoryDeliveryQueue, signedDelivery } from '../../src/testing';
@@ -371,6 +371,25 @@ describe("a queue worker's telemetry", () => {
       ['dispatch.accepted', 'success', SpanStatusCode.UNSET],
       ['dispatch.failed', 'event_too_old', SpanStatusCode.ERROR],
     ]);
+  });
+
+  it('records a run whose completion no attempt can help under its own code, as ERROR', async () => {
+    /** A queue whose completion fails for good, as Postgres's does when the handlers ended the run's transaction. */
+    class EndedByHandlers extends MemoryDeliveryQueue {
+      override startWorker(...[processor, ...rest]: Parameters<MemoryDeliveryQueue['startWorker']>) {
+        const ended = Object.assign(new FinalDeliveryFailure('the handlers ended the transaction'), { code: 'transaction_ended' });
+        return super.startWorker((run) => processor({ ...run, complete: () => Promise.reject(ended) }), ...rest);
+      }
+    }
+    const queue = new EndedByHandlers({ attempts: 3 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+    webhooks.onAny(() => undefined);
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    await queue.drain();
+    const runs = named('mitpo.webhook.process').map((span) => [span.attributes['mitpo.webhook.outcome'], span.status.code]);
+    expect(runs).toEqual([['transaction_ended', SpanStatusCode.ERROR]]);
   });
 
   async function queuedRun(options: { trace?: 'link' | 'child'; fail?: boolean } = {}) {

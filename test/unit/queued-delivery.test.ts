@@ -1,4 +1,4 @@
-import { MitpoWebhooks, type DeliveryContext, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
+import { FinalDeliveryFailure, MitpoWebhooks, type DeliveryContext, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
 
@@ -18,8 +18,8 @@ class MemoryQueue implements DeliveryQueue {
     return { close: async () => undefined };
   }
   async close() {}
-  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false, exhausted = false) {
-    return this.processor!({ delivery, attempt, lastAttempt, ...(exhausted && { exhausted }) });
+  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false, exhausted = false, complete?: () => Promise<void>) {
+    return this.processor!({ delivery, attempt, lastAttempt, ...(exhausted && { exhausted }), ...(complete && { complete }) });
   }
 }
 
@@ -89,6 +89,17 @@ describe('queued processing, the pipeline side', () => {
     await expect(queue.run(job, 4, true, true)).rejects.toMatchObject({ name: 'WorkersDied', code: 'workers_died' });
     expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'workers_died', message: expect.stringContaining('the workers running it died') }]);
     expect(ran).not.toHaveBeenCalled();
+  });
+
+  it('keeps a run whose completion no attempt can help (a FinalDeliveryFailure) as a dead letter at once, its code told to onDeadLetter', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    const ran = jest.fn();
+    webhooks.onAny(ran);
+    const { job } = await queued(webhooks, queue);
+    const ended = Object.assign(new FinalDeliveryFailure('the handlers ended the transaction'), { code: 'transaction_ended' });
+    await expect(queue.run(job, 1, false, false, () => Promise.reject(ended))).rejects.toBe(ended);
+    expect(ran).toHaveBeenCalledTimes(1);
+    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'transaction_ended', message: 'the handlers ended the transaction' }]);
   });
 
   describe('a worker believes only the signature', () => {
