@@ -32,8 +32,12 @@ export function checkContentType(headers: DeliveryHeaders): void {
   }
 }
 
-/** The declared body length, when the header is one well-formed number. */
+/**
+ * The declared body length, when the header is one well-formed number. One of 16
+ * digits or more is read too (inexactly, past 2^53): any such length is past every
+ * limit, so it is refused 413 rather than taken for no length at all.
+ */
 export function declaredContentLength(headers: DeliveryHeaders): number | undefined {
   const value = headers['content-length'];
-  return typeof value === 'string' && /^[0-9]{1,15}$/.test(value) ? Number(value) : undefined;
+  return typeof value === 'string' && /^[0-9]+$/.test(value) ? Number(value) : undefined;
 }

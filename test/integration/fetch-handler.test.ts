@@ -223,6 +223,18 @@ describe('fetchHandler() specifics', () => {
     expect(await response.json()).toMatchObject({ error: { code: 'body_read_failed' } });
   });
 
+  // Found in a hunt: a Content-Length of 16 digits or more was taken for none, so neither the
+  // size limit nor the length check saw it, and a small signed body behind it was answered 200.
+  it('answers 413 to a Content-Length too long to be a number it reads (16 digits and more), not reading the body', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const request = new Request(URL_, { method: 'POST', headers: { ...headers, 'Content-Length': '99999999999999999' }, body });
+    const response = await webhooks.fetchHandler()(request);
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ error: { code: 'payload_too_large' } });
+    expect(runs).toHaveLength(0);
+  });
+
   it('answers 500 body_already_parsed to a body locked by another reader', async () => {
     const handler = new MitpoWebhooks({ secret: SECRET }).fetchHandler();
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
