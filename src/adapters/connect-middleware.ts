@@ -63,7 +63,7 @@ export function createConnectMiddleware(
       // Only a failure of ours goes to next: a throw from the app's own next (passOn) is
       // the app's, and surfaces as it is rather than as a second call of next.
       .then((outcome) => {
-        if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next, pipeline.shutdown.closing);
+        if (passErrors && outcome.error !== undefined) passOn(req, res, outcome.error, next, pipeline);
         else writeOutcome(req, res, outcome, pipeline.shutdown.closing);
       }, next);
   };
@@ -83,9 +83,40 @@ function writeOutcome(req: IncomingMessage, res: ServerResponse, outcome: Outcom
  * would be reset under the client's next request: the answer closes the
  * connection in both cases, as ours does.
  */
-function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void, closing: boolean): void {
-  if (closesConnection(req, closing) && !res.headersSent) res.setHeader('connection', 'close');
+function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (err?: unknown) => void, pipeline: DeliveryPipeline): void {
+  const closing = pipeline.shutdown.closing;
+  if (closesConnection(req, closing) && !res.headersSent) {
+    res.setHeader('connection', 'close');
+    if (!(req.complete || req.readableEnded)) boundUnreadBody(req, res, pipeline.bodyBounds);
+  }
   next(error);
+}
+
+/**
+ * An error handler that reads the rest of the request before it answers (Express's
+ * default one does) would read a refused body for as long, and as far, as its
+ * sender likes. Until the answer is sent, the body stays under the receiver's own
+ * bounds: past `bodyTimeout`, or past `limit` bytes, the connection is dropped.
+ */
+function boundUnreadBody(req: IncomingMessage, res: ServerResponse, { limit, timeoutMs }: { limit: number; timeoutMs: number }): void {
+  let received = 0;
+  const drop = () => {
+    done();
+    req.socket.destroy();
+  };
+  const counted = (chunk: Buffer) => {
+    received += chunk.byteLength;
+    if (received > limit) drop();
+  };
+  const timer = setTimeout(drop, timeoutMs);
+  const done = () => {
+    clearTimeout(timer);
+    req.off('data', counted);
+    res.off('finish', done).off('close', done);
+  };
+  // Counting makes the request flow: no one is left to read a refused body but a handler that discards it.
+  req.on('data', counted);
+  res.once('finish', done).once('close', done);
 }
 
 function ownsPath(req: IncomingMessage, path: string): boolean {

@@ -45,6 +45,11 @@ export class DeliveryPipeline {
       options.queue === undefined ? undefined : new QueuedRuns(options.queue, this.deadLetters, this.checks, router, this.failures, this.telemetry, this.stale);
   }
 
+  /** The bounds on a body (`limit` bytes, `bodyTimeout`), for an adapter that hands a refusal on before it was read. */
+  get bodyBounds(): { limit: number; timeoutMs: number } {
+    return { limit: this.checks.options.limit, timeoutMs: this.checks.options.bodyTimeoutSeconds * 1000 };
+  }
+
   /**
    * Verifies, then checks for replay and runs the handlers, or (with a queue)
    * queues the delivery for the workers.

@@ -69,6 +69,26 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
     });
   });
 
+  // Found in a hunt: Express's default error handler reads the whole request before it answers,
+  // so a refusal passed on before the body was read held the connection for as long, and read
+  // as much, as the sender chose: bodyTimeout and limit never applied.
+  it.each([
+    // bodyTimeout 0.2 s: only its timer can end this one.
+    ['stalls past bodyTimeout', 0.2, 5],
+    // bodyTimeout 60 s: only the limit can end this one within the test's time.
+    ['goes past the limit', 60, 4096],
+  ])('drops the connection of a refused request whose body %s under Express’s default error handler', async (_name, bodyTimeout, bytes) => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, bodyTimeout, limit: 1024 });
+    await withApp(webhooks, false, async (url) => {
+      const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+      await socket.connected;
+      const head = requestHead(WEBHOOK_PATH, { 'Content-Type': 'application/json', 'X-MITPO-Signature': 'bogus', 'Content-Length': '1000000' });
+      await socket.write(`${head}${'x'.repeat(bytes)}`);
+      await socket.closed;
+      expect(socket.received()).not.toContain('HTTP/1.1 200');
+    });
+  });
+
   it('keeps the connection of a refused request that has all arrived, with nothing left to read', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     await withApp(webhooks, true, async (url) => {
