@@ -158,6 +158,8 @@ export function isDeliveryQueue(value: unknown): value is DeliveryQueue {
 /**
  * A queued delivery that no later attempt can help (a forged or refused
  * delivery): the queue keeps it as a dead letter at once instead of retrying.
+ * A worker run rejects with it, for the queue; thrown by a handler, it is a
+ * failed handler like any other (`handler_failed`), retried up to `attempts`.
  * Its own class, like BullMQ's `UnrecoverableError`, so the contract between
  * the worker and the queue is a type, not a flag patched onto an error.
  */
