@@ -154,7 +154,7 @@ export class QueuedRuns {
    * before any handler: a stale event is skipped, a busy resource defers the run.
    */
   private async runChecked(
-    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete, enqueueHere }: QueuedRun,
+    { delivery, attempt, lastAttempt, storedAs, queuedAt, exhausted, takeTurn, db, complete, undo, enqueueHere }: QueuedRun,
     telemetry: DeliveryTelemetry | undefined,
     onVerified: (event: string) => void = () => undefined,
   ): Promise<'success' | 'stale' | 'queued' | 'duplicate'> {
@@ -229,6 +229,10 @@ export class QueuedRuns {
     const failed = new RunFailure('handler_failed', `${handlerFailed(failures).message}: ${failures.map((failure) => failure.message).join('; ')}`, {
       cause: failures.length === 1 ? failures[0] : new AggregateError(failures),
     });
+    const notUndone = await undoneOrFinal(undo);
+    if (notUndone !== undefined) {
+      throw this.failedRun(notUndone, `a queued delivery's handlers failed, and what they wrote cannot be undone (attempt ${attempt}): ${notUndone.message}`, event, ctx, true);
+    }
     throw this.failedRun(failed, `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt);
   }
 
@@ -376,6 +380,20 @@ class RunFailure extends Error {
 class WorkersDied extends FinalDeliveryFailure {
   override readonly name = 'WorkersDied';
   readonly code = 'workers_died';
+}
+
+/**
+ * The queue's undo of the failed handlers' writes: a FinalDeliveryFailure when it
+ * cannot be made (they ended the run's transaction). Any other failure is the
+ * queue's to deal with as it settles the run (Postgres drops the transaction).
+ */
+async function undoneOrFinal(undo: QueuedRun['undo']): Promise<FinalDeliveryFailure | undefined> {
+  try {
+    await undo?.();
+    return undefined;
+  } catch (error) {
+    return error instanceof FinalDeliveryFailure ? error : undefined;
+  }
 }
 
 /** A failed run's outcome, as its span and the deliveries counter record it. */

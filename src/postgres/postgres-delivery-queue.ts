@@ -589,6 +589,12 @@ class PostgresWorker implements DeliveryWorker {
         takeTurn,
         db: client,
         complete,
+        // The handlers failed: their writes go, unless they ended the transaction themselves.
+        undo: async () => {
+          await client.query('rollback to savepoint handlers').catch((error: unknown) => {
+            throw endedByHandlers(error);
+          });
+        },
         // In this transaction, on this client: a move commits with the done mark, and needs no other client.
         enqueueHere: (delivery, retentionMs) => insertDelivery(client, this.table, delivery, { ...this.inserts, retentionMs }),
       });

@@ -65,6 +65,14 @@ export interface QueuedRun {
    */
   complete?: () => Promise<void>;
   /**
+   * Given by a queue whose runs hold a transaction (the Postgres queue): undoes
+   * what the handlers wrote, called when they failed. A rejection with
+   * {@link FinalDeliveryFailure} says it cannot (the handlers ended the
+   * transaction themselves, and what they wrote may stand): the run is then a
+   * dead letter at once, since a retry would write it again.
+   */
+  undo?: () => Promise<void>;
+  /**
    * Given by a queue whose runs hold a transaction (the Postgres queue): queues
    * a delivery in it, through the run's own connection, so that it commits
    * with the run's completion or not at all. Used to move a kept refused

@@ -1155,13 +1155,18 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     ['a COMMIT after its write', ['write', 'commit']],
     ['a ROLLBACK, then a write outside any transaction', ['rollback', 'write']],
     ['a ROLLBACK alone', ['rollback']],
+    ['its own BEGIN … COMMIT, then a throw', ['begin', 'write', 'commit', 'throw']],
+    ['a ROLLBACK, a write outside any transaction, then a throw', ['rollback', 'write', 'throw']],
   ])('keeps the run of a handler that ended its transaction through ctx.db (%s) as a dead letter at once: never run again', async (_name, steps) => {
     const webhooks = receiver({ attempts: 3 });
     const runs: number[] = [];
     const dead: Array<{ attempt: number; code: unknown }> = [];
     webhooks.onAny(async (_event, ctx) => {
       runs.push(ctx.attempt);
-      for (const step of steps) await (step === 'write' ? writeEffect(ctx) : ctx.db!.query(step));
+      for (const step of steps) {
+        if (step === 'throw') throw new Error('a later step failed');
+        await (step === 'write' ? writeEffect(ctx) : ctx.db!.query(step));
+      }
     });
     webhooks.onDeadLetter((_event, ctx, error) => dead.push({ attempt: ctx.attempt, code: (error as { code?: unknown }).code }));
     webhooks.startWorker();

@@ -1,4 +1,4 @@
-import { FinalDeliveryFailure, MitpoWebhooks, type DeliveryContext, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor } from '../../src';
+import { FinalDeliveryFailure, MitpoWebhooks, type DeliveryContext, type DeliveryQueue, type QueuedDelivery, type QueuedDeliveryProcessor, type QueuedRun } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
 
@@ -18,8 +18,8 @@ class MemoryQueue implements DeliveryQueue {
     return { close: async () => undefined };
   }
   async close() {}
-  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false, exhausted = false, complete?: () => Promise<void>) {
-    return this.processor!({ delivery, attempt, lastAttempt, ...(exhausted && { exhausted }), ...(complete && { complete }) });
+  run(delivery: QueuedDelivery, attempt = 1, lastAttempt = false, exhausted = false, hooks: Pick<QueuedRun, 'complete' | 'undo'> = {}) {
+    return this.processor!({ delivery, attempt, lastAttempt, ...(exhausted && { exhausted }), ...hooks });
   }
 }
 
@@ -97,8 +97,23 @@ describe('queued processing, the pipeline side', () => {
     webhooks.onAny(ran);
     const { job } = await queued(webhooks, queue);
     const ended = Object.assign(new FinalDeliveryFailure('the handlers ended the transaction'), { code: 'transaction_ended' });
-    await expect(queue.run(job, 1, false, false, () => Promise.reject(ended))).rejects.toBe(ended);
+    await expect(queue.run(job, 1, false, false, { complete: () => Promise.reject(ended) })).rejects.toBe(ended);
     expect(ran).toHaveBeenCalledTimes(1);
+    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'transaction_ended', message: 'the handlers ended the transaction' }]);
+  });
+
+  it('undoes the writes of failed handlers through the queue, and keeps the run as a dead letter at once when they cannot be undone', async () => {
+    const { queue, webhooks, deadLetters } = setUp();
+    webhooks.onAny(() => {
+      throw new Error('a later step failed');
+    });
+    const { job } = await queued(webhooks, queue);
+    const undo = jest.fn(() => Promise.resolve());
+    await expect(queue.run(job, 1, false, false, { undo })).rejects.toMatchObject({ code: 'handler_failed' });
+    expect(undo).toHaveBeenCalledTimes(1);
+    expect(deadLetters).toEqual([]);
+    const ended = Object.assign(new FinalDeliveryFailure('the handlers ended the transaction'), { code: 'transaction_ended' });
+    await expect(queue.run(job, 2, false, false, { undo: () => Promise.reject(ended) })).rejects.toBe(ended);
     expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'transaction_ended', message: 'the handlers ended the transaction' }]);
   });
 
