@@ -95,27 +95,34 @@ function passOn(req: IncomingMessage, res: ServerResponse, error: Error, next: (
 /**
  * An error handler that reads the rest of the request before it answers (Express's
  * default one does) would read a refused body for as long, and as far, as its
- * sender likes. Until the answer is sent, the body stays under the receiver's own
- * bounds: past `bodyTimeout`, or past `limit` bytes, the connection is dropped.
+ * sender likes. From when someone starts reading it until it ends or the answer
+ * is sent, the body stays under the receiver's own bounds: past `bodyTimeout`, or
+ * past `limit` bytes, the connection is dropped. Nothing is read here: a handler
+ * that answers without reading, however slowly, is left alone.
  */
 function boundUnreadBody(req: IncomingMessage, res: ServerResponse, { limit, timeoutMs }: { limit: number; timeoutMs: number }): void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let received = 0;
   const drop = () => {
     done();
     req.socket.destroy();
   };
-  const counted = (chunk: Buffer) => {
-    received += chunk.byteLength;
+  const counted = (chunk: Buffer | string) => {
+    received += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
     if (received > limit) drop();
   };
-  const timer = setTimeout(drop, timeoutMs);
+  // 'resume' comes before the first chunk flows, whoever reads: a listener added here misses nothing.
+  const reading = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(drop, timeoutMs);
+    req.on('data', counted);
+  };
   const done = () => {
     clearTimeout(timer);
-    req.off('data', counted);
+    req.off('resume', reading).off('data', counted).off('end', done);
     res.off('finish', done).off('close', done);
   };
-  // Counting makes the request flow: no one is left to read a refused body but a handler that discards it.
-  req.on('data', counted);
+  req.on('resume', reading).once('end', done);
   res.once('finish', done).once('close', done);
 }
 

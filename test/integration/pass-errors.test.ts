@@ -89,6 +89,68 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
     });
   });
 
+  /** An app whose error handler is `errorHandler`, with the middleware at WEBHOOK_PATH. */
+  async function withErrorHandler(webhooks: MitpoWebhooks, errorHandler: express5.ErrorRequestHandler, run: (url: string) => Promise<void>) {
+    const app = express();
+    app.all(WEBHOOK_PATH, webhooks.middleware({ passErrors: true }));
+    app.use(errorHandler);
+    const server = await listen(http.createServer(app));
+    try {
+      await run(server.url);
+    } finally {
+      await server.close();
+    }
+  }
+
+  // Found in review of the bound above: its timer ran from the hand-off, not from a read of the
+  // body, so an error handler slower than bodyTimeout lost its answer though the body had all come.
+  it('leaves an error handler that answers without reading the body alone, however slow', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, bodyTimeout: 0.1 });
+    await withErrorHandler(
+      webhooks,
+      (err: WebhookVerificationError, _req, res, _next) => {
+        // The app's own slow work (an audit call): three times bodyTimeout.
+        setTimeout(() => res.status(err.status).json({ code: err.code }), 300);
+      },
+      async (url) => {
+        const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+        await socket.connected;
+        await socket.write(`${requestHead(WEBHOOK_PATH, { 'Content-Type': 'application/json', 'X-MITPO-Signature': 'bogus', 'Content-Length': '10' })}12345`);
+        await socket.write('67890');
+        expect(await socket.status()).toBe(400);
+        socket.destroy();
+      },
+    );
+  });
+
+  // Found in review of the bound above: counting put the request in flowing mode at once, so what
+  // came before an error handler began to read the body itself was lost to it.
+  it('loses nothing of the body to an error handler that reads it itself', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const reading = deferred();
+    await withErrorHandler(
+      webhooks,
+      (err: WebhookVerificationError, req, res, _next) => {
+        setImmediate(() => {
+          const chunks: Buffer[] = [];
+          req.on('data', (chunk: Buffer) => chunks.push(chunk));
+          req.on('end', () => res.status(err.status).json({ code: err.code, read: Buffer.concat(chunks).toString() }));
+          reading.resolve();
+        });
+      },
+      async (url) => {
+        const socket = rawSocket(`${url}${WEBHOOK_PATH}`);
+        await socket.connected;
+        await socket.write(`${requestHead(WEBHOOK_PATH, { 'Content-Type': 'application/json', 'X-MITPO-Signature': 'bogus', 'Content-Length': '10' })}12345`);
+        await reading.promise;
+        await socket.write('67890');
+        expect(await socket.status()).toBe(400);
+        await socket.closed;
+        expect(socket.received()).toContain('"read":"1234567890"');
+      },
+    );
+  });
+
   it('keeps the connection of a refused request that has all arrived, with nothing left to read', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     await withApp(webhooks, true, async (url) => {
