@@ -86,8 +86,12 @@ export class Shutdown {
       // Those that gave up are released and answered 503 now; their release reaches
       // the store before the connections close (bounded, as a store call may hang).
       if (this.running > 0) await this.drainedWithin(SETTLE_AFTER_DEADLINE_MS);
-      await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
-      clearTimeout(timer);
+      try {
+        await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
+      } finally {
+        // Also when a queue's close failed: a close() that has settled holds the process no longer.
+        clearTimeout(timer);
+      }
       this.reachDeadline();
     })();
     return this.closed;

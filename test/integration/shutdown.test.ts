@@ -278,4 +278,25 @@ describe('close() in a process with nothing else to keep it alive', () => {
     expect(code).toBe(0);
     expect(output.trim().split('\n')).toEqual(['answered 503', 'closed']);
   });
+
+  // Found in review of the fix above: when closing the queue failed, close() rejected but its
+  // deadline's timer stayed, and held the process for the rest of the timeout.
+  it('holds the process no longer once it rejected (a queue whose close fails)', async () => {
+    const script = `
+      const { MitpoWebhooks } = require(${JSON.stringify(path.join(__dirname, '../../dist/index.js'))});
+      const queue = { enqueue: async () => 'queued', startWorker: () => ({ close: async () => undefined }), close: async () => { throw new Error('the queue could not close'); } };
+      const webhooks = new MitpoWebhooks({ secret: process.env.SECRET, queue });
+      webhooks.close({ timeout: 600 }).catch((error) => console.log('rejected:', error.message));
+    `;
+    const child = fork('-e', [script], { execPath: process.execPath, execArgv: [], env: { ...process.env, SECRET }, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      // With the timer held, this exit would come after 600 s, long past the test's own timeout.
+      expect(await new Promise<number | null>((resolve) => child.once('exit', resolve))).toBe(0);
+      expect(output.trim()).toBe('rejected: the queue could not close');
+    } finally {
+      child.kill();
+    }
+  });
 });
