@@ -231,7 +231,10 @@ export class QueuedRuns {
     });
     const notUndone = await undoneOrFinal(undo);
     if (notUndone !== undefined) {
-      throw this.failedRun(notUndone, `a queued delivery's handlers failed, and what they wrote cannot be undone (attempt ${attempt}): ${notUndone.message}`, event, ctx, true);
+      // Why it cannot be undone, and why the handlers failed, kept together: both are the operator's to see.
+      const code = (notUndone as { code?: unknown }).code;
+      const dead = new CannotUndo(typeof code === 'string' ? code : 'handler_failed', `${notUndone.message}. ${failed.message}`, { cause: failed.cause });
+      throw this.failedRun(dead, `a queued delivery's handlers failed, and what they wrote cannot be undone (attempt ${attempt})`, event, ctx, true);
     }
     throw this.failedRun(failed, `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt);
   }
@@ -373,6 +376,19 @@ class RunFailure extends Error {
   /** Our side's failure `error` (the queue's, an `ordering.key`'s), its message kept. */
   static of(code: string, error: unknown): RunFailure {
     return new RunFailure(code, toError(error).message, { cause: error });
+  }
+}
+
+/** Failed handlers whose writes the queue could not undo: a dead letter at once, their own errors under `cause`. */
+class CannotUndo extends FinalDeliveryFailure {
+  override readonly name = 'CannotUndo';
+
+  constructor(
+    readonly code: string,
+    message: string,
+    options: ErrorOptions,
+  ) {
+    super(message, options);
   }
 }
 

@@ -1178,6 +1178,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(dead).toEqual([{ attempt: 1, code: 'transaction_ended' }]);
     expect(await rowOf(key)).toMatchObject({ state: 'dead', started: 1 });
     expect((await rowOf(key))!.errors).toEqual([expect.stringContaining("ended the run's transaction")]);
+    // Found in review: the handlers' own error was dropped, so no one could see why the run failed.
+    if (steps.includes('throw')) expect((await rowOf(key))!.errors).toEqual([expect.stringContaining('a later step failed')]);
     expect(await effects(key)).toBe(steps.includes('write') ? 1 : 0);
   });
 

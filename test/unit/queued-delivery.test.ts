@@ -113,8 +113,14 @@ describe('queued processing, the pipeline side', () => {
     expect(undo).toHaveBeenCalledTimes(1);
     expect(deadLetters).toEqual([]);
     const ended = Object.assign(new FinalDeliveryFailure('the handlers ended the transaction'), { code: 'transaction_ended' });
-    await expect(queue.run(job, 2, false, false, { undo: () => Promise.reject(ended) })).rejects.toBe(ended);
-    expect(deadLetters).toEqual([{ event: 'dispatch.completed', code: 'transaction_ended', message: 'the handlers ended the transaction' }]);
+    const dead = queue.run(job, 2, false, false, { undo: () => Promise.reject(ended) });
+    await expect(dead).rejects.toBeInstanceOf(FinalDeliveryFailure);
+    // The handlers' own errors are kept with it, as for any handler_failed run.
+    const error = (await dead.catch((e: unknown) => e)) as Error;
+    expect((error.cause as Error).message).toBe('a later step failed');
+    expect(deadLetters).toEqual([
+      { event: 'dispatch.completed', code: 'transaction_ended', message: expect.stringMatching(/^the handlers ended the transaction.*a later step failed/) },
+    ]);
   });
 
   describe('a worker believes only the signature', () => {
