@@ -111,19 +111,28 @@ function boundUnreadBody(req: IncomingMessage, res: ServerResponse, { limit, tim
     received += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
     if (received > limit) drop();
   };
-  // 'resume' comes before the first chunk flows, whoever reads: a listener added here misses nothing.
   const reading = () => {
     if (timer !== undefined) return;
     timer = setTimeout(drop, timeoutMs);
+    // Flowing, or read() by a 'readable' listener already there: either way a 'data'
+    // listener sees each chunk as it is read, and changes nothing in how it is read.
     req.on('data', counted);
+  };
+  // A read begins one of three ways: the request flows already (a middleware before us
+  // listens to 'data'); it is resumed ('resume' comes before the first chunk flows: pipe,
+  // resume(), on('data')); or a 'readable' listener read()s it (async iteration). That
+  // listener is not added yet when told of: counting starts once it is.
+  const readableAdded = (event: string | symbol) => {
+    if (event === 'readable') queueMicrotask(reading);
   };
   const done = () => {
     clearTimeout(timer);
-    req.off('resume', reading).off('data', counted).off('end', done);
+    req.off('resume', reading).off('newListener', readableAdded).off('data', counted).off('end', done);
     res.off('finish', done).off('close', done);
   };
-  req.on('resume', reading).once('end', done);
+  req.on('resume', reading).on('newListener', readableAdded).once('end', done);
   res.once('finish', done).once('close', done);
+  if (req.readableFlowing === true || req.listenerCount('readable') > 0) reading();
 }
 
 function ownsPath(req: IncomingMessage, path: string): boolean {

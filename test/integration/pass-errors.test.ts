@@ -151,6 +151,45 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('middlewa
     );
   });
 
+  // Found in a second review: a read that never emits 'resume' went unbounded: async iteration
+  // (a 'readable' listener and read()), and a request already flowing before the middleware.
+  it.each([
+    [
+      'reads it by async iteration',
+      (app: ReturnType<typeof express>) => app,
+      // Four parameters: Express takes a function for an error handler by its arity.
+      (async (err: WebhookVerificationError, req: express5.Request, res: express5.Response, _next: express5.NextFunction) => {
+        try {
+          for await (const _chunk of req) void _chunk;
+        } catch {
+          return; // The connection was dropped under the read: nothing is left to answer.
+        }
+        res.status(err.status).json({ code: err.code });
+      }) as express5.ErrorRequestHandler,
+    ],
+    [
+      'is Express’s default one, the request flowing already (a middleware before counts its bytes)',
+      (app: ReturnType<typeof express>) => app.use((req, _res, next) => void (req.on('data', () => undefined), next())),
+      undefined,
+    ],
+  ])('bounds a refused body that an error handler %s', async (_name, before, errorHandler) => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, bodyTimeout: 0.2 });
+    const app = express();
+    before(app);
+    app.all(WEBHOOK_PATH, webhooks.middleware({ passErrors: true }));
+    if (errorHandler !== undefined) app.use(errorHandler);
+    const server = await listen(http.createServer(app));
+    try {
+      const socket = rawSocket(`${server.url}${WEBHOOK_PATH}`);
+      await socket.connected;
+      await socket.write(`${requestHead(WEBHOOK_PATH, { 'Content-Type': 'application/json', 'X-MITPO-Signature': 'bogus', 'Content-Length': '1000000' })}12345`);
+      await socket.closed;
+      expect(socket.received()).not.toContain('HTTP/1.1 200');
+    } finally {
+      await server.close();
+    }
+  });
+
   it('keeps the connection of a refused request that has all arrived, with nothing left to read', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
     await withApp(webhooks, true, async (url) => {
