@@ -233,7 +233,9 @@ export class QueuedRuns {
     if (notUndone !== undefined) {
       // Why it cannot be undone, and why the handlers failed, kept together: both are the operator's to see.
       const code = (notUndone as { code?: unknown }).code;
-      const dead = new CannotUndo(typeof code === 'string' ? code : 'handler_failed', `${notUndone.message}. ${failed.message}`, { cause: failed.cause });
+      const dead = new CannotUndo(typeof code === 'string' ? code : 'handler_failed', `${notUndone.message}. The handlers' errors: ${failures.map((failure) => failure.message).join('; ')}`, {
+        cause: failed.cause,
+      });
       throw this.failedRun(dead, `a queued delivery's handlers failed, and what they wrote cannot be undone (attempt ${attempt})`, event, ctx, true);
     }
     throw this.failedRun(failed, `a queued delivery's handlers failed (attempt ${attempt})`, event, ctx, lastAttempt);

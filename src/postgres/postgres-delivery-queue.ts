@@ -120,10 +120,11 @@ class TransactionEnded extends FinalDeliveryFailure {
   readonly code = 'transaction_ended';
 }
 
-function endedByHandlers(error: unknown): unknown {
-  if ((error as { code?: unknown } | null)?.code !== '25P01') return error;
+function endedByHandlers(error: unknown, savepointGone = false): unknown {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== '25P01' && !(savepointGone && code === '3B001')) return error;
   return new TransactionEnded(
-    "The handlers ended the run's transaction on ctx.db (a COMMIT or ROLLBACK of their own): what they wrote may be committed without the done mark, so the delivery is kept as a dead letter and not run again. Handlers must not begin, commit or roll back on ctx.db; use savepoints",
+    "The handlers ended the run's transaction on ctx.db (a COMMIT or ROLLBACK of their own) or released its savepoint: what they wrote may be committed without the done mark, so the delivery is kept as a dead letter and not run again. Handlers must not begin, commit or roll back on ctx.db; use savepoints of their own",
     { cause: error },
   );
 }
@@ -591,8 +592,10 @@ class PostgresWorker implements DeliveryWorker {
         complete,
         // The handlers failed: their writes go, unless they ended the transaction themselves.
         undo: async () => {
+          // The savepoint gone (3B001) means the same: a COMMIT then a BEGIN of their own
+          // leaves a new transaction without it, and the writes before it committed.
           await client.query('rollback to savepoint handlers').catch((error: unknown) => {
-            throw endedByHandlers(error);
+            throw endedByHandlers(error, true);
           });
         },
         // In this transaction, on this client: a move commits with the done mark, and needs no other client.

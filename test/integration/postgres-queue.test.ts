@@ -1157,6 +1157,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     ['a ROLLBACK alone', ['rollback']],
     ['its own BEGIN … COMMIT, then a throw', ['begin', 'write', 'commit', 'throw']],
     ['a ROLLBACK, a write outside any transaction, then a throw', ['rollback', 'write', 'throw']],
+    // Found in a second review: the new transaction has no savepoint to roll back to (3B001, not 25P01).
+    ['a COMMIT after its write, a BEGIN, then a throw', ['write', 'commit', 'begin', 'throw']],
   ])('keeps the run of a handler that ended its transaction through ctx.db (%s) as a dead letter at once: never run again', async (_name, steps) => {
     const webhooks = receiver({ attempts: 3 });
     const runs: number[] = [];
