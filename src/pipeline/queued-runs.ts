@@ -232,8 +232,7 @@ export class QueuedRuns {
     const notUndone = await undoneOrFinal(undo);
     if (notUndone !== undefined) {
       // Why it cannot be undone, and why the handlers failed, kept together: both are the operator's to see.
-      const code = (notUndone as { code?: unknown }).code;
-      const dead = new CannotUndo(typeof code === 'string' ? code : 'handler_failed', `${notUndone.message}. The handlers' errors: ${failures.map((failure) => failure.message).join('; ')}`, {
+      const dead = new CannotUndo(codeOf(notUndone) ?? 'handler_failed', `${notUndone.message}. The handlers' errors: ${failures.map((failure) => failure.message).join('; ')}`, {
         cause: failed.cause,
       });
       throw this.failedRun(dead, `a queued delivery's handlers failed, and what they wrote cannot be undone (attempt ${attempt})`, event, ctx, true);
@@ -314,8 +313,7 @@ export class QueuedRuns {
     } catch (error) {
       // One no later attempt can help (the handlers ended the run's transaction): a dead letter now.
       if (error instanceof FinalDeliveryFailure) {
-        const code = (error as { code?: unknown }).code;
-        throw this.failedRun(error, `a queued delivery cannot be completed (attempt ${ctx.attempt}): ${error.message}`, event, ctx, true, typeof code === 'string' ? code : 'commit_failed');
+        throw this.failedRun(error, `a queued delivery cannot be completed (attempt ${ctx.attempt}): ${error.message}`, event, ctx, true, codeOf(error) ?? 'commit_failed');
       }
       const words = COMPLETION_FAILED[ctx.db === undefined ? 'recorded' : 'committed'][run];
       const failed = new RunFailure('commit_failed', `${words.error}: ${toError(error).message}`, { cause: error });
@@ -334,7 +332,7 @@ export class QueuedRuns {
     event: MitpoEvent | UnknownMitpoEvent,
     ctx: DeliveryContext,
     lastAttempt: boolean,
-    code = (failed as Failed & { code?: string }).code,
+    code = codeOf(failed),
   ): Failed {
     this.failures.worker('error', { code, event: event.event, deliveryKey: ctx.deliveryKey, attempt: ctx.attempt, err: failed }, `mitpo-webhooks: ${message}`);
     if (lastAttempt) this.deadLetter(event, ctx, failed);
@@ -414,6 +412,12 @@ async function undoneOrFinal(undo: QueuedRun['undo']): Promise<FinalDeliveryFail
   }
 }
 
+/** The stable code a failure carries, when it carries one (ours do; a queue's own may not). */
+function codeOf(error: Error): string | undefined {
+  const { code } = error as { code?: unknown };
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** A failed run's outcome, as its span and the deliveries counter record it. */
 function outcomeOf(error: unknown): string {
   if (error instanceof DeferredDelivery) return 'deferred';
@@ -422,8 +426,8 @@ function outcomeOf(error: unknown): string {
     // Refused by the worker's checks (an event past maxEventAge, a schema that refuses it), or
     // a failure of its own code (workers that died, handlers that ended the run's transaction).
     if (error.cause instanceof WebhookVerificationError) return error.cause.code;
-    const { code } = error as { code?: unknown };
-    if (typeof code === 'string') return code;
+    const code = codeOf(error);
+    if (code !== undefined) return code;
   }
   return 'internal_error';
 }

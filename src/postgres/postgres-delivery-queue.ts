@@ -94,22 +94,6 @@ const MIN_STATEMENT_TIMEOUT_MS = 10_000;
 const MIN_IDLE_MS = 100;
 
 /**
- * Durable processing in the app's own Postgres, exactly once for what handlers
- * write through `ctx.db`. The receiver inserts each verified delivery into an
- * inbox table and answers once the insert committed; a worker takes one with
- * `FOR UPDATE SKIP LOCKED`, runs its handlers inside a transaction, and marks it
- * done (with `ordering`'s applied position) in that same transaction. A worker
- * killed mid-handler, a failed handler or a lost connection rolls all of it
- * back, and the retry starts clean.
- *
- * @example
- * const queue = new PostgresDeliveryQueue({ pool, schema: 'mitpo_webhooks' });
- * await queue.migrate();
- * const webhooks = new MitpoWebhooks({ secret, queue, ordering: true });
- * webhooks.on('dispatch.completed', (event, ctx) => ctx.db!.query('update ...'));
- * webhooks.startWorker({ concurrency: 10 });
- */
-/**
  * The run's transaction ended under its handlers: only their own COMMIT, ROLLBACK or
  * END on ctx.db does that (Postgres: no_active_sql_transaction). What they wrote may
  * then be committed without the done mark, and a retry would write it again: the
@@ -129,6 +113,22 @@ function endedByHandlers(error: unknown, savepointGone = false): unknown {
   );
 }
 
+/**
+ * Durable processing in the app's own Postgres, exactly once for what handlers
+ * write through `ctx.db`. The receiver inserts each verified delivery into an
+ * inbox table and answers once the insert committed; a worker takes one with
+ * `FOR UPDATE SKIP LOCKED`, runs its handlers inside a transaction, and marks it
+ * done (with `ordering`'s applied position) in that same transaction. A worker
+ * killed mid-handler, a failed handler or a lost connection rolls all of it
+ * back, and the retry starts clean.
+ *
+ * @example
+ * const queue = new PostgresDeliveryQueue({ pool, schema: 'mitpo_webhooks' });
+ * await queue.migrate();
+ * const webhooks = new MitpoWebhooks({ secret, queue, ordering: true });
+ * webhooks.on('dispatch.completed', (event, ctx) => ctx.db!.query('update ...'));
+ * webhooks.startWorker({ concurrency: 10 });
+ */
 export class PostgresDeliveryQueue implements DeliveryQueue {
   readonly schema: string;
   readonly attempts: number;
@@ -553,6 +553,8 @@ class PostgresWorker implements DeliveryWorker {
     // The done mark and the applied position, committed with the handlers' writes.
     let commitSent = false;
     let committed = false;
+    // Set by undo(): the handlers' writes are rolled back already, and need not be again below.
+    let rolledBack = false;
     const complete = async () => {
       // Fails in an aborted transaction, or outside one: a handler that broke or ended the
       // run's transaction through ctx.db fails its run, and the done mark never commits on its own.
@@ -597,6 +599,7 @@ class PostgresWorker implements DeliveryWorker {
           await client.query('rollback to savepoint handlers').catch((error: unknown) => {
             throw endedByHandlers(error, true);
           });
+          rolledBack = true;
         },
         // In this transaction, on this client: a move commits with the done mark, and needs no other client.
         enqueueHere: (delivery, retentionMs) => insertDelivery(client, this.table, delivery, { ...this.inserts, retentionMs }),
@@ -609,7 +612,7 @@ class PostgresWorker implements DeliveryWorker {
     }
     // The handlers' writes (and a done mark that failed) are undone, and the row's lock, taken
     // before the savepoint, is kept: no other worker takes the row before the outcome commits.
-    const undone = !commitSent && (await client.query('rollback to savepoint handlers').then(() => true, () => false));
+    const undone = !commitSent && (rolledBack || (await client.query('rollback to savepoint handlers').then(() => true, () => false)));
     if (!undone) {
       // The transaction is over (its COMMIT failed, or a handler ended it), and its lock with
       // it: the outcome is recorded in a new one, only if no other worker took the row meanwhile.
