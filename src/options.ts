@@ -210,7 +210,8 @@ function logger(value: unknown): WebhookLogger | undefined {
 }
 
 function clock(value: unknown): () => number {
-  return optionalFunction<() => number>(value, 'now', '() => milliseconds since the epoch') ?? Date.now;
+  // Read at each call, not taken once: a test's fake Date (jest.useFakeTimers) replaces Date.now after the receiver was built.
+  return optionalFunction<() => number>(value, 'now', '() => milliseconds since the epoch') ?? (() => Date.now());
 }
 
 function optionalFunction<F>(value: unknown, name: string, shape: string): F | undefined {

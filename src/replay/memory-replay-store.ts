@@ -76,7 +76,8 @@ export class MemoryReplayStore implements ReplayStore {
     this.held = new Holds();
     this.applied = new OldestFirst();
     this.turns = new Holds();
-    const now = options.now ?? Date.now;
+    // Read at each call: a test's fake Date replaces Date.now after the store was built.
+    const now = options.now ?? (() => Date.now());
     if (typeof now !== 'function') throw new TypeError('mitpo-webhooks: MemoryReplayStore now must be a function returning milliseconds since the epoch');
     this.now = now;
   }

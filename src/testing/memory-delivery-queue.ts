@@ -40,6 +40,8 @@ interface Job {
   attempts: number;
   /** How long a handled delivery answers its replays as duplicates. */
   retentionMs: number;
+  /** When the queue took it (ms since the epoch), as BullMQ's job timestamp: what the receive time is checked against. */
+  queuedAt: number;
   /** For a completed job: until when its key answers replays as duplicates (ms since the epoch). */
   keptUntil?: number;
   /** For a delayed job: when it is due again. */
@@ -92,7 +94,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       return Promise.resolve(other ? 'collision' : 'duplicate');
     }
     // A delivery the schema refused waits too: the worker refuses it again and reports the dead letter, as on BullMQ.
-    const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs };
+    const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs, queuedAt: Date.now() };
     this.jobs.set(delivery.deliveryKey, job);
     return Promise.resolve('queued');
   }
@@ -159,7 +161,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       return Promise.resolve('taken');
     };
     try {
-      await processor({ delivery: job.delivery, attempt, lastAttempt: attempt >= this.attempts, takeTurn });
+      await processor({ delivery: job.delivery, queuedAt: job.queuedAt, attempt, lastAttempt: attempt >= this.attempts, takeTurn });
       job.state = 'completed';
       job.keptUntil = Date.now() + job.retentionMs;
       if (turn !== undefined && !((this.applied.get(turn.resource) ?? -Infinity) > turn.position)) this.applied.set(turn.resource, turn.position);

@@ -26,6 +26,23 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     expect(queue.deadLetters()).toEqual([]);
   });
 
+  // Found by a hunt: the queue did not say when it took the delivery, so a drain more than
+  // ten minutes after the receipt told the handlers the drain's time as ctx.receivedAt.
+  it('tells the handlers when the delivery was received, however long before the drain', async () => {
+    jest.useFakeTimers({ now: new Date('2026-03-01T00:00:00Z') });
+    try {
+      const { queue, webhooks, receive } = queued();
+      const received: Date[] = [];
+      webhooks.on('dispatch.completed', (_event, ctx) => void received.push(ctx.receivedAt));
+      await receive();
+      jest.setSystemTime(new Date('2026-03-01T00:15:00Z'));
+      await queue.drain();
+      expect(received).toEqual([new Date('2026-03-01T00:00:00Z')]);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('answers a copy duplicate while queued and once handled, and runs it once', async () => {
     const { queue, webhooks, receive } = queued();
     let runs = 0;
