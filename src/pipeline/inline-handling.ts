@@ -40,6 +40,8 @@ export class InlineHandling {
             (message, error, trace) => failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
             (start) => platform.detached(start),
           );
+    // Registered for good: reached once, at the deadline or at the end of close().
+    if (this.claims !== undefined) shutdown.onDeadline(() => this.claims!.stop());
   }
 
   /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
@@ -136,18 +138,26 @@ export class InlineHandling {
     });
   }
 
-  /** A store failure here is logged, never answered: a failed complete() still answers 200, since the handlers did succeed. */
+  /**
+   * A store failure here is logged, never answered: a failed complete() still answers 200,
+   * since the handlers did succeed, and is tried again in the background until it lands.
+   */
   private async settle(claim: Claim<DeliveryTrace>, failures: readonly Error[], trace: DeliveryTrace): Promise<void> {
     try {
       if (failures.length > 0) await this.claims!.release(claim);
       else await this.claims!.complete(claim, this.options.retentionMs);
     } catch (error) {
-      this.failures.storeTrouble(
-        failures.length > 0
-          ? 'mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses'
-          : 'mitpo-webhooks: the replay store could not mark a handled delivery as done; a replay after the in-flight TTL would run it again',
-        error,
-        trace,
+      if (failures.length > 0) {
+        this.failures.storeTrouble('mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses', error, trace);
+        return;
+      }
+      this.failures.storeTrouble('mitpo-webhooks: the replay store could not mark a handled delivery as done; trying again in the background', error, trace);
+      this.claims!.completeLater(claim, this.options.retentionMs, (lastError) =>
+        this.failures.storeTrouble(
+          'mitpo-webhooks: the replay store could not mark a handled delivery as done within the in-flight TTL; a replay after it would run it again',
+          lastError,
+          trace,
+        ),
       );
     }
   }

@@ -2,6 +2,10 @@ import { LiveList, type LiveEntry } from '../live-list';
 import type { EventOrder } from '../ordering/event-order';
 import type { OrderedClaimResult, ReplayStore } from './replay-store';
 
+/** A failed completion is tried again after 100 ms, then twice as long each time, up to 5 s apart. */
+const COMPLETE_RETRY_FIRST_MS = 100;
+const COMPLETE_RETRY_MAX_MS = 5000;
+
 /** Told when the store fails after a claim was taken; such a failure never changes the answer. */
 export type ClaimTrouble<Owner> = (message: string, error: unknown, owner: Owner) => void;
 
@@ -36,6 +40,9 @@ export class Claims<Owner> {
   private taken = 0;
   private readonly live = new LiveList<Claim<Owner>>();
   private renewal: ReturnType<typeof setInterval> | undefined;
+  /** Completions the store failed, each to be tried once more now (see `completeLater`). */
+  private readonly owed = new Set<() => void>();
+  private stopped = false;
 
   constructor(
     private readonly store: ReplayStore,
@@ -60,7 +67,7 @@ export class Claims<Owner> {
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
     const claim: Claim<Owner> = { key, owner, token, order, live: undefined };
     claim.live = this.live.add(claim);
-    this.renewal ??= this.detached(() => this.startRenewal());
+    if (!this.stopped) this.renewal ??= this.detached(() => this.startRenewal());
     return claim;
   }
 
@@ -75,6 +82,59 @@ export class Claims<Owner> {
     return claim.order === undefined
       ? this.store.complete(claim.key, retentionMs, claim.token)
       : this.store.completeInOrder!(claim.key, claim.order, retentionMs, retentionMs, claim.token);
+  }
+
+  /**
+   * A completion the store failed (a connection lost for a moment, a failover):
+   * tried again in the background, the claim listed (and renewed) meanwhile. The
+   * handlers succeeded and were answered 200, so MITPO will not retry: a replay
+   * is 409 until the completion lands and a duplicate after, never a second run,
+   * and with `ordering` the event's position is recorded, so an older event of
+   * its resource is still stale. After `inFlightTtl` of failures, or at `stop()`
+   * after one last try, it gives up and leaves the claim to lapse; `gaveUp` is told.
+   */
+  completeLater(claim: Claim<Owner>, retentionMs: number, gaveUp: (error: unknown) => void): void {
+    const until = Date.now() + this.inFlightTtlMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const attempt = (last: boolean, delayMs: number) => {
+      this.complete(claim, retentionMs).then(
+        () => this.owed.delete(now),
+        (error: unknown) => {
+          if (last || this.stopped || Date.now() + delayMs > until) {
+            this.owed.delete(now);
+            gaveUp(error);
+          } else {
+            later(Math.min(delayMs * 2, COMPLETE_RETRY_MAX_MS));
+          }
+        },
+      );
+    };
+    const later = (delayMs: number) => {
+      claim.live = this.live.add(claim);
+      this.renewal ??= this.detached(() => this.startRenewal());
+      timer = setTimeout(() => attempt(false, delayMs), delayMs);
+      (timer as { unref?: () => void }).unref?.();
+    };
+    // At stop(): the last try, now.
+    const now = () => {
+      clearTimeout(timer);
+      attempt(true, 0);
+    };
+    if (this.stopped) return now();
+    this.owed.add(now);
+    later(COMPLETE_RETRY_FIRST_MS);
+  }
+
+  /**
+   * At the shutdown's deadline, when every claim has been settled or abandoned:
+   * no timer of ours outlives the receiver (a test runner would count it as an
+   * open handle), and an owed completion gets its last try.
+   */
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.renewal);
+    this.renewal = undefined;
+    for (const now of [...this.owed]) now();
   }
 
   /** Lets the delivery be handled again (a handler failed), and frees its resource. @throws what the store throws */

@@ -1,4 +1,5 @@
 import {
+  MemoryReplayStore,
   MitpoWebhooks,
   sign,
   WebhookVerificationError,
@@ -13,6 +14,7 @@ import { nowInSeconds } from '../helpers/clock';
 import { deliver } from '../helpers/deliver';
 import { deliveryKeyOf } from '../helpers/delivery-key';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
+import { waitFor } from '../helpers/redis';
 
 function spyStore(): ReplayStore & { calls: string[] } {
   const calls: string[] = [];
@@ -359,6 +361,86 @@ describe('receive()', () => {
       expect.objectContaining({ err: expect.objectContaining({ message: 'READONLY' }) }),
       expect.stringContaining('could not mark a handled delivery as done'),
     );
+  });
+
+  // Found by a hunt: the default clock was Date.now as it was when the receiver was built, so a
+  // receiver made at module scope ignored jest's fake Date, and every signedDelivery() under
+  // jest.useFakeTimers({ now }) was 401 timestamp_out_of_tolerance.
+  it('reads the clock when it checks, so a receiver built before fake timers agrees with signedDelivery() under them', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const store = new MemoryReplayStore();
+    jest.useFakeTimers({ now: new Date('2025-01-15T12:00:00Z') });
+    try {
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      // The store's claims lapse on the same clock.
+      expect(await store.claim('key', 1000)).toBe('claimed');
+      jest.setSystemTime(Date.now() + 2000);
+      expect(await store.claim('key', 1000)).toBe('claimed');
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  // Found by a hunt: a completion the store failed (a connection lost for a moment) was only
+  // logged. The claim then held until inFlightTtl (a replay 409, and after it a second run of
+  // a handled delivery), and with ordering the event's position was never recorded.
+  describe('a completion the store failed once', () => {
+    const quiet = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+    const failingOnce = <K extends 'complete' | 'completeInOrder'>(store: MemoryReplayStore, method: K) => {
+      const original = (store[method] as (...args: unknown[]) => Promise<void>).bind(store);
+      let failures = 1;
+      (store as unknown as Record<K, unknown>)[method] = async (...args: unknown[]) => {
+        if (failures-- > 0) throw new Error('connection lost');
+        return original(...args);
+      };
+    };
+
+    it('is made in the background: a replay is then a duplicate, and the handler ran once', async () => {
+      const store = new MemoryReplayStore();
+      failingOnce(store, 'complete');
+      const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
+      let runs = 0;
+      webhooks.on('dispatch.completed', () => void (runs += 1));
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      await waitFor(async () => JSON.stringify((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body) === '{"success":true,"duplicate":true}');
+      expect(runs).toBe(1);
+      await webhooks.close();
+    });
+
+    it('with ordering, still records the position: an older event of the resource is then stale', async () => {
+      const store = new MemoryReplayStore();
+      failingOnce(store, 'completeInOrder');
+      const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, ordering: true, logger: quiet });
+      const applied: string[] = [];
+      webhooks.onAny((event) => void applied.push(event.event));
+      const data = { dispatch_id: 'dsp_order', channel: 'email', status: 'completed' };
+      const completed = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data });
+      const accepted = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data, timestamp: new Date(Date.now() - 60_000) });
+      expect((await webhooks.receive({ rawBody: completed.body, headers: completed.headers })).status).toBe(200);
+      await waitFor(async () => JSON.stringify((await webhooks.receive({ rawBody: accepted.body, headers: accepted.headers })).body) === '{"success":true,"stale":true}');
+      expect(applied).toEqual(['dispatch.completed']);
+      await webhooks.close();
+    });
+
+    it('gets a last try at close(), and close() leaves no timer behind', async () => {
+      jest.useFakeTimers();
+      try {
+        const store = new MemoryReplayStore();
+        failingOnce(store, 'complete');
+        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
+        webhooks.on('dispatch.completed', () => undefined);
+        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        await webhooks.close();
+        expect(jest.getTimerCount()).toBe(0);
+        await jest.advanceTimersByTimeAsync(0);
+        expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('done');
+      } finally {
+        jest.useRealTimers();
+      }
+    });
   });
 
   it('claims, then completes on success and releases on failure', async () => {
