@@ -95,34 +95,43 @@ export class Claims<Owner> {
    */
   completeLater(claim: Claim<Owner>, retentionMs: number, gaveUp: (error: unknown) => void): void {
     const until = Date.now() + this.inFlightTtlMs;
+    let delayMs = COMPLETE_RETRY_FIRST_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const attempt = (last: boolean, delayMs: number) => {
-      this.complete(claim, retentionMs).then(
-        () => this.owed.delete(now),
+    let trying = false;
+    const attempt = () => {
+      trying = true;
+      // A store that throws at once is a failed try like one that rejects, not an uncaught error in a timer.
+      new Promise<void>((resolve) => resolve(this.complete(claim, retentionMs))).then(
+        () => {
+          trying = false;
+          this.owed.delete(now);
+        },
         (error: unknown) => {
-          if (last || this.stopped || Date.now() + delayMs > until) {
+          trying = false;
+          if (this.stopped || Date.now() + delayMs > until) {
             this.owed.delete(now);
             gaveUp(error);
-          } else {
-            later(Math.min(delayMs * 2, COMPLETE_RETRY_MAX_MS));
+            return;
           }
+          delayMs = Math.min(delayMs * 2, COMPLETE_RETRY_MAX_MS);
+          later();
         },
       );
     };
-    const later = (delayMs: number) => {
+    const later = () => {
       claim.live = this.live.add(claim);
       this.renewal ??= this.detached(() => this.startRenewal());
-      timer = setTimeout(() => attempt(false, delayMs), delayMs);
+      timer = setTimeout(attempt, delayMs);
       (timer as { unref?: () => void }).unref?.();
     };
-    // At stop(): the last try, now.
+    // At stop(): the last try, now, unless one is under way (stopped, it is the last).
     const now = () => {
       clearTimeout(timer);
-      attempt(true, 0);
+      if (!trying) attempt();
     };
     if (this.stopped) return now();
     this.owed.add(now);
-    later(COMPLETE_RETRY_FIRST_MS);
+    later();
   }
 
   /**

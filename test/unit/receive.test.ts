@@ -409,6 +409,24 @@ describe('receive()', () => {
       await webhooks.close();
     });
 
+    // Found in review of the retry: a store that throws at once (not a rejection) threw out of the retry's timer.
+    it('is tried again when a store throws at once instead of rejecting', async () => {
+      const store = new MemoryReplayStore();
+      const complete = store.complete.bind(store);
+      let failures = 2;
+      store.complete = ((...args: Parameters<typeof complete>) => {
+        if (failures-- > 0) throw new Error('not connected');
+        return complete(...args);
+      }) as typeof store.complete;
+      const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
+      webhooks.on('dispatch.completed', () => undefined);
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      await waitFor(async () => JSON.stringify((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body) === '{"success":true,"duplicate":true}');
+      expect(failures).toBe(-1);
+      await webhooks.close();
+    });
+
     it('with ordering, still records the position: an older event of the resource is then stale', async () => {
       const store = new MemoryReplayStore();
       failingOnce(store, 'completeInOrder');
