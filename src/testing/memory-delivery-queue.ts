@@ -40,7 +40,11 @@ interface Job {
   attempts: number;
   /** How long a handled delivery answers its replays as duplicates. */
   retentionMs: number;
-  /** When the queue took it (ms since the epoch), as BullMQ's job timestamp: what the receive time is checked against. */
+  /**
+   * When the queue took it (ms since the epoch), as BullMQ's job timestamp: what the receive time
+   * is checked against. In memory that is the moment of receipt, on the receiver's own clock
+   * (its `now` option), which nothing can alter here.
+   */
   queuedAt: number;
   /** For a completed job: until when its key answers replays as duplicates (ms since the epoch). */
   keptUntil?: number;
@@ -94,7 +98,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       return Promise.resolve(other ? 'collision' : 'duplicate');
     }
     // A delivery the schema refused waits too: the worker refuses it again and reports the dead letter, as on BullMQ.
-    const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs, queuedAt: Date.now() };
+    const job: Job = { delivery: { ...delivery, rawBody: Buffer.from(delivery.rawBody) }, state: 'waiting', attempts: 0, retentionMs, queuedAt: delivery.receivedAt };
     this.jobs.set(delivery.deliveryKey, job);
     return Promise.resolve('queued');
   }

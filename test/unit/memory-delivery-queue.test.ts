@@ -43,6 +43,21 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     }
   });
 
+  // Found in review: the queue's time of taking it was read off the real clock, so a receiver
+  // with a `now` of its own told the handlers the real time instead.
+  it("tells the handlers the receive time on the receiver's own clock (its now option)", async () => {
+    const queue = new MemoryDeliveryQueue({ backoff: 0 });
+    const fixed = Date.parse('2025-01-15T12:00:00Z');
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, now: () => fixed });
+    const received: Date[] = [];
+    webhooks.on('dispatch.completed', (_event, ctx) => void received.push(ctx.receivedAt));
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: new Date(fixed), sentAt: new Date(fixed) });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    await queue.drain();
+    expect(received).toEqual([new Date(fixed)]);
+  });
+
   it('answers a copy duplicate while queued and once handled, and runs it once', async () => {
     const { queue, webhooks, receive } = queued();
     let runs = 0;
