@@ -40,8 +40,7 @@ export class InlineHandling {
             (message, error, trace) => failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
             (start) => platform.detached(start),
           );
-    // Registered for good: reached once, at the deadline or at the end of close().
-    if (this.claims !== undefined) shutdown.onDeadline(() => this.claims!.stop());
+    if (this.claims !== undefined) shutdown.beforeConnectionsClose(() => this.claims!.stop());
   }
 
   /** Replay check, then the handlers, then the claim settled. @throws WebhookVerificationError */
@@ -152,9 +151,10 @@ export class InlineHandling {
         return;
       }
       this.failures.storeTrouble('mitpo-webhooks: the replay store could not mark a handled delivery as done; trying again in the background', error, trace);
-      this.claims!.completeLater(claim, this.options.retentionMs, (lastError) =>
+      this.claims!.completeLater(claim, this.options.retentionMs, (lastError, atClose) =>
         this.failures.storeTrouble(
-          'mitpo-webhooks: the replay store could not mark a handled delivery as done within the in-flight TTL; a replay after it would run it again',
+          `mitpo-webhooks: the replay store could not mark a handled delivery as done ${atClose ? 'before close()' : 'within the in-flight TTL'}; ` +
+            'a replay after the in-flight TTL would run it again',
           lastError,
           trace,
         ),

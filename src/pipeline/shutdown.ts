@@ -26,6 +26,8 @@ export class Shutdown {
    * every delivery the process ever handled.
    */
   private readonly atDeadline = new LiveList<() => void>();
+  /** Work owed to the store once deliveries are done with (a completion it failed), awaited before the connections close. */
+  private readonly owedWork: Array<() => Promise<void>> = [];
   private closed: Promise<void> | undefined;
 
   get closing(): boolean {
@@ -50,6 +52,22 @@ export class Shutdown {
         resolve();
       };
     });
+  }
+
+  /**
+   * Runs `finish` once the deliveries are done with (finished, or released at the
+   * deadline) and before the connections the library opened close; `close()` waits
+   * for it, up to SETTLE_AFTER_DEADLINE_MS.
+   */
+  beforeConnectionsClose(finish: () => Promise<void>): void {
+    this.owedWork.push(finish);
+  }
+
+  private owedWorkWithin(ms: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+    const done = Promise.allSettled(this.owedWork.map((finish) => finish())).then(() => undefined);
+    return Promise.race([done, late]).finally(() => clearTimeout(timer));
   }
 
   /** Calls `stop` when the deadline is reached, unless `cancel` (returned) was called first. */
@@ -86,6 +104,7 @@ export class Shutdown {
       // Those that gave up are released and answered 503 now; their release reaches
       // the store before the connections close (bounded, as a store call may hang).
       if (this.running > 0) await this.drainedWithin(SETTLE_AFTER_DEADLINE_MS);
+      if (this.owedWork.length > 0) await this.owedWorkWithin(SETTLE_AFTER_DEADLINE_MS);
       try {
         await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
       } finally {

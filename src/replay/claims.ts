@@ -40,8 +40,8 @@ export class Claims<Owner> {
   private taken = 0;
   private readonly live = new LiveList<Claim<Owner>>();
   private renewal: ReturnType<typeof setInterval> | undefined;
-  /** Completions the store failed, each to be tried once more now (see `completeLater`). */
-  private readonly owed = new Set<() => void>();
+  /** Completions the store failed, each with its last try (see `completeLater`). */
+  private readonly owed = new Set<() => Promise<void>>();
   private stopped = false;
 
   constructor(
@@ -86,64 +86,65 @@ export class Claims<Owner> {
 
   /**
    * A completion the store failed (a connection lost for a moment, a failover):
-   * tried again in the background, the claim listed (and renewed) meanwhile. The
-   * handlers succeeded and were answered 200, so MITPO will not retry: a replay
-   * is 409 until the completion lands and a duplicate after, never a second run,
-   * and with `ordering` the event's position is recorded, so an older event of
-   * its resource is still stale. After `inFlightTtl` of failures, or at `stop()`
+   * tried again in the background, the claim listed (and renewed, when the store
+   * can renew) meanwhile. The handlers succeeded and were answered 200, so MITPO
+   * will not retry: a replay is 409 until the completion lands and a duplicate
+   * after, and with `ordering` the event's position is recorded, so an older event
+   * of its resource is still stale. After `inFlightTtl` of failures, or at `stop()`
    * after one last try, it gives up and leaves the claim to lapse; `gaveUp` is told.
    */
-  completeLater(claim: Claim<Owner>, retentionMs: number, gaveUp: (error: unknown) => void): void {
+  completeLater(claim: Claim<Owner>, retentionMs: number, gaveUp: (error: unknown, atClose: boolean) => void): void {
     const until = Date.now() + this.inFlightTtlMs;
     let delayMs = COMPLETE_RETRY_FIRST_MS;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let trying = false;
-    const attempt = () => {
-      trying = true;
-      // A store that throws at once is a failed try like one that rejects, not an uncaught error in a timer.
-      new Promise<void>((resolve) => resolve(this.complete(claim, retentionMs))).then(
+    let trying: Promise<void> | undefined;
+    const attempt = (): Promise<void> =>
+      (trying = new Promise<void>((resolve) => resolve(this.complete(claim, retentionMs))).then(
         () => {
-          trying = false;
-          this.owed.delete(now);
+          trying = undefined;
+          this.owed.delete(lastTry);
         },
         (error: unknown) => {
-          trying = false;
+          trying = undefined;
           if (this.stopped || Date.now() + delayMs > until) {
-            this.owed.delete(now);
-            gaveUp(error);
+            this.owed.delete(lastTry);
+            gaveUp(error, this.stopped);
             return;
           }
           delayMs = Math.min(delayMs * 2, COMPLETE_RETRY_MAX_MS);
           later();
         },
-      );
-    };
+      ));
     const later = () => {
       claim.live = this.live.add(claim);
       this.renewal ??= this.detached(() => this.startRenewal());
-      timer = setTimeout(attempt, delayMs);
+      // Outside the request's async context, as the renewal: the retry is no part of its trace.
+      timer = this.detached(() => setTimeout(() => void attempt(), delayMs));
       (timer as { unref?: () => void }).unref?.();
     };
-    // At stop(): the last try, now, unless one is under way (stopped, it is the last).
-    const now = () => {
+    // At stop(): the last try, now, or the one under way (stopped, it is the last).
+    const lastTry = (): Promise<void> => {
       clearTimeout(timer);
-      if (!trying) attempt();
+      return trying ?? attempt();
     };
-    if (this.stopped) return now();
-    this.owed.add(now);
+    if (this.stopped) {
+      void lastTry();
+      return;
+    }
+    this.owed.add(lastTry);
     later();
   }
 
   /**
-   * At the shutdown's deadline, when every claim has been settled or abandoned:
-   * no timer of ours outlives the receiver (a test runner would count it as an
-   * open handle), and an owed completion gets its last try.
+   * When the receiver closes, once its deliveries are done with: no timer of ours
+   * outlives it (a test runner would count one as an open handle), and each owed
+   * completion gets its last try, which `close()` waits for (bounded).
    */
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.renewal);
     this.renewal = undefined;
-    for (const now of [...this.owed]) now();
+    await Promise.all([...this.owed].map((lastTry) => lastTry()));
   }
 
   /** Lets the delivery be handled again (a handler failed), and frees its resource. @throws what the store throws */
