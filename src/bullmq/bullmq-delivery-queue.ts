@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { dirname } from 'node:path';
 import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
@@ -188,6 +189,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
     }
+    if (!isClient(options.connection)) checkIoredisInstalled();
     this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
     this.queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
@@ -503,6 +505,22 @@ function withCommandTimeout(connection: ConnectionOptions, ms: number): Connecti
   return isClient(connection) || (connection as { commandTimeout?: unknown }).commandTimeout !== undefined
     ? connection
     : { ...connection, commandTimeout: ms };
+}
+
+/**
+ * BullMQ 6.7 makes ioredis an optional peer, loaded only when it opens a connection from
+ * options; without it, a worker spun at full CPU (BullMQ 6.7.6) and its process answered
+ * nothing. So a missing ioredis is a TypeError here, looked up where BullMQ looks for it.
+ */
+function checkIoredisInstalled(): void {
+  try {
+    require.resolve('ioredis', { paths: [dirname(require.resolve('bullmq'))] });
+  } catch {
+    throw new TypeError(
+      'mitpo-webhooks/bullmq: connection options such as { url } need the ioredis package, which BullMQ 6 does not install: ' +
+        'npm install ioredis (or pass a connected ioredis or node-redis client as connection)',
+    );
+  }
 }
 
 /** Workers block on Redis, so BullMQ needs their commands never to give up. */

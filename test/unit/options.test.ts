@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { MitpoWebhooks, MemoryReplayStore } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { PostgresDeliveryQueue } from '../../src/postgres';
@@ -171,5 +172,42 @@ describe('close() handed a signal name, as process.on(signal, webhooks.close.bin
 
   it('is still a TypeError given a number, which can only be a timeout given the wrong way', () => {
     expect(() => new MitpoWebhooks({ secret: SECRET }).close(10 as never)).toThrow(TypeError);
+  });
+});
+
+// Found by a hunt: BullMQ 6.7 makes ioredis an optional peer, so `npm install bullmq` leaves it
+// out; a worker on `{ url }` then spun at full CPU and the web process answered nothing.
+describe('BullMQDeliveryQueue without ioredis installed', () => {
+  const constructed = (connection: string) =>
+    execFileSync(
+      process.execPath,
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-e',
+        `const Module = require('node:module');
+         const resolve = Module._resolveFilename;
+         Module._resolveFilename = function (request, ...rest) {
+           if (request === 'ioredis') throw Object.assign(new Error("Cannot find module 'ioredis'"), { code: 'MODULE_NOT_FOUND' });
+           return resolve.call(this, request, ...rest);
+         };
+         const { BullMQDeliveryQueue } = require('./src/bullmq');
+         try {
+           new BullMQDeliveryQueue({ connection: ${connection} });
+           console.log('constructed');
+         } catch (error) {
+           console.log(error.constructor.name + ': ' + error.message);
+         }
+         process.exit(0);`,
+      ],
+      { cwd: `${__dirname}/../..`, encoding: 'utf8' },
+    ).trim();
+
+  it('is a TypeError for connection options, naming the package to install', () => {
+    expect(constructed("{ url: 'redis://127.0.0.1:1' }")).toMatch(/^TypeError: mitpo-webhooks\/bullmq: .*npm install ioredis/);
+  });
+
+  it('takes a client made without it (node-redis)', () => {
+    expect(constructed('{ duplicate() { return this; }, connect: async () => undefined, sendCommand: async () => null, isOpen: false, isReady: false, on() {} }')).toBe('constructed');
   });
 });
