@@ -513,9 +513,15 @@ function withCommandTimeout(connection: ConnectionOptions, ms: number): Connecti
  * nothing. So a missing ioredis is a TypeError here, looked up where BullMQ looks for it.
  */
 function checkIoredisInstalled(): void {
+  let missing = false;
   try {
-    require.resolve('ioredis', { paths: [dirname(require.resolve('bullmq'))] });
-  } catch {
+    const bullmq: unknown = require.resolve('bullmq');
+    // A bundler's require.resolve answers module ids, not paths: nothing to look up then.
+    if (typeof bullmq === 'string') require.resolve('ioredis', { paths: [dirname(bullmq)] });
+  } catch (error) {
+    missing = (error as { code?: unknown }).code === 'MODULE_NOT_FOUND';
+  }
+  if (missing) {
     throw new TypeError(
       'mitpo-webhooks/bullmq: connection options such as { url } need the ioredis package, which BullMQ 6 does not install: ' +
         'npm install ioredis (or pass a connected ioredis or node-redis client as connection)',
