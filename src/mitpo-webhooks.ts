@@ -64,7 +64,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    */
   startWorker(options: WorkerOptions = {}): DeliveryWorker {
     const queue = this.queue;
-    if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue)');
+    if (queue === undefined) throw new TypeError('mitpo-webhooks: startWorker() needs the queue option (a BullMQDeliveryQueue, PostgresDeliveryQueue or MemoryDeliveryQueue)');
     if (this.nodePipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
     checkOptionKeys(options, 'startWorker()', ['concurrency', 'trace']);
     const { trace = 'link', ...queueOptions } = options;

@@ -10,7 +10,7 @@ const KEEP_RAW_BODY = {
     'The Request body was already read or is locked by another reader (e.g. request.json()), so its raw bytes ' +
     'cannot be verified. Pass the Request to the handler before anything reads it, or clone() it first.',
   receive:
-    'receive() needs the raw body as bytes or a string, exactly as received, and got none: the framework parsed ' +
+    'receive() needs the raw body as bytes or a string, exactly as received, and got neither: the framework parsed ' +
     'the body and kept nothing. Express: express.raw({ type: "application/json" }) on the route, or ' +
     'webhooks.middleware(). Fastify: mitpo-webhooks/fastify, or a content-type parser with { parseAs: "buffer" }. ' +
     'NestJS: NestFactory.create(AppModule, { rawBody: true }) and req.rawBody.',

@@ -18,13 +18,15 @@ export interface DeliveryResult {
 
 /** Options of {@link sendDelivery}. */
 export interface SendDeliveryOptions {
-  /** Path to POST to when the target is an app or server. Default `/webhooks/mitpo`. */
+  /** Path to POST to when the target is an app or server (a URL is sent to as given). Default `/webhooks/mitpo`. */
   path?: string;
 }
 
 /**
  * Signs a delivery (or takes one already built) and POSTs it to an app, server or
- * URL over real HTTP on 127.0.0.1, returning the answer. An app or a server that
+ * URL over real HTTP on 127.0.0.1, returning the answer. An answer that is not JSON
+ * (a framework's 404 page) is given as `body` `{ success: false, error: { code:
+ * 'not_json', message } }`, the message its first 500 characters. An app or a server that
  * is not listening is started on a free port for the call and stopped after it.
  * Options (rather than a built delivery) go through {@link signedDelivery}: without
  * `data`, every call sends a fresh sample, never a duplicate of the previous one.
@@ -40,7 +42,10 @@ export async function sendDelivery(
 ): Promise<DeliveryResult> {
   const built = 'body' in delivery && 'headers' in delivery ? delivery : signedDelivery(delivery);
   const path = options.path ?? '/webhooks/mitpo';
-  if (typeof target === 'string' || target instanceof URL) return post(String(target), built);
+  if (typeof target === 'string' || target instanceof URL) {
+    if (options.path !== undefined) throw new TypeError('mitpo-webhooks/testing: sendDelivery() path is for an app or a server: a URL is sent to as given');
+    return post(String(target), built);
+  }
 
   const server = target instanceof http.Server ? target : http.createServer(target);
   const startedHere = !server.listening;

@@ -125,7 +125,7 @@ describe('queue options', () => {
   });
 
   it('needs a queue for startWorker(), and no close() before it', async () => {
-    expect(() => new MitpoWebhooks({ secret: SECRET }).startWorker()).toThrow(/needs the queue option/);
+    expect(() => new MitpoWebhooks({ secret: SECRET }).startWorker()).toThrow(/needs the queue option \(a BullMQDeliveryQueue, PostgresDeliveryQueue or MemoryDeliveryQueue\)/);
     const webhooks = new MitpoWebhooks({ secret: SECRET, queue: queue() });
     await webhooks.close({ timeout: 0.1 });
     expect(() => webhooks.startWorker()).toThrow(/after close/);

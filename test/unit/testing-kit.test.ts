@@ -130,6 +130,19 @@ describe('sendDelivery', () => {
     }
   });
 
+  // Found by a hunt: with a URL, an explicit path was dropped without a word, and the delivery went to the URL's own path.
+  it('refuses a path with a URL, which names its own path, instead of dropping it', async () => {
+    await expect(sendDelivery('http://127.0.0.1:1', { event: 'dispatch.failed', secret: SECRET }, { path: '/hooks' })).rejects.toThrow(
+      /path is for an app or a server: a URL is sent to as given/,
+    );
+  });
+
+  it('gives an answer that is not JSON (a framework\'s 404 page) as not_json with its text', async () => {
+    const { listener } = receiver();
+    const result = await sendDelivery(listener, { event: 'dispatch.failed', secret: SECRET }, { path: '/elsewhere' });
+    expect(result).toMatchObject({ status: 404, body: { success: false, error: { code: 'not_json', message: 'nope' } } });
+  });
+
   it('sends to a listening server or a URL, and can resend the same delivery', async () => {
     const { listener, seen } = receiver();
     const server = await listen(http.createServer(listener));
