@@ -1,4 +1,5 @@
 import { readSeconds } from '../duration-option';
+import { checkOptionKeys } from '../option-keys';
 import type { z } from 'zod';
 import { sanitizeText } from '../text/sanitize-text';
 import { MitpoApiError } from './mitpo-api-error';
@@ -46,17 +47,6 @@ const createdEnvelope = apiEnvelope(createdWebhookEndpointSchema);
 const listEnvelope = apiEnvelope(webhookEndpointSchema.array());
 const deletedEnvelope = apiEnvelope(deletedWebhookEndpointSchema);
 
-/**
- * MITPO's `/v1/webhooks` API: register, list and delete the endpoints MITPO
- * delivers webhooks to. Every answer is validated against MITPO's
- * `{ success, data, request_id }` envelope. Redirects are never followed (they
- * would carry the API key elsewhere), at most {@link MAX_ANSWER_BYTES} of an
- * answer is read, and server text in error messages is stripped of control characters.
- *
- * @example
- * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
- * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
- */
 const BASE_URL_RULE = 'baseUrl must be an http(s) URL without a user name, password, query or fragment, e.g. https://api.mitpo.io';
 
 /**
@@ -77,14 +67,28 @@ function checkedBaseUrl(given: unknown): string {
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;
 }
 
+/**
+ * MITPO's `/v1/webhooks` API: register, list and delete the endpoints MITPO
+ * delivers webhooks to. Every answer is validated against MITPO's
+ * `{ success, data, request_id }` envelope. Redirects are never followed (they
+ * would carry the API key elsewhere), at most {@link MAX_ANSWER_BYTES} of an
+ * answer is read, and server text in error messages is stripped of control characters.
+ *
+ * @example
+ * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
+ * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
+ */
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
-  private readonly apiKey: string;
+  // A private field, not TypeScript's `private`: that is an ordinary property at run time, which
+  // logging or serialising the client (a logger, an error reporter) would print.
+  readonly #apiKey: string;
   private readonly timeoutMs: number;
   private readonly fetch: typeof fetch;
 
   /** @throws TypeError on a missing API key or one with a character no key has, a base URL that is not http(s), or a bad timeout */
   constructor(options: WebhookEndpointsClientOptions) {
+    checkOptionKeys(options, 'WebhookEndpointsClient', ['apiKey', 'baseUrl', 'timeout', 'fetch']);
     const apiKey = (options as Partial<WebhookEndpointsClientOptions> | undefined)?.apiKey;
     // Never quoted: a key with a line break pasted into it is still most of a key.
     if (!isApiKey(apiKey)) {
@@ -92,7 +96,7 @@ export class WebhookEndpointsClient {
         'mitpo-webhooks: apiKey must be a MITPO API key: printable ASCII, without white space or line breaks (is one pasted into it?), e.g. process.env.MITPO_API_KEY',
       );
     }
-    this.apiKey = apiKey;
+    this.#apiKey = apiKey;
     this.baseUrl = checkedBaseUrl(options.baseUrl ?? 'https://api.mitpo.io');
     // AbortSignal.timeout takes whole milliseconds; the seconds rule keeps it in range.
     this.timeoutMs = Math.ceil(readSeconds(options.timeout, { name: 'timeout', fallback: 15, max: 600 })! * 1000);
@@ -129,7 +133,7 @@ export class WebhookEndpointsClient {
       response = await this.fetch(url, {
         method,
         headers: {
-          authorization: `Bearer ${this.apiKey}`,
+          authorization: `Bearer ${this.#apiKey}`,
           accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
@@ -213,7 +217,7 @@ export class WebhookEndpointsClient {
    * strips cannot hide the key).
    */
   private serverText(text: string, maxLength: number): string {
-    return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).replaceAll(this.apiKey, '[redacted]'), maxLength);
+    return sanitizeText(sanitizeText(text, Number.POSITIVE_INFINITY).replaceAll(this.#apiKey, '[redacted]'), maxLength);
   }
 }
 

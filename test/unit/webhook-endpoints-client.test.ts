@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { MitpoApiError, WebhookEndpointsClient } from '../../src/api';
 import { readLimitedBody } from '../../src/api/read-limited-body';
 import { MAX_ANSWER_BYTES } from '../../src/api/webhook-endpoints-client';
@@ -29,6 +30,20 @@ describe('WebhookEndpointsClient', () => {
     expect(error).toMatchObject({ code: 'not_found', status: 404, requestId: expect.stringMatching(/^req_/) });
     api.setMode('malformed');
     await expect(client.list()).rejects.toMatchObject({ code: 'invalid_response', status: 200 });
+  });
+
+  // Found by a hunt: TypeScript's `private` is an ordinary property at run time, so logging or
+  // serialising the client (a logger, an error reporter, a DI container's dump) printed the key.
+  it('never shows its API key when the client is logged or serialised', () => {
+    const client = new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: 'https://api.example.test' });
+    expect(inspect(client, { depth: 10, showHidden: true })).not.toContain(API_KEY);
+    expect(JSON.stringify(client)).not.toContain(API_KEY);
+    expect(Object.values(client)).not.toContain(API_KEY);
+  });
+
+  // Found by a hunt: an option the client does not take (a misspelt or invented one) was accepted without a word.
+  it('refuses an option it does not take', () => {
+    expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeoutMs: 1000 } as never)).toThrow(/unknown WebhookEndpointsClient option "timeoutMs"/);
   });
 
   it('refuses bad input before calling the API', async () => {
