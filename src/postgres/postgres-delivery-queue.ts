@@ -261,9 +261,11 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
 
   async depth(): Promise<QueueDepth> {
     const { rows } = await withTimeout(
-      this.pool.query<{ waiting: string; delayed: string; failed: string }>(
-        `select count(*) filter (where state = 'waiting' and run_after <= now()) as waiting,
-                count(*) filter (where state = 'waiting' and run_after > now()) as delayed,
+      // A row under a live lease is being run (or its worker died within LEASE_SECONDS).
+      this.pool.query<{ waiting: string; active: string; delayed: string; failed: string }>(
+        `select count(*) filter (where state = 'waiting' and lease_until > now()) as active,
+                count(*) filter (where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until <= now())) as waiting,
+                count(*) filter (where state = 'waiting' and run_after > now() and (lease_until is null or lease_until <= now())) as delayed,
                 count(*) filter (where state = 'dead') as failed
            from ${this.table}`,
       ),
@@ -271,7 +273,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       () => new Error('Postgres did not answer'),
     );
     const row = rows[0]!;
-    return { waiting: Number(row.waiting), delayed: Number(row.delayed), failed: Number(row.failed) };
+    return { waiting: Number(row.waiting), active: Number(row.active), delayed: Number(row.delayed), failed: Number(row.failed) };
   }
 
   /** The pool is the app's: nothing to close here (each worker closes what it took). */

@@ -635,10 +635,29 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     });
     await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
     const queue = new PostgresDeliveryQueue({ pool, schema });
-    expect(await queue.depth()).toEqual({ waiting: 1, delayed: 0, failed: 0 });
+    expect(await queue.depth()).toEqual({ waiting: 1, active: 0, delayed: 0, failed: 0 });
     webhooks.startWorker();
     await waitFor(async () => (await queue.depth()).failed === 1);
-    expect(await queue.depth()).toEqual({ waiting: 0, delayed: 0, failed: 1 });
+    expect(await queue.depth()).toEqual({ waiting: 0, active: 0, delayed: 0, failed: 1 });
+  });
+
+  // Found by a hunt: docs/telemetry.md lists an active state, which this queue never reported: a run under way counted as waiting.
+  it('reports a delivery whose run is under way as active, not waiting', async () => {
+    const webhooks = receiver();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let started = false;
+    webhooks.onAny(async () => {
+      started = true;
+      await held;
+    });
+    await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+    webhooks.startWorker();
+    await waitFor(() => started);
+    const queue = new PostgresDeliveryQueue({ pool, schema });
+    expect(await queue.depth()).toEqual({ waiting: 0, active: 1, delayed: 0, failed: 0 });
+    release();
+    await waitFor(async () => (await queue.depth()).active === 0);
   });
 
   it('inserts copies arriving together once, and caps the bytes waiting for Postgres (503 past maxPendingBytes)', async () => {
