@@ -78,6 +78,17 @@ function checkedBaseUrl(given: unknown): string {
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
  * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
  */
+/**
+ * The code and message of an error answer, each read on its own, so a partial
+ * answer still yields what it has (`error` as a plain string is its message).
+ */
+function errorFieldsOf(json: unknown): { code?: string; message?: string } {
+  const parsed = apiErrorEnvelopeSchema.safeParse(json);
+  if (parsed.success) return parsed.data.error ?? {};
+  const error = (json as { error?: unknown } | null | undefined)?.error;
+  return typeof error === 'string' ? { message: error } : {};
+}
+
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   // A private field, not TypeScript's `private`: that is an ordinary property at run time, which
@@ -175,10 +186,9 @@ export class WebhookEndpointsClient {
     } catch {
       json = undefined;
     }
+    const requestId = this.requestIdOf(json);
     if (!response.ok) {
-      const parsed = apiErrorEnvelopeSchema.safeParse(json);
-      const error = parsed.success ? parsed.data.error : undefined;
-      const requestId = parsed.success && parsed.data.request_id !== undefined ? this.serverText(parsed.data.request_id, 100) : undefined;
+      const error = errorFieldsOf(json);
       throw new MitpoApiError(
         error?.code ? this.serverText(error.code, 100) : `http_${response.status}`,
         `MITPO's API answered ${method} ${path} with ${response.status}${error?.message ? `: ${this.serverText(error.message, 500)}` : ''}${hint(response.status)}`,
@@ -192,10 +202,16 @@ export class WebhookEndpointsClient {
       throw new MitpoApiError(
         'invalid_response',
         `MITPO's API answered ${method} ${path} with ${response.status} but an unexpected body (${this.serverText(where, 300)})`,
-        { status: response.status, cause: parsed.error },
+        { status: response.status, requestId, cause: parsed.error },
       );
     }
     return parsed.data;
+  }
+
+  /** MITPO's request id, read on its own: an answer of an unexpected shape may still carry it, and support asks for it. */
+  private requestIdOf(json: unknown): string | undefined {
+    const id = (json as { request_id?: unknown } | null | undefined)?.request_id;
+    return typeof id === 'string' ? this.serverText(id, 100) : undefined;
   }
 
   private transportError(error: unknown, method: string, path: string): MitpoApiError {

@@ -46,6 +46,21 @@ describe('WebhookEndpointsClient', () => {
     expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeoutMs: 1000 } as never)).toThrow(/unknown WebhookEndpointsClient option "timeoutMs"/);
   });
 
+  // Found by a hunt: one field of another shape (`error` a string) threw the whole envelope away,
+  // and an unexpected success body dropped its request id: the one thing MITPO's support asks for.
+  it.each([
+    ['an error that is a string', 500, { success: false, error: 'Internal Server Error', request_id: 'req_1' }, { code: 'http_500', requestId: 'req_1' }],
+    ['an error without a code', 503, { error: { message: 'busy' }, request_id: 'req_2' }, { code: 'http_503', requestId: 'req_2' }],
+    ['a success body of another shape', 200, { success: true, data: { nothing: true }, request_id: 'req_3' }, { code: 'invalid_response', requestId: 'req_3' }],
+  ])('keeps the request id of %s', async (_name, status, answer, expected) => {
+    const client = new WebhookEndpointsClient({
+      apiKey: API_KEY,
+      baseUrl: 'https://api.example.test',
+      fetch: async () => new Response(JSON.stringify(answer), { status, headers: { 'content-type': 'application/json' } }),
+    });
+    await expect(client.list()).rejects.toMatchObject(expected);
+  });
+
   it('refuses bad input before calling the API', async () => {
     const client = new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: api.baseUrl });
     await expect(client.create({ url: 'http://example.com/h', events: ['dispatch.completed'] })).rejects.toThrow(/https/);
@@ -289,11 +304,11 @@ describe('WebhookEndpointsClient', () => {
       "MITPO's API answered GET /v1/webhooks with 429",
     ],
     [
-      'JSON that is not an error envelope',
+      'an error that is a plain string, its message',
       500,
       '{"error":"boom"}',
       { code: 'http_500', requestId: undefined },
-      "MITPO's API answered GET /v1/webhooks with 500",
+      "MITPO's API answered GET /v1/webhooks with 500: boom",
     ],
   ])('reports an error answer with %s as a MitpoApiError with what it has', async (_name, status, body, fields, message) => {
     const client = new WebhookEndpointsClient({ apiKey: API_KEY, fetch: async () => new Response(body, { status }) });
