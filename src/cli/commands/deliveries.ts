@@ -106,6 +106,7 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   const url = values.redis ?? io.env.REDIS_URL;
   if (url === undefined || url === '') throw new UsageError('no queue: pass --redis redis://host:6379 or --postgres postgres://host/db, or set REDIS_URL or DATABASE_URL');
   if (values.schema !== undefined) throw new UsageError('--schema goes with the Postgres queue (--postgres or DATABASE_URL), not Redis');
+  checkRedisUrl(url);
   const queue = openQueue(queueName, url);
   try {
     await assertQueueExists(queue);
@@ -118,6 +119,21 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/** Never echoed: a Redis URL may hold a password. */
+function checkRedisUrl(url: string): void {
+  const parsed = URL.canParse(url) ? new URL(url) : undefined;
+  if (parsed === undefined || !/^rediss?:$/.test(parsed.protocol) || !/^(\/\d*)?$/.test(parsed.pathname)) {
+    throw new UsageError('--redis (or REDIS_URL) must be a redis:// or rediss:// URL whose path, if any, is a database number, e.g. redis://127.0.0.1:6379/0');
+  }
+}
+
+/**
+ * What the connection last failed with: ioredis answers every command on a connection it
+ * could not make with "Connection is closed.", which names no cause (refused, no such host).
+ */
+let connectionError: Error | undefined;
+const CLOSED = 'Connection is closed.';
+
 function openQueue(name: string, url: string): Queue {
   // bullmq is an optional peer dependency: loaded only when this command runs.
   let bullmq: typeof import('bullmq');
@@ -129,7 +145,9 @@ function openQueue(name: string, url: string): Queue {
   }
   // skipMetasUpdate: only reading must not create the queue's meta key (which says a queue exists).
   const queue = new bullmq.Queue(name, { connection: { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true }, skipMetasUpdate: true });
-  queue.on('error', () => undefined);
+  queue.on('error', (error: Error) => {
+    if (error.message !== CLOSED) connectionError = error;
+  });
   return queue;
 }
 
@@ -315,5 +333,11 @@ function bodyText(data: StoredDelivery): string {
 }
 
 function redis<T>(work: Promise<T>): Promise<T> {
-  return storeCall('Redis', REDIS_TIMEOUT_MS, work);
+  return storeCall(
+    'Redis',
+    REDIS_TIMEOUT_MS,
+    work.catch((error: unknown) => {
+      throw (error as Error | null)?.message === CLOSED && connectionError !== undefined ? connectionError : error;
+    }),
+  );
 }
