@@ -6,7 +6,6 @@ import { MitpoApiError } from './mitpo-api-error';
 import { readLimitedBody, type LimitedBody } from './read-limited-body';
 import {
   apiEnvelope,
-  apiErrorEnvelopeSchema,
   createdWebhookEndpointSchema,
   createWebhookEndpointInputSchema,
   deletedWebhookEndpointSchema,
@@ -68,6 +67,17 @@ function checkedBaseUrl(given: unknown): string {
 }
 
 /**
+ * The code and message of an error answer, each read on its own, so a partial answer
+ * still yields what it has (`error` as a plain string is its message).
+ */
+function errorFieldsOf(json: unknown): { code?: string; message?: string } {
+  const error = (json as { error?: unknown } | null | undefined)?.error;
+  if (typeof error === 'string') return { message: error };
+  const { code, message } = (typeof error === 'object' && error !== null ? error : {}) as { code?: unknown; message?: unknown };
+  return { ...(typeof code === 'string' && { code }), ...(typeof message === 'string' && { message }) };
+}
+
+/**
  * MITPO's `/v1/webhooks` API: register, list and delete the endpoints MITPO
  * delivers webhooks to. Every answer is validated against MITPO's
  * `{ success, data, request_id }` envelope. Redirects are never followed (they
@@ -78,17 +88,6 @@ function checkedBaseUrl(given: unknown): string {
  * const endpoints = new WebhookEndpointsClient({ apiKey: process.env.MITPO_API_KEY! });
  * const { id, signing_secret } = await endpoints.create({ url: 'https://example.com/webhooks/mitpo', events: ['dispatch.completed'] });
  */
-/**
- * The code and message of an error answer, each read on its own, so a partial
- * answer still yields what it has (`error` as a plain string is its message).
- */
-function errorFieldsOf(json: unknown): { code?: string; message?: string } {
-  const parsed = apiErrorEnvelopeSchema.safeParse(json);
-  if (parsed.success) return parsed.data.error ?? {};
-  const error = (json as { error?: unknown } | null | undefined)?.error;
-  return typeof error === 'string' ? { message: error } : {};
-}
-
 export class WebhookEndpointsClient {
   readonly baseUrl: string;
   // A private field, not TypeScript's `private`: that is an ordinary property at run time, which

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { dirname } from 'node:path';
-import { DelayedError, Queue, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
+import { DelayedError, Queue, RedisConnection, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
 import { checkOptionKeys } from '../option-keys';
@@ -508,23 +508,29 @@ function withCommandTimeout(connection: ConnectionOptions, ms: number): Connecti
 }
 
 /**
- * BullMQ 6.7 makes ioredis an optional peer, loaded only when it opens a connection from
+ * BullMQ 6 makes ioredis an optional peer, loaded only when it opens a connection from
  * options; without it, a worker spun at full CPU (BullMQ 6.7.6) and its process answered
  * nothing. So a missing ioredis is a TypeError here, looked up where BullMQ looks for it.
+ * Only when that look-up can be made: not with a client factory of the app's own (BullMQ's
+ * `RedisConnection.clientFactory`), nor in a bundle, where bullmq itself resolves to no file.
  */
 function checkIoredisInstalled(): void {
-  let missing = false;
+  if ((RedisConnection as { clientFactory?: unknown }).clientFactory != null) return;
+  let bullmq: unknown;
   try {
-    const bullmq: unknown = require.resolve('bullmq');
-    // A bundler's require.resolve answers module ids, not paths: nothing to look up then.
-    if (typeof bullmq === 'string') require.resolve('ioredis', { paths: [dirname(bullmq)] });
-  } catch (error) {
-    missing = (error as { code?: unknown }).code === 'MODULE_NOT_FOUND';
+    bullmq = require.resolve('bullmq');
+  } catch {
+    return;
   }
-  if (missing) {
+  if (typeof bullmq !== 'string') return;
+  try {
+    require.resolve('ioredis', { paths: [dirname(bullmq)] });
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'MODULE_NOT_FOUND') return;
     throw new TypeError(
       'mitpo-webhooks/bullmq: connection options such as { url } need the ioredis package, which BullMQ 6 does not install: ' +
         'npm install ioredis (or pass a connected ioredis or node-redis client as connection)',
+      { cause: error },
     );
   }
 }

@@ -261,13 +261,14 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
 
   async depth(): Promise<QueueDepth> {
     const { rows } = await withTimeout(
-      // A row under a live lease is being run (or its worker died within LEASE_SECONDS).
+      // A taken row keeps lease_until until its outcome, a give-back or a lift, however long its
+      // run takes: active (so is one whose worker died, until another takes it). Done rows are not read.
       this.pool.query<{ waiting: string; active: string; delayed: string; failed: string }>(
-        `select count(*) filter (where state = 'waiting' and lease_until > now()) as active,
-                count(*) filter (where state = 'waiting' and run_after <= now() and (lease_until is null or lease_until <= now())) as waiting,
-                count(*) filter (where state = 'waiting' and run_after > now() and (lease_until is null or lease_until <= now())) as delayed,
+        `select count(*) filter (where state = 'waiting' and lease_until is not null) as active,
+                count(*) filter (where state = 'waiting' and lease_until is null and run_after <= now()) as waiting,
+                count(*) filter (where state = 'waiting' and lease_until is null and run_after > now()) as delayed,
                 count(*) filter (where state = 'dead') as failed
-           from ${this.table}`,
+           from ${this.table} where state in ('waiting', 'dead')`,
       ),
       this.enqueueTimeoutMs,
       () => new Error('Postgres did not answer'),

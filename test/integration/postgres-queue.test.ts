@@ -656,9 +656,17 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await waitFor(() => started);
     const queue = new PostgresDeliveryQueue({ pool, schema });
     expect(await queue.depth()).toEqual({ waiting: 0, active: 1, delayed: 0, failed: 0 });
+    // Taken, its lease past (a run longer than LEASE_SECONDS, found in review to count as waiting then;
+    // or a worker that died, until another takes it): still active, as the command line lists it too.
+    const other = signedDelivery({ event: 'dispatch.accepted', secret: SECRET });
+    await deliver(webhooks, other);
+    await pool.query(`update "${schema}".deliveries set started = 1, lease_until = now() - interval '1 second' where delivery_key = $1`, [deliveryKeyOf(other.body)]);
+    expect(await queue.depth()).toEqual({ waiting: 0, active: 2, delayed: 0, failed: 0 });
+    const listed = await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', schema, '--state', 'active', '--json']);
+    expect(listed.stdout.trim().split('\n')).toHaveLength(2);
     release();
     await waitFor(async () => (await queue.depth()).active === 0);
-  });
+  }, 30_000);
 
   it('inserts copies arriving together once, and caps the bytes waiting for Postgres (503 past maxPendingBytes)', async () => {
     const webhooks = receiver();

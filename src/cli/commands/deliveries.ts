@@ -119,10 +119,15 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-/** Never echoed: a Redis URL may hold a password. */
+/**
+ * The two slips ioredis would not report as such: a web URL, and a database that is no
+ * number (it selected database NaN, which Redis refused with a stack trace). Anything else
+ * ioredis reads (host:port, a unix socket's path) is left to it. Never echoed: it may hold a password.
+ */
 function checkRedisUrl(url: string): void {
   const parsed = URL.canParse(url) ? new URL(url) : undefined;
-  if (parsed === undefined || !/^rediss?:$/.test(parsed.protocol) || !/^(\/\d*)?$/.test(parsed.pathname)) {
+  if (parsed === undefined) return;
+  if (/^https?:$/.test(parsed.protocol) || (/^rediss?:$/.test(parsed.protocol) && !/^(\/\d*)?$/.test(parsed.pathname))) {
     throw new UsageError('--redis (or REDIS_URL) must be a redis:// or rediss:// URL whose path, if any, is a database number, e.g. redis://127.0.0.1:6379/0');
   }
 }
@@ -141,10 +146,11 @@ function openQueue(name: string, url: string): Queue {
     // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on demand, as an optional peer
     bullmq = require('bullmq') as typeof import('bullmq');
   } catch {
-    throw new CommandError('the deliveries command needs the bullmq package: npm install bullmq');
+    throw new CommandError('the deliveries command needs the bullmq package: npm install bullmq ioredis');
   }
   // skipMetasUpdate: only reading must not create the queue's meta key (which says a queue exists).
   const queue = new bullmq.Queue(name, { connection: { url, maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: true }, skipMetasUpdate: true });
+  connectionError = undefined;
   queue.on('error', (error: Error) => {
     if (error.message !== CLOSED) connectionError = error;
   });

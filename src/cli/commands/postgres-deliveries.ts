@@ -9,8 +9,10 @@ const POSTGRES_TIMEOUT_MS = 5000;
 /** A `deliveries` state as rows of the Postgres queue hold it. */
 const WHERE_STATE: Record<string, string> = {
   failed: `state = 'dead'`,
-  waiting: `state = 'waiting' and run_after <= now()`,
-  delayed: `state = 'waiting' and run_after > now()`,
+  waiting: `state = 'waiting' and lease_until is null and run_after <= now()`,
+  // Taken by a worker: its run under way (or its worker died, until another takes it).
+  active: `state = 'waiting' and lease_until is not null`,
+  delayed: `state = 'waiting' and lease_until is null and run_after > now()`,
   completed: `state = 'done'`,
 };
 
@@ -64,7 +66,7 @@ export async function postgresDeliveries(
   const columns = `delivery_key, state, run_after <= now() as due, body, headers, received_at, started, attempts, errors, refused, retried_by_operator`;
   if (action === 'list') {
     const where = WHERE_STATE[state];
-    if (where === undefined) throw new UsageError(`the Postgres queue keeps no "${state}" state: a running delivery is a waiting row its worker has locked`);
+    if (where === undefined) throw new UsageError(`the Postgres queue keeps no "${state}" state`);
     const { rows } = await postgres(pool.query<Row>(`select ${columns} from ${table} where ${where} order by queued_at limit $1`, [limit]));
     if (json) rows.forEach((row) => io.out(JSON.stringify(asRecord(row))));
     else if (rows.length === 0) io.out(`no ${state} deliveries in schema ${schema}`);
