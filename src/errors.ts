@@ -117,3 +117,25 @@ function describeAsError(value: unknown): Error {
   }
   return new Error(`Non-Error value thrown: ${text}`, { cause: value });
 }
+
+/**
+ * Blanks the arguments of a Redis `AUTH` or `HELLO` in an error and its causes, in place:
+ * ioredis attaches the command that failed to its error, password included, and such an
+ * error (a store or a queue that could not log in) would reach a log or `onFailure` whole.
+ * @returns the same error
+ */
+export function withoutCredentials<T>(error: T): T {
+  let current: unknown = error;
+  for (let depth = 0; depth < 8 && typeof current === 'object' && current !== null; depth += 1) {
+    const command = (current as { command?: { name?: unknown; args?: unknown } }).command;
+    if (typeof command?.name === 'string' && /^(auth|hello)$/i.test(command.name) && Array.isArray(command.args)) {
+      try {
+        command.args = command.args.map(() => '[redacted]');
+      } catch {
+        // A frozen command object: nothing here can change it.
+      }
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return error;
+}

@@ -1,4 +1,4 @@
-import { toError, type WebhookVerificationError } from '../errors';
+import { toError, withoutCredentials, type WebhookVerificationError } from '../errors';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import { ignoreRejection, Listeners } from '../listeners';
 import type { WebhookLogger } from '../options';
@@ -59,6 +59,8 @@ export class FailureReport {
   }
 
   report(error: WebhookVerificationError, trace: DeliveryTrace): void {
+    // In place, so the app's error handler (passErrors) gets it without them too.
+    withoutCredentials(error.cause);
     this.listeners.emit(error, failureContext(error, trace));
     this.log(error, trace);
   }
@@ -114,7 +116,8 @@ export class FailureReport {
     }
   }
 
-  private write(level: keyof WebhookLogger, record: object, message: string): void {
+  private write(level: keyof WebhookLogger, record: Record<string, unknown>, message: string): void {
+    withoutCredentials(record.err);
     try {
       // An async logger whose sink is down rejects: unhandled, that would end the process.
       ignoreRejection(this.logger?.[level](record, message));

@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import { MitpoWebhooks } from '../../src';
 import { RedisReplayStore } from '../../src/redis';
@@ -6,6 +7,28 @@ import { signedDelivery } from '../../src/testing';
 const SECRET = 'whsec_unit';
 
 describe('RedisReplayStore without a server', () => {
+  // Found by a hunt: ioredis attaches the command that failed to its error, and for AUTH that is
+  // the password, which then went whole into the logger's record and onFailure's error.
+  it('never passes on the password of an AUTH that Redis refused, to the log or to onFailure', async () => {
+    const refused = () =>
+      Object.assign(new Error('WRONGPASS invalid username-password pair or user is disabled.'), {
+        command: { name: 'auth', args: ['default', 'LEAKCANARY3'] },
+      });
+    const records: unknown[] = [];
+    const keep = (record: unknown, message?: string) => void records.push(record, message);
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      replay: new RedisReplayStore({ call: async () => Promise.reject(refused()) }),
+      logger: { debug: keep, info: keep, warn: keep, error: keep },
+    });
+    const told: unknown[] = [];
+    webhooks.onFailure((error) => void told.push(error));
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(503);
+    expect(told).toHaveLength(1);
+    for (const seen of [...records, ...told]) expect(inspect(seen, { depth: 10, showHidden: true })).not.toContain('LEAKCANARY3');
+  });
+
   it('refuses something that is neither an ioredis nor a node-redis client', () => {
     for (const client of [undefined, null, {}, { get() {} }, 'redis://localhost']) {
       expect(() => new RedisReplayStore(client as never)).toThrow(/ioredis client.*node-redis client/);
