@@ -140,12 +140,14 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   readonly name: string;
   readonly attempts: number;
   readonly keepsOrder = true;
-  private readonly connection: ConnectionOptions;
+  // Private fields, not TypeScript's `private` (ordinary properties at run time): the connection,
+  // and BullMQ's Queue holding it, may carry a Redis password, which logging the queue would print.
+  readonly #connection: ConnectionOptions;
   private readonly backoffMs: number;
   private readonly enqueueTimeoutMs: number;
   private readonly lockDurationMs: number;
   private readonly deadLetterRetentionSeconds: number;
-  private readonly queue: Queue<JobData>;
+  readonly #queue: Queue<JobData>;
   /** Enqueues under way in this process, by job id, and the bytes they hold. */
   private readonly pending: PendingEnqueues;
 
@@ -180,7 +182,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     }
     this.name = name;
     this.attempts = attempts;
-    this.connection = options.connection;
+    this.#connection = options.connection;
     this.backoffMs = seconds(options.backoff, 'backoff', 10, 3600) * 1000;
     this.enqueueTimeoutMs = seconds(options.enqueueTimeout, 'enqueueTimeout', 2, 600) * 1000;
     this.lockDurationMs = seconds(options.lockDuration, 'lockDuration', 30, 3600) * 1000;
@@ -191,10 +193,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     }
     if (!isClient(options.connection)) checkIoredisInstalled();
     this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
-    this.queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
+    this.#queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
     // enqueue reports its own failure as a 503.
-    this.queue.on('error', () => undefined);
+    this.#queue.on('error', () => undefined);
   }
 
   /**
@@ -229,7 +231,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    */
   private enqueueOnceReached(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     if (this.unreached) return Promise.reject(new Error('Redis has not been reached since the queue was made'));
-    this.firstConnection ??= this.queue.waitUntilReady().then(() => void (this.reachedRedis = true));
+    this.firstConnection ??= this.#queue.waitUntilReady().then(() => void (this.reachedRedis = true));
     let waiting: QueuedDelivery | undefined = delivery;
     return withTimeout(
       this.firstConnection.then(() => (waiting === undefined ? Promise.reject(new Error('answered already')) : this.enqueueNow(waiting, retentionMs))),
@@ -244,7 +246,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
-    if ((await this.queue.getJobState(jobId)) !== 'unknown') {
+    if ((await this.#queue.getJobState(jobId)) !== 'unknown') {
       if (delivery.bodyDigest === undefined) return 'duplicate';
       return (await this.holdsOtherBytes(jobId, delivery.bodyDigest)) ? 'collision' : 'duplicate';
     }
@@ -260,7 +262,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       ...(delivery.retriedByOperator === true && { retriedByOperator: true }),
     };
     // With an id already taken (another instance queued it since the check), add() changes nothing.
-    await this.queue.add(JOB_NAME, data, {
+    await this.#queue.add(JOB_NAME, data, {
       jobId,
       attempts: this.attempts,
       backoff: { type: 'exponential', delay: this.backoffMs },
@@ -276,7 +278,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   /** A key of the app's own: only then is the stored job read, to tell a copy from a collision. */
   private async holdsOtherBytes(jobId: string, bodyDigest: string): Promise<boolean> {
-    const stored = await this.queue.getJob(jobId);
+    const stored = await this.#queue.getJob(jobId);
     if (stored === undefined) return false;
     // Read as the worker reads it: a job whose body is no text holds no delivery of these bytes.
     const storedDigest = (stored.data as Partial<JobData> | null)?.bodyDigest ?? sha256HexOf(deliveryOf(stored).rawBody);
@@ -315,7 +317,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const attempt = Math.max(runsSoFar(job), job.attemptsMade + 1);
         const attempts = job.opts.attempts ?? 1;
         const lastAttempt = attempt >= attempts;
-        const turn = new ResourceTurn(this.queue, this.lockDurationMs, keptFor(job));
+        const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
         try {
           await processor({
             delivery: deliveryOf(job),
@@ -349,7 +351,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         }
       },
       {
-        connection: workerConnection(this.connection),
+        connection: workerConnection(this.#connection),
         concurrency,
         lockDuration: this.lockDurationMs,
         stalledInterval: this.lockDurationMs,
@@ -389,13 +391,13 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   }
 
   depth(): Promise<QueueDepth> {
-    return withTimeout(this.queue.getJobCounts('waiting', 'active', 'delayed', 'failed'), this.enqueueTimeoutMs, () => new Error('Redis did not answer'));
+    return withTimeout(this.#queue.getJobCounts('waiting', 'active', 'delayed', 'failed'), this.enqueueTimeoutMs, () => new Error('Redis did not answer'));
   }
 
   async close(): Promise<void> {
     // A connection that never came up is dropped at once; a live one is quit.
     // (disconnect() would wait for a connection that may never come.)
-    await withTimeout(this.queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
+    await withTimeout(this.#queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
   }
 }
 

@@ -133,7 +133,9 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
   readonly schema: string;
   readonly attempts: number;
   readonly keepsOrder = true;
-  private readonly pool: Pool;
+  // A private field, not TypeScript's `private` (an ordinary property at run time): pg keeps the
+  // connection string, password included, on the pool, which logging the queue would print.
+  readonly #pool: Pool;
   private readonly table: string;
   private readonly backoffMs: number;
   private readonly enqueueTimeoutMs: number;
@@ -167,7 +169,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
       throw new TypeError(`mitpo-webhooks/postgres: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
     }
-    this.pool = options.pool;
+    this.#pool = options.pool;
     this.schema = schema;
     this.table = `"${schema}".deliveries`;
     this.attempts = attempts;
@@ -180,7 +182,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
 
   /** Creates the schema and its tables if they are missing; safe to run at every start, from several processes at once. */
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
+    const client = await this.#pool.connect();
     try {
       if ((await client.query<{ migrated: boolean }>(migratedSql(this.schema))).rows[0]?.migrated === true) return;
       await client.query('begin');
@@ -220,7 +222,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
    */
   private async insert(delivery: QueuedDelivery, retentionMs: number, answer: { given: boolean }): Promise<EnqueueResult> {
     const deadline = Date.now() + this.enqueueTimeoutMs;
-    const connecting = this.pool.connect();
+    const connecting = this.#pool.connect();
     const client = await withTimeout(
       connecting,
       this.enqueueTimeoutMs,
@@ -252,7 +254,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
     }
     const inserts = { attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.enqueueTimeoutMs };
-    return new PostgresWorker(this.pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts, trouble);
+    return new PostgresWorker(this.#pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts, trouble);
   }
 
   idOf(deliveryKey: string): string {
@@ -263,7 +265,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     const { rows } = await withTimeout(
       // A taken row keeps lease_until until its outcome, a give-back or a lift, however long its
       // run takes: active (so is one whose worker died, until another takes it). Done rows are not read.
-      this.pool.query<{ waiting: string; active: string; delayed: string; failed: string }>(
+      this.#pool.query<{ waiting: string; active: string; delayed: string; failed: string }>(
         `select count(*) filter (where state = 'waiting' and lease_until is not null) as active,
                 count(*) filter (where state = 'waiting' and lease_until is null and run_after <= now()) as waiting,
                 count(*) filter (where state = 'waiting' and lease_until is null and run_after > now()) as delayed,
@@ -301,9 +303,11 @@ class PostgresWorker implements DeliveryWorker {
   private readonly owedLifts = new Set<OwedLift>();
   /** For the worker's own statements (see bounded()): as long as an insert may take, and at least 10 s, so a busy database is not called out of reach. */
   private readonly statementTimeoutMs: number;
+  /** A private field, as on the queue: pg keeps the connection string on the pool. */
+  readonly #pool: Pool;
 
   constructor(
-    private readonly pool: Pool,
+    pool: Pool,
     private readonly schema: string,
     private readonly table: string,
     private readonly processor: QueuedDeliveryProcessor,
@@ -314,6 +318,7 @@ class PostgresWorker implements DeliveryWorker {
     private readonly inserts: Omit<InsertSettings, 'retentionMs'>,
     private readonly trouble: (error: unknown) => void,
   ) {
+    this.#pool = pool;
     this.statementTimeoutMs = Math.max(inserts.timeoutMs, MIN_STATEMENT_TIMEOUT_MS);
     void this.listen();
     this.loops = Array.from({ length: concurrency }, () => this.loop());
@@ -379,7 +384,7 @@ class PostgresWorker implements DeliveryWorker {
   private async openListener(): Promise<void> {
     let client: PoolClient | undefined;
     try {
-      client = await this.pool.connect();
+      client = await this.#pool.connect();
       const held = client;
       held.on('notification', () => this.wake());
       held.on('error', () => {
@@ -424,7 +429,7 @@ class PostgresWorker implements DeliveryWorker {
    */
   private async untilNextDue(): Promise<number> {
     // A row whose lease lapsed is running (locked) or its worker died: the poll finds the latter.
-    const { rows } = await this.pool.query<{ wait_ms: number | null }>(
+    const { rows } = await this.#pool.query<{ wait_ms: number | null }>(
       this.bounded(`select extract(epoch from (min(greatest(run_after, coalesce(lease_until, run_after))) - now())) * 1000 as wait_ms
          from ${this.table} where state = 'waiting' and (lease_until is null or lease_until > now())`),
     );
@@ -440,7 +445,7 @@ class PostgresWorker implements DeliveryWorker {
    * @returns false when nothing was due
    */
   private async runOne(): Promise<boolean> {
-    const client = await this.pool.connect();
+    const client = await this.#pool.connect();
     this.running.add(client);
     let broken: Error | undefined;
     // A connection lost while no query runs (a handler doing other work) is an 'error'
@@ -508,7 +513,7 @@ class PostgresWorker implements DeliveryWorker {
    * across a partition), taken again or finished meanwhile is left alone.
    */
   private async liftLease({ row, uncount }: Lift): Promise<void> {
-    await this.pool.query(
+    await this.#pool.query(
       this.bounded(
         // A run that failed before its handlers were called was no attempt: its start is not counted, as when it gives the row back.
         // Only this take's own reservation: a give-back, another worker's take or an outcome since has changed lease_until.
@@ -710,14 +715,14 @@ class PostgresWorker implements DeliveryWorker {
     const now = Date.now();
     if (now - this.lastCleanup < CLEANUP_EVERY_MS) return;
     this.lastCleanup = now;
-    const deleted = await this.pool.query(
+    const deleted = await this.#pool.query(
       this.bounded(`delete from ${this.table} where delivery_key in (
          select delivery_key from ${this.table} where state <> 'waiting' and keep_until < now() limit ${CLEANUP_BATCH} for update skip locked)`),
     );
     // A full batch: more may be past their time, so the next turn of a loop takes the next
     // batch rather than a minute later (a batch a minute would fall behind past ~17 deliveries a second).
     if (deleted.rowCount === CLEANUP_BATCH) this.lastCleanup = 0;
-    await this.pool.query(this.bounded(`delete from "${this.schema}".resources where keep_until < now()`));
+    await this.#pool.query(this.bounded(`delete from "${this.schema}".resources where keep_until < now()`));
   }
 }
 

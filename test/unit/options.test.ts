@@ -1,4 +1,6 @@
 import { execFileSync } from 'node:child_process';
+import { inspect } from 'node:util';
+import { Pool } from 'pg';
 import { MitpoWebhooks, MemoryReplayStore } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { PostgresDeliveryQueue } from '../../src/postgres';
@@ -209,5 +211,31 @@ describe('BullMQDeliveryQueue without ioredis installed', () => {
 
   it('takes a client made without it (node-redis)', () => {
     expect(constructed('{ duplicate() { return this; }, connect: async () => undefined, sendCommand: async () => null, isOpen: false, isReady: false, on() {} }')).toBe('constructed');
+  });
+});
+
+// Found by a hunt: TypeScript's `private` fields are ordinary properties at run time, so
+// console.log(webhooks) printed the queue's Redis URL, and pg's pool its connection string.
+describe('a receiver with a queue, logged or serialised', () => {
+  it('shows no password of the Redis or Postgres connection', async () => {
+    const bullmq = new BullMQDeliveryQueue({ connection: { url: 'redis://:LEAKCANARY@127.0.0.1:1/5' } });
+    const pool = new Pool({ connectionString: 'postgres://postgres:LEAKCANARY@127.0.0.1:1/test' });
+    try {
+      for (const queue of [bullmq, new PostgresDeliveryQueue({ pool })]) {
+        const webhooks = new MitpoWebhooks({ secret: 'whsec_unit', queue });
+        expect(inspect(webhooks, { depth: 12 })).not.toContain('LEAKCANARY');
+        expect(inspect(queue, { depth: 12 })).not.toContain('LEAKCANARY');
+        let json = '';
+        try {
+          json = JSON.stringify(webhooks);
+        } catch {
+          // A circular structure prints nothing.
+        }
+        expect(json).not.toContain('LEAKCANARY');
+      }
+    } finally {
+      await bullmq.close();
+      await pool.end();
+    }
   });
 });
