@@ -16,6 +16,19 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/**
+ * Text from the command line or a URL as a message may show it: a URL's user name and
+ * password (`redis://:secret@host`) left out, since what a command prints ends up in CI logs.
+ */
+export function withoutUserInfo(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/gi, '$1…@');
+}
+
+/** An argument the command does not take, shown without a URL's credentials. */
+export function unexpectedArgument(argument: string | undefined): UsageError {
+  return new UsageError(`unexpected argument ${JSON.stringify(withoutUserInfo(String(argument)))}`);
+}
+
 /** Something went wrong that is not the arguments' fault: exit 1 with the message. */
 export class CommandError extends Error {
   override readonly name = 'CommandError';

@@ -627,6 +627,22 @@ describe('--help', () => {
   );
 });
 
+// Found by a hunt: what a command prints ends up in CI logs, and a URL given in the wrong place, or
+// to send, was printed with its password.
+describe('a URL with credentials on the command line', () => {
+  it.each([
+    [['deliveries', 'list', 'redis://:LEAKCANARY@127.0.0.1:6379']],
+    [['deliveries', 'postgres://u:LEAKCANARY@127.0.0.1/db']],
+    [['migrate', 'postgres://u:LEAKCANARY@127.0.0.1/db']],
+    [['send', 'http://user:LEAKCANARY@127.0.0.1:1/webhooks/mitpo', '--event', 'dispatch.completed', '--secret', 'whsec_cli']],
+  ])('is never printed with its password: %j', async (args) => {
+    const run = await runCli(args);
+    expect(run.code).not.toBe(0);
+    expect(run.stdout + run.stderr).not.toContain('LEAKCANARY');
+    expect(run.stdout + run.stderr).toMatch(/:\/\/…@/);
+  });
+});
+
 describe('mitpo-webhooks deliveries', () => {
   it('exits 1 with a clear message, promptly, when Redis cannot be reached', async () => {
     const run = await runCli(['deliveries', 'list', '--redis', 'redis://127.0.0.1:1']);

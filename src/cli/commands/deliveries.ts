@@ -5,7 +5,7 @@ import { runsOf, runsSoFar } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
-import { CommandError, EXIT, RETRY_NOTE, storeCall, storedTime, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, RETRY_NOTE, storeCall, storedTime, UsageError, type CliIo, unexpectedArgument, withoutUserInfo } from '../cli-io';
 
 export const DELIVERIES_USAGE = `Usage: mitpo-webhooks deliveries <list|show|retry> [options]
 
@@ -66,9 +66,9 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   });
   const [action, key, ...extra] = positionals;
   if (action !== 'list' && action !== 'show' && action !== 'retry') {
-    throw new UsageError(action === undefined ? 'deliveries needs list, show or retry' : `unknown action ${JSON.stringify(action)}`);
+    throw new UsageError(action === undefined ? 'deliveries needs list, show or retry' : `unknown action ${JSON.stringify(withoutUserInfo(action))}`);
   }
-  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  if (extra.length > 0) throw unexpectedArgument(extra[0]);
   // An option the action does not read would be dropped without a word.
   const listOnly = action === 'list' ? undefined : (['state', 'limit'] as const).find((name) => values[name] !== undefined);
   if (listOnly !== undefined) throw new UsageError(`--${listOnly} goes with list, not ${action}`);
@@ -81,7 +81,7 @@ export async function deliveries(argv: string[], io: CliIo): Promise<number> {
   if (action === 'retry' && (key === undefined) === !values['all-failed']) {
     throw new UsageError('deliveries retry needs a delivery key, or --all-failed (not both)');
   }
-  if (action === 'list' && key !== undefined) throw new UsageError(`unexpected argument ${JSON.stringify(key)}`);
+  if (action === 'list' && key !== undefined) throw unexpectedArgument(key);
 
   if (values.json && action === 'retry') throw new UsageError('--json goes with list and show');
   // BullMQ refuses these itself, with a stack trace; a name is the user's to correct.

@@ -7,7 +7,7 @@ import { isApiKey, WebhookEndpointsClient } from '../../api/webhook-endpoints-cl
 import { MITPO_EVENT_NAMES } from '../../events/schemas';
 import { secretProblem } from '../../secrets/secret-rules';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo, unexpectedArgument } from '../cli-io';
 
 export const ENDPOINTS_USAGE = `Usage:
   mitpo-webhooks endpoints create --url <https-url> --events <a,b> [--write-env <file>]
@@ -49,7 +49,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
   try {
     switch (action) {
       case 'create': {
-        if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+        if (rest.length > 0) throw unexpectedArgument(rest[0]);
         if (values.url === undefined) throw new UsageError('create needs --url <https-url>');
         if (values.events === undefined) throw new UsageError('create needs --events, e.g. --events dispatch.completed,dispatch.failed');
         const events = values.events.split(',').map((e) => e.trim()).filter((e) => e !== '');
@@ -74,7 +74,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         return EXIT.ok;
       }
       case 'list': {
-        if (rest.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(rest[0])}`);
+        if (rest.length > 0) throw unexpectedArgument(rest[0]);
         const list = await apiClient().list();
         if (list.length === 0) {
           io.out('No webhook endpoints registered.');
@@ -88,7 +88,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
       case 'delete': {
         const [id, ...extra] = rest;
         if (id === undefined) throw new UsageError('delete needs the endpoint id, e.g. endpoints delete whk_r3s4t5u6');
-        if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+        if (extra.length > 0) throw unexpectedArgument(extra[0]);
         const deleted = await apiClient().delete(id);
         io.out(`Deleted endpoint ${shown(deleted.id)}`);
         return EXIT.ok;

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import type { MitpoEvent, UnknownMitpoEvent } from '../../events/schemas';
 import { MitpoWebhooks } from '../../mitpo-webhooks';
 import type { WebhookVerificationError } from '../../errors';
-import { CommandError, EXIT, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, UsageError, type CliIo, unexpectedArgument } from '../cli-io';
 import { secretFrom } from '../secret-option';
 import { sanitizeText } from '../../text/sanitize-text';
 
@@ -37,7 +37,7 @@ export async function listen(argv: string[], io: CliIo): Promise<number> {
       secret: { type: 'string' },
     },
   });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (positionals.length > 0) throw unexpectedArgument(positionals[0]);
   const port = Number(values.port);
   if (!/^[0-9]+$/.test(values.port) || port > 65_535) throw new UsageError(`--port must be a port number (got ${JSON.stringify(values.port)})`);
   if (!values.path.startsWith('/')) throw new UsageError('--path must start with "/"');

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { PostgresDeliveryQueue } from '../../postgres/postgres-delivery-queue';
 import { sanitizeText } from '../../text/sanitize-text';
-import { EXIT, UsageError, type CliIo } from '../cli-io';
+import { EXIT, UsageError, type CliIo, unexpectedArgument } from '../cli-io';
 import { openPool, postgres } from './postgres-deliveries';
 
 export const MIGRATE_USAGE = `Usage: mitpo-webhooks migrate --postgres <url> [--schema mitpo_webhooks]
@@ -23,7 +23,7 @@ export async function migrate(argv: string[], io: CliIo): Promise<number> {
     allowPositionals: true,
     options: { postgres: { type: 'string' }, schema: { type: 'string', default: 'mitpo_webhooks' } },
   });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (positionals.length > 0) throw unexpectedArgument(positionals[0]);
   const url = values.postgres ?? io.env.DATABASE_URL;
   if (url === undefined || url === '') throw new UsageError('no Postgres: pass --postgres postgres://host/db or set DATABASE_URL');
   const pool = openPool(url);

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { readLimitedBody, type LimitedBody } from '../../api/read-limited-body';
 import { sanitizeText } from '../../text/sanitize-text';
 import { signedDelivery } from '../../testing/signed-delivery';
-import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo, unexpectedArgument, withoutUserInfo } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 /** The most of an answer's body `send` prints; a receiver's answer is a few dozen bytes. */
@@ -41,7 +41,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   });
   const [url, ...extra] = positionals;
   if (url === undefined) throw new UsageError('send needs the receiver URL, e.g. http://127.0.0.1:3000/webhooks/mitpo');
-  if (extra.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
+  if (extra.length > 0) throw unexpectedArgument(extra[0]);
   if (!/^https?:\/\//.test(url)) throw new UsageError(`the URL must start with http:// or https:// (got ${JSON.stringify(url)})`);
   if (!URL.canParse(url)) throw new UsageError(`${JSON.stringify(url)} is not a URL`);
   if (values.event === undefined || values.event === '') throw new UsageError('send needs --event <type>, e.g. --event dispatch.completed');
@@ -53,7 +53,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
   const data = dataFrom(values.data, values.file);
 
   const delivery = signedDelivery({ event: values.event, secret, ...(data === undefined ? {} : { data }) });
-  io.out(`→ POST ${url} (${values.event}, ${Buffer.byteLength(delivery.body)} bytes)`);
+  io.out(`→ POST ${withoutUserInfo(url)} (${values.event}, ${Buffer.byteLength(delivery.body)} bytes)`);
   let response: Response;
   // One deadline for the answer and its body: a receiver that trickles times out too.
   const signal = AbortSignal.timeout(30_000);
@@ -68,7 +68,7 @@ export async function send(argv: string[], io: CliIo): Promise<number> {
       signal,
     });
   } catch (error) {
-    throw new CommandError(`no answer from ${url} (${describeFetchError(error)})`);
+    throw new CommandError(withoutUserInfo(`no answer from ${url} (${describeFetchError(error)})`));
   }
   let answer: LimitedBody;
   try {

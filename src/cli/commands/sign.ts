@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { parseAnyEvent } from '../../events/parse-event';
 import { sign as signBody } from '../../signature/sign';
 import { sanitizeText } from '../../text/sanitize-text';
-import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo } from '../cli-io';
+import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo, unexpectedArgument } from '../cli-io';
 import { secretFrom } from '../secret-option';
 
 export const SIGN_USAGE = `Usage: mitpo-webhooks sign [--file <path>] [--secret <s>] [--sent-at <unix seconds>]
@@ -35,7 +35,7 @@ export async function sign(argv: string[], io: CliIo): Promise<number> {
       'sent-at': { type: 'string' },
     },
   });
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
+  if (positionals.length > 0) throw unexpectedArgument(positionals[0]);
   const secret = secretFrom(values.secret, io.env);
   const sentAt = values['sent-at'] ?? String(Math.floor(Date.now() / 1000));
   if (!/^[0-9]{1,12}$/.test(sentAt)) throw new UsageError('--sent-at must be whole unix seconds');
