@@ -60,7 +60,12 @@ function checkedBaseUrl(given: unknown): string {
   const secretive = /@|\?/.test(text);
   // A bare `?` or `#` leaves search and hash empty, and is no base for a path either.
   if (url === undefined || secretive || !/^https?:\/\/[^/]/i.test(text) || text.includes('#')) {
-    const shown = secretive ? 'a URL with a user name, password or query, not shown' : JSON.stringify(sanitizeText(String(given), 200));
+    // Nor a value with no scheme at all: with the settings swapped, that is the API key.
+    const shown = secretive
+      ? 'a URL with a user name, password or query, not shown'
+      : /^[a-z][a-z0-9+.-]*:/i.test(text)
+        ? JSON.stringify(sanitizeText(String(given), 200))
+        : 'a value that is no URL, not shown';
     throw new TypeError(`mitpo-webhooks: ${BASE_URL_RULE} (got ${shown})`);
   }
   return `${url.origin}${url.pathname.replace(/\/+$/, '')}`;

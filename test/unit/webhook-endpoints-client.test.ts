@@ -185,6 +185,8 @@ describe('WebhookEndpointsClient', () => {
       }
       expect(message).not.toContain('hunter2');
     }
+    // Found by a hunt: with the two settings swapped (MITPO_API_BASE_URL holding the key), the key was quoted.
+    expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, baseUrl: 'mk_live_LEAKCANARY2' })).toThrow(/\(got a value that is no URL, not shown\)/);
     for (const timeout of [0, -1, Number.NaN, Infinity]) {
       expect(() => new WebhookEndpointsClient({ apiKey: API_KEY, timeout })).toThrow(/timeout must be a positive number of seconds/);
     }
