@@ -224,15 +224,23 @@ describeRedis('queued processing on BullMQ', () => {
       const elsewhere = receiver({}, { deliveryKey: byDispatch });
       const queue = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name });
       const here = receiver(queue, { logger, deliveryKey: byDispatch });
-      // The race, made certain: this instance finds the key free, then the other instance's job lands.
-      const bull = (queue as unknown as { queue: Queue }).queue;
-      const check = bull.getJobState.bind(bull);
-      bull.getJobState = async (jobId: string) => {
-        const state = await check(jobId);
-        expect((await elsewhere.receive({ rawBody: first.body, headers: first.headers })).body).toEqual({ success: true, queued: true });
+      // The race, made certain: this instance finds the key free (its first look, the only one this
+      // spy changes), then the other instance's job lands. The queue keeps BullMQ's Queue private.
+      const check = Queue.prototype.getJobState;
+      let raced = false;
+      const spy = jest.spyOn(Queue.prototype, 'getJobState').mockImplementation(async function (this: Queue, jobId: string) {
+        const state = await check.call(this, jobId);
+        if (!raced) {
+          raced = true;
+          expect((await elsewhere.receive({ rawBody: first.body, headers: first.headers })).body).toEqual({ success: true, queued: true });
+        }
         return state;
-      };
-      expect((await here.receive({ rawBody: other.body, headers: other.headers })).body).toEqual({ success: true, duplicate: true });
+      });
+      try {
+        expect((await here.receive({ rawBody: other.body, headers: other.headers })).body).toEqual({ success: true, duplicate: true });
+      } finally {
+        spy.mockRestore();
+      }
       expect(collisions(warnings)).toEqual([expect.objectContaining({ deliveryKey: 'key-dsp_5' })]);
       const stored = await inspect.getJob(jobIdOf('key-dsp_5'));
       expect(Buffer.from(stored!.data.body, 'base64').toString()).toBe(first.body);
