@@ -139,3 +139,9 @@ export function withoutCredentials<T>(error: T): T {
   }
   return error;
 }
+
+/** The string code an error carries (ours, a queue's, Postgres' SQLSTATE), when it carries one. */
+export function codeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}

@@ -19,13 +19,6 @@ export function apiEnvelope<D extends z.ZodType>(data: D) {
   return z.looseObject({ success: z.literal(true), data, request_id: z.string().optional() });
 }
 
-/** MITPO's API error envelope; every field optional so a partial answer still yields what it has. */
-export const apiErrorEnvelopeSchema = z.looseObject({
-  success: z.literal(false).optional(),
-  error: z.looseObject({ code: z.string().optional(), message: z.string().optional() }).optional(),
-  request_id: z.string().optional(),
-});
-
 export const createWebhookEndpointInputSchema = z.object({
   url: z.url({ protocol: /^https$/, error: 'url must be an https:// URL (MITPO delivers webhooks over HTTPS only)' }),
   events: z

@@ -1,5 +1,5 @@
 import { DUPLICATE, QUEUED, type Outcome } from '../answers';
-import { toError, WebhookVerificationError } from '../errors';
+import { toError, WebhookVerificationError, codeOf } from '../errors';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import { Listeners } from '../listeners';
 import type { StaleEvents } from '../ordering/stale-events';
@@ -412,11 +412,6 @@ async function undoneOrFinal(undo: QueuedRun['undo']): Promise<FinalDeliveryFail
   }
 }
 
-/** The stable code a failure carries, when it carries one (ours do; a queue's own may not). */
-function codeOf(error: Error): string | undefined {
-  const { code } = error as { code?: unknown };
-  return typeof code === 'string' ? code : undefined;
-}
 
 /** A failed run's outcome, as its span and the deliveries counter record it. */
 function outcomeOf(error: unknown): string {

@@ -1,7 +1,7 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
 import { checkOptionKeys } from '../option-keys';
-import { toError } from '../errors';
+import { codeOf, toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
 import {
@@ -105,7 +105,7 @@ class TransactionEnded extends FinalDeliveryFailure {
 }
 
 function endedByHandlers(error: unknown, savepointGone = false): unknown {
-  const code = (error as { code?: unknown } | null)?.code;
+  const code = codeOf(error);
   if (code !== '25P01' && !(savepointGone && code === '3B001')) return error;
   return new TransactionEnded(
     "The handlers ended the run's transaction on ctx.db (a COMMIT or ROLLBACK of their own) or released its savepoint: what they wrote may be committed without the done mark, so the delivery is kept as a dead letter and not run again. Handlers must not begin, commit or roll back on ctx.db; use savepoints of their own",

@@ -66,8 +66,7 @@ export class Claims<Owner> {
     if (order !== undefined && typeof (result as { stale?: unknown } | null)?.stale === 'number') return result as { stale: number };
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
     const claim: Claim<Owner> = { key, owner, token, order, live: undefined };
-    claim.live = this.live.add(claim);
-    if (!this.stopped) this.renewal ??= this.detached(() => this.startRenewal());
+    this.list(claim);
     return claim;
   }
 
@@ -116,8 +115,7 @@ export class Claims<Owner> {
         },
       ));
     const later = () => {
-      claim.live = this.live.add(claim);
-      this.renewal ??= this.detached(() => this.startRenewal());
+      this.list(claim);
       // Outside the request's async context, as the renewal: the retry is no part of its trace.
       timer = this.detached(() => setTimeout(() => void attempt(), delayMs));
       (timer as { unref?: () => void }).unref?.();
@@ -151,6 +149,12 @@ export class Claims<Owner> {
   release(claim: Claim<Owner>): Promise<void> {
     if (claim.live !== undefined) this.live.remove(claim.live);
     return claim.order === undefined ? this.store.release(claim.key, claim.token) : this.store.releaseInOrder!(claim.key, claim.order, claim.token);
+  }
+
+  /** Lists a claim among the live ones, which the renewal (started with the first, never after stop()) renews. */
+  private list(claim: Claim<Owner>): void {
+    claim.live = this.live.add(claim);
+    if (!this.stopped) this.renewal ??= this.detached(() => this.startRenewal());
   }
 
   private startRenewal(): ReturnType<typeof setInterval> | undefined {
