@@ -1,3 +1,5 @@
+import { shownValue } from './option-keys';
+
 /** How a duration option is read: its name for messages, its default, and the range a sane value falls in. */
 export interface DurationRule {
   /** The option's name as users write it, e.g. `'tolerance'` or `'mitpo-webhooks/redis: commandTimeout'`. */
@@ -24,7 +26,7 @@ export function readSeconds(value: unknown, rule: DurationRule): number | undefi
   const prefix = rule.name.includes(':') ? '' : 'mitpo-webhooks: ';
   const lowest = rule.allowZero === true ? 'zero or more' : 'a positive number of';
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (value === 0 && rule.allowZero !== true)) {
-    throw new TypeError(`${prefix}${rule.name} must be ${lowest} seconds (got ${describe(value)})`);
+    throw new TypeError(`${prefix}${rule.name} must be ${lowest} seconds (got ${shownValue(value)})`);
   }
   if (value > rule.max) {
     throw new TypeError(
@@ -33,8 +35,4 @@ export function readSeconds(value: unknown, rule: DurationRule): number | undefi
     );
   }
   return value;
-}
-
-function describe(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value.slice(0, 40)) : String(value);
 }

@@ -1,5 +1,5 @@
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
-import { checkOptionKeys } from './option-keys';
+import { checkOptionKeys, shownValue } from './option-keys';
 import type { DeadLetterHandler, MitpoWebhooksOptions } from './node-types';
 import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
 import { nodePlatform } from './platform/node-platform';
@@ -68,7 +68,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     if (this.nodePipeline.shutdown.closing) throw new TypeError('mitpo-webhooks: startWorker() after close()');
     checkOptionKeys(options, 'startWorker()', ['concurrency', 'trace']);
     const { trace = 'link', ...queueOptions } = options;
-    if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${JSON.stringify(trace)})`);
+    if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${shownValue(trace)})`);
     const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions, (error) => this.nodePipeline.failures.workerTrouble(error));
     this.workers.add(worker);
     return {

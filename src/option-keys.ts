@@ -15,3 +15,20 @@ export function checkOptionKeys(options: unknown, where: string, known: readonly
   }
   return options as Record<string, unknown>;
 }
+
+/** A number, size or duration as people write one: `'300'`, `'5m'`, `'1 megabyte'`. */
+const READS_AS_AMOUNT = /^\s{0,4}[+-]?[\d.,_]{1,16}\s{0,4}[a-z]{0,12}\s{0,4}$/i;
+
+/**
+ * What a message about an option's value may say of the value. A number, a
+ * boolean or a string that reads as an amount is shown, since seeing `"300"` is
+ * the fix; any other string only by its length, and an object by its kind: the
+ * value may be a secret put in the wrong option, and a start-up error reaches
+ * the logs.
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value === 'string') return READS_AS_AMOUNT.test(value) ? JSON.stringify(value) : `a string of ${value.length} characters`;
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object' && value !== null) return 'an object';
+  return typeof value === 'function' ? 'a function' : String(value);
+}

@@ -1,3 +1,5 @@
+import { shownValue } from '../option-keys';
+
 /**
  * The path every mounting takes, checked the same way everywhere: a relative
  * path fails at mount time with a TypeError, not as a route that silently
@@ -12,7 +14,7 @@
 export function checkedPath(path: unknown, where: string, required: boolean): string | undefined {
   if (path === undefined && !required) return undefined;
   if (typeof path !== 'string' || !path.startsWith('/')) {
-    throw new TypeError(`mitpo-webhooks: ${where} path must be a string starting with "/" (got ${JSON.stringify(path)})`);
+    throw new TypeError(`mitpo-webhooks: ${where} path must be a string starting with "/" (got ${shownValue(path)})`);
   }
   return path;
 }

@@ -1,3 +1,5 @@
+import { shownValue } from '../option-keys';
+
 const UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 const SIZE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i;
 
@@ -10,8 +12,7 @@ export function parseSizeLimit(limit: unknown): number {
   const bytes = bytesOf(limit);
   // Under one byte, every delivery would be refused 413.
   if (bytes !== undefined && bytes >= 1) return bytes;
-  const shown = typeof limit === 'string' ? JSON.stringify(limit.slice(0, 40)) : String(limit);
-  throw new TypeError(`mitpo-webhooks: limit must be at least 1 byte: a number of bytes or a size such as '512kb' or '1mb' (got ${shown})`);
+  throw new TypeError(`mitpo-webhooks: limit must be at least 1 byte: a number of bytes or a size such as '512kb' or '1mb' (got ${shownValue(limit)})`);
 }
 
 function bytesOf(limit: unknown): number | undefined {

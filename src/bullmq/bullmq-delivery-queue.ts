@@ -3,7 +3,7 @@ import { dirname } from 'node:path';
 import { DelayedError, Queue, RedisConnection, UnrecoverableError, Worker, type ConnectionOptions, type Job } from 'bullmq';
 import type { EventOrder } from '../ordering/event-order';
 import { readSeconds } from '../duration-option';
-import { checkOptionKeys } from '../option-keys';
+import { checkOptionKeys, shownValue } from '../option-keys';
 import { toError } from '../errors';
 import {
   DeferredDelivery,
@@ -178,7 +178,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       throw new TypeError('mitpo-webhooks/bullmq: name must be a non-empty string without ":"');
     }
     if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > MOST_ATTEMPTS) {
-      throw new TypeError(`mitpo-webhooks/bullmq: attempts must be a whole number from 1 to ${MOST_ATTEMPTS} (got ${String(attempts)})`);
+      throw new TypeError(`mitpo-webhooks/bullmq: attempts must be a whole number from 1 to ${MOST_ATTEMPTS} (got ${shownValue(attempts)})`);
     }
     this.name = name;
     this.attempts = attempts;
@@ -189,7 +189,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     this.deadLetterRetentionSeconds = Math.ceil(seconds(options.deadLetterRetention, 'deadLetterRetention', 30 * 86_400, 365 * 86_400));
     const { maxPendingBytes = 32 * 1024 * 1024 } = options;
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
-      throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
+      throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${shownValue(maxPendingBytes)})`);
     }
     if (!isClient(options.connection)) checkIoredisInstalled();
     this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
@@ -288,7 +288,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
+      throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
     }
     // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
     const tampered = new Set<string>();

@@ -1,6 +1,6 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
-import { checkOptionKeys } from '../option-keys';
+import { checkOptionKeys, shownValue } from '../option-keys';
 import { codeOf, toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
@@ -164,10 +164,10 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       throw new TypeError('mitpo-webhooks/postgres: schema must be lower-case letters, digits and _ (at most 48), starting with a letter or _');
     }
     if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
-      throw new TypeError(`mitpo-webhooks/postgres: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+      throw new TypeError(`mitpo-webhooks/postgres: attempts must be a whole number from 1 to 100 (got ${shownValue(attempts)})`);
     }
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
-      throw new TypeError(`mitpo-webhooks/postgres: maxPendingBytes must be a whole number of bytes (got ${String(maxPendingBytes)})`);
+      throw new TypeError(`mitpo-webhooks/postgres: maxPendingBytes must be a whole number of bytes (got ${shownValue(maxPendingBytes)})`);
     }
     this.#pool = options.pool;
     this.schema = schema;
@@ -251,7 +251,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${String(concurrency)})`);
+      throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
     }
     const inserts = { attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.enqueueTimeoutMs };
     return new PostgresWorker(this.#pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts, trouble);

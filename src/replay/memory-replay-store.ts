@@ -1,4 +1,4 @@
-import { checkOptionKeys } from '../option-keys';
+import { checkOptionKeys, shownValue } from '../option-keys';
 import type { EventOrder } from '../ordering/event-order';
 import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-store';
 
@@ -69,7 +69,7 @@ export class MemoryReplayStore implements ReplayStore {
     checkOptionKeys(options, 'MemoryReplayStore', ['maxEntries', 'now']);
     const maxEntries = options.maxEntries ?? 100_000;
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1 || maxEntries > 2 ** 24) {
-      throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 16777216 (got ${String(maxEntries)})`);
+      throw new TypeError(`mitpo-webhooks: maxEntries must be a whole number from 1 to 16777216 (got ${shownValue(maxEntries)})`);
     }
     this.maxEntries = maxEntries;
     this.handled = new OldestFirst();

@@ -1,5 +1,5 @@
 import { readSeconds } from '../duration-option';
-import { checkOptionKeys } from '../option-keys';
+import { checkOptionKeys, shownValue } from '../option-keys';
 import { parseAnyEvent } from '../events/parse-event';
 import type { MitpoEvent, UnknownMitpoEvent } from '../events/schemas';
 import type { EventOrder } from '../ordering/event-order';
@@ -85,7 +85,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     checkOptionKeys(options, 'MemoryDeliveryQueue', ['attempts', 'backoff']);
     const { attempts = 5 } = options;
     if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
-      throw new TypeError(`mitpo-webhooks/testing: attempts must be a whole number from 1 to 100 (got ${String(attempts)})`);
+      throw new TypeError(`mitpo-webhooks/testing: attempts must be a whole number from 1 to 100 (got ${shownValue(attempts)})`);
     }
     this.attempts = attempts;
     this.backoffMs = readSeconds(options.backoff, { name: 'mitpo-webhooks/testing: backoff', fallback: 10, max: 3600, allowZero: true })! * 1000;

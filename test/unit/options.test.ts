@@ -5,6 +5,7 @@ import { MitpoWebhooks, MemoryReplayStore } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
 import { PostgresDeliveryQueue } from '../../src/postgres';
 import { RedisReplayStore } from '../../src/redis';
+import { koaMitpoWebhooks } from '../../src/koa';
 import { MemoryDeliveryQueue } from '../../src/testing';
 
 const SECRET = 'whsec_valid_secret';
@@ -79,6 +80,39 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
     expect(() => webhooks.onFailure(undefined as never)).toThrow(TypeError);
     expect(() => webhooks.middleware({ path: 'webhooks' })).toThrow(/start(ing)? with "\/"/);
     expect(() => webhooks.middleware({ pth: '/x' } as never)).toThrow(/unknown middleware option "pth"/);
+  });
+});
+
+// Found in review: a value put in the wrong option (an env var read into `tolerance`, a
+// mixed-up `path`) was quoted back in the TypeError, which reaches start-up logs; when
+// that value is the webhook secret, the log holds it.
+describe('a secret put in the wrong option is never quoted back', () => {
+  const LEAK = 'whsec_LEAKCANARY_0123456789';
+  const pool = { query: async () => ({ rows: [] }), connect: async () => ({}) };
+  const worker = () => new MitpoWebhooks({ secret: SECRET, replay: false, queue: new MemoryDeliveryQueue() });
+  it.each<[string, (value: unknown) => unknown]>([
+    ['tolerance', (value) => new MitpoWebhooks({ secret: SECRET, tolerance: value as never })],
+    ['bodyTimeout', (value) => new MitpoWebhooks({ secret: SECRET, bodyTimeout: value as never })],
+    ['limit', (value) => new MitpoWebhooks({ secret: SECRET, limit: value as never })],
+    ['middleware path', (value) => new MitpoWebhooks({ secret: SECRET }).middleware({ path: value as never })],
+    ['koaMitpoWebhooks path', (value) => koaMitpoWebhooks(new MitpoWebhooks({ secret: SECRET }), { path: value as never })],
+    ['startWorker() trace', (value) => worker().startWorker({ trace: value as never })],
+    ['MemoryReplayStore maxEntries', (value) => new MemoryReplayStore({ maxEntries: value as never })],
+    ['MemoryDeliveryQueue attempts', (value) => new MemoryDeliveryQueue({ attempts: value as never })],
+    ['BullMQDeliveryQueue attempts', (value) => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, attempts: value as never })],
+    ['PostgresDeliveryQueue maxPendingBytes', (value) => new PostgresDeliveryQueue({ pool: pool as never, maxPendingBytes: value as never })],
+  ])('%s: says what kind of value it got, not the value', (_name, build) => {
+    for (const value of [LEAK, { secret: LEAK }, [LEAK]]) {
+      expect(() => build(value)).toThrow(TypeError);
+      expect(() => build(value)).not.toThrow(/LEAKCANARY/);
+    }
+    expect(() => build(LEAK)).toThrow(/got a string of 27 characters/);
+  });
+
+  it('still shows a value that reads as an amount, since seeing it is the fix', () => {
+    expect(() => new MitpoWebhooks({ secret: SECRET, tolerance: '300' as never })).toThrow(/got "300"/);
+    expect(() => new MitpoWebhooks({ secret: SECRET, limit: '1 megabyte' })).toThrow(/got "1 megabyte"/);
+    expect(() => new MemoryDeliveryQueue({ attempts: 0 })).toThrow(/got 0\)/);
   });
 });
 
