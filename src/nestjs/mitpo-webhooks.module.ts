@@ -40,7 +40,19 @@ export interface MitpoWebhooksModuleAsyncOptions {
   inject?: FactoryProvider['inject'];
 }
 
-const MODULE_OPTIONS = Symbol('mitpo-webhooks module options');
+/**
+ * What the module's providers need of its options, read once. The options
+ * themselves are not kept: they hold the secret, and Nest's container prints
+ * its providers whole (a debugging dump, a devtools graph). The receiver keeps
+ * its secret as a `KeyObject`, which prints no key.
+ */
+interface ModuleSetup {
+  webhooks: MitpoWebhooks;
+  path: string;
+  shutdownTimeout: number;
+}
+
+const MODULE_SETUP = Symbol('mitpo-webhooks module setup');
 const SHUTDOWN_TIMEOUT = { name: 'MitpoWebhooksModule shutdownTimeout', fallback: 30, max: 3600 };
 
 const servedPaths = new WeakMap<object, Set<string>>();
@@ -64,8 +76,7 @@ class MitpoWebhooksRoute implements OnModuleInit {
 
   constructor(
     @Inject(HttpAdapterHost) private readonly adapterHost: HttpAdapterHost,
-    @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
-    @Inject(MODULE_OPTIONS) private readonly options: MitpoWebhooksModuleOptions,
+    @Inject(MODULE_SETUP) private readonly setup: ModuleSetup,
   ) {
     this.serve();
   }
@@ -77,11 +88,11 @@ class MitpoWebhooksRoute implements OnModuleInit {
   private serve(): void {
     const adapter = this.adapterHost.httpAdapter as AbstractHttpAdapter | undefined;
     if (this.served || adapter === undefined || adapter === null) return;
-    const pipeline = pipelineOf(this.webhooks, 'MitpoWebhooksModule');
+    const pipeline = pipelineOf(this.setup.webhooks, 'MitpoWebhooksModule');
     const platform = adapter.getType();
     // Express routes every case and a trailing slash to one route, so the
     // middleware matches the normalized path; Fastify routes the path as given.
-    const path = platform === 'express' ? normalizePath(this.options.path) : this.options.path;
+    const path = platform === 'express' ? normalizePath(this.setup.path) : this.setup.path;
     // On Express a second module on the same path would never see a delivery (the
     // first answers them all, in any case of its letters, as Express routes); on
     // Fastify, which routes by case, it fails with a message that names neither.
@@ -107,16 +118,15 @@ class MitpoWebhooksRoute implements OnModuleInit {
 class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
   private registered = false;
   private closing: Promise<void> | undefined;
-  /** Read when the app starts, not first at shutdown, where a bad value would only be thrown away. */
+  private readonly webhooks: MitpoWebhooks;
   private readonly shutdownTimeout: number;
 
   constructor(
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
-    @Inject(MitpoWebhooks) private readonly webhooks: MitpoWebhooks,
-    @Inject(MODULE_OPTIONS) options: MitpoWebhooksModuleOptions,
+    @Inject(MODULE_SETUP) setup: ModuleSetup,
   ) {
-    this.shutdownTimeout = readSeconds(options.shutdownTimeout, SHUTDOWN_TIMEOUT)!;
+    ({ webhooks: this.webhooks, shutdownTimeout: this.shutdownTimeout } = setup);
   }
 
   onModuleInit(): void {
@@ -171,12 +181,13 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
 
 const MODULE_OPTION_NAMES = [...KNOWN_OPTIONS, 'path', 'shutdownTimeout'];
 
-function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
+/** Every option is read when the app starts, shutdownTimeout too: at shutdown a bad value would only be thrown away. */
+function setUp(options: MitpoWebhooksModuleOptions): ModuleSetup {
   checkOptionKeys(options, 'MitpoWebhooksModule', MODULE_OPTION_NAMES);
-  // shutdownTimeout is MitpoWebhooksHandlers' to read; the receiver does not take it.
-  const { path, shutdownTimeout: _shutdownTimeout, ...receiverOptions } = options;
-  checkedPath(path, 'MitpoWebhooksModule', true);
-  return new MitpoWebhooks(receiverOptions);
+  const { path, shutdownTimeout, ...receiverOptions } = options;
+  const checked = checkedPath(path, 'MitpoWebhooksModule', true)!;
+  const webhooks = new MitpoWebhooks(receiverOptions);
+  return { webhooks, path: checked, shutdownTimeout: readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT)! };
 }
 
 /**
@@ -193,7 +204,7 @@ function receiverOf(options: MitpoWebhooksModuleOptions): MitpoWebhooks {
 export class MitpoWebhooksModule {
   /** @throws TypeError at start-up on a bad option, as `new MitpoWebhooks()` does, or a `path` not starting with `/` */
   static forRoot(options: MitpoWebhooksModuleOptions): DynamicModule {
-    return moduleWith({ provide: MODULE_OPTIONS, useValue: options }, []);
+    return moduleWith({ provide: MODULE_SETUP, useFactory: () => setUp(options) }, []);
   }
 
   /** The options from a factory, e.g. one that reads a `ConfigService`. */
@@ -203,20 +214,24 @@ export class MitpoWebhooksModule {
       throw new TypeError('mitpo-webhooks: MitpoWebhooksModule.forRootAsync needs useFactory: (...injected) => options');
     }
     return moduleWith(
-      { provide: MODULE_OPTIONS, useFactory: options.useFactory, inject: options.inject ?? [] },
+      {
+        provide: MODULE_SETUP,
+        useFactory: async (...injected: unknown[]) => setUp(await options.useFactory(...injected)),
+        inject: options.inject ?? [],
+      },
       options.imports ?? [],
     );
   }
 }
 
-function moduleWith(optionsProvider: Provider, imports: NonNullable<ModuleMetadata['imports']>): DynamicModule {
+function moduleWith(setupProvider: Provider, imports: NonNullable<ModuleMetadata['imports']>): DynamicModule {
   return {
     module: MitpoWebhooksModule,
     global: true,
     imports: [DiscoveryModule, ...imports],
     providers: [
-      optionsProvider,
-      { provide: MitpoWebhooks, useFactory: receiverOf, inject: [MODULE_OPTIONS] },
+      setupProvider,
+      { provide: MitpoWebhooks, useFactory: (setup: ModuleSetup) => setup.webhooks, inject: [MODULE_SETUP] },
       MitpoWebhooksRoute,
       MitpoWebhooksHandlers,
     ],

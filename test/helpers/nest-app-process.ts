@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { inspect } from 'node:util';
 import {
   Body,
   Controller,
@@ -20,7 +21,7 @@ import {
   type INestApplicationContext,
   type Provider,
 } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
+import { ModulesContainer, NestFactory } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -177,7 +178,7 @@ async function start(message: StartNestApp): Promise<INestApplication> {
 
 type Message =
   | StartNestApp
-  | { type: 'runs' | 'close' | 'release' | 'exit' }
+  | { type: 'runs' | 'close' | 'release' | 'exit' | 'container' }
   | { type: 'receive'; body: string; headers: Record<string, string> };
 
 let current: INestApplicationContext | undefined;
@@ -197,6 +198,11 @@ process.on('message', (message: Message) => {
       } else if (message.type === 'receive') {
         const answer = await current!.get(MitpoWebhooks).receive({ rawBody: message.body, headers: message.headers });
         process.send!({ type: 'received', answer });
+      } else if (message.type === 'container') {
+        // What a look into Nest's container prints: every module's providers, their instances included.
+        const modules = [...current!.get(ModulesContainer).values()];
+        const text = modules.flatMap((module) => [...module.providers.values()].map((wrapper) => inspect(wrapper, { depth: 10 }))).join('\n');
+        process.send!({ type: 'container', text });
       } else if (message.type === 'runs') {
         process.send!({ type: 'runs', runs });
       } else if (message.type === 'release') {

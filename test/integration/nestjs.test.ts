@@ -230,6 +230,21 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     );
   });
 
+  // Found in review: the module's options were a provider of their own, kept whole, so
+  // inspecting Nest's container (a debugging dump, a devtools graph) printed the secret.
+  it("keeps no copy of the secret in Nest's container, from forRoot or forRootAsync", async () => {
+    for (const async of [false, true]) {
+      await apps.start({ platform, rawBody, async, moduleOptions: { secret: 'whsec_LEAKCANARY_in_the_container' } });
+      try {
+        const text = await apps.containerText();
+        expect(text).toContain('MitpoWebhooks');
+        expect(text).not.toContain('LEAKCANARY');
+      } finally {
+        await apps.close();
+      }
+    }
+  });
+
   it('takes its options from forRootAsync', async () => {
     const { url } = await apps.start({ platform, rawBody, async: true });
     try {
