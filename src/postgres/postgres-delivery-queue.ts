@@ -550,7 +550,11 @@ class PostgresWorker implements DeliveryWorker {
     let turn: EventOrder | undefined;
     const takeTurn: TakeTurn = async (order) => {
       // A lock per resource for this transaction: freed by commit, rollback or a lost connection.
-      const free = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as locked', [`mitpo:${order.resource}`]);
+      // Advisory locks are the database's, so the schema is in the key: a queue in another schema
+      // (another app, staging) has turns of its own.
+      const free = await client.query<{ locked: boolean }>('select pg_try_advisory_xact_lock(hashtextextended($1, 0)) as locked', [
+        `mitpo:${this.schema}:${order.resource}`,
+      ]);
       if (free.rows[0]?.locked !== true) return 'busy';
       const applied = await client.query<{ position: string }>(`select position from "${this.schema}".resources where resource = $1 and keep_until > now()`, [order.resource]);
       const position = applied.rows[0] === undefined ? undefined : Number(applied.rows[0].position);

@@ -396,6 +396,37 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(stale.every((entry) => entry.endsWith(':dispatch.accepted'))).toBe(true);
   });
 
+  // Found in review: a resource's turn was a lock on `mitpo:<resource>` in the whole
+  // database, so two apps with queues in two schemas of one database (staging beside
+  // production, two services) waited for each other's runs of the same dispatch id.
+  it("with ordering, a queue in another schema of the database runs its event of a resource while this one's run of it is under way", async () => {
+    const otherSchema = testSchema();
+    try {
+      await new PostgresDeliveryQueue({ pool, schema: otherSchema }).migrate();
+      const event = () => signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 'dsp_shared_id', channel: 'email', status: 'completed' } });
+      const here = receiver({}, { ordering: true });
+      const otherQueue = new PostgresDeliveryQueue({ pool, schema: otherSchema, backoff: 0.05, pollInterval: 0.2 });
+      const there = new MitpoWebhooks({ secret: SECRET, queue: otherQueue, ordering: true });
+      opened.push(there);
+      const entered = deferred();
+      const ranThere = deferred();
+      here.onAny(async () => {
+        entered.resolve();
+        await ranThere.promise;
+      });
+      there.onAny(() => ranThere.resolve());
+      here.startWorker();
+      there.startWorker();
+      await deliver(here, event());
+      await entered.promise;
+      await deliver(there, event());
+      // Before the fix the second queue's run found the turn busy until the first's ended, which waits for it here.
+      await ranThere.promise;
+    } finally {
+      await dropSchema(pool, otherSchema);
+    }
+  });
+
   it('the command line: migrate --postgres, then deliveries list, show and retry of a dead letter, which then runs', async () => {
     const cliSchema = testSchema();
     try {
