@@ -12,12 +12,15 @@ const handledEvents = new WeakMap<object, Map<string | symbol, string[]>>();
 
 /**
  * The names `@OnMitpoEvent` gave the method `key` of `prototype`, or of the class
- * it inherits the decorated method from; undefined if it was not decorated.
+ * it inherits the decorated method from; undefined if it was not decorated, or
+ * was overridden below the decorated class without the decorator (as Nest's own
+ * method decorators, kept on the function, are not inherited by an override).
  */
 export function eventsHandledBy(prototype: object, key: string | symbol): string[] | undefined {
   for (let level: object | null = prototype; level !== null; level = Object.getPrototypeOf(level) as object | null) {
     const names = handledEvents.get(level)?.get(key);
     if (names !== undefined) return names;
+    if (Object.prototype.hasOwnProperty.call(level, key)) return undefined;
   }
   return undefined;
 }

@@ -25,6 +25,27 @@ describe('@OnMitpoEvent', () => {
     expect(eventsHandledBy(Object.create(Object.create(base) as object) as object, 'handle')).toEqual(['connection.reauth_required']);
   });
 
+  // Found by a hunt: an undecorated override still handled events, where Nest's own method
+  // decorators (kept on the function) leave it out.
+  it('leaves out a method a subclass overrides without the decorator, and keeps one it inherits', () => {
+    class Base {
+      @OnMitpoEvent('dispatch.completed')
+      handle(): void {}
+    }
+    class Overrides extends Base {
+      override handle(): void {}
+    }
+    class Inherits extends Base {}
+    class Redecorates extends Base {
+      @OnMitpoEvent('dispatch.failed')
+      override handle(): void {}
+    }
+    expect(eventsHandledBy(Overrides.prototype, 'handle')).toBeUndefined();
+    expect(eventsHandledBy(Object.create(Overrides.prototype) as object, 'handle')).toBeUndefined();
+    expect(eventsHandledBy(Inherits.prototype, 'handle')).toEqual(['dispatch.completed']);
+    expect(eventsHandledBy(Redecorates.prototype, 'handle')).toEqual(['dispatch.failed']);
+  });
+
   it('still finds the method when a decorator above it replaced the function', () => {
     class Handlers {
       @((_target: object, _key: string, descriptor: PropertyDescriptor) => {
