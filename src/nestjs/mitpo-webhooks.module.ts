@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   Inject,
   Injectable,
@@ -50,6 +51,8 @@ interface ModuleSetup {
   webhooks: MitpoWebhooks;
   path: string;
   shutdownTimeout: number;
+  /** Set once the `@OnMitpoEvent` methods are registered (in `app.init()`); read by the route. */
+  handlersRegistered: boolean;
 }
 
 const MODULE_SETUP = Symbol('mitpo-webhooks module setup');
@@ -103,7 +106,17 @@ class MitpoWebhooksRoute implements OnModuleInit {
     }
     servedPaths.set(adapter, paths.add(served));
     if (platform === 'express') {
-      adapter.getInstance().use(createConnectMiddleware(pipeline, { path }, 'nestjs'));
+      const middleware = createConnectMiddleware(pipeline, { path }, 'nestjs');
+      const { setup } = this;
+      // An Express instance can already listen when Nest is given it (a health check
+      // while the app starts). Until app.init() registers the handlers, a delivery
+      // answered here would be a 200 that ran none, and MITPO's retry a duplicate:
+      // it goes on to the app instead, whose 404 MITPO retries. (Fastify serves
+      // nothing before it is ready.)
+      adapter.getInstance().use((req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => {
+        if (setup.handlersRegistered) middleware(req, res, next);
+        else next();
+      });
     } else if (platform === 'fastify') {
       void registerWebhookRoute(adapter.getInstance(), pipeline, path, 'nestjs-fastify');
     } else {
@@ -124,7 +137,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
   constructor(
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
-    @Inject(MODULE_SETUP) setup: ModuleSetup,
+    @Inject(MODULE_SETUP) private readonly setup: ModuleSetup,
   ) {
     ({ webhooks: this.webhooks, shutdownTimeout: this.shutdownTimeout } = setup);
   }
@@ -156,6 +169,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
         this.webhooks.on(names as never, handler);
       }
     }
+    this.setup.handlersRegistered = true;
   }
 
   /**
@@ -187,7 +201,7 @@ function setUp(options: MitpoWebhooksModuleOptions): ModuleSetup {
   const { path, shutdownTimeout, ...receiverOptions } = options;
   const checked = checkedPath(path, 'MitpoWebhooksModule', true)!;
   const webhooks = new MitpoWebhooks(receiverOptions);
-  return { webhooks, path: checked, shutdownTimeout: readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT)! };
+  return { webhooks, path: checked, shutdownTimeout: readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT)!, handlersRegistered: false };
 }
 
 /**

@@ -47,9 +47,10 @@ export interface StartNestApp {
   /**
    * How the app is built: NestFactory.create (the default), a testing module (with
    * `testing-init`, whose moduleRef.init() runs the init hooks a first time), or an
-   * application context without HTTP.
+   * application context without HTTP; or (`listening-first`, Express only) on an Express
+   * instance already listening, left uninitialised until an 'init' message.
    */
-  bootstrap?: 'factory' | 'testing' | 'testing-init' | 'context';
+  bootstrap?: 'factory' | 'testing' | 'testing-init' | 'context' | 'listening-first';
   /** A second MitpoWebhooksModule.forRoot, serving this path. */
   secondModulePath?: string;
   /** More keys for forRootAsync's own options (JSON only), which it must refuse. */
@@ -176,16 +177,45 @@ async function start(message: StartNestApp): Promise<INestApplication> {
   return app;
 }
 
+/**
+ * An app whose Express instance already listens (for a health check while Nest
+ * starts): NestFactory.create() builds the providers, and the route with them, but
+ * the app is not initialised until an 'init' message.
+ */
+async function startListeningFirst(message: StartNestApp): Promise<{ app: INestApplication; port: number }> {
+  const server = express();
+  const listening = server.listen(0, '127.0.0.1');
+  await new Promise((resolve) => listening.once('listening', resolve));
+  const app = await NestFactory.create(appModule({}, message), new ExpressAdapter(server), { logger: false, abortOnError: false });
+  app.get(MitpoWebhooks).onAny(() => {
+    runs.push({ handler: 'onAny', requestId: undefined });
+  });
+  const close = app.close.bind(app);
+  app.close = async () => {
+    await close();
+    await new Promise((resolve) => listening.close(resolve));
+  };
+  return { app, port: (listening.address() as AddressInfo).port };
+}
+
 type Message =
   | StartNestApp
-  | { type: 'runs' | 'close' | 'release' | 'exit' | 'container' }
+  | { type: 'runs' | 'close' | 'release' | 'exit' | 'container' | 'init' }
   | { type: 'receive'; body: string; headers: Record<string, string> };
 
 let current: INestApplicationContext | undefined;
 process.on('message', (message: Message) => {
   void (async () => {
     try {
-      if (message.type === 'start' && message.bootstrap === 'context') {
+      if (message.type === 'start' && message.bootstrap === 'listening-first') {
+        runs.length = 0;
+        const { app, port } = await startListeningFirst(message);
+        current = app;
+        process.send!({ type: 'started', port });
+      } else if (message.type === 'init') {
+        await (current as INestApplication).init();
+        process.send!({ type: 'initialised' });
+      } else if (message.type === 'start' && message.bootstrap === 'context') {
         runs.length = 0;
         current = await startContext(message);
         process.send!({ type: 'started', port: 0 });

@@ -39,6 +39,11 @@ export class NestApps {
     return (await this.ask({ type: 'runs' }, 'runs')).runs as NestRun[];
   }
 
+  /** `app.init()` of an app started with `bootstrap: 'listening-first'`. */
+  async init(): Promise<void> {
+    await this.ask({ type: 'init' }, 'initialised');
+  }
+
   /** Every provider of the current app as `util.inspect` prints it, instances included. */
   async containerText(): Promise<string> {
     return (await this.ask({ type: 'container' }, 'container')).text as string;

@@ -258,6 +258,25 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
   });
 });
 
+// Found by a hunt: on an Express instance already listening when Nest was given it, the
+// route answered deliveries before app.init() found the @OnMitpoEvent handlers: 200 with
+// no handler run, and MITPO's retry was then a duplicate. The event was lost.
+describe('MitpoWebhooksModule on an Express instance already listening', () => {
+  it('leaves deliveries to the app until it is initialised, then handles them', async () => {
+    const { url } = await apps.start({ platform: 'express', rawBody: false, bootstrap: 'listening-first' });
+    try {
+      const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+      expect((await send(url, delivery)).status).toBe(404);
+      expect(await apps.runs()).toEqual([]);
+      await apps.init();
+      expect((await send(url, delivery)).json).toEqual({ success: true });
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.failed)', 'onAny']);
+    } finally {
+      await apps.close();
+    }
+  });
+});
+
 describe('MitpoWebhooksModule in an application context (a worker process: no HTTP)', () => {
   it('serves no route but registers the @OnMitpoEvent handlers', async () => {
     await apps.start({ platform: 'express', rawBody: false, bootstrap: 'context' });
