@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -92,12 +93,30 @@ describe('mitpo-webhooks/web, bundled for a neutral platform', () => {
   it('gives the Web runtimes the ES module bundle, and Node its CommonJS build with the ESM wrapper', () => {
     const web = pkg.exports['./web'];
     for (const condition of ['workerd', 'worker', 'browser', 'deno', 'bun'] as const) {
-      expect(web[condition]).toEqual({ types: './dist/web/index.d.mts', default: './dist/web/edge.mjs' });
+      expect(web[condition]).toEqual({
+        require: { types: './dist/web/index.d.ts', default: './dist/web/index.js' },
+        types: './dist/web/index.d.mts',
+        default: './dist/web/edge.mjs',
+      });
     }
     expect(web.import.default).toBe('./dist/web/index.mjs');
     expect(web.require.default).toBe('./dist/web/index.js');
     // The runtimes' conditions come before import/require, or they would never be reached.
     expect(Object.keys(web).slice(-2)).toEqual(['import', 'require']);
+  });
+
+  // Found by a hunt: under a Web runtime's condition, `require` was given the ES module
+  // bundle, which it cannot load: a Jest suite on jsdom (which resolves `browser`), or code
+  // compiled to CommonJS, failed to start with "Must use import to load ES Module".
+  // (Node 20.19 and later load an ES module with require(); a loader without that, as
+  // Jest's, cannot: so what require() resolves to is checked, then that it runs.)
+  it.each(['browser', 'worker', 'workerd', 'deno', 'bun'])('gives require() the CommonJS build under the %s condition', (condition) => {
+    const script =
+      "console.log(require('node:path').relative(process.cwd(), require.resolve('mitpo-webhooks/web')));" +
+      "const { MitpoWebhooks, sign } = require('mitpo-webhooks/web');" +
+      "sign('x', 'whsec_unit').then((header) => console.log(typeof MitpoWebhooks, header.slice(0, 7)));";
+    const printed = execFileSync(process.execPath, [`--conditions=${condition}`, '-e', script], { cwd: ROOT, encoding: 'utf8' });
+    expect(printed.trim().split('\n')).toEqual(['dist/web/index.js', 'function sha256=']);
   });
 
   it('catches a Node built-in where there is one (the check itself works)', async () => {
