@@ -22,13 +22,14 @@ function openObject<S extends z.core.$ZodShape>(shape: S): z.ZodMiniObject<S> {
 
 /**
  * A field MITPO may leave out or send as `null`: both mean absent, and the
- * parsed event has it `undefined`, so its type stays `T | undefined`. The
+ * parsed event has it `undefined`, so its type stays `T | undefined`, on a key
+ * that is optional as it is (left out, the parsed event has no such key). The
  * schemas are built from one example payload, so an authentic event must never
  * be refused for a field MITPO left empty.
  */
 function optionalField<T extends z.ZodMiniType>(schema: T) {
   const nullish = z.nullish(schema);
-  return z.pipe(nullish, z.transform((value: z.output<typeof nullish>) => value ?? undefined));
+  return z.optional(z.pipe(nullish, z.transform((value: z.output<typeof nullish>) => value ?? undefined)));
 }
 
 /** The signed body `timestamp`: ISO 8601 with `Z` or an offset. */

@@ -17,6 +17,10 @@ const webhooks = new MitpoWebhooks({ secret: 'whsec_x' });
 
 expectType<Equal<MitpoEventName, 'dispatch.accepted' | 'dispatch.completed' | 'dispatch.failed' | 'connection.active' | 'connection.reauth_required'>>();
 
+// Found by a hunt: the key was typed as required (`string | undefined`), where a parsed
+// event without it has no such key, so an event built in a test had to spell it out.
+export const withoutProviderResourceId: MitpoEventOf<'dispatch.completed'>['data'] = { dispatch_id: 'dsp_1', channel: 'email', status: 'completed' };
+
 webhooks.on('dispatch.completed', (event, ctx) => {
   expectType<Equal<typeof event.event, 'dispatch.completed'>>();
   const id: string | undefined = event.data.provider_resource_id;
