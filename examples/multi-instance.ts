@@ -3,7 +3,7 @@
 //   REDIS_URL=redis://127.0.0.1:6379 npx ts-node examples/multi-instance.ts
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import Redis from 'ioredis';
+import { Redis } from 'ioredis';
 import { MitpoWebhooks } from 'mitpo-webhooks';
 import { RedisReplayStore } from 'mitpo-webhooks/redis';
 import { sendDelivery, signedDelivery } from 'mitpo-webhooks/testing';

@@ -127,7 +127,7 @@ const UNDO_FIRST_DELAY_MS = 1000;
  * `commandTimeout` bounds the wait either way.
  *
  * @example
- * import Redis from 'ioredis';
+ * import { Redis } from 'ioredis';
  * import { RedisReplayStore } from 'mitpo-webhooks/redis';
  * const replay = new RedisReplayStore(new Redis(process.env.REDIS_URL!), { prefix: 'mitpo:' });
  * const webhooks = new MitpoWebhooks({ secret, replay });

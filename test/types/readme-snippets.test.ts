@@ -62,12 +62,23 @@ function snippetsOf(page: string): Array<{ page: string; line: number; code: str
   return snippets;
 }
 
+/**
+ * How an app's TypeScript resolves imports: as a bundler does, and as Node does for an
+ * ES module (`"type": "module"`, `nodenext`), where a CommonJS package's default import
+ * is its whole `module.exports` (so `import Redis from 'ioredis'` is no class there).
+ */
+const RESOLUTIONS = [
+  { name: 'bundler', module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler },
+  { name: 'nodenext, an ES module', module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext },
+];
+
 describe("the TypeScript of the README and of docs/", () => {
-  it('compiles, every block, under strict', () => {
+  it.each(RESOLUTIONS)('compiles, every block, under strict, resolved as $name', ({ module, moduleResolution }) => {
     const snippets = PAGES.flatMap(snippetsOf);
     rmSync(WORK_DIR, { recursive: true, force: true });
     mkdirSync(WORK_DIR, { recursive: true });
     try {
+      writeFileSync(path.join(WORK_DIR, 'package.json'), '{ "type": "module" }\n');
       writeFileSync(path.join(WORK_DIR, 'prelude.ts'), PRELUDE);
       const files = snippets.map(({ page, line, code }) => {
         const file = path.join(WORK_DIR, `${page.replace(/\W/g, '-')}-line-${line}.ts`);
@@ -78,8 +89,8 @@ describe("the TypeScript of the README and of docs/", () => {
         strict: true,
         noEmit: true,
         target: ts.ScriptTarget.ES2022,
-        module: ts.ModuleKind.ESNext,
-        moduleResolution: ts.ModuleResolutionKind.Bundler,
+        module,
+        moduleResolution,
         lib: ['lib.es2022.d.ts', 'lib.dom.d.ts'],
         types: ['node', 'jest'],
         esModuleInterop: true,
@@ -89,6 +100,7 @@ describe("the TypeScript of the README and of docs/", () => {
           'mitpo-webhooks/testing': [path.join(ROOT, 'src/testing/index.ts')],
           'mitpo-webhooks/redis': [path.join(ROOT, 'src/redis/index.ts')],
           'mitpo-webhooks/bullmq': [path.join(ROOT, 'src/bullmq/index.ts')],
+          'mitpo-webhooks/postgres': [path.join(ROOT, 'src/postgres/index.ts')],
           'mitpo-webhooks/api': [path.join(ROOT, 'src/api/index.ts')],
           'mitpo-webhooks/fastify': [path.join(ROOT, 'src/fastify/index.ts')],
           'mitpo-webhooks/koa': [path.join(ROOT, 'src/koa/index.ts')],
