@@ -5,7 +5,7 @@ export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 
 /** MITPO's response envelope. */
 export type WebhookResponseBody =
-  | { success: true; duplicate?: true; queued?: true; stale?: true }
+  | { success: true; duplicate?: true | undefined; queued?: true | undefined; stale?: true | undefined }
   | { success: false; error: { code: string; message: string } };
 
 /** What a delivery is answered with. */
@@ -16,11 +16,11 @@ export interface WebhookResponse {
 
 /** The answer plus, on a refusal, the error behind it (for `passErrors` and its headers, such as `Allow`). */
 export interface Outcome extends WebhookResponse {
-  error?: WebhookVerificationError;
+  error?: WebhookVerificationError | undefined;
   /** The body as JSON text, when it is fixed: the answers most deliveries get are serialised once. */
-  readonly json?: string;
+  readonly json?: string | undefined;
   /** What kind of success a fixed answer is, as telemetry and logs record it. */
-  readonly name?: string;
+  readonly name?: string | undefined;
 }
 
 function fixedAnswer(name: string, body: WebhookResponseBody): Outcome {

@@ -9,7 +9,7 @@ export interface DurationRule {
   /** Largest sensible value in seconds: anything above is almost surely milliseconds. */
   max: number;
   /** Whether 0 is meaningful (it switches something off). */
-  allowZero?: boolean;
+  allowZero?: boolean | undefined;
 }
 
 /**

@@ -90,7 +90,7 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    *
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
-  override close(options: { timeout?: number } = {}): Promise<void> {
+  override close(options: { timeout?: number | undefined } = {}): Promise<void> {
     const timeout = closeTimeoutOf(options);
     // Workers stop taking jobs at once, not after the deliveries being received:
     // only handlers already running are awaited.

@@ -24,20 +24,20 @@ export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Uint8Array> {
   /** The signing secret as issued (`whsec_...`), several during a rotation, or a function returning them (a secrets manager). */
   secret: SecretOption;
   /** Seconds `X-MITPO-Timestamp` may differ from this server's clock, past or future. Default 300. */
-  tolerance?: number;
+  tolerance?: number | undefined;
   /** Seconds the signed body `timestamp` may be old; also how long delivery keys are kept. Default 259 200 (3 days). */
-  maxEventAge?: number;
+  maxEventAge?: number | undefined;
   /**
    * Where delivery keys are kept; `false` turns de-duplication off. Default a new
    * `MemoryReplayStore`, or none with `queue` (the queue de-duplicates by key).
    */
-  replay?: ReplayStore | false;
+  replay?: ReplayStore | false | undefined;
   /**
    * A durable queue (`BullMQDeliveryQueue` from `mitpo-webhooks/bullmq`): every
    * check runs, the delivery is queued, and the answer is 200 `queued` at once;
    * handlers run in workers (`startWorker()`), with retries and dead letters.
    */
-  queue?: DeliveryQueue;
+  queue?: DeliveryQueue | undefined;
   /**
    * Applies each resource's events in order and never a stale one: `true` for
    * the default resource (`dispatch:<dispatch_id>`, `connection:<connection_id>`),
@@ -46,35 +46,35 @@ export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Uint8Array> {
    * is 409 `resource_in_flight` inline, and waits in a worker. Needs a replay
    * store or queue that keeps order (all of this package's do). Default off.
    */
-  ordering?: OrderingOption;
+  ordering?: OrderingOption | undefined;
   /** Largest body accepted: bytes, or a size like `'512kb'`. Default `'1mb'`. */
-  limit?: number | string;
+  limit?: number | string | undefined;
   /** Seconds for the whole body to arrive once the headers did; past it, 408 `body_timeout`. Default 10. */
-  bodyTimeout?: number;
+  bodyTimeout?: number | undefined;
   /**
    * Seconds a claim outlives a process that died holding it. A claim whose
    * handlers still run is renewed, so this need not cover the slowest handler.
    * Default 300.
    */
-  inFlightTtl?: number;
+  inFlightTtl?: number | undefined;
   /**
    * Seconds to wait for the handlers before answering 503 `handler_timeout`. Off by
    * default: the answer waits for the handlers. When it fires, the delivery stays
    * claimed until the handlers settle, so MITPO's retry never runs them alongside.
    */
-  handlerTimeout?: number;
+  handlerTimeout?: number | undefined;
   /** Seconds a `secret` function's result is reused; 0 calls it for every delivery. Default 60. */
-  secretCacheTtl?: number;
+  secretCacheTtl?: number | undefined;
   /**
    * The replay key of a verified delivery, where MITPO's retries are known to
    * differ byte-wise (e.g. `(event) => event.data.dispatch_id + event.event`).
    * Default: the hex SHA-256 of the raw body.
    */
-  deliveryKey?: DeliveryKeyFunction<Bytes>;
+  deliveryKey?: DeliveryKeyFunction<Bytes> | undefined;
   /** Structured records for refused and failed deliveries (pino, or `console`). Default: silent. */
-  logger?: WebhookLogger;
+  logger?: WebhookLogger | undefined;
   /** The clock in milliseconds since the epoch, for tests. Default `Date.now`. */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
 
 /** The options after validation, with every default applied. */

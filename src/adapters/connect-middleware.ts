@@ -19,14 +19,14 @@ export interface MiddlewareOptions {
    * owns `/webhooks/mitpo`. Without it, every request the middleware is given is
    * a delivery, which is right when it is mounted on a route.
    */
-  path?: string;
+  path?: string | undefined;
   /**
    * Hand every non-2xx outcome to `next(err)` as a `WebhookVerificationError`
    * instead of answering, with nothing written yet (a refusal made before the
    * body was read to its end has `Connection: close` set): for apps with their
    * own error handler. Successes and duplicates are still answered here. Default false.
    */
-  passErrors?: boolean;
+  passErrors?: boolean | undefined;
 }
 
 /** A Connect/Express middleware on plain `node:http` types. */

@@ -13,7 +13,7 @@ export class MitpoApiError extends Error {
   /** MITPO's `request_id`, for its support. */
   readonly requestId: string | undefined;
 
-  constructor(code: string, message: string, details: { status?: number; requestId?: string; cause?: unknown } = {}) {
+  constructor(code: string, message: string, details: { status?: number | undefined; requestId?: string | undefined; cause?: unknown } = {}) {
     super(message, { cause: details.cause });
     this.code = code;
     this.status = details.status;

@@ -20,11 +20,11 @@ export interface WebhookEndpointsClientOptions {
   /** A MITPO API key (`mk_live_...`), sent as the Bearer token. */
   apiKey: string;
   /** Default `https://api.mitpo.io`. */
-  baseUrl?: string;
+  baseUrl?: string | undefined;
   /** Seconds before a call gives up (fractions allowed, at most 600), like every duration in this library. Default 15. */
-  timeout?: number;
+  timeout?: number | undefined;
   /** The fetch to use. Default the global one. */
-  fetch?: typeof fetch;
+  fetch?: typeof fetch | undefined;
 }
 
 /**

@@ -29,50 +29,50 @@ export interface BullMQDeliveryQueueOptions {
   /** Where Redis is: `{ url }`, an ioredis client or a node-redis client, as BullMQ takes it. */
   connection: ConnectionOptions;
   /** The queue's name; the receiver and its workers must agree on it. Default `'mitpo-webhooks'`. */
-  name?: string;
+  name?: string | undefined;
   /**
    * Runs of a delivery in all, the first included, before it is a dead letter.
    * Set by the receiver: it travels with each job. Default 5.
    */
-  attempts?: number;
+  attempts?: number | undefined;
   /** Seconds before the first retry, doubling after each; set by the receiver, like `attempts`. Default 10. */
-  backoff?: number;
+  backoff?: number | undefined;
   /** Seconds Redis has to acknowledge a delivery before the receiver answers 503 `queue_unavailable`. Default 2. */
-  enqueueTimeout?: number;
+  enqueueTimeout?: number | undefined;
   /**
    * Seconds a worker holds a running delivery without renewing it; a worker that
    * died is noticed this long after, and its delivery run by another (up to
    * `attempts` times; past that the job is kept among the failed ones). Set by the
    * workers. Default 30.
    */
-  lockDuration?: number;
+  lockDuration?: number | undefined;
   /** Seconds a dead letter is kept in Redis before BullMQ removes it. Default 2 592 000 (30 days). */
-  deadLetterRetention?: number;
+  deadLetterRetention?: number | undefined;
   /**
    * Bytes of deliveries waiting for Redis to acknowledge them, at most, in this
    * process; past it a delivery is answered 503 `queue_unavailable` (MITPO
    * retries), so a hung Redis cannot make waiting requests pile up in memory.
    * Default 33 554 432 (32 MiB).
    */
-  maxPendingBytes?: number;
+  maxPendingBytes?: number | undefined;
 }
 
 /** What a job holds: the delivery, its raw body as base64. */
 interface JobData {
   /** The body's hex SHA-256, kept when the key is the app's own. */
-  bodyDigest?: string;
+  bodyDigest?: string | undefined;
   /** Set by `deliveries retry`. */
-  retriedByOperator?: boolean;
+  retriedByOperator?: boolean | undefined;
   /** The runs counted before `deliveries retry` reset BullMQ's count (see `runsSoFar`). */
-  runsBeforeRetry?: number;
+  runsBeforeRetry?: number | undefined;
   /** Runs put off because their resource was busy (`ordering`): started, but not attempts. */
-  deferrals?: number;
+  deferrals?: number | undefined;
   deliveryKey: string;
   body: string;
   headers: Record<string, string>;
   receivedAt: number;
   refused?: QueuedDelivery['refused'];
-  traceparent?: string;
+  traceparent?: string | undefined;
 }
 
 const JOB_NAME = 'mitpo-delivery';

@@ -4,11 +4,11 @@ import { withTimeout } from '../with-timeout';
 /** What a command may touch, passed in so each command reads as a function of it. */
 export interface CliIo {
   env: NodeJS.ProcessEnv;
-  stdin: NodeJS.ReadableStream & { isTTY?: boolean };
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean | undefined };
   out(line: string): void;
   err(line: string): void;
   /** Aborted when stdout's reader has gone away (`… | head`): a long-running command then stops. */
-  outputClosed?: AbortSignal;
+  outputClosed?: AbortSignal | undefined;
 }
 
 /** Bad arguments: the command prints the message and its usage, and exits 2. */

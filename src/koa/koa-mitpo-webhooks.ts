@@ -14,7 +14,7 @@ export interface KoaMitpoWebhooksOptions {
    * ignored); others go to `next()`. Without it, every request the middleware
    * is given is a delivery, which is right when a router mounts it on a route.
    */
-  path?: string;
+  path?: string | undefined;
 }
 
 /**

@@ -28,7 +28,7 @@ export interface MitpoWebhooksModuleOptions extends MitpoWebhooksOptions {
   /** The route's URL, e.g. `/webhooks/mitpo`. Served as given: Nest's global prefix does not apply. */
   path: string;
   /** Seconds the app's close waits for running handlers before Nest closes the server (at most 3600). Default 30. */
-  shutdownTimeout?: number;
+  shutdownTimeout?: number | undefined;
 }
 
 /** Options of `MitpoWebhooksModule.forRootAsync()`. */

@@ -10,11 +10,11 @@ export interface FailureContext<Bytes extends Uint8Array = Uint8Array> {
   /** The request's headers: a plain object, names in lower case. */
   headers: DeliveryHeaders;
   /** True when the signature was valid: the delivery really came from MITPO. */
-  authenticated?: true;
+  authenticated?: true | undefined;
   /** The body exactly as received; only for an authentic delivery, never a forged one. */
-  rawBody?: Bytes;
+  rawBody?: Bytes | undefined;
   /** For an authentic `invalid_payload`: what the event schema refused, so a real MITPO event is never lost without a trace. */
-  issues?: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string; readonly code?: string }>;
+  issues?: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string; readonly code?: string | undefined }> | undefined;
 }
 
 /** Told once for every delivery answered with a non-2xx; it cannot change the answer. */
@@ -26,12 +26,12 @@ export interface DeliveryTrace {
   /** When processing began, by the configured clock, for `durationMs`. */
   readonly startedAt: number;
   /** Set once the signature matched. */
-  rawBody?: Uint8Array;
+  rawBody?: Uint8Array | undefined;
   /** Set once the event was verified. */
-  event?: string;
-  deliveryKey?: string;
+  event?: string | undefined;
+  deliveryKey?: string | undefined;
   /** The delivery's span and metrics, when an OpenTelemetry SDK is registered. */
-  telemetry?: DeliveryTelemetry;
+  telemetry?: DeliveryTelemetry | undefined;
 }
 
 /** The least time between two records of a worker's trouble. */

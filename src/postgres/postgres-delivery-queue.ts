@@ -25,19 +25,19 @@ export interface PostgresDeliveryQueueOptions {
   /** A node-postgres `Pool` on the app's own database. The queue borrows clients from it and never ends it. */
   pool: Pool;
   /** The schema the queue's tables live in (made by `migrate()`). Default `'mitpo_webhooks'`. */
-  schema?: string;
+  schema?: string | undefined;
   /** Runs of a delivery in all, the first included, before it is a dead letter. Set by the receiver. Default 5. */
-  attempts?: number;
+  attempts?: number | undefined;
   /** Seconds before the first retry, doubling after each; set by the receiver. Default 10. */
-  backoff?: number;
+  backoff?: number | undefined;
   /** Seconds Postgres has to commit a delivery before the receiver answers 503 `queue_unavailable`. Default 2. */
-  enqueueTimeout?: number;
+  enqueueTimeout?: number | undefined;
   /** Seconds an idle worker waits between looks at the table when no notification came. Default 5. */
-  pollInterval?: number;
+  pollInterval?: number | undefined;
   /** Seconds a dead letter is kept before the workers remove it. Default 2 592 000 (30 days). */
-  deadLetterRetention?: number;
+  deadLetterRetention?: number | undefined;
   /** Bytes of deliveries waiting for Postgres to commit them, at most, in this process (past it: 503). Default 33 554 432 (32 MiB). */
-  maxPendingBytes?: number;
+  maxPendingBytes?: number | undefined;
 }
 
 /** A reservation to lift, and whether the run's start is uncounted with it (see liftLease). */

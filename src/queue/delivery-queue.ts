@@ -12,7 +12,7 @@ export interface QueuedDelivery {
    * The hex SHA-256 of the body, set when the key is the app's own (`deliveryKey`
    * option): a queue that finds the key taken by other bytes answers `'collision'`.
    */
-  bodyDigest?: string;
+  bodyDigest?: string | undefined;
   /** The raw body exactly as received: a `Buffer` when the receiver queued it (a `Uint8Array` is enough for a queue to hand back). */
   rawBody: Uint8Array;
   /** `content-type` and the `x-mitpo-*` headers, lower-case names. */
@@ -24,23 +24,23 @@ export interface QueuedDelivery {
    * `invalid_payload`: it is kept among the dead letters with the schema's issues,
    * and a retry validates it again against the schema of the version then running.
    */
-  refused?: { code: string; message: string; issues?: unknown };
+  refused?: { code: string; message: string; issues?: unknown } | undefined;
   /** The receive span's W3C trace context, so the worker's span links to it. */
-  traceparent?: string;
+  traceparent?: string | undefined;
   /**
    * Set when an operator retried the delivery as a dead letter (`deliveries
    * retry`): it then runs even if its event is older than `maxEventAge`.
    */
-  retriedByOperator?: boolean;
+  retriedByOperator?: boolean | undefined;
 }
 
 /** What one run of a queued delivery is told by the queue. */
 export interface QueuedRun {
   delivery: QueuedDelivery;
   /** The id the queue holds the delivery under, when it has its own (checked against the verified key). */
-  storedAs?: string;
+  storedAs?: string | undefined;
   /** When the queue took the delivery, milliseconds since the epoch, when it knows. */
-  queuedAt?: number;
+  queuedAt?: number | undefined;
   /** This run's number, from 1, counting every started run (a run whose worker died included). */
   attempt: number;
   /** Whether a failure now makes the delivery a dead letter (no attempt left). */
@@ -49,21 +49,21 @@ export interface QueuedRun {
    * Set when every attempt was already started and none finished (their workers
    * died): the delivery is to be reported as a dead letter, its handlers not run again.
    */
-  exhausted?: boolean;
+  exhausted?: boolean | undefined;
   /** Given by a queue that keeps order (`keepsOrder`), for `ordering`. */
-  takeTurn?: TakeTurn;
+  takeTurn?: TakeTurn | undefined;
   /**
    * A database client inside the transaction that also marks the delivery done
    * (the Postgres queue): handlers get it as `ctx.db`, and what they write
    * through it commits with the done mark or not at all.
    */
-  db?: DatabaseClient;
+  db?: DatabaseClient | undefined;
   /**
    * Given by a queue whose completion can fail after the handlers succeeded (the
    * Postgres queue commits their writes with the done mark): called once they
    * have, and a rejection makes the run a failed one, retried or a dead letter.
    */
-  complete?: () => Promise<void>;
+  complete?: (() => Promise<void>) | undefined;
   /**
    * Given by a queue whose runs hold a transaction (the Postgres queue): undoes
    * what the handlers wrote, called when they failed. A rejection with
@@ -71,14 +71,14 @@ export interface QueuedRun {
    * transaction themselves, and what they wrote may stand): the run is then a
    * dead letter at once, since a retry would write it again.
    */
-  undo?: () => Promise<void>;
+  undo?: (() => Promise<void>) | undefined;
   /**
    * Given by a queue whose runs hold a transaction (the Postgres queue): queues
    * a delivery in it, through the run's own connection, so that it commits
    * with the run's completion or not at all. Used to move a kept refused
    * delivery that passes now to its own key; without it, `enqueue()`.
    */
-  enqueueHere?: (delivery: QueuedDelivery, retentionMs: number) => Promise<'queued' | 'duplicate' | 'collision'>;
+  enqueueHere?: ((delivery: QueuedDelivery, retentionMs: number) => Promise<'queued' | 'duplicate' | 'collision'>) | undefined;
 }
 
 /**
@@ -100,13 +100,13 @@ export type QueuedDeliveryProcessor = (run: QueuedRun) => Promise<void>;
 /** Options of a worker. */
 export interface WorkerOptions {
   /** How many deliveries this worker handles at once. Default 1. */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /**
    * How a run's `mitpo.webhook.process` span relates to the delivery's receive
    * span: `'link'` (the default: a trace of its own, linked) or `'child'` (one
    * trace, one waterfall, from the request to the handlers).
    */
-  trace?: 'link' | 'child';
+  trace?: 'link' | 'child' | undefined;
 }
 
 /** How many deliveries a queue holds, by state, for the `mitpo.webhook.queue.depth` gauge. */
@@ -149,7 +149,7 @@ export interface DeliveryQueue {
   /** How many deliveries it holds, by state; read only when a metric reader collects. */
   depth?(): Promise<QueueDepth>;
   /** True when its runs get `takeTurn`, so `ordering` can be used with it. */
-  readonly keepsOrder?: boolean;
+  readonly keepsOrder?: boolean | undefined;
 }
 
 export function isDeliveryQueue(value: unknown): value is DeliveryQueue {

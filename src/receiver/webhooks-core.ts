@@ -98,7 +98,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    *
    * @throws TypeError when `timeout` is not a positive number of seconds
    */
-  close(options: { timeout?: number } = {}): Promise<void> {
+  close(options: { timeout?: number | undefined } = {}): Promise<void> {
     const timeout = closeTimeoutOf(options);
     return this.pipeline.shutdown.close(timeout, () => Promise.resolve());
   }

@@ -10,14 +10,14 @@ import { resourceKeys, staleAnswer } from './resource-keys';
 /** Options of {@link RedisReplayStore}. */
 export interface RedisReplayStoreOptions {
   /** Prepended to every key, so several endpoints can share one Redis. Default `'mitpo-webhooks:'`. */
-  prefix?: string;
+  prefix?: string | undefined;
   /**
    * Seconds a Redis command may take before the delivery is answered 503
    * `replay_store_unavailable` (MITPO retries it). A client that queues commands
    * while disconnected would otherwise hold the request until it reconnects.
    * Default 2.
    */
-  commandTimeout?: number;
+  commandTimeout?: number | undefined;
 }
 
 // One round trip, atomic in Redis: of two instances claiming the same key at

@@ -12,9 +12,9 @@ export interface MemoryReplayStoreOptions {
    * delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when full, and
    * 16 MB of positions with `ordering`).
    */
-  maxEntries?: number;
+  maxEntries?: number | undefined;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
-  now?: () => number;
+  now?: (() => number) | undefined;
 }
 
 /** A claim not yet completed or released: a delivery being handled, or a resource's turn taken. */

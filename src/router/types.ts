@@ -23,7 +23,7 @@ export interface DeliveryContext<Bytes extends Uint8Array = Uint8Array> {
    * write through it is applied exactly once; undefined in every other mode, and
    * for `onStale` and `onDeadLetter`, which are told outside that transaction.
    */
-  db?: DatabaseClient;
+  db?: DatabaseClient | undefined;
 }
 
 /**

@@ -23,5 +23,5 @@ export interface DeliveryResult {
   event: string | undefined;
   deliveryKey: string | undefined;
   /** A worker's run that did not succeed (its span's status is ERROR); unset for a receive, whose status decides. */
-  failed?: boolean;
+  failed?: boolean | undefined;
 }

@@ -17,9 +17,9 @@ import {
 /** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
 export interface MemoryDeliveryQueueOptions {
   /** Runs of a delivery in all, the first included, before it is a dead letter. Default 5. */
-  attempts?: number;
+  attempts?: number | undefined;
   /** Seconds before the first retry, doubling after each (fractions allowed, e.g. `0.01` in tests). Default 10. */
-  backoff?: number;
+  backoff?: number | undefined;
 }
 
 /** A delivery that ended as a dead letter. */
@@ -47,10 +47,10 @@ interface Job {
    */
   queuedAt: number;
   /** For a completed job: until when its key answers replays as duplicates (ms since the epoch). */
-  keptUntil?: number;
+  keptUntil?: number | undefined;
   /** For a delayed job: when it is due again. */
-  dueAt?: number;
-  error?: Error;
+  dueAt?: number | undefined;
+  error?: Error | undefined;
 }
 
 /**

@@ -19,7 +19,7 @@ export interface DeliveryResult {
 /** Options of {@link sendDelivery}. */
 export interface SendDeliveryOptions {
   /** Path to POST to when the target is an app or server (a URL is sent to as given). Default `/webhooks/mitpo`. */
-  path?: string;
+  path?: string | undefined;
 }
 
 /**

@@ -14,13 +14,13 @@ export interface SignedDeliveryOptions<N extends string = MitpoEventName> {
    * Default: a fresh sample from {@link sampleData} on every call, so two default
    * deliveries are never each other's duplicates.
    */
-  data?: N extends MitpoEventName ? MitpoEventOf<N>['data'] | Record<string, unknown> : Record<string, unknown>;
+  data?: (N extends MitpoEventName ? MitpoEventOf<N>['data'] | Record<string, unknown> : Record<string, unknown>) | undefined;
   /** The signing secret (`whsec_...`). */
   secret: string;
   /** The event's time, the signed body `timestamp`. Default now. */
-  timestamp?: Moment;
+  timestamp?: Moment | undefined;
   /** When it was sent, the `X-MITPO-Timestamp` header. Default now. */
-  sentAt?: Moment;
+  sentAt?: Moment | undefined;
 }
 
 /** A delivery ready to send: the exact body, and the headers MITPO sends with it. */
