@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
@@ -192,5 +193,15 @@ describe('the links of the README and of docs/', () => {
       return !file.endsWith('.md') || !anchorsOf(readFileSync(path.join(ROOT, file), 'utf8')).has(anchor);
     });
     expect(broken.map(({ page, href }) => `${page}: ${href}`)).toEqual([]);
+  });
+
+  // Found by a hunt: the package shipped dist/ alone, so the README a user reads in
+  // node_modules (or on the registry) linked to a docs/ that was not there. The
+  // development notes (benchmarks, soak scripts) stay in the repository.
+  it('point at files the package ships, but for the development notes', () => {
+    const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8' })) as Array<{ files: Array<{ path: string }> }>;
+    const shipped = new Set(packed[0]!.files.map((file) => file.path));
+    const missing = PAGES.flatMap(relativeLinks).filter(({ file }) => !shipped.has(file) && !/^(bench|scripts)\//.test(file));
+    expect(missing.map(({ page, href }) => `${page}: ${href}`)).toEqual([]);
   });
 });
