@@ -20,6 +20,8 @@ export interface Claim<Owner = unknown> {
   readonly order: EventOrder | undefined;
   /** Its place among the live claims, which `Claims` renews; not listed once completed or released. */
   live: LiveEntry<Claim<Owner>> | undefined;
+  /** Set once its handlers succeeded and only the completion is owed (see `completeLater`). */
+  handled: boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export class Claims<Owner> {
     if (result === 'in_flight' || result === 'done' || (order !== undefined && result === 'resource_in_flight')) return result;
     if (order !== undefined && typeof (result as { stale?: unknown } | null)?.stale === 'number') return result as { stale: number };
     if (result !== 'claimed') throw new Error(`the replay store's claim() answered ${JSON.stringify(result)}`);
-    const claim: Claim<Owner> = { key, owner, token, order, live: undefined };
+    const claim: Claim<Owner> = { key, owner, token, order, live: undefined, handled: false };
     this.list(claim);
     return claim;
   }
@@ -125,6 +127,7 @@ export class Claims<Owner> {
       clearTimeout(timer);
       return trying ?? attempt();
     };
+    claim.handled = true;
     if (this.stopped) {
       void lastTry();
       return;
@@ -182,7 +185,9 @@ export class Claims<Owner> {
       )
       .then(
         (held) => {
-          if (!held && claim.live?.listed === true) {
+          // A claim whose completion is owed is not held once that completion landed
+          // with its answer lost; and if it truly lapsed, giving up on it is logged.
+          if (!held && claim.live?.listed === true && !claim.handled) {
             this.trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined, claim.owner);
           }
         },
