@@ -76,6 +76,8 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   private readonly backoffMs: number;
   private readonly jobs = new Map<string, Job>();
   private processor: QueuedDeliveryProcessor | undefined;
+  /** The drain under way, which a second call joins. */
+  private draining: Promise<void> | undefined;
   /** `ordering`: each resource's applied position. Runs go one at a time, so a resource is never busy. */
   private readonly applied = new Map<string, number>();
   readonly keepsOrder = true;
@@ -125,24 +127,39 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
 
   /**
    * Runs every queued delivery, one at a time, retrying failed runs after their
-   * backoff (waited out for real), until none is waiting or delayed.
+   * backoff (waited out for real), until none is waiting or delayed. A call while
+   * another drain runs resolves with it.
    * @throws TypeError when no worker was started (`webhooks.startWorker()`)
    */
-  async drain(): Promise<void> {
+  drain(): Promise<void> {
     const processor = this.processor;
     if (processor === undefined) {
-      throw new TypeError('mitpo-webhooks/testing: drain() needs a worker: call webhooks.startWorker() first');
+      return Promise.reject(new TypeError('mitpo-webhooks/testing: drain() needs a worker: call webhooks.startWorker() first'));
     }
+    // One drain at a time: two would run deliveries side by side, and the second
+    // would not count the first's delivery under way as one left.
+    this.draining ??= this.runAll(processor).finally(() => {
+      this.draining = undefined;
+    });
+    return this.draining;
+  }
+
+  private async runAll(processor: QueuedDeliveryProcessor): Promise<void> {
+    // The due time a wait was for: once waited out it counts as reached whatever the clock
+    // says, so a test that froze `Date` (timers real) still sees its retries run.
+    let waitedUntil = -Infinity;
     for (;;) {
-      const due = [...this.jobs.values()].find((job) => job.state === 'waiting' || (job.state === 'delayed' && job.dueAt! <= Date.now()));
+      const now = Math.max(Date.now(), waitedUntil);
+      const due = [...this.jobs.values()].find((job) => job.state === 'waiting' || (job.state === 'delayed' && job.dueAt! <= now));
       if (due !== undefined) {
         await this.run(due, processor);
         continue;
       }
       const delayed = [...this.jobs.values()].filter((job) => job.state === 'delayed');
       if (delayed.length === 0) return;
-      const wait = Math.max(0, Math.min(...delayed.map((job) => job.dueAt!)) - Date.now());
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      const next = Math.min(...delayed.map((job) => job.dueAt!));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, next - Date.now())));
+      waitedUntil = next;
     }
   }
 

@@ -85,6 +85,47 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     expect(deadLetters).toEqual([]);
   });
 
+  // Found by a hunt: with the clock frozen and timers real (`vi.setSystemTime()` alone,
+  // `jest.spyOn(Date, 'now')`, node:test's mock of Date), a retry never became due, and
+  // drain() waited for it forever.
+  it('retries after the backoff with the clock frozen and timers real', async () => {
+    const { queue, webhooks, receive } = queued({ attempts: 3, backoff: 0.01 });
+    const attempts: number[] = [];
+    webhooks.on('dispatch.completed', (_event, ctx) => {
+      attempts.push(ctx.attempt);
+      if (ctx.attempt === 1) throw new Error('first try failed');
+    });
+    await receive();
+    const frozen = jest.spyOn(Date, 'now').mockReturnValue(Date.now());
+    try {
+      await queue.drain();
+    } finally {
+      frozen.mockRestore();
+    }
+    expect(attempts).toEqual([1, 2]);
+  });
+
+  // Found by a hunt: a second drain() while one ran resolved with a delivery still running,
+  // and two drains ran deliveries at once, where they run one at a time.
+  it('resolves a drain() called while another runs only once every delivery ran, one at a time', async () => {
+    const { queue, webhooks, receive } = queued();
+    let running = 0;
+    let most = 0;
+    let handled = 0;
+    webhooks.on('dispatch.completed', async () => {
+      most = Math.max(most, (running += 1));
+      await new Promise((resolve) => setImmediate(resolve));
+      running -= 1;
+      handled += 1;
+    });
+    for (let i = 0; i < 3; i += 1) await receive();
+    const first = queue.drain();
+    await queue.drain();
+    expect(handled).toBe(3);
+    expect(most).toBe(1);
+    await first;
+  });
+
   it('keeps a delivery that failed every attempt as a dead letter, told to onDeadLetter once', async () => {
     const { queue, webhooks, receive, deadLetters } = queued({ attempts: 2 });
     webhooks.on('dispatch.failed', () => {
