@@ -47,18 +47,47 @@ export async function sendDelivery(
     return post(String(target), built);
   }
 
+  if (!(target instanceof http.Server) && typeof target !== 'function') {
+    throw new TypeError(
+      'mitpo-webhooks/testing: sendDelivery() needs a URL, an http.Server or a request listener: ' +
+        "for Koa pass app.callback(), for Fastify app.server once it is ready",
+    );
+  }
   const server = target instanceof http.Server ? target : http.createServer(target);
-  const startedHere = !server.listening;
-  if (startedHere) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const started = startedServers.get(server) ?? (server.listening ? undefined : start(server));
+  if (started === undefined) return post(urlOf(server, path), built);
+  started.calls += 1;
   try {
-    const { port } = server.address() as AddressInfo;
-    return await post(`http://127.0.0.1:${port}${path}`, built);
+    await started.listening;
+    return await post(urlOf(server, path), built);
   } finally {
-    if (startedHere) {
+    started.calls -= 1;
+    if (started.calls === 0) {
+      startedServers.delete(server);
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
   }
+}
+
+/**
+ * Servers sendDelivery() started, each with the calls using it: the last call to
+ * end stops it, so calls side by side on one unstarted server (a test file's
+ * shared server, `describe.concurrent`) do not cut each other off.
+ */
+const startedServers = new WeakMap<http.Server, { calls: number; listening: Promise<void> }>();
+
+function start(server: http.Server): { calls: number; listening: Promise<void> } {
+  const started = { calls: 0, listening: new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve)) };
+  startedServers.set(server, started);
+  return started;
+}
+
+/** The URL of `path` on a listening server: its own address, the loopback for a wildcard one. */
+function urlOf(server: http.Server, path: string): string {
+  const { address, family, port } = server.address() as AddressInfo;
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : family === 'IPv6' ? `[${address}]` : address;
+  return `http://${host}:${port}${path}`;
 }
 
 async function post(url: string, delivery: SignedDelivery): Promise<DeliveryResult> {

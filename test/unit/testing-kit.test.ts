@@ -197,6 +197,47 @@ describe('sendDelivery', () => {
     }
   });
 
+  // Found by a hunt: the call that started a shared, unstarted server stopped it when it
+  // ended, cutting off the calls still using it (`describe.concurrent`, Promise.all).
+  it('keeps a server it started for calls side by side until the last one ends', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    let handled = 0;
+    webhooks.onAny(async () => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      handled += 1;
+    });
+    const middleware = webhooks.middleware({ path: '/hooks' });
+    const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => sendDelivery(server, { event: 'dispatch.completed', secret: SECRET }, { path: '/hooks' })),
+    );
+    expect(results.map((result) => result.status)).toEqual([200, 200, 200, 200, 200]);
+    expect(handled).toBe(5);
+    expect(server.listening).toBe(false);
+  });
+
+  // Found by a hunt: a server listening on ::1 alone was posted to at 127.0.0.1, and refused.
+  it('sends to a server listening on the IPv6 loopback only', async () => {
+    const { listener, seen } = receiver();
+    const server = http.createServer(listener);
+    await new Promise<void>((resolve) => server.listen(0, '::1', resolve));
+    try {
+      const result = await sendDelivery(server, { event: 'connection.active', secret: SECRET }, { path: '/hooks' });
+      expect(result.body).toEqual({ success: true });
+      expect(seen).toEqual(['connection.active']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  // Found by a hunt: a Koa or Fastify app itself (not its listener) was taken as server
+  // options, and the call waited forever for an answer no listener would give.
+  it('refuses an app that is no request listener, naming what to pass', async () => {
+    await expect(sendDelivery({ use() {}, callback() {} } as never, { event: 'connection.active', secret: SECRET })).rejects.toThrow(
+      /needs a URL, an http.Server or a request listener.*app.callback\(\).*app.server/,
+    );
+  });
+
   it('stops a server it started even when the call fails', async () => {
     const server = http.createServer((req) => req.socket.destroy());
     await expect(sendDelivery(server, { event: 'connection.active', secret: SECRET })).rejects.toThrow();
