@@ -31,10 +31,21 @@ export function toDeliveryHeaders(headers: unknown): DeliveryHeaders {
   return plain;
 }
 
-const SPACE_AROUND = /^[ \t]+|[ \t]+$/g;
-
+/**
+ * The value without spaces and tabs at either end. Not a pattern: `[ \t]+$` is
+ * tried from every space of a run inside the value, in time the square of the
+ * run's length, and a value given to receive() is the sender's to make long.
+ */
 function withoutSpaceAround(value: string): string {
-  return value.replace(SPACE_AROUND, '');
+  let start = 0;
+  let end = value.length;
+  while (start < end && isSpaceOrTab(value.charCodeAt(start))) start += 1;
+  while (end > start && isSpaceOrTab(value.charCodeAt(end - 1))) end -= 1;
+  return value.slice(start, end);
+}
+
+function isSpaceOrTab(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 function isFetchHeaders(headers: object): headers is Headers {

@@ -1,3 +1,5 @@
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import {
   MemoryReplayStore,
   MitpoWebhooks,
@@ -794,5 +796,32 @@ describe('request text is stripped of control characters before it is echoed', (
     const { headers: same } = signedDelivery({ event: 'dispatch.\u009bnew', secret: SECRET, data: {} });
     const error = await webhooks.verify({ rawBody: body, headers: { ...same, 'X-MITPO-Signature': sign(body, SECRET) } }).catch((e: Error) => e);
     expect((error as Error).message).not.toMatch(C0_C1_DEL);
+  });
+});
+
+// Found by a self-review: trimming a header value with one pattern (spaces at its start,
+// or at its end) took time in the square of a run of spaces inside it, so a value given
+// to receive() by a framework that does not trim (a Lambda event, say) held the process
+// for two minutes (300 000 spaces) before any check, unanswerable by a timer. Run in a
+// process of its own, so the test ends even then: it must finish, however fast.
+describe('header values given to receive() untrimmed', () => {
+  it('are trimmed, also with a long run of spaces inside, before the checks', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const padded = { ...delivery.headers, 'X-MITPO-Event': ` \t${delivery.headers['X-MITPO-Event']}\t ` };
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: padded })).status).toBe(200);
+    const script = `
+      const { MitpoWebhooks } = require('./src');
+      const { signedDelivery } = require('./src/testing');
+      const webhooks = new MitpoWebhooks({ secret: 'whsec_unit' });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: 'whsec_unit' });
+      const headers = { ...delivery.headers, 'X-MITPO-Signature': 'sha256=' + ' '.repeat(300000) + 'x' };
+      webhooks.receive({ rawBody: delivery.body, headers }).then((answer) => console.log(answer.body.error.code));`;
+    const printed = execFileSync(process.execPath, ['-r', 'ts-node/register/transpile-only', '-e', script], {
+      cwd: path.join(__dirname, '../..'),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(printed.trim()).toBe('malformed_signature');
   });
 });
