@@ -1,3 +1,4 @@
+import { codeOf } from '../errors';
 import { sanitizeText } from '../text/sanitize-text';
 import { withTimeout } from '../with-timeout';
 
@@ -61,7 +62,12 @@ export async function storeCall<T>(store: string, ms: number, work: Promise<T>):
     return await withTimeout(work, ms, () => new CommandError(`${store} did not answer within ${ms / 1000} s`));
   } catch (error) {
     if (error instanceof CommandError || error instanceof UsageError) throw error;
-    throw new CommandError(`${store} could not be reached (${sanitizeText((error as Error).message ?? String(error), 200)})`);
+    const message = sanitizeText((error as Error).message ?? String(error), 200);
+    // An answer with an error (Postgres' SQLSTATE, a Redis error reply) is no network trouble.
+    const code = codeOf(error);
+    if (code !== undefined && /^[0-9A-Z]{5}$/.test(code)) throw new CommandError(`${store} refused the command (${code} ${message})`);
+    if ((error as Error | null)?.name === 'ReplyError') throw new CommandError(`${store} refused the command (${message})`);
+    throw new CommandError(`${store} could not be reached (${message})`);
   }
 }
 

@@ -161,7 +161,7 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     ]);
     const { schema = 'mitpo_webhooks', attempts = 5, maxPendingBytes = 32 * 1024 * 1024 } = options;
     if (typeof schema !== 'string' || !SCHEMA_NAME.test(schema)) {
-      throw new TypeError('mitpo-webhooks/postgres: schema must be lower-case letters, digits and _ (at most 48), starting with a letter or _');
+      throw new TypeError('mitpo-webhooks/postgres: schema must be lower-case letters, digits and _ (at most 48), starting with a letter or _, not starting with pg_');
     }
     if (!Number.isSafeInteger(attempts) || attempts < 1 || attempts > 100) {
       throw new TypeError(`mitpo-webhooks/postgres: attempts must be a whole number from 1 to 100 (got ${shownValue(attempts)})`);
@@ -252,6 +252,13 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
     const { concurrency = 1 } = options;
     if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
       throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
+    }
+    // The worker's listener keeps one client for good: with one in all, no run could ever start.
+    const poolSize = (this.#pool as { options?: { max?: unknown } }).options?.max;
+    if (typeof poolSize === 'number' && poolSize < 2) {
+      throw new TypeError(
+        `mitpo-webhooks/postgres: a worker needs a pool of at least 2 clients (its listener keeps one); this pool has max: ${poolSize}. Size it above concurrency + 1`,
+      );
     }
     const inserts = { attempts: this.attempts, backoffMs: this.backoffMs, timeoutMs: this.enqueueTimeoutMs };
     return new PostgresWorker(this.#pool, this.schema, this.table, processor, concurrency, this.pollIntervalMs, this.deadLetterRetentionMs, inserts, trouble);

@@ -1,5 +1,5 @@
-/** A schema name as it goes into SQL unquoted-safe: lower-case letters, digits and `_`. */
-export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,47}$/;
+/** A schema name as it goes into SQL unquoted-safe: lower-case letters, digits and `_`; Postgres keeps `pg_` names for itself. */
+export const SCHEMA_NAME = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
 
 /** The channel new deliveries are announced on, one per schema. */
 export function channelOf(schema: string): string {
@@ -18,7 +18,12 @@ export function channelOf(schema: string): string {
 export function migrationSql(schema: string): string[] {
   const s = `"${schema}"`;
   return [
-    `create schema if not exists ${s}`,
+    // Not `create schema if not exists`: Postgres checks the right to create schemas in the
+    // database before it looks for the schema, so a role that owns the schema a DBA made for
+    // it could not migrate. (The name is SCHEMA_NAME's, safe in a literal.)
+    `do $$ begin
+      if not exists (select 1 from pg_namespace where nspname = '${schema}') then create schema ${s}; end if;
+    end $$`,
     `create table if not exists ${s}.deliveries (
       delivery_key text primary key,
       body bytea not null,

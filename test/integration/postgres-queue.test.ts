@@ -24,6 +24,8 @@ describe('PostgresDeliveryQueue options (no database needed)', () => {
     [{}, /pool is required/],
     [{ pool, schema: 'Bad-Name' }, /schema must be lower-case/],
     [{ pool, schema: 'x"; drop table users; --' }, /schema must be lower-case/],
+    // Found by a hunt: accepted, then refused by Postgres at migrate() ("unacceptable schema name").
+    [{ pool, schema: 'pg_queue' }, /schema must be .*not starting with pg_/],
     [{ pool, attempts: 0 }, /attempts must be a whole number from 1 to 100/],
     [{ pool, maxPendingBytes: 1.5 }, /maxPendingBytes must be a whole number/],
     [{ pool, backoff: 90_000 }, /backoff/],
@@ -34,6 +36,21 @@ describe('PostgresDeliveryQueue options (no database needed)', () => {
 
   it('is a TypeError to start a worker with a concurrency below 1', () => {
     expect(() => new PostgresDeliveryQueue({ pool }).startWorker(() => Promise.resolve(), { concurrency: 0 })).toThrow(/concurrency/);
+  });
+
+  // Found by a hunt: with `max: 1` the worker's listener took the only client for good, and
+  // the queue stood still with nothing logged (every delivery 503 with the receiver on it).
+  it('is a TypeError to start a worker on a pool of one client, which its listener would keep', async () => {
+    const small = new Pool({ host: '127.0.0.1', port: 1, max: 1 });
+    small.on('error', () => undefined);
+    let worker: { close(timeoutSeconds: number): Promise<void> } | undefined;
+    try {
+      expect(() => (worker = new PostgresDeliveryQueue({ pool: small }).startWorker(() => Promise.resolve(), {}))).toThrow(
+        /pool of at least 2 clients .*concurrency \+ 1/,
+      );
+    } finally {
+      await worker?.close(1);
+    }
   });
 
   it('closes within its timeout when Postgres takes connections but never answers', async () => {
@@ -130,6 +147,31 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await entered.promise;
     return { delivery, hold };
   }
+
+  // Found by a hunt: `create schema if not exists` needs CREATE on the database even when
+  // the schema exists, so a role that owns the schema a DBA made for it could not migrate.
+  it('migrates as a role that owns its schema but may not create schemas in the database', async () => {
+    const role = `${schema}_owner`;
+    const owned = `${schema}_owned`;
+    await pool.query(`create role ${role} login`);
+    try {
+      await pool.query(`create schema ${owned} authorization ${role}`);
+      const asOwner = new URL(DATABASE_URL!);
+      asOwner.username = role;
+      asOwner.password = '';
+      const ownerPool = new Pool({ connectionString: asOwner.toString() });
+      try {
+        await new PostgresDeliveryQueue({ pool: ownerPool, schema: owned }).migrate();
+        const tables = await pool.query(`select table_name from information_schema.tables where table_schema = $1 order by 1`, [owned]);
+        expect(tables.rows.map((row: { table_name: string }) => row.table_name)).toEqual(['deliveries', 'resources']);
+      } finally {
+        await ownerPool.end();
+      }
+    } finally {
+      await pool.query(`drop schema if exists ${owned} cascade`);
+      await pool.query(`drop role if exists ${role}`);
+    }
+  });
 
   it('migrates idempotently, also from two processes at once', async () => {
     const queue = new PostgresDeliveryQueue({ pool, schema });
