@@ -38,6 +38,8 @@ export class DeliveryPipeline {
     this.checks = { options, platform };
     const queue = options.queue;
     this.telemetry = new Telemetry(platform.openTelemetry(), queue?.depth === undefined ? undefined : () => queue.depth!());
+    // The depth gauge stops reading the queue before its connection closes (and lets go of it).
+    if (queue?.depth !== undefined) this.shutdown.beforeConnectionsClose(() => Promise.resolve(this.telemetry.stop()));
     this.failures = new FailureReport(options.logger, options.now);
     this.stale = new StaleEvents(this.failures);
     this.inline = new InlineHandling(options, router, this.shutdown, this.failures, platform, this.stale);

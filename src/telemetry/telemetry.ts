@@ -1,4 +1,4 @@
-import type { Context, Counter, Histogram, Meter, Span, TracerProvider, UpDownCounter } from '@opentelemetry/api';
+import type { Context, Counter, Histogram, Meter, ObservableCallback, ObservableGauge, Span, TracerProvider, UpDownCounter } from '@opentelemetry/api';
 import { sanitizeText } from '../text/sanitize-text';
 import type { DeliveryResult, DeliveryTelemetry } from './delivery-telemetry';
 
@@ -19,6 +19,8 @@ interface Instruments {
   handlerDuration: Histogram;
   inFlight: UpDownCounter;
   deadLetters: Counter;
+  /** With a queue: the depth gauge and its callback, taken off the gauge at `stop()`. */
+  queueDepth?: { gauge: ObservableGauge; read: ObservableCallback } | undefined;
 }
 
 /** How a worker's run starts its telemetry. */
@@ -46,6 +48,7 @@ export class Telemetry {
   private readonly noopTracerProvider: TracerProvider | undefined;
   private meterProvider: unknown;
   private instruments: Instruments | undefined;
+  private stopped = false;
 
   /**
    * @param api - the runtime's `@opentelemetry/api` module, or undefined where there is none (the platform's `openTelemetry()`)
@@ -55,6 +58,16 @@ export class Telemetry {
     this.api = api as OtelApi | undefined;
     // The proxy's delegate before any SDK is registered: the API's own no-op.
     this.noopTracerProvider = this.api === undefined ? undefined : new this.api.ProxyTracerProvider().getDelegate();
+    // Made now when an SDK is registered already, so every instrument (the queue depth
+    // above all, dead letters included) is there from the start, not from the first delivery.
+    if (this.api !== undefined) this.currentInstruments(this.api);
+  }
+
+  /** When the receiver closes: its queue's depth is no longer read. */
+  stop(): void {
+    this.stopped = true;
+    const depth = this.instruments?.queueDepth;
+    if (depth !== undefined) recording(() => depth.gauge.removeCallback(depth.read));
   }
 
   /**
@@ -98,7 +111,7 @@ export class Telemetry {
       // The provider is the app's: one that throws here records nothing, and is not asked again.
       recording(() => {
         const meter = provider.getMeter(NAME);
-        if (meter !== api.createNoopMeter()) this.instruments = instrumentsOf(meter, this.depth);
+        if (meter !== api.createNoopMeter()) this.instruments = instrumentsOf(meter, this.stopped ? undefined : this.depth);
       });
     }
     return this.instruments;
@@ -184,16 +197,19 @@ class OtelDeliveryTelemetry implements DeliveryTelemetry {
 }
 
 function instrumentsOf(meter: Meter, depth: (() => Promise<Partial<Record<string, number>>>) | undefined): Instruments {
+  let queueDepth: Instruments['queueDepth'];
   if (depth !== undefined) {
     // Read from the queue only when a metric reader collects; a queue that cannot answer reports nothing.
-    meter
-      .createObservableGauge('mitpo.webhook.queue.depth', { description: 'Deliveries the queue holds, by state' })
-      .addCallback(async (result) => {
-        const counts = await depth().catch(() => ({}) as Partial<Record<string, number>>);
-        for (const [state, count] of Object.entries(counts)) if (typeof count === 'number') result.observe(count, { [STATE]: state });
-      });
+    const gauge = meter.createObservableGauge('mitpo.webhook.queue.depth', { description: 'Deliveries the queue holds, by state' });
+    const read: ObservableCallback = async (result) => {
+      const counts = await depth().catch(() => ({}) as Partial<Record<string, number>>);
+      for (const [state, count] of Object.entries(counts)) if (typeof count === 'number') result.observe(count, { [STATE]: state });
+    };
+    gauge.addCallback(read);
+    queueDepth = { gauge, read };
   }
   return {
+    queueDepth,
     deadLetters: meter.createCounter('mitpo.webhook.dead_letters', { description: 'Queued deliveries kept as dead letters, by event' }),
     deliveries: meter.createCounter('mitpo.webhook.deliveries', { description: 'Deliveries answered, by event, outcome and status' }),
     handlerDuration: meter.createHistogram('mitpo.webhook.handler.duration', {

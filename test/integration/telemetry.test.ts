@@ -425,6 +425,25 @@ describe("a queue worker's telemetry", () => {
     expect(processed!.links).toEqual([]);
   });
 
+  // Found by a hunt: the instruments were made at the first delivery, so after a restart
+  // no queue depth (its dead letters included) was reported until MITPO next sent one; and
+  // a closed receiver's gauge went on reading its queue at every collection.
+  it('reads the queue depth from the start, before any delivery, and no longer once the receiver closed', async () => {
+    const queue = new MemoryDeliveryQueue();
+    const depth = queue.depth.bind(queue);
+    let reads = 0;
+    queue.depth = () => {
+      reads += 1;
+      return depth();
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue });
+    await reader.collect();
+    expect(reads).toBe(1);
+    await webhooks.close();
+    await reader.collect();
+    expect(reads).toBe(1);
+  });
+
   it('counts dead letters by event, and reads the queue depth by state when collected', async () => {
     const deadLettersOf = async () =>
       ((await scopeMetrics()).find((metric) => metric.descriptor.name === 'mitpo.webhook.dead_letters') as SumMetricData | undefined)?.dataPoints.find(
