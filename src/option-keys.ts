@@ -16,8 +16,9 @@ export function checkOptionKeys(options: unknown, where: string, known: readonly
   return options as Record<string, unknown>;
 }
 
-/** A number, size or duration as people write one: `'300'`, `'5m'`, `'1 megabyte'`. */
-const READS_AS_AMOUNT = /^\s{0,4}[+-]?[\d.,_]{1,16}\s{0,4}[a-z]{0,12}\s{0,4}$/i;
+/** A number, size or duration as people write one: `'300'`, `'5m'`, `'1 megabyte'`, `'0.5 kb'`. */
+const READS_AS_AMOUNT =
+  /^\s{0,4}[+-]?\d{1,10}(?:[.,_]\d{1,10})?\s{0,4}(?:ms|s|secs?|seconds?|m|mins?|minutes?|h|hours?|d|days?|b|bytes?|kb|mb|gb|kilobytes?|megabytes?|gigabytes?)?\s{0,4}$/i;
 
 /**
  * What a message about an option's value may say of the value. A number, a

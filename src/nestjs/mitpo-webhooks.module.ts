@@ -8,6 +8,7 @@ import {
   type DynamicModule,
   type FactoryProvider,
   type ModuleMetadata,
+  type OnApplicationBootstrap,
   type OnModuleInit,
   type Provider,
 } from '@nestjs/common';
@@ -51,8 +52,8 @@ interface ModuleSetup {
   webhooks: MitpoWebhooks;
   path: string;
   shutdownTimeout: number;
-  /** Set once the `@OnMitpoEvent` methods are registered (in `app.init()`); read by the route. */
-  handlersRegistered: boolean;
+  /** Set once the app has started (`app.init()`'s bootstrap hooks: every module initialised, the handlers registered); read by the route. */
+  appStarted: boolean;
 }
 
 const MODULE_SETUP = Symbol('mitpo-webhooks module setup');
@@ -109,12 +110,13 @@ class MitpoWebhooksRoute implements OnModuleInit {
       const middleware = createConnectMiddleware(pipeline, { path }, 'nestjs');
       const { setup } = this;
       // An Express instance can already listen when Nest is given it (a health check
-      // while the app starts). Until app.init() registers the handlers, a delivery
-      // answered here would be a 200 that ran none, and MITPO's retry a duplicate:
-      // it goes on to the app instead, whose 404 MITPO retries. (Fastify serves
-      // nothing before it is ready.)
+      // while the app starts). Until app.init() has registered the handlers and
+      // initialised what they use, a delivery answered here would be a 200 that ran
+      // none (and MITPO's retry a duplicate), or handlers on services not yet
+      // connected: it goes on to the app instead, whose 404 MITPO retries. (Fastify
+      // serves nothing before it is ready.)
       adapter.getInstance().use((req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => {
-        if (setup.handlersRegistered) middleware(req, res, next);
+        if (setup.appStarted) middleware(req, res, next);
         else next();
       });
     } else if (platform === 'fastify') {
@@ -128,7 +130,7 @@ class MitpoWebhooksRoute implements OnModuleInit {
 
 /** Registers every `@OnMitpoEvent` method as a handler, and closes the receiver with the app. */
 @Injectable()
-class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeApplicationShutdown {
+class MitpoWebhooksHandlers implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
   private registered = false;
   private closing: Promise<void> | undefined;
   private readonly webhooks: MitpoWebhooks;
@@ -169,7 +171,10 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnModuleDestroy, BeforeAppl
         this.webhooks.on(names as never, handler);
       }
     }
-    this.setup.handlersRegistered = true;
+  }
+
+  onApplicationBootstrap(): void {
+    this.setup.appStarted = true;
   }
 
   /**
@@ -201,7 +206,7 @@ function setUp(options: MitpoWebhooksModuleOptions): ModuleSetup {
   const { path, shutdownTimeout, ...receiverOptions } = options;
   const checked = checkedPath(path, 'MitpoWebhooksModule', true)!;
   const webhooks = new MitpoWebhooks(receiverOptions);
-  return { webhooks, path: checked, shutdownTimeout: readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT)!, handlersRegistered: false };
+  return { webhooks, path: checked, shutdownTimeout: readSeconds(shutdownTimeout, SHUTDOWN_TIMEOUT)!, appStarted: false };
 }
 
 /**

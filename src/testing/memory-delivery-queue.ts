@@ -137,8 +137,11 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
       return Promise.reject(new TypeError('mitpo-webhooks/testing: drain() needs a worker: call webhooks.startWorker() first'));
     }
     // One drain at a time: two would run deliveries side by side, and the second
-    // would not count the first's delivery under way as one left.
-    this.draining ??= this.runAll(processor).finally(() => {
+    // would not count the first's delivery under way as one left. A call while one
+    // runs drains again after it, for a delivery queued as the first was ending.
+    // (So a handler must not await drain(): it would wait for itself.)
+    if (this.draining !== undefined) return this.draining.then(() => this.drain());
+    this.draining = this.runAll(processor).finally(() => {
       this.draining = undefined;
     });
     return this.draining;

@@ -24,10 +24,11 @@ export interface SendDeliveryOptions {
 
 /**
  * Signs a delivery (or takes one already built) and POSTs it to an app, server or
- * URL over real HTTP on 127.0.0.1, returning the answer. An answer that is not JSON
+ * URL over real HTTP on the loopback, returning the answer. An answer that is not JSON
  * (a framework's 404 page) is given as `body` `{ success: false, error: { code:
  * 'not_json', message } }`, the message its first 500 characters. An app or a server that
- * is not listening is started on a free port for the call and stopped after it.
+ * is not listening is started on a free port for the call and stopped after it (after the
+ * last of the calls side by side on one server).
  * Options (rather than a built delivery) go through {@link signedDelivery}: without
  * `data`, every call sends a fresh sample, never a duplicate of the previous one.
  *

@@ -19,6 +19,9 @@ describe('storeCall, for a command against Redis or Postgres', () => {
     await expect(storeCall('Postgres', 1000, Promise.reject(refused))).rejects.toThrow('Postgres refused the command (42501 permission denied for database test)');
     const unreached = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
     await expect(storeCall('Postgres', 1000, Promise.reject(unreached))).rejects.toThrow('Postgres could not be reached (connect ECONNREFUSED 127.0.0.1:1)');
+    // (In review: Node's five-letter errno codes looked like a SQLSTATE.)
+    const dropped = Object.assign(new Error('write EPIPE'), { code: 'EPIPE' });
+    await expect(storeCall('Postgres', 1000, Promise.reject(dropped))).rejects.toThrow('Postgres could not be reached (write EPIPE)');
     const replied = Object.assign(new Error('WRONGPASS invalid username-password pair'), { name: 'ReplyError' });
     await expect(storeCall('Redis', 1000, Promise.reject(replied))).rejects.toThrow('Redis refused the command (WRONGPASS invalid username-password pair)');
   });

@@ -102,7 +102,8 @@ describe('a secret put in the wrong option is never quoted back', () => {
     ['BullMQDeliveryQueue attempts', (value) => new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, attempts: value as never })],
     ['PostgresDeliveryQueue maxPendingBytes', (value) => new PostgresDeliveryQueue({ pool: pool as never, maxPendingBytes: value as never })],
   ])('%s: says what kind of value it got, not the value', (_name, build) => {
-    for (const value of [LEAK, { secret: LEAK }, [LEAK]]) {
+    // (In review: a password such as 2024LEAKCANARY or _LEAKCANARY read as an amount, and was quoted.)
+    for (const value of [LEAK, { secret: LEAK }, [LEAK], '2024LEAKCANARY', '_LEAKCANARY']) {
       expect(() => build(value)).toThrow(TypeError);
       expect(() => build(value)).not.toThrow(/LEAKCANARY/);
     }
