@@ -59,6 +59,8 @@ export interface StartNestApp {
   moduleOptions?: Record<string, unknown>;
   /** dispatch.accepted handlers wait for a 'release' message, after telling 'entered'. */
   gated?: boolean;
+  /** A provider of the app whose onModuleInit tells 'entered', then waits for a 'release' message (a service connecting). */
+  slowInit?: boolean;
 }
 
 type Run = { handler: string; requestId: string | undefined };
@@ -99,6 +101,16 @@ const EXTRA_PROVIDERS: Record<NonNullable<StartNestApp['extra']>, Provider> = {
 
 let release: () => void = () => undefined;
 
+/** A service that connects to something in its onModuleInit, as a database client does. */
+@Injectable()
+class SlowInit {
+  async onModuleInit(): Promise<void> {
+    const released = new Promise<void>((resolve) => (release = resolve));
+    process.send!({ type: 'entered' });
+    await released;
+  }
+}
+
 /** An ordinary JSON route of the app, under Nest's global prefix, to show its parsing is Nest's. */
 @Controller('echo')
 class EchoController {
@@ -119,7 +131,7 @@ function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: Star
         ? []
         : [MitpoWebhooksModule.forRoot({ secret: 'whsec_second_receiver', path: message.secondModulePath })]),
     ],
-    providers: message.extra ? [RecordingHandlers, EXTRA_PROVIDERS[message.extra]] : [RecordingHandlers],
+    providers: [RecordingHandlers, ...(message.extra ? [EXTRA_PROVIDERS[message.extra]] : []), ...(message.slowInit ? [SlowInit] : [])],
     controllers: [EchoController],
   })
   class AppModule {}

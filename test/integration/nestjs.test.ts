@@ -275,6 +275,28 @@ describe('MitpoWebhooksModule on an Express instance already listening', () => {
       await apps.close();
     }
   });
+
+  // Found in review: the route opened once the module's handlers were registered, before the
+  // app's own modules had initialised, so a handler could run on a service still connecting.
+  it("leaves deliveries to the app while the app's own modules are still initialising", async () => {
+    const { url } = await apps.start({ platform: 'express', rawBody: false, bootstrap: 'listening-first', slowInit: true });
+    try {
+      const entered = apps.entered();
+      const initialised = apps.init();
+      const delivery = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+      try {
+        await entered;
+        expect((await send(url, delivery)).status).toBe(404);
+        expect(await apps.runs()).toEqual([]);
+      } finally {
+        apps.release();
+        await initialised;
+      }
+      expect((await send(url, delivery)).json).toEqual({ success: true });
+    } finally {
+      await apps.close();
+    }
+  });
 });
 
 describe('MitpoWebhooksModule in an application context (a worker process: no HTTP)', () => {
