@@ -133,16 +133,12 @@ class MitpoWebhooksRoute implements OnModuleInit {
 class MitpoWebhooksHandlers implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
   private registered = false;
   private closing: Promise<void> | undefined;
-  private readonly webhooks: MitpoWebhooks;
-  private readonly shutdownTimeout: number;
 
   constructor(
     @Inject(DiscoveryService) private readonly discovery: DiscoveryService,
     @Inject(MetadataScanner) private readonly scanner: MetadataScanner,
     @Inject(MODULE_SETUP) private readonly setup: ModuleSetup,
-  ) {
-    ({ webhooks: this.webhooks, shutdownTimeout: this.shutdownTimeout } = setup);
-  }
+  ) {}
 
   onModuleInit(): void {
     // Nest may call this twice on the same instances (a testing module's init(),
@@ -168,7 +164,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnApplicationBootstrap, OnM
           );
         }
         const handler = (instance as Record<string, (...args: unknown[]) => unknown>)[method]!.bind(instance);
-        this.webhooks.on(names as never, handler);
+        this.setup.webhooks.on(names as never, handler);
       }
     }
   }
@@ -194,7 +190,7 @@ class MitpoWebhooksHandlers implements OnModuleInit, OnApplicationBootstrap, OnM
   }
 
   private close(): Promise<void> {
-    return this.webhooks.close({ timeout: this.shutdownTimeout });
+    return this.setup.webhooks.close({ timeout: this.setup.shutdownTimeout });
   }
 }
 

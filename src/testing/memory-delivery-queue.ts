@@ -76,7 +76,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   private readonly backoffMs: number;
   private readonly jobs = new Map<string, Job>();
   private processor: QueuedDeliveryProcessor | undefined;
-  /** The drain under way, which a second call joins. */
+  /** The drain under way, after which a second call drains again. */
   private draining: Promise<void> | undefined;
   /** `ordering`: each resource's applied position. Runs go one at a time, so a resource is never busy. */
   private readonly applied = new Map<string, number>();
@@ -128,7 +128,7 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
   /**
    * Runs every queued delivery, one at a time, retrying failed runs after their
    * backoff (waited out for real), until none is waiting or delayed. A call while
-   * another drain runs resolves with it.
+   * another drain runs drains again after it.
    * @throws TypeError when no worker was started (`webhooks.startWorker()`)
    */
   drain(): Promise<void> {
