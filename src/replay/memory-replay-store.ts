@@ -5,12 +5,12 @@ import type { ClaimResult, OrderedClaimResult, ReplayStore } from './replay-stor
 /** Options of {@link MemoryReplayStore}. */
 export interface MemoryReplayStoreOptions {
   /**
-   * Most keys kept at once, handled and in flight together, and most resources'
-   * applied positions (`ordering`). Past it lapsed claims go first, then the
-   * oldest handled key; a claim of a delivery being handled is never forgotten
-   * to make room, so when all of them are claims, a new claim is refused (the
-   * delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when full, and
-   * 16 MB of positions with `ordering`).
+   * Most handled keys kept at once (the oldest forgotten first), most
+   * deliveries in flight at once, and most resources' applied positions
+   * (`ordering`). A claim never takes a handled key's place (its delivery may
+   * yet fail), and is never forgotten to make room: with this many in flight, a
+   * new claim is refused (the delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when
+   * full, and 16 MB of positions with `ordering`).
    */
   maxEntries?: number | undefined;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
@@ -35,14 +35,15 @@ interface Applied {
  * Several instances behind a load balancer need a shared store such as
  * `RedisReplayStore` from `mitpo-webhooks/redis`.
  *
- * Keeps at most `maxEntries` keys, handled and in flight together, the oldest
- * handled one forgotten first, so size it above the deliveries you receive
- * within `maxEventAge`. A delivery whose handlers are still running keeps its
- * claim however many others arrive, so MITPO's retry meanwhile is 409
- * `in_flight`, never a second run; with `maxEntries` deliveries in flight at
- * once, the next claim is refused (503, retried) rather than any forgotten. A
- * released delivery frees its place at once, so no stream of failing or
- * replayed deliveries can push a handled one out early. Memory grows with use.
+ * Keeps at most `maxEntries` handled keys, the oldest forgotten first when a
+ * delivery is handled, so size it above the deliveries you receive within
+ * `maxEventAge`. A delivery whose handlers are still running keeps its claim
+ * however many others arrive, so MITPO's retry meanwhile is 409 `in_flight`,
+ * never a second run; with `maxEntries` deliveries in flight at once, the next
+ * claim is refused (503, retried) rather than any forgotten. A claim takes no
+ * handled key's place, and a released one frees its own at once, so no stream
+ * of failing or replayed deliveries can push a handled one out early. Memory
+ * grows with use.
  *
  * @example
  * new MitpoWebhooks({ secret, replay: new MemoryReplayStore({ maxEntries: 50_000 }) });
@@ -54,8 +55,9 @@ export class MemoryReplayStore implements ReplayStore {
   /**
    * Claims held now. Apart from `handled` so that making room never takes one:
    * a claim forgotten while its handlers run would let a retry of the same
-   * delivery claim it again and run them a second time, alongside. They share
-   * `maxEntries` with the handled keys.
+   * delivery claim it again and run them a second time, alongside. Bounded by
+   * `maxEntries` of their own: a claim that took a handled key's place would
+   * lose it for good if its delivery failed, and a replay of it would run again.
    */
   private readonly held: Holds;
   /** `ordering`: each resource's last applied position, bounded like the handled keys. */
@@ -82,7 +84,7 @@ export class MemoryReplayStore implements ReplayStore {
     this.now = now;
   }
 
-  /** How many keys are held now, handled and claimed (lapsed ones included until they are looked up or their place is needed). */
+  /** How many keys are held now, handled and claimed (lapsed claims included until they are looked up or forgotten to make room); at most twice `maxEntries`. */
   get size(): number {
     return this.handled.size + this.held.size;
   }
@@ -97,12 +99,11 @@ export class MemoryReplayStore implements ReplayStore {
   }
 
   async complete(key: string, retentionMs: number): Promise<void> {
-    // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the
-    // same, even past `maxEntries` by this one key when every other place is a live claim.
+    // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the same.
     const now = this.now();
     this.held.delete(key);
-    // Room only when full, and only for a key not kept already.
-    if (this.size >= this.maxEntries && this.handled.get(key) === undefined) this.makeRoom(now);
+    // Room only for a key not kept already.
+    if (this.handled.get(key) === undefined) this.roomForHandled(now);
     this.handled.set(key, now + retentionMs);
   }
 
@@ -158,25 +159,27 @@ export class MemoryReplayStore implements ReplayStore {
   }
 
   /**
-   * Room for one more claim within `maxEntries`.
-   * @throws Error when every key is the claim of a delivery being handled
+   * Room for one more claim: never a handled key's place. Lapsed claims are
+   * forgotten once `maxEntries` are held, before any claim is refused.
+   * @throws Error when `maxEntries` deliveries are being handled at once
    */
   private roomForClaim(now: number): void {
-    this.makeRoom(now);
+    if (this.held.size >= this.maxEntries) this.held.forgetLapsed(now);
     if (this.held.size >= this.maxEntries) {
       throw new Error(`MemoryReplayStore is full: ${this.maxEntries} deliveries (maxEntries) are being handled at once`);
     }
   }
 
   /**
-   * Room for one more key when the store is full, as far as keys can be
-   * forgotten: lapsed claims first, so they never take the place of a live
-   * handled key, then the oldest handled keys.
+   * Room for one more handled key: the oldest one's, once `maxEntries` are
+   * kept. Counted apart from the claims, so that no claim, which may yet be
+   * released, ever pushes a handled key out. Lapsed claims, which nothing will
+   * settle, are forgotten at the same time.
    */
-  private makeRoom(now: number): void {
-    if (this.size < this.maxEntries) return;
+  private roomForHandled(now: number): void {
+    if (this.handled.size < this.maxEntries) return;
     this.held.forgetLapsed(now);
-    while (this.handled.size > 0 && this.size >= this.maxEntries) this.handled.deleteOldest();
+    this.handled.deleteOldest();
   }
 
   /** `done` or `in_flight` for a key a live entry holds; undefined (after forgetting a lapsed one) when it can be claimed. */

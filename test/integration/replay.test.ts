@@ -129,6 +129,23 @@ describe('replay protection when the store is full', () => {
     expect((await deliver(webhooks, replayed(paidDelivery))).body).toEqual({ success: true, duplicate: true });
     expect(paid).toHaveBeenCalledTimes(1);
   });
+
+  it('runs no handled delivery again after MITPO retried a failing one into a full MemoryReplayStore', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: new MemoryReplayStore({ maxEntries: 3 }) });
+    let completedRuns = 0;
+    webhooks.on('dispatch.completed', async () => {
+      completedRuns += 1;
+    });
+    webhooks.on('dispatch.failed', async () => {
+      throw new Error('the app cannot handle this one yet');
+    });
+    const handled = [1, 2, 3].map(() => signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    for (const delivery of handled) expect((await deliver(webhooks, delivery)).status).toBe(200);
+    const failing = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    for (let retry = 0; retry < 3; retry++) expect((await deliver(webhooks, failing)).status).toBe(500);
+    for (const delivery of handled) expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
+    expect(completedRuns).toBe(3);
+  });
 });
 
 /**

@@ -44,7 +44,7 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('k', 5000)).toBe('claimed');
   });
 
-  it('holds at most maxEntries keys, dropping the oldest first', async () => {
+  it('holds at most maxEntries handled keys, dropping the oldest first', async () => {
     const { store } = storeWithClock(3);
     for (const key of ['a', 'b', 'c', 'd', 'e']) {
       await store.claim(key, 1000);
@@ -53,8 +53,11 @@ describe('MemoryReplayStore', () => {
     expect(store.size).toBe(3);
     expect(await store.claim('e', 1000)).toBe('done');
     expect(await store.claim('c', 1000)).toBe('done');
-    expect(await store.claim('a', 1000)).toBe('claimed'); // c, the oldest, made room for its claim
-    expect(store.size).toBe(3); // d and e handled, and a's claim
+    expect(await store.claim('a', 1000)).toBe('claimed');
+    expect(store.size).toBe(4); // c, d and e handled, and a's claim beside them
+    expect(await store.claim('c', 1000)).toBe('done');
+    await store.complete('a', 60_000); // c, the oldest, makes room for a
+    expect(store.size).toBe(3);
     expect(await store.claim('c', 1000)).toBe('claimed');
   });
 
@@ -66,9 +69,10 @@ describe('MemoryReplayStore', () => {
       await store.complete(key, 60_000);
     }
     expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
-    expect(await store.claim('c', 1000)).toBe('done'); // the only place left for a handled key
-    expect(await store.claim('a', 1000)).toBe('claimed'); // c made room
-    expect(store.size).toBe(2); // the claims of slow and a
+    expect(await store.claim('b', 1000)).toBe('done');
+    expect(await store.claim('c', 1000)).toBe('done');
+    expect(await store.claim('a', 1000)).toBe('claimed'); // the oldest, forgotten when c was handled
+    expect(store.size).toBe(4); // b and c handled, and the claims of slow and a
     expect(await store.claim('slow', 60_000, 'retry')).toBe('in_flight');
   });
 
@@ -83,16 +87,20 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('b', 1000)).toBe('in_flight');
   });
 
-  it('stays at maxEntries under a flood of distinct keys that are handled or released', async () => {
+  it('stays at maxEntries handled keys under a flood of distinct keys that are handled or released', async () => {
     const { store } = storeWithClock(1000);
     for (let i = 0; i < 20_000; i++) {
       const key = `key-${i}`;
       await store.claim(key, 100, key);
+      expect(store.size).toBeLessThanOrEqual(1001); // at most 1000 handled keys, and this claim
       if (i % 2 === 0) await store.complete(key, 60_000);
       else await store.release(key, key);
       expect(store.size).toBeLessThanOrEqual(1000);
     }
-    expect(store.size).toBe(999); // the last key was released
+    expect(store.size).toBe(1000); // the last key was released; the 1000 handled last are kept
+    expect(await store.claim('key-19998', 100)).toBe('done');
+    expect(await store.claim('key-18000', 100)).toBe('done');
+    expect(await store.claim('key-17998', 100)).toBe('claimed');
   });
 
   it('forgets claims that were never settled once their TTL has lapsed, so abandoned claims stay within maxEntries', async () => {
@@ -127,23 +135,25 @@ describe('MemoryReplayStore', () => {
     const { store, clock } = storeWithClock(10);
     await store.claim('handled', 100);
     await store.complete('handled', 60_000);
-    for (let i = 0; i < 9; i++) await store.claim(`abandoned-${i}`, 100);
+    for (let i = 0; i < 10; i++) await store.claim(`abandoned-${i}`, 100);
+    await expect(store.claim('one too many', 100)).rejects.toThrow('is full');
     clock.now += 101;
     expect(await store.claim('new', 100)).toBe('claimed');
     expect(store.size).toBe(2);
     expect(await store.claim('handled', 100)).toBe('done');
   });
 
-  it('holds maxEntries keys in all, the claims of slow deliveries among them, however long they run beside a steady stream', async () => {
+  it('keeps maxEntries handled keys beside the claims of slow deliveries, however long they run beside a steady stream', async () => {
     const { store } = storeWithClock(100);
     for (let i = 0; i < 40; i++) await store.claim(`slow-${i}`, 60_000, `slow-${i}`);
     for (let i = 0; i < 20_000; i++) {
       await store.claim(`quick-${i}`, 60_000, `quick-${i}`);
       await store.complete(`quick-${i}`, 60_000);
     }
-    expect(store.size).toBe(100);
+    expect(store.size).toBe(140);
     for (let i = 0; i < 40; i++) expect(await store.claim(`slow-${i}`, 60_000, 'retry')).toBe('in_flight');
-    for (let i = 19_940; i < 20_000; i++) expect(await store.claim(`quick-${i}`, 60_000, 'retry')).toBe('done');
+    for (let i = 19_900; i < 20_000; i++) expect(await store.claim(`quick-${i}`, 60_000, 'retry')).toBe('done');
+    expect(await store.claim('quick-19899', 60_000, 'retry')).toBe('claimed');
   });
 
   it('refuses a claim once maxEntries deliveries are being handled at once, and takes one again when a place frees', async () => {
@@ -151,14 +161,15 @@ describe('MemoryReplayStore', () => {
     for (let i = 0; i < 10; i++) await store.claim(`done-${i}`, 1000).then(() => store.complete(`done-${i}`, 60_000));
     for (let i = 0; i < 10; i++) expect(await store.claim(`running-${i}`, 1000, `running-${i}`)).toBe('claimed');
     await expect(store.claim('one too many', 1000)).rejects.toThrow('MemoryReplayStore is full: 10 deliveries (maxEntries) are being handled at once');
-    expect(store.size).toBe(10);
+    expect(store.size).toBe(20);
     for (let i = 0; i < 10; i++) expect(await store.claim(`running-${i}`, 1000, 'retry')).toBe('in_flight');
-    await expect(store.claim('done-0', 1000)).rejects.toThrow('is full'); // forgotten to make room for the claims
-    await store.complete('running-0', 60_000);
-    expect(await store.claim('one too many', 1000)).toBe('claimed'); // running-0's handled key made room
+    expect(await store.claim('done-0', 1000)).toBe('done'); // the claims took no handled key's place
+    await store.complete('running-0', 60_000); // done-0, the oldest, makes room for it
+    expect(await store.claim('one too many', 1000)).toBe('claimed'); // running-0's claim freed a place
     clock.now += 1001; // every claim lapses, as when their process died: the full store forgets them
     expect(await store.claim('after the lapse', 1000)).toBe('claimed');
-    expect(store.size).toBe(1);
+    expect(store.size).toBe(11); // ten handled keys, and the one claim
+    expect(await store.claim('done-1', 1000)).toBe('done');
   });
 });
 
@@ -172,8 +183,9 @@ describe('MemoryReplayStore eviction with released and re-claimed keys', () => {
     for (const key of ['w', 'x', 'y', 'z']) await store.complete(key, 60_000);
     expect(await store.claim('a', 1000)).toBe('in_flight');
     expect(await store.claim('b', 1000)).toBe('in_flight');
-    expect(await store.claim('z', 1000)).toBe('done'); // the one place the claims leave
-    expect(await store.claim('y', 1000)).toBe('claimed');
+    expect(await store.claim('y', 1000)).toBe('done');
+    expect(await store.claim('z', 1000)).toBe('done');
+    expect(await store.claim('w', 1000)).toBe('claimed'); // the oldest, forgotten when z was handled
   });
 
   it('forgets handled keys in the order they were completed', async () => {
@@ -301,6 +313,52 @@ describe('MemoryReplayStore with ordering, when full', () => {
     await store.completeInOrder('k', order('res', 1), 60_000, 60_000, 'first');
     await store.renewInOrder('k', order('res', 1), 1000, 'retry');
     expect(await store.claimInOrder('k2', order('res', 2), 1000, 'another')).toBe('claimed');
+  });
+});
+
+describe('MemoryReplayStore full of handled keys, with deliveries that fail', () => {
+  it('keeps every handled key when a delivery claimed in a full store is released', async () => {
+    const { store } = storeWithClock(2);
+    for (const key of ['a', 'b']) {
+      await store.claim(key, 1000, key);
+      await store.complete(key, 60_000);
+    }
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      expect(await store.claim('failing', 1000, `attempt-${attempt}`)).toBe('claimed');
+      await store.release('failing', `attempt-${attempt}`);
+    }
+    expect(await store.claim('a', 1000, 'replay')).toBe('done');
+    expect(await store.claim('b', 1000, 'replay')).toBe('done');
+    expect(store.size).toBe(2);
+  });
+
+  it('keeps every handled key when an ordered delivery claimed in a full store is released', async () => {
+    const { store } = storeWithClock(2);
+    for (const key of ['a', 'b']) {
+      await store.claim(key, 1000, key);
+      await store.complete(key, 60_000);
+    }
+    const order = { resource: 'dsp_1', position: 1 };
+    expect(await store.claimInOrder('failing', order, 1000, 'first')).toBe('claimed');
+    await store.releaseInOrder('failing', order, 'first');
+    expect(await store.claim('a', 1000, 'replay')).toBe('done');
+    expect(await store.claim('b', 1000, 'replay')).toBe('done');
+  });
+
+  it('answers a handled key done while a claim made in the full store runs, and forgets the oldest once that claim is handled', async () => {
+    const { store } = storeWithClock(2);
+    for (const key of ['a', 'b']) {
+      await store.claim(key, 1000, key);
+      await store.complete(key, 60_000);
+    }
+    expect(await store.claim('slow', 1000, 'slow')).toBe('claimed');
+    expect(await store.claim('a', 1000, 'replay')).toBe('done');
+    expect(store.size).toBe(3); // the two handled keys, and the claim beside them
+    await store.complete('slow', 60_000);
+    expect(store.size).toBe(2);
+    expect(await store.claim('slow', 1000, 'replay')).toBe('done');
+    expect(await store.claim('b', 1000, 'replay')).toBe('done');
+    expect(await store.claim('a', 1000, 'replay')).toBe('claimed'); // the oldest, forgotten for slow
   });
 });
 
