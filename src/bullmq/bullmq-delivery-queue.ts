@@ -293,61 +293,73 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
     const tampered = new Set<string>();
     let closing = false;
+    const runJob = async (job: Job<JobData>, token: string | undefined): Promise<void> => {
+      const deferrals = deferralsOf(job);
+      // Back to waiting until `runAt`, not counted as an attempt.
+      const putOff = async (runAt: number) => {
+        await job.updateData({ ...job.data, deferrals: deferrals + 1 });
+        await job.moveToDelayed(runAt, token);
+      };
+      if (closing) {
+        // BullMQ hands over the next job with the last one's completion or deferral,
+        // even once close() paused the worker: run, it would outlive the close, its lock
+        // no longer renewed, and run again elsewhere. It is put back unstarted, not
+        // counted as an attempt (close() waits for that). With Redis gone, its lock
+        // lapses and another worker recovers it, as a started run.
+        if (token !== undefined) await putOff(Date.now()).catch(() => undefined);
+        throw new DelayedError();
+      }
+      // A run whose worker died counts: a handler that kills its worker runs at most
+      // `attempts` times, and then the delivery is reported as a dead letter.
+      const started = startedRuns(job);
+      const attempt = Math.max(runsSoFar(job), job.attemptsMade + 1);
+      const attempts = job.opts.attempts ?? 1;
+      const lastAttempt = attempt >= attempts;
+      const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
+      try {
+        await processor({
+          delivery: deliveryOf(job),
+          storedAs: String(job.id),
+          queuedAt: job.timestamp,
+          attempt,
+          lastAttempt,
+          ...(started > attempts && { exhausted: true }),
+          takeTurn: (order) => turn.take(order),
+          // The applied position is recorded once the handlers succeeded, as the run's
+          // completion: a failure to record it fails the run, and is reported as one.
+          complete: () => turn.applied(),
+        });
+      } catch (error) {
+        const deadLetter = (error instanceof FinalDeliveryFailure || lastAttempt) && !(error instanceof DeferredDelivery) && !(error instanceof TamperedDelivery);
+        if (deadLetter) await turn.keepPosition(this.deadLetterRetentionSeconds * 1000, error instanceof FinalDeliveryFailure ? error.order : undefined);
+        await turn.free();
+        if (error instanceof DeferredDelivery && token !== undefined) {
+          // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
+          await putOff(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS));
+          throw new DelayedError();
+        }
+        if (error instanceof TamperedDelivery) tampered.add(String(job.id));
+        // A delivery that can never succeed (a forged job, a refused payload) is
+        // a dead letter at once rather than after every backoff. So is one whose run
+        // failed on the worker's last attempt (the processor reported it): BullMQ
+        // would retry it, counting only finished runs (attemptsMade) where the worker
+        // counts a dead worker's too, and the run after would report it a second time.
+        if (error instanceof FinalDeliveryFailure || lastAttempt) throw new UnrecoverableError(toError(error).message);
+        throw error;
+      }
+    };
+    // Runs of the processor under way, and close()'s wait for there to be none.
+    let running = 0;
+    let noneRunning: (() => void) | undefined;
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
-        const deferrals = deferralsOf(job);
-        // Back to waiting until `runAt`, not counted as an attempt.
-        const putOff = async (runAt: number) => {
-          await job.updateData({ ...job.data, deferrals: deferrals + 1 });
-          await job.moveToDelayed(runAt, token);
-        };
-        if (closing) {
-          // BullMQ hands over the next job with the last one's completion or deferral,
-          // even once close() paused the worker: run, it would outlive the close, its lock
-          // no longer renewed, and run again elsewhere. It is put back unstarted, not
-          // counted as an attempt (close() waits for that). With Redis gone, its lock
-          // lapses and another worker recovers it, as a started run.
-          if (token !== undefined) await putOff(Date.now()).catch(() => undefined);
-          throw new DelayedError();
-        }
-        // A run whose worker died counts: a handler that kills its worker runs at most
-        // `attempts` times, and then the delivery is reported as a dead letter.
-        const started = startedRuns(job);
-        const attempt = Math.max(runsSoFar(job), job.attemptsMade + 1);
-        const attempts = job.opts.attempts ?? 1;
-        const lastAttempt = attempt >= attempts;
-        const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
+        running += 1;
         try {
-          await processor({
-            delivery: deliveryOf(job),
-            storedAs: String(job.id),
-            queuedAt: job.timestamp,
-            attempt,
-            lastAttempt,
-            ...(started > attempts && { exhausted: true }),
-            takeTurn: (order) => turn.take(order),
-            // The applied position is recorded once the handlers succeeded, as the run's
-            // completion: a failure to record it fails the run, and is reported as one.
-            complete: () => turn.applied(),
-          });
-        } catch (error) {
-          const deadLetter = (error instanceof FinalDeliveryFailure || lastAttempt) && !(error instanceof DeferredDelivery) && !(error instanceof TamperedDelivery);
-          if (deadLetter) await turn.keepPosition(this.deadLetterRetentionSeconds * 1000, error instanceof FinalDeliveryFailure ? error.order : undefined);
-          await turn.free();
-          if (error instanceof DeferredDelivery && token !== undefined) {
-            // Each deferral waits twice as long as the last, up to MAX_DEFER_MS.
-            await putOff(Date.now() + Math.min(DEFER_MS * 2 ** Math.min(deferrals, 20), MAX_DEFER_MS));
-            throw new DelayedError();
-          }
-          if (error instanceof TamperedDelivery) tampered.add(String(job.id));
-          // A delivery that can never succeed (a forged job, a refused payload) is
-          // a dead letter at once rather than after every backoff. So is one whose run
-          // failed on the worker's last attempt (the processor reported it): BullMQ
-          // would retry it, counting only finished runs (attemptsMade) where the worker
-          // counts a dead worker's too, and the run after would report it a second time.
-          if (error instanceof FinalDeliveryFailure || lastAttempt) throw new UnrecoverableError(toError(error).message);
-          throw error;
+          await runJob(job, token);
+        } finally {
+          running -= 1;
+          if (running === 0) noneRunning?.();
         }
       },
       {
@@ -380,7 +392,13 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // unreachable and cannot be forced once begun; so the wait is bounded, and the
         // close is forced. A job still running is taken up by another worker once its
         // lock lapses (BullMQ's recovery of stalled jobs).
-        await withTimeout(worker.pause(), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
+        // Nor does pause() end while Redis is unreachable, even with no job running (it
+        // reconnects BullMQ's blocking connection first): once no run is left, recording
+        // the last one is one Redis command, given enqueueTimeout, not the whole timeout.
+        const paused = worker.pause();
+        const noneLeft = running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (noneRunning = resolve));
+        const recorded = noneLeft.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
+        await withTimeout(Promise.race([paused, recorded]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },
     };

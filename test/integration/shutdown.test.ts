@@ -142,6 +142,21 @@ describe('queue options', () => {
   });
 });
 
+describe('close() of a BullMQ worker with Redis out of reach', () => {
+  it('resolves without waiting out its timeout when no delivery is running', async () => {
+    const troubleLogged = deferred();
+    const logger = { debug() {}, info() {}, warn: () => troubleLogged.resolve(), error: () => troubleLogged.resolve() };
+    const queue = new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1' }, enqueueTimeout: 0.1 });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger });
+    webhooks.on('dispatch.completed', async () => undefined);
+    webhooks.startWorker();
+    // The worker is running, and has found Redis out of reach.
+    await troubleLogged.promise;
+    // A timeout far past the test's own: a close() that waits it out fails the test.
+    await webhooks.close({ timeout: 600 });
+  }, 20_000);
+});
+
 describe('close() and deliveries caught by its deadline', () => {
   const receiveOf = (webhooks: MitpoWebhooks) => {
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
