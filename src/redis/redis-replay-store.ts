@@ -102,11 +102,15 @@ return 0
 // As RENEW, for the claim and the resource's turn: each taken back when it
 // lapsed and no one took it since. A turn another event of the resource took
 // is lost (0), while the claim is still kept, so no retry of this delivery
-// runs beside it.
+// runs beside it. So is one a newer event took and gave up once applied: its
+// holder is gone as if no one had taken it, but the applied position tells.
+// KEYS: delivery, holder, applied.
 const RENEW_IN_ORDER = `
 local value = redis.call('GET', KEYS[1])
 if value and value ~= 'in_flight:' .. ARGV[2] then return 0 end
 redis.call('SET', KEYS[1], 'in_flight:' .. ARGV[2], 'PX', ARGV[1])
+local applied = redis.call('GET', KEYS[3])
+if applied and tonumber(applied) > tonumber(ARGV[3]) then return 0 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[2] then return 0 end
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[1])
@@ -214,7 +218,8 @@ export class RedisReplayStore implements ReplayStore {
   }
 
   async renewInOrder(key: string, order: EventOrder, inFlightTtlMs: number, token: string): Promise<boolean> {
-    const renewed = await this.command('EVAL', [RENEW_IN_ORDER, 2, this.prefix + key, resourceKeys(this.prefix, order.resource).holder, wholeMs(inFlightTtlMs), token]);
+    const { applied, holder } = resourceKeys(this.prefix, order.resource);
+    const renewed = await this.command('EVAL', [RENEW_IN_ORDER, 3, this.prefix + key, holder, applied, wholeMs(inFlightTtlMs), token, order.position]);
     return Number(renewed) === 1;
   }
 

@@ -131,6 +131,21 @@ describeRedis.each(CLIENTS)('RedisReplayStore with %s', (library) => {
     expect(await store.claimInOrder('o', turn, 60_000, 'retry')).toBe('in_flight');
   });
 
+  // Found in a hunt: a turn a newer event took and freed once its handlers were done looked free,
+  // so the lapsed older event took it back, unreported, and held the next event of its resource off.
+  it('reports a lapsed turn as lost when a newer event of its resource took it and was applied meanwhile', async () => {
+    const store = new RedisReplayStore(a.client, { prefix });
+    const older = { resource: 'res', position: 10 };
+    expect(await store.claimInOrder('older', older, 50, 'older')).toBe('claimed');
+    await waitFor(async () => Number(await a.raw('EXISTS', `${prefix}older`, resourceKeys(prefix, 'res').holder)) === 0, 5000);
+    const newer = { resource: 'res', position: 20 };
+    expect(await store.claimInOrder('newer', newer, 60_000, 'newer')).toBe('claimed');
+    await store.completeInOrder('newer', newer, 3_600_000, 3_600_000, 'newer');
+    expect(await store.renewInOrder('older', older, 60_000, 'older')).toBe(false);
+    expect(await store.claimInOrder('newest', { resource: 'res', position: 30 }, 60_000, 'newest')).toBe('claimed');
+    expect(await store.claimInOrder('older', older, 60_000, 'retry')).toBe('in_flight'); // its claim is still kept
+  });
+
   it('leaves no claim behind when its command timed out but Redis ran it later', async () => {
     // A client whose commands reach Redis only after the store gave up on them.
     const late = {
