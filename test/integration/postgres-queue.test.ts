@@ -737,6 +737,12 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(await queue.depth()).toEqual({ waiting: 0, active: 2, delayed: 0, failed: 0 });
     const listed = await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', schema, '--state', 'active', '--json']);
     expect(listed.stdout.trim().split('\n')).toHaveLength(2);
+    // Found by a hunt: the rows the active listing gave were labelled waiting, as was the run in `show`.
+    expect(listed.stdout.trim().split('\n').map((line) => JSON.parse(line).state)).toEqual(['active', 'active']);
+    const lines = await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', schema, '--state', 'active']);
+    expect(lines.stdout).toContain(`${deliveryKeyOf(other.body)}  active  dispatch.accepted`);
+    const shown = await runCli(['deliveries', 'show', deliveryKeyOf(other.body), '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(shown.stdout).toMatch(/^state: +active$/m);
     release();
     await waitFor(async () => (await queue.depth()).active === 0);
   }, 30_000);

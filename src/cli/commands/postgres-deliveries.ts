@@ -20,6 +20,8 @@ interface Row {
   delivery_key: string;
   state: string;
   due: boolean;
+  /** Taken by a worker: the `active` state's condition. */
+  leased: boolean;
   body: Buffer;
   headers: Record<string, unknown> | null;
   received_at: string;
@@ -63,7 +65,7 @@ export async function postgresDeliveries(
   const table = `"${schema}".deliveries`;
   const exists = await postgres(pool.query(`select to_regclass($1) is not null as found`, [`"${schema}".deliveries`]));
   if (exists.rows[0]?.found !== true) throw new UsageError(`no Postgres queue in schema ${sanitizeText(schema, 64)} there; ${await queueSchemas(pool)}`);
-  const columns = `delivery_key, state, run_after <= now() as due, body, headers, received_at, started, attempts, errors, refused, retried_by_operator`;
+  const columns = `delivery_key, state, run_after <= now() as due, lease_until is not null as leased, body, headers, received_at, started, attempts, errors, refused, retried_by_operator`;
   if (action === 'list') {
     const where = WHERE_STATE[state];
     if (where === undefined) throw new UsageError(`the Postgres queue keeps no "${state}" state`);
@@ -116,8 +118,11 @@ export async function postgresDeliveries(
 }
 
 
+/** The row's state in the words `--state` takes: a row taken by a worker is `active`, as the active listing finds it. */
 function stateOf(row: Row): string {
-  return row.state === 'dead' ? 'failed' : row.state === 'done' ? 'completed' : row.due ? 'waiting' : 'delayed';
+  if (row.state === 'dead') return 'failed';
+  if (row.state === 'done') return 'completed';
+  return row.leased ? 'active' : row.due ? 'waiting' : 'delayed';
 }
 
 /** Runs as the worker counts them; the start that only reports a dead letter is not one more. */
