@@ -430,6 +430,9 @@ describeRedis('queued processing on BullMQ', () => {
     // Attempts as the worker counts them, and every attempt's error.
     expect(shown.stdout).toContain('attempts:    2 of 2');
     expect(shown.stdout).toMatch(/error 1: .*the database is down[\s\S]*error 2: .*the database is down/);
+    // Found by a hunt: each attempt's line began with our error's class name (RunFailure, UnrecoverableError).
+    expect(shown.stdout).toMatch(/^error 1: +A handler failed/m);
+    expect(shown.stdout).toMatch(/^error 2: +A handler failed/m);
     const asJson = await cli('show', deliveryKeyOf(delivery.body), '--json');
     expect(JSON.parse(asJson.stdout)).toMatchObject({
       deliveryKey: deliveryKeyOf(delivery.body),

@@ -304,10 +304,19 @@ function maxAttemptsOf(job: Job): number {
   return runsOf(job.opts.attempts) || 1;
 }
 
-/** Each failed attempt's error, oldest first: the first line of what BullMQ kept of each. */
+/**
+ * Each failed attempt's error, oldest first: the first line of the stack BullMQ
+ * kept of each, without the error's class name before its message (our own
+ * classes', which name nothing an operator acts on), as BullMQ keeps the last error.
+ */
 function errorsOf(job: Job): string[] {
-  return (job.stacktrace ?? []).filter((trace): trace is string => typeof trace === 'string').map((trace) => sanitizeText(trace.split('\n', 1)[0]!, 500));
+  return (job.stacktrace ?? [])
+    .filter((trace): trace is string => typeof trace === 'string')
+    .map((trace) => sanitizeText(trace.split('\n', 1)[0]!.replace(ERROR_NAME, ''), 500));
 }
+
+/** `Name: ` at the start of a stack's first line. */
+const ERROR_NAME = /^[A-Za-z_$][\w$]*: /;
 
 function eventOf(data: StoredDelivery): string | undefined {
   try {
