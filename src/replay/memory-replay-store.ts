@@ -102,8 +102,8 @@ export class MemoryReplayStore implements ReplayStore {
     // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the same.
     const now = this.now();
     this.held.delete(key);
-    // Room only for a key not kept already.
-    if (this.handled.get(key) === undefined) this.roomForHandled(now);
+    // Room only when full, and only for a key not kept already.
+    if (this.handled.size >= this.maxEntries && this.handled.get(key) === undefined) this.roomForHandled(now);
     this.handled.set(key, now + retentionMs);
   }
 
@@ -171,13 +171,12 @@ export class MemoryReplayStore implements ReplayStore {
   }
 
   /**
-   * Room for one more handled key: the oldest one's, once `maxEntries` are
-   * kept. Counted apart from the claims, so that no claim, which may yet be
-   * released, ever pushes a handled key out. Lapsed claims, which nothing will
-   * settle, are forgotten at the same time.
+   * Room for one more handled key when `maxEntries` are kept: the oldest one's.
+   * Counted apart from the claims, so that no claim, which may yet be released,
+   * ever pushes a handled key out. Lapsed claims, which nothing will settle, are
+   * forgotten at the same time.
    */
   private roomForHandled(now: number): void {
-    if (this.handled.size < this.maxEntries) return;
     this.held.forgetLapsed(now);
     this.handled.deleteOldest();
   }
