@@ -461,7 +461,7 @@ class PostgresWorker implements DeliveryWorker {
     const lost = (error: Error) => (broken = error);
     client.on('error', lost);
     let row: DeliveryRow | undefined;
-    const progress = { handlersCalled: false };
+    const progress: RunProgress = { handlersCalled: false };
     try {
       // close() may have come while the pool found a client: no new run starts after it.
       if (this.closing) return false;
@@ -483,6 +483,7 @@ class PostgresWorker implements DeliveryWorker {
       throw error;
     } finally {
       client.off('error', lost);
+      broken ??= progress.commitFailed;
       if (this.running.delete(client)) client.release(broken);
       if (broken !== undefined && row !== undefined) {
         const lift = { row, uncount: !progress.handlersCalled };
@@ -532,7 +533,7 @@ class PostgresWorker implements DeliveryWorker {
     );
   }
 
-  private async run(client: PoolClient, row: DeliveryRow, progress: { handlersCalled: boolean }): Promise<void> {
+  private async run(client: PoolClient, row: DeliveryRow, progress: RunProgress): Promise<void> {
     const key = row.delivery_key;
     await client.query(this.bounded('begin'));
     // Any failure below leaves the transaction to runOne, which drops this client (released
@@ -595,7 +596,16 @@ class PostgresWorker implements DeliveryWorker {
         [key, Number(row.retention_ms)],
       );
       commitSent = true;
-      await client.query('commit');
+      try {
+        await client.query('commit');
+      } catch (error) {
+        // A COMMIT that landed but whose reply was lost (a network cut, a failover) is a run
+        // that succeeded: looked up on another connection, so it is not reported as failed
+        // (a dead letter, on the last attempt) nor its stale skip left untold. Its connection
+        // is dropped all the same. Postgres out of reach for the look-up too: a failure, as before.
+        progress.commitFailed = toError(error);
+        if (!(await this.doneAfterAll(key))) throw error;
+      }
       committed = true;
     };
     let failure: unknown;
@@ -644,6 +654,14 @@ class PostgresWorker implements DeliveryWorker {
     }
     await this.failed(client, row, attempt, failure, turn);
     await client.query('commit');
+  }
+
+  /** Whether the delivery is marked done, as seen from another connection; false when that cannot be told. */
+  private async doneAfterAll(key: string): Promise<boolean> {
+    const found = await this.#pool
+      .query<{ state: string }>(this.bounded(`select state from ${this.table} where delivery_key = $1`, [key]))
+      .catch(() => undefined);
+    return found?.rows[0]?.state === 'done';
   }
 
   /**
@@ -747,6 +765,12 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
     ...(row.refused === null ? {} : { refused: row.refused }),
     ...(row.traceparent === null ? {} : { traceparent: row.traceparent }),
   };
+}
+
+/** What runOne learns of a run: whether its handlers were called, and a COMMIT that failed (its client is not used again). */
+interface RunProgress {
+  handlersCalled: boolean;
+  commitFailed?: Error | undefined;
 }
 
 /** What a queued delivery's row is given besides the delivery: the queue's settings, milliseconds. */

@@ -990,6 +990,52 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   }, 40_000);
 
+  // Found by a hunt: a COMMIT that landed but whose reply was lost (a network cut, a failover) failed
+  // the run, so on its last attempt onDeadLetter was told of a delivery whose writes and done mark had
+  // committed, and a stale event so cut was never told to onStale.
+  it('tells onDeadLetter nothing of a run whose COMMIT landed though its reply was lost', async () => {
+    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 3 });
+    workerPool.on('error', () => undefined);
+    let cut = false;
+    workerPool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        if (cut || statementOf(args).text !== 'commit') return query(...args);
+        cut = true;
+        return query(...args).then(() => {
+          // The server committed; the reply never reaches the worker.
+          (client as unknown as { connection: { stream: Socket } }).connection.stream.destroy();
+          throw new Error('Connection terminated unexpectedly');
+        });
+      };
+    });
+    const quiet = () => undefined;
+    const worker = new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 1 }),
+    });
+    try {
+      const dead: string[] = [];
+      let runs = 0;
+      worker.onAny(async (event, ctx) => {
+        runs += 1;
+        await ctx.db!.query(`insert into "${schema}".effects (delivery_key) values ($1)`, [ctx.deliveryKey]);
+      });
+      worker.onDeadLetter((_event, _ctx, error) => void dead.push(error.message));
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver({ attempts: 1 }), delivery);
+      worker.startWorker();
+      await waitFor(async () => cut && (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'done');
+      // close() waits for the run to end, and with it for any report it makes.
+      await worker.close({ timeout: 5 });
+      expect({ runs, effects: await effects(deliveryKeyOf(delivery.body)), dead }).toEqual({ runs: 1, effects: 1, dead: [] });
+    } finally {
+      await worker.close({ timeout: 1 });
+      await workerPool.end();
+    }
+  }, 30_000);
+
   // Found by a review: with Postgres out of reach, the lift failed too, its start stayed
   // counted, and with attempts: 1 the delivery became a dead letter "whose workers died", never run.
   it('does not count a run cut off before its handlers as an attempt, also when Postgres was out of reach for a while', async () => {
