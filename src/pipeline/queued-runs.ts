@@ -202,7 +202,7 @@ export class QueuedRuns {
       return this.moved(moving, enqueueHere ?? this.queue.enqueue.bind(this.queue), event, ctx, lastAttempt, complete);
     }
     if (exhausted === true) {
-      const died = new WorkersDied(`Every one of its ${attempt - 1} attempts started and none finished: the workers running it died`);
+      const died = new WorkersDied(`Every one of its ${attempt - 1} attempts started and none was recorded as finished: the workers running it died, or lost the queue's store before recording the outcome`);
       // Its resource's position is kept as long as the dead letter, as for a run that failed
       // holding its turn: an operator may retry it after maxEventAge.
       try {
