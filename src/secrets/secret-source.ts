@@ -8,6 +8,15 @@ import { secretProblem } from './secret-rules';
  */
 const SECRET_CALL_TIMEOUT_MS = 10_000;
 
+/**
+ * After this many failed calls in a row, the secret function is called at most
+ * once per HELD_OFF_MS until a call succeeds: a failure is not cached, but a
+ * secrets manager that keeps failing fast (throttled, down) must not be called
+ * once per forged request.
+ */
+const FAILURES_BEFORE_HOLD_OFF = 2;
+const HELD_OFF_MS = 1000;
+
 /** One secret or several (during a rotation). */
 export type Secrets = string | readonly string[];
 
@@ -32,7 +41,8 @@ export interface SigningKeys<Key = unknown> {
  * delivery's headers passed, but forged traffic with well-formed headers must
  * still not become one secrets-manager call per request. Concurrent deliveries
  * share one pending call; a failure, or a call still pending after 10 s, is not
- * cached (a result that comes later is).
+ * cached (a result that comes later is), though after two in a row the function
+ * is called at most once a second, the deliveries between answered 503 at once.
  *
  * @throws TypeError for a fixed secret that is missing, empty, padded, quoted or only the prefix, or an empty list
  */
@@ -48,9 +58,15 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
   // Calls made, and the one whose result is cached: a late result never replaces a newer one.
   let calls = 0;
   let cachedCall = 0;
+  let failuresInARow = 0;
+  let calledAt = 0;
   const resolve = (): Promise<readonly Key[]> => {
     if (cached !== undefined && now() < cached.until) return Promise.resolve(cached.keys);
+    if (pending === undefined && failuresInARow >= FAILURES_BEFORE_HOLD_OFF && now() - calledAt < HELD_OFF_MS) {
+      return Promise.reject(unavailable(`the secret function failed ${failuresInARow} times in a row; it is called again at most once a second`));
+    }
     if (pending === undefined) {
+      calledAt = now();
       const call = fetchAndCheck(fetchSecrets, toKey);
       const callNumber = (calls += 1);
       // Kept even when it comes after the timeout, so a secrets manager slower than that
@@ -58,13 +74,22 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
       call.then((keys) => {
         if (callNumber < cachedCall) return;
         cachedCall = callNumber;
+        failuresInARow = 0;
         cached = cacheTtlMs > 0 ? { keys, until: now() + cacheTtlMs } : undefined;
       }, () => undefined);
       const settled = withTimeout(call, SECRET_CALL_TIMEOUT_MS, () =>
         unavailable(`the secret function did not settle within ${SECRET_CALL_TIMEOUT_MS / 1000} s`),
       );
-      const forget = () => void (pending = undefined);
-      settled.then(forget, forget);
+      settled.then(
+        () => {
+          pending = undefined;
+          failuresInARow = 0;
+        },
+        () => {
+          pending = undefined;
+          failuresInARow += 1;
+        },
+      );
       pending = settled;
     }
     return pending;

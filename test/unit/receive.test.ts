@@ -703,6 +703,36 @@ describe('the secret function is not called once per forged request', () => {
     expect(calls).toBe(2);
   });
 
+  // Found in a hunt: with the secrets manager failing (throttled, down), every forged request with
+  // well-formed headers called it again: 37 183 calls for as many requests.
+  it('calls a failing secret function at most once a second after two failures in a row, until it succeeds', async () => {
+    let clock = Date.now();
+    let calls = 0;
+    let vaultUp = false;
+    const webhooks = new MitpoWebhooks({
+      now: () => clock,
+      secret: async () => {
+        calls += 1;
+        if (!vaultUp) throw new Error('vault throttled');
+        return SECRET;
+      },
+    });
+    const forged = () => deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: 'whsec_attacker', timestamp: new Date(clock) }));
+    for (let i = 0; i < 50; i++) expect((await forged()).body).toMatchObject({ error: { code: 'secret_unavailable' } });
+    expect(calls).toBe(2);
+    clock += 999;
+    expect((await forged()).status).toBe(503);
+    expect(calls).toBe(2);
+    clock += 1;
+    expect((await forged()).status).toBe(503);
+    expect(calls).toBe(3);
+    vaultUp = true;
+    clock += 1000;
+    const genuine = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: new Date(clock) });
+    expect((await deliver(webhooks, genuine)).status).toBe(200);
+    expect(calls).toBe(4);
+  });
+
   /** Runs `test` on jest's fake timers (the clock and setImmediate left real), so the 10 s pass without being waited. */
   async function onFakeTimers(test: () => Promise<void>): Promise<void> {
     jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
