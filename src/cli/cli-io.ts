@@ -38,9 +38,9 @@ export class CommandError extends Error {
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 /**
- * Whether text has a character sanitizeText strips: a C0 or C1 control, DEL, a
- * bidirectional control, a zero-width character, or half of a UTF-16 pair on its
- * own. Used where stripping would change a value's meaning (a secret, an event
+ * Whether text has a character sanitizeText strips: a C0 or C1 control, DEL, an
+ * invisible format character (a bidirectional control, a zero-width character, a
+ * soft hyphen …), or half of a UTF-16 pair on its own. Used where stripping would change a value's meaning (a secret, an event
  * name), so the value is refused instead.
  */
 export function hasUnprintableCharacters(text: string): boolean {

@@ -1,15 +1,16 @@
 /**
  * Characters that must never reach an answer, a log record or a terminal raw:
- * C0 controls, DEL and C1 controls (U+009B is a one-character CSI on many
- * terminals), the bidirectional controls (U+202A–U+202E, U+2066–U+2069: they
- * reorder what a reader sees, so a logged event name can disguise itself) and
- * zero-width characters (U+200B–U+200F, U+FEFF: they make two names that look
- * alike differ). Also half of a UTF-16 pair on its own (a JSON escape can
- * write one), which is not text: strict JSON and UTF-8 readers of a log refuse
- * it. With the `u` flag the range matches only a half alone, never a pair.
+ * controls (Unicode's Cc: C0, DEL and C1; U+009B is a one-character CSI on
+ * many terminals) and format characters (Cf), which are invisible: the
+ * bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
+ * U+2066–U+2069) reorder what a reader sees, so a logged event name can
+ * disguise itself, and the zero-width ones, the soft hyphen, the word joiner
+ * and tag characters make two names that look alike differ. Also half of a
+ * UTF-16 pair on its own (Cs: a JSON escape can write one), which is not text:
+ * strict JSON and UTF-8 readers of a log refuse it. With the `u` flag, Cs
+ * matches only a half alone, never a pair.
  */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const UNSAFE_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff\ud800-\udfff]/gu;
+const UNSAFE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Cs}]/gu;
 
 /**
  * Text a sender controls (a media type, an event name, an answer from a server),

@@ -31,6 +31,28 @@ describe('text from a request, echoed in an answer, a log record or onFailure', 
   });
 });
 
+// Found in a hunt: the Arabic letter mark (U+061C), a bidirectional control, was missing from the
+// list, and other invisible format characters passed: the soft hyphen, the word joiner, tag characters.
+describe('text echoed with any Unicode format character', () => {
+  it.each([
+    ['the Arabic letter mark', '\u061c'],
+    ['a soft hyphen', '\u00ad'],
+    ['a word joiner', '\u2060'],
+    ['an invisible separator', '\u2063'],
+    ['a tag character', '\u{e0041}'],
+    ['an interlinear annotation anchor', '\ufff9'],
+  ])('strips %s from an event name a refusal quotes', (_name, character) => {
+    let message = '';
+    try {
+      parseEvent({ event: `dispatch.${character}done`, timestamp: '2026-03-22T10:30:00Z', data: {} });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('"dispatch.done"');
+    expect(message).not.toMatch(/\p{Cf}/u);
+  });
+});
+
 describe('text echoed with half of a UTF-16 pair', () => {
   // Half of a pair alone is not text: a strict JSON or UTF-8 consumer of a log refuses it.
   const LONE_SURROGATE = /[\ud800-\udfff]/u;
