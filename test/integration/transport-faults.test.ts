@@ -115,6 +115,36 @@ describe('transport faults over real sockets', () => {
     await expectStillServing();
   });
 
+  // Found in a hunt: raw-body keeps every chunk as an object of its own until the body ends, so a
+  // chunked body of one-byte chunks (six bytes each on the wire, many to a read) held some 200 times its size.
+  it('a chunked body in far more chunks than its size warrants: 400 while the body is still coming', async () => {
+    await start({ bodyTimeout: 2 });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const socket = rawSocket(server.url);
+    await socket.connected;
+    await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+    // No terminating chunk: the answer cannot have waited for the whole body (nor for bodyTimeout's 408).
+    await socket.write('1\r\nx\r\n'.repeat(10_000));
+    expect(await socket.status()).toBe(400);
+    expect(socket.received()).toContain('"code":"body_read_failed"');
+    socket.destroy();
+    expect(runs).toBe(0);
+    await expectStillServing();
+  });
+
+  it('a delivery sent chunked in a few hundred small chunks is read as any other', async () => {
+    await start();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const socket = rawSocket(server.url);
+    await socket.connected;
+    await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+    for (let at = 0; at < body.length; at += 1) await socket.write(`1\r\n${body[at]}\r\n`);
+    await socket.write('0\r\n\r\n');
+    expect(await socket.status()).toBe(200);
+    socket.destroy();
+    expect(runs).toBe(1);
+  });
+
   it('a gzip body: 415, as MITPO never compresses and inflating before verifying would be a bomb surface', async () => {
     await start();
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
