@@ -348,18 +348,28 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         throw error;
       }
     };
-    // Runs of the processor under way, and close()'s wait for there to be none.
+    // Runs under way, and runs ended whose outcome BullMQ has yet to record: close() waits
+    // for there to be none (allSettled is told when that comes).
     let running = 0;
-    let noneRunning: (() => void) | undefined;
+    let unrecorded = 0;
+    let allSettled: (() => void) | undefined;
+    const settledOne = () => {
+      if (running === 0 && unrecorded === 0) allSettled?.();
+    };
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
         running += 1;
         try {
           await runJob(job, token);
+          unrecorded += 1;
+        } catch (error) {
+          // A run put off or put back has already moved its job itself: nothing for BullMQ to record.
+          if (!(error instanceof DelayedError)) unrecorded += 1;
+          throw error;
         } finally {
           running -= 1;
-          if (running === 0) noneRunning?.();
+          settledOne();
         }
       },
       {
@@ -375,7 +385,13 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         maxStalledCount: MOST_ATTEMPTS,
       },
     );
+    const recorded = () => {
+      unrecorded = Math.max(0, unrecorded - 1);
+      settledOne();
+    };
+    worker.on('completed', recorded);
     worker.on('failed', (job) => {
+      recorded();
       if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
     });
     // Redis unreachable, a command refused: BullMQ tries again; the receiver logs it, at most once a minute.
@@ -393,12 +409,14 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // close is forced. A job still running is taken up by another worker once its
         // lock lapses (BullMQ's recovery of stalled jobs).
         // Nor does pause() end while Redis is unreachable, even with no job running (it
-        // reconnects BullMQ's blocking connection first): once no run is left, recording
-        // the last one is one Redis command, given enqueueTimeout, not the whole timeout.
+        // reconnects BullMQ's blocking connection first), and it may not end soon after
+        // Redis is back. So the wait ends too once every run has ended and BullMQ has
+        // recorded its outcome (however long Redis is away, within the timeout), and
+        // pause() has had one enqueueTimeout more.
         const paused = worker.pause();
-        const noneLeft = running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (noneRunning = resolve));
-        const recorded = noneLeft.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
-        await withTimeout(Promise.race([paused, recorded]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
+        const settled = running === 0 && unrecorded === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allSettled = resolve));
+        const thenPaused = settled.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
+        await withTimeout(Promise.race([paused, thenPaused]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },
     };

@@ -6,13 +6,21 @@ import type { AddressInfo } from 'node:net';
  * accepts connections and bytes but forwards nothing either way, as a hung
  * server (or a network partition) would look to a client. `cutOff()` does that
  * to the connections open now only: new ones pass, as after a failover that
- * left the old connections open and silent.
+ * left the old connections open and silent. `drop()` closes every connection and
+ * refuses new ones (counting them) until `restore()`, as a server that went away.
  */
 export async function freezingProxy(target: string) {
   const { hostname, port } = new URL(target);
   let frozen = false;
+  let dropped = false;
+  let refused = 0;
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket; cut: boolean }>();
   const server = net.createServer((client) => {
+    if (dropped) {
+      refused += 1;
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(Number(port), hostname);
     const pair = { client, upstream, cut: false };
     pairs.add(pair);
@@ -37,6 +45,16 @@ export async function freezingProxy(target: string) {
     cutOff: () => {
       for (const pair of pairs) pair.cut = true;
     },
+    drop: () => {
+      dropped = true;
+      for (const { client, upstream } of pairs) {
+        client.destroy();
+        upstream.destroy();
+      }
+    },
+    restore: () => void (dropped = false),
+    /** Connections refused since the proxy was made. */
+    refused: () => refused,
     close: async () => {
       for (const { client, upstream } of pairs) {
         client.destroy();

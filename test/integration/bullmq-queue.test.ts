@@ -309,6 +309,40 @@ describeRedis('queued processing on BullMQ', () => {
     expect(await inspect.getJobCounts('waiting', 'active', 'completed', 'failed')).toEqual({ waiting: 0, active: 0, completed: 0, failed: 0 });
   });
 
+  // Found in review: close() waited for BullMQ only one enqueueTimeout once no run was left, so a job
+  // whose handlers finished while Redis was out of reach was left active, to run again once found stalled.
+  it('close(): records a job that finished while Redis was out of reach once Redis is back, within its timeout', async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    try {
+      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.1, lockDuration: 30 }, { logger: { debug() {}, info() {}, warn() {}, error() {} } });
+      const started = deferred();
+      const finish = deferred();
+      let runs = 0;
+      webhooks.onAny(async () => {
+        runs += 1;
+        started.resolve();
+        await finish.promise;
+      });
+      webhooks.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      await started.promise;
+      proxy.drop();
+      finish.resolve();
+      // The run has ended (BullMQ tried to reconnect twice since, a second or more apart): only its outcome is left.
+      await waitFor(() => proxy.refused() >= 2);
+      const closed = webhooks.close({ timeout: 30 });
+      // Back once BullMQ has tried again twice more, well past enqueueTimeout.
+      await waitFor(() => proxy.refused() >= 4);
+      proxy.restore();
+      await closed;
+      expect({ state: await stateOf(delivery.body), runs }).toEqual({ state: 'completed', runs: 1 });
+    } finally {
+      await closeAll();
+      await proxy.close();
+    }
+  });
+
   // Found by a hunt: BullMQ waits for its first connection with no timeout, so the delivery
   // kept its bytes counted and was queued once Redis came up, after its 503.
   (redisServerInstalled() ? it : it.skip)('holds nothing for a delivery answered 503 before Redis was first reached, and never queues it later', async () => {
