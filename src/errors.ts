@@ -140,6 +140,16 @@ export function withoutCredentials<T>(error: T): T {
   return error;
 }
 
+/**
+ * Whether an error carries Postgres' SQLSTATE: an answer from the server, not a
+ * failure of the connection. A SQLSTATE has a digit (42501, XX000, P0001);
+ * Node's five-letter errno codes (EPIPE) have none.
+ */
+export function hasSqlState(error: unknown): boolean {
+  const code = codeOf(error);
+  return code !== undefined && /^(?=.*\d)[0-9A-Z]{5}$/.test(code);
+}
+
 /** The string code an error carries (ours, a queue's, Postgres' SQLSTATE), when it carries one. */
 export function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null | undefined)?.code;

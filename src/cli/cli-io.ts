@@ -1,4 +1,4 @@
-import { codeOf } from '../errors';
+import { codeOf, hasSqlState } from '../errors';
 import { sanitizeText } from '../text/sanitize-text';
 import { withTimeout } from '../with-timeout';
 
@@ -64,9 +64,7 @@ export async function storeCall<T>(store: string, ms: number, work: Promise<T>):
     if (error instanceof CommandError || error instanceof UsageError) throw error;
     const message = sanitizeText((error as Error).message ?? String(error), 200);
     // An answer with an error (Postgres' SQLSTATE, a Redis error reply) is no network trouble.
-    const code = codeOf(error);
-    // A SQLSTATE has a digit (42501, XX000, P0001); Node's five-letter errno codes (EPIPE) have none.
-    if (code !== undefined && /^(?=.*\d)[0-9A-Z]{5}$/.test(code)) throw new CommandError(`${store} refused the command (${code} ${message})`);
+    if (hasSqlState(error)) throw new CommandError(`${store} refused the command (${codeOf(error)} ${message})`);
     if ((error as Error | null)?.name === 'ReplyError') throw new CommandError(`${store} refused the command (${message})`);
     throw new CommandError(`${store} could not be reached (${message})`);
   }

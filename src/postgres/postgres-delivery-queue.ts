@@ -1,7 +1,7 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
 import { checkOptionKeys, shownValue } from '../option-keys';
-import { codeOf, toError } from '../errors';
+import { codeOf, hasSqlState, toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
 import {
@@ -599,11 +599,16 @@ class PostgresWorker implements DeliveryWorker {
       try {
         await client.query('commit');
       } catch (error) {
-        // A COMMIT that landed but whose reply was lost (a network cut, a failover) is a run
-        // that succeeded: looked up on another connection, so it is not reported as failed
-        // (a dead letter, on the last attempt) nor its stale skip left untold. Its connection
-        // is dropped all the same. Postgres out of reach for the look-up too: a failure, as before.
+        // Refused by Postgres (a deferred constraint): not committed, and the connection still
+        // records the failure.
+        if (refusedByPostgres(error)) throw error;
+        // No answer: a COMMIT that landed but whose reply was lost (a network cut, a failover) is
+        // a run that succeeded. It is looked up on another connection, so it is not reported as
+        // failed (a dead letter, on the last attempt) nor its stale skip left untold. This one
+        // is of no more use: it goes back first, so that even the smallest pool has a client for
+        // the look-up. Postgres out of reach for the look-up too: a failure, as before.
         progress.commitFailed = toError(error);
+        if (this.running.delete(client)) client.release(progress.commitFailed);
         if (!(await this.doneAfterAll(key))) throw error;
       }
       committed = true;
@@ -656,11 +661,14 @@ class PostgresWorker implements DeliveryWorker {
     await client.query('commit');
   }
 
-  /** Whether the delivery is marked done, as seen from another connection; false when that cannot be told. */
+  /** Whether the delivery is marked done, as seen from another connection; false when that cannot be told in time. */
   private async doneAfterAll(key: string): Promise<boolean> {
-    const found = await this.#pool
-      .query<{ state: string }>(this.bounded(`select state from ${this.table} where delivery_key = $1`, [key]))
-      .catch(() => undefined);
+    // Bounded as a whole: the query's own timeout does not cover the wait for a pool client.
+    const found = await withTimeout(
+      this.#pool.query<{ state: string }>(this.bounded(`select state from ${this.table} where delivery_key = $1`, [key])),
+      this.statementTimeoutMs,
+      () => new Error('timeout'),
+    ).catch(() => undefined);
     return found?.rows[0]?.state === 'done';
   }
 
@@ -767,7 +775,17 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
   };
 }
 
-/** What runOne learns of a run: whether its handlers were called, and a COMMIT that failed (its client is not used again). */
+/**
+ * Whether Postgres refused a statement itself, so a COMMIT did not commit: a
+ * SQLSTATE, other than a connection's failure (08) or an operator's end of the
+ * session (57), which can come in place of a COMMIT that landed.
+ */
+function refusedByPostgres(error: unknown): boolean {
+  const code = codeOf(error);
+  return hasSqlState(error) && !code!.startsWith('08') && !code!.startsWith('57');
+}
+
+/** What runOne learns of a run: whether its handlers were called, and a COMMIT that got no answer (its client is not used again). */
 interface RunProgress {
   handlersCalled: boolean;
   commitFailed?: Error | undefined;

@@ -993,8 +993,8 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   // Found by a hunt: a COMMIT that landed but whose reply was lost (a network cut, a failover) failed
   // the run, so on its last attempt onDeadLetter was told of a delivery whose writes and done mark had
   // committed, and a stale event so cut was never told to onStale.
-  it('tells onDeadLetter nothing of a run whose COMMIT landed though its reply was lost', async () => {
-    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 3 });
+  it('tells onDeadLetter nothing of a run whose COMMIT landed though its reply was lost, on the smallest pool a worker takes', async () => {
+    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 2 });
     workerPool.on('error', () => undefined);
     let cut = false;
     workerPool.on('connect', (client) => {
@@ -1030,6 +1030,37 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
       // close() waits for the run to end, and with it for any report it makes.
       await worker.close({ timeout: 5 });
       expect({ runs, effects: await effects(deliveryKeyOf(delivery.body)), dead }).toEqual({ runs: 1, effects: 1, dead: [] });
+    } finally {
+      await worker.close({ timeout: 1 });
+      await workerPool.end();
+    }
+  }, 30_000);
+
+  // Found in review: after a COMMIT Postgres refused (a deferred constraint), the worker looked the
+  // delivery up on another pool client while its own was still held: on a pool of two, for good.
+  it('fails and retries a run whose COMMIT Postgres refused, on the smallest pool a worker takes', async () => {
+    await pool.query(`create table "${schema}".unique_later (value int unique deferrable initially deferred)`);
+    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 2 });
+    workerPool.on('error', () => undefined);
+    const quiet = () => undefined;
+    const worker = new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 2, backoff: 0.05 }),
+    });
+    try {
+      let runs = 0;
+      const dead: string[] = [];
+      worker.onAny(async (_event, ctx) => {
+        runs += 1;
+        await ctx.db!.query(`insert into "${schema}".unique_later (value) values (1), (1)`);
+      });
+      worker.onDeadLetter((_event, _ctx, error) => void dead.push((error as { code?: string }).code ?? error.message));
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver({ attempts: 2, backoff: 0.05 }), delivery);
+      worker.startWorker();
+      await waitFor(async () => (await rowOf(deliveryKeyOf(delivery.body)))?.state === 'dead', 15_000);
+      expect({ runs, dead }).toEqual({ runs: 2, dead: ['commit_failed'] });
     } finally {
       await worker.close({ timeout: 1 });
       await workerPool.end();
