@@ -10,7 +10,7 @@ export interface MemoryReplayStoreOptions {
    * (`ordering`). A claim never takes a handled key's place (its delivery may
    * yet fail), and is never forgotten to make room: with this many in flight, a
    * new claim is refused (the delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when
-   * full, and 16 MB of positions with `ordering`).
+   * full, about 230 bytes a claim in flight, and 16 MB of positions with `ordering`).
    */
   maxEntries?: number | undefined;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
@@ -103,7 +103,7 @@ export class MemoryReplayStore implements ReplayStore {
     const now = this.now();
     this.held.delete(key);
     // Room only when full, and only for a key not kept already.
-    if (this.handled.size >= this.maxEntries && this.handled.get(key) === undefined) this.roomForHandled(now);
+    if (this.handled.size >= this.maxEntries && this.handled.get(key) === undefined) this.roomForHandled();
     this.handled.set(key, now + retentionMs);
   }
 
@@ -173,11 +173,10 @@ export class MemoryReplayStore implements ReplayStore {
   /**
    * Room for one more handled key when `maxEntries` are kept: the oldest one's.
    * Counted apart from the claims, so that no claim, which may yet be released,
-   * ever pushes a handled key out. Lapsed claims, which nothing will settle, are
-   * forgotten at the same time.
+   * ever pushes a handled key out (nor a handled key a lapsed claim, whose
+   * handlers may still be running and renew it).
    */
-  private roomForHandled(now: number): void {
-    this.held.forgetLapsed(now);
+  private roomForHandled(): void {
     this.handled.deleteOldest();
   }
 
