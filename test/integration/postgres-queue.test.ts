@@ -105,17 +105,22 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     Number((await pool.query(`select count(*) from "${schema}".effects ${key === undefined ? '' : 'where delivery_key = $1'}`, key === undefined ? [] : [key])).rows[0].count);
   const rowOf = async (key: string) =>
     (await pool.query<{ state: string; started: number; errors: string[] }>(`select state, started, errors from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
+  /** A worker on `workerPool` that logs nothing and polls often, with these queue options. */
+  function quietWorker(workerPool: Pool, queueOptions: Partial<PostgresDeliveryQueueOptions> = {}) {
+    const quiet = () => undefined;
+    return new MitpoWebhooks({
+      secret: SECRET,
+      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
+      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, ...queueOptions }),
+    });
+  }
+
   /**
    * One delivery with attempts: 1, run by a worker on `workerPool` (quiet): the attempts its
    * handlers saw, the dead letters told, and the row's state once it left 'waiting'.
    */
   async function runOnlyAttempt(workerPool: Pool, deadlineMs: number) {
-    const quiet = () => undefined;
-    const worker = new MitpoWebhooks({
-      secret: SECRET,
-      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
-      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 1 }),
-    });
+    const worker = quietWorker(workerPool, { attempts: 1 });
     try {
       const attempts: number[] = [];
       const dead: string[] = [];
@@ -1009,16 +1014,11 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
         });
       };
     });
-    const quiet = () => undefined;
-    const worker = new MitpoWebhooks({
-      secret: SECRET,
-      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
-      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 1 }),
-    });
+    const worker = quietWorker(workerPool, { attempts: 1 });
     try {
       const dead: string[] = [];
       let runs = 0;
-      worker.onAny(async (event, ctx) => {
+      worker.onAny(async (_event, ctx) => {
         runs += 1;
         await ctx.db!.query(`insert into "${schema}".effects (delivery_key) values ($1)`, [ctx.deliveryKey]);
       });
@@ -1042,12 +1042,7 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await pool.query(`create table "${schema}".unique_later (value int unique deferrable initially deferred)`);
     const workerPool = new Pool({ connectionString: DATABASE_URL, max: 2 });
     workerPool.on('error', () => undefined);
-    const quiet = () => undefined;
-    const worker = new MitpoWebhooks({
-      secret: SECRET,
-      logger: { debug: quiet, info: quiet, warn: quiet, error: quiet },
-      queue: new PostgresDeliveryQueue({ pool: workerPool, schema, pollInterval: 0.2, enqueueTimeout: 1, attempts: 2, backoff: 0.05 }),
-    });
+    const worker = quietWorker(workerPool, { attempts: 2, backoff: 0.05 });
     try {
       let runs = 0;
       const dead: string[] = [];
