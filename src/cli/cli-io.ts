@@ -40,8 +40,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 /**
  * Whether text has a character sanitizeText strips: a C0 or C1 control, DEL, an
  * invisible format character (a bidirectional control, a zero-width character, a
- * soft hyphen …), or half of a UTF-16 pair on its own. Used where stripping would change a value's meaning (a secret, an event
- * name), so the value is refused instead.
+ * soft hyphen …), or half of a UTF-16 pair on its own. Used where stripping would
+ * change a value's meaning (a secret, an event name), so the value is refused instead.
  */
 export function hasUnprintableCharacters(text: string): boolean {
   return sanitizeText(text, Number.POSITIVE_INFINITY) !== text;
