@@ -9,8 +9,9 @@ export interface MemoryReplayStoreOptions {
    * deliveries in flight at once, and most resources' applied positions
    * (`ordering`). A claim never takes a handled key's place (its delivery may
    * yet fail), and is never forgotten to make room: with this many in flight, a
-   * new claim is refused (the delivery is answered 503 and retried). Default 100 000 (about 14 MB of handled keys when
-   * full, about 230 bytes a claim in flight, and 16 MB of positions with `ordering`).
+   * new claim is refused (the delivery is answered 503 and retried). Default
+   * 100 000 (about 14 MB of handled keys when full, about 230 bytes a claim in
+   * flight, and 16 MB of positions with `ordering`).
    */
   maxEntries?: number | undefined;
   /** The clock, in milliseconds since the epoch; for tests. Default `Date.now`. */
