@@ -348,28 +348,26 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         throw error;
       }
     };
-    // Runs under way, and runs ended whose outcome BullMQ has yet to record: close() waits
-    // for there to be none (allSettled is told when that comes).
+    // Runs under way, and our jobs whose run ended and whose outcome BullMQ has yet to
+    // record: close() waits for both to be none (told by the two callbacks).
     let running = 0;
-    let unrecorded = 0;
-    let allSettled: (() => void) | undefined;
-    const settledOne = () => {
-      if (running === 0 && unrecorded === 0) allSettled?.();
-    };
+    const unrecorded = new Set<string>();
+    let noneRunning: (() => void) | undefined;
+    let allRecorded: (() => void) | undefined;
     const worker = new Worker<JobData>(
       this.name,
       async (job, token) => {
         running += 1;
         try {
           await runJob(job, token);
-          unrecorded += 1;
+          unrecorded.add(String(job.id));
         } catch (error) {
           // A run put off or put back has already moved its job itself: nothing for BullMQ to record.
-          if (!(error instanceof DelayedError)) unrecorded += 1;
+          if (!(error instanceof DelayedError)) unrecorded.add(String(job.id));
           throw error;
         } finally {
           running -= 1;
-          settledOne();
+          if (running === 0) noneRunning?.();
         }
       },
       {
@@ -385,13 +383,12 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         maxStalledCount: MOST_ATTEMPTS,
       },
     );
-    const recorded = () => {
-      unrecorded = Math.max(0, unrecorded - 1);
-      settledOne();
+    const recorded = (job: Job | undefined) => {
+      if (job !== undefined && unrecorded.delete(String(job.id)) && unrecorded.size === 0) allRecorded?.();
     };
     worker.on('completed', recorded);
     worker.on('failed', (job) => {
-      recorded();
+      recorded(job);
       if (job !== undefined && tampered.delete(String(job.id))) void job.remove().catch(() => undefined);
     });
     // Redis unreachable, a command refused: BullMQ tries again; the receiver logs it, at most once a minute.
@@ -412,10 +409,17 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // reconnects BullMQ's blocking connection first), and it may not end soon after
         // Redis is back. So the wait ends too once every run has ended and BullMQ has
         // recorded its outcome (however long Redis is away, within the timeout), and
-        // pause() has had one enqueueTimeout more.
+        // pause() has had one enqueueTimeout more. An outcome not recorded within
+        // lockDuration of the last run's end never will be (its lock lapsed: BullMQ's
+        // record fails, and says nothing), so that wait ends then.
         const paused = worker.pause();
-        const settled = running === 0 && unrecorded === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allSettled = resolve));
-        const thenPaused = settled.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
+        const runsEnded = running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (noneRunning = resolve));
+        const outcomesRecorded = runsEnded.then(() =>
+          unrecorded.size === 0
+            ? undefined
+            : withTimeout(new Promise<void>((resolve) => (allRecorded = resolve)), this.lockDurationMs, () => new Error('timeout')).catch(() => undefined),
+        );
+        const thenPaused = outcomesRecorded.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
         await withTimeout(Promise.race([paused, thenPaused]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
       },

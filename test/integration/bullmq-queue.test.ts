@@ -343,6 +343,37 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
+  // Found in review: a run whose lock lapsed is never recorded (BullMQ's record fails on the missing
+  // lock, and says nothing), so close() waited out its whole timeout for that record with Redis away.
+  it('close(): waits no longer than lockDuration for the record of a run whose lock lapsed', async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    const redis = new IORedis(REDIS_URL!);
+    try {
+      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.1, lockDuration: 1 }, { logger: { debug() {}, info() {}, warn() {}, error() {} } });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const lockKey = `bull:${name}:${jobIdOf(deliveryKeyOf(delivery.body))}:lock`;
+      const finish = deferred();
+      const started = deferred();
+      webhooks.onAny(async () => {
+        // As if its lock had lapsed in Redis.
+        await redis.del(lockKey);
+        started.resolve();
+        await finish.promise;
+      });
+      webhooks.startWorker();
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      await started.promise;
+      proxy.drop();
+      finish.resolve();
+      // A timeout far past the test's own: a close() that waits it out fails the test.
+      await webhooks.close({ timeout: 600 });
+    } finally {
+      await closeAll();
+      await proxy.close();
+      redis.disconnect();
+    }
+  });
+
   // Found by a hunt: BullMQ waits for its first connection with no timeout, so the delivery
   // kept its bytes counted and was queued once Redis came up, after its 503.
   (redisServerInstalled() ? it : it.skip)('holds nothing for a delivery answered 503 before Redis was first reached, and never queues it later', async () => {
