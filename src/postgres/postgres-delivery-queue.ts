@@ -777,12 +777,14 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
 
 /**
  * Whether Postgres refused a statement itself, so a COMMIT did not commit: a
- * SQLSTATE, other than a connection's failure (08) or an operator's end of the
- * session (57), which can come in place of a COMMIT that landed.
+ * SQLSTATE, other than a connection's failure (08) or an end of the session
+ * (57P01 to 57P05: an operator's, a crash's, a shutdown's), which can come in
+ * place of a COMMIT that landed. A cancel (57014) cannot undo a COMMIT that
+ * landed: one cancelled did not commit.
  */
 function refusedByPostgres(error: unknown): boolean {
   const code = codeOf(error);
-  return hasSqlState(error) && !code!.startsWith('08') && !code!.startsWith('57');
+  return hasSqlState(error) && !code!.startsWith('08') && !code!.startsWith('57P');
 }
 
 /** What runOne learns of a run: whether its handlers were called, and a COMMIT that got no answer (its client is not used again). */

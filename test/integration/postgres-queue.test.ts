@@ -1062,6 +1062,40 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   }, 30_000);
 
+  // Found in review: a COMMIT cancelled (57014: pg_cancel_backend, a deferred trigger past its
+  // statement_timeout) was taken for one that may have landed: the failure went unrecorded, and the
+  // run was retried at once instead of after its backoff.
+  it('records a run whose COMMIT was cancelled as failed, and retries it after its backoff', async () => {
+    await pool.query(`create function "${schema}".slow_check() returns trigger language plpgsql as $$ begin perform pg_sleep(30); return null; end $$`);
+    await pool.query(`create table "${schema}".slow_commit (value int)`);
+    await pool.query(
+      `create constraint trigger slow_commit_check after insert on "${schema}".slow_commit deferrable initially deferred for each row execute function "${schema}".slow_check()`,
+    );
+    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 2, application_name: `cancel-${schema}` });
+    workerPool.on('error', () => undefined);
+    const worker = quietWorker(workerPool, { attempts: 3, backoff: 60 });
+    try {
+      let runs = 0;
+      worker.onAny(async (_event, ctx) => {
+        runs += 1;
+        await ctx.db!.query(`insert into "${schema}".slow_commit (value) values (1)`);
+      });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      await deliver(receiver({ attempts: 3, backoff: 60 }), delivery);
+      worker.startWorker();
+      const committing = `select pid from pg_stat_activity where application_name = $1 and query = 'commit' and state = 'active'`;
+      await waitFor(async () => (await pool.query(committing, [`cancel-${schema}`])).rowCount === 1, 15_000);
+      await pool.query(`select pg_cancel_backend(pid) from pg_stat_activity where application_name = $1 and query = 'commit' and state = 'active'`, [`cancel-${schema}`]);
+      await waitFor(async () => ((await rowOf(deliveryKeyOf(delivery.body)))?.errors.length ?? 0) > 0, 15_000);
+      const row = await rowOf(deliveryKeyOf(delivery.body));
+      expect({ state: row?.state, started: row?.started, runs }).toEqual({ state: 'waiting', started: 1, runs: 1 });
+      expect(row?.errors).toEqual([expect.stringContaining('canceling statement')]);
+    } finally {
+      await worker.close({ timeout: 1 });
+      await workerPool.end();
+    }
+  }, 40_000);
+
   // Found by a review: with Postgres out of reach, the lift failed too, its start stayed
   // counted, and with attempts: 1 the delivery became a dead letter "whose workers died", never run.
   it('does not count a run cut off before its handlers as an attempt, also when Postgres was out of reach for a while', async () => {
