@@ -103,8 +103,11 @@ export class MemoryReplayStore implements ReplayStore {
     // Also when the claim lapsed meanwhile: the handlers did succeed, so the key is kept all the same.
     const now = this.now();
     this.held.delete(key);
-    // Room only when full, and only for a key not kept already.
-    if (this.handled.size >= this.maxEntries && this.handled.get(key) === undefined) this.roomForHandled();
+    // Room only when full, and only for a key not kept already: the oldest handled key's.
+    // Counted apart from the claims, so that no claim, which may yet be released, ever
+    // pushes a handled key out (nor a handled key a lapsed claim, whose handlers may
+    // still be running and renew it).
+    if (this.handled.size >= this.maxEntries && this.handled.get(key) === undefined) this.handled.deleteOldest();
     this.handled.set(key, now + retentionMs);
   }
 
@@ -169,16 +172,6 @@ export class MemoryReplayStore implements ReplayStore {
     if (this.held.size >= this.maxEntries) {
       throw new Error(`MemoryReplayStore is full: ${this.maxEntries} deliveries (maxEntries) are being handled at once`);
     }
-  }
-
-  /**
-   * Room for one more handled key when `maxEntries` are kept: the oldest one's.
-   * Counted apart from the claims, so that no claim, which may yet be released,
-   * ever pushes a handled key out (nor a handled key a lapsed claim, whose
-   * handlers may still be running and renew it).
-   */
-  private roomForHandled(): void {
-    this.handled.deleteOldest();
   }
 
   /** `done` or `in_flight` for a key a live entry holds; undefined (after forgetting a lapsed one) when it can be claimed. */

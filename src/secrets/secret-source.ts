@@ -82,8 +82,8 @@ export function signingKeysOf<Key>(option: unknown, toKey: (secret: string) => K
       );
       settled.then(
         () => {
+          // The call fulfilled in time, so the callback above has reset the count already.
           pending = undefined;
-          failuresInARow = 0;
         },
         () => {
           pending = undefined;
