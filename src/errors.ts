@@ -141,13 +141,13 @@ export function withoutCredentials<T>(error: T): T {
 }
 
 /**
- * Whether an error carries Postgres' SQLSTATE: an answer from the server, not a
+ * Postgres' SQLSTATE, when the error carries one: an answer from the server, not a
  * failure of the connection. A SQLSTATE has a digit (42501, XX000, P0001);
  * Node's five-letter errno codes (EPIPE) have none.
  */
-export function hasSqlState(error: unknown): boolean {
+export function sqlStateOf(error: unknown): string | undefined {
   const code = codeOf(error);
-  return code !== undefined && /^(?=.*\d)[0-9A-Z]{5}$/.test(code);
+  return code !== undefined && /^(?=.*\d)[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
 /** The string code an error carries (ours, a queue's, Postgres' SQLSTATE), when it carries one. */

@@ -1,4 +1,4 @@
-import { codeOf, hasSqlState } from '../errors';
+import { sqlStateOf } from '../errors';
 import { sanitizeText } from '../text/sanitize-text';
 import { withTimeout } from '../with-timeout';
 
@@ -64,7 +64,8 @@ export async function storeCall<T>(store: string, ms: number, work: Promise<T>):
     if (error instanceof CommandError || error instanceof UsageError) throw error;
     const message = sanitizeText((error as Error).message ?? String(error), 200);
     // An answer with an error (Postgres' SQLSTATE, a Redis error reply) is no network trouble.
-    if (hasSqlState(error)) throw new CommandError(`${store} refused the command (${codeOf(error)} ${message})`);
+    const state = sqlStateOf(error);
+    if (state !== undefined) throw new CommandError(`${store} refused the command (${state} ${message})`);
     if ((error as Error | null)?.name === 'ReplyError') throw new CommandError(`${store} refused the command (${message})`);
     throw new CommandError(`${store} could not be reached (${message})`);
   }

@@ -1,7 +1,7 @@
 import type { Pool, PoolClient, QueryConfig } from 'pg';
 import { readSeconds } from '../duration-option';
 import { checkOptionKeys, shownValue } from '../option-keys';
-import { codeOf, hasSqlState, toError } from '../errors';
+import { codeOf, sqlStateOf, toError } from '../errors';
 import type { EventOrder } from '../ordering/event-order';
 import { sha256HexOf } from '../platform/node-platform';
 import {
@@ -783,8 +783,8 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
  * landed: one cancelled did not commit.
  */
 function refusedByPostgres(error: unknown): boolean {
-  const code = codeOf(error);
-  return hasSqlState(error) && !code!.startsWith('08') && !code!.startsWith('57P');
+  const state = sqlStateOf(error);
+  return state !== undefined && !state.startsWith('08') && !state.startsWith('57P');
 }
 
 /** What runOne learns of a run: whether its handlers were called, and a COMMIT that got no answer (its client is not used again). */
