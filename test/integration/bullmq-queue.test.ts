@@ -52,6 +52,34 @@ describeRedis('queued processing on BullMQ', () => {
     await closed;
   }
 
+  /**
+   * A worker reaching Redis through `proxy`, whose one delivery's handlers are under
+   * way when Redis drops out of reach, and finish just after; `atStart` runs first in them.
+   */
+  async function finishWhileRedisIsAway(
+    proxy: Awaited<ReturnType<typeof freezingProxy>>,
+    lockDuration: number,
+    delivery: ReturnType<typeof signedDelivery>,
+    atStart: () => unknown = () => undefined,
+  ) {
+    const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.1, lockDuration }, { logger: { debug() {}, info() {}, warn() {}, error() {} } });
+    const started = deferred();
+    const finish = deferred();
+    let runs = 0;
+    webhooks.onAny(async () => {
+      runs += 1;
+      await atStart();
+      started.resolve();
+      await finish.promise;
+    });
+    webhooks.startWorker();
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    await started.promise;
+    proxy.drop();
+    finish.resolve();
+    return { webhooks, runs: () => runs };
+  }
+
   beforeAll(() => assertRedisReachable());
   beforeEach(() => {
     name = `mitpo-test-${randomUUID()}`;
@@ -314,21 +342,8 @@ describeRedis('queued processing on BullMQ', () => {
   it('close(): records a job that finished while Redis was out of reach once Redis is back, within its timeout', async () => {
     const proxy = await freezingProxy(REDIS_URL!);
     try {
-      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.1, lockDuration: 30 }, { logger: { debug() {}, info() {}, warn() {}, error() {} } });
-      const started = deferred();
-      const finish = deferred();
-      let runs = 0;
-      webhooks.onAny(async () => {
-        runs += 1;
-        started.resolve();
-        await finish.promise;
-      });
-      webhooks.startWorker();
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-      await started.promise;
-      proxy.drop();
-      finish.resolve();
+      const { webhooks, runs } = await finishWhileRedisIsAway(proxy, 30, delivery);
       // The run has ended (BullMQ tried to reconnect twice since, a second or more apart): only its outcome is left.
       await waitFor(() => proxy.refused() >= 2);
       const closed = webhooks.close({ timeout: 30 });
@@ -336,7 +351,7 @@ describeRedis('queued processing on BullMQ', () => {
       await waitFor(() => proxy.refused() >= 4);
       proxy.restore();
       await closed;
-      expect({ state: await stateOf(delivery.body), runs }).toEqual({ state: 'completed', runs: 1 });
+      expect({ state: await stateOf(delivery.body), runs: runs() }).toEqual({ state: 'completed', runs: 1 });
     } finally {
       await closeAll();
       await proxy.close();
@@ -349,22 +364,10 @@ describeRedis('queued processing on BullMQ', () => {
     const proxy = await freezingProxy(REDIS_URL!);
     const redis = new IORedis(REDIS_URL!);
     try {
-      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.1, lockDuration: 1 }, { logger: { debug() {}, info() {}, warn() {}, error() {} } });
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       const lockKey = `bull:${name}:${jobIdOf(deliveryKeyOf(delivery.body))}:lock`;
-      const finish = deferred();
-      const started = deferred();
-      webhooks.onAny(async () => {
-        // As if its lock had lapsed in Redis.
-        await redis.del(lockKey);
-        started.resolve();
-        await finish.promise;
-      });
-      webhooks.startWorker();
-      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-      await started.promise;
-      proxy.drop();
-      finish.resolve();
+      // As if its lock had lapsed in Redis.
+      const { webhooks } = await finishWhileRedisIsAway(proxy, 1, delivery, () => redis.del(lockKey));
       // A timeout far past the test's own: a close() that waits it out fails the test.
       await webhooks.close({ timeout: 600 });
     } finally {

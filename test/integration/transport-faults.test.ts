@@ -27,6 +27,14 @@ async function expectStillServing() {
   expect((await send(server.url, { headers, body })).status).toBe(200);
 }
 
+/** A raw connection that has sent a chunked request's head, its body still to come. */
+async function chunkedRequest(headers: Record<string, string>) {
+  const socket = rawSocket(server.url);
+  await socket.connected;
+  await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+  return socket;
+}
+
 afterEach(() => server.close());
 
 describe('transport faults over real sockets', () => {
@@ -102,9 +110,7 @@ describe('transport faults over real sockets', () => {
   it('a chunked body past the limit: 413 while the body is still coming', async () => {
     await start({ limit: 4096 });
     const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    const socket = rawSocket(server.url);
-    await socket.connected;
-    await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+    const socket = await chunkedRequest(headers);
     const chunk = 'x'.repeat(1024);
     for (let i = 0; i < 6; i++) await socket.write(`${(1024).toString(16)}\r\n${chunk}\r\n`);
     // No terminating chunk is ever sent: the answer cannot have waited for the whole body.
@@ -120,9 +126,7 @@ describe('transport faults over real sockets', () => {
   it('a chunked body in far more chunks than its size warrants: 400 while the body is still coming', async () => {
     await start({ bodyTimeout: 2 });
     const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    const socket = rawSocket(server.url);
-    await socket.connected;
-    await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+    const socket = await chunkedRequest(headers);
     // No terminating chunk: the answer cannot have waited for the whole body (nor for bodyTimeout's 408).
     await socket.write('1\r\nx\r\n'.repeat(10_000));
     expect(await socket.status()).toBe(400);
@@ -135,9 +139,7 @@ describe('transport faults over real sockets', () => {
   it('a delivery sent chunked in a few hundred small chunks is read as any other', async () => {
     await start();
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    const socket = rawSocket(server.url);
-    await socket.connected;
-    await socket.write(requestHead(socket.path, { ...headers, 'Transfer-Encoding': 'chunked' }));
+    const socket = await chunkedRequest(headers);
     for (let at = 0; at < body.length; at += 1) await socket.write(`1\r\n${body[at]}\r\n`);
     await socket.write('0\r\n\r\n');
     expect(await socket.status()).toBe(200);
