@@ -5,12 +5,15 @@
  * bidirectional controls (U+061C, U+200E, U+200F, U+202A–U+202E,
  * U+2066–U+2069) reorder what a reader sees, so a logged event name can
  * disguise itself, and the zero-width ones, the soft hyphen, the word joiner
- * and tag characters make two names that look alike differ. Also half of a
+ * and tag characters make two names that look alike differ. So do the other
+ * characters Unicode says are drawn as nothing when not supported
+ * (Default_Ignorable_Code_Point: Hangul fillers, the combining grapheme joiner,
+ * variation selectors), which are not all Cf. Also half of a
  * UTF-16 pair on its own (Cs: a JSON escape can write one), which is not text:
  * strict JSON and UTF-8 readers of a log refuse it. With the `u` flag, Cs
  * matches only a half alone, never a pair.
  */
-const UNSAFE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Cs}]/gu;
+const UNSAFE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}]/gu;
 
 /**
  * Text a sender controls (a media type, an event name, an answer from a server),

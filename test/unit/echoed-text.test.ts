@@ -53,6 +53,27 @@ describe('text echoed with any Unicode format character', () => {
   });
 });
 
+// Left open by an earlier hunt: characters drawn as nothing that are not format characters
+// passed, so two event names that looked alike could still differ.
+describe('text echoed with an invisible character that is not a format character', () => {
+  it.each([
+    ['a Hangul filler', '\u3164'],
+    ['a halfwidth Hangul filler', '\uffa0'],
+    ['a combining grapheme joiner', '\u034f'],
+    ['a variation selector', '\ufe0f'],
+    ['a Mongolian free variation selector', '\u180b'],
+  ])('strips %s from an event name a refusal quotes', (_name, character) => {
+    let message = '';
+    try {
+      parseEvent({ event: `dispatch.${character}done`, timestamp: '2026-03-22T10:30:00Z', data: {} });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('"dispatch.done"');
+    expect(message).not.toMatch(/\p{Default_Ignorable_Code_Point}/u);
+  });
+});
+
 describe('text echoed with half of a UTF-16 pair', () => {
   // Half of a pair alone is not text: a strict JSON or UTF-8 consumer of a log refuses it.
   const LONE_SURROGATE = /[\ud800-\udfff]/u;
