@@ -46,8 +46,13 @@ export function payloadTooLarge(limit: number): WebhookVerificationError {
   return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);
 }
 
-export function bodyTimedOut(seconds: number): WebhookVerificationError {
-  return new WebhookVerificationError('body_timeout', `The body did not arrive within bodyTimeout (${seconds} s)`);
+/**
+ * @param pausedUnread - whether the stream was left paused by someone before a
+ *   byte of it was read: then the app's middleware kept the body back, not the sender.
+ */
+export function bodyTimedOut(seconds: number, pausedUnread = false): WebhookVerificationError {
+  const why = pausedUnread ? ': the request stream was paused before it was read, and nothing resumed it (middleware that calls req.pause()?)' : '';
+  return new WebhookVerificationError('body_timeout', `The body did not arrive within bodyTimeout (${seconds} s)${why}`);
 }
 
 export function bodyReadFailed(reason: string, cause?: unknown): WebhookVerificationError {

@@ -53,8 +53,11 @@ export function readNodeBody(req: NodeRequest, options: BodyReadOptions, source:
     // Stopping the stream on a timeout is enough: the 408 closes the connection,
     // and raw-body lets go of the request when it closes.
     const timer = setTimeout(() => {
+      // raw-body does not resume a stream someone paused (a listener added then leaves it
+      // paused), and taking it over could steal a body meant for another reader: say so instead.
+      const pausedUnread = req.isPaused() && !req.readableDidRead;
       req.pause();
-      reject(bodyTimedOut(timeoutSeconds));
+      reject(bodyTimedOut(timeoutSeconds, pausedUnread));
     }, timeoutSeconds * 1000);
     timer.unref();
     const stopCounting = contentLength === undefined ? countChunks(req, limit, (refusal) => {

@@ -57,4 +57,36 @@ describe('readNodeBody on a stream', () => {
     expect(error?.code).toBe('body_read_failed');
     expect(error?.message).toBe('The client aborted the request before the body ended');
   });
+  // Found in a hunt: middleware that calls req.pause() and then next() left the stream paused, which
+  // raw-body does not undo, and the 408 that followed blamed the sender for a body that had arrived.
+  it("names a stream paused before it was read, and never resumed, as the app's doing when the body times out", async () => {
+    jest.useFakeTimers();
+    try {
+      const stream = new PassThrough();
+      stream.end('{}');
+      stream.pause();
+      const result = read(stream);
+      jest.advanceTimersByTime(60_000);
+      const { error } = await result;
+      expect(error?.code).toBe('body_timeout');
+      expect(error?.message).toBe(
+        'The body did not arrive within bodyTimeout (60 s): the request stream was paused before it was read, and nothing resumed it (middleware that calls req.pause()?)',
+      );
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
+  it('blames no middleware when a sender is slow: its stream is flowing, only short of bytes', async () => {
+    jest.useFakeTimers();
+    try {
+      const stream = new PassThrough();
+      const result = read(stream);
+      stream.write('{"a"');
+      jest.advanceTimersByTime(60_000);
+      expect((await result).error?.message).toBe('The body did not arrive within bodyTimeout (60 s)');
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
