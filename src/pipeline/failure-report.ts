@@ -75,9 +75,12 @@ export class FailureReport {
     );
   }
 
-  /** A store failure after the handlers ran (or in the background), which cannot change the answer any more. */
-  storeTrouble(message: string, cause: unknown, trace: Partial<DeliveryTrace>): void {
-    this.write('error', { ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
+  /**
+   * A store failure after the handlers ran (or in the background), which cannot change the answer any more.
+   * @param code - `replay_store_unavailable` or `queue_unavailable` for a store that failed; `claim_lost` for a claim it let go
+   */
+  storeTrouble(code: string, message: string, cause: unknown, trace: Partial<DeliveryTrace>): void {
+    this.write('error', { code, ...fields(trace, this.now()), ...(cause === undefined ? {} : { err: toError(cause) }) }, message);
   }
 
   /** A worker's record (a tampered job at warn, a failed run or a dead letter at error, with `err`), or a stale event's at info. */
@@ -101,7 +104,7 @@ export class FailureReport {
     const repeated = this.troubleSince;
     this.troubleLoggedAt = now;
     this.troubleSince = 0;
-    this.write('error', { err: toError(error), ...(repeated > 0 && { repeated }) }, "mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again");
+    this.write('error', { code: 'queue_unavailable', err: toError(error), ...(repeated > 0 && { repeated }) }, "mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again");
   }
 
   private log(error: WebhookVerificationError, trace: DeliveryTrace): void {

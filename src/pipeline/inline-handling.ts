@@ -37,7 +37,7 @@ export class InlineHandling {
         : new Claims<DeliveryTrace>(
             options.replay,
             options.inFlightTtlMs,
-            (message, error, trace) => failures.storeTrouble(`mitpo-webhooks: ${message}`, error, trace),
+            (code, message, error, trace) => failures.storeTrouble(code, `mitpo-webhooks: ${message}`, error, trace),
             (start) => platform.detached(start),
           );
     if (this.claims !== undefined) shutdown.beforeConnectionsClose(() => this.claims!.stop());
@@ -147,12 +147,13 @@ export class InlineHandling {
       else await this.claims!.complete(claim, this.options.retentionMs);
     } catch (error) {
       if (failures.length > 0) {
-        this.failures.storeTrouble('mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses', error, trace);
+        this.failures.storeTrouble('replay_store_unavailable', 'mitpo-webhooks: the replay store could not release a failed delivery; it is retryable once the in-flight TTL lapses', error, trace);
         return;
       }
-      this.failures.storeTrouble('mitpo-webhooks: the replay store could not mark a handled delivery as done; trying again in the background', error, trace);
+      this.failures.storeTrouble('replay_store_unavailable', 'mitpo-webhooks: the replay store could not mark a handled delivery as done; trying again in the background', error, trace);
       this.claims!.completeLater(claim, this.options.retentionMs, (lastError, atClose) =>
         this.failures.storeTrouble(
+          'replay_store_unavailable',
           `mitpo-webhooks: the replay store could not mark a handled delivery as done ${atClose ? 'before close()' : 'within the in-flight TTL'}; ` +
             'a replay after the in-flight TTL would run it again',
           lastError,

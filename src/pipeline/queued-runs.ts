@@ -118,7 +118,7 @@ export class QueuedRuns {
     try {
       await this.queue.enqueue(delivery, this.checks.options.retentionMs);
     } catch (cause) {
-      this.failures.storeTrouble('mitpo-webhooks: the queue could not keep a refused authentic delivery as a dead letter', cause, trace);
+      this.failures.storeTrouble('queue_unavailable', 'mitpo-webhooks: the queue could not keep a refused authentic delivery as a dead letter', cause, trace);
     }
   }
 

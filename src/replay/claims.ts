@@ -7,7 +7,7 @@ const COMPLETE_RETRY_FIRST_MS = 100;
 const COMPLETE_RETRY_MAX_MS = 5000;
 
 /** Told when the store fails after a claim was taken; such a failure never changes the answer. */
-export type ClaimTrouble<Owner> = (message: string, error: unknown, owner: Owner) => void;
+export type ClaimTrouble<Owner> = (code: 'claim_lost' | 'replay_store_unavailable', message: string, error: unknown, owner: Owner) => void;
 
 /** One attempt's hold on a delivery key, from the claim until its handlers settle. */
 export interface Claim<Owner = unknown> {
@@ -188,10 +188,10 @@ export class Claims<Owner> {
           // A claim whose completion is owed is not held once that completion landed
           // with its answer lost; and if it truly lapsed, giving up on it is logged.
           if (!held && claim.live?.listed === true && !claim.handled) {
-            this.trouble('the replay store lost a claim while its handlers ran; a retry may run them again', undefined, claim.owner);
+            this.trouble('claim_lost', 'the replay store lost a claim while its handlers ran; a retry may run them again', undefined, claim.owner);
           }
         },
-        (error: unknown) => this.trouble('the replay store could not renew a claim while its handlers ran', error, claim.owner),
+        (error: unknown) => this.trouble('replay_store_unavailable', 'the replay store could not renew a claim while its handlers ran', error, claim.owner),
       );
   }
 }

@@ -89,9 +89,9 @@ describe('stores', () => {
   });
 
   it.each([
-    ['rejects', () => Promise.reject(new Error('READONLY')), 'could not renew a claim'],
-    ['answers that the claim is gone', () => Promise.resolve(false), 'lost a claim'],
-  ])('log an error, answer unchanged, when a renewal %s', async (_what, renew, said) => {
+    ['rejects', () => Promise.reject(new Error('READONLY')), 'could not renew a claim', 'replay_store_unavailable'],
+    ['answers that the claim is gone', () => Promise.resolve(false), 'lost a claim', 'claim_lost'],
+  ])('log an error with its code, answer unchanged, when a renewal %s', async (_what, renew, said, code) => {
     const { logger, records } = recordingLogger();
     const store = new MemoryReplayStore();
     const logged = deferred();
@@ -104,7 +104,7 @@ describe('stores', () => {
     });
     webhooks.onAny(() => logged.promise);
     expect((await webhooks.receive(delivery())).status).toBe(200);
-    expect(records[0]).toMatchObject({ level: 'error', message: expect.stringContaining(said), record: { event: 'dispatch.completed' } });
+    expect(records[0]).toMatchObject({ level: 'error', message: expect.stringContaining(said), record: { code, event: 'dispatch.completed' } });
   });
 
   it('logs no lost claim when a renewal answers "not held" after the delivery was completed meanwhile', async () => {

@@ -195,6 +195,20 @@ describe('queued processing, the pipeline side', () => {
     expect(deadLetters.map((d) => d.code)).toEqual(['invalid_payload']);
   });
 
+  it('logs, with its code, a refused authentic delivery the queue could not keep, and still answers 400', async () => {
+    const queue = new MemoryQueue();
+    const errors: Array<{ record: Record<string, unknown>; message: string }> = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (record: Record<string, unknown>, message: string) => void errors.push({ record, message }) };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger });
+    queue.failNext = true;
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { dispatch_id: 7 } as never });
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(400);
+    expect(errors).toContainEqual({
+      record: expect.objectContaining({ code: 'queue_unavailable', err: expect.objectContaining({ message: 'ECONNREFUSED' }) }),
+      message: 'mitpo-webhooks: the queue could not keep a refused authentic delivery as a dead letter',
+    });
+  });
+
   it('gives onDeadLetter the bytes as a Buffer, whatever Uint8Array the queue handed back', async () => {
     const queue = new MemoryQueue();
     const webhooks = new MitpoWebhooks({ secret: SECRET, queue });

@@ -360,8 +360,26 @@ describe('receive()', () => {
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
     expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
     expect(error).toHaveBeenCalledWith(
-      expect.objectContaining({ err: expect.objectContaining({ message: 'READONLY' }) }),
+      expect.objectContaining({ code: 'replay_store_unavailable', err: expect.objectContaining({ message: 'READONLY' }) }),
       expect.stringContaining('could not mark a handled delivery as done'),
+    );
+  });
+
+  it('answers 500 when the handlers failed even if the store cannot release the claim, and logs it with its code', async () => {
+    const error = jest.fn();
+    const store = spyStore();
+    store.release = async () => {
+      throw new Error('READONLY');
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error } });
+    webhooks.onAny(() => {
+      throw new Error('the app is down');
+    });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(500);
+    expect(error).toHaveBeenCalledWith(
+      expect.objectContaining({ code: 'replay_store_unavailable', err: expect.objectContaining({ message: 'READONLY' }) }),
+      expect.stringContaining('could not release a failed delivery'),
     );
   });
 

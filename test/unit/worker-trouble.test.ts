@@ -17,7 +17,7 @@ it("logs a worker's trouble once a minute at most, with how many more there were
   report.workerTrouble(new Error('the pool is closed'));
   expect(records).toHaveLength(2);
   expect(records[1]).toEqual({
-    record: { err: new Error('the pool is closed'), repeated: 2 },
+    record: { code: 'queue_unavailable', err: new Error('the pool is closed'), repeated: 2 },
     message: "mitpo-webhooks: the queue's worker could not take or settle deliveries; it tries again",
   });
 });
