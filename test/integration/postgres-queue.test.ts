@@ -706,6 +706,18 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect((await runCli(['deliveries', 'show', key, '--postgres', DATABASE_URL!, '--schema', schema])).code).toBe(0);
   });
 
+  // Found in a hunt: the list line cut a stored error after 200 UTF-16 units, between the halves of an emoji.
+  it("the command line: cuts a dead letter's last error short without splitting a character", async () => {
+    const webhooks = receiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(webhooks, delivery);
+    const key = deliveryKeyOf(delivery.body);
+    await pool.query(`update "${schema}".deliveries set state = 'dead', errors = $2::jsonb where delivery_key = $1`, [key, JSON.stringify([`${'E'.repeat(199)}😀 and more`])]);
+    const listed = await runCli(['deliveries', 'list', '--state', 'failed', '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect(listed.stdout).toContain(`${key}  failed  dispatch.completed  attempts 0  ${'E'.repeat(199)}…`);
+    expect(listed.stdout).not.toContain('\ufffd');
+  });
+
   it('reports its depth by state, for the queue.depth gauge', async () => {
     const webhooks = receiver({ attempts: 1 });
     webhooks.onAny(() => {

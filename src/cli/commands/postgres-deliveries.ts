@@ -162,7 +162,7 @@ async function queueSchemas(pool: Pool): Promise<string> {
 
 function describe(row: Row): string {
   const errors = errorsOf(row);
-  const last = stateOf(row) === 'failed' && errors.length > 0 ? `  ${errors.at(-1)!.slice(0, 200)}` : '';
+  const last = stateOf(row) === 'failed' && errors.length > 0 ? `  ${sanitizeText(errors.at(-1)!, 200)}` : '';
   return `${sanitizeText(row.delivery_key, 100)}  ${stateOf(row)}  ${sanitizeText(eventOf(row), 64)}  attempts ${attemptsOf(row)}${last}`;
 }
 
