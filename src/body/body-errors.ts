@@ -68,3 +68,20 @@ export interface BodyReadOptions {
   /** The declared `Content-Length`, when one was sent. */
   contentLength: number | undefined;
 }
+
+/**
+ * The most chunks a body without a `Content-Length` may come in: one per 256
+ * bytes of `limit`, and at least 1024. Every chunk costs its reader a turn and an
+ * object (raw-body keeps each one; a Fetch stream's reader takes a promise and a
+ * copy), so a sender's one-byte chunks, six bytes each on the wire, would cost
+ * far more than their bytes. A proxy's or a runtime's re-chunking stays far below.
+ * (With a `Content-Length`, each chunk is a read of the socket of its own, which a
+ * sender cannot make nearly as fast.)
+ */
+export function mostChunksWithoutLength(limit: number): number {
+  return Math.max(1024, Math.ceil(limit / 256));
+}
+
+export function tooManyChunks(most: number): WebhookVerificationError {
+  return bodyReadFailed(`The body came in more than ${most} chunks, more than its size warrants`);
+}

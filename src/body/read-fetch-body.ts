@@ -1,6 +1,6 @@
 import { WebhookVerificationError } from '../errors';
 import { withTimeout } from '../with-timeout';
-import { bodyAlreadyParsed, bodyReadFailed, bodyTimedOut, payloadTooLarge, type BodyReadOptions } from './body-errors';
+import { bodyAlreadyParsed, bodyReadFailed, bodyTimedOut, mostChunksWithoutLength, payloadTooLarge, tooManyChunks, type BodyReadOptions } from './body-errors';
 
 /**
  * The raw bytes of a Fetch `Request`, read from its stream so the limit holds
@@ -27,6 +27,10 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
   // A stream can yield without ever waiting, and then no timer runs while it is read.
   const deadline = Date.now() + options.timeoutSeconds * 1000;
   let emptyChunks = 0;
+  // As on Node: a bridge from a Node request yields a chunked body's chunks one by one, and
+  // a sender's one-byte chunks would each cost a turn of this loop.
+  const mostChunks = contentLength === undefined ? mostChunksWithoutLength(limit) : Infinity;
+  let chunks = 0;
   if (reader !== undefined) {
     try {
       await withTimeout(
@@ -41,6 +45,7 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
               continue;
             }
             if (size + chunk.byteLength > limit) throw payloadTooLarge(limit);
+            if ((chunks += 1) > mostChunks) throw tooManyChunks(mostChunks);
             if (first === undefined) first = chunk;
             else {
               if (buffer === undefined || size + chunk.byteLength > buffer.byteLength) {

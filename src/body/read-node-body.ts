@@ -4,7 +4,9 @@ import {
   bodyAlreadyParsed,
   bodyReadFailed,
   bodyTimedOut,
+  mostChunksWithoutLength,
   payloadTooLarge,
+  tooManyChunks,
   type BodyReadOptions,
   type BodySource,
 } from './body-errors';
@@ -76,29 +78,22 @@ export function readNodeBody(req: NodeRequest, options: BodyReadOptions, source:
 
 /**
  * raw-body keeps each chunk as an object of its own until the body ends, some
- * 200 bytes apiece: a chunked body of one-byte chunks (six bytes each on the
- * wire, thousands to a read) would hold some 200 times its size. So a body
- * without a `Content-Length` is refused (400, and the answer closes the
- * connection) past one chunk per 256 bytes of `limit`, and at least 1024: a
- * proxy's re-chunking stays far below. (With a `Content-Length`, each chunk
- * is a read of its own, which a sender cannot make nearly as fast.)
+ * 200 bytes apiece: a body without a `Content-Length` is refused (400, and the
+ * answer closes the connection) past `mostChunksWithoutLength`.
  * @returns a function that stops counting
  */
 function countChunks(req: IncomingMessage, limit: number, refuse: (refusal: Error) => void): () => void {
-  const most = Math.max(MIN_CHUNKS_ALLOWED, Math.ceil(limit / BYTES_PER_CHUNK_ALLOWED));
+  const most = mostChunksWithoutLength(limit);
   let chunks = 0;
   const counted = () => {
     chunks += 1;
     if (chunks <= most) return;
     req.off('data', counted);
-    refuse(bodyReadFailed(`The body came in more than ${most} chunks, more than its size warrants`));
+    refuse(tooManyChunks(most));
   };
   req.on('data', counted);
   return () => void req.off('data', counted);
 }
-
-const MIN_CHUNKS_ALLOWED = 1024;
-const BYTES_PER_CHUNK_ALLOWED = 256;
 
 /** raw-body's error types, as this library's codes. */
 function fromRawBodyError(error: unknown, limit: number, framework: BodySource) {
