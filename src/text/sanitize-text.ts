@@ -15,14 +15,23 @@
  */
 const UNSAFE_CHARACTERS = /[\p{Cc}\p{Cf}\p{Default_Ignorable_Code_Point}\p{Cs}]/gu;
 
+/** How much of a text is looked at, in characters per character kept. */
+const LOOKED_AT_PER_KEPT = 4;
+
 /**
  * Text a sender controls (a media type, an event name, an answer from a server),
  * made safe to put in an answer, a log record or an error message: unsafe
- * characters removed and the result cut to `maxLength` characters, with `…` when cut.
+ * characters removed and the result cut to `maxLength` characters, with `…` when cut
+ * (and when there was more than four times `maxLength` to look at).
  */
 export function sanitizeText(value: string, maxLength = 100): string {
-  const stripped = value.replace(UNSAFE_CHARACTERS, '');
-  if (stripped.length <= maxLength) return stripped;
+  // Only so much is looked at: stripping a whole 16 KB header to keep its first 100
+  // characters would be work a sender makes us do for nothing. A pair cut in two where
+  // the look stops leaves its first half alone, which the pattern strips.
+  const lookedAt = maxLength * LOOKED_AT_PER_KEPT;
+  const stoppedEarly = value.length > lookedAt;
+  const stripped = (stoppedEarly ? value.slice(0, lookedAt) : value).replace(UNSAFE_CHARACTERS, '');
+  if (stripped.length <= maxLength) return stoppedEarly ? `${stripped}…` : stripped;
   // A cut between the halves of a pair would leave the first alone: cut before it.
   const end = isFirstHalfOfPair(stripped.charCodeAt(maxLength - 1)) ? maxLength - 1 : maxLength;
   return `${stripped.slice(0, end)}…`;

@@ -1,6 +1,7 @@
 import { MitpoWebhooks, parseEvent } from '../../src';
 import { signedDelivery } from '../../src/testing';
 import { SECRET } from '../helpers/recorder';
+import { sanitizeText } from '../../src/text/sanitize-text';
 
 // Text a sender controls reaches answers and logs only without control
 // characters, bidirectional controls (which reorder what a reader sees) and
@@ -97,5 +98,22 @@ describe('text echoed with half of a UTF-16 pair', () => {
     const message = refusal(JSON.parse('{"event":"dispatch.\\ud800done\\ud83d\\ude00","timestamp":"2026-03-22T10:30:00Z","data":{}}'));
     expect(message).not.toMatch(LONE_SURROGATE);
     expect(message).toContain('"dispatch.done😀"');
+  });
+});
+
+// Found in a hunt: a 16 KB Content-Type of characters the cleaning strips was stripped whole before
+// its first 100 characters were kept, which made a forged 415 cost some nine times a plain request.
+describe('text echoed from a long value', () => {
+  it('looks at no more than four times what it keeps: what lies past that is cut, however much would be stripped', () => {
+    expect(sanitizeText(`${'\u200b'.repeat(10_000)}visible`, 100)).toBe('…');
+    expect(sanitizeText(`${'\u200b'.repeat(393)}visible and more`, 100)).toBe('visible…');
+  });
+
+  it('keeps a text whose cleaned form fits, however many characters it had to strip within that', () => {
+    expect(sanitizeText(`${'\u200b'.repeat(300)}visible`, 100)).toBe('visible');
+  });
+
+  it('leaves no half of a pair where it stops looking', () => {
+    expect(sanitizeText(`${'\u200b'.repeat(399)}😀${'x'.repeat(100)}`, 100)).toBe('…');
   });
 });
