@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, RegisterOptions } f
 import { nodeAnswer } from '../adapters/node-answer';
 import type { BodySource } from '../body/body-errors';
 import { readNodeBody } from '../body/read-node-body';
-import { checkContentType } from '../headers/content-type';
+import { acceptsContentType } from '../headers/content-type';
 import type { DeliveryHeaders } from '../headers/delivery-headers';
 import type { DeliveryPipeline } from '../pipeline/delivery-pipeline';
 
@@ -53,13 +53,7 @@ const REFUSED_BY_FASTIFY_FIRST = new Set<unknown>(['FST_ERR_CTP_INVALID_MEDIA_TY
 
 /** Whether the pipeline refuses this request on its method or Content-Type alone. */
 function refusedOnItsHeaders(request: FastifyRequest): boolean {
-  if (request.raw.method !== 'POST') return true;
-  try {
-    checkContentType(request.raw.headers as DeliveryHeaders);
-    return false;
-  } catch {
-    return true;
-  }
+  return request.raw.method !== 'POST' || !acceptsContentType(request.raw.headers as DeliveryHeaders);
 }
 
 async function serve(

@@ -16,20 +16,30 @@ const JSON_CONTENT_TYPE = /^\s*application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
  */
 export function checkContentType(headers: DeliveryHeaders): void {
   const contentType = headers['content-type'];
-  if (contentType !== undefined && !JSON_CONTENT_TYPE.test(String(contentType))) {
+  if (!isJson(contentType)) {
     const mediaType = String(contentType).split(';', 1)[0]!.trim().toLowerCase();
     throw new WebhookVerificationError('unsupported_media_type', `Content-Type must be application/json (got "${sanitizeText(mediaType)}")`);
   }
   const contentEncoding = headers['content-encoding'];
-  if (contentEncoding !== undefined) {
+  if (!isUncompressed(contentEncoding)) {
     const encoding = String(contentEncoding).trim().toLowerCase();
-    if (encoding !== '' && encoding !== 'identity') {
-      throw new WebhookVerificationError(
-        'unsupported_media_type',
-        `Content-Encoding "${sanitizeText(encoding)}" is not supported; send the body uncompressed`,
-      );
-    }
+    throw new WebhookVerificationError('unsupported_media_type', `Content-Encoding "${sanitizeText(encoding)}" is not supported; send the body uncompressed`);
   }
+}
+
+/** Whether {@link checkContentType} lets these headers through, without building its refusal. */
+export function acceptsContentType(headers: DeliveryHeaders): boolean {
+  return isJson(headers['content-type']) && isUncompressed(headers['content-encoding']);
+}
+
+function isJson(contentType: DeliveryHeaders[string]): boolean {
+  return contentType === undefined || JSON_CONTENT_TYPE.test(String(contentType));
+}
+
+function isUncompressed(contentEncoding: DeliveryHeaders[string]): boolean {
+  if (contentEncoding === undefined) return true;
+  const encoding = String(contentEncoding).trim().toLowerCase();
+  return encoding === '' || encoding === 'identity';
 }
 
 /**

@@ -11,6 +11,7 @@ import * as fastifyEntry from '../../src/fastify';
 import { fastifyMitpoWebhooks } from '../../src/fastify';
 import { koaMitpoWebhooks } from '../../src/koa';
 import { signedDelivery } from '../../src/testing';
+import * as sanitizing from '../../src/text/sanitize-text';
 import { send } from '../helpers/http-client';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
 import { listen, mount, WEBHOOK_PATH } from '../helpers/servers';
@@ -66,6 +67,24 @@ describe.each([
       expect(failures).toEqual(['method_not_allowed', 'unsupported_media_type']);
       expect(runs).toHaveLength(0);
     });
+  });
+
+  // Found in a hunt: whether the pipeline would refuse it was learned by building its refusal,
+  // message and all, then thrown away, so the pipeline cleaned the sender's text a second time.
+  it('builds the refusal of a Content-Type that is not a media type once', async () => {
+    const { webhooks } = recordingReceiver();
+    const app = fastify();
+    await app.register(fastifyMitpoWebhooks, { webhooks, path: WEBHOOK_PATH });
+    const cleaning = jest.spyOn(sanitizing, 'sanitizeText');
+    try {
+      await whileServing(app, async (base) => {
+        const notMediaType = { ...delivery(), headers: { ...delivery().headers, 'Content-Type': 'not-a-media-type' } };
+        expect((await send(`${base}${WEBHOOK_PATH}`, notMediaType)).status).toBe(415);
+        expect(cleaning.mock.calls.filter(([text]) => text === 'not-a-media-type')).toHaveLength(1);
+      });
+    } finally {
+      cleaning.mockRestore();
+    }
   });
 
   it("leaves an error the app's own hook raises on the route to the app, whatever its code", async () => {
