@@ -150,6 +150,14 @@ export function sqlStateOf(error: unknown): string | undefined {
   return code !== undefined && /^(?=.*\d)[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/**
+ * A method of the receiver called with no receiver: taken off it (`app.post(path,
+ * webhooks.middleware)`, `export const POST = webhooks.fetchHandler`, `const { receive } = webhooks`).
+ */
+export function calledWithoutReceiver(method: string, fix: string): TypeError {
+  return new TypeError(`mitpo-webhooks: webhooks.${method} was called without its receiver: ${fix}`);
+}
+
 /** The string code an error carries (ours, a queue's, Postgres' SQLSTATE), when it carries one. */
 export function codeOf(error: unknown): string | undefined {
   const code = (error as { code?: unknown } | null | undefined)?.code;

@@ -1,4 +1,5 @@
 import { createConnectMiddleware, type ConnectMiddleware, type MiddlewareOptions } from './adapters/connect-middleware';
+import { calledWithoutReceiver } from './errors';
 import { checkOptionKeys, shownValue } from './option-keys';
 import type { DeadLetterHandler, MitpoWebhooksOptions } from './node-types';
 import type { DeliveryQueue, DeliveryWorker, WorkerOptions } from './queue/delivery-queue';
@@ -115,6 +116,9 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    * app.use(webhooks.middleware({ path: '/webhooks/mitpo' }));
    */
   middleware(options: MiddlewareOptions = {}): ConnectMiddleware {
+    if (!((this as unknown) instanceof MitpoWebhooks)) {
+      throw calledWithoutReceiver('middleware', 'call webhooks.middleware() and mount what it returns, app.post(path, webhooks.middleware())');
+    }
     return createConnectMiddleware(this.nodePipeline, options);
   }
 }

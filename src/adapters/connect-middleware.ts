@@ -34,6 +34,13 @@ export type ConnectMiddleware = (req: IncomingMessage, res: ServerResponse, next
 
 const KNOWN_MIDDLEWARE_OPTIONS = ['path', 'passErrors'];
 
+function notConnect(): TypeError {
+  return new TypeError(
+    "mitpo-webhooks: webhooks.middleware() is Connect/Express middleware, called with (req, res, next): on Koa, mount koaMitpoWebhooks(webhooks) from 'mitpo-webhooks/koa'; " +
+      "on Fastify, register fastifyMitpoWebhooks from 'mitpo-webhooks/fastify'",
+  );
+}
+
 /**
  * The Connect adapter: how to read a Node request, and how to answer on its
  * response. `framework` is whose fix a consumed body's message names: NestJS
@@ -49,6 +56,14 @@ export function createConnectMiddleware(
   if (typeof passErrors !== 'boolean') throw new TypeError('mitpo-webhooks: middleware passErrors must be true or false');
 
   return function mitpoWebhooksMiddleware(req, res, next) {
+    // Koa calls its middleware with (ctx, next), Fastify a plugin with (instance, options, done):
+    // said at once, rather than a 404 and an unhandled rejection, or a timer's TypeError. Fastify
+    // hears it through done(), as its ready() then fails; a throw there would be uncaught.
+    if (typeof (res as Partial<ServerResponse> | undefined)?.writeHead !== 'function') {
+      if (typeof next !== 'function') throw notConnect();
+      next(notConnect());
+      return;
+    }
     if (path !== undefined && !ownsPath(req, path)) {
       next();
       return;

@@ -49,7 +49,7 @@ export function koaMitpoWebhooks(webhooks: MitpoWebhooks, options: KoaMitpoWebho
   const { path: given } = checkOptionKeys(options, 'koaMitpoWebhooks', ['path']);
   const path = routePath(given, 'koaMitpoWebhooks', false);
 
-  return async function mitpoWebhooksKoaMiddleware(ctx, next) {
+  async function serve(ctx: KoaContextLike, next: () => Promise<unknown>): Promise<void> {
     if (path !== undefined && !isServedPath(ctx.path, path)) {
       await next();
       return;
@@ -64,5 +64,14 @@ export function koaMitpoWebhooks(webhooks: MitpoWebhooks, options: KoaMitpoWebho
     // The type first: Koa would call a string body text/plain if none were set.
     ctx.set(headers);
     ctx.body = json;
+  }
+
+  return function mitpoWebhooksKoaMiddleware(ctx, next) {
+    // Express and Connect call their middleware with (req, res, next): said at once, and
+    // thrown, not rejected, since Express 4 leaves a rejected promise unhandled.
+    if (typeof next !== 'function') {
+      throw new TypeError('mitpo-webhooks: koaMitpoWebhooks() is Koa middleware, called with (ctx, next): on Express, Connect or node:http, mount webhooks.middleware()');
+    }
+    return serve(ctx, next);
   };
 }

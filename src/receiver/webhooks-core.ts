@@ -2,6 +2,7 @@ import { createFetchHandler, type FetchHandler } from '../adapters/fetch-handler
 import type { WebhookResponse } from '../answers';
 import { requestFromInput, type DeliveryInput } from '../delivery-input';
 import { readSeconds } from '../duration-option';
+import { calledWithoutReceiver } from '../errors';
 import { checkOptionKeys } from '../option-keys';
 import type { MitpoEvent, MitpoEventName } from '../events/schemas';
 import { resolveOptions } from '../options';
@@ -113,6 +114,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    * export const POST = webhooks.fetchHandler(); // app/api/webhooks/mitpo/route.ts
    */
   fetchHandler(): FetchHandler {
+    if (!((this as unknown) instanceof WebhooksCore)) throw calledWithoutReceiver('fetchHandler', 'call webhooks.fetchHandler() and serve what it returns');
     return createFetchHandler(this.pipeline);
   }
 
@@ -124,6 +126,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    * @throws WebhookVerificationError naming the first check that failed (an event type this version does not know is `invalid_payload`)
    */
   verify(input: DeliveryInput): Promise<MitpoEvent> {
+    if (!((this as unknown) instanceof WebhooksCore)) throw calledWithoutReceiver('verify', 'call it on the receiver, webhooks.verify(input)');
     return this.pipeline.verify(requestFromInput(input));
   }
 
@@ -135,6 +138,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
    * @returns the status and the JSON body to answer with
    */
   async receive(input: DeliveryInput): Promise<WebhookResponse> {
+    if (!((this as unknown) instanceof WebhooksCore)) throw calledWithoutReceiver('receive', 'call it on the receiver, webhooks.receive(input)');
     const { status, body } = await this.pipeline.process(requestFromInput(input));
     return { status, body };
   }

@@ -6,6 +6,8 @@ import fastify5 from 'fastify';
 import fastify4 from 'fastify4';
 import Koa3 from 'koa';
 import Koa2 from 'koa2';
+import express from 'express';
+import express4 from 'express4';
 import { MitpoWebhooks } from '../../src';
 import * as fastifyEntry from '../../src/fastify';
 import { fastifyMitpoWebhooks } from '../../src/fastify';
@@ -270,3 +272,88 @@ it('Fastify 5: a QUERY without a Content-Type gets the table\'s 405, not Fastify
     expect(runs).toHaveLength(0);
   });
 });
+
+// Found in a hunt: an adapter mounted on the wrong framework failed on every request with a
+// TypeError about properties of undefined, or (Connect middleware on Koa) answered Koa's 404 and
+// then ended the process with an unhandled rejection.
+describe('an adapter mounted on the wrong framework', () => {
+  const CONNECT_ON_KOA = /webhooks\.middleware\(\) is Connect\/Express middleware.*koaMitpoWebhooks/;
+
+  it.each([
+    ['Koa 3', Koa3],
+    ['Koa 2', Koa2],
+  ])('webhooks.middleware() on %s: a TypeError naming koaMitpoWebhooks, and no unhandled rejection', async (_framework, Koa) => {
+    const { webhooks, runs } = recordingReceiver();
+    const errors: Error[] = [];
+    const app = new Koa();
+    app.silent = true;
+    app.on('error', (error: Error) => errors.push(error));
+    app.use(webhooks.middleware() as never);
+    const server = await listen(http.createServer(app.callback()));
+    try {
+      expect((await send(server.url, delivery())).status).toBe(500);
+      expect(errors).toEqual([expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(CONNECT_ON_KOA) })]);
+      expect(runs).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('webhooks.middleware() registered as a Fastify plugin: a TypeError naming the Fastify plugin, when the app starts', async () => {
+    const app = fastify5();
+    await expect(app.register(recordingReceiver().webhooks.middleware() as never).ready()).rejects.toThrow(/fastifyMitpoWebhooks/);
+    await app.close();
+  });
+
+  it.each([
+    ['Express 5', express],
+    ['Express 4', express4 as unknown as typeof express],
+  ])('koaMitpoWebhooks() on %s: a TypeError naming webhooks.middleware()', async (_framework, makeApp) => {
+    const { webhooks, runs } = recordingReceiver();
+    const errors: Error[] = [];
+    const app = makeApp();
+    app.post(WEBHOOK_PATH, koaMitpoWebhooks(webhooks) as never);
+    app.use((error: Error, _req: unknown, res: { status: (code: number) => { end: () => void } }, _next: unknown) => {
+      errors.push(error);
+      res.status(500).end();
+    });
+    const server = await listen(http.createServer(app));
+    try {
+      expect((await send(server.url, delivery())).status).toBe(500);
+      expect(errors).toEqual([expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/koaMitpoWebhooks\(\) is Koa middleware.*webhooks\.middleware\(\)/) })]);
+      expect(runs).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('webhooks.middleware mounted without calling it: a TypeError saying to call it', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const errors: Error[] = [];
+    const app = express();
+    app.post(WEBHOOK_PATH, webhooks.middleware as never);
+    app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(error);
+      res.status(500).end();
+    });
+    const server = await listen(http.createServer(app));
+    try {
+      expect((await send(server.url, delivery())).status).toBe(500);
+      expect(errors).toEqual([expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/call webhooks\.middleware\(\)/) })]);
+      expect(runs).toHaveLength(0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it.each(['fetchHandler', 'receive', 'verify'] as const)('webhooks.%s taken off its receiver: a TypeError saying to call it on the receiver', async (method) => {
+    const { webhooks, runs } = recordingReceiver();
+    const detached = webhooks[method] as unknown as (input: unknown) => unknown;
+    const { body, headers } = delivery();
+    await expect(async () => detached(method === 'fetchHandler' ? undefined : { rawBody: body, headers })).rejects.toThrow(
+      new RegExp(`webhooks\\.${method} was called without its receiver`),
+    );
+    expect(runs).toHaveLength(0);
+  });
+});
+
