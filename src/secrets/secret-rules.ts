@@ -13,6 +13,9 @@ export function secretProblem(value: unknown): string | undefined {
   if (/^(["'`]).*\1$/s.test(value) && value.length >= 2) {
     return 'is wrapped in quotes, almost always a copy-paste slip (e.g. quotes kept from a .env file): remove them';
   }
+  if (value === 'undefined' || value === 'null') {
+    return `is the text "${value}", which is what an unset environment variable reads as once written into a string (\`\${process.env.NAME}\`): set the variable`;
+  }
   if (value === SECRET_PREFIX) return `is only the "${SECRET_PREFIX}" prefix: paste the whole secret MITPO issued`;
   return undefined;
 }

@@ -21,6 +21,9 @@ describe('new MitpoWebhooks(options) refuses misconfiguration at once', () => {
     ['an empty list of secrets', { secret: [] }, /empty list/],
     ['a padded secret inside a rotation list', { secret: [SECRET, `${SECRET} `] }, /secret\[1\].*whitespace/],
     ['a number as secret', { secret: 42 }, /must be a string/],
+    // Found in a hunt: what an unset variable reads as once written into a string (`${process.env.X}`).
+    ['the text "undefined" as secret', { secret: 'undefined' }, /secret is the text "undefined".*unset environment variable/],
+    ['the text "null" as secret', { secret: 'null' }, /secret is the text "null"/],
     ['a zero tolerance', { secret: SECRET, tolerance: 0 }, /tolerance must be a positive/],
     ['a negative tolerance', { secret: SECRET, tolerance: -5 }, /tolerance/],
     ['a tolerance given as a string', { secret: SECRET, tolerance: '300' }, /tolerance/],
