@@ -191,7 +191,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     if (!Number.isSafeInteger(maxPendingBytes) || maxPendingBytes < 1) {
       throw new TypeError(`mitpo-webhooks/bullmq: maxPendingBytes must be a whole number of bytes (got ${shownValue(maxPendingBytes)})`);
     }
-    if (!isClient(options.connection)) checkIoredisInstalled();
+    if (!isClient(options.connection)) {
+      checkConnectionUrl(options.connection);
+      checkIoredisInstalled();
+    }
     this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
     this.#queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
@@ -578,6 +581,19 @@ function checkIoredisInstalled(): void {
 }
 
 /** Workers block on Redis, so BullMQ needs their commands never to give up. */
+/**
+ * ioredis takes a `url` that is undefined or empty for no URL at all, and connects to
+ * 127.0.0.1:6379 in silence: with `{ url: process.env.REDIS_URL }` and the variable
+ * unset, deliveries would be queued where no worker looks.
+ */
+function checkConnectionUrl(connection: ConnectionOptions): void {
+  if (!('url' in connection)) return;
+  const { url } = connection as { url?: unknown };
+  if (url === undefined) throw new TypeError('mitpo-webhooks/bullmq: connection.url is undefined: is REDIS_URL set?');
+  if (url === '') throw new TypeError('mitpo-webhooks/bullmq: connection.url is empty: is REDIS_URL set?');
+  if (typeof url !== 'string') throw new TypeError(`mitpo-webhooks/bullmq: connection.url must be a Redis URL (got ${shownValue(url)})`);
+}
+
 function workerConnection(connection: ConnectionOptions): ConnectionOptions {
   return isClient(connection) ? connection : { ...connection, maxRetriesPerRequest: null };
 }

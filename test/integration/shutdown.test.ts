@@ -133,6 +133,9 @@ describe('queue options', () => {
 
   it.each([
     [{ connection: undefined }, /connection is required/],
+    // Found in a hunt: ioredis takes these for no URL at all and connects to 127.0.0.1:6379, in silence.
+    [{ connection: { url: undefined } }, /connection\.url is undefined: is REDIS_URL set\?/],
+    [{ connection: { url: '' } }, /connection\.url is empty/],
     [{ name: 'a:b' }, /name must be/],
     [{ attempts: 0 }, /attempts must be/],
     [{ backoff: 100_000 }, /backoff is 100000 seconds/],
