@@ -40,7 +40,8 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 /**
  * Whether text has a character sanitizeText strips: a C0 or C1 control, DEL, an
  * invisible format character (a bidirectional control, a zero-width character, a
- * soft hyphen …), or half of a UTF-16 pair on its own. Used where stripping would
+ * soft hyphen …), another character drawn as nothing (a Hangul filler, a variation
+ * selector), or half of a UTF-16 pair on its own. Used where stripping would
  * change a value's meaning (a secret, an event name), so the value is refused instead.
  */
 export function hasUnprintableCharacters(text: string): boolean {
@@ -48,7 +49,7 @@ export function hasUnprintableCharacters(text: string): boolean {
 }
 
 /** What a refusal says of a value {@link hasUnprintableCharacters} matched, so every command names the same set. */
-export const UNPRINTABLE_CHARACTERS = 'characters that cannot be printed as they are (control, bidirectional, zero-width, or half of a UTF-16 pair)';
+export const UNPRINTABLE_CHARACTERS = 'characters that cannot be printed as they are (control, bidirectional, zero-width, drawn as nothing, or half of a UTF-16 pair)';
 
 /** What `deliveries retry` says of a retried delivery, whatever its queue. */
 export const RETRY_NOTE = 'an operator retried it, so it runs even if its event is older than maxEventAge';

@@ -8,7 +8,8 @@ export const API_KEY = 'mk_test_4f5e6d7c8b9a';
  * - `huge`: 200 with a chunked body of up to 400 MiB, written as the client reads it
  *   (`hugeBytesSent` tells how much went out before the client hung up);
  * - `huge_declared`: 200 with `Content-Length` 400 MiB, then the same stream;
- * - `control_chars`: an error answer, and endpoint fields, full of terminal escapes.
+ * - `control_chars`: an error answer, and endpoint fields, full of terminal escapes (and a
+ *   variation selector past U+FFFF in the signing secret).
  */
 export type ApiMode = 'normal' | 'server_error' | 'malformed' | 'redirect' | 'huge' | 'huge_declared' | 'control_chars' | 'hash_in_secret';
 
@@ -58,7 +59,7 @@ export async function startMitpoApiMock() {
       }
       if (req.method === 'POST') {
         const endpoint = { id: 'whk_ctl', url: body.url, events: body.events, created_at: '2026-03-22T10:00:00Z' };
-        return answer(200, { success: true, data: { ...endpoint, signing_secret: 'whsec_ctl\nEVIL=1' }, request_id: requestId });
+        return answer(200, { success: true, data: { ...endpoint, signing_secret: 'whsec_ctl\nEVIL=1\u{e0100}' }, request_id: requestId });
       }
       return answer(500, { success: false, error: { code: `internal${CONTROL_TEXT}`, message: `Broken ${CONTROL_TEXT}` }, request_id: `req_${CONTROL_TEXT}` });
     }

@@ -530,8 +530,11 @@ describe('mitpo-webhooks endpoints', () => {
     writeFileSync(file, 'PORT=3000\n', { mode: 0o600 });
     const run = await runCli(['endpoints', 'create', '--url', 'https://example.com/h', '--events', 'connection.active', '--write-env', file], { env: env() });
     expect(run.code).toBe(1);
-    expect(run.stdout).toContain('Signing secret (MITPO shows it only now): whsec_ctl\\u000aEVIL=1\n');
-    expect(run.stderr).toBe(`mitpo-webhooks endpoints: the signing secret MITPO returned contains characters that cannot be printed as they are (control, bidirectional, zero-width, or half of a UTF-16 pair): not written to ${file}\n`);
+    // Found in review: a character past U+FFFF was escaped as its first half only, and could not be recovered.
+    expect(run.stdout).toContain('Signing secret (MITPO shows it only now): whsec_ctl\\u{a}EVIL=1\\u{e0100}\n');
+    expect(run.stderr).toBe(
+      `mitpo-webhooks endpoints: the signing secret MITPO returned contains characters that cannot be printed as they are (control, bidirectional, zero-width, drawn as nothing, or half of a UTF-16 pair): not written to ${file}\n`,
+    );
     expect(readFileSync(file, 'utf8')).toBe('PORT=3000\n');
     expect(readdirSync(dir)).toEqual(['.env']);
   });

@@ -125,10 +125,11 @@ function shown(text: string): string {
 /**
  * The signing secret, printed whole since MITPO shows it only once; a character
  * in it that cannot be printed as it is (which no real secret has) is shown as a
- * `\uXXXX` escape rather than sent to the terminal, so the value can still be recovered.
+ * `\u{…}` escape of its code point rather than sent to the terminal, so the value
+ * can still be recovered (a character past U+FFFF, such as a variation selector, whole).
  */
 function escapeUnprintable(text: string): string {
-  return Array.from(text, (c) => (hasUnprintableCharacters(c) ? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}` : c)).join('');
+  return Array.from(text, (c) => (hasUnprintableCharacters(c) ? `\\u{${c.codePointAt(0)!.toString(16)}}` : c)).join('');
 }
 
 // Not in Node's constants on Windows, which has no symbolic-link following to turn off
