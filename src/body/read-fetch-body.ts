@@ -44,8 +44,9 @@ export async function readFetchBody(request: Request, options: BodyReadOptions):
               if ((emptyChunks += 1) > MOST_EMPTY_CHUNKS) throw bodyReadFailed('The request body stream yielded empty chunks without end');
               continue;
             }
-            if (size + chunk.byteLength > limit) throw payloadTooLarge(limit);
+            // Counted before the limit is checked, in the Node reader's order.
             if ((chunks += 1) > mostChunks) throw tooManyChunks(mostChunks);
+            if (size + chunk.byteLength > limit) throw payloadTooLarge(limit);
             if (first === undefined) first = chunk;
             else {
               if (buffer === undefined || size + chunk.byteLength > buffer.byteLength) {
