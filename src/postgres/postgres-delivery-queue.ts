@@ -208,7 +208,9 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
       this.enqueueTimeoutMs,
       () => new Error(`Postgres did not commit the delivery within ${this.enqueueTimeoutMs / 1000} s`),
       () => (answer.given = true),
-    );
+    ).catch((error: unknown) => {
+      throw notMigratedSaid(error, this.schema);
+    });
   }
 
   /**
@@ -421,7 +423,7 @@ class PostgresWorker implements DeliveryWorker {
       } catch (error) {
         // Postgres unreachable, or a query refused (a schema not migrated, a missing grant): the next poll
         // tries again. A run close() left behind fails on its closed client: nothing is tried again then.
-        if (!this.closing) this.trouble(error);
+        if (!this.closing) this.trouble(notMigratedSaid(error, this.schema));
       }
       if (took || this.closing) continue;
       if (this.listener === undefined) void this.listen();
@@ -782,6 +784,19 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
  * place of a COMMIT that landed. A cancel (57014) cannot undo a COMMIT that
  * landed: one cancelled did not commit.
  */
+/**
+ * A queue used before `migrate()` (or given another schema's name) fails on a table or
+ * schema that is not there (42P01, 3F000): said with the fix, the error kept as the cause.
+ */
+function notMigratedSaid(error: unknown, schema: string): unknown {
+  const state = sqlStateOf(error);
+  if (state !== '42P01' && state !== '3F000') return error;
+  return new Error(
+    `the queue's tables are not in schema "${schema}": run queue.migrate(), or npx mitpo-webhooks migrate --postgres <url> --schema ${schema} (${(error as Error).message})`,
+    { cause: error },
+  );
+}
+
 function refusedByPostgres(error: unknown): boolean {
   const state = sqlStateOf(error);
   return state !== undefined && !state.startsWith('08') && !state.startsWith('57P');

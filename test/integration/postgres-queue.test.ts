@@ -666,6 +666,21 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(String((errors[0]!.record.err as Error).message)).toContain('started');
   });
 
+  // Found in a hunt: a queue used before migrate() said only that a relation did not exist.
+  it('names migrate() when the queue is used before its tables were made, in the answer\'s cause and in the worker\'s trouble', async () => {
+    const errors: Array<{ record: Record<string, unknown>; message: string }> = [];
+    const logger = { debug() {}, info() {}, warn() {}, error: (record: Record<string, unknown>, message: string) => void errors.push({ record, message }) };
+    const webhooks = receiver({ schema: `${schema}_never_migrated`, pollInterval: 0.05 }, { logger });
+    const causes: string[] = [];
+    webhooks.onFailure((error) => causes.push(String((error.cause as Error | undefined)?.message)));
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(503);
+    expect(causes).toEqual([expect.stringContaining(`run queue.migrate(), or npx mitpo-webhooks migrate --postgres <url> --schema ${schema}_never_migrated`)]);
+    webhooks.startWorker();
+    await waitFor(() => errors.some(({ message }) => message.includes('could not take or settle')));
+    const trouble = errors.find(({ message }) => message.includes('could not take or settle'))!;
+    expect(String((trouble.record.err as Error).message)).toContain('run queue.migrate()');
+  });
+
   // Found in review: a run close() left behind failed on its closed client after close() returned, and that was logged as a stuck worker.
   it('logs no worker trouble for a run that close() left behind', async () => {
     const errors: string[] = [];
