@@ -1,4 +1,4 @@
-import { bodyAlreadyParsed, payloadTooLarge } from './body/body-errors';
+import { bodyAlreadyParsed, payloadTooLarge, rawBodyGivenAsBody } from './body/body-errors';
 import { bodyBytesOf } from './body/body-bytes';
 import { toDeliveryHeaders, type WebhookHeaders } from './headers/delivery-headers';
 import type { DeliveryRequest } from './pipeline/verified';
@@ -18,9 +18,14 @@ export function requestFromInput(input: DeliveryInput | undefined): DeliveryRequ
     headers: toDeliveryHeaders(input?.headers),
     readBody({ limit }) {
       const bytes = bodyBytesOf(input?.rawBody);
-      if (bytes === undefined) return Promise.reject(bodyAlreadyParsed('receive'));
+      if (bytes === undefined) return Promise.reject(givenBody(input) ? rawBodyGivenAsBody() : bodyAlreadyParsed('receive'));
       if (bytes.byteLength > limit) return Promise.reject(payloadTooLarge(limit));
       return Promise.resolve(bytes);
     },
   };
+}
+
+/** `{ body, headers }` where `{ rawBody, headers }` was meant: a slip of the caller's, not a parser's. */
+function givenBody(input: DeliveryInput | undefined): boolean {
+  return typeof input === 'object' && input !== null && input.rawBody === undefined && 'body' in input;
 }

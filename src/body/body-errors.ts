@@ -41,6 +41,14 @@ export function bodyAlreadyParsed(where: BodySource): WebhookVerificationError {
   return new WebhookVerificationError('body_already_parsed', KEEP_RAW_BODY[where]);
 }
 
+/** `receive()` given `{ body }` in place of `{ rawBody }`. */
+export function rawBodyGivenAsBody(): WebhookVerificationError {
+  return new WebhookVerificationError(
+    'body_already_parsed',
+    'receive() takes the raw body as rawBody, and was given body: pass { rawBody, headers }, the bytes exactly as received',
+  );
+}
+
 /** The refusal of a body past the limit, the same wherever the limit was found out. */
 export function payloadTooLarge(limit: number): WebhookVerificationError {
   return new WebhookVerificationError('payload_too_large', `The body is larger than the limit of ${limit} bytes`);

@@ -350,6 +350,17 @@ describe('receive()', () => {
     expect(handled).toEqual(['warn', 'error']);
   });
 
+  // Found in a hunt: receive({ body }) was told the framework had parsed the body, where the key was the slip.
+  it('names rawBody when receive() is given body instead', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const answer = await webhooks.receive({ body, headers } as never);
+    expect(answer).toMatchObject({
+      status: 500,
+      body: { error: { code: 'body_already_parsed', message: 'receive() takes the raw body as rawBody, and was given body: pass { rawBody, headers }, the bytes exactly as received' } },
+    });
+  });
+
   it('answers 200 when the handlers succeeded even if the store cannot record it, and says so in the log', async () => {
     const error = jest.fn();
     const store = spyStore();
