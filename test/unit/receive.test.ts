@@ -361,36 +361,26 @@ describe('receive()', () => {
     });
   });
 
-  it('answers 200 when the handlers succeeded even if the store cannot record it, and says so in the log', async () => {
+  it.each([
+    ['200 when the handlers succeeded even if the store cannot record it', 'complete', false, 200, 'could not mark a handled delivery as done'],
+    ['500 when the handlers failed even if the store cannot release the claim', 'release', true, 500, 'could not release a failed delivery'],
+  ] as const)('answers %s, and says so in the log with its code', async (_what, failing, handlerFails, status, said) => {
     const error = jest.fn();
     const store = spyStore();
-    store.complete = async () => {
+    store[failing] = async () => {
       throw new Error('READONLY');
     };
     const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error } });
+    if (handlerFails) {
+      webhooks.onAny(() => {
+        throw new Error('the app is down');
+      });
+    }
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(status);
     expect(error).toHaveBeenCalledWith(
       expect.objectContaining({ code: 'replay_store_unavailable', err: expect.objectContaining({ message: 'READONLY' }) }),
-      expect.stringContaining('could not mark a handled delivery as done'),
-    );
-  });
-
-  it('answers 500 when the handlers failed even if the store cannot release the claim, and logs it with its code', async () => {
-    const error = jest.fn();
-    const store = spyStore();
-    store.release = async () => {
-      throw new Error('READONLY');
-    };
-    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { debug: jest.fn(), info: jest.fn(), warn: jest.fn(), error } });
-    webhooks.onAny(() => {
-      throw new Error('the app is down');
-    });
-    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(500);
-    expect(error).toHaveBeenCalledWith(
-      expect.objectContaining({ code: 'replay_store_unavailable', err: expect.objectContaining({ message: 'READONLY' }) }),
-      expect.stringContaining('could not release a failed delivery'),
+      expect.stringContaining(said),
     );
   });
 
