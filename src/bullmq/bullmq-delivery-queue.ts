@@ -425,6 +425,15 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const thenPaused = outcomesRecorded.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
         await withTimeout(Promise.race([paused, thenPaused]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
+        // pause() reconnects BullMQ's blocking connection as it ends, which may be after
+        // close(true) closed it; so once it has ended (or in enqueueTimeout, if a hung
+        // Redis holds it), whatever connection is left is dropped; and again if it ends
+        // later, once a job left running above has ended.
+        const backend = worker.getBackend();
+        const dropLeft = () => dropLeftConnections([...(isClient(this.#connection) ? [] : [backend.client]), backend.blockingClient], this.enqueueTimeoutMs);
+        await withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
+        await dropLeft();
+        void paused.then(dropLeft, () => undefined);
       },
     };
   }
@@ -438,9 +447,29 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   }
 
   async close(): Promise<void> {
-    // A connection that never came up is dropped at once; a live one is quit.
-    // (disconnect() would wait for a connection that may never come.)
+    // BullMQ drops a connection that never came up at once, and quits a live one.
     await withTimeout(this.#queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
+    // An app's own client is the app's to close.
+    if (!isClient(this.#connection)) await dropLeftConnections([this.#queue.getBackend().client], this.enqueueTimeoutMs);
+  }
+}
+
+/**
+ * Drops the ioredis connections that outlived BullMQ's close(). BullMQ counts a
+ * connection ended when QUIT fails or times out, and a worker may reconnect its
+ * blocking connection as it closes, so a hung Redis leaves a socket open, and one
+ * that went away a connection reconnecting for ever: either keeps the process
+ * from exiting. ioredis' disconnect() stops the reconnecting, and destroys a
+ * socket the server has not closed within its disconnectTimeout.
+ */
+async function dropLeftConnections(clients: Array<Promise<unknown> | undefined>, ms: number): Promise<void> {
+  for (const pending of clients) {
+    const client = (await withTimeout(pending ?? Promise.resolve(), ms, () => new Error('timeout')).catch(() => undefined)) as
+      | { status?: unknown; stream?: { destroyed: boolean }; disconnect(): void }
+      | undefined;
+    // node-redis clients (no status) are left to BullMQ, as are connections truly ended.
+    if (typeof client?.status !== 'string' || (client.status === 'end' && client.stream?.destroyed !== false)) continue;
+    client.disconnect();
   }
 }
 

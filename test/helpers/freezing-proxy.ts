@@ -55,6 +55,8 @@ export async function freezingProxy(target: string) {
     restore: () => void (dropped = false),
     /** Connections refused since the proxy was made. */
     refused: () => refused,
+    /** Connections open through the proxy now (a client that let go of its socket has none). */
+    open: () => pairs.size,
     close: async () => {
       for (const { client, upstream } of pairs) {
         client.destroy();

@@ -377,6 +377,46 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
+  // Found when CI hung: BullMQ's close() quits, and a hung Redis never answers QUIT, so the
+  // connection stayed open after close() gave up on it, and the process could not exit.
+  it('close(): lets go of every connection to a hung Redis, so that the process can exit', async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    try {
+      const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.2 });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      webhooks.startWorker();
+      await waitFor(() => proxy.open() >= 3);
+      proxy.freeze();
+      await webhooks.close({ timeout: 1 });
+      await waitFor(() => proxy.open() === 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('close(): lets go of every connection once a job that outlived its timeout ends, so that the process can exit', async () => {
+    const proxy = await freezingProxy(REDIS_URL!);
+    try {
+      const webhooks = receiver({ connection: { url: proxy.url } });
+      const started = deferred();
+      const finish = deferred();
+      webhooks.onAny(async () => {
+        started.resolve();
+        await finish.promise;
+      });
+      webhooks.startWorker();
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      await started.promise;
+      await webhooks.close({ timeout: 0.1 });
+      finish.resolve();
+      await waitFor(() => proxy.open() === 0);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   // Found by a hunt: BullMQ waits for its first connection with no timeout, so the delivery
   // kept its bytes counted and was queued once Redis came up, after its 503.
   (redisServerInstalled() ? it : it.skip)('holds nothing for a delivery answered 503 before Redis was first reached, and never queues it later', async () => {
