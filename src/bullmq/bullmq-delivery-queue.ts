@@ -425,15 +425,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const thenPaused = outcomesRecorded.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
         await withTimeout(Promise.race([paused, thenPaused]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-        // pause() reconnects BullMQ's blocking connection as it ends, which may be after
-        // close(true) closed it; so once it has ended (or in enqueueTimeout, if a hung
-        // Redis holds it), whatever connection is left is dropped; and again if it ends
-        // later, once a job left running above has ended.
         const backend = worker.getBackend();
-        const dropLeft = () => dropLeftConnections([...(isClient(this.#connection) ? [] : [backend.client]), backend.blockingClient], this.enqueueTimeoutMs);
-        await withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-        await dropLeft();
-        void paused.then(dropLeft, () => undefined);
+        await dropConnections([...(isClient(this.#connection) ? [] : [backend.client]), backend.blockingClient], this.enqueueTimeoutMs);
       },
     };
   }
@@ -450,26 +443,32 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
     // BullMQ drops a connection that never came up at once, and quits a live one.
     await withTimeout(this.#queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
     // An app's own client is the app's to close.
-    if (!isClient(this.#connection)) await dropLeftConnections([this.#queue.getBackend().client], this.enqueueTimeoutMs);
+    if (!isClient(this.#connection)) await dropConnections([this.#queue.getBackend().client], this.enqueueTimeoutMs);
   }
 }
 
 /**
- * Drops the ioredis connections that outlived BullMQ's close(). BullMQ counts a
- * connection ended when QUIT fails or times out, and a worker may reconnect its
- * blocking connection as it closes, so a hung Redis leaves a socket open, and one
- * that went away a connection reconnecting for ever: either keeps the process
- * from exiting. ioredis' disconnect() stops the reconnecting, and destroys a
- * socket the server has not closed within its disconnectTimeout.
+ * Drops the connections BullMQ opened, now and whenever one comes back, once its
+ * close() has had its time. Its QUIT is never answered by a hung Redis (the socket
+ * stays open), and the pause() our worker close began reconnects the blocking
+ * connection when it ends, which may be long after close() (a hung Redis, a job
+ * left running): either keeps the process from exiting, reconnecting every 20 s
+ * for ever once Redis is gone. ioredis' disconnect() stops the reconnecting, and
+ * destroys a socket the server has not closed within its disconnectTimeout; a
+ * connection being dropped has no error left to report.
  */
-async function dropLeftConnections(clients: Array<Promise<unknown> | undefined>, ms: number): Promise<void> {
+async function dropConnections(clients: Array<Promise<unknown> | undefined>, ms: number): Promise<void> {
   for (const pending of clients) {
     const client = (await withTimeout(pending ?? Promise.resolve(), ms, () => new Error('timeout')).catch(() => undefined)) as
-      | { status?: unknown; stream?: { destroyed: boolean }; disconnect(): void }
+      | { status?: unknown; stream?: { destroyed: boolean }; disconnect(): void; on(event: string, listener: () => void): unknown }
       | undefined;
-    // node-redis clients (no status) are left to BullMQ, as are connections truly ended.
-    if (typeof client?.status !== 'string' || (client.status === 'end' && client.stream?.destroyed !== false)) continue;
-    client.disconnect();
+    if (typeof client?.status !== 'string' || typeof client.on !== 'function') continue;
+    const drop = () => {
+      if (client.status !== 'end' || client.stream?.destroyed === false) client.disconnect();
+    };
+    drop();
+    for (const event of ['connect', 'reconnecting']) client.on(event, drop);
+    client.on('error', () => undefined);
   }
 }
 
