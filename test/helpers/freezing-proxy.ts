@@ -9,20 +9,24 @@ import type { AddressInfo } from 'node:net';
  * left the old connections open and silent. `drop()` closes every connection and
  * refuses new ones (counting them) until `restore()`, as a server that went away.
  */
-export async function freezingProxy(target: string) {
+export async function freezingProxy(target: string, { answersClose = true } = {}) {
   const { hostname, port } = new URL(target);
   let frozen = false;
   let dropped = false;
   let refused = 0;
-  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; cut: boolean }>();
-  const server = net.createServer((client) => {
+  let accepted = 0;
+  const pairs = new Set<{ client: net.Socket; upstream: net.Socket; cut: boolean; letGo: boolean }>();
+  // With answersClose false, a client's close goes unanswered while frozen, as a hung
+  // server's kernel acknowledges it and the server never closes its side.
+  const server = net.createServer({ allowHalfOpen: !answersClose }, (client) => {
     if (dropped) {
       refused += 1;
       client.destroy();
       return;
     }
+    accepted += 1;
     const upstream = net.connect(Number(port), hostname);
-    const pair = { client, upstream, cut: false };
+    const pair = { client, upstream, cut: false, letGo: false };
     pairs.add(pair);
     const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk) => (frozen || pair.cut ? undefined : to.write(chunk)));
     forward(client, upstream);
@@ -32,6 +36,10 @@ export async function freezingProxy(target: string) {
       client.destroy();
       upstream.destroy();
     };
+    client.on('end', () => {
+      pair.letGo = true;
+      if (!answersClose && !frozen) client.end();
+    });
     client.on('close', close).on('error', close);
     upstream.on('close', close).on('error', close);
   });
@@ -55,8 +63,10 @@ export async function freezingProxy(target: string) {
     restore: () => void (dropped = false),
     /** Connections refused since the proxy was made. */
     refused: () => refused,
-    /** Connections open through the proxy now (a client that let go of its socket has none). */
-    open: () => pairs.size,
+    /** Connections accepted (and passed on) since the proxy was made. */
+    accepted: () => accepted,
+    /** Connections open through the proxy now, not counting those whose client has closed its side. */
+    open: () => [...pairs].filter((pair) => !pair.letGo).length,
     close: async () => {
       for (const { client, upstream } of pairs) {
         client.destroy();

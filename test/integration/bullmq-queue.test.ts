@@ -378,17 +378,21 @@ describeRedis('queued processing on BullMQ', () => {
   });
 
   // Found when CI hung: BullMQ's close() quits, and a hung Redis never answers QUIT, so the
-  // connection stayed open after close() gave up on it, and the process could not exit.
+  // connection stayed open after close() gave up on it, and the process could not exit. Found
+  // in review: pause() reconnected the worker's blocking connection after that, for good.
   it('close(): lets go of every connection to a hung Redis, so that the process can exit', async () => {
-    const proxy = await freezingProxy(REDIS_URL!);
+    const proxy = await freezingProxy(REDIS_URL!, { answersClose: false });
     try {
       const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.2 });
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
       webhooks.startWorker();
       await waitFor(() => proxy.open() >= 3);
+      const accepted = proxy.accepted();
       proxy.freeze();
       await webhooks.close({ timeout: 1 });
+      // BullMQ's pause() comes back with a connection once the one it closed has ended.
+      await waitFor(() => proxy.accepted() > accepted);
       await waitFor(() => proxy.open() === 0);
     } finally {
       await proxy.close();
