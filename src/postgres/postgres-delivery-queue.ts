@@ -778,13 +778,6 @@ function deliveryOf(row: DeliveryRow): QueuedDelivery {
 }
 
 /**
- * Whether Postgres refused a statement itself, so a COMMIT did not commit: a
- * SQLSTATE, other than a connection's failure (08) or an end of the session
- * (57P01 to 57P05: an operator's, a crash's, a shutdown's), which can come in
- * place of a COMMIT that landed. A cancel (57014) cannot undo a COMMIT that
- * landed: one cancelled did not commit.
- */
-/**
  * A queue used before `migrate()` (or given another schema's name) fails on a table or
  * schema that is not there (42P01, 3F000): said with the fix, the error kept as the cause.
  */
@@ -797,6 +790,13 @@ function notMigratedSaid(error: unknown, schema: string): unknown {
   );
 }
 
+/**
+ * Whether Postgres refused a statement itself, so a COMMIT did not commit: a
+ * SQLSTATE, other than a connection's failure (08) or an end of the session
+ * (57P01 to 57P05: an operator's, a crash's, a shutdown's), which can come in
+ * place of a COMMIT that landed. A cancel (57014) cannot undo a COMMIT that
+ * landed: one cancelled did not commit.
+ */
 function refusedByPostgres(error: unknown): boolean {
   const state = sqlStateOf(error);
   return state !== undefined && !state.startsWith('08') && !state.startsWith('57P');
