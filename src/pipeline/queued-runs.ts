@@ -210,7 +210,8 @@ export class QueuedRuns {
       } catch {
         // An ordering.key that throws leaves nothing to keep; the dead letter is reported all the same.
       }
-      this.deadLetter(event, ctx, died);
+      // Told as the last run that started: this take runs nothing, so it is not an attempt.
+      this.deadLetter(event, { ...ctx, attempt: attempt - 1 }, died);
       throw died;
     }
     const turn = await this.turnOf(event, takeTurn, ctx, lastAttempt);
