@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { WebhookResponseBody } from '../answers';
+import { checkOptionKeys } from '../option-keys';
 import { signedDelivery, type SignedDelivery, type SignedDeliveryOptions } from './signed-delivery';
 
 /** Where to send: a URL, an `http.Server` (listening or not), or a request listener such as an Express app. */
@@ -41,6 +42,7 @@ export async function sendDelivery(
   delivery: SignedDelivery | SignedDeliveryOptions<string>,
   options: SendDeliveryOptions = {},
 ): Promise<DeliveryResult> {
+  checkOptionKeys(options, 'sendDelivery()', ['path']);
   const built = 'body' in delivery && 'headers' in delivery ? delivery : signedDelivery(delivery);
   const path = options.path ?? '/webhooks/mitpo';
   if (typeof target === 'string' || target instanceof URL) {

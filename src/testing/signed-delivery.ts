@@ -1,4 +1,5 @@
 import type { MitpoEventName, MitpoEventOf } from '../events/schemas';
+import { checkOptionKeys } from '../option-keys';
 import { sign } from '../signature/sign';
 import { sampleData } from './sample-data';
 
@@ -36,12 +37,15 @@ export interface SignedDelivery {
  * with fresh ids; with `data` (and fixed moments) the body is the same on every call.
  *
  * @throws TypeError on an unusable secret (empty, padded, quoted, or only `whsec_`;
- *   the message never contains it), an invalid moment, or an event name no HTTP header can carry
+ *   the message never contains it), an invalid moment, an event name no HTTP header can
+ *   carry, or an option name it does not know
  * @example
  * const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret });
  * await request(app).post('/webhooks/mitpo').set(headers).send(body).expect(200);
  */
 export function signedDelivery<N extends string>(options: SignedDeliveryOptions<N>): SignedDelivery {
+  // A misspelt moment (`timestmap`) would otherwise sign a delivery sent now, and the test pass for the wrong reason.
+  checkOptionKeys(options, 'signedDelivery', SIGNED_DELIVERY_OPTIONS);
   const { event, secret } = options;
   if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
   // It is the X-MITPO-Event header too: a name no header can carry made a delivery that no client could send.
@@ -61,6 +65,8 @@ export function signedDelivery<N extends string>(options: SignedDeliveryOptions<
     },
   };
 }
+
+const SIGNED_DELIVERY_OPTIONS = ['event', 'data', 'secret', 'timestamp', 'sentAt'];
 
 /** What an HTTP header value carries (Fetch's ByteString, Node's check): Latin-1 without control characters. */
 const HEADER_TEXT = /^[\x20-\x7e\x80-\xff]+$/;
