@@ -70,6 +70,11 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
     checkOptionKeys(options, 'startWorker()', ['concurrency', 'trace']);
     const { trace = 'link', ...queueOptions } = options;
     if (trace !== 'link' && trace !== 'child') throw new TypeError(`mitpo-webhooks: startWorker() trace must be 'link' or 'child' (got ${shownValue(trace)})`);
+    // Checked here, for every queue: MemoryDeliveryQueue ignored it, so a test passed with a setting production refused.
+    const { concurrency = 1 } = queueOptions;
+    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
+      throw new TypeError(`mitpo-webhooks: startWorker() concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
+    }
     const worker = queue.startWorker((run) => this.nodePipeline.processQueued(run, trace), queueOptions, (error) => this.nodePipeline.failures.workerTrouble(error));
     this.workers.add(worker);
     return {

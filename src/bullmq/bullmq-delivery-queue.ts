@@ -290,9 +290,6 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      throw new TypeError(`mitpo-webhooks/bullmq: concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
-    }
     // Jobs found tampered with: removed once BullMQ has failed them (a running job is locked).
     const tampered = new Set<string>();
     let closing = false;

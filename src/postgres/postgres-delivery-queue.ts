@@ -252,9 +252,6 @@ export class PostgresDeliveryQueue implements DeliveryQueue {
 
   startWorker(processor: QueuedDeliveryProcessor, options: WorkerOptions, trouble: (error: unknown) => void = () => undefined): DeliveryWorker {
     const { concurrency = 1 } = options;
-    if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
-      throw new TypeError(`mitpo-webhooks/postgres: concurrency must be a whole number from 1 (got ${shownValue(concurrency)})`);
-    }
     // The worker's listener keeps one client for good: with one in all, no run could ever start.
     const poolSize = (this.#pool as { options?: { max?: unknown } }).options?.max;
     if (typeof poolSize === 'number' && poolSize < 2) {

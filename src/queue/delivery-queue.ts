@@ -99,7 +99,7 @@ export type QueuedDeliveryProcessor = (run: QueuedRun) => Promise<void>;
 
 /** Options of a worker. */
 export interface WorkerOptions {
-  /** How many deliveries this worker handles at once. Default 1. */
+  /** How many deliveries this worker handles at once, a whole number from 1 (the receiver checks it). Default 1. */
   concurrency?: number | undefined;
   /**
    * How a run's `mitpo.webhook.process` span relates to the delivery's receive

@@ -157,6 +157,11 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     expect(() => new MemoryDeliveryQueue({ attempts: 0 })).toThrow(TypeError);
     expect(() => new MemoryDeliveryQueue({ backoff: 10_000_000 })).toThrow(/seconds/);
   });
+
+  it.each([0, -1, 1.5, '2', Number.NaN])('refuses a worker concurrency of %p, as BullMQ and Postgres do, where a test passed with a setting production refuses', (concurrency) => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new MemoryDeliveryQueue() });
+    expect(() => webhooks.startWorker({ concurrency: concurrency as number })).toThrow(/mitpo-webhooks: startWorker\(\) concurrency must be a whole number from 1/);
+  });
 });
 
 describe('what a queue worker runs', () => {
