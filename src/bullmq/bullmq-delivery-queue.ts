@@ -41,8 +41,9 @@ export interface BullMQDeliveryQueueOptions {
   enqueueTimeout?: number | undefined;
   /**
    * Seconds a worker holds a running delivery without renewing it; a worker that
-   * died is noticed this long after, and its delivery run by another (up to
-   * `attempts` times; past that the job is kept among the failed ones). Set by the
+   * died has its delivery run by another two to three times this long after, once
+   * BullMQ's checks for stalled jobs (one every `lockDuration`) find the lock gone (up
+   * to `attempts` times; past that the job is kept among the failed ones). Set by the
    * workers. Default 30.
    */
   lockDuration?: number | undefined;
