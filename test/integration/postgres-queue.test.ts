@@ -35,7 +35,8 @@ describe('PostgresDeliveryQueue options (no database needed)', () => {
   });
 
   it('is a TypeError to start a worker with a concurrency below 1', () => {
-    expect(() => new PostgresDeliveryQueue({ pool }).startWorker(() => Promise.resolve(), { concurrency: 0 })).toThrow(/concurrency/);
+    const webhooks = new MitpoWebhooks({ secret: 'whsec_options', queue: new PostgresDeliveryQueue({ pool }) });
+    expect(() => webhooks.startWorker({ concurrency: 0 })).toThrow(/concurrency must be a whole number from 1/);
   });
 
   // Found by a hunt: with `max: 1` the worker's listener took the only client for good, and
