@@ -1,3 +1,6 @@
+/// <reference types="node" preserve="true" />
+// Its types use Node's (Buffer, node:http, fetch's Request and Headers), and TypeScript 6
+// puts @types/node in a program only when asked: this entry asks, so apps need not.
 export { MitpoWebhooks } from './mitpo-webhooks';
 export type { WebhookLogger } from './options';
 export type { MiddlewareOptions, ConnectMiddleware } from './adapters/connect-middleware';
