@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { MITPO_EVENT_NAMES } from '../events/schemas';
+import { MITPO_EVENT_NAMES, type MitpoEventName } from '../events/schemas';
 
 /** A registered webhook endpoint, as `GET /v1/webhooks` lists it. */
 export const webhookEndpointSchema = z.looseObject({
@@ -22,7 +22,7 @@ export function apiEnvelope<D extends z.ZodType>(data: D) {
 export const createWebhookEndpointInputSchema = z.object({
   url: z.url({ protocol: /^https$/, error: 'url must be an https:// URL (MITPO delivers webhooks over HTTPS only)' }),
   events: z
-    .array(z.enum(MITPO_EVENT_NAMES as [string, ...string[]], { error: `each event must be one of ${MITPO_EVENT_NAMES.join(', ')}` }))
+    .array(z.enum(MITPO_EVENT_NAMES as [MitpoEventName, ...MitpoEventName[]], { error: `each event must be one of ${MITPO_EVENT_NAMES.join(', ')}` }))
     .min(1, { error: 'events must name at least one event type' }),
 });
 
