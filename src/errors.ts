@@ -57,8 +57,11 @@ export const WEBHOOK_ERROR_CODES = Object.keys(STATUS_BY_CODE) as WebhookErrorCo
  */
 export class WebhookVerificationError extends Error {
   override readonly name = 'WebhookVerificationError';
+  /** Which check refused the delivery, a stable code (docs/checks-and-codes.md). */
   readonly code: WebhookErrorCode;
+  /** The HTTP status the receiver answers with for this code. */
   readonly status: number;
+  /** The same as `status`, under the name Express's and Koa's error handlers read. */
   readonly statusCode: number;
   /** Express's final handler shows `message` to the client only when this is true; our messages are safe to show. */
   readonly expose: boolean;

@@ -7,6 +7,7 @@
  */
 export class MitpoApiError extends Error {
   override readonly name = 'MitpoApiError';
+  /** MITPO's error code, or one of this client's listed above. */
   readonly code: string;
   /** The HTTP status, when MITPO answered at all. */
   readonly status: number | undefined;

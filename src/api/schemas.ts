@@ -26,6 +26,9 @@ export const createWebhookEndpointInputSchema = z.object({
     .min(1, { error: 'events must name at least one event type' }),
 });
 
+/** A registered webhook endpoint: `id`, `url`, `events`, `created_at`, and whatever else MITPO sends. */
 export type WebhookEndpoint = z.infer<typeof webhookEndpointSchema>;
+/** A new endpoint, with the `signing_secret` MITPO shows only this once. */
 export type CreatedWebhookEndpoint = z.infer<typeof createdWebhookEndpointSchema>;
+/** What `create()` takes: an `https://` `url`, and at least one of MITPO's event names. */
 export type CreateWebhookEndpointInput = z.infer<typeof createWebhookEndpointInputSchema>;

@@ -138,7 +138,9 @@ return 0
  * webhooks.startWorker({ concurrency: 10 });
  */
 export class BullMQDeliveryQueue implements DeliveryQueue {
+  /** The BullMQ queue's name, as given (default `mitpo-webhooks`). */
   readonly name: string;
+  /** Runs of a delivery in all, the first included, before it is a dead letter. */
   readonly attempts: number;
   readonly keepsOrder = true;
   // Private fields, not TypeScript's `private` (ordinary properties at run time): the connection,

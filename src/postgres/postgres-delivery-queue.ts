@@ -130,7 +130,9 @@ function endedByHandlers(error: unknown, savepointGone = false): unknown {
  * webhooks.startWorker({ concurrency: 10 });
  */
 export class PostgresDeliveryQueue implements DeliveryQueue {
+  /** The schema that holds the queue's tables, as given (default `mitpo_webhooks`). */
   readonly schema: string;
+  /** Runs of a delivery in all, the first included, before it is a dead letter. */
   readonly attempts: number;
   readonly keepsOrder = true;
   // A private field, not TypeScript's `private` (an ordinary property at run time): pg keeps the

@@ -50,6 +50,7 @@ interface Applied {
  * new MitpoWebhooks({ secret, replay: new MemoryReplayStore({ maxEntries: 50_000 }) });
  */
 export class MemoryReplayStore implements ReplayStore {
+  /** The most handled keys kept, and apart from them the most claims held at once. */
   readonly maxEntries: number;
   /** Handled keys, and until when each answers `done`. */
   private readonly handled: OldestFirst<number>;

@@ -72,6 +72,7 @@ interface Job {
  * expect(queue.deadLetters()).toEqual([]);
  */
 export class MemoryDeliveryQueue implements DeliveryQueue {
+  /** Runs of a delivery in all, the first included, before it is a dead letter. */
   readonly attempts: number;
   private readonly backoffMs: number;
   private readonly jobs = new Map<string, Job>();
