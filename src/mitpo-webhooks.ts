@@ -59,7 +59,8 @@ export class MitpoWebhooks extends WebhooksCore<Buffer> {
    *
    * @param options - `concurrency`: deliveries handled at once (default 1); `trace`: `'link'`
    *   (default) or `'child'`, how the run's span relates to the delivery's receive span
-   * @throws TypeError without a `queue`, or once `close()` was called
+   * @throws TypeError without a `queue`, once `close()` was called, on an unknown option, a
+   *   `concurrency` that is not a whole number from 1, or a `trace` other than those two
    * @example
    * const worker = webhooks.startWorker({ concurrency: 10 });
    */

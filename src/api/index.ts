@@ -1,5 +1,5 @@
 /// <reference types="node" preserve="true" />
-// Its types use Node's: see src/index.ts.
+// Its types use fetch's, which a Node project has from @types/node: see src/index.ts.
 export { WebhookEndpointsClient, type WebhookEndpointsClientOptions } from './webhook-endpoints-client';
 export { MitpoApiError } from './mitpo-api-error';
 export {

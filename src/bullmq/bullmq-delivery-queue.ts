@@ -19,7 +19,7 @@ import {
 } from '../queue/delivery-queue';
 import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
-import { deferralsOf, runsSoFar, startedRuns } from './started-runs';
+import { attemptsRun, deferralsOf, runsSoFar, startedRuns } from './started-runs';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { resourceKeys, staleAnswer } from '../redis/resource-keys';
@@ -315,9 +315,10 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       // A run whose worker died counts: a handler that kills its worker runs at most
       // `attempts` times, and then the delivery is reported as a dead letter.
       const started = startedRuns(job);
-      const attempt = Math.max(runsSoFar(job), job.attemptsMade + 1);
       const attempts = job.opts.attempts ?? 1;
-      const lastAttempt = attempt >= attempts;
+      const exhausted = started > attempts;
+      const attempt = exhausted ? attemptsRun(job, attempts) : Math.max(runsSoFar(job), job.attemptsMade + 1);
+      const lastAttempt = exhausted || attempt >= attempts;
       const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
       try {
         await processor({
@@ -326,7 +327,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
           queuedAt: job.timestamp,
           attempt,
           lastAttempt,
-          ...(started > attempts && { exhausted: true }),
+          ...(exhausted && { exhausted: true }),
           takeTurn: (order) => turn.take(order),
           // The applied position is recorded once the handlers succeeded, as the run's
           // completion: a failure to record it fails the run, and is reported as one.

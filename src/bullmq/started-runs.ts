@@ -27,6 +27,16 @@ export function runsSoFar(job: Pick<Job, 'attemptsStarted' | 'data'>): number {
   return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry) + startedRuns(job);
 }
 
+/**
+ * The runs that counted as attempts ({@link runsSoFar}), at most `attempts` since the
+ * last reset: a start after the last attempt (BullMQ counts it) runs nothing and
+ * only reports the dead letter, so the dead letter, `deliveries show` and the run
+ * after an operator's retry count on from the last run, not from it.
+ */
+export function attemptsRun(job: Pick<Job, 'attemptsStarted' | 'data'>, attempts: number): number {
+  return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry) + Math.min(startedRuns(job), attempts);
+}
+
 /** A count of runs BullMQ read from Redis, which is not trusted: anything but a whole number from 0 is 0. */
 export function runsOf(stored: unknown): number {
   return typeof stored === 'number' && Number.isSafeInteger(stored) && stored >= 0 ? stored : 0;

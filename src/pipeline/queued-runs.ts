@@ -202,7 +202,7 @@ export class QueuedRuns {
       return this.moved(moving, enqueueHere ?? this.queue.enqueue.bind(this.queue), event, ctx, lastAttempt, complete);
     }
     if (exhausted === true) {
-      const died = new WorkersDied(`Every one of its ${attempt - 1} attempts started and none was recorded as finished: the workers running it died, or lost the queue's store before recording the outcome`);
+      const died = new WorkersDied(`Every one of its ${attempt} attempts started and none was recorded as finished: the workers running it died, or lost the queue's store before recording the outcome`);
       // Its resource's position is kept as long as the dead letter, as for a run that failed
       // holding its turn: an operator may retry it after maxEventAge.
       try {
@@ -210,8 +210,7 @@ export class QueuedRuns {
       } catch {
         // An ordering.key that throws leaves nothing to keep; the dead letter is reported all the same.
       }
-      // Told as the last run that started: this take runs nothing, so it is not an attempt.
-      this.deadLetter(event, { ...ctx, attempt: attempt - 1 }, died);
+      this.deadLetter(event, ctx, died);
       throw died;
     }
     const turn = await this.turnOf(event, takeTurn, ctx, lastAttempt);

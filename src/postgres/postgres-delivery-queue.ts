@@ -72,8 +72,8 @@ interface DeliveryRow {
  * that counts its start and the transaction that locks it for its run: a
  * millisecond or so, unless the worker's event loop is held up (a long GC
  * pause, synchronous work in another run). A worker that dies before its run
- * ends leaves its delivery waiting until then, as BullMQ's stalled-job check
- * does (30 s). With 2 s, a live worker held up that long lost its delivery to
+ * ends leaves its delivery waiting until then (BullMQ's stalled-job checks take
+ * 60 to 90 s at their default). With 2 s, a live worker held up that long lost its delivery to
  * another, which on the last attempt reported it as a dead letter whose
  * workers died, with no handler run. (Telling a live taker from a dead one by
  * its connection, through pg_stat_activity, was tried: a role that may not read
@@ -621,7 +621,8 @@ class PostgresWorker implements DeliveryWorker {
         delivery: deliveryOf(row),
         storedAs: key,
         queuedAt: Number(row.queued_ms),
-        attempt,
+        // A start after the last attempt runs nothing: it reports the dead letter as the last run.
+        attempt: Math.min(attempt, row.attempts),
         lastAttempt: attempt >= row.attempts,
         ...(attempt > row.attempts && { exhausted: true }),
         takeTurn,
@@ -706,7 +707,8 @@ class PostgresWorker implements DeliveryWorker {
     const message = (failure instanceof Error ? failure.message : String(failure)).replaceAll('\u0000', '\ufffd');
     if (failure instanceof FinalDeliveryFailure || attempt >= row.attempts) {
       await client.query(
-        `update ${this.table} set state = 'dead', errors = errors || jsonb_build_array($2::text), finished_at = now(), lease_until = null,
+        // `started` less any start after the last attempt (it ran nothing), so an operator's retry counts on from the last run.
+        `update ${this.table} set state = 'dead', started = least(started, attempts), errors = errors || jsonb_build_array($2::text), finished_at = now(), lease_until = null,
            keep_until = now() + make_interval(secs => $3::double precision / 1000) where delivery_key = $1`,
         [key, message, this.deadLetterRetentionMs],
       );

@@ -41,7 +41,10 @@ export interface QueuedRun {
   storedAs?: string | undefined;
   /** When the queue took the delivery, milliseconds since the epoch, when it knows. */
   queuedAt?: number | undefined;
-  /** This run's number, from 1, counting every started run (a run whose worker died included). */
+  /**
+   * This run's number, from 1, counting every started run (a run whose worker died
+   * included). For an `exhausted` start, which runs nothing, the last run's number.
+   */
   attempt: number;
   /** Whether a failure now makes the delivery a dead letter (no attempt left). */
   lastAttempt: boolean;

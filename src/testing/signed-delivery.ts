@@ -45,7 +45,7 @@ export interface SignedDelivery {
  */
 export function signedDelivery<N extends string>(options: SignedDeliveryOptions<N>): SignedDelivery {
   // A misspelt moment (`timestmap`) would otherwise sign a delivery sent now, and the test pass for the wrong reason.
-  checkOptionKeys(options, 'signedDelivery', SIGNED_DELIVERY_OPTIONS);
+  checkOptionKeys(options, 'signedDelivery()', SIGNED_DELIVERY_OPTIONS);
   const { event, secret } = options;
   if (typeof event !== 'string' || event === '') throw new TypeError('signedDelivery: event must be a non-empty string');
   // It is the X-MITPO-Event header too: a name no header can carry made a delivery that no client could send.

@@ -790,7 +790,13 @@ describeRedis('queued processing on BullMQ', () => {
     expect(deadLetters).toEqual([expect.stringMatching(/^dispatch\.completed 3 Every one of its 3 attempts started and none was recorded as finished/)]);
     const shown = await runCli(['deliveries', 'show', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } });
     expect(shown.stdout).toContain('attempts:    3 of 3');
-  }, 40_000);
+    // Found in review: an operator's retry then ran as attempt 5, as if the start that only reported it had been a run.
+    expect((await runCli(['deliveries', 'retry', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } })).code).toBe(0);
+    await waitFor(async () => (await stateOf(delivery.body)) === 'completed', 20_000);
+    expect(ran.mock.calls.map(([, ctx]) => (ctx as DeliveryContext).attempt)).toEqual([4]);
+    const shownAfter = await runCli(['deliveries', 'show', deliveryKeyOf(delivery.body), '--queue', name], { env: { REDIS_URL } });
+    expect(shownAfter.stdout).toContain('attempts:    4 of 3');
+  }, 60_000);
 
   /** A delivery queued with `attempts`, whose first run's worker was SIGKILLed mid-job, and a receiver to run it next (not started). */
   async function afterOneWorkerDeath(attempts: number) {

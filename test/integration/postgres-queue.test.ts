@@ -321,6 +321,31 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect((await deliver(webhooks, delivery)).body).toEqual({ success: true, duplicate: true });
   });
 
+  // Found in review: the start that found every attempt used up (it runs nothing) was counted as a
+  // run, so the dead letter said attempt 3 of 2 and an operator's retry then ran as attempt 4.
+  it("tells a dead letter whose workers all died as its last run, and an operator's retry counts on from it", async () => {
+    const webhooks = receiver({ attempts: 2 });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    // As two workers that took it and died leave it: both attempts started, neither recorded.
+    await pool.query(`update "${schema}".deliveries set started = 2 where delivery_key = $1`, [key]);
+    const told: string[] = [];
+    webhooks.onDeadLetter((_event, ctx, error) => void told.push(`${ctx.attempt} ${(error as { code?: string }).code}`));
+    const runs: number[] = [];
+    webhooks.onAny((_event, ctx) => void runs.push(ctx.attempt));
+    webhooks.startWorker();
+    await waitFor(async () => (await rowOf(key))?.state === 'dead');
+    expect(told).toEqual(['2 workers_died']);
+    expect(runs).toEqual([]);
+    const cli = (...args: string[]) => runCli(['deliveries', ...args, '--postgres', DATABASE_URL!, '--schema', schema]);
+    expect((await cli('show', key)).stdout).toContain('attempts:    2 of 2');
+    expect((await cli('retry', key)).code).toBe(0);
+    await waitFor(async () => (await rowOf(key))?.state === 'done', 20_000);
+    expect(runs).toEqual([3]);
+    expect((await cli('show', key)).stdout).toContain('attempts:    3 of 3');
+  });
+
   it("applies the write once when the worker process is SIGKILLed mid-handler after writing", async () => {
     const child = fork(path.join(__dirname, '..', 'helpers', 'postgres-worker-process.ts'), [], {
       execArgv: ['-r', 'ts-node/register/transpile-only'],

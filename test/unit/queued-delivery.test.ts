@@ -91,21 +91,6 @@ describe('queued processing, the pipeline side', () => {
     expect(ran).not.toHaveBeenCalled();
   });
 
-  it('tells onDeadLetter and the log the last attempt that ran, not the take that found them all used up', async () => {
-    // attempts: 3, every run's worker died: the queue's fourth take finds them used up and runs nothing.
-    const queue = new MemoryQueue();
-    const records: Array<Record<string, unknown>> = [];
-    const logger = { debug() {}, info() {}, warn() {}, error: (record: Record<string, unknown>) => void records.push(record) };
-    const webhooks = new MitpoWebhooks({ secret: SECRET, queue, logger });
-    const told: number[] = [];
-    webhooks.onDeadLetter((_event, ctx) => void told.push(ctx.attempt));
-    webhooks.startWorker();
-    const { job } = await queued(webhooks, queue);
-    await expect(queue.run(job, 4, true, true)).rejects.toMatchObject({ code: 'workers_died', message: expect.stringContaining('its 3 attempts') });
-    expect(told).toEqual([3]);
-    expect(records.filter((record) => record.code === 'dead_letter')).toEqual([expect.objectContaining({ attempt: 3 })]);
-  });
-
   it('keeps a run whose completion no attempt can help (a FinalDeliveryFailure) as a dead letter at once, its code told to onDeadLetter', async () => {
     const { queue, webhooks, deadLetters } = setUp();
     const ran = jest.fn();

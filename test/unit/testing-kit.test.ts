@@ -88,7 +88,7 @@ describe('signedDelivery', () => {
 
   it('refuses an option name it does not know, where a misspelt timestamp meant now', () => {
     const misspelt = { event: 'dispatch.completed', secret: SECRET, timestmap: new Date('2026-01-01T00:00:00Z') };
-    expect(() => signedDelivery(misspelt as never)).toThrow(/unknown signedDelivery option "timestmap"; known options are event, data, secret, timestamp, sentAt/);
+    expect(() => signedDelivery(misspelt as never)).toThrow(/unknown signedDelivery\(\) option "timestmap"; known options are event, data, secret, timestamp, sentAt/);
   });
 
   it('refuses an event name no HTTP header can carry, where it made a delivery nothing could send', () => {
@@ -235,19 +235,19 @@ describe('sendDelivery', () => {
     }
   });
 
-  // Found by a hunt: a Koa or Fastify app itself (not its listener) was taken as server
-  // options, and the call waited forever for an answer no listener would give.
   it('refuses an option name it does not know, in its options and in the delivery it signs, and sends nothing', async () => {
     const { listener, seen } = receiver();
     await expect(sendDelivery(listener, { event: 'dispatch.completed', secret: SECRET }, { pth: '/hooks' } as never)).rejects.toThrow(
       /unknown sendDelivery\(\) option "pth"; known options are path/,
     );
     await expect(sendDelivery(listener, { event: 'dispatch.completed', secret: SECRET, sentAtt: 1 } as never, { path: '/hooks' })).rejects.toThrow(
-      /unknown signedDelivery option "sentAtt"/,
+      /unknown signedDelivery\(\) option "sentAtt"/,
     );
     expect(seen).toEqual([]);
   });
 
+  // Found by a hunt: a Koa or Fastify app itself (not its listener) was taken as server
+  // options, and the call waited forever for an answer no listener would give.
   it('refuses an app that is no request listener, naming what to pass', async () => {
     await expect(sendDelivery({ use() {}, callback() {} } as never, { event: 'connection.active', secret: SECRET })).rejects.toThrow(
       /needs a URL, an http.Server or a request listener.*app.callback\(\).*app.server/,

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Job, Queue } from 'bullmq';
 import { jobIdOf } from '../../bullmq/job-id';
-import { runsOf, runsSoFar } from '../../bullmq/started-runs';
+import { attemptsRun, runsOf } from '../../bullmq/started-runs';
 import { sanitizeText } from '../../text/sanitize-text';
 import { SCHEMA_NAME } from '../../postgres/schema';
 import { openPool, postgresDeliveries } from './postgres-deliveries';
@@ -253,7 +253,7 @@ async function retry(queue: Queue, key: string | undefined, io: CliIo): Promise<
  * so that its attempt number counts on from them.
  */
 async function retryDeadLetter(job: Job): Promise<void> {
-  await redis(job.updateData({ ...job.data, retriedByOperator: true, runsBeforeRetry: runsSoFar(job), deferrals: 0 }));
+  await redis(job.updateData({ ...job.data, retriedByOperator: true, runsBeforeRetry: attemptsOf(job), deferrals: 0 }));
   await redis(job.retry('failed', { resetAttemptsStarted: true }));
 }
 
@@ -289,14 +289,12 @@ function asRecord(job: Job, state: string) {
 }
 
 /**
- * Runs as the worker counts them ({@link runsSoFar}): every started run, a run
- * whose worker died included, but none put off for its resource's turn. The
- * start after the last attempt only reports the dead letter (it runs no
- * handler), so it is not shown as one more, unless an operator retried the job.
+ * Runs as the worker counts them ({@link attemptsRun}): every started run, a run
+ * whose worker died included, but none put off for its resource's turn, and not
+ * the start after the last attempt, which only reports the dead letter.
  */
 function attemptsOf(job: Job): number {
-  const started = Math.max(runsSoFar(job), runsOf(job.attemptsMade));
-  return storedOf(job).retriedByOperator === true ? started : Math.min(started, maxAttemptsOf(job));
+  return Math.max(attemptsRun(job, maxAttemptsOf(job)), runsOf(job.attemptsMade));
 }
 
 /** The attempts a job was queued with, as a number: its options are Redis's text, and Redis is not trusted. */

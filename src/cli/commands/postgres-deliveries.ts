@@ -127,7 +127,7 @@ function stateOf(row: Row): string {
 
 /** Runs as the worker counts them; the start that only reports a dead letter is not one more. */
 function attemptsOf(row: Row): number {
-  return row.retried_by_operator ? row.started : Math.min(row.started, row.attempts);
+  return Math.min(row.started, row.attempts);
 }
 
 function errorsOf(row: Row): string[] {
