@@ -19,7 +19,7 @@ import {
 } from '../queue/delivery-queue';
 import { bufferOf, sha256HexOf } from '../platform/node-platform';
 import { jobIdOf } from './job-id';
-import { attemptsRun, deferralsOf, runsSoFar, startedRuns } from './started-runs';
+import { attemptsRun, deferralsOf, startedRuns } from './started-runs';
 import { withTimeout } from '../with-timeout';
 import { PendingEnqueues, type EnqueueResult } from '../queue/pending-enqueues';
 import { resourceKeys, staleAnswer } from '../redis/resource-keys';
@@ -64,7 +64,7 @@ interface JobData {
   bodyDigest?: string | undefined;
   /** Set by `deliveries retry`. */
   retriedByOperator?: boolean | undefined;
-  /** The runs counted before `deliveries retry` reset BullMQ's count (see `runsSoFar`). */
+  /** The runs counted before `deliveries retry` reset BullMQ's count (see `attemptsRun`). */
   runsBeforeRetry?: number | undefined;
   /** Runs put off because their resource was busy (`ordering`): started, but not attempts. */
   deferrals?: number | undefined;
@@ -317,8 +317,8 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       const started = startedRuns(job);
       const attempts = job.opts.attempts ?? 1;
       const exhausted = started > attempts;
-      const attempt = exhausted ? attemptsRun(job, attempts) : Math.max(runsSoFar(job), job.attemptsMade + 1);
-      const lastAttempt = exhausted || attempt >= attempts;
+      const attempt = Math.max(attemptsRun(job, attempts), job.attemptsMade + 1);
+      const lastAttempt = attempt >= attempts;
       const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
       try {
         await processor({

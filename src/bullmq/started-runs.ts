@@ -34,7 +34,7 @@ export function runsSoFar(job: Pick<Job, 'attemptsStarted' | 'data'>): number {
  * after an operator's retry count on from the last run, not from it.
  */
 export function attemptsRun(job: Pick<Job, 'attemptsStarted' | 'data'>, attempts: number): number {
-  return runsOf((job.data as { runsBeforeRetry?: unknown } | null)?.runsBeforeRetry) + Math.min(startedRuns(job), attempts);
+  return runsSoFar(job) - Math.max(0, startedRuns(job) - attempts);
 }
 
 /** A count of runs BullMQ read from Redis, which is not trusted: anything but a whole number from 0 is 0. */
