@@ -2,9 +2,7 @@
 // expect-error directive below fails the typecheck if its line stops being an error.
 import { WebhookEndpointsClient, type CreateWebhookEndpointInput } from 'mitpo-webhooks/api';
 import type { MitpoEventName } from 'mitpo-webhooks';
-
-type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-function expectType<T extends true>(_check?: T): void {}
+import { expectType, type Equal } from './expect-type';
 
 // Found by a hunt: `events` was `string[]`, so a misspelt name compiled and create() threw.
 expectType<Equal<CreateWebhookEndpointInput['events'], MitpoEventName[]>>();

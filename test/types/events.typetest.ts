@@ -9,9 +9,7 @@ import {
   type MitpoEventOf,
   type UnknownMitpoEvent,
 } from 'mitpo-webhooks';
-
-type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-function expectType<T extends true>(_check?: T): void {}
+import { expectType, type Equal } from './expect-type';
 
 const webhooks = new MitpoWebhooks({ secret: 'whsec_x' });
 
