@@ -1,12 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { deferred } from './recorder';
 
 export const API_KEY = 'mk_test_4f5e6d7c8b9a';
 
 /**
  * - `redirect`: every call answers 302 to `redirectTo`;
  * - `huge`: 200 with a chunked body of up to 400 MiB, written as the client reads it
- *   (`hugeBytesSent` tells how much went out before the client hung up);
+ *   (`hugeBodyClosed` tells how much went out before the client hung up);
  * - `huge_declared`: 200 with `Content-Length` 400 MiB, then the same stream;
  * - `control_chars`: an error answer, and endpoint fields, full of terminal escapes (and a
  *   variation selector past U+FFFF in the signing secret).
@@ -27,7 +28,7 @@ export async function startMitpoApiMock() {
   const requests: Array<{ method: string; url: string; authorization: string | undefined; body: unknown }> = [];
   let mode: ApiMode = 'normal';
   let redirectTo = 'http://127.0.0.1:1/v1/webhooks';
-  let hugeBytesSent = 0;
+  let hugeClosed = deferred<number>();
   let next = 1;
 
   const server = http.createServer(async (req, res) => {
@@ -50,7 +51,7 @@ export async function startMitpoApiMock() {
     if (mode === 'redirect') return void res.writeHead(302, { location: redirectTo, 'content-type': 'text/plain' }).end('moved');
     if (mode === 'huge' || mode === 'huge_declared') {
       res.writeHead(200, { 'content-type': 'application/json', ...(mode === 'huge_declared' ? { 'content-length': String(HUGE_BYTES) } : {}) });
-      return void streamHugeBody(res, (bytes) => void (hugeBytesSent = bytes));
+      return void streamHugeBody(res, hugeClosed.resolve);
     }
     if (mode === 'control_chars') {
       if (req.method === 'GET') {
@@ -88,10 +89,13 @@ export async function startMitpoApiMock() {
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     endpoints,
     requests,
-    setMode: (value: ApiMode) => void (mode = value),
+    setMode: (value: ApiMode) => {
+      mode = value;
+      hugeClosed = deferred<number>();
+    },
     setRedirectTo: (url: string) => void (redirectTo = url),
-    /** Bytes of the `huge` body written before the client stopped reading. */
-    hugeBytesSent: () => hugeBytesSent,
+    /** Bytes of the `huge` body written, once its connection closed (the client hung up, or all was sent). */
+    hugeBodyClosed: () => hugeClosed.promise,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

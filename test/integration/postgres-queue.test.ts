@@ -375,16 +375,26 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
   }, 60_000);
 
   it("starts a delivery's handler within 1 s of its answer with an idle worker (LISTEN/NOTIFY, not polling)", async () => {
-    const webhooks = receiver({ pollInterval: 60 });
-    const started = deferred();
-    webhooks.onAny(() => started.resolve());
-    webhooks.startWorker();
-    // Let the worker go idle on its first, empty look.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
-    const answeredAt = Date.now();
-    await started.promise;
-    expect(Date.now() - answeredAt).toBeLessThan(1000);
+    const name = `mitpo-idle-${schema}`;
+    const app = new Pool({ connectionString: DATABASE_URL, application_name: name });
+    try {
+      const webhooks = receiver({ pool: app, pollInterval: 60 });
+      const started = deferred();
+      webhooks.onAny(() => started.resolve());
+      webhooks.startWorker();
+      // Idle: listening, and its first look is over (the look ends asking when something is due).
+      await waitFor(async () => {
+        const { rows } = await pool.query<{ query: string; state: string }>('select query, state from pg_stat_activity where application_name = $1', [name]);
+        return rows.some((row) => /^listen/i.test(row.query)) && rows.every((row) => row.state === 'idle') && rows.some((row) => row.query.includes('as wait_ms'));
+      });
+      await deliver(webhooks, signedDelivery({ event: 'dispatch.accepted', secret: SECRET }));
+      const answeredAt = Date.now();
+      await started.promise;
+      expect(Date.now() - answeredAt).toBeLessThan(1000);
+      await webhooks.close();
+    } finally {
+      await app.end();
+    }
   });
 
   it('answers 503 queue_unavailable with Postgres down, and runs no handler', async () => {

@@ -195,8 +195,12 @@ describe('close() and deliveries caught by its deadline', () => {
     const store = new MemoryReplayStore();
     const order: string[] = [];
     const release = store.release.bind(store);
+    // The release is held until close() has had every chance to resolve without it.
+    const releaseStarted = deferred();
+    const releaseAnswer = deferred();
     store.release = async (...args) => {
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      releaseStarted.resolve();
+      await releaseAnswer.promise;
       await release(...args);
       order.push('release reached the store');
     };
@@ -208,8 +212,11 @@ describe('close() and deliveries caught by its deadline', () => {
     });
     const answer = receiveOf(webhooks).then(({ status }) => order.push(`answered ${status}`));
     await started.promise;
-    await webhooks.close({ timeout: 0.05 });
-    order.push('close() resolved');
+    const closing = webhooks.close({ timeout: 0.05 }).then(() => order.push('close() resolved'));
+    await releaseStarted.promise;
+    await new Promise((resolve) => setImmediate(resolve));
+    releaseAnswer.resolve();
+    await closing;
     await answer;
     expect(order).toEqual(['release reached the store', 'answered 503', 'close() resolved']);
   });

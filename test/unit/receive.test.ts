@@ -15,7 +15,7 @@ import { CHECK_CASES } from '../helpers/check-cases';
 import { nowInSeconds } from '../helpers/clock';
 import { deliver } from '../helpers/deliver';
 import { deliveryKeyOf } from '../helpers/delivery-key';
-import { recordingReceiver, SECRET } from '../helpers/recorder';
+import { deferred, recordingReceiver, SECRET } from '../helpers/recorder';
 import { waitFor } from '../helpers/redis';
 
 function spyStore(): ReplayStore & { calls: string[] } {
@@ -513,18 +513,27 @@ describe('receive()', () => {
       const store = new MemoryReplayStore();
       const complete = store.complete.bind(store);
       let calls = 0;
+      // The last try is held until the test has seen that close() waits for it.
+      const lastTryStarted = deferred();
+      const answer = deferred();
       store.complete = async (...args: Parameters<typeof complete>) => {
         calls += 1;
         if (calls === 1) throw new Error('connection lost');
-        // A store that answers on its own time, as one over a network does.
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        lastTryStarted.resolve();
+        await answer.promise;
         return complete(...args);
       };
       const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
       webhooks.on('dispatch.completed', () => undefined);
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
-      await webhooks.close();
+      let closed = false;
+      const closing = webhooks.close().then(() => (closed = true));
+      await lastTryStarted.promise;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(closed).toBe(false);
+      answer.resolve();
+      await closing;
       expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('done');
     });
 

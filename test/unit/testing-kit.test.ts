@@ -2,6 +2,7 @@ import http from 'node:http';
 import { MitpoWebhooks, parseEvent, verifySignature, MITPO_EVENT_NAMES } from '../../src';
 import { SAMPLE_DATA, sampleData, sendDelivery, signedDelivery } from '../../src/testing';
 import { listen } from '../helpers/servers';
+import { deferred } from '../helpers/recorder';
 
 const SECRET = 'whsec_kit';
 
@@ -206,16 +207,21 @@ describe('sendDelivery', () => {
   // ended, cutting off the calls still using it (`describe.concurrent`, Promise.all).
   it('keeps a server it started for calls side by side until the last one ends', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
+    // The first handler answers at once; the others wait until its call has ended.
+    const firstEnded = deferred();
+    let started = 0;
     let handled = 0;
     webhooks.onAny(async () => {
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      started += 1;
+      if (started > 1) await firstEnded.promise;
       handled += 1;
     });
     const middleware = webhooks.middleware({ path: '/hooks' });
     const server = http.createServer((req, res) => middleware(req, res, () => res.writeHead(404).end()));
-    const results = await Promise.all(
-      Array.from({ length: 5 }, () => sendDelivery(server, { event: 'dispatch.completed', secret: SECRET }, { path: '/hooks' })),
-    );
+    const calls = Array.from({ length: 5 }, () => sendDelivery(server, { event: 'dispatch.completed', secret: SECRET }, { path: '/hooks' }));
+    await Promise.race(calls);
+    firstEnded.resolve();
+    const results = await Promise.all(calls);
     expect(results.map((result) => result.status)).toEqual([200, 200, 200, 200, 200]);
     expect(handled).toBe(5);
     expect(server.listening).toBe(false);
