@@ -3,6 +3,7 @@ import {
   Inject,
   Injectable,
   Module,
+  Optional,
   type BeforeApplicationShutdown,
   type OnModuleDestroy,
   type DynamicModule,
@@ -217,6 +218,20 @@ function setUp(options: MitpoWebhooksModuleOptions): ModuleSetup {
  */
 @Module({})
 export class MitpoWebhooksModule {
+  /**
+   * Imported as it is, with no forRoot() in the app, the module would serve nothing
+   * and run no handler, quietly: MITPO's deliveries would meet a 404. Beside a
+   * forRoot() (a feature module importing it again) the receiver is there, global.
+   */
+  constructor(@Optional() @Inject(MitpoWebhooks) webhooks?: MitpoWebhooks) {
+    if (webhooks === undefined) {
+      throw new TypeError(
+        'mitpo-webhooks: MitpoWebhooksModule was imported without forRoot() or forRootAsync(), so it would serve no route; ' +
+          'import MitpoWebhooksModule.forRoot({ secret, path }) once, in the root module',
+      );
+    }
+  }
+
   /** @throws TypeError at start-up on a bad option, as `new MitpoWebhooks()` does, or a `path` not starting with `/` */
   static forRoot(options: MitpoWebhooksModuleOptions): DynamicModule {
     return moduleWith({ provide: MODULE_SETUP, useFactory: () => setUp(options) }, []);

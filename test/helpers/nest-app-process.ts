@@ -51,6 +51,11 @@ export interface StartNestApp {
    * instance already listening, left uninitialised until an 'init' message.
    */
   bootstrap?: 'factory' | 'testing' | 'testing-init' | 'context' | 'listening-first';
+  /**
+   * MitpoWebhooksModule imported as it is, without forRoot(): `alone`, in place of forRoot();
+   * `beside`, in a feature module of an app that also imports forRoot().
+   */
+  bareModule?: 'alone' | 'beside';
   /** A second MitpoWebhooksModule.forRoot, serving this path. */
   secondModulePath?: string;
   /** More keys for forRootAsync's own options (JSON only), which it must refuse. */
@@ -122,8 +127,11 @@ class EchoController {
 
 function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: StartNestApp) {
   const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions, ...message.moduleOptions };
+  @Module({ imports: [MitpoWebhooksModule] })
+  class FeatureModule {}
   @Module({
-    imports: [
+    imports: message.bareModule === 'alone' ? [MitpoWebhooksModule] : [
+      ...(message.bareModule === 'beside' ? [FeatureModule] : []),
       message.async
         ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options, ...message.asyncExtra })
         : MitpoWebhooksModule.forRoot(options),

@@ -221,6 +221,22 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     }
   });
 
+  it('refuses at start-up a MitpoWebhooksModule imported without forRoot(), which would serve nothing', async () => {
+    await expect(apps.start({ platform, rawBody, bareModule: 'alone' })).rejects.toThrow(
+      /MitpoWebhooksModule was imported without forRoot\(\) or forRootAsync\(\)/,
+    );
+  });
+
+  it('starts with MitpoWebhooksModule imported as it is in a feature module, beside forRoot() in the app', async () => {
+    const { url } = await apps.start({ platform, rawBody: true, bareModule: 'beside' });
+    try {
+      expect((await send(url, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+      expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.completed)', 'onAny']);
+    } finally {
+      await apps.close();
+    }
+  });
+
   it('refuses at start-up an option it does not know, naming the module', async () => {
     await expect(apps.start({ platform, rawBody, moduleOptions: { shutdowntimeout: 5 } })).rejects.toThrow(
       /unknown MitpoWebhooksModule option "shutdowntimeout"; known options are .*path, shutdownTimeout/,
