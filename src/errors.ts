@@ -40,9 +40,6 @@ export function statusForCode(code: WebhookErrorCode): number {
   return STATUS_BY_CODE[code];
 }
 
-/** Every code `WebhookVerificationError` can carry, for exhaustive tests and docs. */
-export const WEBHOOK_ERROR_CODES = Object.keys(STATUS_BY_CODE) as WebhookErrorCode[];
-
 /**
  * Why a delivery was not accepted.
  *
@@ -63,7 +60,7 @@ export class WebhookVerificationError extends Error {
   readonly status: number;
   /** The same as `status`, under the name Express's and Koa's error handlers read. */
   readonly statusCode: number;
-  /** Express's final handler shows `message` to the client only when this is true; our messages are safe to show. */
+  /** Koa (and other handlers that follow http-errors) show `message` to the client only when this is true; our messages are safe to show. */
   readonly expose: boolean;
   /** Headers the answer must carry (`Allow: POST` on a 405); Express's final handler sets them too. */
   readonly headers?: Readonly<Record<string, string>>;

@@ -1,10 +1,8 @@
 import { shownValue } from '../option-keys';
 
-/**
- * The path every mounting takes, checked the same way everywhere: a relative
- * path fails at mount time with a TypeError, not as a route that silently
- * never matches; and how a request's URL is matched against it.
- */
+// The path every mounting takes, checked the same way everywhere: a relative
+// path fails at mount time with a TypeError, not as a route that silently
+// never matches; and how a request's URL is matched against it.
 
 /**
  * A route path, checked and returned as given: what a router registers (Fastify,

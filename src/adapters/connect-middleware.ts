@@ -24,7 +24,7 @@ export interface MiddlewareOptions {
    * Hand every non-2xx outcome to `next(err)` as a `WebhookVerificationError`
    * instead of answering, with nothing written yet (a refusal made before the
    * body was read to its end has `Connection: close` set): for apps with their
-   * own error handler. Successes and duplicates are still answered here. Default false.
+   * own error handler. Every 2xx (success, duplicate, queued, stale) is still answered here. Default false.
    */
   passErrors?: boolean | undefined;
 }

@@ -609,7 +609,6 @@ function checkIoredisInstalled(): void {
   }
 }
 
-/** Workers block on Redis, so BullMQ needs their commands never to give up. */
 /**
  * ioredis takes a `url` that is undefined or empty for no URL at all, and connects to
  * 127.0.0.1:6379 in silence: with `{ url: process.env.REDIS_URL }` and the variable
@@ -623,6 +622,7 @@ function checkConnectionUrl(connection: ConnectionOptions): void {
   if (typeof url !== 'string') throw new TypeError(`mitpo-webhooks/bullmq: connection.url must be a Redis URL (got ${shownValue(url)})`);
 }
 
+/** Workers block on Redis, so BullMQ needs their commands never to give up. */
 function workerConnection(connection: ConnectionOptions): ConnectionOptions {
   return isClient(connection) ? connection : { ...connection, maxRetriesPerRequest: null };
 }

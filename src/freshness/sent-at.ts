@@ -8,10 +8,9 @@ const UNIX_SECONDS = /^[0-9]{1,12}$/;
  * stale retries and clock trouble early; replays are stopped by the signed body
  * timestamp and the replay store.
  *
- * @returns the header's unix seconds
  * @throws WebhookVerificationError `missing_timestamp`, `malformed_timestamp` or `timestamp_out_of_tolerance`
  */
-export function checkSentAt(value: string | readonly string[] | undefined, nowMs: number, toleranceSeconds: number): number {
+export function checkSentAt(value: string | readonly string[] | undefined, nowMs: number, toleranceSeconds: number): void {
   const sentAt = readSentAt(value);
   // The header has whole-second granularity, so the clock is read the same way;
   // rounding instead would let a header 300.6 s off pass a 300 s tolerance.
@@ -23,7 +22,6 @@ export function checkSentAt(value: string | readonly string[] | undefined, nowMs
       `X-MITPO-Timestamp is ${direction}, outside the tolerance of ${toleranceSeconds} s; if deliveries are fresh, check this server's clock`,
     );
   }
-  return sentAt;
 }
 
 function readSentAt(value: string | readonly string[] | undefined): number {

@@ -10,8 +10,8 @@ import { pipelineOf } from '../pipeline/pipeline-of';
 /** Options of `koaMitpoWebhooks()`. */
 export interface KoaMitpoWebhooksOptions {
   /**
-   * Only requests to this path are handled (query string and a trailing slash
-   * ignored); others go to `next()`. Without it, every request the middleware
+   * Only requests to this path are handled (query string, case and one trailing
+   * slash ignored); others go to `next()`. Without it, every request the middleware
    * is given is a delivery, which is right when a router mounts it on a route.
    */
   path?: string | undefined;

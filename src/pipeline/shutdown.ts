@@ -84,13 +84,12 @@ export class Shutdown {
 
   /**
    * Refuses new deliveries, waits up to `timeoutSeconds` for those under way,
-   * then runs `afterDeliveries` with the seconds left (for workers and
-   * connections). Calling it again returns the same promise.
+   * then runs `afterDeliveries` (the connections the library opened). Calling it
+   * again returns the same promise.
    */
-  close(timeoutSeconds: number, afterDeliveries: (secondsLeft: number) => Promise<void>): Promise<void> {
+  close(timeoutSeconds: number, afterDeliveries: () => Promise<void>): Promise<void> {
     this.closed ??= (async () => {
-      const started = Date.now();
-      this.closingSince = started;
+      this.closingSince = Date.now();
       // Kept referenced: the app awaits close(), and a process with nothing else left (a
       // handler that never settles holds no handle) must not end before it resolves.
       const timer = setTimeout(() => this.reachDeadline(), timeoutSeconds * 1000);
@@ -106,7 +105,7 @@ export class Shutdown {
       if (this.running > 0) await this.drainedWithin(SETTLE_AFTER_DEADLINE_MS);
       if (this.owedWork.length > 0) await this.owedWorkWithin(SETTLE_AFTER_DEADLINE_MS);
       try {
-        await afterDeliveries(Math.max(0, timeoutSeconds - (Date.now() - started) / 1000));
+        await afterDeliveries();
       } finally {
         // Also when a queue's close failed: a close() that has settled holds the process no longer.
         clearTimeout(timer);

@@ -73,7 +73,7 @@ interface DeliveryRow {
  * millisecond or so, unless the worker's event loop is held up (a long GC
  * pause, synchronous work in another run). A worker that dies before its run
  * ends leaves its delivery waiting until then (BullMQ's stalled-job checks take
- * 60 to 90 s at their default). With 2 s, a live worker held up that long lost its delivery to
+ * 60 to 90 s at this package's default lockDuration). With 2 s, a live worker held up that long lost its delivery to
  * another, which on the last attempt reported it as a dead letter whose
  * workers died, with no handler run. (Telling a live taker from a dead one by
  * its connection, through pg_stat_activity, was tried: a role that may not read

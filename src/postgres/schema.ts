@@ -11,8 +11,9 @@ export function channelOf(schema: string): string {
  * advisory lock so two processes migrating at once do not collide.
  *
  * - `deliveries`: one row per delivery key: the inbox. `state` is `waiting`,
- *   `done` or `dead`; a row being handled is locked by its worker's transaction,
- *   not marked, so a worker that dies frees it with its connection.
+ *   `done` or `dead`; a row taken counts the start (`started`) and is reserved
+ *   (`lease_until`, 30 s), then locked by its worker's transaction for the run:
+ *   a worker that dies leaves it to another once the reservation lapses.
  * - `resources`: `ordering`'s applied position per resource.
  */
 export function migrationSql(schema: string): string[] {

@@ -126,8 +126,9 @@ export interface DeliveryWorker {
 }
 
 /**
- * Where verified deliveries wait for a worker: `BullMQDeliveryQueue` from
- * `mitpo-webhooks/bullmq`. The receiver answers once `enqueue` resolved.
+ * Where verified deliveries wait for a worker: `BullMQDeliveryQueue`,
+ * `PostgresDeliveryQueue`, `MemoryDeliveryQueue`, or one of the app's own. The
+ * receiver answers once `enqueue` resolved.
  */
 export interface DeliveryQueue {
   /**

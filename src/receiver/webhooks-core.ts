@@ -29,7 +29,7 @@ export class WebhooksCore<Bytes extends Uint8Array> {
 
   /**
    * Made by each runtime's `MitpoWebhooks`, with that runtime's platform. A
-   * subclass finds the pipeline with `pipelineOf(this)`, as the framework entry
+   * subclass finds the pipeline with `pipelineOf(this, where)`, as the framework entry
    * points do, so nothing internal shows in the public types.
    */
   protected constructor(options: unknown, platform: Platform) {
