@@ -150,7 +150,18 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   private readonly enqueueTimeoutMs: number;
   private readonly lockDurationMs: number;
   private readonly deadLetterRetentionSeconds: number;
-  readonly #queue: Queue<JobData>;
+  /**
+   * BullMQ's Queue, read through queue(). BullMQ sets a connection up once, from the
+   * Queue's constructor (ready, then an INFO for Redis's version), and every command
+   * waits for that: failed once (Redis stalled past the command timeout just then, a
+   * `lazyConnect` client that found Redis down), the Queue fails every command for
+   * good. So one whose set-up failed is replaced when next used, not at once: with
+   * Redis down, a set-up can fail in a millisecond, and replacing it then would spin.
+   */
+  #current: Queue<JobData>;
+  /** The current Queue's set-up failed: queue() builds another. */
+  private setUpFailed = false;
+  private closed = false;
   /** Enqueues under way in this process, by job id, and the bytes they hold. */
   private readonly pending: PendingEnqueues;
 
@@ -199,10 +210,37 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       checkIoredisInstalled();
     }
     this.pending = new PendingEnqueues(maxPendingBytes, 'Redis');
-    this.#queue = new Queue<JobData>(name, { connection: withCommandTimeout(options.connection, this.enqueueTimeoutMs) });
+    this.#current = this.newQueue();
+  }
+
+  private newQueue(): Queue<JobData> {
+    const queue = new Queue<JobData>(this.name, { connection: withCommandTimeout(this.#connection, this.enqueueTimeoutMs) });
     // Without a listener an unreachable Redis is an unhandled 'error' event; each
     // enqueue reports its own failure as a 503.
-    this.#queue.on('error', () => undefined);
+    queue.on('error', () => undefined);
+    queue.waitUntilReady().catch(() => {
+      if (queue === this.#current) this.setUpFailed = true;
+    });
+    return queue;
+  }
+
+  /** The Queue to use: a new one in place of one whose set-up failed, with the wait for Redis started afresh. */
+  private queue(): Queue<JobData> {
+    if (!this.setUpFailed || this.closed) return this.#current;
+    const failed = this.#current;
+    this.setUpFailed = false;
+    this.#current = this.newQueue();
+    this.firstConnection = undefined;
+    this.unreached = false;
+    void this.closeQueue(failed);
+    return this.#current;
+  }
+
+  /** BullMQ drops a connection that never came up at once, and quits a live one; ours are then dropped if still there. */
+  private async closeQueue(queue: Queue<JobData>): Promise<void> {
+    await withTimeout(queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
+    // An app's own client is the app's to close.
+    if (!isClient(this.#connection)) await dropConnections([queue.getBackend().client], this.enqueueTimeoutMs);
   }
 
   /**
@@ -236,8 +274,9 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
    * outage at start-up holds nothing per delivery.
    */
   private enqueueOnceReached(delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
+    const queue = this.queue();
     if (this.unreached) return Promise.reject(new Error('Redis has not been reached since the queue was made'));
-    this.firstConnection ??= this.#queue.waitUntilReady().then(() => void (this.reachedRedis = true));
+    this.firstConnection ??= queue.waitUntilReady().then(() => void (this.reachedRedis = true));
     let waiting: QueuedDelivery | undefined = delivery;
     return withTimeout(
       this.firstConnection.then(() => (waiting === undefined ? Promise.reject(new Error('answered already')) : this.enqueueNow(waiting, retentionMs))),
@@ -252,7 +291,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   private async add(jobId: string, delivery: QueuedDelivery, retentionMs: number): Promise<EnqueueResult> {
     // Queued, running, handled or a dead letter: a duplicate, found without sending the body again.
-    if ((await this.#queue.getJobState(jobId)) !== 'unknown') {
+    if ((await this.queue().getJobState(jobId)) !== 'unknown') {
       if (delivery.bodyDigest === undefined) return 'duplicate';
       return (await this.holdsOtherBytes(jobId, delivery.bodyDigest)) ? 'collision' : 'duplicate';
     }
@@ -268,7 +307,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       ...(delivery.retriedByOperator === true && { retriedByOperator: true }),
     };
     // With an id already taken (another instance queued it since the check), add() changes nothing.
-    await this.#queue.add(JOB_NAME, data, {
+    await this.queue().add(JOB_NAME, data, {
       jobId,
       attempts: this.attempts,
       backoff: { type: 'exponential', delay: this.backoffMs },
@@ -284,7 +323,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
 
   /** A key of the app's own: only then is the stored job read, to tell a copy from a collision. */
   private async holdsOtherBytes(jobId: string, bodyDigest: string): Promise<boolean> {
-    const stored = await this.#queue.getJob(jobId);
+    const stored = await this.queue().getJob(jobId);
     if (stored === undefined) return false;
     // Read as the worker reads it: a job whose body is no text holds no delivery of these bytes.
     const storedDigest = (stored.data as Partial<JobData> | null)?.bodyDigest ?? sha256HexOf(deliveryOf(stored).rawBody);
@@ -319,7 +358,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
       const exhausted = started > attempts;
       const attempt = Math.max(attemptsRun(job, attempts), job.attemptsMade + 1);
       const lastAttempt = attempt >= attempts;
-      const turn = new ResourceTurn(this.#queue, this.lockDurationMs, keptFor(job));
+      const turn = new ResourceTurn(() => this.queue(), this.lockDurationMs, keptFor(job));
       try {
         await processor({
           delivery: deliveryOf(job),
@@ -437,14 +476,12 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   }
 
   depth(): Promise<QueueDepth> {
-    return withTimeout(this.#queue.getJobCounts('waiting', 'active', 'delayed', 'failed'), this.enqueueTimeoutMs, () => new Error('Redis did not answer'));
+    return withTimeout(this.queue().getJobCounts('waiting', 'active', 'delayed', 'failed'), this.enqueueTimeoutMs, () => new Error('Redis did not answer'));
   }
 
   async close(): Promise<void> {
-    // BullMQ drops a connection that never came up at once, and quits a live one.
-    await withTimeout(this.#queue.close(), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-    // An app's own client is the app's to close.
-    if (!isClient(this.#connection)) await dropConnections([this.#queue.getBackend().client], this.enqueueTimeoutMs);
+    this.closed = true;
+    await this.closeQueue(this.#current);
   }
 }
 
@@ -486,13 +523,14 @@ class ResourceTurn {
   private readonly token = randomUUID();
 
   constructor(
-    private readonly queue: Queue<JobData>,
+    /** The queue's Queue at each call: BullMQDeliveryQueue replaces one whose set-up failed. */
+    private readonly queue: () => Queue<JobData>,
     private readonly lockMs: number,
     private readonly keepMs: number,
   ) {}
 
   async take(order: EventOrder): ReturnType<TakeTurn> {
-    const { applied, holder } = resourceKeys(`${this.queue.qualifiedName}:`, order.resource);
+    const { applied, holder } = resourceKeys(`${this.queue().qualifiedName}:`, order.resource);
     const keys: [string, string] = [applied, holder];
     const answer = await this.eval(TAKE_TURN, keys, [this.token, this.lockMs, order.position]);
     if (answer === 'taken') {
@@ -518,7 +556,7 @@ class ResourceTurn {
 
   /** The run is a dead letter: its resource's position (that of its turn, or `untaken`'s when it took none) is kept as long as it is (KEEP_POSITION). Never throws: with Redis failing, BullMQ cannot record the dead letter either, and the job is taken up again. */
   async keepPosition(keepMs: number, untaken?: EventOrder): Promise<void> {
-    const applied = this.held?.keys[0] ?? (untaken && resourceKeys(`${this.queue.qualifiedName}:`, untaken.resource).applied);
+    const applied = this.held?.keys[0] ?? (untaken && resourceKeys(`${this.queue().qualifiedName}:`, untaken.resource).applied);
     if (applied === undefined) return;
     await this.eval(KEEP_POSITION, [applied], [keepMs]).catch(() => undefined);
   }
@@ -533,7 +571,7 @@ class ResourceTurn {
   }
 
   private async eval(script: string, keys: string[], args: Array<string | number>): Promise<unknown> {
-    const client = (await this.queue.getBackend().client) as unknown as { eval(...args: Array<string | number>): Promise<unknown> };
+    const client = (await this.queue().getBackend().client) as unknown as { eval(...args: Array<string | number>): Promise<unknown> };
     return client.eval(script, keys.length, ...keys, ...args);
   }
 }

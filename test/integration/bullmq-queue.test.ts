@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { Job, Queue, Worker } from 'bullmq';
+import { Job, Queue, RedisConnection, Worker } from 'bullmq';
 import IORedis from 'ioredis';
 import { MitpoWebhooks, type DeliveryContext } from '../../src';
 import { BullMQDeliveryQueue } from '../../src/bullmq';
@@ -454,6 +454,49 @@ describeRedis('queued processing on BullMQ', () => {
       await closeAll();
       if (started) await redis.stop();
     }
+  });
+
+  /**
+   * BullMQ sets a connection up once (ready, then an INFO for Redis's version); Redis stalling
+   * past the command timeout just then fails that INFO, as this does, deterministically.
+   */
+  const failSetUpOnce = () =>
+    jest
+      .spyOn(RedisConnection.prototype as unknown as { getRedisVersionAndType(): Promise<unknown> }, 'getRedisVersionAndType')
+      .mockRejectedValueOnce(new Error('Command timed out'));
+
+  // Found by a hunt: BullMQ keeps a failed set-up for good, so every delivery after it was
+  // answered 503 (MITPO retrying in vain) until the process restarted.
+  it("queues MITPO's retry once Redis answers, after the first set-up of the queue's connection failed", async () => {
+    await inspect.waitUntilReady(); // its set-up done, the one that fails is the receiver's
+    const setUp = failSetUpOnce();
+    const webhooks = receiver();
+    const causes: string[] = [];
+    webhooks.onFailure((error) => causes.push(String((error.cause as Error | undefined)?.message)));
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const receive = () => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    expect((await receive()).status).toBe(503);
+    expect(causes).toEqual(['Command timed out']);
+    expect(setUp).toHaveBeenCalledTimes(1);
+    setUp.mockRestore();
+    expect((await receive()).body).toEqual({ success: true, queued: true });
+    expect(await stateOf(delivery.body)).toBe('waiting');
+  });
+
+  it("with ordering, runs the deliveries of a worker whose queue's connection failed its first set-up, never dead letters them unrun", async () => {
+    await inspect.waitUntilReady();
+    const setUp = failSetUpOnce();
+    const queue = new BullMQDeliveryQueue({ connection: { url: REDIS_URL! }, name, backoff: 0.05, lockDuration: 1, attempts: 2 });
+    const worker = receiver(queue, { ordering: true });
+    await expect(queue.depth()).rejects.toThrow('Command timed out');
+    setUp.mockRestore();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await receiver().receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+    let runs = 0;
+    worker.onAny(() => void (runs += 1));
+    worker.startWorker();
+    await waitFor(async () => ['completed', 'failed'].includes((await stateOf(delivery.body)) ?? ''));
+    expect({ state: await stateOf(delivery.body), runs }).toEqual({ state: 'completed', runs: 1 });
   });
 
   it('answers 503 queue_unavailable, quickly and with no handler run, when Redis cannot be reached', async () => {
