@@ -610,13 +610,14 @@ function deliveryOf(job: Job<JobData>): QueuedDelivery {
 
 /**
  * The queue's own connection gives up on a command after `ms` (ioredis'
- * `commandTimeout`), so a hung Redis frees what waits on it; given a client,
- * its own settings stand. Workers' connections never get one: they block on Redis.
+ * `commandTimeout`) unless the options set one, so a hung Redis frees what waits
+ * on it; given a client, its own settings stand. Workers' connections never get
+ * one: they block on Redis.
  */
 function withCommandTimeout(connection: ConnectionOptions, ms: number): ConnectionOptions {
-  return isClient(connection) || (connection as { commandTimeout?: unknown }).commandTimeout !== undefined
-    ? connection
-    : { ...connection, commandTimeout: ms };
+  if (isClient(connection)) return connection;
+  const { commandTimeout = ms } = connection as { commandTimeout?: number };
+  return { ...connection, lazyConnect: false, commandTimeout };
 }
 
 /**
@@ -660,9 +661,14 @@ function checkConnectionUrl(connection: ConnectionOptions): void {
   if (typeof url !== 'string') throw new TypeError(`mitpo-webhooks/bullmq: connection.url must be a Redis URL (got ${shownValue(url)})`);
 }
 
-/** Workers block on Redis, so BullMQ needs their commands never to give up. */
+/**
+ * Workers block on Redis, so BullMQ needs their commands never to give up. Every
+ * connection made from options connects at once (`lazyConnect: false`): BullMQ sets
+ * a connection up once and keeps a failure for good, and a lazy client's first
+ * connect fails at once while Redis is down, where an eager one waits for Redis.
+ */
 function workerConnection(connection: ConnectionOptions): ConnectionOptions {
-  return isClient(connection) ? connection : { ...connection, maxRetriesPerRequest: null };
+  return isClient(connection) ? connection : { ...connection, lazyConnect: false, maxRetriesPerRequest: null };
 }
 
 /** A Redis client given ready-made (ioredis or node-redis) keeps its own settings; options get ours. */

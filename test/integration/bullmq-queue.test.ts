@@ -499,6 +499,35 @@ describeRedis('queued processing on BullMQ', () => {
     expect({ state: await stateOf(delivery.body), runs }).toEqual({ state: 'completed', runs: 1 });
   });
 
+  // Found by a hunt: with lazyConnect, BullMQ's first connect rejects with Redis down, and
+  // BullMQ keeps that failure: the worker never took a job, whenever Redis came up.
+  (redisServerInstalled() ? it : it.skip)('with lazyConnect in its options, runs deliveries once Redis is up after a start with Redis down', async () => {
+    const redis = await privateRedisServer();
+    await redis.stop();
+    let started = false;
+    try {
+      const troubles: string[] = [];
+      const logger = { debug() {}, info() {}, warn() {}, error: (record: { code?: string }) => void troubles.push(String(record.code)) };
+      const webhooks = receiver({ connection: { url: redis.url, lazyConnect: true }, enqueueTimeout: 0.5 }, { logger });
+      let runs = 0;
+      webhooks.onAny(() => void (runs += 1));
+      webhooks.startWorker();
+      await waitFor(() => troubles.includes('queue_unavailable')); // its first connect was refused
+      await redis.start();
+      started = true;
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const receive = () => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+      // The receiving side too: MITPO's retries are queued once Redis answers.
+      let answer: Awaited<ReturnType<typeof receive>> | undefined;
+      await waitFor(async () => (answer = await receive()).status !== 503);
+      expect(answer!.body).toEqual({ success: true, queued: true });
+      await waitFor(() => runs === 1, 15_000);
+    } finally {
+      await closeAll();
+      if (started) await redis.stop();
+    }
+  }, 30_000);
+
   it('answers 503 queue_unavailable, quickly and with no handler run, when Redis cannot be reached', async () => {
     const queue = new BullMQDeliveryQueue({ connection: { url: 'redis://127.0.0.1:1', maxRetriesPerRequest: 1 }, name, enqueueTimeout: 0.3 });
     const webhooks = receiver(queue);
