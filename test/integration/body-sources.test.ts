@@ -1,7 +1,7 @@
 import http from 'node:http';
 import express5 from 'express';
 import express4 from 'express4';
-import { signedDelivery } from '../../src/testing';
+import { sampleData, signedDelivery } from '../../src/testing';
 import { send } from '../helpers/http-client';
 import { recordingReceiver, SECRET } from '../helpers/recorder';
 import { listen, WEBHOOK_PATH } from '../helpers/servers';
@@ -11,8 +11,12 @@ const EXPRESSES = { 'Express 5': express5, 'Express 4': express4 } as const;
 describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('where the raw body comes from, under %s', (name) => {
   const express = EXPRESSES[name];
 
-  async function withApp(mountParsers: (app: ReturnType<typeof express5>) => void, run: (url: string, runs: unknown[]) => Promise<void>) {
-    const { webhooks, runs } = recordingReceiver();
+  async function withApp(
+    mountParsers: (app: ReturnType<typeof express5>) => void,
+    run: (url: string, runs: unknown[]) => Promise<void>,
+    options: Parameters<typeof recordingReceiver>[0] = {},
+  ) {
+    const { webhooks, runs } = recordingReceiver(options);
     const app = express();
     mountParsers(app as unknown as ReturnType<typeof express5>);
     app.post(WEBHOOK_PATH, webhooks.middleware());
@@ -32,6 +36,20 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('where th
         expect((await send(url, { headers, body })).status).toBe(200);
         expect(runs).toHaveLength(2);
       },
+    );
+  });
+
+  it("answers 413 to a body express.raw() kept that is past the receiver's limit, its own limit larger", async () => {
+    await withApp(
+      (app) => app.use(express.raw({ type: 'application/json', limit: '1mb' })),
+      async (url, runs) => {
+        const padded = Object.assign(sampleData('dispatch.accepted'), { padding: 'x'.repeat(2048) });
+        const { body, headers } = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: padded });
+        const reply = await send(url, { headers, body });
+        expect({ status: reply.status, code: reply.json?.error?.code }).toEqual({ status: 413, code: 'payload_too_large' });
+        expect(runs).toHaveLength(0);
+      },
+      { limit: 1024 },
     );
   });
 

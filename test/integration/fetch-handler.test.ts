@@ -94,6 +94,21 @@ describe('fetchHandler() specifics', () => {
     expect(runs).toHaveLength(0);
   });
 
+  it('answers 400 body_read_failed to a body stream that yields text instead of bytes, and runs no handler', async () => {
+    const { webhooks, runs } = recordingReceiver({ limit: 1024 });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const text = new ReadableStream<string>({
+      start(controller) {
+        controller.enqueue(body);
+        controller.close();
+      },
+    });
+    const request = new Request(URL_, { method: 'POST', headers, body: text, duplex: 'half' } as RequestInit);
+    const response = await webhooks.fetchHandler()(request);
+    expect({ status: response.status, body: await response.json() }).toMatchObject({ status: 400, body: { error: { code: 'body_read_failed' } } });
+    expect(runs).toHaveLength(0);
+  });
+
   it('answers 408 body_timeout to a body that stops arriving, and runs no handler', async () => {
     const { webhooks, runs } = recordingReceiver({ bodyTimeout: 0.1 });
     const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });

@@ -79,6 +79,12 @@ describe('text echoed with half of a UTF-16 pair', () => {
     expect(message).toContain(`"${'x'.repeat(63)}…"`);
   });
 
+  it('keeps a whole pair that ends exactly at the cut', () => {
+    const cut = sanitizeText(`${'a'.repeat(98)}😀${'x'.repeat(10)}`, 100);
+    expect(cut).toBe(`${'a'.repeat(98)}😀…`);
+    expect(cut).not.toMatch(LONE_SURROGATE);
+  });
+
   it('strips a lone half a sender wrote as a JSON escape, and keeps a whole pair', () => {
     const message = refusal(JSON.parse('{"event":"dispatch.\\ud800done\\ud83d\\ude00","timestamp":"2026-03-22T10:30:00Z","data":{}}'));
     expect(message).not.toMatch(LONE_SURROGATE);
@@ -92,6 +98,10 @@ describe('text echoed from a long value', () => {
   it('looks at no more than four times what it keeps: what lies past that is cut, however much would be stripped', () => {
     expect(sanitizeText(`${'\u200b'.repeat(10_000)}visible`, 100)).toBe('…');
     expect(sanitizeText(`${'\u200b'.repeat(393)}visible and more`, 100)).toBe('visible…');
+  });
+
+  it('keeps a text of exactly the length kept whole, with no …', () => {
+    expect(sanitizeText('a'.repeat(100), 100)).toBe('a'.repeat(100));
   });
 
   it('keeps a text whose cleaned form fits, however many characters it had to strip within that', () => {

@@ -622,6 +622,86 @@ describe('the tolerance window, at its edges', () => {
   });
 });
 
+describe("the event's age, at its edges", () => {
+  const nowMs = 1_774_175_400_000;
+  const now = 1_774_175_400;
+  const webhooks = new MitpoWebhooks({ secret: SECRET, maxEventAge: 3600, tolerance: 300, now: () => nowMs, replay: false });
+
+  it.each([
+    [now - 3600, 200, undefined],
+    [now - 3601, 401, 'event_too_old'],
+    [now + 300, 200, undefined],
+    [now + 301, 401, 'event_in_future'],
+  ])('signed timestamp %i → %i %s', async (timestamp, status, code) => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp, sentAt: now });
+    const reply = await webhooks.receive({ rawBody: body, headers });
+    expect({ status: reply.status, code: (reply.body as { error?: { code?: string } }).error?.code }).toEqual({ status, code });
+  });
+});
+
+describe('Content-Type and Content-Encoding, as HTTP reads them', () => {
+  const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+  const answered = async (extra: Record<string, string>) => {
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const reply = await webhooks.receive({ rawBody: body, headers: { ...headers, ...extra } });
+    return reply.status;
+  };
+
+  it.each([
+    ['Application/JSON (media types are case-insensitive)', { 'Content-Type': 'Application/JSON' }, 200],
+    ['application/json; charset=utf-8', { 'Content-Type': 'application/json; charset=utf-8' }, 200],
+    ['application/jsonp', { 'Content-Type': 'application/jsonp' }, 415],
+    ['application/json-seq', { 'Content-Type': 'application/json-seq' }, 415],
+    ['text/plain naming JSON in a parameter', { 'Content-Type': 'text/plain; note=application/json' }, 415],
+    ['Content-Encoding: identity', { 'Content-Encoding': 'identity' }, 200],
+    ['an empty Content-Encoding', { 'Content-Encoding': '' }, 200],
+    ['Content-Encoding: gzip', { 'Content-Encoding': 'gzip' }, 415],
+  ])('%s → %i', async (_name, extra, status) => {
+    expect(await answered(extra)).toBe(status);
+  });
+});
+
+describe('one header under two spellings of its name (a plain object given to receive())', () => {
+  it.each([['the right one first'], ['the wrong one first']])('is refused as sent twice, %s', async (order) => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const good = headers['X-MITPO-Signature']!;
+    const wrong = sign('another body', SECRET);
+    const { 'X-MITPO-Signature': _signature, ...rest } = headers;
+    const both = order === 'the right one first' ? { 'X-MITPO-Signature': good, 'x-mitpo-signature': wrong } : { 'X-MITPO-Signature': wrong, 'x-mitpo-signature': good };
+    const reply = await webhooks.receive({ rawBody: body, headers: { ...rest, ...both } });
+    expect({ status: reply.status, code: (reply.body as { error?: { code?: string } }).error?.code }).toEqual({ status: 400, code: 'malformed_signature' });
+  });
+});
+
+describe('the answer to a success', () => {
+  it('waits until the replay store has recorded the delivery, so a retry right after it is a duplicate', async () => {
+    const store = new MemoryReplayStore();
+    const complete = store.complete.bind(store);
+    const reached = deferred();
+    const recorded = deferred();
+    store.complete = async (...args: Parameters<typeof complete>) => {
+      reached.resolve();
+      await recorded.promise;
+      return complete(...args);
+    };
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store });
+    webhooks.onAny(() => undefined);
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    let answered = false;
+    const answer = webhooks.receive({ rawBody: delivery.body, headers: delivery.headers }).then((reply) => {
+      answered = true;
+      return reply;
+    });
+    await reached.promise;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(answered).toBe(false);
+    recorded.resolve();
+    expect((await answer).status).toBe(200);
+    expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).body).toEqual({ success: true, duplicate: true });
+  });
+});
+
 describe('receive() decoding the body', () => {
   const headersFor = (body: Buffer) => ({
     'content-type': 'application/json',

@@ -97,6 +97,19 @@ describe('sign and verifySignature', () => {
     expect(verifySignature(42 as unknown as string, good, SECRET)).toBe(false);
   });
 
+  it('compares all 64 hex digits: a signature wrong in one digit only, anywhere, is refused', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const good = delivery.headers['X-MITPO-Signature']!;
+    const hex = good.slice('sha256='.length);
+    for (const at of [0, 31, 32, 63]) {
+      const flipped = `sha256=${hex.slice(0, at)}${hex[at] === '0' ? '1' : '0'}${hex.slice(at + 1)}`;
+      expect(verifySignature(delivery.body, flipped, SECRET)).toBe(false);
+      const { status, body } = await deliver(webhooks, { body: delivery.body, headers: { ...delivery.headers, 'X-MITPO-Signature': flipped } });
+      expect({ status, code: (body as { error?: { code?: string } }).error?.code }).toEqual({ status: 401, code: 'invalid_signature' });
+    }
+  });
+
   it('refuses to sign with a secret padded by whitespace, without echoing it', () => {
     expect(() => sign('{}', ' whsec_padded ')).toThrow(TypeError);
     expect(() => sign('{}', ' whsec_padded ')).toThrow(/whitespace/);
@@ -165,6 +178,16 @@ describe('the HMAC key', () => {
     } finally {
       createHmacSpy.mockRestore();
     }
+  });
+
+  it("leaves no copy of the secret's bytes in the Buffer pool slab that later small Buffers are cut from", () => {
+    const secret = `whsec_${crypto.randomUUID()}`;
+    // Buffer.alloc is never cut from the pool, so the needle cannot be what it finds.
+    const needle = Buffer.alloc(secret.length);
+    needle.write(secret);
+    new MitpoWebhooks({ secret });
+    const slab = Buffer.from(Buffer.from('x').buffer);
+    expect(slab.includes(needle)).toBe(false);
   });
 
   it('leaves no key-derived pad block in the Buffer pool slab that ctx.rawBody is cut from', async () => {
