@@ -34,10 +34,10 @@ export interface MitpoWebhooksOptions<Bytes extends Uint8Array = Uint8Array> {
   replay?: ReplayStore | false | undefined;
   /**
    * A durable queue (`BullMQDeliveryQueue` from `mitpo-webhooks/bullmq`,
-   * `PostgresDeliveryQueue` from `mitpo-webhooks/postgres`, or `MemoryDeliveryQueue`
-   * from `mitpo-webhooks/testing` in tests): every
-   * check runs, the delivery is queued, and the answer is 200 `queued` at once;
-   * handlers run in workers (`startWorker()`), with retries and dead letters.
+   * `PostgresDeliveryQueue` from `mitpo-webhooks/postgres`, or in tests
+   * `MemoryDeliveryQueue` from `mitpo-webhooks/testing`): every check runs, the
+   * delivery is queued, and the answer is 200 `queued` at once; handlers run in
+   * workers (`startWorker()`), with retries and dead letters.
    */
   queue?: DeliveryQueue | undefined;
   /**

@@ -161,6 +161,7 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
   #current: Queue<JobData>;
   /** The current Queue's set-up failed: queue() builds another. */
   private setUpFailed = false;
+  /** After close(), no Queue is built again. */
   private closed = false;
   /** Enqueues under way in this process, by job id, and the bytes they hold. */
   private readonly pending: PendingEnqueues;

@@ -15,7 +15,6 @@ import { StaleEvents } from '../ordering/stale-events';
 import { Shutdown, shuttingDown } from './shutdown';
 import { asVerificationError, keyed, verified, type Checks, type DeliveryRequest } from './verified';
 
-
 /**
  * The one path every delivery takes, under every adapter: the checks
  * (`verified`), then inline handling or the queue. Never rejects: every
