@@ -53,6 +53,19 @@ describe.each(Object.keys(EXPRESSES) as Array<keyof typeof EXPRESSES>)('where th
     );
   });
 
+  it('verifies a body of exactly limit bytes, its Content-Length equal to the limit', async () => {
+    const delivery = signedDelivery({ event: 'dispatch.accepted', secret: SECRET });
+    await withApp(
+      () => undefined,
+      async (url, runs) => {
+        const headers = { ...delivery.headers, 'Content-Length': String(Buffer.byteLength(delivery.body)) };
+        expect((await send(url, { headers, body: delivery.body })).status).toBe(200);
+        expect(runs).toHaveLength(2);
+      },
+      { limit: Buffer.byteLength(delivery.body) },
+    );
+  });
+
   it('verifies a body whose bytes express.json() kept in req.rawBody', async () => {
     await withApp(
       (app) =>

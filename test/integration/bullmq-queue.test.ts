@@ -483,6 +483,25 @@ describeRedis('queued processing on BullMQ', () => {
     expect(await stateOf(delivery.body)).toBe('waiting');
   });
 
+  it('queues deliveries again after a set-up that failed only once a delivery had given up waiting for it', async () => {
+    await inspect.waitUntilReady();
+    // Redis stalls through the set-up for longer than enqueueTimeout, then the set-up fails.
+    const setUp = jest
+      .spyOn(RedisConnection.prototype as unknown as { getRedisVersionAndType(): Promise<unknown> }, 'getRedisVersionAndType')
+      .mockImplementationOnce(() => new Promise((_resolve, reject) => setTimeout(() => reject(new Error('Command timed out')), 600)));
+    try {
+      const webhooks = receiver({ enqueueTimeout: 0.3 });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      const receive = () => webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+      expect((await receive()).status).toBe(503);
+      let answer: Awaited<ReturnType<typeof receive>> | undefined;
+      await waitFor(async () => (answer = await receive()).status !== 503);
+      expect(answer!.body).toEqual({ success: true, queued: true });
+    } finally {
+      setUp.mockRestore();
+    }
+  });
+
   it("with ordering, runs the deliveries of a worker whose queue's connection failed its first set-up, never dead letters them unrun", async () => {
     await inspect.waitUntilReady();
     const setUp = failSetUpOnce();

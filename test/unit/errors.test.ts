@@ -63,3 +63,13 @@ describe('building a refusal', () => {
     expect(new Error('probe').stack).toMatch(/\n\s+at /);
   });
 });
+
+describe("a refusal's message shown to the client (expose)", () => {
+  // Koa shows `message` when `expose` is true; a 5xx's message is about our side, not the request.
+  it('is exposed for every 4xx and for no 5xx', () => {
+    for (const code of ['invalid_signature', 'payload_too_large', 'handler_failed', 'internal_error', 'body_already_parsed', 'queue_unavailable'] as const) {
+      const error = new WebhookVerificationError(code, 'x');
+      expect({ code, expose: error.expose }).toEqual({ code, expose: error.status < 500 });
+    }
+  });
+});

@@ -10,7 +10,7 @@ import {
   type ReplayStore,
 } from '../../src';
 import type { WebhookHeaders } from '../../src/headers/delivery-headers';
-import { signedDelivery } from '../../src/testing';
+import { sampleData, signedDelivery } from '../../src/testing';
 import { CHECK_CASES } from '../helpers/check-cases';
 import { nowInSeconds } from '../helpers/clock';
 import { deliver } from '../helpers/deliver';
@@ -671,6 +671,70 @@ describe('one header under two spellings of its name (a plain object given to re
     const both = order === 'the right one first' ? { 'X-MITPO-Signature': good, 'x-mitpo-signature': wrong } : { 'X-MITPO-Signature': wrong, 'x-mitpo-signature': good };
     const reply = await webhooks.receive({ rawBody: body, headers: { ...rest, ...both } });
     expect({ status: reply.status, code: (reply.body as { error?: { code?: string } }).error?.code }).toEqual({ status: 400, code: 'malformed_signature' });
+  });
+});
+
+describe('handlers registered after deliveries began', () => {
+  it('run for an event type already delivered, by on() and by onAny()', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const ran: string[] = [];
+    webhooks.on('dispatch.completed', () => void ran.push('first'));
+    const receive = async () => {
+      const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
+    };
+    await receive();
+    webhooks.on('dispatch.completed', () => void ran.push('added by on()'));
+    await receive();
+    webhooks.onAny(() => void ran.push('added by onAny()'));
+    await receive();
+    expect(ran).toEqual(['first', 'first', 'added by on()', 'first', 'added by on()', 'added by onAny()']);
+  });
+});
+
+describe("ordering's positions and resources", () => {
+  const T = 1_774_175_400;
+  const webhooks = () => new MitpoWebhooks({ secret: SECRET, ordering: true, now: () => (T + 10) * 1000 });
+  const send = async (receiver: MitpoWebhooks, event: 'dispatch.failed' | 'dispatch.accepted' | 'dispatch.completed' | 'connection.active' | 'connection.reauth_required', ids: Record<string, string>, timestamp: number) => {
+    const data = Object.assign(sampleData(event), ids);
+    const { body, headers } = signedDelivery({ event, secret: SECRET, data, timestamp, sentAt: T + 10 });
+    return (await receiver.receive({ rawBody: body, headers })).body;
+  };
+
+  it('ranks dispatch.failed after dispatch.accepted of the same second: the accepted that comes later is stale', async () => {
+    const receiver = webhooks();
+    receiver.onAny(() => undefined);
+    expect(await send(receiver, 'dispatch.failed', { dispatch_id: 'dsp_1' }, T)).toEqual({ success: true });
+    expect(await send(receiver, 'dispatch.accepted', { dispatch_id: 'dsp_1' }, T)).toEqual({ success: true, stale: true });
+  });
+
+  it('keeps connection events in order by connection_id', async () => {
+    const receiver = webhooks();
+    receiver.onAny(() => undefined);
+    expect(await send(receiver, 'connection.reauth_required', { connection_id: 'con_1' }, T + 1)).toEqual({ success: true });
+    expect(await send(receiver, 'connection.active', { connection_id: 'con_1' }, T)).toEqual({ success: true, stale: true });
+  });
+
+  it('keeps a dispatch and a connection with the same id apart', async () => {
+    const receiver = webhooks();
+    receiver.onAny(() => undefined);
+    expect(await send(receiver, 'dispatch.completed', { dispatch_id: 'same' }, T + 1)).toEqual({ success: true });
+    expect(await send(receiver, 'connection.active', { connection_id: 'same' }, T)).toEqual({ success: true });
+  });
+});
+
+describe('limit as a size', () => {
+  it("reads '1kb' as 1024 bytes", async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, limit: '1kb', replay: false });
+    const sized = (bytes: number) => {
+      const base = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: sampleData('dispatch.completed') }).body;
+      const padded = Object.assign(sampleData('dispatch.completed'), { padding: 'x'.repeat(bytes - base.length - ',"padding":""'.length) });
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: padded });
+      expect(Buffer.byteLength(delivery.body)).toBe(bytes);
+      return webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    };
+    expect((await sized(1024)).status).not.toBe(413);
+    expect((await sized(1025)).status).toBe(413);
   });
 });
 
