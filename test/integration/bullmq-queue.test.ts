@@ -384,9 +384,14 @@ describeRedis('queued processing on BullMQ', () => {
     const proxy = await freezingProxy(REDIS_URL!, { answersClose: false });
     try {
       const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.2 });
+      const handled = deferred();
+      webhooks.onAny(() => handled.resolve());
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
       expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
       webhooks.startWorker();
+      // Every connection set up (the worker ran the delivery): Redis hangs on a working receiver.
+      // A connection caught still setting up is another case (the note's never-ready one).
+      await handled.promise;
       await waitFor(() => proxy.open() >= 3);
       const accepted = proxy.accepted();
       proxy.freeze();
