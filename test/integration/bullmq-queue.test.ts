@@ -465,10 +465,10 @@ describeRedis('queued processing on BullMQ', () => {
    * BullMQ sets a connection up once (ready, then an INFO for Redis's version); Redis stalling
    * past the command timeout just then fails that INFO, as this does, deterministically.
    */
-  const failSetUpOnce = () =>
+  const failSetUpOnce = (afterMs = 0) =>
     jest
       .spyOn(RedisConnection.prototype as unknown as { getRedisVersionAndType(): Promise<unknown> }, 'getRedisVersionAndType')
-      .mockRejectedValueOnce(new Error('Command timed out'));
+      .mockImplementationOnce(() => new Promise((_resolve, reject) => setTimeout(() => reject(new Error('Command timed out')), afterMs)));
 
   // Found by a hunt: BullMQ keeps a failed set-up for good, so every delivery after it was
   // answered 503 (MITPO retrying in vain) until the process restarted.
@@ -491,9 +491,7 @@ describeRedis('queued processing on BullMQ', () => {
   it('queues deliveries again after a set-up that failed only once a delivery had given up waiting for it', async () => {
     await inspect.waitUntilReady();
     // Redis stalls through the set-up for longer than enqueueTimeout, then the set-up fails.
-    const setUp = jest
-      .spyOn(RedisConnection.prototype as unknown as { getRedisVersionAndType(): Promise<unknown> }, 'getRedisVersionAndType')
-      .mockImplementationOnce(() => new Promise((_resolve, reject) => setTimeout(() => reject(new Error('Command timed out')), 600)));
+    const setUp = failSetUpOnce(600);
     try {
       const webhooks = receiver({ enqueueTimeout: 0.3 });
       const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
