@@ -84,8 +84,8 @@ export type MitpoEventOf<N extends MitpoEventName> = Extract<MitpoEvent, { event
 /** A correctly signed event of a type this version does not know yet; only `onAny` receives it. */
 export type UnknownMitpoEvent = z.infer<typeof unknownMitpoEventSchema>;
 
-/** The known event names, in the order the reference lists them. */
-export const MITPO_EVENT_NAMES = Object.keys(mitpoEventSchemas) as MitpoEventName[];
+/** The known event names, in the order the reference lists them (frozen: the library's own messages read it). */
+export const MITPO_EVENT_NAMES: readonly MitpoEventName[] = Object.freeze(Object.keys(mitpoEventSchemas) as MitpoEventName[]);
 
 export function isMitpoEventName(name: unknown): name is MitpoEventName {
   return typeof name === 'string' && Object.prototype.hasOwnProperty.call(mitpoEventSchemas, name);

@@ -5,6 +5,17 @@ import { SAMPLE_DATA } from '../../src/testing';
 
 const TS = '2026-03-22T10:30:00Z';
 
+describe('MITPO_EVENT_NAMES', () => {
+  it("cannot be changed by the app, so the library's refusals keep naming the five types", () => {
+    const names = MITPO_EVENT_NAMES as string[];
+    expect(() => names.push('dispatch.cancelled')).toThrow(TypeError);
+    expect(() => names.reverse()).toThrow(TypeError);
+    expect(() => parseEvent({ event: 'dispatch.cancelled', timestamp: TS, data: {} })).toThrow(
+      'known event types are dispatch.accepted, dispatch.completed, dispatch.failed, connection.active, connection.reauth_required',
+    );
+  });
+});
+
 describe('parseEvent', () => {
   it("parses the reference's example payload", () => {
     const event = parseEvent({

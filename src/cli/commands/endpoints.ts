@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { MitpoApiError } from '../../api/mitpo-api-error';
 import { isApiKey, WebhookEndpointsClient } from '../../api/webhook-endpoints-client';
-import { MITPO_EVENT_NAMES } from '../../events/schemas';
+import { isMitpoEventName, MITPO_EVENT_NAMES, type MitpoEventName } from '../../events/schemas';
 import { secretProblem } from '../../secrets/secret-rules';
 import { sanitizeText } from '../../text/sanitize-text';
 import { CommandError, EXIT, hasUnprintableCharacters, UNPRINTABLE_CHARACTERS, UsageError, type CliIo, unexpectedArgument } from '../cli-io';
@@ -53,7 +53,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
         if (values.url === undefined) throw new UsageError('create needs --url <https-url>');
         if (values.events === undefined) throw new UsageError('create needs --events, e.g. --events dispatch.completed,dispatch.failed');
         const events = values.events.split(',').map((e) => e.trim()).filter((e) => e !== '');
-        const unknown = events.filter((e) => !(MITPO_EVENT_NAMES as string[]).includes(e));
+        const unknown = events.filter((e) => !isMitpoEventName(e));
         if (unknown.length > 0) throw new UsageError(`unknown event type ${JSON.stringify(unknown[0])}; known types are ${MITPO_EVENT_NAMES.join(', ')}`);
         if (!values.url.startsWith('https://')) throw new UsageError('--url must be an https:// URL: MITPO delivers webhooks over HTTPS only');
         const envFile = values['write-env'];
@@ -63,7 +63,7 @@ export async function endpoints(argv: string[], io: CliIo): Promise<number> {
           const problem = envFileProblem(envFile);
           if (problem !== undefined) throw new UsageError(problem);
         }
-        const created = await apiClient().create({ url: values.url, events: events as typeof MITPO_EVENT_NAMES });
+        const created = await apiClient().create({ url: values.url, events: events as MitpoEventName[] });
         io.out(`Created endpoint ${shown(created.id)} for ${shown(created.url)}`);
         io.out(`Events: ${created.events.map(shown).join(', ')}`);
         io.out(`Signing secret (MITPO shows it only now): ${escapeUnprintable(created.signing_secret)}`);
