@@ -4,5 +4,6 @@ export {
   MitpoWebhooksModule,
   type MitpoWebhooksModuleOptions,
   type MitpoWebhooksModuleAsyncOptions,
+  type MitpoWebhooksOptionsFactory,
 } from './mitpo-webhooks.module';
 export { OnMitpoEvent } from './on-mitpo-event';

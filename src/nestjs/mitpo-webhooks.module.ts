@@ -12,6 +12,7 @@ import {
   type OnApplicationBootstrap,
   type OnModuleInit,
   type Provider,
+  type Type,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost, MetadataScanner, type AbstractHttpAdapter } from '@nestjs/core';
 import { checkedPath, normalizePath } from '../adapters/adapter-options';
@@ -33,15 +34,42 @@ export interface MitpoWebhooksModuleOptions extends MitpoWebhooksOptions {
   shutdownTimeout?: number | undefined;
 }
 
-/** Options of `MitpoWebhooksModule.forRootAsync()`. */
-export interface MitpoWebhooksModuleAsyncOptions {
-  /** Modules whose providers `useFactory` injects (e.g. `ConfigModule`). */
-  imports?: ModuleMetadata['imports'];
-  /** Builds the options, e.g. from a `ConfigService`. */
-  useFactory: (...args: any[]) => MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  /** What `useFactory` is given, in order. */
-  inject?: FactoryProvider['inject'];
+/** A class that builds the module's options, for `forRootAsync({ useClass })` or `({ useExisting })`. */
+export interface MitpoWebhooksOptionsFactory {
+  createMitpoWebhooksOptions(): MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions>;
 }
+
+/**
+ * Options of `MitpoWebhooksModule.forRootAsync()`: `imports`, and one of
+ * `useFactory` (with `inject`), `useClass` or `useExisting`, as Nest's own modules take them.
+ */
+export type MitpoWebhooksModuleAsyncOptions = {
+  /** Modules whose providers the options are built from (e.g. `ConfigModule`). */
+  imports?: ModuleMetadata['imports'];
+} & (
+  | {
+      /** Builds the options, e.g. from a `ConfigService`. */
+      useFactory: (...args: any[]) => MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      /** What `useFactory` is given, in order. */
+      inject?: FactoryProvider['inject'];
+      useClass?: never;
+      useExisting?: never;
+    }
+  | {
+      /** A class the module builds (with its own injections) and asks for the options. */
+      useClass: Type<MitpoWebhooksOptionsFactory>;
+      useFactory?: never;
+      inject?: never;
+      useExisting?: never;
+    }
+  | {
+      /** A provider the app already has (exported by a module in `imports`, or global), asked for the options. */
+      useExisting: Type<MitpoWebhooksOptionsFactory>;
+      useFactory?: never;
+      inject?: never;
+      useClass?: never;
+    }
+);
 
 /**
  * What the module's providers need of its options, read once. The options
@@ -237,30 +265,49 @@ export class MitpoWebhooksModule {
     return moduleWith({ provide: MODULE_SETUP, useFactory: () => setUp(options) }, []);
   }
 
-  /** The options from a factory, e.g. one that reads a `ConfigService`. */
+  /**
+   * The options from other providers: a factory (e.g. one that reads a `ConfigService`),
+   * or a class with `createMitpoWebhooksOptions()`, built here (`useClass`) or the app's own (`useExisting`).
+   * @throws TypeError unless exactly one of `useFactory`, `useClass` and `useExisting` is given, or given `inject` without `useFactory`
+   */
   static forRootAsync(options: MitpoWebhooksModuleAsyncOptions): DynamicModule {
-    checkOptionKeys(options, 'MitpoWebhooksModule.forRootAsync', ['useFactory', 'inject', 'imports']);
-    if (typeof options.useFactory !== 'function') {
-      throw new TypeError('mitpo-webhooks: MitpoWebhooksModule.forRootAsync needs useFactory: (...injected) => options');
+    checkOptionKeys(options, 'MitpoWebhooksModule.forRootAsync', ['useFactory', 'useClass', 'useExisting', 'inject', 'imports']);
+    const given = (['useFactory', 'useClass', 'useExisting'] as const).filter((key) => options[key] !== undefined);
+    if (given.length !== 1 || typeof options[given[0]!] !== 'function') {
+      throw new TypeError(
+        'mitpo-webhooks: MitpoWebhooksModule.forRootAsync needs one of useFactory: (...injected) => options, ' +
+          `useClass or useExisting: a class with createMitpoWebhooksOptions()${given.length > 1 ? `; it was given ${given.join(' and ')}` : ''}`,
+      );
     }
-    return moduleWith(
-      {
-        provide: MODULE_SETUP,
-        useFactory: async (...injected: unknown[]) => setUp(await options.useFactory(...injected)),
-        inject: options.inject ?? [],
-      },
-      options.imports ?? [],
-    );
+    const imports = options.imports ?? [];
+    if (options.useFactory !== undefined) {
+      const { useFactory } = options;
+      return moduleWith({ provide: MODULE_SETUP, useFactory: async (...injected: unknown[]) => setUp(await useFactory(...injected)), inject: options.inject ?? [] }, imports);
+    }
+    if (options.inject !== undefined) {
+      throw new TypeError('mitpo-webhooks: MitpoWebhooksModule.forRootAsync takes inject only with useFactory; a useClass or useExisting class has its own injections');
+    }
+    const factoryClass = (options.useClass ?? options.useExisting)!;
+    const setupProvider: Provider = { provide: MODULE_SETUP, useFactory: async (factory: unknown) => setUp(await optionsFrom(factory, factoryClass)), inject: [factoryClass] };
+    return moduleWith(setupProvider, imports, options.useClass === undefined ? [] : [options.useClass]);
   }
 }
 
-function moduleWith(setupProvider: Provider, imports: NonNullable<ModuleMetadata['imports']>): DynamicModule {
+function optionsFrom(factory: unknown, factoryClass: Type<unknown>): MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions> {
+  if (typeof (factory as Partial<MitpoWebhooksOptionsFactory> | undefined)?.createMitpoWebhooksOptions !== 'function') {
+    throw new TypeError(`mitpo-webhooks: MitpoWebhooksModule.forRootAsync: ${factoryClass.name || 'the class given'} has no createMitpoWebhooksOptions() method to build the options`);
+  }
+  return (factory as MitpoWebhooksOptionsFactory).createMitpoWebhooksOptions();
+}
+
+function moduleWith(setupProvider: Provider, imports: NonNullable<ModuleMetadata['imports']>, more: Provider[] = []): DynamicModule {
   return {
     module: MitpoWebhooksModule,
     global: true,
     imports: [DiscoveryModule, ...imports],
     providers: [
       setupProvider,
+      ...more,
       { provide: MitpoWebhooks, useFactory: (setup: ModuleSetup) => setup.webhooks, inject: [MODULE_SETUP] },
       MitpoWebhooksRoute,
       MitpoWebhooksHandlers,

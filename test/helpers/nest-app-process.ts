@@ -27,7 +27,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import express from 'express';
 import { MitpoWebhooks, type MitpoEvent, type MitpoWebhooksOptions } from '../../src';
-import { MitpoWebhooksModule, OnMitpoEvent } from '../../src/nestjs';
+import { MitpoWebhooksModule, OnMitpoEvent, type MitpoWebhooksModuleAsyncOptions, type MitpoWebhooksModuleOptions, type MitpoWebhooksOptionsFactory } from '../../src/nestjs';
 import { CHECK_CASES } from './check-cases';
 import { SECRET } from './recorder';
 import { consumeBodyKeepingNoBytes, WEBHOOK_PATH } from './servers';
@@ -40,8 +40,12 @@ export interface StartNestApp {
   caseIndex?: number;
   /** Something ahead of Nest reads the body and keeps no bytes. */
   consumeFirst?: boolean;
-  /** Options given through forRootAsync instead of forRoot. */
-  async?: boolean;
+  /**
+   * Options given through forRootAsync instead of forRoot: `true` or `useFactory`, a factory;
+   * `useClass`, a class the module builds, injected from an imported module; `useExisting`, that
+   * module's own instance of it; `useClass-without-method`, a class that cannot build them.
+   */
+  async?: boolean | 'useFactory' | 'useClass' | 'useExisting' | 'useClass-without-method';
   /** A provider besides RecordingHandlers: one start-up must refuse, or RecordingHandlers reached twice. */
   extra?: 'request-scoped' | 'transient' | 'alias' | 'factory-alias';
   /**
@@ -125,6 +129,41 @@ class EchoController {
   }
 }
 
+/** Where an app keeps its settings: what a class given to forRootAsync is injected with. */
+@Injectable()
+class Settings {
+  options: MitpoWebhooksModuleOptions = { secret: '', path: '' };
+}
+
+@Injectable()
+class OptionsFromSettings implements MitpoWebhooksOptionsFactory {
+  constructor(@Inject(Settings) private readonly settings: Settings) {}
+
+  async createMitpoWebhooksOptions(): Promise<MitpoWebhooksModuleOptions> {
+    return this.settings.options;
+  }
+}
+
+@Injectable()
+class NotAnOptionsFactory {}
+
+/** forRootAsync's options, as the message asks, with `options` reached through the app's providers. */
+function asyncOptions(options: MitpoWebhooksModuleOptions, message: StartNestApp): MitpoWebhooksModuleAsyncOptions {
+  @Module({ providers: [{ provide: Settings, useFactory: () => Object.assign(new Settings(), { options }) }, OptionsFromSettings], exports: [Settings, OptionsFromSettings] })
+  class SettingsModule {}
+  const extra = message.asyncExtra as object;
+  switch (message.async) {
+    case 'useClass':
+      return { imports: [SettingsModule], useClass: OptionsFromSettings, ...extra };
+    case 'useExisting':
+      return { imports: [SettingsModule], useExisting: OptionsFromSettings, ...extra };
+    case 'useClass-without-method':
+      return { useClass: NotAnOptionsFactory as never, ...extra };
+    default:
+      return { useFactory: async () => options, ...extra };
+  }
+}
+
 function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: StartNestApp) {
   const options = { secret: SECRET, path: WEBHOOK_PATH, ...receiverOptions, ...message.moduleOptions };
   @Module({ imports: [MitpoWebhooksModule] })
@@ -133,7 +172,7 @@ function appModule(receiverOptions: Partial<MitpoWebhooksOptions>, message: Star
     imports: message.bareModule === 'alone' ? [MitpoWebhooksModule] : [
       ...(message.bareModule === 'beside' ? [FeatureModule] : []),
       message.async
-        ? MitpoWebhooksModule.forRootAsync({ useFactory: async () => options, ...message.asyncExtra })
+        ? MitpoWebhooksModule.forRootAsync(asyncOptions(options, message))
         : MitpoWebhooksModule.forRoot(options),
       ...(message.secondModulePath === undefined
         ? []

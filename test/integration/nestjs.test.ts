@@ -242,7 +242,7 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
       /unknown MitpoWebhooksModule option "shutdowntimeout"; known options are .*path, shutdownTimeout/,
     );
     await expect(apps.start({ platform, rawBody, async: true, asyncExtra: { injects: [] } })).rejects.toThrow(
-      /unknown MitpoWebhooksModule.forRootAsync option "injects"; known options are useFactory, inject, imports/,
+      /unknown MitpoWebhooksModule.forRootAsync option "injects"; known options are useFactory, useClass, useExisting, inject, imports/,
     );
   });
 
@@ -261,8 +261,8 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     }
   });
 
-  it('takes its options from forRootAsync', async () => {
-    const { url } = await apps.start({ platform, rawBody, async: true });
+  it.each(['useFactory', 'useClass', 'useExisting'] as const)('takes its options from forRootAsync({ %s })', async (async) => {
+    const { url } = await apps.start({ platform, rawBody, async });
     try {
       expect((await send(url, signedDelivery({ event: 'dispatch.failed', secret: SECRET }))).status).toBe(200);
       expect((await apps.runs()).map((run) => run.handler)).toEqual(['on(dispatch.failed)', 'onAny']);
@@ -271,6 +271,26 @@ describe.each(CONFIGS)('MitpoWebhooksModule on platform-$platform, rawBody: $raw
     } finally {
       await apps.close();
     }
+  });
+});
+
+describe('MitpoWebhooksModule.forRootAsync refuses at start-up', () => {
+  it('more than one way to build the options', async () => {
+    await expect(apps.start({ platform: 'express', rawBody: false, async: 'useFactory', asyncExtra: { useClass: 'OptionsFromSettings' } })).rejects.toThrow(
+      /forRootAsync needs one of useFactory: \(\.\.\.injected\) => options, useClass or useExisting: a class with createMitpoWebhooksOptions\(\); it was given useFactory and useClass/,
+    );
+  });
+
+  it('inject beside useClass, which has injections of its own', async () => {
+    await expect(apps.start({ platform: 'express', rawBody: false, async: 'useClass', asyncExtra: { inject: ['Settings'] } })).rejects.toThrow(
+      /forRootAsync takes inject only with useFactory/,
+    );
+  });
+
+  it('a useClass that has no createMitpoWebhooksOptions(), naming it', async () => {
+    await expect(apps.start({ platform: 'express', rawBody: false, async: 'useClass-without-method' })).rejects.toThrow(
+      /forRootAsync: NotAnOptionsFactory has no createMitpoWebhooksOptions\(\) method/,
+    );
   });
 });
 

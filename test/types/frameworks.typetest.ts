@@ -7,7 +7,7 @@ import Koa from 'koa';
 import { MitpoWebhooks, type DeliveryContext, type MitpoEvent, type MitpoEventOf } from 'mitpo-webhooks';
 import fastifyDefault, { fastifyMitpoWebhooks } from 'mitpo-webhooks/fastify';
 import { koaMitpoWebhooks } from 'mitpo-webhooks/koa';
-import { MitpoWebhooksModule, OnMitpoEvent } from 'mitpo-webhooks/nestjs';
+import { MitpoWebhooksModule, OnMitpoEvent, type MitpoWebhooksOptionsFactory } from 'mitpo-webhooks/nestjs';
 
 const webhooks = new MitpoWebhooks({ secret: 'whsec_x' });
 
@@ -74,6 +74,19 @@ MitpoWebhooksModule.forRootAsync({
   useFactory: (config: Config) => ({ secret: config.get('MITPO_WEBHOOK_SECRET'), path: '/webhooks/mitpo' }),
   inject: [Config],
 });
+class OptionsFromConfig implements MitpoWebhooksOptionsFactory {
+  createMitpoWebhooksOptions() {
+    return { secret: 'whsec_x', path: '/webhooks/mitpo' };
+  }
+}
+MitpoWebhooksModule.forRootAsync({ useClass: OptionsFromConfig });
+MitpoWebhooksModule.forRootAsync({ imports: [], useExisting: OptionsFromConfig });
+// @ts-expect-error: one way to build the options, not two
+MitpoWebhooksModule.forRootAsync({ useFactory: () => ({ secret: 'whsec_x', path: '/webhooks/mitpo' }), useClass: OptionsFromConfig });
+// @ts-expect-error: inject is useFactory's; a class has its own injections
+MitpoWebhooksModule.forRootAsync({ useClass: OptionsFromConfig, inject: [Config] });
+// @ts-expect-error: a class that cannot build the options
+MitpoWebhooksModule.forRootAsync({ useClass: Config });
 // @ts-expect-error: path is required
 MitpoWebhooksModule.forRoot({ secret: 'whsec_x' });
 // @ts-expect-error: an option the receiver does not have
