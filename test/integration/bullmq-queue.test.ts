@@ -404,6 +404,30 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
+  // The note's never-ready case: Redis hangs while the worker's connections (and, from the
+  // start, the queue's) are still being set up; a close() that waited on their set-up would
+  // keep the process from exiting.
+  it.each(['from the start', 'after the first delivery'] as const)(
+    'close(): lets go of connections to a Redis that hung while they were being set up (%s)',
+    async (when) => {
+      const proxy = await freezingProxy(REDIS_URL!, { answersClose: false });
+      try {
+        const webhooks = receiver({ connection: { url: proxy.url }, enqueueTimeout: 0.2 });
+        if (when === 'after the first delivery') {
+          const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+          expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        }
+        proxy.freeze();
+        webhooks.startWorker();
+        await waitFor(() => proxy.accepted() >= 3);
+        await webhooks.close({ timeout: 1 });
+        await waitFor(() => proxy.open() === 0);
+      } finally {
+        await proxy.close();
+      }
+    },
+  );
+
   it('close(): lets go of every connection once a job that outlived its timeout ends, so that the process can exit', async () => {
     const proxy = await freezingProxy(REDIS_URL!);
     try {
