@@ -233,6 +233,46 @@ describe('the claim held while a handler runs', () => {
     expect(handler.runs()).toBe(1);
   });
 
+  // Found in a mutation hunt: no test saw a released claim left on the renewal list. Renewed
+  // on, it logs a lost claim every tick, and on Redis a renewal takes a released claim back,
+  // so MITPO's retry of the failed delivery would be 409 in_flight.
+  it('stops renewing the claim of a delivery whose handler failed, once it is released', async () => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    const store = new MemoryReplayStore();
+    const renewed: string[] = [];
+    const renew = store.renew.bind(store);
+    store.renew = (key, ttlMs, token) => (renewed.push(key), renew(key, ttlMs, token));
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.03 });
+    webhooks.onAny(() => {
+      throw new Error('temporary outage');
+    });
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.failed', secret: SECRET }))).status).toBe(500);
+    await jest.advanceTimersByTimeAsync(100); // several renewal ticks (every 10 ms)
+    expect(renewed).toEqual([]);
+  });
+
+  // Found in a mutation hunt: a renewal for less than inFlightTtl went unnoticed.
+  it.each([
+    ['renew', false],
+    ['renewInOrder', true],
+  ])('renews for the whole inFlightTtl each time, through %s', async (method, ordering) => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    const store = new MemoryReplayStore();
+    const renewals: Array<[string, number]> = [];
+    const renew = store.renew.bind(store);
+    const renewInOrder = store.renewInOrder.bind(store);
+    store.renew = (key, ttlMs, token) => (renewals.push(['renew', ttlMs]), renew(key, ttlMs, token));
+    store.renewInOrder = (key, order, ttlMs, token) => (renewals.push(['renewInOrder', ttlMs]), renewInOrder(key, order, ttlMs, token));
+    const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, inFlightTtl: 0.03, ordering });
+    const handler = slowFirstRun(webhooks, 'dispatch.completed');
+    const answer = deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }));
+    await handler.started;
+    jest.advanceTimersByTime(30); // three renewal ticks
+    handler.release();
+    expect((await answer).status).toBe(200);
+    expect(renewals).toEqual([[method, 30], [method, 30], [method, 30]]);
+  });
+
   // The renewal runs from a timer: a custom store's renew() that throws (or returns
   // no promise) must not throw out of it, which would be an uncaughtException.
   it('keeps a custom store whose renew() throws synchronously inside the pipeline (logged, never thrown out of a timer)', async () => {

@@ -44,6 +44,16 @@ describe('MemoryReplayStore', () => {
     expect(await store.claim('k', 5000)).toBe('claimed');
   });
 
+  // Found in a mutation hunt: a renewal to a shorter TTL was never tried. It holds the claim
+  // for that TTL from now, as Redis' PX does, and a full store frees its place once it lapses.
+  it('renews a claim for the TTL given, a shorter one too: it then lapses and its place is freed', async () => {
+    const { store, clock } = storeWithClock(1);
+    expect(await store.claim('a', 60_000, 'tok')).toBe('claimed');
+    expect(await store.renew('a', 1000, 'tok')).toBe(true);
+    clock.now += 1001;
+    expect(await store.claim('b', 60_000, 'other')).toBe('claimed');
+  });
+
   it('holds at most maxEntries handled keys, dropping the oldest first', async () => {
     const { store } = storeWithClock(3);
     for (const key of ['a', 'b', 'c', 'd', 'e']) {
@@ -303,6 +313,18 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(await store.renewInOrder('k', order('res', 1), 1000, 'holder')).toBe(true);
     clock.now += 900;
     expect(await store.claimInOrder('k2', order('res', 2), 1000, 'another')).toBe('resource_in_flight');
+  });
+
+  // Found in a mutation hunt: ordering.md says the applied position stays the newer one's when
+  // an older event, whose turn lapsed, completes after it; no test completed them in that order.
+  it('never lowers the applied position: an older event that completes after a newer one leaves the newer one applied', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('accepted', order('res', 100), 1000, 'old'); // dispatch.accepted: rank 0
+    clock.now += 1001; // its turn lapses while its handlers run on
+    await store.claimInOrder('completed', order('res', 101), 1000, 'new'); // dispatch.completed, same second: rank 1
+    await store.completeInOrder('completed', order('res', 101), 60_000, 60_000, 'new');
+    await store.completeInOrder('accepted', order('res', 100), 60_000, 60_000, 'old');
+    expect(await store.claimInOrder('accepted-retry', order('res', 100), 1000, 'retry')).toEqual({ stale: 101 });
   });
 
   it('frees a lapsed turn when an earlier attempt completes, as Redis lets it expire', async () => {
