@@ -1,5 +1,5 @@
 import { MitpoWebhooks } from '../../src';
-import { signedDelivery } from '../../src/testing';
+import { sampleData, signedDelivery } from '../../src/testing';
 import { CHECK_CASES, type CheckCase } from '../helpers/check-cases';
 import { fetchBridge, toRequest } from '../helpers/fetch-bridge';
 import { send } from '../helpers/http-client';
@@ -129,6 +129,36 @@ describe('fetchHandler() specifics', () => {
     expect(runs).toHaveLength(0);
   });
 
+  // Found in a mutation hunt: a stream that never waits lets no timer run while it is read, so
+  // only the clock, looked at each chunk, can end it at bodyTimeout; no test moved the clock.
+  it('answers 408 body_timeout to a body stream that never waits, once the clock passed bodyTimeout', async () => {
+    const { webhooks, runs } = recordingReceiver({ bodyTimeout: 1 });
+    const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    let clock = Date.now();
+    const now = jest.spyOn(Date, 'now').mockImplementation(() => clock);
+    try {
+      let pulls = 0;
+      let cancelled = false;
+      const busy = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if ((pulls += 1) === 10) clock += 1001; // bodyTimeout passes by the clock, and no timer ran
+          controller.enqueue(new Uint8Array([0x20]));
+        },
+        cancel() {
+          cancelled = true;
+        },
+      });
+      const response = await webhooks.fetchHandler()(new Request(URL_, { method: 'POST', headers, body: busy, duplex: 'half' } as RequestInit));
+      expect(response.status).toBe(408);
+      expect(await response.json()).toMatchObject({ error: { code: 'body_timeout' } });
+      expect(pulls).toBeLessThan(20);
+      expect(cancelled).toBe(true);
+      expect(runs).toHaveLength(0);
+    } finally {
+      now.mockRestore();
+    }
+  });
+
   it('holds a body sent in one-byte chunks in about its own size, not one object per chunk', async () => {
     // A million reads take seconds on a loaded machine: the body's deadline is not what this test is about.
     const handler = new MitpoWebhooks({ secret: SECRET, limit: '1mb', bodyTimeout: 120 }).fetchHandler();
@@ -187,6 +217,26 @@ describe('fetchHandler() specifics', () => {
     expect(runs).toHaveLength(0);
   });
 
+  // Found in a mutation hunt: the bound was only tried far past it.
+  it('takes a body without a Content-Length in exactly one chunk per 256 bytes of limit (1024 at least), and refuses one more', async () => {
+    const { webhooks, runs } = recordingReceiver({ limit: 4096 });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { ...sampleData('dispatch.completed'), note: 'x'.repeat(1100) } });
+    const bytes = new TextEncoder().encode(body);
+    // One byte a chunk, then the rest of the body in the last one.
+    const inChunks = (count: number) =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          for (let i = 0; i < count - 1; i++) controller.enqueue(bytes.subarray(i, i + 1));
+          controller.enqueue(bytes.subarray(count - 1));
+          controller.close();
+        },
+      });
+    const post = (count: number) => webhooks.fetchHandler()(new Request(URL_, { method: 'POST', headers, body: inChunks(count), duplex: 'half' } as RequestInit));
+    expect((await post(1024)).status).toBe(200);
+    expect(await (await post(1025)).json()).toMatchObject({ error: { code: 'body_read_failed', message: 'The body came in more than 1024 chunks, more than its size warrants' } });
+    expect(runs.filter((run) => run.handler === 'onAny')).toHaveLength(1);
+  });
+
   it('refuses a body stream that yields empty chunks without end, after a bounded number of them', async () => {
     const { webhooks, runs } = recordingReceiver();
     const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
@@ -237,6 +287,19 @@ describe('fetchHandler() specifics', () => {
     // Eight 1 MB bodies declared, two bytes of each sent: what is held is what came, not what was declared.
     expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(1024 * 1024);
     expect((await Promise.all(answers)).map((answer) => answer.status)).toEqual(Array(8).fill(408));
+  });
+
+  // Found in a mutation hunt: the checks table sends a signature header twice as an array, which
+  // a Request cannot carry: Headers joins the two values with ", ", and that must be named as well.
+  it('says a signature header sent twice, which Headers joins with a comma, was sent more than once', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const twice = new Headers(headers);
+    twice.append('X-MITPO-Signature', headers['X-MITPO-Signature']!);
+    const response = await webhooks.fetchHandler()(new Request(URL_, { method: 'POST', headers: twice, body }));
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { code: 'malformed_signature', message: 'X-MITPO-Signature was sent more than once' } });
+    expect(runs).toHaveLength(0);
   });
 
   it('answers 409 in_flight to a copy arriving while the first is handled', async () => {

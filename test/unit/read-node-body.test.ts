@@ -25,6 +25,16 @@ describe('readNodeBody on a stream', () => {
     expect((await read(stream)).error?.code).toBe('body_already_parsed');
   });
 
+  // Found in a mutation hunt: only a stream read to its end was tried. Read in part, the rest
+  // would be verified as the body, and the 401 would blame the sender for the app's read.
+  it('refuses a stream someone already read part of, at once, rather than reading the rest as the body', async () => {
+    const stream = new PassThrough();
+    stream.write('{"event":');
+    stream.read();
+    stream.end('"dispatch.completed"}');
+    expect((await read(stream)).error?.code).toBe('body_already_parsed');
+  });
+
   it('refuses a request already destroyed as aborted, without waiting', async () => {
     const stream = new PassThrough();
     stream.destroy();
@@ -40,6 +50,13 @@ describe('readNodeBody on a stream', () => {
     stream.write(Buffer.alloc(60));
     expect((await result).error?.code).toBe('payload_too_large');
     expect(stream.isPaused()).toBe(true);
+  });
+
+  // Found in a mutation hunt: the bound was only tried far past it.
+  it('takes a body without a Content-Length in exactly one chunk per 256 bytes of limit (1024 at least), and refuses one more', async () => {
+    const inChunks = (count: number) => Readable.from(Array.from({ length: count }, () => Buffer.from(' ')), { objectMode: false });
+    expect((await read(inChunks(1024), 2048)).body?.byteLength).toBe(1024);
+    expect((await read(inChunks(1025), 2048)).error?.message).toBe('The body came in more than 1024 chunks, more than its size warrants');
   });
 
   it('refuses a body shorter than its Content-Length', async () => {
