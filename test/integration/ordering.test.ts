@@ -118,6 +118,18 @@ describe('ordering, inline on MemoryReplayStore', () => {
     expect(applied).toEqual(['dispatch.completed', 'dispatch.failed']);
   });
 
+  // Found in a mutation hunt: a key of '' would order every such event as one resource.
+  it('answers 500 internal_error, running no handler, when the key option returns an empty string', async () => {
+    const logged: unknown[] = [];
+    const error = (record: object) => void logged.push((record as { err?: Error }).err?.message);
+    const quiet = () => undefined;
+    const { webhooks, applied } = statusKeeper({ ordering: { key: () => '' }, logger: { debug: quiet, info: quiet, warn: quiet, error } });
+    const reply = await deliver(webhooks, dispatchEvent('dispatch.completed', 'd1', 10));
+    expect(reply).toMatchObject({ status: 500, body: { error: { code: 'internal_error' } } });
+    expect(applied).toEqual([]);
+    expect(logged).toEqual([expect.stringContaining('the ordering key returned an empty string')]);
+  });
+
   it('logs a stale event at info and counts no failure', async () => {
     const records: Array<[string, Record<string, unknown>]> = [];
     const log = (level: string) => (record: object) => records.push([level, record as Record<string, unknown>]);

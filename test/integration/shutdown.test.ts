@@ -191,6 +191,30 @@ describe('close() and deliveries caught by its deadline', () => {
     expect(released).toHaveBeenCalledTimes(1);
   });
 
+  // Found in a mutation hunt: with replay: false no claim is taken, so only the check as the
+  // handling starts keeps a delivery that was still being verified at the deadline from running.
+  it('starts no handler, with replay: false, for a delivery whose verification ended past the deadline: 503 shutting_down', async () => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask', 'Date'] });
+    try {
+      const secretAsked = deferred();
+      const secret = deferred<string>();
+      const webhooks = new MitpoWebhooks({ secret: () => (secretAsked.resolve(), secret.promise), replay: false });
+      const ran = jest.fn();
+      webhooks.onAny(ran);
+      const answer = receiveOf(webhooks);
+      await secretAsked.promise;
+      const closing = webhooks.close({ timeout: 1 });
+      jest.advanceTimersByTime(1000); // the deadline passes while the secret is still being fetched
+      secret.resolve(SECRET);
+      const { status, body } = await answer;
+      expect({ status, code: (body as { error?: { code: string } }).error?.code }).toEqual({ status: 503, code: 'shutting_down' });
+      expect(ran).not.toHaveBeenCalled();
+      await closing;
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('resolves only once an abandoned delivery was released and answered', async () => {
     const store = new MemoryReplayStore();
     const order: string[] = [];

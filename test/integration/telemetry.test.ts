@@ -225,6 +225,22 @@ describe('telemetry outcomes and metrics', () => {
     expect(failedHandle?.events.map((event) => event.name)).toContain('exception');
   });
 
+  // Found in a mutation hunt: only a queue worker's stale run was checked; ordering.md says a
+  // stale answer is counted with outcome stale.
+  it('records a stale answer (ordering) as outcome stale, 200, without ERROR', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET, ordering: true });
+    webhooks.onAny(() => undefined);
+    const data = (status: string) => ({ dispatch_id: 'disp_stale_inline', channel: 'email', status });
+    const later = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: data('completed'), timestamp: new Date(Date.now() - 1000) });
+    const earlier = signedDelivery({ event: 'dispatch.accepted', secret: SECRET, data: data('accepted'), timestamp: new Date(Date.now() - 60_000) });
+    for (const delivery of [later, earlier]) await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers });
+    const receives = named('mitpo.webhook.receive').map((span) => [span.attributes['mitpo.webhook.outcome'], span.attributes['http.response.status_code'], span.status.code]);
+    expect(receives).toEqual([
+      ['success', 200, SpanStatusCode.UNSET],
+      ['stale', 200, SpanStatusCode.UNSET],
+    ]);
+  });
+
   it('counts deliveries by event, outcome and status, times handler runs in seconds, and ends with nothing in flight', async () => {
     // Metrics accumulate for the process; a fresh event name keeps this test's series its own.
     const webhooks = new MitpoWebhooks({ secret: SECRET });

@@ -112,3 +112,15 @@ describe('text echoed from a long value', () => {
     expect(sanitizeText(`${'\u200b'.repeat(399)}😀${'x'.repeat(100)}`, 100)).toBe('…');
   });
 });
+
+// Found in a mutation hunt: no test sent a method longer than the 16 characters the 405 quotes.
+// Node's parser takes only the methods it knows; a Fetch runtime hands on any token.
+describe('the method a 405 quotes', () => {
+  it('is cut to its first 16 characters, with …', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const response = await webhooks.fetchHandler()(new Request('http://127.0.0.1/webhooks/mitpo', { method: `PROPFIND${'X'.repeat(100)}`, headers, body }));
+    expect(response.status).toBe(405);
+    expect(await response.json()).toMatchObject({ error: { message: `MITPO delivers webhooks with POST; PROPFIND${'X'.repeat(8)}… is not allowed here` } });
+  });
+});
