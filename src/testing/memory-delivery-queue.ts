@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { readSeconds } from '../duration-option';
 import { checkOptionKeys, shownValue } from '../option-keys';
 import { parseAnyEvent } from '../events/parse-event';
@@ -13,6 +14,9 @@ import {
   type QueueDepth,
   type TakeTurn,
 } from '../queue/delivery-queue';
+
+/** The queue whose drain() the code running now was called from, if any. */
+const insideDrain = new AsyncLocalStorage<MemoryDeliveryQueue>();
 
 /** Options of {@link MemoryDeliveryQueue}; they mean what they mean for `BullMQDeliveryQueue`. */
 export interface MemoryDeliveryQueueOptions {
@@ -137,12 +141,16 @@ export class MemoryDeliveryQueue implements DeliveryQueue {
     if (processor === undefined) {
       return Promise.reject(new TypeError('mitpo-webhooks/testing: drain() needs a worker: call webhooks.startWorker() first'));
     }
+    // A handler awaiting drain() would wait for the drain that runs it, for ever: said
+    // at once instead of a test that hangs until its timeout.
+    if (insideDrain.getStore() === this) {
+      return Promise.reject(new TypeError('mitpo-webhooks/testing: drain() was called from a handler it runs, and would wait for itself; call it from the test'));
+    }
     // One drain at a time: two would run deliveries side by side, and the second
     // would not count the first's delivery under way as one left. A call while one
     // runs drains again after it, for a delivery queued as the first was ending.
-    // (So a handler must not await drain(): it would wait for itself.)
     if (this.draining !== undefined) return this.draining.then(() => this.drain());
-    this.draining = this.runAll(processor).finally(() => {
+    this.draining = insideDrain.run(this, () => this.runAll(processor)).finally(() => {
       this.draining = undefined;
     });
     return this.draining;

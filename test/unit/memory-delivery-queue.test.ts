@@ -26,6 +26,26 @@ describe('MemoryDeliveryQueue (mitpo-webhooks/testing)', () => {
     expect(queue.deadLetters()).toEqual([]);
   });
 
+  // Left over from an earlier note: a handler that awaited drain() waited for the drain running
+  // it, so the test hung until Jest's timeout said nothing useful.
+  it('refuses drain() from a handler it runs, which would wait for itself, with a TypeError that says so', async () => {
+    const { queue, webhooks, receive } = queued();
+    const refusals: unknown[] = [];
+    webhooks.on('dispatch.completed', async () => {
+      await queue.drain().catch((error: unknown) => void refusals.push(error));
+    });
+    await receive();
+    await queue.drain();
+    expect(refusals).toEqual([new TypeError('mitpo-webhooks/testing: drain() was called from a handler it runs, and would wait for itself; call it from the test')]);
+    expect(queue.deadLetters()).toEqual([]);
+    // The test's own drain() still works afterwards, and runs what came since.
+    const ran: string[] = [];
+    webhooks.on('dispatch.failed', (event) => void ran.push(event.event));
+    await receive(signedDelivery({ event: 'dispatch.failed', secret: SECRET }));
+    await queue.drain();
+    expect(ran).toEqual(['dispatch.failed']);
+  });
+
   // Found by a hunt: the queue did not say when it took the delivery, so a drain more than
   // ten minutes after the receipt told the handlers the drain's time as ctx.receivedAt.
   it('tells the handlers when the delivery was received, however long before the drain', async () => {
