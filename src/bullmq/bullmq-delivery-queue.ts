@@ -456,7 +456,11 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // pause() has had one enqueueTimeout more. An outcome not recorded within
         // lockDuration of the last run's end never will be (its lock lapsed: BullMQ's
         // record fails, and says nothing), so that wait ends then.
-        const paused = worker.pause();
+        // A worker whose blocking connection was never set up (Redis hung or away since it
+        // started) has taken no job; pause() would wait for that set-up, and reconnect the
+        // connection once worker.close() had ended it, for good: the process could not exit.
+        const backend = worker.getBackend();
+        const paused = running === 0 && backend.blockingConnection?.status !== 'ready' ? Promise.resolve() : worker.pause();
         const runsEnded = running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (noneRunning = resolve));
         const outcomesRecorded = runsEnded.then(() =>
           unrecorded.size === 0
@@ -466,7 +470,6 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         const thenPaused = outcomesRecorded.then(() => withTimeout(paused, this.enqueueTimeoutMs, () => new Error('timeout')));
         await withTimeout(Promise.race([paused, thenPaused]), timeoutSeconds * 1000, () => new Error('timeout')).catch(() => undefined);
         await withTimeout(worker.close(true), this.enqueueTimeoutMs, () => new Error('timeout')).catch(() => undefined);
-        const backend = worker.getBackend();
         await dropConnections([...(isClient(this.#connection) ? [] : [backend.client]), backend.blockingClient], this.enqueueTimeoutMs);
       },
     };

@@ -11,6 +11,15 @@ export function startHangingWorkerProcess(queueName: string): ChildProcess {
   });
 }
 
+/** A queue worker in a process of its own, on Redis at `redisUrl`, that closes its receiver when sent 'close'. */
+export function startWorkerProcess(queueName: string, redisUrl: string, enqueueTimeout: number): ChildProcess {
+  return fork(path.join(__dirname, 'queue-worker-process.ts'), [], {
+    execArgv: ['-r', 'ts-node/register/transpile-only'],
+    env: { ...process.env, QUEUE_NAME: queueName, SECRET, REDIS_URL: redisUrl, ENQUEUE_TIMEOUT: String(enqueueTimeout) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
 /** The first IPC message from `child` that `matches`; rejects if the process exits first. */
 export function nextMessage(child: ChildProcess, matches: (m: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
