@@ -52,22 +52,22 @@ export type MitpoWebhooksModuleAsyncOptions = {
       useFactory: (...args: any[]) => MitpoWebhooksModuleOptions | Promise<MitpoWebhooksModuleOptions>; // eslint-disable-line @typescript-eslint/no-explicit-any
       /** What `useFactory` is given, in order. */
       inject?: FactoryProvider['inject'];
-      useClass?: never;
-      useExisting?: never;
+      useClass?: undefined;
+      useExisting?: undefined;
     }
   | {
       /** A class the module builds (with its own injections) and asks for the options. */
       useClass: Type<MitpoWebhooksOptionsFactory>;
-      useFactory?: never;
-      inject?: never;
-      useExisting?: never;
+      useFactory?: undefined;
+      inject?: undefined;
+      useExisting?: undefined;
     }
   | {
       /** A provider the app already has (exported by a module in `imports`, or global), asked for the options. */
       useExisting: Type<MitpoWebhooksOptionsFactory>;
-      useFactory?: never;
-      inject?: never;
-      useClass?: never;
+      useFactory?: undefined;
+      inject?: undefined;
+      useClass?: undefined;
     }
 );
 
