@@ -224,6 +224,18 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(ran).toBe(0);
   });
 
+  // Found by a hunt: taking the newest due delivery first passed every test.
+  it('runs due deliveries oldest first', async () => {
+    const webhooks = receiver();
+    const ran: string[] = [];
+    webhooks.onAny((_event, ctx) => void ran.push(ctx.deliveryKey));
+    const deliveries = ['dispatch.accepted', 'dispatch.completed', 'dispatch.failed'].map((kind) => signedDelivery({ event: kind as 'dispatch.completed', secret: SECRET }));
+    for (const delivery of deliveries) await deliver(webhooks, delivery);
+    webhooks.startWorker();
+    await waitFor(() => ran.length === 3);
+    expect(ran).toEqual(deliveries.map((delivery) => deliveryKeyOf(delivery.body)));
+  });
+
   it('answers duplicate while queued, while running and once done, and applies the write once', async () => {
     const webhooks = receiver();
     const hold = deferred();
@@ -292,6 +304,32 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     await waitFor(async () => ((await rowOf(key))?.errors.length ?? 0) > 0);
     const row = (await pool.query(`select errors, started, run_after > now() + interval '30 seconds' as backed_off from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
     expect(row).toEqual({ errors: [expect.stringMatching(/: payload said "a\ufffdb"$/)], started: 1, backed_off: true });
+  });
+
+  // Found by a hunt: the retry's wait could lose its doubling, or start doubled, and no test looked at it.
+  it('waits backoff seconds before the first retry, and twice as long before the second', async () => {
+    const webhooks = receiver({ backoff: 60 });
+    webhooks.onAny(() => {
+      throw new Error('the CRM is down');
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    // The wait the failed run set, from the time it was recorded (both in its statement).
+    const failures = async () => ((await rowOf(key))?.errors.length ?? 0);
+    const lastWait = async () =>
+      Number((await pool.query(`select extract(epoch from run_after - statement_timestamp()) as wait from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0].wait);
+    await waitFor(async () => (await failures()) === 1);
+    const first = await lastWait();
+    expect(first).toBeGreaterThan(45);
+    expect(first).toBeLessThanOrEqual(60);
+    // As if the first backoff had passed.
+    await pool.query(`update "${schema}".deliveries set run_after = now() where delivery_key = $1`, [key]);
+    await waitFor(async () => (await failures()) === 2);
+    const second = await lastWait();
+    expect(second).toBeGreaterThan(105);
+    expect(second).toBeLessThanOrEqual(120);
   });
 
   it('rolls back the writes of a failed run: a handler that writes through ctx.db and then fails, retried to success, applied once', async () => {
@@ -508,6 +546,107 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     } finally {
       await dropSchema(pool, otherSchema);
     }
+  });
+
+  // Found by a hunt: a run that waited for its resource's turn was counted as an attempt, so with
+  // few attempts an event that only waited behind another became a dead letter, its handlers never run.
+  it('with ordering, does not count a run that waited for its resource as an attempt', async () => {
+    const T0 = Date.now() - 60_000;
+    const event = (kind: 'dispatch.accepted' | 'dispatch.completed', seconds: number) =>
+      signedDelivery({ event: kind, secret: SECRET, timestamp: new Date(T0 + seconds * 1000), data: { dispatch_id: 'dsp_waits', channel: 'email', status: kind.split('.')[1]! } });
+    const webhooks = receiver({ attempts: 1 }, { ordering: true });
+    const entered = deferred();
+    const hold = deferred();
+    const runs: string[] = [];
+    const dead: string[] = [];
+    webhooks.onAny(async (e, ctx) => {
+      runs.push(`${e.event} ${ctx.attempt}`);
+      if (e.event === 'dispatch.accepted') {
+        entered.resolve();
+        await hold.promise;
+      }
+    });
+    webhooks.onDeadLetter((_event, ctx) => void dead.push(ctx.deliveryKey));
+    webhooks.startWorker({ concurrency: 2 });
+    const first = event('dispatch.accepted', 5);
+    const second = event('dispatch.completed', 10);
+    await deliver(webhooks, first);
+    await entered.promise;
+    await deliver(webhooks, second);
+    const secondKey = deliveryKeyOf(second.body);
+    // The second waits for its turn, twice, while the first's run holds it (or, counted as attempts, ends as a dead letter).
+    await waitFor(async () => {
+      const row = (await pool.query(`select state, deferrals from "${schema}".deliveries where delivery_key = $1`, [secondKey])).rows[0];
+      return row.deferrals >= 2 || row.state !== 'waiting';
+    });
+    hold.resolve();
+    await waitFor(async () => (await rowOf(secondKey))?.state !== 'waiting', 20_000);
+    expect((await rowOf(secondKey))?.state).toBe('done');
+    expect(runs).toEqual(['dispatch.accepted 1', 'dispatch.completed 1']);
+    expect(dead).toEqual([]);
+  });
+
+  // Found by a hunt: a run that waited for its resource looked again every 250 ms however long the
+  // resource was held (docs/ordering.md: twice as long each time, up to 10 s). The waits are read
+  // as each deferral sets them, by a trigger of the test's own, so no clock is involved.
+  it('with ordering, a run that waits for its resource looks again after 250 ms, then twice as long each time', async () => {
+    await pool.query(`create table "${schema}".waits (deferrals integer, seconds float8)`);
+    await pool.query(`create function "${schema}".record_wait() returns trigger language plpgsql as $$
+      begin
+        if new.deferrals > old.deferrals then
+          insert into "${schema}".waits values (new.deferrals, extract(epoch from new.run_after - now()));
+        end if;
+        return new;
+      end $$`);
+    await pool.query(`create trigger record_wait before update on "${schema}".deliveries for each row execute function "${schema}".record_wait()`);
+    const T0 = Date.now() - 60_000;
+    const event = (kind: 'dispatch.accepted' | 'dispatch.completed', seconds: number) =>
+      signedDelivery({ event: kind, secret: SECRET, timestamp: new Date(T0 + seconds * 1000), data: { dispatch_id: 'dsp_backs_off', channel: 'email', status: kind.split('.')[1]! } });
+    const webhooks = receiver({}, { ordering: true });
+    const entered = deferred();
+    const hold = deferred();
+    webhooks.onAny(async (e) => {
+      if (e.event === 'dispatch.accepted') {
+        entered.resolve();
+        await hold.promise;
+      }
+    });
+    webhooks.startWorker({ concurrency: 2 });
+    await deliver(webhooks, event('dispatch.accepted', 5));
+    await entered.promise;
+    const second = event('dispatch.completed', 10);
+    await deliver(webhooks, second);
+    const waits = async () => (await pool.query(`select deferrals, seconds from "${schema}".waits order by deferrals`)).rows;
+    await waitFor(async () => (await waits()).length >= 3);
+    hold.resolve();
+    await waitFor(async () => (await rowOf(deliveryKeyOf(second.body)))?.state === 'done', 20_000);
+    expect((await waits()).slice(0, 3)).toEqual([
+      { deferrals: 1, seconds: 0.25 },
+      { deferrals: 2, seconds: 0.5 },
+      { deferrals: 3, seconds: 1 },
+    ]);
+  });
+
+  // Found by a hunt: docs/ordering.md says equal positions are not stale; an event stamped as the
+  // one applied (same second, same rank) was skipped as stale, and no test had one.
+  it('with ordering, applies an event whose position equals the one applied: not stale', async () => {
+    const timestamp = new Date(Date.now() - 60_000);
+    const event = (channel: string) =>
+      signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp, data: { dispatch_id: 'dsp_tie', channel, status: 'completed' } });
+    const webhooks = receiver({}, { ordering: true });
+    const ran: string[] = [];
+    const stale: string[] = [];
+    webhooks.onAny((e) => void ran.push((e.data as { channel: string }).channel));
+    webhooks.onStale((e) => void stale.push((e.data as { channel: string }).channel));
+    webhooks.startWorker();
+    const email = event('email');
+    const sms = event('sms');
+    await deliver(webhooks, email);
+    await waitFor(async () => (await rowOf(deliveryKeyOf(email.body)))?.state === 'done');
+    await deliver(webhooks, sms);
+    await waitFor(async () => (await rowOf(deliveryKeyOf(sms.body)))?.state === 'done');
+    expect(ran).toEqual(['email', 'sms']);
+    expect(stale).toEqual([]);
   });
 
   it('the command line: migrate --postgres, then deliveries list, show and retry of a dead letter, which then runs', async () => {
@@ -996,6 +1135,23 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect((await rowOf(deliveryKeyOf(kept.body)))?.state).toBe('done');
   });
 
+  // Found by a hunt: done rows kept for the dead letters' retention (30 days), or dead letters for the done rows' (maxEventAge), passed every test.
+  it('keeps a done row for maxEventAge plus tolerance, and a dead letter for deadLetterRetention', async () => {
+    const webhooks = receiver({ attempts: 1, deadLetterRetention: 7 * 86_400 }, { maxEventAge: 86_400, tolerance: 60 });
+    webhooks.onAny((event) => {
+      if (event.event === 'dispatch.failed') throw new Error('down');
+    });
+    const done = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const dead = signedDelivery({ event: 'dispatch.failed', secret: SECRET });
+    for (const delivery of [done, dead]) await deliver(webhooks, delivery);
+    webhooks.startWorker();
+    await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries where state <> 'waiting'`)).rows[0].count) === 2);
+    const keptFor = async (key: string) =>
+      (await pool.query(`select state, extract(epoch from keep_until - finished_at)::float8 as seconds from "${schema}".deliveries where delivery_key = $1`, [key])).rows[0];
+    expect(await keptFor(deliveryKeyOf(done.body))).toEqual({ state: 'done', seconds: 86_400 + 60 });
+    expect(await keptFor(deliveryKeyOf(dead.body))).toEqual({ state: 'dead', seconds: 7 * 86_400 });
+  });
+
   // Found in review: one batch of 1000 a minute per worker, so past about 17 deliveries a second the table only grew.
   it('removes a backlog of expired rows batch after batch, not one batch a minute', async () => {
     await pool.query(
@@ -1006,6 +1162,16 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     receiver().startWorker();
     await waitFor(async () => Number((await pool.query(`select count(*) from "${schema}".deliveries`)).rows[0].count) === 0, 20_000);
   }, 30_000);
+
+  // Found by a hunt: the ordering positions past their time were never removed, and the resources table only grew.
+  it("removes ordering's resource positions past their time, and keeps the rest", async () => {
+    await pool.query(
+      `insert into "${schema}".resources (resource, position, keep_until) values ('dispatch:old', 10, now() - interval '1 second'), ('dispatch:new', 10, now() + interval '1 hour')`,
+    );
+    receiver().startWorker();
+    await waitFor(async () => (await pool.query(`select resource from "${schema}".resources`)).rows.every((row) => row.resource !== 'dispatch:old'));
+    expect((await pool.query(`select resource from "${schema}".resources`)).rows).toEqual([{ resource: 'dispatch:new' }]);
+  });
 
   // Found by a hunt: the worker's own statements had no timeout, so once its connections stopped
   // answering (a partition, a failover that left them open) it waited on them for good, and said nothing.
