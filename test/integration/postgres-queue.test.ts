@@ -687,6 +687,24 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   });
 
+  // Found by a hunt: `deliveries retry` that did not wake the workers passed every test (they poll
+  // every 0.2 s here); with the default pollInterval a retried dead letter waited for the next poll.
+  it('the command line: a retried dead letter wakes an idle worker, which runs it without waiting for a poll', async () => {
+    const webhooks = receiver({ attempts: 1, pollInterval: 3600 });
+    let fail = true;
+    webhooks.onAny(() => {
+      if (fail) throw new Error('the CRM is down');
+    });
+    webhooks.startWorker();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const key = deliveryKeyOf(delivery.body);
+    await deliver(webhooks, delivery);
+    await waitFor(async () => (await rowOf(key))?.state === 'dead');
+    fail = false;
+    expect((await runCli(['deliveries', 'retry', key, '--postgres', DATABASE_URL!, '--schema', schema])).code).toBe(0);
+    await waitFor(async () => (await rowOf(key))?.state === 'done');
+  });
+
   // Found by CI: with the 30 s reservation, a run that found its row locked for a moment by another
   // worker's take (which looks at rows it then leaves) left the row reserved, and no one ran it for 30 s.
   it('gives a taken delivery back, its start uncounted, when another worker held its row for a moment as its run began', async () => {
@@ -950,6 +968,9 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect(lines.stdout).toContain(`${deliveryKeyOf(other.body)}  active  dispatch.accepted`);
     const shown = await runCli(['deliveries', 'show', deliveryKeyOf(other.body), '--postgres', DATABASE_URL!, '--schema', schema]);
     expect(shown.stdout).toMatch(/^state: +active$/m);
+    // Found by a hunt: the waiting listing that also gave the rows taken by a worker passed every test.
+    const waiting = await runCli(['deliveries', 'list', '--postgres', DATABASE_URL!, '--schema', schema, '--state', 'waiting']);
+    expect(waiting.stdout.trim()).toBe(`no waiting deliveries in schema ${schema}`);
     release();
     await waitFor(async () => (await queue.depth()).active === 0);
   }, 30_000);
