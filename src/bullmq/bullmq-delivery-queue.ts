@@ -456,11 +456,13 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
         // pause() has had one enqueueTimeout more. An outcome not recorded within
         // lockDuration of the last run's end never will be (its lock lapsed: BullMQ's
         // record fails, and says nothing), so that wait ends then.
-        // A worker whose blocking connection was never set up (Redis hung or away since it
-        // started) has taken no job; pause() would wait for that set-up, and reconnect the
-        // connection once worker.close() had ended it, for good: the process could not exit.
+        // A worker neither of whose connections was ever set up (Redis hung or away since it
+        // started) has taken no job: jobs are taken on the main one, which can be working while
+        // the blocking one is still being set up. pause() would wait for that set-up, and bring
+        // a connection back once worker.close() had ended it, for good: the process could not exit.
         const backend = worker.getBackend();
-        const paused = running === 0 && backend.blockingConnection?.status !== 'ready' ? Promise.resolve() : worker.pause();
+        const neverSetUp = running === 0 && backend.connection.status !== 'ready' && backend.blockingConnection?.status !== 'ready';
+        const paused = neverSetUp ? Promise.resolve() : worker.pause();
         const runsEnded = running === 0 ? Promise.resolve() : new Promise<void>((resolve) => (noneRunning = resolve));
         const outcomesRecorded = runsEnded.then(() =>
           unrecorded.size === 0
