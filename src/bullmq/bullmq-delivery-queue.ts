@@ -500,20 +500,27 @@ export class BullMQDeliveryQueue implements DeliveryQueue {
  * for ever once Redis is gone. ioredis' disconnect() stops the reconnecting, and
  * destroys a socket the server has not closed within its disconnectTimeout; a
  * connection being dropped has no error left to report.
+ * BullMQ hands a connection over only once its set-up has ended, and pause()
+ * reconnects one only after that, so a connection not handed over within the
+ * wait (Redis hung while the blocking one was being set up) is still dropped
+ * whenever it is: close() stops waiting for it, not watching it.
  */
 async function dropConnections(clients: Array<Promise<unknown> | undefined>, ms: number): Promise<void> {
-  for (const pending of clients) {
-    const client = (await withTimeout(pending ?? Promise.resolve(), ms, () => new Error('timeout')).catch(() => undefined)) as
-      | { status?: unknown; stream?: { destroyed: boolean }; disconnect(): void; on(event: string, listener: () => void): unknown }
-      | undefined;
-    if (typeof client?.status !== 'string' || typeof client.on !== 'function') continue;
-    const drop = () => {
-      if (client.status !== 'end' || client.stream?.destroyed === false) client.disconnect();
-    };
-    drop();
-    for (const event of ['connect', 'reconnecting']) client.on(event, drop);
-    client.on('error', () => undefined);
-  }
+  const dropped = clients.map((pending) => (pending ?? Promise.resolve()).then(dropForGood, () => undefined));
+  await withTimeout(Promise.all(dropped), ms, () => new Error('timeout')).catch(() => undefined);
+}
+
+function dropForGood(handedOver: unknown): void {
+  const client = handedOver as
+    | { status?: unknown; stream?: { destroyed: boolean }; disconnect(): void; on(event: string, listener: () => void): unknown }
+    | undefined;
+  if (typeof client?.status !== 'string' || typeof client.on !== 'function') return;
+  const drop = () => {
+    if (client.status !== 'end' || client.stream?.destroyed === false) client.disconnect();
+  };
+  drop();
+  for (const event of ['connect', 'reconnecting']) client.on(event, drop);
+  client.on('error', () => undefined);
 }
 
 /**

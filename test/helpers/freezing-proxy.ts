@@ -8,8 +8,10 @@ import type { AddressInfo } from 'node:net';
  * to the connections open now only: new ones pass, as after a failover that
  * left the old connections open and silent. `drop()` closes every connection and
  * refuses new ones (counting them) until `restore()`, as a server that went away.
+ * With `spared`, the first `spared` connections are never frozen, as when a server
+ * hangs between a client's first connections and its next.
  */
-export async function freezingProxy(target: string, { answersClose = true } = {}) {
+export async function freezingProxy(target: string, { answersClose = true, spared = 0 } = {}) {
   const { hostname, port } = new URL(target);
   let frozen = false;
   let dropped = false;
@@ -25,10 +27,11 @@ export async function freezingProxy(target: string, { answersClose = true } = {}
       return;
     }
     accepted += 1;
+    const freezes = accepted > spared;
     const upstream = net.connect(Number(port), hostname);
     const pair = { client, upstream, cut: false, letGo: false };
     pairs.add(pair);
-    const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk) => (frozen || pair.cut ? undefined : to.write(chunk)));
+    const forward = (from: net.Socket, to: net.Socket) => from.on('data', (chunk) => ((frozen && freezes) || pair.cut ? undefined : to.write(chunk)));
     forward(client, upstream);
     forward(upstream, client);
     const close = () => {
@@ -38,7 +41,7 @@ export async function freezingProxy(target: string, { answersClose = true } = {}
     };
     client.on('end', () => {
       pair.letGo = true;
-      if (!answersClose && !frozen) client.end();
+      if (!answersClose && !(frozen && freezes)) client.end();
     });
     client.on('close', close).on('error', close);
     upstream.on('close', close).on('error', close);

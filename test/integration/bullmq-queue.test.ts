@@ -430,6 +430,28 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
+  it('close(): lets the process exit when Redis hung after the worker set up its main connection, while it was setting up its blocking one', async () => {
+    // The queue's connection and the worker's main one are set up; the third, the
+    // worker's blocking one, hangs. BullMQ's pause() brought that one back after
+    // close() had ended it, and close() had stopped waiting for it to be handed over.
+    const proxy = await freezingProxy(REDIS_URL!, { answersClose: false, spared: 2 });
+    proxy.freeze();
+    const child = startWorkerProcess(name, proxy.url, 0.2);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    try {
+      await nextMessage(child, (m) => m.ready === true);
+      await waitFor(() => proxy.accepted() >= 3);
+      const closed = nextMessage(child, (m) => m.closed === true);
+      child.send('close');
+      await closed;
+      proxy.unfreeze();
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      await proxy.close();
+    }
+  });
+
   it('close(): lets go of every connection once a job that outlived its timeout ends, so that the process can exit', async () => {
     const proxy = await freezingProxy(REDIS_URL!);
     try {
