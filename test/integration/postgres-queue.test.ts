@@ -1251,6 +1251,27 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     }
   }, 40_000);
 
+  // Found by a hunt: a client whose insert timed out went back to the pool, and the next
+  // delivery's insert waited behind the hung one on the connection that had stopped answering.
+  it('queues the next delivery on a new connection after an insert timed out on one that stopped answering', async () => {
+    const proxy = await freezingProxy(DATABASE_URL!);
+    const viaProxy = new Pool({ connectionString: proxy.url, max: 1 });
+    viaProxy.on('error', () => undefined);
+    try {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, queue: new PostgresDeliveryQueue({ pool: viaProxy, schema, enqueueTimeout: 1 }) });
+      const statusOf = async () => (await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status;
+      expect(await statusOf()).toBe(200);
+      // The pool's one connection goes silent, as after a failover; new ones pass.
+      proxy.cutOff();
+      expect(await statusOf()).toBe(503);
+      expect(await statusOf()).toBe(200);
+      await webhooks.close({ timeout: 1 });
+    } finally {
+      await proxy.close();
+      await viaProxy.end();
+    }
+  });
+
   // Found by a hunt: a COMMIT that landed but whose reply was lost (a network cut, a failover) failed
   // the run, so on its last attempt onDeadLetter was told of a delivery whose writes and done mark had
   // committed, and a stale event so cut was never told to onStale.
