@@ -1689,6 +1689,38 @@ describePostgres('the Postgres queue (mitpo-webhooks/postgres)', () => {
     expect((await rowOf(deliveryKeyOf(delivery.body)))?.started).toBe(0);
   });
 
+  // Found by a hunt: a run whose pool client came only after close() began was started all the same.
+  it('starts no run on a pool client that came after close() began', async () => {
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    await deliver(receiver(), delivery);
+    const workerPool = new Pool({ connectionString: DATABASE_URL, max: 4 });
+    // Every client the worker takes (its LISTEN one, then its loop's for a run) waits for `clients`;
+    // the pool's own queries do not.
+    const clients = deferred();
+    let asked = 0;
+    const gated = new Proxy(workerPool, {
+      get: (pool, key) => {
+        if (key === 'connect') return () => ((asked += 1), clients.promise.then(() => pool.connect()));
+        const value: unknown = Reflect.get(pool, key, pool);
+        return typeof value === 'function' ? value.bind(pool) : value;
+      },
+    });
+    const queue = new PostgresDeliveryQueue({ pool: gated, schema, pollInterval: 0.2 });
+    let ran = 0;
+    const worker = queue.startWorker(() => Promise.resolve(void (ran += 1)), {});
+    try {
+      await waitFor(() => asked >= 2);
+      const closed = worker.close(5);
+      clients.resolve();
+      await closed;
+      expect(ran).toBe(0);
+      expect((await rowOf(deliveryKeyOf(delivery.body)))?.started).toBe(0);
+    } finally {
+      await worker.close(1);
+      await workerPool.end();
+    }
+  });
+
   // Found in review: the LISTEN client went back to the app's pool with our handlers on it;
   // when that idle connection later dropped, a second release threw an uncaught exception.
   it("leaves nothing of its LISTEN connection in the app's pool after close(): a dropped connection later is no crash", async () => {
