@@ -237,6 +237,30 @@ describe('fetchHandler() specifics', () => {
     expect(runs.filter((run) => run.handler === 'onAny')).toHaveLength(1);
   });
 
+  // Found in a mutation hunt: nothing sent a chunk larger than the buffer grows to by doubling
+  // (16 KB at least) after a small one, so a buffer sized without the chunk went unnoticed.
+  it('takes a body whose first chunk is one byte and whose next is larger than the buffer would double to', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const post = (note: string, withLength: boolean) => {
+      const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET, data: { ...sampleData('dispatch.completed'), note } });
+      const bytes = new TextEncoder().encode(body);
+      const firstByteThenTheRest = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(bytes.slice(0, 1));
+          controller.enqueue(bytes.slice(1));
+          controller.close();
+        },
+      });
+      const length = withLength ? { 'content-length': String(bytes.byteLength) } : {};
+      return webhooks.fetchHandler()(new Request(URL_, { method: 'POST', headers: { ...headers, ...length }, body: firstByteThenTheRest, duplex: 'half' } as RequestInit));
+    };
+    const notes = ['x'.repeat(40_000), 'y'.repeat(40_000)];
+    // Without a Content-Length, and with one (the buffer is then sized within it).
+    expect((await post(notes[0]!, false)).status).toBe(200);
+    expect((await post(notes[1]!, true)).status).toBe(200);
+    expect(runs.filter((run) => run.handler === 'onAny').map((run) => (run.event.data as { note?: unknown }).note)).toEqual(notes);
+  });
+
   it('refuses a body stream that yields empty chunks without end, after a bounded number of them', async () => {
     const { webhooks, runs } = recordingReceiver();
     const { headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
