@@ -905,6 +905,59 @@ describe('the secret function is not called once per forged request', () => {
     expect(calls).toBe(4);
   });
 
+  // Found in a mutation hunt: nothing checked that a success ends the run of failures.
+  it('counts failures in a row only: after a success, one failure is not held off', async () => {
+    let clock = Date.now();
+    let calls = 0;
+    let vaultUp = false;
+    const webhooks = new MitpoWebhooks({
+      now: () => clock,
+      secretCacheTtl: 0,
+      secret: async () => {
+        calls += 1;
+        if (!vaultUp) throw new Error('vault throttled');
+        return SECRET;
+      },
+    });
+    const genuine = () => deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET, timestamp: new Date(clock) }));
+    expect((await genuine()).status).toBe(503);
+    expect((await genuine()).status).toBe(503);
+    clock += 1000;
+    vaultUp = true;
+    expect((await genuine()).status).toBe(200);
+    vaultUp = false;
+    expect((await genuine()).status).toBe(503);
+    vaultUp = true;
+    // One failure since the success: the function is called again at once.
+    expect((await genuine()).status).toBe(200);
+    expect(calls).toBe(5);
+  });
+
+  // Found in a mutation hunt: the result was kept a millisecond past secretCacheTtl unnoticed.
+  it('calls the function again once secretCacheTtl has passed, and not before', async () => {
+    let clock = Date.now();
+    const rotated = 'whsec_rotated_0123456789';
+    let current = SECRET;
+    let calls = 0;
+    const webhooks = new MitpoWebhooks({
+      now: () => clock,
+      secretCacheTtl: 60,
+      secret: () => {
+        calls += 1;
+        return current;
+      },
+    });
+    const signedWith = (secret: string) => deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret, timestamp: new Date(clock) }));
+    expect((await signedWith(SECRET)).status).toBe(200);
+    current = rotated;
+    clock += 59_999;
+    expect((await signedWith(rotated)).status).toBe(401);
+    expect(calls).toBe(1);
+    clock += 1;
+    expect((await signedWith(rotated)).status).toBe(200);
+    expect(calls).toBe(2);
+  });
+
   /** Runs `test` on jest's fake timers (the clock and setImmediate left real), so the 10 s pass without being waited. */
   async function onFakeTimers(test: () => Promise<void>): Promise<void> {
     jest.useFakeTimers({ doNotFake: ['Date', 'setImmediate'] });
