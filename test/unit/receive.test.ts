@@ -552,6 +552,58 @@ describe('receive()', () => {
         jest.useRealTimers();
       }
     });
+
+    // Found in a mutation hunt: the retries could go on every 100 ms, or far apart, unnoticed.
+    it('is tried again after 100 ms, then twice as long each time, up to 5 s apart', async () => {
+      jest.useFakeTimers();
+      try {
+        const store = new MemoryReplayStore();
+        const start = Date.now();
+        const tries: number[] = [];
+        store.complete = async () => {
+          tries.push(Date.now() - start);
+          throw new Error('READONLY');
+        };
+        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
+        webhooks.on('dispatch.completed', () => undefined);
+        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        await jest.advanceTimersByTimeAsync(20_000);
+        expect(tries).toEqual([0, 100, 300, 700, 1500, 3100, 6300, 11_300, 16_300]);
+        await webhooks.close();
+      } finally {
+        jest.useRealTimers();
+      }
+    });
+
+    // Found in a mutation hunt: a last try that failed at close() could schedule another, and
+    // the giving up was then neither logged at close() nor the end of the tries.
+    it('gives up when the last try at close() fails, logs that, and tries no more', async () => {
+      jest.useFakeTimers();
+      try {
+        const store = new MemoryReplayStore();
+        let tries = 0;
+        store.complete = async () => {
+          tries += 1;
+          throw new Error('READONLY');
+        };
+        const error = jest.fn();
+        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { ...quiet, error } });
+        webhooks.on('dispatch.completed', () => undefined);
+        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        await webhooks.close();
+        expect(tries).toBe(2); // the completion, and the last try at close()
+        expect(error.mock.calls.map(([, message]) => String(message))).toContainEqual(
+          expect.stringContaining('could not mark a handled delivery as done before close()'),
+        );
+        await jest.advanceTimersByTimeAsync(60_000);
+        expect(tries).toBe(2);
+        expect(jest.getTimerCount()).toBe(0);
+      } finally {
+        jest.useRealTimers();
+      }
+    });
   });
 
   it('claims, then completes on success and releases on failure', async () => {
