@@ -29,6 +29,51 @@ describe('RedisReplayStore without a server', () => {
     for (const seen of [...records, ...told]) expect(inspect(seen, { depth: 10, showHidden: true })).not.toContain('LEAKCANARY3');
   });
 
+  // Found in a mutation hunt: the test above looks once everything is done, when the log's own
+  // cleaning (in place) has reached the error onFailure was given; an onFailure that writes the
+  // error out at once must not see the password either.
+  it('blanks the password before onFailure is called, not only before the log is written', async () => {
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      replay: new RedisReplayStore({
+        call: async () =>
+          Promise.reject(Object.assign(new Error('WRONGPASS'), { command: { name: 'AUTH', args: ['default', 'LEAKCANARY4'] } })),
+      }),
+    });
+    const seenAtOnce: string[] = [];
+    webhooks.onFailure((error) => void seenAtOnce.push(inspect(error, { depth: 10, showHidden: true })));
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(503);
+    expect(seenAtOnce).toHaveLength(1);
+    expect(seenAtOnce[0]).toContain('WRONGPASS');
+    expect(seenAtOnce[0]).not.toContain('LEAKCANARY4');
+  });
+
+  // Found in a mutation hunt: only a refused claim was tried, whose error onFailure cleans first;
+  // a completion refused after the handlers ran is logged with no onFailure before it.
+  it('never logs the password of an AUTH refused when a handled delivery is completed', async () => {
+    let commands = 0;
+    const records: string[] = [];
+    const keep = (record: unknown, message?: string) => void records.push(`${inspect(record, { depth: 10, showHidden: true })} ${message}`);
+    const webhooks = new MitpoWebhooks({
+      secret: SECRET,
+      // The claim is taken; every command after it is refused, as by a server that restarted with a new password.
+      replay: new RedisReplayStore({
+        call: async () =>
+          (commands += 1) === 1
+            ? 'claimed'
+            : Promise.reject(Object.assign(new Error('WRONGPASS'), { command: { name: 'auth', args: ['default', 'LEAKCANARY5'] } })),
+      }),
+      logger: { debug: keep, info: keep, warn: keep, error: keep },
+    });
+    webhooks.on('dispatch.completed', () => undefined);
+    const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await webhooks.receive({ rawBody: body, headers })).status).toBe(200);
+    await webhooks.close();
+    expect(records.some((record) => record.includes('WRONGPASS'))).toBe(true);
+    for (const record of records) expect(record).not.toContain('LEAKCANARY5');
+  });
+
   it('refuses something that is neither an ioredis nor a node-redis client', () => {
     for (const client of [undefined, null, {}, { get() {} }, 'redis://localhost']) {
       expect(() => new RedisReplayStore(client as never)).toThrow(/ioredis client.*node-redis client/);
