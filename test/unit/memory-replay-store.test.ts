@@ -327,6 +327,22 @@ describe('MemoryReplayStore with ordering, when full', () => {
     expect(await store.claimInOrder('accepted-retry', order('res', 100), 1000, 'retry')).toEqual({ stale: 101 });
   });
 
+  // Found in a mutation hunt: the retention of an applied position is set by the event that
+  // raised it, as Redis' script does (it writes only a higher position); nothing checked that
+  // an event of the same position, completed later, does not keep it longer.
+  it('keeps an applied position for its retention from when it was raised, not from a later event of the same position', async () => {
+    const { store, clock } = storeWithClock();
+    await store.claimInOrder('first', order('res', 5), 1000, 'first');
+    await store.completeInOrder('first', order('res', 5), 60_000, 10_000, 'first');
+    clock.now += 5000;
+    expect(await store.claimInOrder('same', order('res', 5), 1000, 'same')).toBe('claimed');
+    await store.completeInOrder('same', order('res', 5), 60_000, 10_000, 'same');
+    clock.now += 4999;
+    expect(await store.claimInOrder('older', order('res', 4), 1000, 'older')).toEqual({ stale: 5 });
+    clock.now += 2;
+    expect(await store.claimInOrder('older', order('res', 4), 1000, 'older')).toBe('claimed');
+  });
+
   it('frees a lapsed turn when an earlier attempt completes, as Redis lets it expire', async () => {
     const { store, clock } = storeWithClock();
     await store.claimInOrder('k', order('res', 1), 1000, 'first');
