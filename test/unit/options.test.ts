@@ -150,6 +150,12 @@ describe('MemoryReplayStore options', () => {
     }
   });
 
+  // Found in a mutation hunt: only values below the range were tried, not its ends.
+  it('takes a maxEntries from 1 to 16 777 216, the ends included, and refuses one more', () => {
+    for (const maxEntries of [1, 2 ** 24]) expect(new MemoryReplayStore({ maxEntries }).maxEntries).toBe(maxEntries);
+    expect(() => new MemoryReplayStore({ maxEntries: 2 ** 24 + 1 })).toThrow('maxEntries must be a whole number from 1 to 16777216 (got 16777217)');
+  });
+
   it('refuses a clock that is not a function when it is built, not at the first delivery', () => {
     expect(() => new MemoryReplayStore({ now: 'x' as never })).toThrow(/MemoryReplayStore now must be a function/);
   });
