@@ -707,6 +707,8 @@ describe('Content-Type and Content-Encoding, as HTTP reads them', () => {
     ['text/plain naming JSON in a parameter', { 'Content-Type': 'text/plain; note=application/json' }, 415],
     ['Content-Encoding: identity', { 'Content-Encoding': 'identity' }, 200],
     ['an empty Content-Encoding', { 'Content-Encoding': '' }, 200],
+    // Found in a mutation hunt: content codings are case-insensitive (RFC 9110), and no row said so.
+    ['Content-Encoding: IDENTITY', { 'Content-Encoding': 'IDENTITY' }, 200],
     ['Content-Encoding: gzip', { 'Content-Encoding': 'gzip' }, 415],
   ])('%s → %i', async (_name, extra, status) => {
     expect(await answered(extra)).toBe(status);
@@ -1111,6 +1113,26 @@ describe('request text is stripped of control characters before it is echoed', (
 // to receive() by a framework that does not trim (a Lambda event, say) held the process
 // for two minutes (300 000 spaces) before any check, unanswerable by a timer. Run in a
 // process of its own, so the test ends even then: it must finish, however fast.
+// Found in a mutation hunt: WebhookHeaders takes numbers (as Node's header objects may hold),
+// and nothing gave receive() one, nor a list with something other than text in it.
+describe('header values given to receive() that are not text', () => {
+  it('reads a number as its decimal text', async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const headers = { ...delivery.headers, 'X-MITPO-Timestamp': Number(delivery.headers['X-MITPO-Timestamp']) };
+    expect((await webhooks.receive({ rawBody: delivery.body, headers })).status).toBe(200);
+  });
+
+  it('leaves out a list with something other than text in it, and answers rather than rejects', async () => {
+    const { webhooks, runs } = recordingReceiver();
+    const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    const headers = { ...delivery.headers, 'X-MITPO-Signature': [delivery.headers['X-MITPO-Signature']!, 42] as never };
+    const reply = await webhooks.receive({ rawBody: delivery.body, headers });
+    expect(reply).toMatchObject({ status: 400, body: { error: { code: 'missing_signature' } } });
+    expect(runs).toHaveLength(0);
+  });
+});
+
 describe('header values given to receive() untrimmed', () => {
   it('are trimmed, also with a long run of spaces inside, before the checks', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
