@@ -79,6 +79,14 @@ describe('text echoed with half of a UTF-16 pair', () => {
     expect(message).toContain(`"${'x'.repeat(63)}…"`);
   });
 
+  // Found in a mutation hunt: only 😀 (first half U+D83D) was cut; the last first half, U+DBFF
+  // (U+10FC00 to U+10FFFF, private use, which the cleaning keeps), was never tried.
+  it('never cuts in two a character whose first half is the last one there is', () => {
+    const cut = sanitizeText(`${'a'.repeat(99)}\u{10FFFD}${'x'.repeat(10)}`, 100);
+    expect(cut).toBe(`${'a'.repeat(99)}…`);
+    expect(cut).not.toMatch(LONE_SURROGATE);
+  });
+
   it('keeps a whole pair that ends exactly at the cut', () => {
     const cut = sanitizeText(`${'a'.repeat(98)}😀${'x'.repeat(10)}`, 100);
     expect(cut).toBe(`${'a'.repeat(98)}😀…`);
