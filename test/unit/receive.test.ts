@@ -897,6 +897,24 @@ describe('an authentic event is never refused for a null optional field, nor los
     expect((await deliver(webhooks, forged)).status).toBe(401);
     expect(told[1]![1]).toEqual({ headers: expect.any(Object) });
   });
+
+  // Found in a mutation hunt: issues are the event schema's, for invalid_payload only; a handler
+  // that throws a validation error of its own (a ZodError, say) must not have its issues passed
+  // off as the schema's.
+  it("tells onFailure no issues when an authentic delivery's handler throws an error that has some", async () => {
+    const webhooks = new MitpoWebhooks({ secret: SECRET });
+    webhooks.onAny(() => {
+      throw Object.assign(new Error("the handler's own validation"), { issues: [{ path: ['mine'], message: 'Required' }] });
+    });
+    const told: Array<[WebhookVerificationError, FailureContext]> = [];
+    webhooks.onFailure((error, context) => void told.push([error, context]));
+    const authentic = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+    expect((await deliver(webhooks, authentic)).status).toBe(500);
+    const [error, context] = told[0]!;
+    expect(error.code).toBe('handler_failed');
+    expect(context.authenticated).toBe(true);
+    expect(context).not.toHaveProperty('issues');
+  });
 });
 
 describe('the secret function is not called once per forged request', () => {
@@ -1096,6 +1114,21 @@ describe('request text is stripped of control characters before it is echoed', (
     const answer = (reply.body as { error: { message: string } }).error.message;
     for (const text of [answer, ...messages, ...lines]) expect(text).not.toMatch(C0_C1_DEL);
     expect(lines.length).toBeGreaterThan(0);
+  });
+
+  // Found in a mutation hunt: the event name a log record carries (once verified) was never
+  // tried with a control character in it; an event type this version does not know can have one.
+  it('in the event name of the log record of an authentic delivery whose handler failed', async () => {
+    const lines: string[] = [];
+    const write = (record: object, message: string) => void lines.push(JSON.stringify(record), message);
+    const webhooks = new MitpoWebhooks({ secret: SECRET, logger: { debug: write, info: write, warn: write, error: write } });
+    webhooks.onAny(() => {
+      throw new Error('handler down');
+    });
+    const { body, headers } = signedDelivery({ event: 'custom.\u009b31mthing', secret: SECRET, data: {} } as never);
+    expect((await webhooks.receive({ rawBody: body, headers })).body).toMatchObject({ error: { code: 'handler_failed' } });
+    expect(lines.join('\n')).toContain('"event":"custom.31mthing"');
+    for (const line of lines) expect(line).not.toMatch(C0_C1_DEL);
   });
 
   it('in an unknown event name refused by verify()', async () => {
