@@ -48,6 +48,19 @@ describe('the deliveryKey option', () => {
     expect(records).toEqual([expect.objectContaining({ level: 'error', record: expect.objectContaining({ code: 'internal_error' }) })]);
   });
 
+  // Found in a mutation hunt: no record was checked with a key longer than the default's 64
+  // characters, so cutting keys of a hundred-odd characters short went unnoticed.
+  it('is logged whole up to 200 characters, and cut short past that', async () => {
+    const { logger, records } = recordingLogger();
+    let key = '';
+    const webhooks = new MitpoWebhooks({ secret: SECRET, deliveryKey: () => key, logger });
+    webhooks.onAny(() => {
+      throw new Error('handler down');
+    });
+    for (key of [`dispatch.completed:${'d'.repeat(181)}`, 'k'.repeat(1000)]) expect((await webhooks.receive(delivery())).status).toBe(500);
+    expect(records.map(({ record }) => record.deliveryKey)).toEqual([`dispatch.completed:${'d'.repeat(181)}`, `${'k'.repeat(200)}…`]);
+  });
+
   it('must be a function', () => {
     expect(() => new MitpoWebhooks({ secret: SECRET, deliveryKey: 'dispatch_id' as never })).toThrow(/deliveryKey must be a function/);
   });
