@@ -251,6 +251,19 @@ describe('the claim held while a handler runs', () => {
     expect(renewed).toEqual([]);
   });
 
+  // Found in a mutation hunt: nothing checked that the renewal's one timer stops once no claim
+  // is left, without close(): where a timer cannot be unref'd (Deno's are numbers), one left
+  // running would keep an idle process alive.
+  it('stops its timer at the first renewal tick that finds no claim, with no close()', async () => {
+    jest.useFakeTimers({ doNotFake: ['nextTick', 'setImmediate', 'queueMicrotask'] });
+    const webhooks = new MitpoWebhooks({ secret: SECRET, inFlightTtl: 0.03 });
+    webhooks.onAny(() => undefined);
+    expect((await deliver(webhooks, signedDelivery({ event: 'dispatch.completed', secret: SECRET }))).status).toBe(200);
+    expect(jest.getTimerCount()).toBe(1); // the renewal, started with the claim
+    await jest.advanceTimersByTimeAsync(10); // a third of inFlightTtl: the tick finds no claim
+    expect(jest.getTimerCount()).toBe(0);
+  });
+
   // Found in a mutation hunt: a renewal for less than inFlightTtl went unnoticed.
   it.each([
     ['renew', false],
