@@ -114,6 +114,8 @@ describe('text echoed from a long value', () => {
 
   it('keeps a text whose cleaned form fits, however many characters it had to strip within that', () => {
     expect(sanitizeText(`${'\u200b'.repeat(300)}visible`, 100)).toBe('visible');
+    // Found in a mutation hunt: exactly four times what is kept is still looked at whole.
+    expect(sanitizeText(`${'\u200b'.repeat(393)}visible`, 100)).toBe('visible');
   });
 
   it('leaves no half of a pair where it stops looking', () => {
