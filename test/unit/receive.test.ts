@@ -715,6 +715,14 @@ describe('Content-Type and Content-Encoding, as HTTP reads them', () => {
   });
 });
 
+// Found in a mutation hunt: no test read the 415's message for a Content-Type with parameters.
+it('quotes in a 415 only the media type, in lower case, not its parameters', async () => {
+  const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
+  const { body, headers } = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+  const reply = await webhooks.receive({ rawBody: body, headers: { ...headers, 'Content-Type': 'Text/HTML; charset=utf-8' } });
+  expect(reply).toMatchObject({ status: 415, body: { error: { code: 'unsupported_media_type', message: 'Content-Type must be application/json (got "text/html")' } } });
+});
+
 describe('one header under two spellings of its name (a plain object given to receive())', () => {
   it.each([['the right one first'], ['the wrong one first']])('is refused as sent twice, %s', async (order) => {
     const webhooks = new MitpoWebhooks({ secret: SECRET, replay: false });
