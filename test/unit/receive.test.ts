@@ -1149,11 +1149,6 @@ describe('request text is stripped of control characters before it is echoed', (
   });
 });
 
-// Found by a self-review: trimming a header value with one pattern (spaces at its start,
-// or at its end) took time in the square of a run of spaces inside it, so a value given
-// to receive() by a framework that does not trim (a Lambda event, say) held the process
-// for two minutes (300 000 spaces) before any check, unanswerable by a timer. Run in a
-// process of its own, so the test ends even then: it must finish, however fast.
 // Found in a mutation hunt: WebhookHeaders takes numbers (as Node's header objects may hold),
 // and nothing gave receive() one, nor a list with something other than text in it.
 describe('header values given to receive() that are not text', () => {
@@ -1174,6 +1169,11 @@ describe('header values given to receive() that are not text', () => {
   });
 });
 
+// Found by a self-review: trimming a header value with one pattern (spaces at its start,
+// or at its end) took time in the square of a run of spaces inside it, so a value given
+// to receive() by a framework that does not trim (a Lambda event, say) held the process
+// for two minutes (300 000 spaces) before any check, unanswerable by a timer. Run in a
+// process of its own, so the test ends even then: it must finish, however fast.
 describe('header values given to receive() untrimmed', () => {
   it('are trimmed, also with a long run of spaces inside, before the checks', async () => {
     const webhooks = new MitpoWebhooks({ secret: SECRET });
