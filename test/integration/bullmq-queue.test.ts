@@ -404,52 +404,44 @@ describeRedis('queued processing on BullMQ', () => {
     }
   });
 
-  // The last note's never-ready case, found when CI hung on Node 26: Redis hung while the
-  // worker's connections were still being set up. close() returned, then BullMQ's pause(),
-  // begun by close(), reconnected the blocking connection for good: the process never exited.
-  it('close(): lets the process exit when Redis hung while the worker was still setting up its connections', async () => {
-    const proxy = await freezingProxy(REDIS_URL!, { answersClose: false });
+  /**
+   * A worker in a process of its own, on Redis behind a proxy frozen from the start but for
+   * its first `spared` connections, is closed; Redis then recovers, when a connection
+   * brought back would stay up. The process's exit code: it must exit by itself.
+   */
+  async function exitAfterCloseWithRedisHung(spared: number) {
+    const proxy = await freezingProxy(REDIS_URL!, { answersClose: false, spared });
     proxy.freeze();
     // A close() that ends before BullMQ's pause() comes back, as with a short enqueueTimeout.
     const child = startWorkerProcess(name, proxy.url, 0.2);
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     try {
       await nextMessage(child, (m) => m.ready === true);
-      // The queue's connection and the worker's two, none of them set up.
+      // The queue's connection and the worker's two.
       await waitFor(() => proxy.accepted() >= 3);
       const closed = nextMessage(child, (m) => m.closed === true);
       child.send('close');
       await closed;
-      // Redis recovers after the app closed: a connection brought back would now stay up.
       proxy.unfreeze();
-      // Its own exit, not a kill: nothing is left to keep it alive.
-      expect(await exited).toBe(0);
+      return await exited;
     } finally {
       child.kill('SIGKILL');
       await proxy.close();
     }
+  }
+
+  // The last note's never-ready case, found when CI hung on Node 26: Redis hung while the
+  // worker's connections were still being set up. close() returned, then BullMQ's pause(),
+  // begun by close(), reconnected the blocking connection for good: the process never exited.
+  it('close(): lets the process exit when Redis hung while the worker was still setting up its connections', async () => {
+    expect(await exitAfterCloseWithRedisHung(0)).toBe(0);
   });
 
+  // Its cousin: the queue's connection and the worker's main one are set up; the third, the
+  // worker's blocking one, hangs. pause() brought that one back after close() had ended it,
+  // and close() had stopped waiting for it to be handed over.
   it('close(): lets the process exit when Redis hung after the worker set up its main connection, while it was setting up its blocking one', async () => {
-    // The queue's connection and the worker's main one are set up; the third, the
-    // worker's blocking one, hangs. BullMQ's pause() brought that one back after
-    // close() had ended it, and close() had stopped waiting for it to be handed over.
-    const proxy = await freezingProxy(REDIS_URL!, { answersClose: false, spared: 2 });
-    proxy.freeze();
-    const child = startWorkerProcess(name, proxy.url, 0.2);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-    try {
-      await nextMessage(child, (m) => m.ready === true);
-      await waitFor(() => proxy.accepted() >= 3);
-      const closed = nextMessage(child, (m) => m.closed === true);
-      child.send('close');
-      await closed;
-      proxy.unfreeze();
-      expect(await exited).toBe(0);
-    } finally {
-      child.kill('SIGKILL');
-      await proxy.close();
-    }
+    expect(await exitAfterCloseWithRedisHung(2)).toBe(0);
   });
 
   it('close(): lets go of every connection once a job that outlived its timeout ends, so that the process can exit', async () => {
