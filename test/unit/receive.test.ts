@@ -416,6 +416,22 @@ describe('receive()', () => {
         return original(...args);
       };
     };
+    /** A receiver on `store` that has handled one delivery, answered 200. */
+    const handledOne = async (store: MemoryReplayStore, logger: typeof quiet = quiet) => {
+      const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger });
+      webhooks.on('dispatch.completed', () => undefined);
+      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
+      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      return { webhooks, delivery };
+    };
+    const onFakeTimers = async (test: () => Promise<void>) => {
+      jest.useFakeTimers();
+      try {
+        await test();
+      } finally {
+        jest.useRealTimers();
+      }
+    };
 
     it('is made in the background: a replay is then a duplicate, and the handler ran once', async () => {
       const store = new MemoryReplayStore();
@@ -523,10 +539,7 @@ describe('receive()', () => {
         await answer.promise;
         return complete(...args);
       };
-      const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
-      webhooks.on('dispatch.completed', () => undefined);
-      const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-      expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+      const { webhooks, delivery } = await handledOne(store);
       let closed = false;
       const closing = webhooks.close().then(() => (closed = true));
       await lastTryStarted.promise;
@@ -537,26 +550,18 @@ describe('receive()', () => {
       expect(await store.claim(deliveryKeyOf(delivery.body), 1000)).toBe('done');
     });
 
-    it('leaves no timer behind once close() resolved', async () => {
-      jest.useFakeTimers();
-      try {
+    it('leaves no timer behind once close() resolved', () =>
+      onFakeTimers(async () => {
         const store = new MemoryReplayStore();
         failingOnce(store, 'complete');
-        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
-        webhooks.on('dispatch.completed', () => undefined);
-        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        const { webhooks } = await handledOne(store);
         await webhooks.close();
         expect(jest.getTimerCount()).toBe(0);
-      } finally {
-        jest.useRealTimers();
-      }
-    });
+      }));
 
     // Found in a mutation hunt: the retries could go on every 100 ms, or far apart, unnoticed.
-    it('is tried again after 100 ms, then twice as long each time, up to 5 s apart', async () => {
-      jest.useFakeTimers();
-      try {
+    it('is tried again after 100 ms, then twice as long each time, up to 5 s apart', () =>
+      onFakeTimers(async () => {
         const store = new MemoryReplayStore();
         const start = Date.now();
         const tries: number[] = [];
@@ -564,23 +569,16 @@ describe('receive()', () => {
           tries.push(Date.now() - start);
           throw new Error('READONLY');
         };
-        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: quiet });
-        webhooks.on('dispatch.completed', () => undefined);
-        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        const { webhooks } = await handledOne(store);
         await jest.advanceTimersByTimeAsync(20_000);
         expect(tries).toEqual([0, 100, 300, 700, 1500, 3100, 6300, 11_300, 16_300]);
         await webhooks.close();
-      } finally {
-        jest.useRealTimers();
-      }
-    });
+      }));
 
     // Found in a mutation hunt: a last try that failed at close() could schedule another, and
     // the giving up was then neither logged at close() nor the end of the tries.
-    it('gives up when the last try at close() fails, logs that, and tries no more', async () => {
-      jest.useFakeTimers();
-      try {
+    it('gives up when the last try at close() fails, logs that, and tries no more', () =>
+      onFakeTimers(async () => {
         const store = new MemoryReplayStore();
         let tries = 0;
         store.complete = async () => {
@@ -588,10 +586,7 @@ describe('receive()', () => {
           throw new Error('READONLY');
         };
         const error = jest.fn();
-        const webhooks = new MitpoWebhooks({ secret: SECRET, replay: store, logger: { ...quiet, error } });
-        webhooks.on('dispatch.completed', () => undefined);
-        const delivery = signedDelivery({ event: 'dispatch.completed', secret: SECRET });
-        expect((await webhooks.receive({ rawBody: delivery.body, headers: delivery.headers })).status).toBe(200);
+        const { webhooks } = await handledOne(store, { ...quiet, error });
         await webhooks.close();
         expect(tries).toBe(2); // the completion, and the last try at close()
         expect(error.mock.calls.map(([, message]) => String(message))).toContainEqual(
@@ -600,10 +595,7 @@ describe('receive()', () => {
         await jest.advanceTimersByTimeAsync(60_000);
         expect(tries).toBe(2);
         expect(jest.getTimerCount()).toBe(0);
-      } finally {
-        jest.useRealTimers();
-      }
-    });
+      }));
   });
 
   it('claims, then completes on success and releases on failure', async () => {
